@@ -1,0 +1,321 @@
+//! The one event model every source produces and every detector reads.
+//!
+//! An [`Event`] is a flat, ordered list of `name = value` fields stored in one
+//! text buffer, plus where it came from (file, record) and when it happened.
+//! Readers fill a reused `Event` in place (`clear` then `push`), so a steady
+//! stream of records allocates nothing per event. Field names keep the shape
+//! Sigma rules use: EVTX `EventData` fields by their `Name`, `System` attributes
+//! joined with `_` (`Provider_Name`), W3C columns by their `#Fields:` name, and
+//! nested JSON by dotted path.
+//!
+//! Values are kept as text (numbers in their decimal form) with a [`ValueKind`]
+//! so that matching works on one representation and output can restore types.
+
+use std::fmt;
+use std::ops::Range;
+
+pub mod time;
+
+pub use time::Timestamp;
+
+/// Where an event came from: the format family, which decides how log sources map onto it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A Windows event: binary EVTX or the evtx JSON layout (`Event.System…`).
+    Windows,
+    /// A W3C extended log line (IIS, some proxies).
+    W3c,
+    /// An Exchange `#Fields:` CSV log (HttpProxy, Rps_Http, message tracking, …).
+    ExchangeCsv,
+    /// Any other JSON object.
+    Json,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Windows => "windows",
+            SourceKind::W3c => "w3c",
+            SourceKind::ExchangeCsv => "exchange_csv",
+            SourceKind::Json => "json",
+        }
+    }
+}
+
+/// The JSON type a value had in its source, so output can restore it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueKind {
+    Str,
+    Int,
+    Float,
+    Bool,
+    Null,
+}
+
+#[derive(Clone, Debug)]
+struct FieldSlot {
+    name: Range<u32>,
+    value: Range<u32>,
+    kind: ValueKind,
+}
+
+/// One field of an event, borrowed from it.
+#[derive(Clone, Copy, Debug)]
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+    pub kind: ValueKind,
+}
+
+/// A normalised event. See the crate docs.
+#[derive(Clone, Debug)]
+pub struct Event {
+    text: String,
+    fields: Vec<FieldSlot>,
+    /// Format family of the source.
+    pub source: SourceKind,
+    /// A sub-type named by the reader (e.g. the Exchange log type `HttpProxy`), empty if none.
+    pub log_type: String,
+    /// When it happened, if the record says.
+    pub timestamp: Option<Timestamp>,
+    /// EVTX `EventRecordID`, or the 1-based line number for line formats.
+    pub record: u64,
+    /// The original line for line-based formats, used by keyword searches (empty otherwise).
+    pub raw: String,
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Event::new(SourceKind::Json)
+    }
+}
+
+/// The limit on one event's text, so a hostile record cannot grow a buffer without bound.
+pub const MAX_EVENT_TEXT: usize = 64 * 1024 * 1024;
+
+impl Event {
+    pub fn new(source: SourceKind) -> Self {
+        Event {
+            text: String::with_capacity(1024),
+            fields: Vec::with_capacity(32),
+            source,
+            log_type: String::new(),
+            timestamp: None,
+            record: 0,
+            raw: String::new(),
+        }
+    }
+
+    /// Empties the event for reuse, keeping its buffers.
+    pub fn clear(&mut self, source: SourceKind) {
+        self.text.clear();
+        self.fields.clear();
+        self.source = source;
+        self.log_type.clear();
+        self.timestamp = None;
+        self.record = 0;
+        self.raw.clear();
+    }
+
+    /// Appends a field. Returns false (and adds nothing) if the event would exceed
+    /// [`MAX_EVENT_TEXT`].
+    pub fn push(&mut self, name: &str, value: &str, kind: ValueKind) -> bool {
+        if self.text.len() + name.len() + value.len() > MAX_EVENT_TEXT {
+            return false;
+        }
+        let n0 = self.text.len() as u32;
+        self.text.push_str(name);
+        let n1 = self.text.len() as u32;
+        self.text.push_str(value);
+        let v1 = self.text.len() as u32;
+        self.fields.push(FieldSlot { name: n0..n1, value: n1..v1, kind });
+        true
+    }
+
+    /// Appends a string field.
+    pub fn push_str(&mut self, name: &str, value: &str) -> bool {
+        self.push(name, value, ValueKind::Str)
+    }
+
+    /// Appends a field whose name is built from parts (avoids a temporary string).
+    pub fn push_parts(&mut self, name_parts: &[&str], value: &str, kind: ValueKind) -> bool {
+        let name_len: usize = name_parts.iter().map(|p| p.len()).sum();
+        if self.text.len() + name_len + value.len() > MAX_EVENT_TEXT {
+            return false;
+        }
+        let n0 = self.text.len() as u32;
+        for p in name_parts {
+            self.text.push_str(p);
+        }
+        let n1 = self.text.len() as u32;
+        self.text.push_str(value);
+        let v1 = self.text.len() as u32;
+        self.fields.push(FieldSlot { name: n0..n1, value: n1..v1, kind });
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The i-th field in source order.
+    pub fn field(&self, i: usize) -> Field<'_> {
+        let s = &self.fields[i];
+        Field {
+            name: &self.text[s.name.start as usize..s.name.end as usize],
+            value: &self.text[s.value.start as usize..s.value.end as usize],
+            kind: s.kind,
+        }
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = Field<'_>> + '_ {
+        (0..self.fields.len()).map(move |i| self.field(i))
+    }
+
+    /// The first value of a field, by name compared ASCII case-insensitively.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value)
+    }
+
+    /// All values of a field (multi-valued fields such as unnamed EVTX `Data` repeat their name).
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields().filter(move |f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value)
+    }
+
+    /// The host the event is about: `Computer` for Windows, `s-computername`/`ServerHostName`
+    /// or `s-ip` for web and Exchange logs.
+    pub fn host(&self) -> Option<&str> {
+        const HOST_FIELDS: [&str; 6] =
+            ["Computer", "s-computername", "ServerHostName", "server-hostname", "host.name", "s-ip"];
+        HOST_FIELDS.iter().find_map(|n| self.get(n).filter(|v| !v.is_empty()))
+    }
+
+    /// The event as a JSON object. Repeated names become arrays; types are restored.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::with_capacity(self.fields.len());
+        for f in self.fields() {
+            let v = json_value(f);
+            match map.get_mut(f.name) {
+                None => {
+                    map.insert(f.name.to_string(), v);
+                }
+                Some(serde_json::Value::Array(a)) if a.len() < 1 << 16 => a.push(v),
+                Some(existing) => {
+                    let prev = existing.take();
+                    *existing = serde_json::Value::Array(vec![prev, v]);
+                }
+            }
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+fn json_value(f: Field<'_>) -> serde_json::Value {
+    match f.kind {
+        ValueKind::Str => serde_json::Value::String(f.value.to_string()),
+        ValueKind::Int => f
+            .value
+            .parse::<i64>()
+            .map(Into::into)
+            .or_else(|_| f.value.parse::<u64>().map(Into::into))
+            .unwrap_or_else(|_| serde_json::Value::String(f.value.to_string())),
+        ValueKind::Float => f
+            .value
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(serde_json::Value::Number)
+            .unwrap_or_else(|| serde_json::Value::String(f.value.to_string())),
+        ValueKind::Bool => serde_json::Value::Bool(f.value == "true"),
+        ValueKind::Null => serde_json::Value::Null,
+    }
+}
+
+impl fmt::Display for Event {
+    /// `name=value` pairs, values escaped, for human display.
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, field) in self.fields().enumerate() {
+            if i > 0 {
+                out.write_str(" ")?;
+            }
+            write!(out, "{}={}", escape_display(field.name), escape_display(field.value))?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes an attacker-controlled string safe to print on a terminal or in a table:
+/// control characters (including ESC, so no ANSI sequences), bidi overrides and
+/// other invisible format characters become `\u{..}` escapes; `\n`, `\r`, `\t`
+/// become their C escapes.
+pub fn escape_display(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => {
+                use fmt::Write;
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c as u32,
+            0x200B..=0x200F   // zero-width and direction marks
+            | 0x202A..=0x202E // bidi embeddings and overrides
+            | 0x2066..=0x2069 // bidi isolates
+            | 0xFEFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_and_read_back() {
+        let mut e = Event::new(SourceKind::Windows);
+        e.push("EventID", "4688", ValueKind::Int);
+        e.push_str("CommandLine", "cmd.exe /c whoami");
+        e.push_parts(&["Provider", "_", "Name"], "Microsoft-Windows-Security-Auditing", ValueKind::Str);
+        assert_eq!(e.len(), 3);
+        assert_eq!(e.get("commandline"), Some("cmd.exe /c whoami"));
+        assert_eq!(e.get("Provider_Name"), Some("Microsoft-Windows-Security-Auditing"));
+        let j = e.to_json();
+        assert_eq!(j["EventID"], serde_json::json!(4688));
+        e.clear(SourceKind::W3c);
+        assert!(e.is_empty());
+        assert_eq!(e.source, SourceKind::W3c);
+    }
+
+    #[test]
+    fn repeated_names_become_arrays() {
+        let mut e = Event::default();
+        e.push_str("Data", "a");
+        e.push_str("Data", "b");
+        e.push_str("Data", "c");
+        assert_eq!(e.to_json()["Data"], serde_json::json!(["a", "b", "c"]));
+        assert_eq!(e.get_all("data").collect::<Vec<_>>(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn escapes_terminal_control() {
+        assert_eq!(escape_display("plain"), "plain");
+        assert_eq!(escape_display("a\x1b[31mred"), "a\\u{1b}[31mred");
+        assert_eq!(escape_display("x\u{202e}y\nz"), "x\\u{202e}y\\nz");
+    }
+}

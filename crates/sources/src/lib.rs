@@ -1,0 +1,293 @@
+//! Readers that turn the files a breached institution hands over into [`Event`]s.
+//!
+//! The format is chosen by content, never by extension ([`sniff`]): EVTX by its
+//! `ElfFile` magic, JSON by its first byte, W3C and Exchange CSV logs by their
+//! `#` directives. Gzip is unwrapped transparently. Every reader is hostile-input
+//! safe: a corrupt record is skipped and counted in the [`FileReport`] with its
+//! position, a record larger than [`ReadOptions::max_record_bytes`] is skipped
+//! without being held in memory, and reading goes on.
+//!
+//! Adding a source: write a module with a `read(…, &mut Event, sink)` function
+//! that fills the reused event per record, add a [`Format`] variant and teach
+//! [`sniff`] to recognise it.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use portcullis_event::Event;
+
+pub mod evtx;
+pub mod exchange_csv;
+pub mod json;
+pub mod lines;
+pub mod w3c;
+
+/// A file format Portcullis can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Evtx,
+    Json,
+    W3c,
+    ExchangeCsv,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Evtx => "evtx",
+            Format::Json => "json",
+            Format::W3c => "w3c",
+            Format::ExchangeCsv => "exchange_csv",
+        }
+    }
+}
+
+/// Limits and parallelism for reading.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    /// A line, JSON object or CSV record longer than this is skipped (and counted).
+    pub max_record_bytes: usize,
+    /// Threads the EVTX parser may use for one file (1 = parse inline).
+    pub evtx_threads: usize,
+    /// Largest decompressed size of a gzipped EVTX file (it is unpacked to a temporary file).
+    pub max_gunzip_bytes: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { max_record_bytes: 16 * 1024 * 1024, evtx_threads: 1, max_gunzip_bytes: 16 << 30 }
+    }
+}
+
+/// How many skip notes a report keeps verbatim; the rest are only counted.
+pub const MAX_NOTES: usize = 20;
+
+/// What reading one file produced.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub format: Option<Format>,
+    pub gzip: bool,
+    pub bytes: u64,
+    pub events: u64,
+    /// Records (or whole EVTX chunks, see `notes`) that could not be read.
+    pub skipped: u64,
+    /// Lines that held invalid UTF-8 and were decoded with replacement characters.
+    pub lossy: u64,
+    /// The first [`MAX_NOTES`] reasons for skips, with their position.
+    pub notes: Vec<String>,
+}
+
+impl FileReport {
+    pub(crate) fn skip(&mut self, note: impl FnOnce() -> String) {
+        self.skipped += 1;
+        if self.notes.len() < MAX_NOTES {
+            self.notes.push(note());
+        }
+    }
+}
+
+/// A file that could not be read at all.
+#[derive(Debug)]
+pub enum SourceError {
+    Io { path: PathBuf, error: io::Error },
+    /// The content matches no supported format.
+    Unrecognised { path: PathBuf },
+    /// The format was recognised but the file is unreadable as a whole (e.g. a bad EVTX header).
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            SourceError::Unrecognised { path } => {
+                write!(f, "{}: not a format Portcullis reads (EVTX, JSON, W3C, Exchange CSV)", path.display())
+            }
+            SourceError::Corrupt { path, reason } => write!(f, "{}: {reason}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// Recognises a format from the first bytes of a (decompressed) file.
+pub fn sniff(prefix: &[u8]) -> Option<Format> {
+    if prefix.starts_with(b"ElfFile\0") {
+        return Some(Format::Evtx);
+    }
+    let text = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
+    let start = text.iter().position(|b| !b.is_ascii_whitespace())?;
+    let text = &text[start..];
+    match text[0] {
+        b'{' | b'[' => Some(Format::Json),
+        b'R' if text.starts_with(b"Record ") => Some(Format::Json), // evtx_dump output
+        b'#' => {
+            let mut saw_fields = None;
+            for line in text.split(|&b| b == b'\n').take(64) {
+                if !line.starts_with(b"#") {
+                    break;
+                }
+                if starts_with_ci(line, b"#Software: Microsoft Exchange") || starts_with_ci(line, b"#Log-type:") {
+                    return Some(Format::ExchangeCsv);
+                }
+                if let Some(rest) = line.strip_prefix(b"#Fields:") {
+                    saw_fields = Some(if rest.contains(&b',') { Format::ExchangeCsv } else { Format::W3c });
+                    break;
+                }
+            }
+            saw_fields
+        }
+        _ => None,
+    }
+}
+
+fn starts_with_ci(s: &[u8], p: &[u8]) -> bool {
+    s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p)
+}
+
+/// Expands files and directories (recursively, not following directory symlinks) into a
+/// sorted list of files. Paths that do not exist are returned as errors.
+pub fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<SourceError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => walk(p, &mut files, &mut errors),
+            Ok(_) => files.push(p.clone()),
+            Err(error) => errors.push(SourceError::Io { path: p.clone(), error }),
+        }
+    }
+    files.sort();
+    files.dedup();
+    (files, errors)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(error) => {
+            errors.push(SourceError::Io { path: dir.to_path_buf(), error });
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => walk(&path, files, errors),
+            Ok(t) if t.is_file() => files.push(path),
+            Ok(t) if t.is_symlink() => {
+                if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                    files.push(path);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads one file, calling `sink` with each event (the same `Event` value, refilled).
+/// `sink` returns `Break` to stop early.
+pub fn read_file(
+    path: &Path,
+    opts: &ReadOptions,
+    sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
+) -> Result<FileReport, SourceError> {
+    let io_err = |error| SourceError::Io { path: path.to_path_buf(), error };
+    let mut file = File::open(path).map_err(io_err)?;
+    let bytes = file.metadata().map_err(io_err)?.len();
+    let mut report = FileReport { path: path.to_path_buf(), bytes, ..Default::default() };
+
+    let mut magic = [0u8; 2];
+    let n = read_up_to(&mut file, &mut magic).map_err(io_err)?;
+    file.rewind().map_err(io_err)?;
+    if n == 2 && magic == [0x1f, 0x8b] {
+        report.gzip = true;
+        let mut reader = BufReader::with_capacity(256 * 1024, flate2::read::MultiGzDecoder::new(file));
+        let format = sniff(reader.fill_buf().map_err(io_err)?)
+            .ok_or_else(|| SourceError::Unrecognised { path: path.to_path_buf() })?;
+        report.format = Some(format);
+        if format == Format::Evtx {
+            // The EVTX parser seeks, so the file is unpacked to a temporary file first.
+            let mut tmp = tempfile::tempfile().map_err(io_err)?;
+            let copied = io::copy(&mut reader.take(opts.max_gunzip_bytes + 1), &mut tmp).map_err(io_err)?;
+            if copied > opts.max_gunzip_bytes {
+                return Err(SourceError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("decompresses to more than {} bytes; raise the limit to read it", opts.max_gunzip_bytes),
+                });
+            }
+            tmp.rewind().map_err(io_err)?;
+            evtx::read(tmp, path, opts, &mut report, sink)?;
+        } else {
+            read_text(format, reader, path, opts, &mut report, sink)?;
+        }
+        return Ok(report);
+    }
+
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let format =
+        sniff(reader.fill_buf().map_err(io_err)?).ok_or_else(|| SourceError::Unrecognised { path: path.to_path_buf() })?;
+    report.format = Some(format);
+    if format == Format::Evtx {
+        let file = reader.into_inner();
+        evtx::read(file, path, opts, &mut report, sink)?;
+    } else {
+        read_text(format, reader, path, opts, &mut report, sink)?;
+    }
+    Ok(report)
+}
+
+fn read_text(
+    format: Format,
+    reader: impl BufRead,
+    path: &Path,
+    opts: &ReadOptions,
+    report: &mut FileReport,
+    sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
+) -> Result<(), SourceError> {
+    let res = match format {
+        Format::Json => json::read(reader, opts, report, sink),
+        Format::W3c => w3c::read(reader, opts, report, sink),
+        Format::ExchangeCsv => exchange_csv::read(reader, opts, report, sink),
+        Format::Evtx => unreachable!("EVTX is read by evtx::read"),
+    };
+    res.map_err(|error| SourceError::Io { path: path.to_path_buf(), error })
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_by_content() {
+        assert_eq!(sniff(b"ElfFile\0\0\0"), Some(Format::Evtx));
+        assert_eq!(sniff(b"\xEF\xBB\xBF  {\"a\":1}"), Some(Format::Json));
+        assert_eq!(sniff(b"[{}]"), Some(Format::Json));
+        assert_eq!(
+            sniff(b"#Software: Microsoft Internet Information Services 10.0\r\n#Fields: date time cs-method\r\n"),
+            Some(Format::W3c)
+        );
+        assert_eq!(sniff(b"#Software: Microsoft Exchange Server\r\n#Fields: DateTime,RequestId\r\n"), Some(Format::ExchangeCsv));
+        assert_eq!(sniff(b"#Fields: date-time,client-ip\n"), Some(Format::ExchangeCsv));
+        assert_eq!(sniff(b"hello world"), None);
+        assert_eq!(sniff(b""), None);
+        assert_eq!(sniff(b"# just a comment\nfoo"), None);
+    }
+}

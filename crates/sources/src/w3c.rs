@@ -1,0 +1,192 @@
+//! W3C extended log format as IIS (and some proxies) write it: `#Fields:` names the
+//! space-separated columns and may change mid-file; `-` is an empty value; `+` stands
+//! for a space in user agents. Each column becomes a field under its `#Fields:` name,
+//! with the Sigma webserver aliases added (`cs(User-Agent)` is also `cs-user-agent`)
+//! and `cs-uri` built from stem and query.
+
+use std::io::{self, BufRead};
+use std::ops::ControlFlow;
+
+use portcullis_event::{Event, SourceKind, Timestamp, ValueKind};
+
+use crate::lines::{Line, decode_lossy, read_line_bounded};
+use crate::{FileReport, ReadOptions};
+
+struct Column {
+    name: String,
+    alias: Option<&'static str>,
+    plus_is_space: bool,
+}
+
+fn column(name: &str) -> Column {
+    let lower = name.to_ascii_lowercase();
+    let alias = match lower.as_str() {
+        "cs(user-agent)" => Some("cs-user-agent"),
+        "cs(referer)" => Some("cs-referer"),
+        "cs(cookie)" => Some("cs-cookie"),
+        "cs(host)" => Some("cs-host"),
+        "cs(x-forwarded-for)" => Some("cs-x-forwarded-for"),
+        _ => None,
+    };
+    let plus_is_space = lower.starts_with("cs(") || lower.starts_with("sc(") || lower.starts_with("s-computername");
+    Column { name: name.to_string(), alias, plus_is_space }
+}
+
+pub fn read(
+    mut reader: impl BufRead,
+    opts: &ReadOptions,
+    report: &mut FileReport,
+    sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
+) -> io::Result<()> {
+    let mut columns: Vec<Column> = Vec::new();
+    let mut buf = Vec::new();
+    let mut value = String::new();
+    let mut event = Event::new(SourceKind::W3c);
+    let mut line_no: u64 = 0;
+    loop {
+        line_no += 1;
+        match read_line_bounded(&mut reader, &mut buf, opts.max_record_bytes)? {
+            Line::Eof => break,
+            Line::TooLong { len } => {
+                report.skip(|| format!("line {line_no}: {len} bytes exceeds the record limit"));
+                continue;
+            }
+            Line::Ok => {}
+        }
+        let (line, lossy) = decode_lossy(&buf);
+        if lossy {
+            report.lossy += 1;
+        }
+        if let Some(directive) = line.strip_prefix('#') {
+            if let Some(fields) = directive.strip_prefix("Fields:") {
+                columns = fields.split_ascii_whitespace().map(column).collect();
+            }
+            continue;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        if columns.is_empty() {
+            report.skip(|| format!("line {line_no}: data before any #Fields: directive"));
+            continue;
+        }
+        let n = line.split(' ').count();
+        if n != columns.len() {
+            let expected = columns.len();
+            report.skip(|| format!("line {line_no}: {n} columns where #Fields: names {expected}"));
+            continue;
+        }
+        event.clear(SourceKind::W3c);
+        event.record = line_no;
+        let (mut date, mut time, mut stem, mut query) = (None, None, None, None);
+        let mut has_cs_uri = false;
+        for (col, raw) in columns.iter().zip(line.split(' ')) {
+            let (v, kind) = if raw == "-" {
+                ("", ValueKind::Null)
+            } else if col.plus_is_space && raw.contains('+') {
+                value.clear();
+                value.extend(raw.chars().map(|c| if c == '+' { ' ' } else { c }));
+                (value.as_str(), ValueKind::Str)
+            } else {
+                (raw, ValueKind::Str)
+            };
+            event.push(&col.name, v, kind);
+            if let Some(alias) = col.alias {
+                event.push(alias, v, kind);
+            }
+            match col.name.as_str() {
+                "date" => date = Some(raw),
+                "time" => time = Some(raw),
+                "cs-uri-stem" => stem = Some(raw),
+                "cs-uri-query" => query = Some(raw).filter(|q| *q != "-"),
+                "cs-uri" => has_cs_uri = true,
+                _ => {}
+            }
+        }
+        if let (Some(stem), false) = (stem, has_cs_uri) {
+            value.clear();
+            value.push_str(stem);
+            if let Some(q) = query {
+                value.push('?');
+                value.push_str(q);
+            }
+            event.push("cs-uri", &value, ValueKind::Str);
+        }
+        if let (Some(d), Some(t)) = (date, time) {
+            value.clear();
+            value.push_str(d);
+            value.push(' ');
+            value.push_str(t);
+            event.timestamp = Timestamp::parse(&value);
+        }
+        event.raw.push_str(line);
+        report.events += 1;
+        if sink(&event).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IIS: &str = "#Software: Microsoft Internet Information Services 10.0\r\n\
+#Version: 1.0\r\n\
+#Date: 2021-08-24 02:13:00\r\n\
+#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken\r\n\
+2021-08-24 02:13:00 10.0.0.5 POST /autodiscover/autodiscover.json @evil.corp/powershell/?X-Rps-CAT=VgEAVAdXaW5kb3dz&Email=autodiscover/autodiscover.json%3F@evil.corp 443 - 185.220.101.182 python-requests/2.25.1 - 200 0 0 312\r\n\
+2021-08-24 02:13:01 10.0.0.5 GET /owa/ - 443 - 10.1.1.1 Mozilla/5.0+(Windows+NT+10.0) - 200 0 0 12\r\n\
+2021-08-24 02:13:02 10.0.0.5 GET /too few\r\n\
+#Fields: date time c-ip\r\n\
+2021-08-24 02:14:00 10.9.9.9\r\n";
+
+    fn read_all(data: &[u8]) -> (Vec<Event>, FileReport) {
+        let mut report = FileReport::default();
+        let mut events = Vec::new();
+        read(data, &ReadOptions::default(), &mut report, &mut |e| {
+            events.push(e.clone());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        (events, report)
+    }
+
+    #[test]
+    fn iis_lines_become_fields() {
+        let (events, report) = read_all(IIS.as_bytes());
+        assert_eq!(report.events, 3);
+        assert_eq!(report.skipped, 1);
+        assert!(report.notes[0].starts_with("line 7: 6 columns where #Fields: names 15"), "{:?}", report.notes);
+        let e = &events[0];
+        assert_eq!(e.get("cs-uri-stem"), Some("/autodiscover/autodiscover.json"));
+        assert!(e.get("cs-uri-query").unwrap().contains("X-Rps-CAT"));
+        assert_eq!(e.get("c-ip"), Some("185.220.101.182"));
+        assert_eq!(e.get("sc-status"), Some("200"));
+        assert_eq!(e.get("cs-username"), Some(""));
+        assert!(e.get("cs-uri").unwrap().starts_with("/autodiscover/autodiscover.json?@evil.corp/powershell"));
+        assert_eq!(e.timestamp.unwrap().to_string(), "2021-08-24T02:13:00Z");
+        assert_eq!(e.record, 5);
+        assert_eq!(events[1].get("cs-user-agent"), Some("Mozilla/5.0 (Windows NT 10.0)"));
+        assert_eq!(events[1].get("cs-uri"), Some("/owa/"));
+        // #Fields changed mid-file
+        assert_eq!(events[2].get("c-ip"), Some("10.9.9.9"));
+        assert_eq!(events[2].record, 9);
+    }
+
+    #[test]
+    fn hostile_lines() {
+        let mut data = b"2021-08-24 00:00:00 x\n#Fields: date time c-ip\n".to_vec();
+        data.extend_from_slice(b"2021-08-24 00:00:00 \xff\xfe\n");
+        data.extend(std::iter::repeat_n(b'a', 20 << 20));
+        data.extend_from_slice(b"\n2021-08-24 00:00:01 1.2.3.4\n");
+        let (events, report) = read_all(&data);
+        assert_eq!(events.len(), 2);
+        assert_eq!(report.lossy, 1);
+        assert_eq!(report.skipped, 2, "{:?}", report.notes);
+        assert!(report.notes[0].contains("before any #Fields"));
+        assert!(report.notes[1].contains("exceeds the record limit"));
+    }
+}
