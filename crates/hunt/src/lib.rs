@@ -1,14 +1,255 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The hunt pipeline: files → readers → Sigma scanner → detections, in parallel.
+//!
+//! Files are shared out to worker threads (one [`Scanner`] each) from an atomic
+//! cursor; a single large EVTX file is instead parsed with the `evtx` crate's
+//! own chunk parallelism. Readers never stop a run: an unreadable file is
+//! reported and the rest go on, and a reader that panics on hostile input is
+//! caught and reported as such.
+//!
+//! Every detection gets a stable [`Detection::id`] derived from the rule and the
+//! event, so re-running on the same data (or a redelivered message on a
+//! distributed worker) yields the same ids.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use portcullis_event::{Event, Timestamp};
+use portcullis_sigma::{Engine, Level, Scanner};
+use portcullis_sources::{FileReport, ReadOptions, SourceError};
+
+/// One rule matching one event.
+#[derive(Clone, Debug)]
+pub struct Detection {
+    /// Stable id: hex of a 128-bit hash of (rule, event locator, event content).
+    pub id: String,
+    /// Index into `Engine::rules`.
+    pub rule: usize,
+    pub path: Arc<Path>,
+    pub event: Event,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl Detection {
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        self.event.timestamp
     }
+}
+
+/// Progress callbacks, called from worker threads.
+pub trait Progress: Sync {
+    fn file_done(&self, _path: &Path, _bytes: u64) {}
+}
+
+/// No progress display.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub threads: usize,
+    pub read: ReadOptions,
+    /// Events before this instant are skipped (events without a time are kept).
+    pub from: Option<Timestamp>,
+    /// Events after this instant are skipped.
+    pub to: Option<Timestamp>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            read: ReadOptions::default(),
+            from: None,
+            to: None,
+        }
+    }
+}
+
+/// What happened to one input file.
+#[derive(Debug)]
+pub enum FileOutcome {
+    Read(FileReport),
+    Failed(SourceError),
+    /// The reader panicked: a bug, reported rather than crashing the run.
+    Crashed { path: PathBuf, message: String },
+}
+
+impl FileOutcome {
+    pub fn path(&self) -> &Path {
+        match self {
+            FileOutcome::Read(r) => &r.path,
+            FileOutcome::Failed(SourceError::Io { path, .. })
+            | FileOutcome::Failed(SourceError::Unrecognised { path })
+            | FileOutcome::Failed(SourceError::Corrupt { path, .. })
+            | FileOutcome::Crashed { path, .. } => path,
+        }
+    }
+}
+
+/// Counts over a whole run.
+#[derive(Debug, Default)]
+pub struct RunStats {
+    pub events: u64,
+    /// Events outside `--from`/`--to`.
+    pub out_of_range: u64,
+}
+
+/// Runs `per_event` over every event of every file, in parallel. Each worker thread
+/// owns a state made by `init`; the states are returned for merging, with the file
+/// outcomes in input order.
+pub fn run_files<S: Send>(
+    files: &[PathBuf],
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    init: impl Fn() -> S + Sync,
+    per_event: impl Fn(&mut S, &Arc<Path>, &Event) + Sync,
+) -> (Vec<FileOutcome>, Vec<(S, RunStats)>) {
+    let threads = opts.threads.max(1).min(files.len().max(1));
+    let mut read = opts.read.clone();
+    // With fewer files than threads, let the EVTX parser use the spare cores on chunks.
+    read.evtx_threads = if files.len() < opts.threads.max(1) { opts.threads.max(1) } else { 1 };
+    let cursor = AtomicUsize::new(0);
+    let outcomes: Vec<std::sync::Mutex<Option<FileOutcome>>> = files.iter().map(|_| Default::default()).collect();
+    let states = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut state = init();
+                    let mut stats = RunStats::default();
+                    loop {
+                        let i = cursor.fetch_add(1, Ordering::Relaxed);
+                        if i >= files.len() {
+                            break;
+                        }
+                        let path = &files[i];
+                        let shared: Arc<Path> = Arc::from(path.as_path());
+                        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            portcullis_sources::read_file(path, &read, &mut |ev| {
+                                if let Some(ts) = ev.timestamp
+                                    && (opts.from.is_some_and(|f| ts < f) || opts.to.is_some_and(|t| ts > t))
+                                {
+                                    stats.out_of_range += 1;
+                                    return std::ops::ControlFlow::Continue(());
+                                }
+                                stats.events += 1;
+                                per_event(&mut state, &shared, ev);
+                                std::ops::ControlFlow::Continue(())
+                            })
+                        }));
+                        let outcome = match result {
+                            Ok(Ok(report)) => {
+                                progress.file_done(path, report.bytes);
+                                FileOutcome::Read(report)
+                            }
+                            Ok(Err(e)) => {
+                                progress.file_done(path, std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+                                FileOutcome::Failed(e)
+                            }
+                            Err(panic) => {
+                                let message = panic
+                                    .downcast_ref::<String>()
+                                    .cloned()
+                                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                                    .unwrap_or_else(|| "unknown panic".into());
+                                FileOutcome::Crashed { path: path.clone(), message }
+                            }
+                        };
+                        *outcomes[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+                    }
+                    (state, stats)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("worker threads catch reader panics")).collect::<Vec<_>>()
+    });
+    let outcomes = outcomes
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every file is visited"))
+        .collect();
+    (outcomes, states)
+}
+
+/// The result of a hunt.
+#[derive(Debug)]
+pub struct HuntResult {
+    /// Sorted by time (events without a time last), then path, record and rule.
+    pub detections: Vec<Detection>,
+    pub outcomes: Vec<FileOutcome>,
+    pub stats: RunStats,
+    /// Events seen per compiled group, for reporting which rules applied to anything.
+    pub group_events: Vec<u64>,
+}
+
+impl HuntResult {
+    pub fn by_level(&self, engine: &Engine) -> [u64; 5] {
+        let mut counts = [0u64; 5];
+        for d in &self.detections {
+            counts[engine.rules[d.rule].level as usize] += 1;
+        }
+        counts
+    }
+}
+
+/// Hunts every file with the engine.
+pub fn hunt(engine: &Engine, files: &[PathBuf], opts: &RunOptions, progress: &dyn Progress) -> HuntResult {
+    struct Worker<'e> {
+        scanner: Scanner<'e>,
+        matches: Vec<usize>,
+        detections: Vec<Detection>,
+    }
+    let (outcomes, states) = run_files(
+        files,
+        opts,
+        progress,
+        || Worker { scanner: engine.scanner(), matches: Vec::new(), detections: Vec::new() },
+        |w, path, ev| {
+            w.matches.clear();
+            w.scanner.scan(ev, &mut w.matches);
+            for &rule in &w.matches {
+                let id = finding_id(&engine.rules[rule].key(), ev);
+                w.detections.push(Detection { id, rule, path: path.clone(), event: ev.clone() });
+            }
+        },
+    );
+    let mut detections = Vec::new();
+    let mut stats = RunStats::default();
+    let mut group_events = vec![0u64; engine.group_count()];
+    for (w, s) in states {
+        detections.extend(w.detections);
+        stats.events += s.events;
+        stats.out_of_range += s.out_of_range;
+        for (g, n) in group_events.iter_mut().zip(&w.scanner.group_events) {
+            *g += n;
+        }
+    }
+    detections.sort_by(|a, b| {
+        let ta = a.event.timestamp.map(|t| t.0).unwrap_or(i64::MAX);
+        let tb = b.event.timestamp.map(|t| t.0).unwrap_or(i64::MAX);
+        (ta, &a.path, a.event.record, a.rule).cmp(&(tb, &b.path, b.event.record, b.rule))
+    });
+    HuntResult { detections, outcomes, stats, group_events }
+}
+
+/// The stable id of the finding "rule `rule_key` matched `ev`": a hash of the rule key,
+/// the event's record number and time, and every field name and value.
+pub fn finding_id(rule_key: &str, ev: &Event) -> String {
+    use xxhash_rust::xxh3::Xxh3;
+    let mut h = Xxh3::new();
+    h.update(rule_key.as_bytes());
+    h.update(&[0]);
+    h.update(&ev.record.to_le_bytes());
+    h.update(&ev.timestamp.map(|t| t.0).unwrap_or(i64::MIN).to_le_bytes());
+    for f in ev.fields() {
+        h.update(f.name.as_bytes());
+        h.update(&[0]);
+        h.update(f.value.as_bytes());
+        h.update(&[1]);
+    }
+    format!("{:032x}", h.digest128())
+}
+
+/// Keeps only the rules at or above `min` (before compiling, so lower rules cost nothing).
+pub fn filter_level(set: &mut portcullis_sigma::RuleSet, min: Level) {
+    set.rules.retain(|r| r.level >= min);
 }

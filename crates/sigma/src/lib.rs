@@ -1,14 +1,33 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! A complete Sigma engine: rules are parsed once, compiled into shared
+//! multi-pattern matchers, and scanned against [`portcullis_event::Event`]s.
+//!
+//! ```text
+//! rule files ─► yaml (marked tree) ─► rule (documents; detection as Expr<LeafSpec>)
+//!            ─► engine (logsource groups, deduplicated leaves, automata) ─► Scanner::scan
+//! ```
+//!
+//! - [`yaml`]: YAML with line numbers and limits (rules are hostile input).
+//! - [`rule`]: detection rules, filters, correlation documents.
+//! - [`modifiers`]: value modifiers → leaf predicates; [`pattern`]: wildcards and escapes.
+//! - [`condition`]: the condition grammar.
+//! - [`logsource`]: which events a log source selects, field renames.
+//! - [`engine`]: compilation and scanning.
+//!
+//! Where things go: a new value modifier in `modifiers.rs`; a new log source in
+//! `data/logsources.yml`; a new kind of leaf test in `engine.rs` (`Test`).
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod condition;
+pub mod engine;
+pub mod expr;
+pub mod loader;
+pub mod logsource;
+pub mod modifiers;
+pub mod pattern;
+pub mod rule;
+pub mod yaml;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use engine::{Engine, Scanner, Unmapped};
+pub use loader::{RuleSet, load_placeholders};
+pub use logsource::LogsourceTable;
+pub use modifiers::Placeholders;
+pub use rule::{Level, LoadError, Logsource, Rule};

@@ -233,7 +233,8 @@ pub fn read_file(
         sniff(reader.fill_buf().map_err(io_err)?).ok_or_else(|| SourceError::Unrecognised { path: path.to_path_buf() })?;
     report.format = Some(format);
     if format == Format::Evtx {
-        let file = reader.into_inner();
+        let mut file = reader.into_inner();
+        file.rewind().map_err(io_err)?;
         evtx::read(file, path, opts, &mut report, sink)?;
     } else {
         read_text(format, reader, path, opts, &mut report, sink)?;

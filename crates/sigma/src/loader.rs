@@ -1,0 +1,120 @@
+//! Loading rule files and directories into a [`RuleSet`]: every document that
+//! parses is kept; every one that does not is listed with file, line and reason.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::modifiers::Placeholders;
+use crate::rule::{CorrelationDoc, Document, Filter, LoadError, Rule, load_error};
+use crate::yaml::{self, Node};
+
+/// Everything loaded from rule sources.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    pub filters: Vec<Filter>,
+    pub correlations: Vec<CorrelationDoc>,
+    pub errors: Vec<LoadError>,
+    pub files: usize,
+}
+
+impl RuleSet {
+    /// Adds every document of one YAML text; `label` names it in errors and findings.
+    pub fn add_text(&mut self, text: &str, label: &str, placeholders: &Placeholders) {
+        self.files += 1;
+        let path: Arc<str> = Arc::from(label);
+        let docs = match yaml::parse_documents(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.errors.push(LoadError {
+                    path: label.to_string(),
+                    line: e.line,
+                    reason: format!("YAML: {}", e.message),
+                    needs_placeholder: false,
+                });
+                return;
+            }
+        };
+        for doc in &docs {
+            match crate::rule::parse_document(doc, &path, placeholders) {
+                Ok(Document::Rule(r)) => self.rules.push(r),
+                Ok(Document::Filter(f)) => self.filters.push(f),
+                Ok(Document::Correlation(c)) => self.correlations.push(c),
+                Err(e) => self.errors.push(load_error(label, e)),
+            }
+        }
+    }
+
+    /// Loads rule files, and `.yml`/`.yaml` files under directories (recursively).
+    pub fn add_path(&mut self, path: &Path, placeholders: &Placeholders) {
+        let mut files = Vec::new();
+        if path.is_dir() {
+            collect_yaml(path, &mut files);
+            files.sort();
+        } else {
+            files.push(path.to_path_buf());
+        }
+        if files.is_empty() {
+            self.errors.push(LoadError {
+                path: path.display().to_string(),
+                line: 0,
+                reason: "no .yml or .yaml rule files here".into(),
+                needs_placeholder: false,
+            });
+        }
+        for f in files {
+            let label = f.display().to_string();
+            match read_bounded(&f) {
+                Ok(text) => self.add_text(&text, &label, placeholders),
+                Err(reason) => {
+                    self.files += 1;
+                    self.errors.push(LoadError { path: label, line: 0, reason, needs_placeholder: false })
+                }
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: RuleSet) {
+        self.rules.extend(other.rules);
+        self.filters.extend(other.filters);
+        self.correlations.extend(other.correlations);
+        self.errors.extend(other.errors);
+        self.files += other.files;
+    }
+}
+
+fn read_bounded(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() > yaml::MAX_YAML_BYTES as u64 {
+        return Err(format!("rule file is larger than {} bytes", yaml::MAX_YAML_BYTES));
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+}
+
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => collect_yaml(&p, out),
+            Ok(_) if matches!(p.extension().and_then(|x| x.to_str()), Some("yml" | "yaml")) => out.push(p),
+            _ => {}
+        }
+    }
+}
+
+/// Reads a placeholder file: a YAML mapping of name to a value or list of values.
+pub fn load_placeholders(path: &Path) -> Result<Placeholders, String> {
+    let text = read_bounded(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let docs = yaml::parse_documents(&text).map_err(|e| format!("{}:{}: {}", path.display(), e.line, e.message))?;
+    let mut out = Placeholders::new();
+    let Some(map) = docs.first().and_then(Node::as_map) else {
+        return Err(format!("{}: expected a mapping of placeholder names to values", path.display()));
+    };
+    for (k, v) in map {
+        let Some(name) = k.as_str() else { continue };
+        out.insert(name.trim_matches('%').to_string(), v.string_list());
+    }
+    Ok(out)
+}
