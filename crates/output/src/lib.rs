@@ -1,5 +1,375 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Output formats for findings: a table for people; JSONL, JSON and CSV for machines.
+//!
+//! Every machine record carries a `kind` (`detection`, `summary`, …; see
+//! `docs/formats.md`). Evidence strings are attacker-controlled: the table escapes
+//! control and bidi characters (no terminal injection), CSV cells that a
+//! spreadsheet would run as formulas are prefixed with `'`, and JSON is escaped by
+//! the serializer. Adding a format: a [`Format`] variant and a `write_*` function.
+
+use std::io::{self, Write};
+
+use portcullis_event::{Event, escape_display};
+use portcullis_hunt::Detection;
+use portcullis_sigma::{Engine, Level};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Jsonl,
+    Json,
+    Csv,
+}
+
+/// A detection as written in JSONL/JSON.
+#[derive(Serialize)]
+pub struct DetectionRecord<'a> {
+    pub kind: &'static str,
+    pub id: &'a str,
+    pub rule_id: String,
+    pub rule_title: &'a str,
+    pub level: Level,
+    pub timestamp: Option<String>,
+    pub path: String,
+    pub record: u64,
+    pub host: Option<&'a str>,
+    pub source: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub log_type: &'a str,
+    pub tags: &'a [String],
+    pub rule_path: &'a str,
+    pub fields: serde_json::Value,
+}
+
+impl<'a> DetectionRecord<'a> {
+    pub fn new(engine: &'a Engine, d: &'a Detection) -> Self {
+        let rule = &engine.rules[d.rule];
+        DetectionRecord {
+            kind: "detection",
+            id: &d.id,
+            rule_id: rule.key(),
+            rule_title: &rule.title,
+            level: rule.level,
+            timestamp: d.event.timestamp.map(|t| t.to_string()),
+            path: d.path.display().to_string(),
+            record: d.event.record,
+            host: d.event.host(),
+            source: d.event.source.as_str(),
+            log_type: &d.event.log_type,
+            tags: &rule.tags,
+            rule_path: &rule.origin.path,
+            fields: d.event.to_json(),
+        }
+    }
+}
+
+/// A rule that could not be used, as listed in the summary.
+#[derive(Clone, Serialize)]
+pub struct RuleProblem {
+    pub path: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+/// A file that could not be read, or whose records were partly skipped.
+#[derive(Clone, Serialize)]
+pub struct FileProblem {
+    pub path: String,
+    pub error: Option<String>,
+    pub skipped: u64,
+    pub notes: Vec<String>,
+}
+
+/// The end-of-run summary (`"kind": "summary"`).
+#[derive(Clone, Serialize, Default)]
+pub struct Summary {
+    pub kind: &'static str,
+    pub files: usize,
+    pub files_failed: usize,
+    /// Files skipped because their content is not a log format Portcullis reads.
+    pub files_not_logs: Vec<String>,
+    pub bytes: u64,
+    pub events: u64,
+    pub records_skipped: u64,
+    pub events_out_of_range: u64,
+    pub rules_loaded: usize,
+    pub rules_applied: usize,
+    pub rules_unmapped: usize,
+    pub rules_failed: Vec<RuleProblem>,
+    pub detections: usize,
+    pub detections_by_level: std::collections::BTreeMap<&'static str, u64>,
+    pub file_problems: Vec<FileProblem>,
+    pub warnings: Vec<String>,
+    pub rules_parse_seconds: f64,
+    pub rules_compile_seconds: f64,
+    /// Reading and scanning the inputs (excludes loading rules and writing output).
+    pub hunt_seconds: f64,
+    pub elapsed_seconds: f64,
+}
+
+/// Writes detections then the summary in the chosen format.
+pub fn write_report(
+    out: &mut dyn Write,
+    format: Format,
+    engine: &Engine,
+    detections: &[Detection],
+    summary: &Summary,
+) -> io::Result<()> {
+    match format {
+        Format::Jsonl => {
+            for d in detections {
+                serde_json::to_writer(&mut *out, &DetectionRecord::new(engine, d))?;
+                out.write_all(b"\n")?;
+            }
+            serde_json::to_writer(&mut *out, summary)?;
+            out.write_all(b"\n")?;
+        }
+        Format::Json => {
+            #[derive(Serialize)]
+            struct Doc<'a> {
+                detections: Vec<DetectionRecord<'a>>,
+                summary: &'a Summary,
+            }
+            let doc = Doc { detections: detections.iter().map(|d| DetectionRecord::new(engine, d)).collect(), summary };
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            out.write_all(b"\n")?;
+        }
+        Format::Csv => write_csv(out, engine, detections)?,
+        Format::Table => {
+            write_table(out, engine, detections)?;
+            write_summary_text(out, summary)?;
+        }
+    }
+    out.flush()
+}
+
+/// The fields worth showing first for a detection, by how telling they usually are.
+const SALIENT: [&str; 24] = [
+    "CommandLine",
+    "ScriptBlockText",
+    "Image",
+    "NewProcessName",
+    "ParentImage",
+    "TargetFilename",
+    "TargetObject",
+    "Details",
+    "cs-method",
+    "cs-uri-stem",
+    "cs-uri-query",
+    "UrlStem",
+    "UrlQuery",
+    "c-ip",
+    "ClientIpAddress",
+    "sc-status",
+    "HttpStatus",
+    "cs-user-agent",
+    "UserAgent",
+    "ClientInfo",
+    "TargetUserName",
+    "SubjectUserName",
+    "IpAddress",
+    "QueryName",
+];
+
+/// A one-line `key=value` digest of an event, salient fields first, bounded in length.
+pub fn details(ev: &Event, max: usize) -> String {
+    let mut out = String::new();
+    let mut shown = 0;
+    let push = |name: &str, value: &str, out: &mut String| {
+        if value.is_empty() || out.len() >= max {
+            return;
+        }
+        if !out.is_empty() {
+            out.push_str(" ¦ ");
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(&escape_display(value));
+    };
+    for name in SALIENT {
+        if let Some(v) = ev.get(name) {
+            push(name, v, &mut out);
+            shown += 1;
+        }
+    }
+    if shown == 0 {
+        for f in ev.fields().take(8) {
+            push(f.name, f.value, &mut out);
+        }
+    }
+    truncate(&mut out, max);
+    out
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.chars().count() > max {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        *s = cut + "…";
+    }
+}
+
+fn write_table(out: &mut dyn Write, engine: &Engine, detections: &[Detection]) -> io::Result<()> {
+    if detections.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<[String; 6]> = detections
+        .iter()
+        .map(|d| {
+            let rule = &engine.rules[d.rule];
+            let mut title = escape_display(&rule.title).into_owned();
+            truncate(&mut title, 60);
+            let mut host = escape_display(d.event.host().unwrap_or("-")).into_owned();
+            truncate(&mut host, 24);
+            let file = d.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            let mut place = format!("{}:{}", escape_display(&file), d.event.record);
+            truncate(&mut place, 40);
+            [
+                d.event.timestamp.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                rule.level.to_string(),
+                title,
+                host,
+                place,
+                details(&d.event, 140),
+            ]
+        })
+        .collect();
+    let headers = ["TIME (UTC)", "LEVEL", "RULE", "HOST", "WHERE", "DETAILS"];
+    let mut widths = headers.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()).take(5) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6], out: &mut dyn Write| -> io::Result<()> {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i < 5 {
+                s.push_str(c);
+                s.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+            } else {
+                s.push_str(c);
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(headers, out)?;
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], out)?;
+    }
+    writeln!(out)
+}
+
+/// The human summary (also used on stderr for machine formats).
+pub fn write_summary_text(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
+    writeln!(
+        out,
+        "Read {} file{} ({}), {} events; {} records skipped{}.",
+        s.files,
+        if s.files == 1 { "" } else { "s" },
+        human_bytes(s.bytes),
+        s.events,
+        s.records_skipped,
+        if s.files_failed > 0 { format!("; {} files unreadable", s.files_failed) } else { String::new() }
+    )?;
+    if !s.files_not_logs.is_empty() {
+        let shown: Vec<String> = s.files_not_logs.iter().take(3).map(|p| escape_display(p).into_owned()).collect();
+        writeln!(
+            out,
+            "{} files are not in a log format Portcullis reads and were skipped ({}{}).",
+            s.files_not_logs.len(),
+            shown.join(", "),
+            if s.files_not_logs.len() > 3 { ", …" } else { "" }
+        )?;
+    }
+    if s.events_out_of_range > 0 {
+        writeln!(out, "{} events fell outside --from/--to.", s.events_out_of_range)?;
+    }
+    writeln!(
+        out,
+        "Rules: {} loaded, {} applied to these inputs, {} for log sources Portcullis does not read, {} failed.",
+        s.rules_loaded,
+        s.rules_applied,
+        s.rules_unmapped,
+        s.rules_failed.len()
+    )?;
+    let levels: Vec<String> =
+        s.detections_by_level.iter().rev().filter(|(_, n)| **n > 0).map(|(l, n)| format!("{n} {l}")).collect();
+    writeln!(
+        out,
+        "Detections: {}{} in {:.2}s.",
+        s.detections,
+        if levels.is_empty() { String::new() } else { format!(" ({})", levels.join(", ")) },
+        s.elapsed_seconds
+    )?;
+    for p in s.file_problems.iter().take(10) {
+        match &p.error {
+            Some(e) => writeln!(out, "  unreadable: {}", escape_display(e))?,
+            None => writeln!(
+                out,
+                "  {} records skipped in {}{}",
+                p.skipped,
+                escape_display(&p.path),
+                p.notes.first().map(|n| format!(" (first: {})", escape_display(n))).unwrap_or_default()
+            )?,
+        }
+    }
+    if s.file_problems.len() > 10 {
+        writeln!(out, "  … and {} more files with problems (see the JSON summary)", s.file_problems.len() - 10)?;
+    }
+    for f in s.rules_failed.iter().take(10) {
+        writeln!(out, "  rule failed: {}:{}: {}", escape_display(&f.path), f.line, escape_display(&f.reason))?;
+    }
+    if s.rules_failed.len() > 10 {
+        writeln!(out, "  … and {} more rules failed (see `portcullis rules` or the JSON summary)", s.rules_failed.len() - 10)?;
+    }
+    for w in &s.warnings {
+        writeln!(out, "WARNING: {w}")?;
+    }
+    Ok(())
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// Guards a CSV cell against spreadsheet formula injection.
+pub fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => std::borrow::Cow::Owned(format!("'{s}")),
+        _ => std::borrow::Cow::Borrowed(s),
+    }
+}
+
+fn write_csv(out: &mut dyn Write, engine: &Engine, detections: &[Detection]) -> io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["timestamp", "level", "rule_title", "rule_id", "host", "path", "record", "id", "details"])?;
+    for d in detections {
+        let rule = &engine.rules[d.rule];
+        let ts = d.event.timestamp.map(|t| t.to_string()).unwrap_or_default();
+        let path = d.path.display().to_string();
+        let record = d.event.record.to_string();
+        let details = details(&d.event, 1000);
+        let key = rule.key();
+        w.write_record([
+            csv_cell(&ts).as_ref(),
+            rule.level.as_str(),
+            &csv_cell(&rule.title),
+            &csv_cell(&key),
+            &csv_cell(d.event.host().unwrap_or("")),
+            &csv_cell(&path),
+            &record,
+            &d.id,
+            &csv_cell(&details),
+        ])?;
+    }
+    w.flush()
 }
 
 #[cfg(test)]
@@ -7,8 +377,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    fn csv_guards_formulas() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_cell("-2+3"), "'-2+3");
+        assert_eq!(csv_cell("plain"), "plain");
+    }
+
+    #[test]
+    fn details_are_escaped_and_bounded() {
+        let mut e = Event::default();
+        e.push_str("CommandLine", "evil\x1b[2J\u{202e}cmd");
+        e.push_str("Other", &"x".repeat(500));
+        let d = details(&e, 60);
+        assert!(!d.contains('\x1b'));
+        assert!(d.contains("\\u{1b}"));
+        assert!(d.chars().count() <= 60);
     }
 }

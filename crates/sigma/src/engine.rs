@@ -22,6 +22,7 @@ use portcullis_event::{Event, SourceKind, Timestamp, ValueKind};
 use regex::{Regex, RegexBuilder};
 
 use crate::expr::Expr;
+use crate::par::par_map;
 use crate::loader::RuleSet;
 use crate::logsource::{LogsourceTable, Resolution, Selector};
 use crate::modifiers::{CmpOp, IpNet, LeafSpec, Pred, TimeUnit};
@@ -29,6 +30,28 @@ use crate::pattern::{self, Mode, Shape};
 use crate::rule::{LoadError, Rule};
 
 type FieldId = u32;
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
+/// A fast non-cryptographic hasher (the rustc "Fx" hash) for short keys looked up per event.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(K);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 type LeafId = u32;
 const NONE: u32 = u32::MAX;
 
@@ -45,6 +68,7 @@ enum How {
 
 enum Test {
     Regex(Regex),
+    Glob(StarGlob),
     /// Any value that is not null.
     Any,
     /// The value is empty (or null).
@@ -54,6 +78,59 @@ enum Test {
     Cidr(IpNet),
     FieldRef { other: FieldId, mode: Mode, cased: bool },
     Time { unit: TimeUnit, op: CmpOp, value: f64 },
+}
+
+/// A pattern of literals joined by `*` (ASCII case-insensitive), matched by finding
+/// each literal in order: linear time, no regex to compile.
+struct StarGlob {
+    parts: Vec<String>,
+    anchored_start: bool,
+    anchored_end: bool,
+}
+
+impl StarGlob {
+    fn new(toks: &[pattern::Tok]) -> Option<StarGlob> {
+        let mut parts = Vec::new();
+        for t in toks {
+            match t {
+                pattern::Tok::Lit(l) if pattern::ascii_fold_is_exact(l) => parts.push(l.to_ascii_lowercase()),
+                pattern::Tok::Star => {}
+                _ => return None,
+            }
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        Some(StarGlob {
+            parts,
+            anchored_start: matches!(toks.first(), Some(pattern::Tok::Lit(_))),
+            anchored_end: matches!(toks.last(), Some(pattern::Tok::Lit(_))),
+        })
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        let lower = value.to_ascii_lowercase();
+        let hay = lower.as_bytes();
+        let mut pos = 0;
+        let last = self.parts.len() - 1;
+        for (i, part) in self.parts.iter().enumerate() {
+            let p = part.as_bytes();
+            if i == 0 && self.anchored_start {
+                if !hay.starts_with(p) {
+                    return false;
+                }
+                pos = p.len();
+            } else if i == last && self.anchored_end {
+                return hay.len() >= pos + p.len() && hay.ends_with(p);
+            } else {
+                match memchr::memmem::find(&hay[pos..], p) {
+                    Some(at) => pos += at + p.len(),
+                    None => return false,
+                }
+            }
+        }
+        true
+    }
 }
 
 struct Direct {
@@ -68,6 +145,8 @@ struct Direct {
 struct FieldMatcher {
     field: FieldId,
     ac: Option<AhoCorasick>,
+    /// The automaton's patterns until it is built.
+    patterns: Vec<String>,
     /// Per automaton pattern: the leaves it decides.
     hits: Vec<Vec<(LeafId, How)>>,
     direct: Vec<Direct>,
@@ -82,11 +161,64 @@ struct FieldMatcher {
 struct GroupRule {
     rule: u32,
     expr: Expr<LeafId>,
+    /// The expression as a flat short-circuit program, if it has no `N of` (see [`Op`]).
+    program: Option<Vec<Op>>,
+}
+
+/// One step of a compiled rule: a single accumulator, jumps for short-circuiting.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Leaf(LeafId),
+    Not,
+    Set(bool),
+    JumpIfFalse(u32),
+    JumpIfTrue(u32),
+}
+
+/// Compiles an expression into ops; None if it uses `N of` (evaluated as a tree).
+fn compile_program(e: &Expr<LeafId>) -> Option<Vec<Op>> {
+    fn emit(e: &Expr<LeafId>, ops: &mut Vec<Op>) -> Option<()> {
+        match e {
+            Expr::Leaf(l) => ops.push(Op::Leaf(*l)),
+            Expr::Not(c) => {
+                emit(c, ops)?;
+                ops.push(Op::Not);
+            }
+            Expr::Const(b) => ops.push(Op::Set(*b)),
+            Expr::And(v) | Expr::Or(v) => {
+                let and = matches!(e, Expr::And(_));
+                let mut jumps = Vec::new();
+                for (i, c) in v.iter().enumerate() {
+                    emit(c, ops)?;
+                    if i + 1 < v.len() {
+                        jumps.push(ops.len());
+                        ops.push(if and { Op::JumpIfFalse(0) } else { Op::JumpIfTrue(0) });
+                    }
+                }
+                if v.is_empty() {
+                    ops.push(Op::Set(and));
+                }
+                let end = ops.len() as u32;
+                for j in jumps {
+                    ops[j] = if and { Op::JumpIfFalse(end) } else { Op::JumpIfTrue(end) };
+                }
+            }
+            Expr::AtLeast(..) => return None,
+        }
+        Some(())
+    }
+    let mut ops = Vec::new();
+    emit(e, &mut ops)?;
+    Some(ops)
 }
 
 struct Group {
     selector: Selector,
     fields: Vec<FieldMatcher>,
+    /// Field id → index into `fields`, or NONE.
+    matcher_of: Vec<u32>,
+    /// Matchers with `null`/`exists` leaves, which must also run when the field is absent.
+    absence_tests: Vec<u32>,
     keywords: Option<FieldMatcher>,
     n_leaves: usize,
     n_gates: usize,
@@ -94,8 +226,13 @@ struct Group {
     leaf_rules_start: Vec<u32>,
     leaf_rules: Vec<u32>,
     rules: Vec<GroupRule>,
-    /// Group rules that can match with no leaf set (e.g. `not filter`).
+    /// Group rules without an indexable trigger (e.g. `not filter`, or only regexes): always evaluated.
     always: Vec<u32>,
+    /// Leaves evaluated on demand, only when a candidate rule asks (regexes, numbers,
+    /// CIDR, field references, times): `None` for leaves the field scan decides.
+    lazy: Vec<(FieldId, Test)>,
+    /// Per leaf: index into `lazy`, or NONE for leaves the field scan decides.
+    lazy_index: Vec<u32>,
 }
 
 /// A rule that compiled but applies to no event Portcullis reads.
@@ -111,7 +248,7 @@ pub struct Engine {
     pub unmapped: Vec<Unmapped>,
     /// Rules that parsed but could not be compiled (e.g. a regex the engine rejects).
     pub failed: Vec<LoadError>,
-    fields: HashMap<String, FieldId>,
+    fields: HashMap<String, FieldId, FxBuild>,
     groups: Vec<Group>,
 }
 
@@ -134,6 +271,28 @@ impl Engine {
             }
         }
         let mut b = Builder::default();
+        let mut patterns: Vec<String> = Vec::new();
+        for r in &rules {
+            let mut leaves = Vec::new();
+            r.detection.leaves(&mut leaves);
+            patterns.extend(leaves.iter().filter_map(|l| match &l.pred {
+                Pred::Re { pattern } => Some(pattern.clone()),
+                _ => None,
+            }));
+        }
+        patterns.sort();
+        patterns.dedup();
+        let compiled = par_map(patterns.clone(), |p| build_regex(&p));
+        for (p, re) in patterns.into_iter().zip(compiled) {
+            match re {
+                Ok(re) => {
+                    b.regexes.insert(p, re);
+                }
+                Err(e) => {
+                    b.bad_regexes.insert(p, e);
+                }
+            }
+        }
         let mut unmapped = Vec::new();
         let mut failed = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
@@ -180,20 +339,25 @@ impl Engine {
     pub fn scanner(&self) -> Scanner<'_> {
         Scanner {
             engine: self,
-            dispatch: HashMap::new(),
+            dispatch: HashMap::default(),
             key: String::new(),
+            event_groups: Vec::new(),
             lower: String::new(),
             slot_gen: vec![0; self.fields.len()],
             slot_first: vec![NONE; self.fields.len()],
             slot_last: vec![NONE; self.fields.len()],
             next_same: Vec::new(),
+            field_ids: Vec::new(),
             event_gen: 0,
             bits: Vec::new(),
             gates: Vec::new(),
+            lazy_done: Vec::new(),
             set_leaves: Vec::new(),
             rule_stamp: Vec::new(),
             rule_gen: 0,
             candidates: Vec::new(),
+            folded: Vec::new(),
+            hits: Vec::new(),
             matched_stamp: vec![0; self.rules.len()],
             match_gen: 0,
             group_events: vec![0; self.groups.len()],
@@ -228,7 +392,10 @@ struct GroupBuilder {
 
 #[derive(Default)]
 struct Builder {
-    fields: HashMap<String, FieldId>,
+    fields: HashMap<String, FieldId, FxBuild>,
+    /// Rule regexes, compiled once when the rule is added (so errors name the rule).
+    regexes: HashMap<String, Regex>,
+    bad_regexes: HashMap<String, String>,
     groups: Vec<GroupBuilder>,
     group_index: HashMap<Selector, usize>,
 }
@@ -246,8 +413,10 @@ impl Builder {
         let mut leaves = Vec::new();
         expr.leaves(&mut leaves);
         for l in &leaves {
-            if let Pred::Re { pattern } = &l.pred {
-                build_regex(pattern).map_err(|e| format!("regex `{pattern}`: {e}"))?;
+            if let Pred::Re { pattern } = &l.pred
+                && let Some(e) = self.bad_regexes.get(pattern)
+            {
+                return Err(format!("regex `{pattern}`: {e}"));
             }
         }
         let gi = match self.group_index.get(selector) {
@@ -280,14 +449,47 @@ impl Builder {
             Ok(id)
         };
         let compiled = expr.try_map(&mut intern)?;
-        self.groups[gi].rules.push(GroupRule { rule, expr: compiled });
+        let g = &self.groups[gi];
+        let compiled = cheap_first(compiled, &|l| is_costly(&g.leaves[l as usize].1));
+        let program = compile_program(&compiled);
+        self.groups[gi].rules.push(GroupRule { rule, expr: compiled, program });
         Ok(())
     }
 
-    fn finish(self) -> (HashMap<String, FieldId>, Vec<Group>) {
+    fn finish(self) -> (HashMap<String, FieldId, FxBuild>, Vec<Group>) {
         let fields = self.fields;
-        let groups = self.groups.into_iter().map(|g| build_group(g, &fields)).collect();
+        let regexes = self.regexes;
+        let mut groups: Vec<Group> = par_map(self.groups, |g| build_group(g, &fields, &regexes));
+        build_automata(&mut groups);
         (fields, groups)
+    }
+}
+
+/// Whether evaluating a leaf may run a regex or parse values (so it should come last).
+fn is_costly(p: &Pred) -> bool {
+    !matches!(p, Pred::Str { .. } | Pred::Exists(_) | Pred::Null)
+}
+
+/// Reorders AND and OR operands so that those without costly leaves are evaluated
+/// first: short-circuiting then often skips regexes altogether. Order does not
+/// change the result.
+fn cheap_first(e: Expr<LeafId>, costly: &impl Fn(LeafId) -> bool) -> Expr<LeafId> {
+    fn has_costly(e: &Expr<LeafId>, costly: &impl Fn(LeafId) -> bool) -> bool {
+        let mut ls = Vec::new();
+        e.leaves(&mut ls);
+        ls.into_iter().any(|l| costly(*l))
+    }
+    let reorder = |v: Vec<Expr<LeafId>>| {
+        let mut v: Vec<Expr<LeafId>> = v.into_iter().map(|c| cheap_first(c, costly)).collect();
+        v.sort_by_key(|c| has_costly(c, costly));
+        v
+    };
+    match e {
+        Expr::And(v) => Expr::And(reorder(v)),
+        Expr::Or(v) => Expr::Or(reorder(v)),
+        Expr::Not(inner) => Expr::Not(Box::new(cheap_first(*inner, costly))),
+        Expr::AtLeast(n, v) => Expr::AtLeast(n, v.into_iter().map(|c| cheap_first(c, costly)).collect()),
+        e => e,
     }
 }
 
@@ -326,6 +528,16 @@ struct MatcherBuilder {
     m: FieldMatcher,
 }
 
+impl FieldMatcher {
+    fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+            && self.direct.is_empty()
+            && self.when_absent.is_empty()
+            && self.when_present.is_empty()
+            && self.when_null.is_empty()
+    }
+}
+
 impl MatcherBuilder {
     fn literal(&mut self, lit: &str, leaf: LeafId, how: How) {
         let key = lit.to_ascii_lowercase();
@@ -341,93 +553,205 @@ impl MatcherBuilder {
         self.hits[idx].push((leaf, how));
     }
 
+    /// The matcher, with its automaton still to be built from `patterns` (see [`build_automata`]).
     fn finish(mut self) -> FieldMatcher {
-        if !self.patterns.is_empty() {
-            self.m.ac = AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .build(&self.patterns)
-                .ok();
-            self.m.hits = self.hits;
-        }
+        self.m.patterns = self.patterns;
+        self.m.hits = self.hits;
         self.m
     }
 }
 
-fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId>) -> Group {
+/// Builds every field matcher's automaton. Groups often share a pattern set (the
+/// Sysmon and Security variants of process_creation, for one), so each distinct
+/// set is built once, and the builds are spread over the available cores.
+fn build_automata(groups: &mut [Group]) {
+    let mut unique: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut sets: Vec<Vec<String>> = Vec::new();
+    let mut assign: Vec<(usize, usize, usize)> = Vec::new(); // (group, matcher or usize::MAX for keywords, set)
+    for (gi, g) in groups.iter_mut().enumerate() {
+        let matchers = g.fields.iter_mut().enumerate().map(|(i, m)| (i, m)).chain(g.keywords.iter_mut().map(|m| (usize::MAX, m)));
+        for (mi, m) in matchers {
+            if m.patterns.is_empty() {
+                continue;
+            }
+            let patterns = std::mem::take(&mut m.patterns);
+            let next = sets.len();
+            let si = *unique.entry(patterns.clone()).or_insert(next);
+            if si == next {
+                sets.push(patterns);
+            }
+            assign.push((gi, mi, si));
+        }
+    }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    let cursor = std::sync::atomic::AtomicUsize::new(0);
+    let built: Vec<std::sync::Mutex<Option<AhoCorasick>>> = sets.iter().map(|_| Default::default()).collect();
+    // Largest sets first, so one big build does not end up alone at the tail.
+    let mut order: Vec<usize> = (0..sets.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sets[i].len()));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let k = cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { break };
+                    // Patterns are lower-cased and values are lower-cased before the search:
+                    // an ASCII case-insensitive automaton takes five times longer to build.
+                    let ac = AhoCorasick::builder().match_kind(MatchKind::Standard).build(&sets[i]).ok();
+                    *built[i].lock().unwrap_or_else(|e| e.into_inner()) = ac;
+                }
+            });
+        }
+    });
+    let built: Vec<Option<AhoCorasick>> = built.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
+    for (gi, mi, si) in assign {
+        let g = &mut groups[gi];
+        let m = if mi == usize::MAX { g.keywords.as_mut() } else { g.fields.get_mut(mi) };
+        if let Some(m) = m {
+            m.ac = built[si].clone();
+        }
+    }
+}
+
+fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, regexes: &HashMap<String, Regex>) -> Group {
     let mut per_field: HashMap<Option<FieldId>, MatcherBuilder> = HashMap::new();
     let mut n_gates = 0u32;
+    let n_leaves = g.leaves.len();
+    let mut lazy: Vec<(FieldId, Test)> = Vec::new();
+    let mut lazy_index = vec![NONE; n_leaves];
+    // How likely each leaf is to be set, for choosing the triggers rules are indexed under.
+    let mut cost = vec![1.0f64; n_leaves];
+    let mut common = vec![false; fields.len()];
+    for (name, id) in fields {
+        common[*id as usize] = COMMON_FIELDS.contains(&name.as_str());
+    }
     for (leaf, (fid, pred)) in g.leaves.iter().enumerate() {
-        let leaf = leaf as LeafId;
+        let field = fid.unwrap_or(NONE);
+        let weight = if field != NONE && common[field as usize] { 20.0 } else { 1.0 };
+        let lit_cost = |l: &str| weight / (1.0 + l.len() as f64);
+        let leaf_id = leaf as LeafId;
         let mb = per_field.entry(*fid).or_default();
-        mb.m.field = fid.unwrap_or(NONE);
-        let direct = |mb: &mut MatcherBuilder, test: Test, gate: Option<u32>| mb.m.direct.push(Direct { leaf, gate, test });
+        mb.m.field = field;
+        let mut make_lazy = |test: Test, cost: &mut f64| {
+            *cost = f64::INFINITY;
+            lazy_index[leaf] = lazy.len() as u32;
+            lazy.push((field, test));
+        };
         match pred {
             Pred::Str { toks, cased } => {
                 let shape = pattern::shape(toks);
                 let fast = |l: &str| !*cased && !l.is_empty() && pattern::ascii_fold_is_exact(l);
                 match shape {
-                    Shape::Any => direct(mb, Test::Any, None),
-                    Shape::Exact(ref l) if l.is_empty() => direct(mb, Test::Empty, None),
-                    Shape::Exact(ref l) if fast(l) => mb.literal(l, leaf, How::Exact),
-                    Shape::Prefix(ref l) if fast(l) => mb.literal(l, leaf, How::Prefix),
-                    Shape::Suffix(ref l) if fast(l) => mb.literal(l, leaf, How::Suffix),
-                    Shape::Contains(ref l) if fast(l) => mb.literal(l, leaf, How::Contains),
-                    ref s if *cased && *s != Shape::Glob => direct(mb, Test::Cased { shape: s.clone() }, None),
+                    Shape::Any => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Any }),
+                    Shape::Exact(ref l) if l.is_empty() => {
+                        mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Empty })
+                    }
+                    Shape::Exact(ref l) if fast(l) => {
+                        cost[leaf] = lit_cost(l);
+                        mb.literal(l, leaf_id, How::Exact)
+                    }
+                    Shape::Prefix(ref l) if fast(l) => {
+                        cost[leaf] = lit_cost(l);
+                        mb.literal(l, leaf_id, How::Prefix)
+                    }
+                    Shape::Suffix(ref l) if fast(l) => {
+                        cost[leaf] = lit_cost(l);
+                        mb.literal(l, leaf_id, How::Suffix)
+                    }
+                    Shape::Contains(ref l) if fast(l) => {
+                        cost[leaf] = lit_cost(l);
+                        mb.literal(l, leaf_id, How::Contains)
+                    }
+                    ref s if *cased && *s != Shape::Glob => make_lazy(Test::Cased { shape: s.clone() }, &mut cost[leaf]),
                     _ => {
-                        let re = build_regex(&pattern::to_regex(toks, *cased)).expect("escaped glob regex compiles");
-                        let gate = pattern::required_literal(toks).filter(|l| fast(l)).map(|l| {
-                            let gi = n_gates;
-                            n_gates += 1;
-                            mb.literal(l, leaf, How::Gate(gi));
-                            gi
-                        });
-                        direct(mb, Test::Regex(re), gate);
+                        let test = match StarGlob::new(toks) {
+                            Some(g) if !*cased => Test::Glob(g),
+                            _ => Test::Regex(
+                                build_regex(&pattern::to_regex(toks, *cased)).expect("an escaped glob is a valid regex"),
+                            ),
+                        };
+                        match pattern::required_literal(toks).filter(|l| fast(l)) {
+                            Some(l) => {
+                                let gi = n_gates;
+                                n_gates += 1;
+                                cost[leaf] = lit_cost(l);
+                                mb.literal(l, leaf_id, How::Gate(gi));
+                                mb.m.direct.push(Direct { leaf: leaf_id, gate: Some(gi), test });
+                            }
+                            None => make_lazy(test, &mut cost[leaf]),
+                        }
                     }
                 }
             }
             Pred::Re { pattern } => {
-                let re = build_regex(pattern).expect("validated when the rule was added");
-                direct(mb, Test::Regex(re), None);
+                let test = Test::Regex(regexes[pattern].clone());
+                match regex_prefixes(pattern) {
+                    Some(lits) => {
+                        let gi = n_gates;
+                        n_gates += 1;
+                        let shortest = lits.iter().map(|l| l.len()).min().unwrap_or(0);
+                        cost[leaf] = weight * lits.len() as f64 / (1.0 + shortest as f64);
+                        for l in &lits {
+                            mb.literal(l, leaf_id, How::Gate(gi));
+                        }
+                        mb.m.direct.push(Direct { leaf: leaf_id, gate: Some(gi), test });
+                    }
+                    None => make_lazy(test, &mut cost[leaf]),
+                }
             }
-            Pred::Cmp { op, value } => direct(mb, Test::Cmp { op: *op, value: *value }, None),
-            Pred::Cidr(net) => direct(mb, Test::Cidr(*net), None),
-            Pred::Time { unit, op, value } => direct(mb, Test::Time { unit: *unit, op: *op, value: *value }, None),
+            Pred::Cmp { op, value } => make_lazy(Test::Cmp { op: *op, value: *value }, &mut cost[leaf]),
+            Pred::Cidr(net) => make_lazy(Test::Cidr(*net), &mut cost[leaf]),
+            Pred::Time { unit, op, value } => {
+                make_lazy(Test::Time { unit: *unit, op: *op, value: *value }, &mut cost[leaf])
+            }
             Pred::FieldRef { other, mode, cased } => {
                 let mut key = String::new();
                 normalise_field_name(other, &mut key);
                 let other = fields[&key];
-                direct(mb, Test::FieldRef { other, mode: *mode, cased: *cased }, None);
+                make_lazy(Test::FieldRef { other, mode: *mode, cased: *cased }, &mut cost[leaf]);
             }
-            Pred::Exists(true) => mb.m.when_present.push(leaf),
-            Pred::Exists(false) => mb.m.when_absent.push(leaf),
-            Pred::Null => mb.m.when_null.push(leaf),
+            Pred::Exists(true) => mb.m.when_present.push(leaf_id),
+            Pred::Exists(false) => mb.m.when_absent.push(leaf_id),
+            Pred::Null => mb.m.when_null.push(leaf_id),
         }
     }
-    // Gated tests need their gate index to be stable within the field matcher: already are.
-    let keywords = per_field.remove(&None).map(MatcherBuilder::finish);
-    let mut field_matchers: Vec<FieldMatcher> = per_field.into_values().map(MatcherBuilder::finish).collect();
+    let keywords = per_field.remove(&None).map(MatcherBuilder::finish).filter(|m| !m.is_empty());
+    let mut field_matchers: Vec<FieldMatcher> =
+        per_field.into_values().map(MatcherBuilder::finish).filter(|m| !m.is_empty()).collect();
     field_matchers.sort_by_key(|m| m.field);
+    let mut matcher_of = vec![NONE; fields.len()];
+    let mut absence_tests = Vec::new();
+    for (i, m) in field_matchers.iter().enumerate() {
+        matcher_of[m.field as usize] = i as u32;
+        if !m.when_absent.is_empty() || !m.when_null.is_empty() {
+            absence_tests.push(i as u32);
+        }
+    }
 
-    let n_leaves = g.leaves.len();
+    // Index each rule under its cheapest necessary leaf set: the rule cannot match
+    // unless one of those leaves is set, so other events never evaluate it.
     let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n_leaves];
     let mut always = Vec::new();
     for (ri, r) in g.rules.iter().enumerate() {
-        let mut ls = Vec::new();
-        r.expr.leaves(&mut ls);
-        let mut ls: Vec<u32> = ls.into_iter().copied().collect();
-        ls.sort_unstable();
-        ls.dedup();
-        for l in ls {
-            rows[l as usize].push(ri as u32);
-        }
-        if r.expr.eval(&|_| false) {
-            always.push(ri as u32);
+        let sets = necessary_sets(&r.expr, &cost);
+        let best = sets
+            .into_iter()
+            .filter(|s| s.iter().all(|l| cost[*l as usize].is_finite()))
+            .min_by(|a, b| set_cost(a, &cost).total_cmp(&set_cost(b, &cost)));
+        match best {
+            Some(set) => {
+                for l in set {
+                    rows[l as usize].push(ri as u32);
+                }
+            }
+            None => always.push(ri as u32),
         }
     }
     let mut leaf_rules_start = Vec::with_capacity(n_leaves + 1);
     let mut leaf_rules = Vec::new();
-    for row in rows {
+    for mut row in rows {
+        row.sort_unstable();
+        row.dedup();
         leaf_rules_start.push(leaf_rules.len() as u32);
         leaf_rules.extend(row);
     }
@@ -435,6 +759,8 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId>) -> Group {
     Group {
         selector: g.selector,
         fields: field_matchers,
+        matcher_of,
+        absence_tests,
         keywords,
         n_leaves,
         n_gates: n_gates as usize,
@@ -442,26 +768,102 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId>) -> Group {
         leaf_rules,
         rules: g.rules,
         always,
+        lazy,
+        lazy_index,
+    }
+}
+
+/// Literals every match of a regex starts with (lower-cased), if there is a small set of
+/// non-empty ones: a value containing none of them cannot match, so the regex is only
+/// run after the automaton has seen one.
+fn regex_prefixes(pattern: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
+    let mut ex = Extractor::new();
+    ex.kind(ExtractKind::Prefix).limit_total(64);
+    let seq = ex.extract(&hir);
+    let lits = seq.literals()?;
+    // Short or numerous prefixes open the gate on almost every value: then the regex is
+    // better run lazily, only for rules that are already candidates.
+    if lits.is_empty() || lits.len() > 8 || lits.iter().any(|l| l.as_bytes().len() < 3) {
+        return None;
+    }
+    let mut out: Vec<String> = Vec::with_capacity(lits.len());
+    for l in lits {
+        let s = std::str::from_utf8(l.as_bytes()).ok()?;
+        if s.is_empty() || !pattern::ascii_fold_is_exact(s) {
+            return None;
+        }
+        out.push(s.to_ascii_lowercase());
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+/// Fields whose values repeat across most events of a class (a literal on them says little).
+const COMMON_FIELDS: [&str; 10] =
+    ["eventid", "channel", "provider_name", "eventtype", "level", "task", "opcode", "keywords", "version", "computer"];
+
+fn set_cost(set: &[LeafId], cost: &[f64]) -> f64 {
+    set.iter().map(|l| cost[*l as usize]).sum()
+}
+
+/// Leaf sets such that, if `e` is true, at least one leaf of every set is true.
+fn necessary_sets(e: &Expr<LeafId>, cost: &[f64]) -> Vec<Vec<LeafId>> {
+    match e {
+        Expr::Leaf(l) => vec![vec![*l]],
+        Expr::And(children) => children.iter().flat_map(|c| necessary_sets(c, cost)).collect(),
+        Expr::Or(children) | Expr::AtLeast(_, children) => {
+            if matches!(e, Expr::AtLeast(0, _)) {
+                return Vec::new();
+            }
+            let mut union = Vec::new();
+            for c in children {
+                let best = necessary_sets(c, cost)
+                    .into_iter()
+                    .min_by(|a, b| set_cost(a, cost).total_cmp(&set_cost(b, cost)));
+                match best {
+                    Some(s) => union.extend(s),
+                    None => return Vec::new(),
+                }
+            }
+            union.sort_unstable();
+            union.dedup();
+            vec![union]
+        }
+        Expr::Not(_) | Expr::Const(true) => Vec::new(),
+        Expr::Const(false) => vec![Vec::new()],
     }
 }
 
 /// Per-thread scratch for scanning events. Cheap to create; reuse it.
 pub struct Scanner<'e> {
     engine: &'e Engine,
-    dispatch: HashMap<String, Box<[u32]>>,
+    dispatch: HashMap<String, Box<[u32]>, FxBuild>,
     key: String,
+    /// The groups of the current event.
+    event_groups: Vec<u32>,
     lower: String,
     slot_gen: Vec<u32>,
     slot_first: Vec<u32>,
     slot_last: Vec<u32>,
     next_same: Vec<u32>,
+    /// The field id of each field of the current event (NONE if no rule reads it).
+    field_ids: Vec<u32>,
     event_gen: u32,
     bits: Vec<u64>,
     gates: Vec<u64>,
+    /// Lazy leaves already computed for the current event and group.
+    lazy_done: Vec<u64>,
     set_leaves: Vec<LeafId>,
     rule_stamp: Vec<u32>,
     rule_gen: u32,
     candidates: Vec<u32>,
+    /// The current value, ASCII lower-cased, when it had capitals.
+    folded: Vec<u8>,
+    /// Automaton hits on the current value: (pattern, start, end).
+    hits: Vec<(u32, u32, u32)>,
     matched_stamp: Vec<u32>,
     match_gen: u32,
     /// Events seen per group (for "which rules applied to anything").
@@ -475,8 +877,10 @@ impl<'e> Scanner<'e> {
 
     /// Appends the indexes (into `Engine::rules`) of the rules that match `ev`.
     pub fn scan(&mut self, ev: &Event, out: &mut Vec<usize>) {
-        let groups = self.groups_for(ev);
+        let mut groups = std::mem::take(&mut self.event_groups);
+        self.groups_for(ev, &mut groups);
         if groups.is_empty() {
+            self.event_groups = groups;
             return;
         }
         self.index_fields(ev);
@@ -489,20 +893,42 @@ impl<'e> Scanner<'e> {
             self.group_events[g as usize] += 1;
             self.scan_group(&self.engine.groups[g as usize], ev, out);
         }
+        self.event_groups = groups;
     }
 
-    fn groups_for(&mut self, ev: &Event) -> Box<[u32]> {
+    /// The groups covering this event's class, cached per class.
+    fn groups_for(&mut self, ev: &Event, out: &mut Vec<u32>) {
+        out.clear();
         let (channel, event_id) = if ev.source == SourceKind::Windows {
             (ev.get("Channel").unwrap_or(""), ev.get("EventID").and_then(|s| s.trim().parse::<u32>().ok()))
         } else {
             ("", None)
         };
         self.key.clear();
-        use std::fmt::Write;
-        let _ = write!(self.key, "{}\u{0}{}\u{0}{:?}\u{0}{}", ev.source.as_str(), channel, event_id, ev.log_type);
+        self.key.push_str(ev.source.as_str());
+        self.key.push('\u{0}');
+        self.key.push_str(channel);
+        self.key.push('\u{0}');
+        if let Some(id) = event_id {
+            let mut buf = [0u8; 10];
+            let mut n = id;
+            let mut at = buf.len();
+            loop {
+                at -= 1;
+                buf[at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            self.key.push_str(std::str::from_utf8(&buf[at..]).unwrap_or(""));
+        }
+        self.key.push('\u{0}');
+        self.key.push_str(&ev.log_type);
         self.key.make_ascii_lowercase();
         if let Some(g) = self.dispatch.get(self.key.as_str()) {
-            return g.clone();
+            out.extend_from_slice(g);
+            return;
         }
         let groups: Box<[u32]> = self
             .engine
@@ -512,10 +938,10 @@ impl<'e> Scanner<'e> {
             .filter(|(_, g)| g.selector.covers(ev.source, channel, event_id, &ev.log_type))
             .map(|(i, _)| i as u32)
             .collect();
+        out.extend_from_slice(&groups);
         if self.dispatch.len() < 100_000 {
-            self.dispatch.insert(self.key.clone(), groups.clone());
+            self.dispatch.insert(self.key.clone(), groups);
         }
-        groups
     }
 
     fn index_fields(&mut self, ev: &Event) {
@@ -526,9 +952,14 @@ impl<'e> Scanner<'e> {
         }
         self.next_same.clear();
         self.next_same.resize(ev.len(), NONE);
+        self.field_ids.clear();
         for i in 0..ev.len() {
             normalise_field_name(ev.field(i).name, &mut self.lower);
-            let Some(&id) = self.engine.fields.get(self.lower.as_str()) else { continue };
+            let Some(&id) = self.engine.fields.get(self.lower.as_str()) else {
+                self.field_ids.push(NONE);
+                continue;
+            };
+            self.field_ids.push(id);
             let id = id as usize;
             if self.slot_gen[id] != self.event_gen {
                 self.slot_gen[id] = self.event_gen;
@@ -553,7 +984,26 @@ impl<'e> Scanner<'e> {
         self.gates.resize(g.n_gates.div_ceil(64), 0);
         self.set_leaves.clear();
 
-        for fm in &g.fields {
+        // Walk the event's fields (a few dozen), not the group's matchers (hundreds).
+        for i in 0..self.field_ids.len() {
+            let fid = self.field_ids[i];
+            if fid == NONE {
+                continue;
+            }
+            let m = g.matcher_of[fid as usize];
+            if m == NONE {
+                continue;
+            }
+            let fm = &g.fields[m as usize];
+            for &l in &fm.when_present {
+                self.set(l);
+            }
+            let f = ev.field(i);
+            self.match_value(fm, f.value, f.kind, ev);
+        }
+        // Tests on absence and emptiness need the whole field.
+        for &m in &g.absence_tests {
+            let fm = &g.fields[m as usize];
             let mut i = self.first(fm.field);
             if i == NONE {
                 for &l in fm.when_absent.iter().chain(&fm.when_null) {
@@ -561,16 +1011,12 @@ impl<'e> Scanner<'e> {
                 }
                 continue;
             }
-            for &l in &fm.when_present {
-                self.set(l);
-            }
             let mut all_empty = true;
             while i != NONE {
-                let f = ev.field(i as usize);
-                if !f.value.is_empty() {
+                if !ev.field(i as usize).value.is_empty() {
                     all_empty = false;
+                    break;
                 }
-                self.match_value(fm, f.value, f.kind, ev);
                 i = self.next_same[i as usize];
             }
             if all_empty {
@@ -580,12 +1026,7 @@ impl<'e> Scanner<'e> {
             }
         }
         if let Some(kw) = &g.keywords {
-            for f in ev.fields() {
-                self.match_value(kw, f.value, f.kind, ev);
-            }
-            if !ev.raw.is_empty() {
-                self.match_value(kw, &ev.raw, ValueKind::Str, ev);
-            }
+            self.match_keywords(kw, ev);
         }
 
         // Candidate rules: those with a set leaf, plus those that can match without one.
@@ -612,10 +1053,15 @@ impl<'e> Scanner<'e> {
             }
         }
         self.candidates.sort_unstable();
-        let bits = &self.bits;
-        for &r in &self.candidates {
-            let gr = &g.rules[r as usize];
-            if gr.expr.eval(&|&l| bits[l as usize / 64] & (1 << (l % 64)) != 0) {
+        self.lazy_done.clear();
+        self.lazy_done.resize(words, 0);
+        for k in 0..self.candidates.len() {
+            let gr = &g.rules[self.candidates[k] as usize];
+            let matched = match &gr.program {
+                Some(ops) => self.run(g, ops, ev),
+                None => self.eval(g, &gr.expr, ev),
+            };
+            if matched {
                 let rule = gr.rule as usize;
                 if self.matched_stamp[rule] != self.match_gen {
                     self.matched_stamp[rule] = self.match_gen;
@@ -623,6 +1069,69 @@ impl<'e> Scanner<'e> {
                 }
             }
         }
+    }
+
+    fn run(&mut self, g: &Group, ops: &[Op], ev: &Event) -> bool {
+        let mut acc = false;
+        let mut pc = 0;
+        while let Some(op) = ops.get(pc) {
+            pc += 1;
+            match *op {
+                Op::Leaf(l) => acc = self.leaf(g, l, ev),
+                Op::Not => acc = !acc,
+                Op::Set(b) => acc = b,
+                Op::JumpIfFalse(t) if !acc => pc = t as usize,
+                Op::JumpIfTrue(t) if acc => pc = t as usize,
+                Op::JumpIfFalse(_) | Op::JumpIfTrue(_) => {}
+            }
+        }
+        acc
+    }
+
+    fn eval(&mut self, g: &Group, e: &Expr<LeafId>, ev: &Event) -> bool {
+        match e {
+            Expr::Leaf(l) => self.leaf(g, *l, ev),
+            Expr::Not(inner) => !self.eval(g, inner, ev),
+            Expr::And(v) => v.iter().all(|c| self.eval(g, c, ev)),
+            Expr::Or(v) => v.iter().any(|c| self.eval(g, c, ev)),
+            Expr::AtLeast(n, v) => {
+                let mut hits = 0;
+                for c in v {
+                    if self.eval(g, c, ev) {
+                        hits += 1;
+                        if hits >= *n {
+                            return true;
+                        }
+                    }
+                }
+                *n == 0
+            }
+            Expr::Const(b) => *b,
+        }
+    }
+
+    /// A leaf's value: from the field scan, or computed (once per event) for lazy leaves.
+    fn leaf(&mut self, g: &Group, l: LeafId, ev: &Event) -> bool {
+        let (w, m) = (l as usize / 64, 1u64 << (l % 64));
+        let li = g.lazy_index[l as usize];
+        if li == NONE {
+            return self.bits[w] & m != 0;
+        }
+        let (field, test) = &g.lazy[li as usize];
+        if self.lazy_done[w] & m != 0 {
+            return self.bits[w] & m != 0;
+        }
+        self.lazy_done[w] |= m;
+        let mut i = self.first(*field);
+        while i != NONE {
+            let f = ev.field(i as usize);
+            if self.test(test, f.value, f.kind, ev) {
+                self.bits[w] |= m;
+                return true;
+            }
+            i = self.next_same[i as usize];
+        }
+        false
     }
 
     #[inline]
@@ -634,27 +1143,80 @@ impl<'e> Scanner<'e> {
         }
     }
 
+    /// Runs a field's automaton and direct tests over one value.
     fn match_value(&mut self, fm: &FieldMatcher, value: &str, kind: ValueKind, ev: &Event) {
         if let Some(ac) = &fm.ac {
-            let len = value.len();
-            for m in ac.find_overlapping_iter(value) {
-                for &(leaf, how) in &fm.hits[m.pattern().as_usize()] {
-                    let hit = match how {
-                        How::Contains => true,
-                        How::Prefix => m.start() == 0,
-                        How::Suffix => m.end() == len,
-                        How::Exact => m.start() == 0 && m.end() == len,
-                        How::Gate(gi) => {
-                            self.gates[gi as usize / 64] |= 1 << (gi % 64);
-                            false
-                        }
-                    };
-                    if hit {
-                        self.set(leaf);
+            let folded = std::mem::take(&mut self.folded);
+            if value.bytes().any(|b| b.is_ascii_uppercase()) {
+                let mut f = folded;
+                f.clear();
+                f.extend(value.bytes().map(|b| b.to_ascii_lowercase()));
+                self.folded = f;
+                self.match_literals(fm, ac, None);
+            } else {
+                self.folded = folded;
+                self.match_literals(fm, ac, Some(value.as_bytes()));
+            }
+        }
+        self.match_directs(fm, value, kind, ev);
+        self.close_gates(fm);
+    }
+
+    /// Keyword searches: one automaton pass over every value of the event (and its raw
+    /// line), lower-cased and joined by NUL, which no keyword contains.
+    fn match_keywords(&mut self, kw: &FieldMatcher, ev: &Event) {
+        if let Some(ac) = &kw.ac {
+            let mut joined = std::mem::take(&mut self.folded);
+            joined.clear();
+            for f in ev.fields() {
+                joined.extend(f.value.bytes().map(|b| b.to_ascii_lowercase()));
+                joined.push(0);
+            }
+            joined.extend(ev.raw.bytes().map(|b| b.to_ascii_lowercase()));
+            self.folded = joined;
+            self.match_literals(kw, ac, None);
+        }
+        if !kw.direct.is_empty() {
+            for f in ev.fields() {
+                self.match_directs(kw, f.value, f.kind, ev);
+            }
+            if !ev.raw.is_empty() {
+                self.match_directs(kw, &ev.raw, ValueKind::Str, ev);
+            }
+        }
+        self.close_gates(kw);
+    }
+
+    /// Sets the leaves an automaton decides for `hay` (or, if None, the folded buffer).
+    fn match_literals(&mut self, fm: &FieldMatcher, ac: &AhoCorasick, hay: Option<&[u8]>) {
+        let hay = hay.unwrap_or(&self.folded);
+        let len = hay.len();
+        self.hits.clear();
+        self.hits.extend(
+            ac.find_overlapping_iter(hay).map(|m| (m.pattern().as_usize() as u32, m.start() as u32, m.end() as u32)),
+        );
+        for k in 0..self.hits.len() {
+            let (p, start, end) = self.hits[k];
+            let (start, end) = (start as usize, end as usize);
+            for &(leaf, how) in &fm.hits[p as usize] {
+                let hit = match how {
+                    How::Contains => true,
+                    How::Prefix => start == 0,
+                    How::Suffix => end == len,
+                    How::Exact => start == 0 && end == len,
+                    How::Gate(gi) => {
+                        self.gates[gi as usize / 64] |= 1 << (gi % 64);
+                        false
                     }
+                };
+                if hit {
+                    self.set(leaf);
                 }
             }
         }
+    }
+
+    fn match_directs(&mut self, fm: &FieldMatcher, value: &str, kind: ValueKind, ev: &Event) {
         for d in &fm.direct {
             if let Some(gi) = d.gate
                 && self.gates[gi as usize / 64] & (1 << (gi % 64)) == 0
@@ -668,7 +1230,10 @@ impl<'e> Scanner<'e> {
                 self.set(d.leaf);
             }
         }
-        // Gates opened by this value must not leak to the next value.
+    }
+
+    /// Gates opened by one value must not leak to the next.
+    fn close_gates(&mut self, fm: &FieldMatcher) {
         for d in &fm.direct {
             if let Some(gi) = d.gate {
                 self.gates[gi as usize / 64] &= !(1 << (gi % 64));
@@ -679,6 +1244,7 @@ impl<'e> Scanner<'e> {
     fn test(&self, test: &Test, value: &str, kind: ValueKind, ev: &Event) -> bool {
         match test {
             Test::Regex(re) => re.is_match(value),
+            Test::Glob(g) => g.matches(value),
             Test::Any => kind != ValueKind::Null,
             Test::Empty => value.is_empty(),
             Test::Cased { shape } => match shape {
@@ -722,7 +1288,31 @@ impl<'e> Scanner<'e> {
 /// Windows fields like `Source Name` as `SourceName`.
 fn normalise_field_name(name: &str, out: &mut String) {
     out.clear();
-    out.extend(name.chars().filter(|c| *c != ' ').map(|c| c.to_ascii_lowercase()));
+    out.push_str(name);
+    out.make_ascii_lowercase();
+    if out.contains(' ') {
+        out.retain(|c| c != ' ');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pattern::parse_sigma_string;
+
+    #[test]
+    fn star_glob_agrees_with_regex() {
+        let patterns = ["a*b", "*a*b*", "ab*ab", "*x*", "a*", "*a*a*a", "abc*abc*c"];
+        let values = ["ab", "aab", "ba", "abab", "xx", "a", "aXa", "AaA", "abcabc", "abcabcc", "abcXabcc", ""];
+        for p in patterns {
+            let toks = parse_sigma_string(p);
+            let g = StarGlob::new(&toks).unwrap();
+            let re = build_regex(&pattern::to_regex(&toks, false)).unwrap();
+            for v in values {
+                assert_eq!(g.matches(v), re.is_match(v), "pattern {p} value {v}");
+            }
+        }
+    }
 }
 
 fn compare(value: &str, other: &str, mode: Mode, cased: bool) -> bool {

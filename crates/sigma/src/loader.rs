@@ -62,15 +62,20 @@ impl RuleSet {
                 needs_placeholder: false,
             });
         }
-        for f in files {
+        let parsed = crate::par::par_map(files, |f| {
             let label = f.display().to_string();
+            let mut one = RuleSet::default();
             match read_bounded(&f) {
-                Ok(text) => self.add_text(&text, &label, placeholders),
+                Ok(text) => one.add_text(&text, &label, placeholders),
                 Err(reason) => {
-                    self.files += 1;
-                    self.errors.push(LoadError { path: label, line: 0, reason, needs_placeholder: false })
+                    one.files += 1;
+                    one.errors.push(LoadError { path: label, line: 0, reason, needs_placeholder: false })
                 }
             }
+            one
+        });
+        for one in parsed {
+            self.merge(one);
         }
     }
 

@@ -1,0 +1,384 @@
+//! The subcommands.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use portcullis_event::{Timestamp, escape_display};
+use portcullis_hunt::{FileOutcome, Progress, RunOptions};
+use portcullis_output::{FileProblem, RuleProblem, Summary};
+use portcullis_sigma::{Engine, Level, LogsourceTable, Placeholders, RuleSet};
+
+use crate::{EXIT_FINDINGS, EXIT_OK, EventsArgs, Fatal, HuntArgs, RuleArgs, RulesArgs, show_progress};
+
+/// Rules loaded and compiled, with what failed.
+pub struct LoadedRules {
+    pub set: RuleSet,
+    pub engine: Engine,
+    /// Reading and parsing rule files.
+    pub parse_seconds: f64,
+    /// Compiling the parsed rules into matchers.
+    pub compile_seconds: f64,
+}
+
+pub fn load_rules(a: &RuleArgs) -> Result<LoadedRules, Fatal> {
+    let started = Instant::now();
+    let placeholders = match &a.placeholders {
+        Some(p) => portcullis_sigma::load_placeholders(p).map_err(Fatal)?,
+        None => Placeholders::new(),
+    };
+    let mut table = LogsourceTable::builtin();
+    if let Some(p) = &a.logsources {
+        let text = std::fs::read_to_string(p).map_err(|e| Fatal(format!("{}: {e}", p.display())))?;
+        table.extend_from_yaml(&text).map_err(|e| Fatal(format!("{}: {e}", p.display())))?;
+    }
+    let mut set = RuleSet::default();
+    if !a.no_builtin {
+        for (label, text) in portcullis_rules::builtin() {
+            set.add_text(text, label, &placeholders);
+        }
+    }
+    for p in &a.sigma {
+        if !p.exists() {
+            return Err(Fatal(format!("rules path {} does not exist", p.display())));
+        }
+        set.add_path(p, &placeholders);
+    }
+    portcullis_hunt::filter_level(&mut set, a.min_level.into());
+    let parse_seconds = started.elapsed().as_secs_f64();
+    let engine = Engine::compile(&set, &table);
+    let compile_seconds = started.elapsed().as_secs_f64() - parse_seconds;
+    Ok(LoadedRules { set, engine, parse_seconds, compile_seconds })
+}
+
+fn parse_time(s: &Option<String>, what: &str) -> Result<Option<Timestamp>, Fatal> {
+    match s {
+        None => Ok(None),
+        Some(t) => Timestamp::parse(t)
+            .map(Some)
+            .ok_or_else(|| Fatal(format!("{what} `{t}` is not a time (use RFC 3339 or YYYY-MM-DD)"))),
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn file_done(&self, _path: &Path, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+fn progress_bar(files: &[PathBuf], show: bool) -> Bar {
+    if !show {
+        return Bar(ProgressBar::hidden());
+    }
+    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Bar(bar)
+}
+
+fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Fatal> {
+    let (files, errors) = portcullis_sources::collect_files(paths);
+    if !errors.is_empty() {
+        let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        return Err(Fatal(msgs.join("; ")));
+    }
+    if files.is_empty() {
+        return Err(Fatal("no input files found".into()));
+    }
+    Ok(files)
+}
+
+fn open_output(path: &Option<PathBuf>) -> Result<Box<dyn Write + Send>, Fatal> {
+    Ok(match path {
+        Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| Fatal(format!("{}: {e}", p.display())))?)),
+        None => Box::new(BufWriter::new(std::io::stdout())),
+    })
+}
+
+pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
+    let loaded = load_rules(&a.rules)?;
+    let files = collect_inputs(&a.paths)?;
+    let opts = RunOptions {
+        threads: a.threads.unwrap_or_else(|| RunOptions::default().threads),
+        from: parse_time(&a.from, "--from")?,
+        to: parse_time(&a.to, "--to")?,
+        ..Default::default()
+    };
+    let bar = progress_bar(&files, show_progress(a.quiet));
+    let hunt_started = Instant::now();
+    let result = portcullis_hunt::hunt(&loaded.engine, &files, &opts, &bar);
+    let hunt_seconds = hunt_started.elapsed().as_secs_f64();
+    bar.0.finish_and_clear();
+    let engine = &loaded.engine;
+
+    let mut summary = summarise(&loaded, &result, started);
+    summary.hunt_seconds = hunt_seconds;
+    let format: portcullis_output::Format = a.format.into();
+    let mut out = open_output(&a.output)?;
+    portcullis_output::write_report(&mut out, format, engine, &result.detections, &summary)?;
+    drop(out);
+    if !a.quiet && (format != portcullis_output::Format::Table || a.output.is_some()) {
+        let mut err = std::io::stderr().lock();
+        portcullis_output::write_summary_text(&mut err, &summary)?;
+    }
+    if summary.files_failed + summary.files_not_logs.len() == summary.files {
+        return Err(Fatal("no input file could be read as a log (see the summary above)".into()));
+    }
+    if let Some(level) = a.fail_on {
+        let level: Level = level.into();
+        if result.detections.iter().any(|d| engine.rules[d.rule].level >= level) {
+            return Ok(EXIT_FINDINGS);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn summarise(loaded: &LoadedRules, result: &portcullis_hunt::HuntResult, started: Instant) -> Summary {
+    let engine = &loaded.engine;
+    let mut s = Summary { kind: "summary", ..Default::default() };
+    s.files = result.outcomes.len();
+    for o in &result.outcomes {
+        match o {
+            FileOutcome::Read(r) => {
+                s.bytes += r.bytes;
+                s.records_skipped += r.skipped;
+                if r.skipped > 0 {
+                    s.file_problems.push(FileProblem {
+                        path: r.path.display().to_string(),
+                        error: None,
+                        skipped: r.skipped,
+                        notes: r.notes.clone(),
+                    });
+                }
+            }
+            FileOutcome::Failed(portcullis_sources::SourceError::Unrecognised { path }) => {
+                s.files_not_logs.push(path.display().to_string());
+            }
+            FileOutcome::Failed(e) => {
+                s.files_failed += 1;
+                s.file_problems.push(FileProblem {
+                    path: o.path().display().to_string(),
+                    error: Some(e.to_string()),
+                    skipped: 0,
+                    notes: vec![],
+                });
+            }
+            FileOutcome::Crashed { path, message } => {
+                s.files_failed += 1;
+                s.file_problems.push(FileProblem {
+                    path: path.display().to_string(),
+                    error: Some(format!("{}: reader failed ({message}); please report this file", path.display())),
+                    skipped: 0,
+                    notes: vec![],
+                });
+            }
+        }
+    }
+    s.events = result.stats.events;
+    s.events_out_of_range = result.stats.out_of_range;
+    s.rules_loaded = engine.rules.len();
+    s.rules_unmapped = engine.unmapped.len();
+    s.rules_failed = loaded
+        .set
+        .errors
+        .iter()
+        .chain(&engine.failed)
+        .map(|e| RuleProblem { path: e.path.clone(), line: e.line, reason: e.reason.clone() })
+        .collect();
+    let applied = engine.applied_rules(&result.group_events);
+    s.rules_applied = applied.iter().filter(|a| **a).count();
+    s.detections = result.detections.len();
+    let by_level = result.by_level(engine);
+    for l in Level::ALL {
+        s.detections_by_level.insert(l.as_str(), by_level[l as usize]);
+    }
+    if s.rules_loaded == 0 {
+        s.warnings.push("no rules were loaded: pass --sigma DIR with Sigma rules".into());
+    } else if s.events == 0 && s.events_out_of_range == 0 {
+        s.warnings.push("no events were read from the inputs".into());
+    } else if s.events > 0 && s.rules_applied == 0 {
+        let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+        for o in &result.outcomes {
+            if let FileOutcome::Read(r) = o
+                && let Some(f) = r.format
+            {
+                *kinds.entry(f.as_str()).or_default() += r.events;
+            }
+        }
+        let inputs: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        s.warnings.push(format!(
+            "no loaded rule applies to any input: the inputs were {} events, and none of the {} rules' log sources \
+select them. Zero detections here means nothing was checked, not that nothing happened. \
+Run `portcullis events` on an input to see its fields and `portcullis rules` for the rules' log sources.",
+            inputs.join(", "),
+            s.rules_loaded
+        ));
+    }
+    s.rules_parse_seconds = loaded.parse_seconds;
+    s.rules_compile_seconds = loaded.compile_seconds;
+    s.elapsed_seconds = started.elapsed().as_secs_f64();
+    s
+}
+
+pub fn events(a: EventsArgs) -> Result<u8, Fatal> {
+    let files = collect_inputs(&a.paths)?;
+    let opts = RunOptions {
+        threads: a.threads.unwrap_or_else(|| RunOptions::default().threads),
+        from: parse_time(&a.from, "--from")?,
+        to: parse_time(&a.to, "--to")?,
+        ..Default::default()
+    };
+    let bar = progress_bar(&files, show_progress(a.quiet));
+    let mut out = open_output(&a.output)?;
+    let (outcomes, total) = if a.count {
+        let (outcomes, states) = portcullis_hunt::run_files(&files, &opts, &bar, || 0u64, |n, _, _| *n += 1);
+        (outcomes, states.iter().map(|(n, _)| *n).sum::<u64>())
+    } else {
+        // One thread writes in file order, so output is deterministic.
+        let opts = RunOptions { threads: 1, ..opts };
+        let out_ref = std::sync::Mutex::new(&mut out);
+        let (outcomes, states) = portcullis_hunt::run_files(&files, &opts, &bar, || 0u64, |n, path, ev| {
+            *n += 1;
+            #[derive(serde::Serialize)]
+            struct Rec<'a> {
+                kind: &'static str,
+                path: String,
+                record: u64,
+                timestamp: Option<String>,
+                source: &'static str,
+                #[serde(skip_serializing_if = "str::is_empty")]
+                log_type: &'a str,
+                fields: serde_json::Value,
+            }
+            let rec = Rec {
+                kind: "event",
+                path: path.display().to_string(),
+                record: ev.record,
+                timestamp: ev.timestamp.map(|t| t.to_string()),
+                source: ev.source.as_str(),
+                log_type: &ev.log_type,
+                fields: ev.to_json(),
+            };
+            let mut w = out_ref.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = serde_json::to_writer(&mut **w, &rec);
+            let _ = w.write_all(b"\n");
+        });
+        (outcomes, states.iter().map(|(n, _)| *n).sum::<u64>())
+    };
+    bar.0.finish_and_clear();
+    if a.count {
+        writeln!(out, "{total}")?;
+    }
+    out.flush()?;
+    let mut failed = 0;
+    let mut skipped = 0;
+    let mut not_logs = 0;
+    for o in &outcomes {
+        match o {
+            FileOutcome::Read(r) => skipped += r.skipped,
+            FileOutcome::Failed(portcullis_sources::SourceError::Unrecognised { .. }) => not_logs += 1,
+            FileOutcome::Failed(e) => {
+                failed += 1;
+                if !a.quiet {
+                    eprintln!("unreadable: {}", escape_display(&e.to_string()));
+                }
+            }
+            FileOutcome::Crashed { path, message } => {
+                failed += 1;
+                eprintln!("reader failed on {}: {message}", path.display());
+            }
+        }
+    }
+    if !a.quiet {
+        eprintln!(
+            "{total} events from {} files; {skipped} records skipped; {failed} files unreadable; {not_logs} files not in a log format",
+            outcomes.len()
+        );
+    }
+    if failed + not_logs == outcomes.len() {
+        return Err(Fatal("no input file could be read".into()));
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
+    let loaded = load_rules(&a.rules)?;
+    let engine = &loaded.engine;
+    let mut out = open_output(&None)?;
+    let placeholder_needed = loaded.set.errors.iter().filter(|e| e.needs_placeholder).count();
+    match a.format {
+        crate::FormatArg::Jsonl | crate::FormatArg::Json => {
+            for e in loaded.set.errors.iter().chain(&engine.failed) {
+                serde_json::to_writer(&mut out, &serde_json::json!({
+                    "kind": "rule_failed", "path": e.path, "line": e.line, "reason": e.reason,
+                    "needs_placeholder": e.needs_placeholder,
+                }))?;
+                writeln!(out)?;
+            }
+            for u in &engine.unmapped {
+                let r = &engine.rules[u.rule];
+                serde_json::to_writer(&mut out, &serde_json::json!({
+                    "kind": "rule_unmapped", "path": &*r.origin.path, "line": r.origin.line, "rule_id": r.key(), "reason": u.reason,
+                }))?;
+                writeln!(out)?;
+            }
+            serde_json::to_writer(&mut out, &serde_json::json!({
+                "kind": "rules_summary", "files": loaded.set.files, "rules_loaded": engine.rules.len(),
+                "rules_failed": loaded.set.errors.len() + engine.failed.len(),
+                "needs_placeholder": placeholder_needed,
+                "rules_unmapped": engine.unmapped.len(), "filters": loaded.set.filters.len(),
+                "correlations": loaded.set.correlations.len(), "matcher_groups": engine.group_count(),
+                "parse_seconds": loaded.parse_seconds, "compile_seconds": loaded.compile_seconds,
+            }))?;
+            writeln!(out)?;
+        }
+        _ => {
+            writeln!(
+                out,
+                "{} rule files: {} rules loaded ({} filters, {} correlations) into {} matcher groups \
+(parsed in {:.3}s, compiled in {:.3}s).",
+                loaded.set.files,
+                engine.rules.len(),
+                loaded.set.filters.len(),
+                loaded.set.correlations.len(),
+                engine.group_count(),
+                loaded.parse_seconds,
+                loaded.compile_seconds
+            )?;
+            let failed: Vec<_> = loaded.set.errors.iter().chain(&engine.failed).collect();
+            writeln!(out, "{} failed to load{}:", failed.len(), if placeholder_needed > 0 {
+                format!(" ({placeholder_needed} only need --placeholders)")
+            } else {
+                String::new()
+            })?;
+            for e in &failed {
+                writeln!(out, "  {}:{}: {}", escape_display(&e.path), e.line, escape_display(&e.reason))?;
+            }
+            let mut reasons: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+            for u in &engine.unmapped {
+                reasons.entry(&u.reason).or_default().push(u.rule);
+            }
+            let mut by_count: Vec<_> = reasons.into_iter().collect();
+            by_count.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+            writeln!(out, "{} loaded but select no events Portcullis reads:", engine.unmapped.len())?;
+            for (reason, rules) in by_count {
+                writeln!(out, "  {:>5}  {reason}", rules.len())?;
+                if a.verbose {
+                    for r in rules {
+                        writeln!(out, "           {}", engine.rules[r].origin)?;
+                    }
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,208 @@
+//! `portcullis`: the command line. Thin: parses arguments, wires the library
+//! crates together, prints, and returns an exit code scripts can rely on.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod commands;
+
+/// Exit codes, documented in `--help` and docs/formats.md.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_FINDINGS: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Breach detection and investigation for democratic institutions",
+    long_about = "Portcullis finds intrusions and reconnaissance campaigns in the logs, mail and files an \
+institution already has. It runs Sigma rules (its own and the SigmaHQ community's) over EVTX, JSON, \
+IIS/W3C and Exchange logs.",
+    after_help = "EXIT CODES:\n  0  ran clean\n  1  error (bad arguments, unreadable inputs or rules path, output not writable)\n  \
+2  with --fail-on LEVEL: a detection at or above LEVEL was found\n\nExamples:\n  portcullis demo\n  \
+portcullis hunt C:\\Triage --sigma sigma/rules --min-level medium\n  portcullis hunt logs/ --format jsonl --output findings.jsonl --fail-on high"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hunt through logs with Sigma rules: "were we breached, how, since when?"
+    #[command(after_help = "Inputs are recognised by content (EVTX, JSON/JSONL, IIS W3C, Exchange CSV logs), \
+directories are searched recursively and .gz files are read transparently.\n\nExamples:\n  \
+portcullis hunt ./triage --sigma ../sigma/rules\n  portcullis hunt u_ex210824.log --format jsonl --output out.jsonl\n  \
+portcullis hunt ./evtx --sigma rules/ --from 2021-08-01 --to 2022-10-31 --min-level high --fail-on critical")]
+    Hunt(HuntArgs),
+    /// Print the normalised events as JSONL (for writing rules and checking field names).
+    #[command(after_help = "Example:\n  portcullis events Security.evtx | head\n  portcullis events ./logs --count")]
+    Events(EventsArgs),
+    /// Load rules and report which load, which fail (file, line, reason) and which apply to nothing.
+    #[command(after_help = "Example:\n  portcullis rules --sigma ../sigma/rules --sigma ../sigma/rules-emerging-threats")]
+    Rules(RulesArgs),
+}
+
+#[derive(Args, Clone)]
+struct RuleArgs {
+    /// Sigma rule file or directory (repeatable). Community rules run unchanged.
+    #[arg(long = "sigma", value_name = "DIR|FILE")]
+    sigma: Vec<PathBuf>,
+    /// Do not load Portcullis's built-in rule pack.
+    #[arg(long)]
+    no_builtin: bool,
+    /// YAML file of placeholder values for rules using the `expand` modifier (name: [values]).
+    #[arg(long, value_name = "FILE")]
+    placeholders: Option<PathBuf>,
+    /// Extra log source mappings (same layout as crates/sigma/data/logsources.yml).
+    #[arg(long, value_name = "FILE")]
+    logsources: Option<PathBuf>,
+    /// Only load rules at or above this level.
+    #[arg(long, value_enum, default_value = "informational")]
+    min_level: LevelArg,
+}
+
+#[derive(Args)]
+struct HuntArgs {
+    /// Files or directories to hunt through.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    rules: RuleArgs,
+    /// Skip events before this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Skip events after this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: FormatArg,
+    /// Write results here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Exit with code 2 if a detection at or above this level is found.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    fail_on: Option<LevelArg>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar and no summary on standard error.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct EventsArgs {
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Print only the number of events (the parse-only baseline for benchmarks).
+    #[arg(long)]
+    count: bool,
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct RulesArgs {
+    #[command(flatten)]
+    rules: RuleArgs,
+    /// Output format: a table, or JSONL with one record per problem.
+    #[arg(long, value_enum, default_value = "table")]
+    format: FormatArg,
+    /// List every rule that applies to no log source Portcullis reads, not just a count per reason.
+    #[arg(long)]
+    verbose: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Table,
+    Jsonl,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LevelArg {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl From<LevelArg> for portcullis_sigma::Level {
+    fn from(l: LevelArg) -> Self {
+        use portcullis_sigma::Level::*;
+        match l {
+            LevelArg::Informational => Informational,
+            LevelArg::Low => Low,
+            LevelArg::Medium => Medium,
+            LevelArg::High => High,
+            LevelArg::Critical => Critical,
+        }
+    }
+}
+
+impl From<FormatArg> for portcullis_output::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Table => portcullis_output::Format::Table,
+            FormatArg::Jsonl => portcullis_output::Format::Jsonl,
+            FormatArg::Json => portcullis_output::Format::Json,
+            FormatArg::Csv => portcullis_output::Format::Csv,
+        }
+    }
+}
+
+/// An error to report on stderr with exit code 1.
+pub struct Fatal(pub String);
+
+impl<E: std::fmt::Display> From<E> for Fatal {
+    fn from(e: E) -> Self {
+        Fatal(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let started = Instant::now();
+    let result = match cli.command {
+        Command::Hunt(a) => commands::hunt(a, started),
+        Command::Events(a) => commands::events(a),
+        Command::Rules(a) => commands::rules(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Fatal(msg)) => {
+            let _ = writeln!(std::io::stderr(), "portcullis: error: {msg}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Whether to draw progress: only when stderr is a terminal.
+pub fn show_progress(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
