@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Benchmark: Sigma hunt over EVTX-ATTACK-SAMPLES with every SigmaHQ rule, next to
+# the parse-only baseline (`portcullis events --count`) on the same files.
+#
+#   bench/hunt-evtx.sh [COPIES] [RUNS]
+#
+# COPIES (default 8) copies of the 277-file corpus are hunted, so that scanning,
+# not start-up, dominates; RUNS (default 3) runs of each, best time reported.
+# Prints: rule parse and compile time, hunt wall time, parse-only wall time, and
+# their ratio (target: compile < 0.5 s, hunt within 1.5x of parse-only).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+shared=${PORTCULLIS_SHARED:-$here/../shared}
+copies=${1:-8}
+runs=${2:-3}
+[ -d "$shared/evtx/EVTX-ATTACK-SAMPLES" ] || { echo "needs $shared/evtx/EVTX-ATTACK-SAMPLES (set PORTCULLIS_SHARED)"; exit 1; }
+cargo build --release --quiet --manifest-path "$here/Cargo.toml"
+bin=$here/target/release/portcullis
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for i in $(seq 1 "$copies"); do cp -r "$shared/evtx/EVTX-ATTACK-SAMPLES" "$work/copy$i"; done
+bytes=$(du -sb "$work" | cut -f1)
+rules=(--sigma "$shared/sigma/rules" --sigma "$shared/sigma/rules-emerging-threats"
+       --sigma "$shared/sigma/rules-threat-hunting" --sigma "$shared/sigma/rules-compliance")
+
+best() { sort -g | head -1; }
+parse_only=$(for _ in $(seq "$runs"); do
+  s=$(date +%s.%N); "$bin" events --count -q "$work" >/dev/null; e=$(date +%s.%N)
+  echo "$e - $s" | bc; done | best)
+hunt_wall=""; compile=""; rparse=""; scan=""; events=""; detections=""
+for _ in $(seq "$runs"); do
+  s=$(date +%s.%N)
+  "$bin" hunt "$work" "${rules[@]}" --format jsonl -q -o "$work/out.jsonl"
+  e=$(date +%s.%N)
+  w=$(echo "$e - $s" | bc)
+  summary=$(tail -1 "$work/out.jsonl")
+  if [ -z "$hunt_wall" ] || [ "$(echo "$w < $hunt_wall" | bc)" = 1 ]; then
+    hunt_wall=$w
+    rparse=$(echo "$summary" | python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["rules_parse_seconds"])')
+    compile=$(echo "$summary" | python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["rules_compile_seconds"])')
+    scan=$(echo "$summary" | python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["hunt_seconds"])')
+    events=$(echo "$summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')
+    detections=$(echo "$summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["detections"])')
+  fi
+done
+mb=$(echo "scale=1; $bytes / 1048576" | bc)
+printf 'corpus: %s copies of EVTX-ATTACK-SAMPLES, %s MiB, %s events, %s cores\n' "$copies" "$mb" "$events" "$(nproc)"
+printf 'rules: parse %ss, compile %ss (all SigmaHQ rules*)\n' "$rparse" "$compile"
+printf 'parse-only (events --count): %.3fs  %.0f events/s\n' "$parse_only" "$(echo "$events / $parse_only" | bc -l)"
+printf 'hunt wall:                   %.3fs  (read+scan %ss, %s detections)\n' "$hunt_wall" "$scan" "$detections"
+printf 'ratio hunt/parse-only: %.2fx wall, %.2fx excluding rule loading\n' \
+  "$(echo "$hunt_wall / $parse_only" | bc -l)" "$(echo "$scan / $parse_only" | bc -l)"

@@ -1,0 +1,241 @@
+//! End-to-end tests of the `portcullis` binary on small built-in fixtures.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const IIS_LOG: &str = "#Software: Microsoft Internet Information Services 10.0\r\n\
+#Version: 1.0\r\n\
+#Date: 2021-08-24 02:13:00\r\n\
+#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken\r\n\
+2021-08-24 02:13:00 10.0.0.5 POST /autodiscover/autodiscover.json @evil.corp/powershell/?X-Rps-CAT=VgEAVAdXaW5kb3dz&Email=autodiscover/autodiscover.json%3F@evil.corp 443 - 185.220.101.182 python-requests/2.25.1 - 200 0 0 312\r\n\
+2021-08-24 02:14:00 10.0.0.5 GET /owa/ - 443 - 10.1.1.1 Mozilla/5.0+(Windows+NT+10.0) - 200 0 0 12\r\n\
+2021-08-24 02:15:00 10.0.0.5 GET /bad line\r\n";
+
+const RULE: &str = "title: Autodiscover SSRF to PowerShell (test rule)
+id: 11111111-2222-3333-4444-555555555555
+status: test
+level: critical
+tags: [attack.initial-access, attack.t1190]
+logsource:
+    category: webserver
+detection:
+    selection:
+        cs-uri-stem|contains: '/autodiscover/autodiscover.json'
+        cs-uri-query|contains|all: ['powershell', '@']
+    condition: selection
+";
+
+const LOW_RULE: &str = "title: OWA page view (test rule)
+id: 66666666-2222-3333-4444-555555555555
+level: low
+logsource:
+    category: webserver
+detection:
+    selection:
+        cs-uri-stem|startswith: '/owa/'
+    condition: selection
+";
+
+const SYSMON_ONLY: &str = "title: Sysmon only
+id: 77777777-2222-3333-4444-555555555555
+level: high
+logsource:
+    product: windows
+    category: process_creation
+detection:
+    selection:
+        Image|endswith: '\\cmd.exe'
+    condition: selection
+";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("u_ex210824.log"), IIS_LOG).unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        std::fs::write(dir.path().join("rules/ssrf.yml"), RULE).unwrap();
+        std::fs::write(dir.path().join("rules/owa.yml"), LOW_RULE).unwrap();
+        std::fs::write(dir.path().join("sysmon.yml"), SYSMON_ONLY).unwrap();
+        std::fs::write(dir.path().join("broken.yml"), "title: broken\ndetection:\n  sel:\n    A|nosuch: x\n  condition: sel\n")
+            .unwrap();
+        Fixture { dir }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+/// Runs the binary; `hunt` and `rules` run without the built-in pack so counts are the fixture's.
+fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    for a in args {
+        c.arg(a);
+    }
+    let first = args.first().map(|a| a.as_ref().to_string_lossy().into_owned());
+    if matches!(first.as_deref(), Some("hunt" | "rules")) {
+        c.arg("--no-builtin");
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn builtin_pack_is_loaded_by_default() {
+    let f = Fixture::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["hunt", "--format", "jsonl"])
+        .arg(f.path("u_ex210824.log"))
+        .output()
+        .unwrap();
+    let recs = jsonl(&out);
+    assert!(recs.iter().any(|r| r["kind"] == "detection" && r["rule_path"].as_str().unwrap().starts_with("builtin:rules/")));
+}
+
+fn jsonl(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn hunt_jsonl_has_detections_then_summary() {
+    let f = Fixture::new();
+    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let recs = jsonl(&out);
+    assert_eq!(recs.len(), 3, "two detections and a summary: {recs:?}");
+    let d = &recs[0];
+    assert_eq!(d["kind"], "detection");
+    assert_eq!(d["rule_id"], "11111111-2222-3333-4444-555555555555");
+    assert_eq!(d["level"], "critical");
+    assert_eq!(d["timestamp"], "2021-08-24T02:13:00Z");
+    assert_eq!(d["record"], 5);
+    assert!(d["path"].as_str().unwrap().ends_with("u_ex210824.log"));
+    assert_eq!(d["fields"]["c-ip"], "185.220.101.182");
+    assert_eq!(d["id"].as_str().unwrap().len(), 32);
+    let s = recs.last().unwrap();
+    assert_eq!(s["kind"], "summary");
+    assert_eq!(s["events"], 2);
+    assert_eq!(s["records_skipped"], 1);
+    assert_eq!(s["detections"], 2);
+    assert_eq!(s["detections_by_level"]["critical"], 1);
+    assert_eq!(s["rules_loaded"], 2);
+    assert_eq!(s["rules_applied"], 2);
+}
+
+#[test]
+fn finding_ids_are_stable_across_runs() {
+    let f = Fixture::new();
+    let ids = |out: &Output| -> Vec<String> {
+        jsonl(out).iter().filter(|r| r["kind"] == "detection").map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    };
+    let a = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
+    let b = run(&[&"hunt", &f.dir.path(), &"--sigma", &f.path("rules"), &"--format", &"jsonl", &"--threads", &"1"]);
+    assert_eq!(ids(&a), ids(&b));
+}
+
+#[test]
+fn exit_codes_and_min_level() {
+    let f = Fixture::new();
+    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--fail-on", &"high", &"-q"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&[
+        &"hunt",
+        &f.path("u_ex210824.log"),
+        &"--sigma",
+        &f.path("rules/owa.yml"),
+        &"--fail-on",
+        &"high",
+        &"-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(&[
+        &"hunt",
+        &f.path("u_ex210824.log"),
+        &"--sigma",
+        &f.path("rules"),
+        &"--min-level",
+        &"high",
+        &"--format",
+        &"jsonl",
+    ]);
+    let recs = jsonl(&out);
+    assert_eq!(recs.iter().filter(|r| r["kind"] == "detection").count(), 1);
+    // Errors: a missing input, a missing rules path, a bad argument.
+    assert_eq!(run(&[&"hunt", &f.path("nope.log")]).status.code(), Some(1));
+    assert_eq!(run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("nope")]).status.code(), Some(1));
+    assert_eq!(run(&[&"hunt", &"--format", &"xml", &f.path("u_ex210824.log")]).status.code(), Some(1));
+    assert_eq!(run(&[&"--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn never_a_silent_zero_detection_run() {
+    let f = Fixture::new();
+    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("sysmon.yml"), &"--format", &"jsonl"]);
+    assert_eq!(out.status.code(), Some(0));
+    let recs = jsonl(&out);
+    let s = recs.last().unwrap();
+    assert_eq!(s["detections"], 0);
+    assert_eq!(s["rules_applied"], 0);
+    let warnings = s["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("no loaded rule applies to any input")), "{warnings:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no loaded rule applies"));
+}
+
+#[test]
+fn failed_rules_are_listed_with_file_line_and_reason() {
+    let f = Fixture::new();
+    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("broken.yml"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
+    let recs = jsonl(&out);
+    let s = recs.last().unwrap();
+    let failed = s["rules_failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0]["path"].as_str().unwrap().ends_with("broken.yml"));
+    assert_eq!(failed[0]["line"], 4);
+    assert!(failed[0]["reason"].as_str().unwrap().contains("unknown value modifier"));
+    assert_eq!(s["detections"], 2, "the other rules still ran");
+}
+
+#[test]
+fn table_csv_and_json_formats() {
+    let f = Fixture::new();
+    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules")]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("TIME (UTC)") && table.contains("Autodiscover SSRF"), "{table}");
+    assert!(table.contains("Detections: 2"));
+    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.starts_with("timestamp,level,rule_title"));
+    assert_eq!(csv.lines().count(), 3);
+    let out_file = f.path("out.json");
+    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"json", &"-o", &out_file]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(doc["detections"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["summary"]["kind"], "summary");
+}
+
+#[test]
+fn events_dump_and_count() {
+    let f = Fixture::new();
+    let out = run(&[&"events", &f.path("u_ex210824.log")]);
+    let recs = jsonl(&out);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["kind"], "event");
+    assert_eq!(recs[0]["source"], "w3c");
+    assert_eq!(recs[0]["fields"]["cs-method"], "POST");
+    let out = run(&[&"events", &"--count", &f.dir.path()]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+}
+
+#[test]
+fn rules_command_reports_problems() {
+    let f = Fixture::new();
+    let out = run(&[&"rules", &"--sigma", &f.dir.path(), &"--format", &"jsonl"]);
+    let recs = jsonl(&out);
+    assert!(recs.iter().any(|r| r["kind"] == "rule_failed" && r["line"] == 4));
+    let s = recs.last().unwrap();
+    assert_eq!(s["kind"], "rules_summary");
+    assert_eq!(s["rules_loaded"], 3);
+}
