@@ -1,0 +1,364 @@
+//! The correlation state machines. Inputs must arrive in time order (see the sorter).
+//! State is kept per (correlation, group) and dropped once its window has passed, so
+//! memory follows the number of groups active within a timespan, not the event count.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::parse::{Correlation, CorrelationSet, Kind, Source};
+use crate::sorter::Input;
+
+/// At most this many evidence ids are kept per finding.
+pub const MAX_EVIDENCE: usize = 64;
+
+/// A correlation that fired for one group.
+#[derive(Clone, Debug)]
+pub struct CorrelationFinding {
+    /// Stable: a hash of the correlation, the group and the evidence.
+    pub id: String,
+    pub correlation: usize,
+    /// The group-by fields and their values.
+    pub group: Vec<(String, String)>,
+    pub first_ts: i64,
+    pub last_ts: i64,
+    /// The measured value the condition held for (count, distinct values, sum, average, percent).
+    pub value: f64,
+    /// Finding ids of the contributing events (at most [`MAX_EVIDENCE`]).
+    pub evidence: Vec<String>,
+    pub evidence_total: u64,
+}
+
+#[derive(Default)]
+struct GroupState {
+    /// (time, position, value, evidence), oldest first.
+    window: VecDeque<(i64, u32, Arc<str>, Arc<str>)>,
+    /// Distinct values in the window with their counts (value_count, value_percentile).
+    counts: HashMap<Arc<str>, u32>,
+    sum: f64,
+    /// temporal: latest time each position was seen; temporal_ordered: start of the best
+    /// chain that has completed each prefix length.
+    marks: Vec<Option<i64>>,
+    opened: i64,
+    last: i64,
+}
+
+/// Runs every correlation over a time-ordered input stream.
+pub struct Correlator {
+    set: Arc<CorrelationSet>,
+    states: Vec<HashMap<String, GroupState>>,
+    now: i64,
+    since_sweep: u32,
+    /// Findings of correlations nobody else consumes (the ones to report).
+    pub findings: Vec<CorrelationFinding>,
+    /// Findings of every correlation, including those that only feed others.
+    pub all_findings: u64,
+    /// Inputs that arrived out of time order (processed at their own time anyway).
+    pub late_inputs: u64,
+    /// Largest number of live groups seen at once (for memory reporting).
+    pub peak_groups: usize,
+}
+
+impl Correlator {
+    pub fn new(set: Arc<CorrelationSet>) -> Correlator {
+        let n = set.correlations.len();
+        Correlator {
+            set,
+            states: (0..n).map(|_| HashMap::new()).collect(),
+            now: i64::MIN,
+            since_sweep: 0,
+            findings: Vec::new(),
+            all_findings: 0,
+            late_inputs: 0,
+            peak_groups: 0,
+        }
+    }
+
+    pub fn live_groups(&self) -> usize {
+        self.states.iter().map(|s| s.len()).sum()
+    }
+
+    /// Processes one input (inputs must come in time order; a late one is counted).
+    pub fn push(&mut self, input: Input) {
+        if input.ts < self.now {
+            self.late_inputs += 1;
+        } else {
+            self.now = input.ts;
+        }
+        self.since_sweep += 1;
+        if self.since_sweep >= 4096 {
+            self.sweep(false);
+        }
+        let mut queue = vec![input];
+        while let Some(inp) = queue.pop() {
+            if let Some(f) = self.process(inp) {
+                self.emit(f, &mut queue);
+            }
+        }
+    }
+
+    /// Closes every open window (end of input).
+    pub fn finish(&mut self) {
+        self.sweep(true);
+    }
+
+    fn emit(&mut self, f: CorrelationFinding, queue: &mut Vec<Input>) {
+        self.all_findings += 1;
+        let source = Source::Correlation(f.correlation);
+        match self.set.subscribers.get(&source) {
+            Some(subs) => {
+                for &(ci, pos) in subs {
+                    let outer = &self.set.correlations[ci];
+                    let fields: HashMap<&str, &str> = f.group.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let Some(group) = group_key(outer, pos, |name| fields.get(name).map(|v| v.to_string())) else {
+                        continue;
+                    };
+                    let value = outer
+                        .field
+                        .as_deref()
+                        .and_then(|fname| fields.get(fname).map(|v| v.to_string()))
+                        .unwrap_or_default();
+                    queue.push(Input { ts: f.last_ts, corr: ci as u32, pos: pos as u32, group, value, evidence: f.id.clone() });
+                }
+            }
+            None => self.findings.push(f),
+        }
+    }
+
+    fn process(&mut self, inp: Input) -> Option<CorrelationFinding> {
+        let ci = inp.corr as usize;
+        let set = self.set.clone();
+        let c = &set.correlations[ci];
+        let span = c.timespan_micros;
+        let states = &mut self.states[ci];
+        let st = states.entry(inp.group.clone()).or_insert_with(|| GroupState {
+            opened: inp.ts,
+            marks: vec![None; c.sources.len() + 1],
+            ..Default::default()
+        });
+        // A window that opened at a group's first event closes after `timespan`.
+        let mut closed = None;
+        if !c.condition.grows() && inp.ts - st.opened > span {
+            closed = evaluate(c, ci, &inp.group, st);
+            *st = GroupState { opened: inp.ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
+        }
+        st.last = inp.ts;
+        let value: Arc<str> = Arc::from(inp.value.as_str());
+        let evidence: Arc<str> = Arc::from(inp.evidence.as_str());
+        st.window.push_back((inp.ts, inp.pos, value.clone(), evidence));
+        if c.condition.grows() {
+            // Sliding window: drop what fell out of it.
+            while let Some(&(t, _, ref v, _)) = st.window.front() {
+                if inp.ts - t <= span {
+                    break;
+                }
+                let v = v.clone();
+                let old = st.window.pop_front();
+                forget(c.kind, st, &v, old.as_ref());
+            }
+        }
+        match c.kind {
+            Kind::ValueCount | Kind::ValuePercentile => *st.counts.entry(value.clone()).or_insert(0) += 1,
+            Kind::ValueSum | Kind::ValueAvg => st.sum += inp.value.trim().parse::<f64>().unwrap_or(0.0),
+            Kind::Temporal => st.marks[inp.pos as usize] = Some(inp.ts),
+            Kind::TemporalOrdered => advance_chain(c, st, inp.pos as usize, inp.ts),
+            Kind::EventCount => {}
+        }
+        if self.states[ci].len() > 0 {
+            let live: usize = self.states.iter().map(|s| s.len()).sum();
+            self.peak_groups = self.peak_groups.max(live);
+        }
+        if closed.is_some() {
+            return closed;
+        }
+        if c.condition.grows() {
+            let st = self.states[ci].get_mut(&inp.group).expect("just inserted");
+            let measured = match c.kind {
+                Kind::ValuePercentile => percentile_of(st, &value),
+                _ => measure(c.kind, st, inp.ts, span),
+            };
+            if c.condition.holds(measured) {
+                let f = finding(c, ci, &inp.group, st, measured);
+                self.states[ci].remove(&inp.group);
+                return Some(f);
+            }
+        } else if c.kind == Kind::ValuePercentile {
+            // Percentile with lte/lt: the value is rare *so far* in this window.
+            let st = self.states[ci].get_mut(&inp.group).expect("just inserted");
+            let measured = percentile_of(st, &value);
+            if st.window.len() >= 2 && c.condition.holds(measured) {
+                return Some(finding(c, ci, &inp.group, st, measured));
+            }
+        }
+        None
+    }
+
+    /// Drops groups whose window has passed, evaluating closing windows first.
+    fn sweep(&mut self, all: bool) {
+        self.since_sweep = 0;
+        let set = self.set.clone();
+        let mut out = Vec::new();
+        for (ci, states) in self.states.iter_mut().enumerate() {
+            let c = &set.correlations[ci];
+            let span = c.timespan_micros;
+            let now = self.now;
+            states.retain(|group, st| {
+                let expired = all || now.saturating_sub(st.last) > span && now.saturating_sub(st.opened) > span;
+                if !expired {
+                    return true;
+                }
+                if !c.condition.grows()
+                    && c.kind != Kind::ValuePercentile
+                    && let Some(f) = evaluate(c, ci, group, st)
+                {
+                    out.push(f);
+                }
+                false
+            });
+        }
+        let mut queue = Vec::new();
+        for f in out {
+            self.emit(f, &mut queue);
+        }
+        while let Some(inp) = queue.pop() {
+            if let Some(f) = self.process(inp) {
+                self.emit(f, &mut queue);
+            }
+        }
+    }
+}
+
+fn forget(kind: Kind, st: &mut GroupState, v: &Arc<str>, old: Option<&(i64, u32, Arc<str>, Arc<str>)>) {
+    match kind {
+        Kind::ValueCount | Kind::ValuePercentile => {
+            if let Some(n) = st.counts.get_mut(v) {
+                *n -= 1;
+                if *n == 0 {
+                    st.counts.remove(v);
+                }
+            }
+        }
+        Kind::ValueSum | Kind::ValueAvg => {
+            st.sum -= old.map(|o| o.2.trim().parse::<f64>().unwrap_or(0.0)).unwrap_or(0.0);
+        }
+        _ => {}
+    }
+}
+
+/// temporal_ordered: an event for position `p` extends every chain that completed
+/// positions 0..p within the timespan; the latest start is kept (most time left).
+fn advance_chain(c: &Correlation, st: &mut GroupState, pos: usize, ts: i64) {
+    let name = &c.source_names[pos];
+    // The same rule may appear at several positions: extend the longest prefixes first,
+    // so one event is not used twice in a chain.
+    for p in (0..c.sources.len()).rev() {
+        if &c.source_names[p] != name {
+            continue;
+        }
+        let start = if p == 0 { Some(ts) } else { st.marks[p].filter(|s| ts - *s <= c.timespan_micros) };
+        if let Some(s) = start {
+            st.marks[p + 1] = Some(st.marks[p + 1].map_or(s, |old| old.max(s)));
+        }
+    }
+}
+
+fn measure(kind: Kind, st: &GroupState, now: i64, span: i64) -> f64 {
+    match kind {
+        Kind::EventCount => st.window.len() as f64,
+        Kind::ValueCount => st.counts.len() as f64,
+        Kind::ValueSum => st.sum,
+        Kind::ValueAvg => {
+            if st.window.is_empty() {
+                0.0
+            } else {
+                st.sum / st.window.len() as f64
+            }
+        }
+        Kind::Temporal => st.marks.iter().filter(|m| m.is_some_and(|t| now - t <= span)).count() as f64,
+        Kind::TemporalOrdered => {
+            let n = st.marks.len() - 1;
+            // How many positions of the order were met by the best chain.
+            (0..=n).rev().find(|k| *k == 0 || st.marks[*k].is_some_and(|s| now - s <= span)).unwrap_or(0) as f64
+        }
+        Kind::ValuePercentile => 100.0,
+    }
+}
+
+fn percentile_of(st: &GroupState, v: &Arc<str>) -> f64 {
+    let total = st.window.len().max(1) as f64;
+    st.counts.get(v).copied().unwrap_or(0) as f64 * 100.0 / total
+}
+
+fn evaluate(c: &Correlation, ci: usize, group: &str, st: &GroupState) -> Option<CorrelationFinding> {
+    if st.window.is_empty() {
+        return None;
+    }
+    let measured = measure(c.kind, st, st.last, c.timespan_micros);
+    c.condition.holds(measured).then(|| finding(c, ci, group, st, measured))
+}
+
+fn finding(c: &Correlation, ci: usize, group: &str, st: &GroupState, value: f64) -> CorrelationFinding {
+    use xxhash_rust::xxh3::Xxh3;
+    let first_ts = st.window.front().map(|w| w.0).unwrap_or(st.opened);
+    let last_ts = st.window.back().map(|w| w.0).unwrap_or(st.last);
+    let mut h = Xxh3::new();
+    h.update(c.key().as_bytes());
+    h.update(&[0]);
+    h.update(group.as_bytes());
+    h.update(&first_ts.to_le_bytes());
+    h.update(&last_ts.to_le_bytes());
+    for w in &st.window {
+        h.update(w.3.as_bytes());
+    }
+    let values: Vec<&str> = group.split('\u{1f}').collect();
+    CorrelationFinding {
+        id: format!("{:032x}", h.digest128()),
+        correlation: ci,
+        group: c.group_by.iter().cloned().zip(values.into_iter().map(str::to_string)).collect(),
+        first_ts,
+        last_ts,
+        value,
+        evidence: st.window.iter().take(MAX_EVIDENCE).map(|w| w.3.to_string()).collect(),
+        evidence_total: st.window.len() as u64,
+    }
+}
+
+/// The group key for an event feeding `c` at `pos`, or None if a group-by field is missing.
+pub fn group_key(c: &Correlation, pos: usize, mut get: impl FnMut(&str) -> Option<String>) -> Option<String> {
+    let mut key = String::new();
+    for (i, g) in c.group_by.iter().enumerate() {
+        let v = get(c.group_field(g, pos)).filter(|v| !v.is_empty())?;
+        if i > 0 {
+            key.push('\u{1f}');
+        }
+        key.push_str(&v);
+    }
+    Some(key)
+}
+
+/// The correlation inputs one rule match produces: one per correlation (and position)
+/// the rule feeds, with its group key and field value read through `get`. Matches
+/// missing a group-by field produce nothing for that correlation.
+pub fn inputs_for(
+    set: &CorrelationSet,
+    rule: usize,
+    ts: i64,
+    evidence: &str,
+    mut get: impl FnMut(&str) -> Option<String>,
+) -> Vec<Input> {
+    let Some(subs) = set.subscribers.get(&Source::Rule(rule)) else { return Vec::new() };
+    let mut out = Vec::with_capacity(subs.len());
+    for &(ci, pos) in subs {
+        let c = &set.correlations[ci];
+        let Some(group) = group_key(c, pos, &mut get) else { continue };
+        let value = match &c.field {
+            Some(f) => match get(c.group_field(f, pos)) {
+                Some(v) => v,
+                None if matches!(c.kind, Kind::ValueCount | Kind::ValuePercentile) => continue,
+                None => String::new(),
+            },
+            None => String::new(),
+        };
+        out.push(Input { ts, corr: ci as u32, pos: pos as u32, group, value, evidence: evidence.to_string() });
+    }
+    out
+}
