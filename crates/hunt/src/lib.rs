@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use portcullis_correlate::{CorrelationFinding, CorrelationSet, Correlator, Sorter};
 use portcullis_event::{Event, Timestamp};
 use portcullis_sigma::{Engine, Level, Scanner};
 use portcullis_sources::{FileReport, ReadOptions, SourceError};
@@ -174,7 +175,11 @@ pub fn run_files<S: Send>(
 #[derive(Debug)]
 pub struct HuntResult {
     /// Sorted by time (events without a time last), then path, record and rule.
+    /// Rules that only feed correlations (no `generate: true`) are not here.
     pub detections: Vec<Detection>,
+    /// Correlation findings (of correlations no other correlation consumes), by time.
+    pub correlations: Vec<CorrelationFinding>,
+    pub correlation_stats: CorrelationStats,
     pub outcomes: Vec<FileOutcome>,
     pub stats: RunStats,
     /// Events seen per compiled group, for reporting which rules applied to anything.
@@ -191,32 +196,98 @@ impl HuntResult {
     }
 }
 
-/// Hunts every file with the engine.
-pub fn hunt(engine: &Engine, files: &[PathBuf], opts: &RunOptions, progress: &dyn Progress) -> HuntResult {
+/// Counts from the correlation stage.
+#[derive(Debug, Default)]
+pub struct CorrelationStats {
+    /// Base-rule matches handed to correlations.
+    pub inputs: u64,
+    /// Of those, spilled to temporary files to keep memory bounded.
+    pub spilled: u64,
+    /// Most (correlation, group) states alive at once.
+    pub peak_groups: usize,
+    /// Base matches without a timestamp (cannot be correlated in time).
+    pub untimed: u64,
+    /// Problems spilling or merging correlation inputs (results may be incomplete).
+    pub errors: Vec<String>,
+}
+
+/// Memory each worker may use for buffering correlation inputs before spilling.
+pub const CORRELATION_BUFFER_BYTES: usize = 64 << 20;
+
+/// Hunts every file with the engine and runs the correlations over the matches.
+pub fn hunt(
+    engine: &Engine,
+    correlations: &Arc<CorrelationSet>,
+    files: &[PathBuf],
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> HuntResult {
     struct Worker<'e> {
         scanner: Scanner<'e>,
         matches: Vec<usize>,
         detections: Vec<Detection>,
+        sorter: Sorter,
+        inputs: u64,
+        untimed: u64,
+        io_error: Option<std::io::Error>,
+    }
+    let mut hidden = vec![false; engine.rules.len()];
+    for &r in &correlations.hidden_rules {
+        hidden[r] = true;
     }
     let (outcomes, states) = run_files(
         files,
         opts,
         progress,
-        || Worker { scanner: engine.scanner(), matches: Vec::new(), detections: Vec::new() },
+        || Worker {
+            scanner: engine.scanner(),
+            matches: Vec::new(),
+            detections: Vec::new(),
+            sorter: Sorter::new(CORRELATION_BUFFER_BYTES),
+            inputs: 0,
+            untimed: 0,
+            io_error: None,
+        },
         |w, path, ev| {
             w.matches.clear();
             w.scanner.scan(ev, &mut w.matches);
             for &rule in &w.matches {
                 let id = finding_id(&engine.rules[rule].key(), ev);
-                w.detections.push(Detection { id, rule, path: path.clone(), event: ev.clone() });
+                if !correlations.is_empty() {
+                    match ev.timestamp {
+                        Some(ts) => {
+                            for input in portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, |f| {
+                                ev.get(f).map(str::to_string)
+                            }) {
+                                w.inputs += 1;
+                                if let Err(e) = w.sorter.push(input) {
+                                    w.io_error.get_or_insert(e);
+                                }
+                            }
+                        }
+                        None => w.untimed += 1,
+                    }
+                }
+                if !hidden[rule] {
+                    w.detections.push(Detection { id, rule, path: path.clone(), event: ev.clone() });
+                }
             }
         },
     );
     let mut detections = Vec::new();
     let mut stats = RunStats::default();
     let mut group_events = vec![0u64; engine.group_count()];
+    let mut sorters = Vec::new();
+    let mut correlation_stats = CorrelationStats::default();
     for (w, s) in states {
         detections.extend(w.detections);
+        correlation_stats.inputs += w.inputs;
+        correlation_stats.untimed += w.untimed;
+        correlation_stats.spilled += w.sorter.spilled;
+        if let Some(e) = w.io_error {
+            correlation_stats.errors.push(format!("spilling correlation inputs failed: {e}"));
+        }
+        sorters.push(w.sorter);
         stats.events += s.events;
         stats.out_of_range += s.out_of_range;
         for (g, n) in group_events.iter_mut().zip(&w.scanner.group_events) {
@@ -228,7 +299,29 @@ pub fn hunt(engine: &Engine, files: &[PathBuf], opts: &RunOptions, progress: &dy
         let tb = b.event.timestamp.map(|t| t.0).unwrap_or(i64::MAX);
         (ta, &a.path, a.event.record, a.rule).cmp(&(tb, &b.path, b.event.record, b.rule))
     });
-    HuntResult { detections, outcomes, stats, group_events }
+    let mut found = Vec::new();
+    if !correlations.is_empty() {
+        let mut correlator = Correlator::new(correlations.clone());
+        match Sorter::merge(sorters) {
+            Ok(merged) => {
+                for input in merged {
+                    match input {
+                        Ok(i) => correlator.push(i),
+                        Err(e) => {
+                            correlation_stats.errors.push(format!("reading spilled correlation inputs failed: {e}"));
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => correlation_stats.errors.push(format!("merging correlation inputs failed: {e}")),
+        }
+        correlator.finish();
+        correlation_stats.peak_groups = correlator.peak_groups;
+        found = correlator.findings;
+        found.sort_by_key(|f| (f.last_ts, f.correlation));
+    }
+    HuntResult { detections, correlations: found, correlation_stats, outcomes, stats, group_events }
 }
 
 /// The stable id of the finding "rule `rule_key` matched `ev`": a hash of the rule key,

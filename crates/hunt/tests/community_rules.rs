@@ -78,7 +78,7 @@ fn hunting_the_attack_samples_with_every_rule_completes() {
     let (_, engine) = load(&sigma, &["rules", "rules-emerging-threats", "rules-threat-hunting", "rules-compliance"], &Placeholders::new());
     let (files, errors) = portcullis_sources::collect_files(&[samples]);
     assert!(errors.is_empty());
-    let result = portcullis_hunt::hunt(&engine, &files, &Default::default(), &portcullis_hunt::NoProgress);
+    let result = portcullis_hunt::hunt(&engine, &Default::default(), &files, &Default::default(), &portcullis_hunt::NoProgress);
     let mut skipped = 0;
     for o in &result.outcomes {
         match o {

@@ -90,7 +90,7 @@ fn sigma_regression_suite() {
         } else if !c.sample.exists() {
             Some("sample missing".to_string())
         } else {
-            let result = hunt(&engine, std::slice::from_ref(&c.sample), &opts, &NoProgress);
+            let result = hunt(&engine, &Default::default(), std::slice::from_ref(&c.sample), &opts, &NoProgress);
             let n = result.detections.len();
             (n < c.match_count).then(|| format!("{n} detections, expected at least {}", c.match_count))
         };

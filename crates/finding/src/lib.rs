@@ -1,0 +1,341 @@
+//! The one finding type: a detection or a correlation, with a stable id, the
+//! entities it involves (host, account, source IP, mailbox, file path), its ATT&CK
+//! tags, and one plain sentence saying what happened. Incidents, the case file,
+//! the timeline and every output read findings in this form.
+
+use std::collections::BTreeSet;
+
+use portcullis_correlate::{CorrelationFinding, CorrelationSet};
+use portcullis_event::{Event, Timestamp};
+use portcullis_hunt::Detection;
+use portcullis_sigma::{Engine, Level};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    Host,
+    Account,
+    SourceIp,
+    Mailbox,
+    FilePath,
+}
+
+impl EntityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Host => "host",
+            EntityKind::Account => "account",
+            EntityKind::SourceIp => "source_ip",
+            EntityKind::Mailbox => "mailbox",
+            EntityKind::FilePath => "file_path",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Entity {
+    pub kind: EntityKind,
+    /// Normalised (lower-cased) value.
+    pub value: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    Detection,
+    Correlation,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub id: String,
+    pub kind: FindingKind,
+    pub rule_id: String,
+    pub rule_title: String,
+    pub level: Level,
+    pub tags: Vec<String>,
+    /// When it happened (for a correlation: its first contributing event).
+    pub first_ts: Option<Timestamp>,
+    /// For a correlation: the event that made it fire; for a detection, the same as first.
+    pub last_ts: Option<Timestamp>,
+    pub host: Option<String>,
+    pub entities: Vec<Entity>,
+    pub sentence: String,
+    pub path: Option<String>,
+    pub record: Option<u64>,
+    /// Contributing finding ids (correlations).
+    pub evidence: Vec<String>,
+}
+
+impl Finding {
+    /// ATT&CK technique ids from the tags (`attack.t1190` → `T1190`, `attack.t1059.001` → `T1059.001`).
+    pub fn techniques(&self) -> Vec<String> {
+        techniques(&self.tags)
+    }
+
+    /// ATT&CK tactics from the tags, in kill-chain order.
+    pub fn tactics(&self) -> Vec<&'static str> {
+        tactics(&self.tags)
+    }
+}
+
+pub fn techniques(tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = tags
+        .iter()
+        .filter_map(|t| t.strip_prefix("attack.t"))
+        .filter(|t| t.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(|t| format!("T{}", t.to_ascii_uppercase()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// ATT&CK enterprise tactics in kill-chain order, by their Sigma tag names.
+pub const TACTICS: [&str; 14] = [
+    "reconnaissance",
+    "resource-development",
+    "initial-access",
+    "execution",
+    "persistence",
+    "privilege-escalation",
+    "defense-evasion",
+    "credential-access",
+    "discovery",
+    "lateral-movement",
+    "collection",
+    "command-and-control",
+    "exfiltration",
+    "impact",
+];
+
+pub fn tactics(tags: &[String]) -> Vec<&'static str> {
+    TACTICS
+        .iter()
+        .copied()
+        .filter(|t| tags.iter().any(|g| g.strip_prefix("attack.").is_some_and(|x| x.replace('_', "-") == *t)))
+        .collect()
+}
+
+/// Values too common to link anything (well-known system accounts, loopback, empty).
+fn trivial(kind: EntityKind, v: &str) -> bool {
+    let v = v.trim();
+    if v.is_empty() || v == "-" || v.len() > 512 {
+        return true;
+    }
+    match kind {
+        EntityKind::Account => {
+            let l = v.to_ascii_lowercase();
+            let name = l.rsplit(['\\', '/']).next().unwrap_or(&l);
+            matches!(
+                name,
+                "system" | "local service" | "network service" | "localsystem" | "anonymous logon" | "dwm-1" | "umfd-0"
+            ) || l.starts_with("s-1-5-18")
+                || l.ends_with('$')
+        }
+        EntityKind::SourceIp => matches!(v, "127.0.0.1" | "::1" | "0.0.0.0" | "::" | "localhost"),
+        _ => false,
+    }
+}
+
+const ENTITY_FIELDS: [(&str, EntityKind); 27] = [
+    ("TargetUserName", EntityKind::Account),
+    ("SubjectUserName", EntityKind::Account),
+    ("User", EntityKind::Account),
+    ("UserName", EntityKind::Account),
+    ("AccountName", EntityKind::Account),
+    ("cs-username", EntityKind::Account),
+    ("AuthenticatedUser", EntityKind::Account),
+    ("UserPrincipalName", EntityKind::Account),
+    ("c-ip", EntityKind::SourceIp),
+    ("ClientIpAddress", EntityKind::SourceIp),
+    ("client-ip", EntityKind::SourceIp),
+    ("IpAddress", EntityKind::SourceIp),
+    ("SourceIp", EntityKind::SourceIp),
+    ("SourceAddress", EntityKind::SourceIp),
+    ("ClientIP", EntityKind::SourceIp),
+    ("AnchorMailbox", EntityKind::Mailbox),
+    ("sender-address", EntityKind::Mailbox),
+    ("recipient-address", EntityKind::Mailbox),
+    ("Mailbox", EntityKind::Mailbox),
+    ("Identity", EntityKind::Mailbox),
+    ("TargetFilename", EntityKind::FilePath),
+    ("FilePath", EntityKind::FilePath),
+    ("ObjectName", EntityKind::FilePath),
+    ("RelativeTargetName", EntityKind::FilePath),
+    ("Computer", EntityKind::Host),
+    ("s-computername", EntityKind::Host),
+    ("ServerHostName", EntityKind::Host),
+];
+
+/// The entities of an event.
+pub fn entities(ev: &Event) -> Vec<Entity> {
+    let mut set = BTreeSet::new();
+    for f in ev.fields() {
+        for (name, kind) in ENTITY_FIELDS {
+            if f.name.eq_ignore_ascii_case(name) && !trivial(kind, f.value) {
+                let mut value = f.value.trim().to_lowercase();
+                if kind == EntityKind::Host {
+                    // EXCH01.corp.local and EXCH01 are one host.
+                    value = value.split('.').next().unwrap_or(&value).to_string();
+                }
+                set.insert(Entity { kind, value });
+            }
+        }
+    }
+    if let Some(h) = ev.host()
+        && !trivial(EntityKind::Host, h)
+    {
+        let value = h.trim().to_lowercase();
+        let value = value.split('.').next().unwrap_or(&value).to_string();
+        set.insert(Entity { kind: EntityKind::Host, value });
+    }
+    set.into_iter().collect()
+}
+
+fn day_time(t: Timestamp) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (y, mo, d, h, mi, _) = t.civil();
+    format!("{d} {} {y} {h:02}:{mi:02} UTC", MONTHS[(mo as usize).saturating_sub(1).min(11)])
+}
+
+/// One plain sentence for a detection: when, what, where, from whom, and the outcome.
+pub fn sentence(title: &str, ev: &Event) -> String {
+    let mut s = String::new();
+    if let Some(t) = ev.timestamp {
+        s.push_str(&day_time(t));
+        s.push_str(" — ");
+    }
+    s.push_str(title);
+    let get = |names: &[&str]| names.iter().find_map(|n| ev.get(n).filter(|v| !v.is_empty() && *v != "-"));
+    if let Some(ip) = get(&["c-ip", "ClientIpAddress", "client-ip", "IpAddress", "SourceIp"]) {
+        s.push_str(&format!(" from {ip}"));
+    }
+    if let Some(h) = ev.host() {
+        s.push_str(&format!(" on {h}"));
+    }
+    if let Some(u) = get(&["TargetUserName", "User", "SubjectUserName", "cs-username", "AuthenticatedUser"]) {
+        s.push_str(&format!(" as {u}"));
+    }
+    if let Some(status) = get(&["sc-status", "HttpStatus"]) {
+        let outcome = match status.trim().parse::<u16>() {
+            Ok(200..=299) => "succeeded",
+            Ok(300..=399) => "was redirected",
+            Ok(401 | 403) => "was refused",
+            _ => "answered",
+        };
+        s.push_str(&format!(" ({outcome}, HTTP {status})"));
+    } else if let Some(cmd) = get(&["CommandLine", "ScriptBlockText"]) {
+        let cmd: String = cmd.chars().take(120).collect();
+        s.push_str(&format!(": {cmd}"));
+    } else if let Some(f) = get(&["TargetFilename", "ObjectName"]) {
+        s.push_str(&format!(": {f}"));
+    }
+    s
+}
+
+impl Finding {
+    pub fn from_detection(engine: &Engine, d: &Detection) -> Finding {
+        let rule = &engine.rules[d.rule];
+        Finding {
+            id: d.id.clone(),
+            kind: FindingKind::Detection,
+            rule_id: rule.key(),
+            rule_title: rule.title.clone(),
+            level: rule.level,
+            tags: rule.tags.clone(),
+            first_ts: d.event.timestamp,
+            last_ts: d.event.timestamp,
+            host: d.event.host().map(str::to_string),
+            entities: entities(&d.event),
+            sentence: sentence(&rule.title, &d.event),
+            path: Some(d.path.display().to_string()),
+            record: Some(d.event.record),
+            evidence: Vec::new(),
+        }
+    }
+
+    /// A correlation finding; its entities are those of its group and of its evidence
+    /// (looked up among `detections_by_id` where the contributing detection is reported).
+    pub fn from_correlation(set: &CorrelationSet, f: &CorrelationFinding, evidence_entities: &[Entity]) -> Finding {
+        let c = &set.correlations[f.correlation];
+        let mut entities: BTreeSet<Entity> = evidence_entities.iter().cloned().collect();
+        for (field, value) in &f.group {
+            for (name, kind) in ENTITY_FIELDS {
+                if field.eq_ignore_ascii_case(name) && !trivial(kind, value) {
+                    entities.insert(Entity { kind, value: value.to_lowercase() });
+                }
+            }
+        }
+        let host = entities.iter().find(|e| e.kind == EntityKind::Host).map(|e| e.value.clone());
+        let group: Vec<String> = f.group.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let first = Timestamp(f.first_ts);
+        let last = Timestamp(f.last_ts);
+        let span = (f.last_ts - f.first_ts) / 1_000_000;
+        let sentence = format!(
+            "{} — {}: {} ({} {} within {}s{})",
+            day_time(first),
+            c.title,
+            if group.is_empty() { "all events".to_string() } else { group.join(", ") },
+            f.value,
+            match c.kind {
+                portcullis_correlate::Kind::EventCount => "events",
+                portcullis_correlate::Kind::ValueCount => "distinct values",
+                _ => c.kind.as_str(),
+            },
+            span,
+            host.as_ref().map(|h| format!(", on {h}")).unwrap_or_default()
+        );
+        Finding {
+            id: f.id.clone(),
+            kind: FindingKind::Correlation,
+            rule_id: c.key(),
+            rule_title: c.title.clone(),
+            level: c.level,
+            tags: c.tags.clone(),
+            first_ts: Some(first),
+            last_ts: Some(last),
+            host,
+            entities: entities.into_iter().collect(),
+            sentence,
+            path: None,
+            record: None,
+            evidence: f.evidence.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_to_attack() {
+        let tags: Vec<String> =
+            ["attack.initial-access", "attack.t1190", "attack.execution", "attack.t1059.001", "cve.2021-34473"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        assert_eq!(techniques(&tags), ["T1059.001", "T1190"]);
+        assert_eq!(tactics(&tags), ["initial-access", "execution"]);
+    }
+
+    #[test]
+    fn entities_and_sentence_of_an_iis_request() {
+        let mut e = Event::new(portcullis_event::SourceKind::W3c);
+        e.push_str("s-computername", "EXCH01.corp.local");
+        e.push_str("c-ip", "185.220.101.182");
+        e.push_str("cs-username", "-");
+        e.push_str("sc-status", "200");
+        e.timestamp = Timestamp::parse("2021-08-24T02:13:00Z");
+        let ents = entities(&e);
+        assert!(ents.contains(&Entity { kind: EntityKind::Host, value: "exch01".into() }));
+        assert!(ents.contains(&Entity { kind: EntityKind::SourceIp, value: "185.220.101.182".into() }));
+        assert_eq!(ents.len(), 2);
+        assert_eq!(
+            sentence("ProxyShell request", &e),
+            "24 Aug 2021 02:13 UTC — ProxyShell request from 185.220.101.182 on EXCH01.corp.local (succeeded, HTTP 200)"
+        );
+    }
+}
