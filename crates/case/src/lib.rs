@@ -1,14 +1,372 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The case file: one SQLite database (WAL) an analyst can open with any tool.
+//!
+//! Findings are keyed by their stable id, so hunting the same data into the same
+//! case twice adds nothing; incidents are rebuilt from every finding in the case
+//! after each run, so new data extends them. Each run's writes are one transaction:
+//! a run killed half-way leaves the case as it was (its `runs` row says `running`).
+//! The schema is documented in `docs/case-schema.md`.
+
+use std::path::Path;
+
+use portcullis_event::Timestamp;
+use portcullis_finding::{Entity, EntityKind, Finding, FindingKind};
+use portcullis_incident::{Incident, IncidentOptions};
+use portcullis_sigma::Level;
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    finished TEXT,
+    status TEXT NOT NULL,
+    command TEXT NOT NULL,
+    version TEXT NOT NULL,
+    rules_loaded INTEGER,
+    events INTEGER,
+    findings_new INTEGER
+);
+CREATE TABLE IF NOT EXISTS sources (
+    path TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    format TEXT,
+    events INTEGER NOT NULL,
+    skipped INTEGER NOT NULL,
+    first_run INTEGER NOT NULL REFERENCES runs(id),
+    PRIMARY KEY (path, hash)
+);
+CREATE TABLE IF NOT EXISTS findings (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    rule_title TEXT NOT NULL,
+    level TEXT NOT NULL,
+    level_rank INTEGER NOT NULL,
+    first_ts TEXT,
+    last_ts TEXT,
+    host TEXT,
+    sentence TEXT NOT NULL,
+    path TEXT,
+    record INTEGER,
+    tags TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    event TEXT,
+    run_id INTEGER NOT NULL REFERENCES runs(id)
+);
+CREATE INDEX IF NOT EXISTS findings_time ON findings(first_ts);
+CREATE TABLE IF NOT EXISTS entities (
+    finding_id TEXT NOT NULL REFERENCES findings(id),
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (finding_id, kind, value)
+);
+CREATE INDEX IF NOT EXISTS entities_value ON entities(kind, value);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    dwell_seconds INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    first_evidence TEXT NOT NULL,
+    tactics TEXT NOT NULL,
+    techniques TEXT NOT NULL,
+    entities TEXT NOT NULL,
+    stages TEXT NOT NULL,
+    explanation TEXT NOT NULL,
+    finding_count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incident_findings (
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    finding_id TEXT NOT NULL REFERENCES findings(id),
+    PRIMARY KEY (incident_id, finding_id)
+);
+";
+
+/// An open case file.
+pub struct Case {
+    conn: Connection,
+    run_id: i64,
+}
+
+/// A source file as recorded in the case.
+pub struct SourceRecord<'a> {
+    pub path: &'a Path,
+    pub size: u64,
+    pub format: Option<&'a str>,
+    pub events: u64,
+    pub skipped: u64,
+}
+
+#[derive(Debug)]
+pub struct CaseError(pub String);
+
+impl std::fmt::Display for CaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<rusqlite::Error> for CaseError {
+    fn from(e: rusqlite::Error) -> Self {
+        CaseError(format!("case file: {e}"))
+    }
+}
+
+impl Case {
+    /// Opens (or creates) a case file and starts a run.
+    pub fn open(path: &Path, command: &str) -> Result<Case, CaseError> {
+        let conn = Connection::open(path).map_err(|e| CaseError(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        let version: Option<String> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
+        match version {
+            None => {
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
+            }
+            Some(v) if v != SCHEMA_VERSION.to_string() => {
+                return Err(CaseError(format!(
+                    "{}: case schema version {v}, this Portcullis writes version {SCHEMA_VERSION}",
+                    path.display()
+                )));
+            }
+            Some(_) => {}
+        }
+        conn.execute(
+            "INSERT INTO runs (started, status, command, version) VALUES (?1, 'running', ?2, ?3)",
+            params![now(), command, env!("CARGO_PKG_VERSION")],
+        )?;
+        let run_id = conn.last_insert_rowid();
+        Ok(Case { conn, run_id })
+    }
+
+    pub fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    /// Records a run's sources and findings, rebuilds the incidents from every finding
+    /// in the case, and marks the run complete — all in one transaction.
+    /// Returns (new findings, incidents).
+    pub fn record_run(
+        &mut self,
+        sources: &[SourceRecord<'_>],
+        findings: &[(Finding, Option<String>)],
+        rules_loaded: usize,
+        events: u64,
+        incident_opts: &IncidentOptions,
+    ) -> Result<(usize, Vec<Incident>), CaseError> {
+        let tx = self.conn.transaction()?;
+        for s in sources {
+            let hash = hash_file(s.path).unwrap_or_else(|e| format!("unhashed: {e}"));
+            tx.execute(
+                "INSERT OR IGNORE INTO sources (path, hash, size, format, events, skipped, first_run) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![s.path.display().to_string(), hash, s.size as i64, s.format, s.events as i64, s.skipped as i64, self.run_id],
+            )?;
+        }
+        let mut new = 0;
+        {
+            let mut ins = tx.prepare(
+                "INSERT OR IGNORE INTO findings (id, kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?;
+            let mut ent = tx.prepare("INSERT OR IGNORE INTO entities (finding_id, kind, value) VALUES (?1, ?2, ?3)")?;
+            for (f, event_json) in findings {
+                let added = ins.execute(params![
+                    f.id,
+                    match f.kind {
+                        FindingKind::Detection => "detection",
+                        FindingKind::Correlation => "correlation",
+                    },
+                    f.rule_id,
+                    f.rule_title,
+                    f.level.as_str(),
+                    f.level as i64,
+                    f.first_ts.map(|t| t.to_string()),
+                    f.last_ts.map(|t| t.to_string()),
+                    f.host,
+                    f.sentence,
+                    f.path,
+                    f.record.map(|r| r as i64),
+                    serde_json::to_string(&f.tags).unwrap_or_default(),
+                    serde_json::to_string(&f.evidence).unwrap_or_default(),
+                    event_json,
+                    self.run_id,
+                ])?;
+                if added > 0 {
+                    new += 1;
+                    for e in &f.entities {
+                        ent.execute(params![f.id, e.kind.as_str(), e.value])?;
+                    }
+                }
+            }
+        }
+        let all = load_findings(&tx)?;
+        let incidents = portcullis_incident::build(&all, incident_opts);
+        tx.execute("DELETE FROM incident_findings", [])?;
+        tx.execute("DELETE FROM incidents", [])?;
+        {
+            let mut ins = tx.prepare(
+                "INSERT INTO incidents (id, first_seen, last_seen, dwell_seconds, severity, first_evidence, tactics, techniques, entities, stages, explanation, finding_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            let mut link = tx.prepare("INSERT OR IGNORE INTO incident_findings (incident_id, finding_id) VALUES (?1, ?2)")?;
+            for i in &incidents {
+                ins.execute(params![
+                    i.id,
+                    i.first_seen.to_string(),
+                    i.last_seen.to_string(),
+                    i.dwell_seconds,
+                    i.severity.as_str(),
+                    i.first_evidence,
+                    serde_json::to_string(&i.tactics).unwrap_or_default(),
+                    serde_json::to_string(&i.techniques).unwrap_or_default(),
+                    serde_json::to_string(&i.entities).unwrap_or_default(),
+                    serde_json::to_string(&i.stages).unwrap_or_default(),
+                    serde_json::to_string(&i.explanation).unwrap_or_default(),
+                    i.finding_count as i64,
+                ])?;
+                for j in &i.explanation {
+                    link.execute(params![i.id, j.finding])?;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE runs SET finished = ?1, status = 'complete', rules_loaded = ?2, events = ?3, findings_new = ?4 WHERE id = ?5",
+            params![now(), rules_loaded as i64, events as i64, new as i64, self.run_id],
+        )?;
+        tx.commit()?;
+        Ok((new, incidents))
+    }
+
+    /// Number of findings in the case.
+    pub fn finding_count(&self) -> Result<u64, CaseError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM findings", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+fn load_findings(conn: &Connection) -> Result<Vec<Finding>, CaseError> {
+    let mut entities: std::collections::HashMap<String, Vec<Entity>> = std::collections::HashMap::new();
+    {
+        let mut st = conn.prepare("SELECT finding_id, kind, value FROM entities")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        for row in rows {
+            let (id, kind, value) = row?;
+            let kind = match kind.as_str() {
+                "host" => EntityKind::Host,
+                "account" => EntityKind::Account,
+                "source_ip" => EntityKind::SourceIp,
+                "mailbox" => EntityKind::Mailbox,
+                _ => EntityKind::FilePath,
+            };
+            entities.entry(id).or_default().push(Entity { kind, value });
+        }
+    }
+    let mut st = conn.prepare(
+        "SELECT id, kind, rule_id, rule_title, level, first_ts, last_ts, host, sentence, path, record, tags, evidence FROM findings",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(Finding {
+            id: r.get(0)?,
+            kind: if r.get::<_, String>(1)? == "correlation" { FindingKind::Correlation } else { FindingKind::Detection },
+            rule_id: r.get(2)?,
+            rule_title: r.get(3)?,
+            level: Level::parse(&r.get::<_, String>(4)?).unwrap_or(Level::Informational),
+            tags: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
+            first_ts: r.get::<_, Option<String>>(5)?.as_deref().and_then(Timestamp::parse),
+            last_ts: r.get::<_, Option<String>>(6)?.as_deref().and_then(Timestamp::parse),
+            host: r.get(7)?,
+            entities: Vec::new(),
+            sentence: r.get(8)?,
+            path: r.get(9)?,
+            record: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+            evidence: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
+        })
+    })?;
+    let mut out = Vec::new();
+    for f in rows {
+        let mut f = f?;
+        f.entities = entities.remove(&f.id).unwrap_or_default();
+        out.push(f);
+    }
+    Ok(out)
+}
+
+fn now() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(d.as_micros() as i64).to_string()
+}
+
+/// xxh3-128 of a file's bytes (identifies a source across runs and renames).
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("xxh3:{:032x}", h.digest128()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn f(id: &str, t: &str, level: Level, host: &str) -> (Finding, Option<String>) {
+        (
+            Finding {
+                id: id.into(),
+                kind: FindingKind::Detection,
+                rule_id: "r".into(),
+                rule_title: "rule".into(),
+                level,
+                tags: vec!["attack.initial-access".into()],
+                first_ts: Timestamp::parse(t),
+                last_ts: Timestamp::parse(t),
+                host: Some(host.into()),
+                entities: vec![Entity { kind: EntityKind::Host, value: host.into() }],
+                sentence: "s".into(),
+                path: Some("x.log".into()),
+                record: Some(1),
+                evidence: vec![],
+            },
+            Some("{}".into()),
+        )
+    }
+
     #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    fn rerunning_adds_nothing_and_new_data_extends_incidents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("case.sqlite");
+        let opts = IncidentOptions::default();
+        let batch = vec![f("a", "2021-08-24T02:13:00Z", Level::High, "exch01")];
+        let mut c = Case::open(&path, "test").unwrap();
+        let (new, inc) = c.record_run(&[], &batch, 1, 1, &opts).unwrap();
+        assert_eq!((new, inc.len()), (1, 1));
+        let mut c = Case::open(&path, "test").unwrap();
+        let (new, _) = c.record_run(&[], &batch, 1, 1, &opts).unwrap();
+        assert_eq!(new, 0);
+        assert_eq!(c.finding_count().unwrap(), 1);
+        let later = vec![f("b", "2021-09-16T10:00:00Z", Level::High, "exch01")];
+        let mut c = Case::open(&path, "test").unwrap();
+        let (new, inc) = c.record_run(&[], &later, 1, 1, &opts).unwrap();
+        assert_eq!(new, 1);
+        assert_eq!(inc.len(), 1);
+        assert_eq!(inc[0].finding_count, 2);
+        assert_eq!(inc[0].first_evidence, "a");
+        let conn = Connection::open(&path).unwrap();
+        let runs: i64 = conn.query_row("SELECT COUNT(*) FROM runs WHERE status = 'complete'", [], |r| r.get(0)).unwrap();
+        assert_eq!(runs, 3);
     }
 }

@@ -10,7 +10,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use portcullis_event::{Timestamp, escape_display};
 use portcullis_hunt::{FileOutcome, Progress, RunOptions};
 use portcullis_output::{FileProblem, RuleProblem, Summary};
-use portcullis_sigma::{Engine, Level, LogsourceTable, Placeholders, RuleSet};
+use portcullis_correlate::CorrelationSet;
+use portcullis_finding::Finding;
+use portcullis_incident::IncidentOptions;
+use portcullis_sigma::{Engine, Level, LoadError, LogsourceTable, Placeholders, RuleSet};
+use std::sync::Arc;
 
 use crate::{EXIT_FINDINGS, EXIT_OK, EventsArgs, Fatal, HuntArgs, RuleArgs, RulesArgs, show_progress};
 
@@ -18,6 +22,9 @@ use crate::{EXIT_FINDINGS, EXIT_OK, EventsArgs, Fatal, HuntArgs, RuleArgs, Rules
 pub struct LoadedRules {
     pub set: RuleSet,
     pub engine: Engine,
+    pub correlations: Arc<CorrelationSet>,
+    /// Correlation documents that could not be used.
+    pub correlation_errors: Vec<LoadError>,
     /// Reading and parsing rule files.
     pub parse_seconds: f64,
     /// Compiling the parsed rules into matchers.
@@ -50,8 +57,9 @@ pub fn load_rules(a: &RuleArgs) -> Result<LoadedRules, Fatal> {
     portcullis_hunt::filter_level(&mut set, a.min_level.into());
     let parse_seconds = started.elapsed().as_secs_f64();
     let engine = Engine::compile(&set, &table);
+    let (correlations, correlation_errors) = CorrelationSet::compile(&set.correlations, &engine.rules);
     let compile_seconds = started.elapsed().as_secs_f64() - parse_seconds;
-    Ok(LoadedRules { set, engine, parse_seconds, compile_seconds })
+    Ok(LoadedRules { set, engine, correlations: Arc::new(correlations), correlation_errors, parse_seconds, compile_seconds })
 }
 
 fn parse_time(s: &Option<String>, what: &str) -> Result<Option<Timestamp>, Fatal> {
@@ -114,16 +122,87 @@ pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
     };
     let bar = progress_bar(&files, show_progress(a.quiet));
     let hunt_started = Instant::now();
-    let result = portcullis_hunt::hunt(&loaded.engine, &files, &opts, &bar);
+    let result = portcullis_hunt::hunt(&loaded.engine, &loaded.correlations, &files, &opts, &bar);
     let hunt_seconds = hunt_started.elapsed().as_secs_f64();
     bar.0.finish_and_clear();
     let engine = &loaded.engine;
 
+    // One finding type for incidents, the case file and the timeline.
+    let by_id: std::collections::HashMap<&str, &portcullis_hunt::Detection> =
+        result.detections.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut findings: Vec<(Finding, Option<String>)> = result
+        .detections
+        .iter()
+        .map(|d| (Finding::from_detection(engine, d), Some(d.event.to_json().to_string())))
+        .collect();
+    for c in &result.correlations {
+        let evidence_entities: Vec<_> = c
+            .evidence
+            .iter()
+            .filter_map(|id| by_id.get(id.as_str()))
+            .flat_map(|d| portcullis_finding::entities(&d.event))
+            .collect();
+        findings.push((Finding::from_correlation(&loaded.correlations, c, &evidence_entities), None));
+    }
+    let incident_opts = IncidentOptions {
+        window_micros: (a.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64,
+        ..Default::default()
+    };
+    let mut case_new = None;
+    let incidents = match &a.case {
+        Some(path) => {
+            let mut case = portcullis_case::Case::open(path, &std::env::args().collect::<Vec<_>>().join(" "))?;
+            let sources: Vec<portcullis_case::SourceRecord<'_>> = result
+                .outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    FileOutcome::Read(r) => Some(portcullis_case::SourceRecord {
+                        path: &r.path,
+                        size: r.bytes,
+                        format: r.format.map(|f| f.as_str()),
+                        events: r.events,
+                        skipped: r.skipped,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            let (new, incidents) =
+                case.record_run(&sources, &findings, engine.rules.len(), result.stats.events, &incident_opts)?;
+            case_new = Some(new);
+            incidents
+        }
+        None => {
+            let plain: Vec<Finding> = findings.iter().map(|(f, _)| f.clone()).collect();
+            portcullis_incident::build(&plain, &incident_opts)
+        }
+    };
+    if let Some(path) = &a.timeline {
+        let rows = portcullis_output::timeline::rows(
+            engine,
+            &loaded.correlations,
+            &result.detections,
+            &result.correlations,
+            &incidents,
+        );
+        portcullis_output::timeline::write(path, &rows).map_err(|e| Fatal(format!("{}: {e}", path.display())))?;
+    }
+
     let mut summary = summarise(&loaded, &result, started);
     summary.hunt_seconds = hunt_seconds;
+    summary.incidents = incidents.len();
+    summary.case = a.case.as_ref().map(|p| p.display().to_string());
+    summary.case_new_findings = case_new;
     let format: portcullis_output::Format = a.format.into();
     let mut out = open_output(&a.output)?;
-    portcullis_output::write_report(&mut out, format, engine, &result.detections, &summary)?;
+    let report = portcullis_output::Report {
+        engine,
+        correlation_set: &loaded.correlations,
+        incidents: &incidents,
+        correlations: &result.correlations,
+        detections: &result.detections,
+        summary: &summary,
+    };
+    portcullis_output::write_report(&mut out, format, &report)?;
     drop(out);
     if !a.quiet && (format != portcullis_output::Format::Table || a.output.is_some()) {
         let mut err = std::io::stderr().lock();
@@ -134,7 +213,7 @@ pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
     }
     if let Some(level) = a.fail_on {
         let level: Level = level.into();
-        if result.detections.iter().any(|d| engine.rules[d.rule].level >= level) {
+        if findings.iter().any(|(f, _)| f.level >= level) {
             return Ok(EXIT_FINDINGS);
         }
     }
@@ -191,11 +270,24 @@ fn summarise(loaded: &LoadedRules, result: &portcullis_hunt::HuntResult, started
         .errors
         .iter()
         .chain(&engine.failed)
+        .chain(&loaded.correlation_errors)
         .map(|e| RuleProblem { path: e.path.clone(), line: e.line, reason: e.reason.clone() })
         .collect();
     let applied = engine.applied_rules(&result.group_events);
     s.rules_applied = applied.iter().filter(|a| **a).count();
     s.detections = result.detections.len();
+    s.correlations_loaded = loaded.correlations.correlations.len();
+    s.correlation_findings = result.correlations.len();
+    s.correlation_inputs = result.correlation_stats.inputs;
+    for e in &result.correlation_stats.errors {
+        s.warnings.push(e.clone());
+    }
+    if result.correlation_stats.untimed > 0 {
+        s.warnings.push(format!(
+            "{} matches of correlated rules had no timestamp and could not be correlated",
+            result.correlation_stats.untimed
+        ));
+    }
     let by_level = result.by_level(engine);
     for l in Level::ALL {
         s.detections_by_level.insert(l.as_str(), by_level[l as usize]);
@@ -316,7 +408,7 @@ pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
     let placeholder_needed = loaded.set.errors.iter().filter(|e| e.needs_placeholder).count();
     match a.format {
         crate::FormatArg::Jsonl | crate::FormatArg::Json => {
-            for e in loaded.set.errors.iter().chain(&engine.failed) {
+            for e in loaded.set.errors.iter().chain(&engine.failed).chain(&loaded.correlation_errors) {
                 serde_json::to_writer(&mut out, &serde_json::json!({
                     "kind": "rule_failed", "path": e.path, "line": e.line, "reason": e.reason,
                     "needs_placeholder": e.needs_placeholder,
@@ -332,10 +424,10 @@ pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
             }
             serde_json::to_writer(&mut out, &serde_json::json!({
                 "kind": "rules_summary", "files": loaded.set.files, "rules_loaded": engine.rules.len(),
-                "rules_failed": loaded.set.errors.len() + engine.failed.len(),
+                "rules_failed": loaded.set.errors.len() + engine.failed.len() + loaded.correlation_errors.len(),
                 "needs_placeholder": placeholder_needed,
                 "rules_unmapped": engine.unmapped.len(), "filters": loaded.set.filters.len(),
-                "correlations": loaded.set.correlations.len(), "matcher_groups": engine.group_count(),
+                "correlations": loaded.correlations.correlations.len(), "matcher_groups": engine.group_count(),
                 "parse_seconds": loaded.parse_seconds, "compile_seconds": loaded.compile_seconds,
             }))?;
             writeln!(out)?;
@@ -353,7 +445,7 @@ pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
                 loaded.parse_seconds,
                 loaded.compile_seconds
             )?;
-            let failed: Vec<_> = loaded.set.errors.iter().chain(&engine.failed).collect();
+            let failed: Vec<_> = loaded.set.errors.iter().chain(&engine.failed).chain(&loaded.correlation_errors).collect();
             writeln!(out, "{} failed to load{}:", failed.len(), if placeholder_needed > 0 {
                 format!(" ({placeholder_needed} only need --placeholders)")
             } else {

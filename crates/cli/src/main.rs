@@ -95,6 +95,16 @@ struct HuntArgs {
     /// No progress bar and no summary on standard error.
     #[arg(long, short)]
     quiet: bool,
+    /// Record runs, sources, findings and incidents in this SQLite case file (created if
+    /// missing). Re-hunting the same data adds nothing; new data extends the incidents.
+    #[arg(long, value_name = "FILE")]
+    case: Option<PathBuf>,
+    /// Write a Timesketch timeline here (CSV if the name ends in .csv, else JSONL).
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
+    /// Findings that share an entity join one incident when at most this many days apart.
+    #[arg(long, value_name = "DAYS", default_value_t = 90.0)]
+    incident_window_days: f64,
 }
 
 #[derive(Args)]

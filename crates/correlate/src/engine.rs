@@ -26,7 +26,12 @@ pub struct CorrelationFinding {
     /// Finding ids of the contributing events (at most [`MAX_EVIDENCE`]).
     pub evidence: Vec<String>,
     pub evidence_total: u64,
+    /// Entities of the contributing events (`kind=value`), at most [`MAX_ENTITIES`].
+    pub entities: Vec<String>,
 }
+
+/// At most this many distinct entities are kept per group.
+pub const MAX_ENTITIES: usize = 32;
 
 #[derive(Default)]
 struct GroupState {
@@ -40,6 +45,7 @@ struct GroupState {
     marks: Vec<Option<i64>>,
     opened: i64,
     last: i64,
+    entities: std::collections::BTreeSet<Arc<str>>,
 }
 
 /// Runs every correlation over a time-ordered input stream.
@@ -117,7 +123,16 @@ impl Correlator {
                         .as_deref()
                         .and_then(|fname| fields.get(fname).map(|v| v.to_string()))
                         .unwrap_or_default();
-                    queue.push(Input { ts: f.last_ts, corr: ci as u32, pos: pos as u32, group, value, evidence: f.id.clone() });
+                    let entities = f.entities.join("\u{1f}");
+                    queue.push(Input {
+                        ts: f.last_ts,
+                        corr: ci as u32,
+                        pos: pos as u32,
+                        group,
+                        value,
+                        evidence: f.id.clone(),
+                        entities,
+                    });
                 }
             }
             None => self.findings.push(f),
@@ -142,6 +157,14 @@ impl Correlator {
             *st = GroupState { opened: inp.ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
         }
         st.last = inp.ts;
+        for e in inp.entities.split('\u{1f}').filter(|e| !e.is_empty()) {
+            if st.entities.len() >= MAX_ENTITIES {
+                break;
+            }
+            if !st.entities.contains(e) {
+                st.entities.insert(Arc::from(e));
+            }
+        }
         let value: Arc<str> = Arc::from(inp.value.as_str());
         let evidence: Arc<str> = Arc::from(inp.evidence.as_str());
         st.window.push_back((inp.ts, inp.pos, value.clone(), evidence));
@@ -319,6 +342,7 @@ fn finding(c: &Correlation, ci: usize, group: &str, st: &GroupState, value: f64)
         value,
         evidence: st.window.iter().take(MAX_EVIDENCE).map(|w| w.3.to_string()).collect(),
         evidence_total: st.window.len() as u64,
+        entities: st.entities.iter().map(|e| e.to_string()).collect(),
     }
 }
 
@@ -343,6 +367,7 @@ pub fn inputs_for(
     rule: usize,
     ts: i64,
     evidence: &str,
+    entities: &str,
     mut get: impl FnMut(&str) -> Option<String>,
 ) -> Vec<Input> {
     let Some(subs) = set.subscribers.get(&Source::Rule(rule)) else { return Vec::new() };
@@ -358,7 +383,15 @@ pub fn inputs_for(
             },
             None => String::new(),
         };
-        out.push(Input { ts, corr: ci as u32, pos: pos as u32, group, value, evidence: evidence.to_string() });
+        out.push(Input {
+            ts,
+            corr: ci as u32,
+            pos: pos as u32,
+            group,
+            value,
+            evidence: evidence.to_string(),
+            entities: entities.to_string(),
+        });
     }
     out
 }

@@ -22,11 +22,13 @@ pub struct Input {
     pub value: String,
     /// The finding id of the matched event (for evidence).
     pub evidence: String,
+    /// The matched event's entities (`kind=value`, joined by U+001F), passed on to findings.
+    pub entities: String,
 }
 
 impl Input {
     fn cost(&self) -> usize {
-        48 + self.group.len() + self.value.len() + self.evidence.len()
+        48 + self.group.len() + self.value.len() + self.evidence.len() + self.entities.len()
     }
 
     fn key(&self) -> (i64, u32, u32, &str, &str) {
@@ -37,7 +39,7 @@ impl Input {
         w.write_all(&self.ts.to_le_bytes())?;
         w.write_all(&self.corr.to_le_bytes())?;
         w.write_all(&self.pos.to_le_bytes())?;
-        for s in [&self.group, &self.value, &self.evidence] {
+        for s in [&self.group, &self.value, &self.evidence, &self.entities] {
             w.write_all(&(s.len() as u32).to_le_bytes())?;
             w.write_all(s.as_bytes())?;
         }
@@ -56,15 +58,15 @@ impl Input {
         let corr = u32::from_le_bytes(b4);
         r.read_exact(&mut b4)?;
         let pos = u32::from_le_bytes(b4);
-        let mut strings = [String::new(), String::new(), String::new()];
+        let mut strings = [String::new(), String::new(), String::new(), String::new()];
         for s in &mut strings {
             r.read_exact(&mut b4)?;
             let mut buf = vec![0u8; u32::from_le_bytes(b4) as usize];
             r.read_exact(&mut buf)?;
             *s = String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
-        let [group, value, evidence] = strings;
-        Ok(Some(Input { ts: i64::from_le_bytes(b8), corr, pos, group, value, evidence }))
+        let [group, value, evidence, entities] = strings;
+        Ok(Some(Input { ts: i64::from_le_bytes(b8), corr, pos, group, value, evidence, entities }))
     }
 }
 
@@ -186,7 +188,7 @@ mod tests {
     use super::*;
 
     fn input(ts: i64, g: &str) -> Input {
-        Input { ts, corr: 0, pos: 0, group: g.into(), value: String::new(), evidence: format!("e{ts}") }
+        Input { ts, corr: 0, pos: 0, group: g.into(), value: String::new(), evidence: format!("e{ts}"), entities: "host=h".into() }
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl Harness {
     fn run(&self) -> Vec<CorrelationFinding> {
         let mut sorters = vec![Sorter::new(1 << 16), Sorter::new(1 << 16)];
         for (i, (ts, r, fields)) in self.events.iter().enumerate().rev() {
-            for inp in inputs_for(&self.set, *r, *ts, &format!("ev{i}"), |f| fields.get(f).cloned()) {
+            for inp in inputs_for(&self.set, *r, *ts, &format!("ev{i}"), "", |f| fields.get(f).cloned()) {
                 sorters[i % 2].push(inp).unwrap();
             }
         }
@@ -250,7 +250,7 @@ fn state_is_dropped_after_its_window() {
     // 200,000 events over ~23 days from 50 rotating sources: live groups stay small.
     for i in 0..200_000i64 {
         let ip = format!("10.0.{}.{}", (i / 1000) % 50, i % 7);
-        for inp in inputs_for(&h.set, 0, i * 10 * S, "e", |f| match f {
+        for inp in inputs_for(&h.set, 0, i * 10 * S, "e", "", |f| match f {
             "IpAddress" => Some(ip.clone()),
             "TargetUserName" => Some(format!("u{}", i % 13)),
             _ => None,

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::ops::Range;
 
+pub mod entity;
 pub mod time;
 
 pub use time::Timestamp;

@@ -6,39 +6,11 @@
 use std::collections::BTreeSet;
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet};
+pub use portcullis_event::entity::{ENTITY_FIELDS, Entity, EntityKind, entities, trivial};
 use portcullis_event::{Event, Timestamp};
 use portcullis_hunt::Detection;
 use portcullis_sigma::{Engine, Level};
 use serde::Serialize;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntityKind {
-    Host,
-    Account,
-    SourceIp,
-    Mailbox,
-    FilePath,
-}
-
-impl EntityKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntityKind::Host => "host",
-            EntityKind::Account => "account",
-            EntityKind::SourceIp => "source_ip",
-            EntityKind::Mailbox => "mailbox",
-            EntityKind::FilePath => "file_path",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Entity {
-    pub kind: EntityKind,
-    /// Normalised (lower-cased) value.
-    pub value: String,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -118,82 +90,6 @@ pub fn tactics(tags: &[String]) -> Vec<&'static str> {
         .collect()
 }
 
-/// Values too common to link anything (well-known system accounts, loopback, empty).
-fn trivial(kind: EntityKind, v: &str) -> bool {
-    let v = v.trim();
-    if v.is_empty() || v == "-" || v.len() > 512 {
-        return true;
-    }
-    match kind {
-        EntityKind::Account => {
-            let l = v.to_ascii_lowercase();
-            let name = l.rsplit(['\\', '/']).next().unwrap_or(&l);
-            matches!(
-                name,
-                "system" | "local service" | "network service" | "localsystem" | "anonymous logon" | "dwm-1" | "umfd-0"
-            ) || l.starts_with("s-1-5-18")
-                || l.ends_with('$')
-        }
-        EntityKind::SourceIp => matches!(v, "127.0.0.1" | "::1" | "0.0.0.0" | "::" | "localhost"),
-        _ => false,
-    }
-}
-
-const ENTITY_FIELDS: [(&str, EntityKind); 27] = [
-    ("TargetUserName", EntityKind::Account),
-    ("SubjectUserName", EntityKind::Account),
-    ("User", EntityKind::Account),
-    ("UserName", EntityKind::Account),
-    ("AccountName", EntityKind::Account),
-    ("cs-username", EntityKind::Account),
-    ("AuthenticatedUser", EntityKind::Account),
-    ("UserPrincipalName", EntityKind::Account),
-    ("c-ip", EntityKind::SourceIp),
-    ("ClientIpAddress", EntityKind::SourceIp),
-    ("client-ip", EntityKind::SourceIp),
-    ("IpAddress", EntityKind::SourceIp),
-    ("SourceIp", EntityKind::SourceIp),
-    ("SourceAddress", EntityKind::SourceIp),
-    ("ClientIP", EntityKind::SourceIp),
-    ("AnchorMailbox", EntityKind::Mailbox),
-    ("sender-address", EntityKind::Mailbox),
-    ("recipient-address", EntityKind::Mailbox),
-    ("Mailbox", EntityKind::Mailbox),
-    ("Identity", EntityKind::Mailbox),
-    ("TargetFilename", EntityKind::FilePath),
-    ("FilePath", EntityKind::FilePath),
-    ("ObjectName", EntityKind::FilePath),
-    ("RelativeTargetName", EntityKind::FilePath),
-    ("Computer", EntityKind::Host),
-    ("s-computername", EntityKind::Host),
-    ("ServerHostName", EntityKind::Host),
-];
-
-/// The entities of an event.
-pub fn entities(ev: &Event) -> Vec<Entity> {
-    let mut set = BTreeSet::new();
-    for f in ev.fields() {
-        for (name, kind) in ENTITY_FIELDS {
-            if f.name.eq_ignore_ascii_case(name) && !trivial(kind, f.value) {
-                let mut value = f.value.trim().to_lowercase();
-                if kind == EntityKind::Host {
-                    // EXCH01.corp.local and EXCH01 are one host.
-                    value = value.split('.').next().unwrap_or(&value).to_string();
-                }
-                set.insert(Entity { kind, value });
-            }
-        }
-    }
-    if let Some(h) = ev.host()
-        && !trivial(EntityKind::Host, h)
-    {
-        let value = h.trim().to_lowercase();
-        let value = value.split('.').next().unwrap_or(&value).to_string();
-        set.insert(Entity { kind: EntityKind::Host, value });
-    }
-    set.into_iter().collect()
-}
-
 fn day_time(t: Timestamp) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let (y, mo, d, h, mi, _) = t.civil();
@@ -261,6 +157,7 @@ impl Finding {
     pub fn from_correlation(set: &CorrelationSet, f: &CorrelationFinding, evidence_entities: &[Entity]) -> Finding {
         let c = &set.correlations[f.correlation];
         let mut entities: BTreeSet<Entity> = evidence_entities.iter().cloned().collect();
+        entities.extend(f.entities.iter().filter_map(|e| Entity::decode(e)));
         for (field, value) in &f.group {
             for (name, kind) in ENTITY_FIELDS {
                 if field.eq_ignore_ascii_case(name) && !trivial(kind, value) {

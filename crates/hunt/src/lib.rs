@@ -256,7 +256,10 @@ pub fn hunt(
                 if !correlations.is_empty() {
                     match ev.timestamp {
                         Some(ts) => {
-                            for input in portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, |f| {
+                            let entities: Vec<String> =
+                                portcullis_event::entity::entities(ev).iter().map(|e| e.encode()).collect();
+                            let entities = entities.join("\u{1f}");
+                            for input in portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, &entities, |f| {
                                 ev.get(f).map(str::to_string)
                             }) {
                                 w.inputs += 1;

@@ -8,10 +8,67 @@
 
 use std::io::{self, Write};
 
-use portcullis_event::{Event, escape_display};
+use portcullis_correlate::{CorrelationFinding, CorrelationSet};
+use portcullis_event::{Event, Timestamp, escape_display};
 use portcullis_hunt::Detection;
+use portcullis_incident::{Incident, human_duration};
 use portcullis_sigma::{Engine, Level};
 use serde::Serialize;
+
+pub mod timeline;
+
+/// Everything a hunt reports.
+pub struct Report<'a> {
+    pub engine: &'a Engine,
+    pub correlation_set: &'a CorrelationSet,
+    pub incidents: &'a [Incident],
+    pub correlations: &'a [CorrelationFinding],
+    pub detections: &'a [Detection],
+    pub summary: &'a Summary,
+}
+
+/// A correlation finding as written in JSONL/JSON.
+#[derive(Serialize)]
+pub struct CorrelationRecord<'a> {
+    pub kind: &'static str,
+    pub id: &'a str,
+    pub rule_id: String,
+    pub rule_title: &'a str,
+    pub correlation_type: &'static str,
+    pub level: Level,
+    pub timestamp: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub group: std::collections::BTreeMap<&'a str, &'a str>,
+    pub value: f64,
+    pub tags: &'a [String],
+    pub evidence: &'a [String],
+    pub evidence_total: u64,
+    pub rule_path: &'a str,
+}
+
+impl<'a> CorrelationRecord<'a> {
+    pub fn new(set: &'a CorrelationSet, f: &'a CorrelationFinding) -> Self {
+        let c = &set.correlations[f.correlation];
+        CorrelationRecord {
+            kind: "correlation",
+            id: &f.id,
+            rule_id: c.key(),
+            rule_title: &c.title,
+            correlation_type: c.kind.as_str(),
+            level: c.level,
+            timestamp: Timestamp(f.last_ts).to_string(),
+            first_seen: Timestamp(f.first_ts).to_string(),
+            last_seen: Timestamp(f.last_ts).to_string(),
+            group: f.group.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            value: f.value,
+            tags: &c.tags,
+            evidence: &f.evidence,
+            evidence_total: f.evidence_total,
+            rule_path: &c.origin.path,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -98,6 +155,13 @@ pub struct Summary {
     pub rules_failed: Vec<RuleProblem>,
     pub detections: usize,
     pub detections_by_level: std::collections::BTreeMap<&'static str, u64>,
+    pub correlations_loaded: usize,
+    pub correlation_findings: usize,
+    pub correlation_inputs: u64,
+    pub incidents: usize,
+    /// The case file written, if any, and how many findings were new to it.
+    pub case: Option<String>,
+    pub case_new_findings: Option<usize>,
     pub file_problems: Vec<FileProblem>,
     pub warnings: Vec<String>,
     pub rules_parse_seconds: f64,
@@ -107,40 +171,110 @@ pub struct Summary {
     pub elapsed_seconds: f64,
 }
 
-/// Writes detections then the summary in the chosen format.
-pub fn write_report(
-    out: &mut dyn Write,
-    format: Format,
-    engine: &Engine,
-    detections: &[Detection],
-    summary: &Summary,
-) -> io::Result<()> {
+/// Writes incidents, correlations, detections, then the summary, in the chosen format.
+pub fn write_report(out: &mut dyn Write, format: Format, r: &Report<'_>) -> io::Result<()> {
     match format {
         Format::Jsonl => {
-            for d in detections {
-                serde_json::to_writer(&mut *out, &DetectionRecord::new(engine, d))?;
+            for i in r.incidents {
+                serde_json::to_writer(&mut *out, i)?;
                 out.write_all(b"\n")?;
             }
-            serde_json::to_writer(&mut *out, summary)?;
+            for c in r.correlations {
+                serde_json::to_writer(&mut *out, &CorrelationRecord::new(r.correlation_set, c))?;
+                out.write_all(b"\n")?;
+            }
+            for d in r.detections {
+                serde_json::to_writer(&mut *out, &DetectionRecord::new(r.engine, d))?;
+                out.write_all(b"\n")?;
+            }
+            serde_json::to_writer(&mut *out, r.summary)?;
             out.write_all(b"\n")?;
         }
         Format::Json => {
             #[derive(Serialize)]
             struct Doc<'a> {
+                incidents: &'a [Incident],
+                correlations: Vec<CorrelationRecord<'a>>,
                 detections: Vec<DetectionRecord<'a>>,
                 summary: &'a Summary,
             }
-            let doc = Doc { detections: detections.iter().map(|d| DetectionRecord::new(engine, d)).collect(), summary };
+            let doc = Doc {
+                incidents: r.incidents,
+                correlations: r.correlations.iter().map(|c| CorrelationRecord::new(r.correlation_set, c)).collect(),
+                detections: r.detections.iter().map(|d| DetectionRecord::new(r.engine, d)).collect(),
+                summary: r.summary,
+            };
             serde_json::to_writer_pretty(&mut *out, &doc)?;
             out.write_all(b"\n")?;
         }
-        Format::Csv => write_csv(out, engine, detections)?,
+        Format::Csv => write_csv(out, r.engine, r.detections)?,
         Format::Table => {
-            write_table(out, engine, detections)?;
-            write_summary_text(out, summary)?;
+            write_incidents(out, r.incidents)?;
+            write_correlations(out, r)?;
+            write_table(out, r.engine, r.detections)?;
+            write_summary_text(out, r.summary)?;
         }
     }
     out.flush()
+}
+
+/// Incidents for people: first evidence, dwell time, the chain.
+pub fn write_incidents(out: &mut dyn Write, incidents: &[Incident]) -> io::Result<()> {
+    if incidents.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "INCIDENTS ({})", incidents.len())?;
+    for (n, i) in incidents.iter().enumerate() {
+        writeln!(
+            out,
+            "\n#{} {} [{}] first evidence {} · last {} · dwell {}",
+            n + 1,
+            i.id,
+            i.severity,
+            i.first_seen,
+            i.last_seen,
+            human_duration(i.dwell_seconds)
+        )?;
+        let ents: Vec<String> =
+            i.entities.iter().take(6).map(|e| format!("{}={}", e.kind, escape_display(&e.value))).collect();
+        writeln!(out, "   entities: {}", ents.join(", "))?;
+        if !i.techniques.is_empty() {
+            writeln!(out, "   ATT&CK: {} ({})", i.tactics.join(" → "), i.techniques.join(", "))?;
+        }
+        for (k, s) in i.stages.iter().enumerate().take(25) {
+            let tactic = s.tactic.map(|t| format!("[{t}] ")).unwrap_or_default();
+            let mut line = escape_display(&s.sentence).into_owned();
+            truncate(&mut line, 200);
+            writeln!(out, "   {:>2}. {tactic}{line}", k + 1)?;
+        }
+        if i.stages.len() > 25 {
+            writeln!(out, "   … {} more stages (see JSONL or the case file)", i.stages.len() - 25)?;
+        }
+    }
+    writeln!(out)
+}
+
+fn write_correlations(out: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
+    if r.correlations.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "CORRELATIONS ({})", r.correlations.len())?;
+    for f in r.correlations {
+        let c = &r.correlation_set.correlations[f.correlation];
+        let group: Vec<String> = f.group.iter().map(|(k, v)| format!("{k}={}", escape_display(v))).collect();
+        writeln!(
+            out,
+            "  {}  {:<8} {}  {} ({} = {}, {} events)",
+            Timestamp(f.last_ts),
+            c.level.as_str(),
+            escape_display(&c.title),
+            group.join(" "),
+            c.kind.as_str(),
+            f.value,
+            f.evidence_total
+        )?;
+    }
+    writeln!(out)
 }
 
 /// The fields worth showing first for a detection, by how telling they usually are.
@@ -296,11 +430,16 @@ pub fn write_summary_text(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
         s.detections_by_level.iter().rev().filter(|(_, n)| **n > 0).map(|(l, n)| format!("{n} {l}")).collect();
     writeln!(
         out,
-        "Detections: {}{} in {:.2}s.",
+        "Detections: {}{}; {} correlation findings; {} incidents; in {:.2}s.",
         s.detections,
         if levels.is_empty() { String::new() } else { format!(" ({})", levels.join(", ")) },
+        s.correlation_findings,
+        s.incidents,
         s.elapsed_seconds
     )?;
+    if let (Some(case), Some(new)) = (&s.case, s.case_new_findings) {
+        writeln!(out, "Case file {}: {new} new findings.", escape_display(case))?;
+    }
     for p in s.file_problems.iter().take(10) {
         match &p.error {
             Some(e) => writeln!(out, "  unreadable: {}", escape_display(e))?,

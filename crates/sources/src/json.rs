@@ -85,6 +85,14 @@ pub(crate) fn finish_event(event: &mut Event, line: u64) {
         event.record = event.get("EventRecordID").and_then(|r| r.parse().ok()).unwrap_or(line);
     } else {
         event.record = line;
+        // Cloud identity logs get a log type, so Sigma log sources (okta, azure) select them.
+        if event.get("eventType").is_some() && (event.get("published").is_some() || event.get("actor.alternateId").is_some()) {
+            event.log_type.push_str("okta");
+        } else if event.get("category").is_some_and(|c| c.eq_ignore_ascii_case("SignInLogs"))
+            || (event.get("operationName").is_some_and(|o| o.eq_ignore_ascii_case("Sign-in activity")))
+        {
+            event.log_type.push_str("azure_signinlogs");
+        }
         event.timestamp = JSON_TIME_FIELDS.iter().find_map(|name| {
             let f = event.fields().find(|f| f.name.eq_ignore_ascii_case(name))?;
             match f.kind {
@@ -100,9 +108,9 @@ pub(crate) fn finish_event(event: &mut Event, line: u64) {
     }
 }
 
-const JSON_TIME_FIELDS: [&str; 12] = [
-    "@timestamp", "timestamp", "TimeCreated", "TimeGenerated", "EventTime", "eventTime", "time", "datetime",
-    "date-time", "DateTime", "UtcTime", "date",
+const JSON_TIME_FIELDS: [&str; 14] = [
+    "@timestamp", "timestamp", "published", "TimeCreated", "TimeGenerated", "EventTime", "eventTime", "time",
+    "createdDateTime", "datetime", "date-time", "DateTime", "UtcTime", "date",
 ];
 
 /// Pieces the splitter finds in the byte stream.
@@ -546,6 +554,17 @@ mod tests {
         assert_eq!(events[0].source, SourceKind::Windows);
         assert_eq!(j[0]["CommandLine"], "whoami");
         assert_eq!(events[0].timestamp.unwrap().to_string(), "2021-08-24T02:13:00Z");
+    }
+
+    #[test]
+    fn cloud_identity_logs_get_a_log_type() {
+        let (_, events, _) = read_all(
+            r#"{"published":"2021-08-24T03:00:00.000Z","eventType":"system.push.send_factor_verify_push","actor":{"alternateId":"a@b.c"}}"#,
+        );
+        assert_eq!(events[0].log_type, "okta");
+        assert_eq!(events[0].timestamp.unwrap().to_string(), "2021-08-24T03:00:00Z");
+        let (_, events, _) = read_all(r#"{"time":"2021-08-24T03:00:00Z","category":"SignInLogs","properties":{"userPrincipalName":"a@b.c"}}"#);
+        assert_eq!(events[0].log_type, "azure_signinlogs");
     }
 
     #[test]

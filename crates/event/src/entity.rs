@@ -1,0 +1,143 @@
+//! Entities: the hosts, accounts, source IPs, mailboxes and file paths an event
+//! involves, normalised so that findings about the same thing can be joined.
+
+use std::collections::BTreeSet;
+
+use crate::Event;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    Host,
+    Account,
+    SourceIp,
+    Mailbox,
+    FilePath,
+}
+
+impl EntityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Host => "host",
+            EntityKind::Account => "account",
+            EntityKind::SourceIp => "source_ip",
+            EntityKind::Mailbox => "mailbox",
+            EntityKind::FilePath => "file_path",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Entity {
+    pub kind: EntityKind,
+    /// Normalised (lower-cased) value.
+    pub value: String,
+}
+
+/// Values too common to link anything (well-known system accounts, loopback, empty).
+pub fn trivial(kind: EntityKind, v: &str) -> bool {
+    let v = v.trim();
+    if v.is_empty() || v == "-" || v.len() > 512 {
+        return true;
+    }
+    match kind {
+        EntityKind::Account => {
+            let l = v.to_ascii_lowercase();
+            let name = l.rsplit(['\\', '/']).next().unwrap_or(&l);
+            matches!(
+                name,
+                "system" | "local service" | "network service" | "localsystem" | "anonymous logon" | "dwm-1" | "umfd-0"
+            ) || l.starts_with("s-1-5-18")
+                || l.ends_with('$')
+        }
+        EntityKind::SourceIp => matches!(v, "127.0.0.1" | "::1" | "0.0.0.0" | "::" | "localhost"),
+        _ => false,
+    }
+}
+
+pub const ENTITY_FIELDS: [(&str, EntityKind); 33] = [
+    ("TargetUserName", EntityKind::Account),
+    ("SubjectUserName", EntityKind::Account),
+    ("User", EntityKind::Account),
+    ("UserName", EntityKind::Account),
+    ("AccountName", EntityKind::Account),
+    ("cs-username", EntityKind::Account),
+    ("AuthenticatedUser", EntityKind::Account),
+    ("UserPrincipalName", EntityKind::Account),
+    ("c-ip", EntityKind::SourceIp),
+    ("ClientIpAddress", EntityKind::SourceIp),
+    ("client-ip", EntityKind::SourceIp),
+    ("IpAddress", EntityKind::SourceIp),
+    ("SourceIp", EntityKind::SourceIp),
+    ("SourceAddress", EntityKind::SourceIp),
+    ("ClientIP", EntityKind::SourceIp),
+    ("AnchorMailbox", EntityKind::Mailbox),
+    ("sender-address", EntityKind::Mailbox),
+    ("recipient-address", EntityKind::Mailbox),
+    ("Mailbox", EntityKind::Mailbox),
+    ("Identity", EntityKind::Mailbox),
+    ("TargetFilename", EntityKind::FilePath),
+    ("FilePath", EntityKind::FilePath),
+    ("ObjectName", EntityKind::FilePath),
+    ("RelativeTargetName", EntityKind::FilePath),
+    ("actor.alternateId", EntityKind::Account),
+    ("client.ipAddress", EntityKind::SourceIp),
+    ("properties.userPrincipalName", EntityKind::Account),
+    ("properties.ipAddress", EntityKind::SourceIp),
+    ("userPrincipalName", EntityKind::Account),
+    ("ipAddress", EntityKind::SourceIp),
+    ("Computer", EntityKind::Host),
+    ("s-computername", EntityKind::Host),
+    ("ServerHostName", EntityKind::Host),
+];
+
+/// The entities of an event.
+pub fn entities(ev: &Event) -> Vec<Entity> {
+    let mut set = BTreeSet::new();
+    for f in ev.fields() {
+        for (name, kind) in ENTITY_FIELDS {
+            if f.name.eq_ignore_ascii_case(name) && !trivial(kind, f.value) {
+                let mut value = f.value.trim().to_lowercase();
+                if kind == EntityKind::Host {
+                    value = host_name(&value);
+                }
+                set.insert(Entity { kind, value });
+            }
+        }
+    }
+    if let Some(h) = ev.host()
+        && !trivial(EntityKind::Host, h)
+    {
+        set.insert(Entity { kind: EntityKind::Host, value: host_name(&h.trim().to_lowercase()) });
+    }
+    set.into_iter().collect()
+}
+
+/// `exch01.corp.local` and `EXCH01` are one host; an IP address stays whole.
+fn host_name(v: &str) -> String {
+    if v.parse::<std::net::IpAddr>().is_ok() {
+        return v.to_string();
+    }
+    v.split('.').next().unwrap_or(v).to_string()
+}
+
+
+impl Entity {
+    /// A compact text form, `kind=value`, for carrying entities through correlation inputs.
+    pub fn encode(&self) -> String {
+        format!("{}={}", self.kind.as_str(), self.value)
+    }
+
+    pub fn decode(s: &str) -> Option<Entity> {
+        let (k, v) = s.split_once('=')?;
+        let kind = match k {
+            "host" => EntityKind::Host,
+            "account" => EntityKind::Account,
+            "source_ip" => EntityKind::SourceIp,
+            "mailbox" => EntityKind::Mailbox,
+            "file_path" => EntityKind::FilePath,
+            _ => return None,
+        };
+        Some(Entity { kind, value: v.to_string() })
+    }
+}

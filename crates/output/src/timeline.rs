@@ -1,0 +1,111 @@
+//! A Timesketch-ready timeline: JSONL (`.jsonl`) or CSV (`.csv`) with the fields
+//! Timesketch requires (`message`, `datetime`, `timestamp_desc`, `timestamp`), one
+//! row per detection, correlation and incident stage. JSONL rows also carry the
+//! matched event's fields; CSV rows carry them as one JSON column.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use portcullis_correlate::{CorrelationFinding, CorrelationSet};
+use portcullis_event::Timestamp;
+use portcullis_hunt::Detection;
+use portcullis_incident::Incident;
+use portcullis_sigma::Engine;
+use serde_json::{Map, Value, json};
+
+const RESERVED: [&str; 4] = ["message", "datetime", "timestamp", "timestamp_desc"];
+
+fn row(ts: Timestamp, desc: &str, message: String, mut extra: Map<String, Value>) -> Map<String, Value> {
+    extra.insert("message".into(), Value::String(message));
+    extra.insert("datetime".into(), Value::String(ts.to_string()));
+    extra.insert("timestamp".into(), json!(ts.0));
+    extra.insert("timestamp_desc".into(), Value::String(desc.into()));
+    extra
+}
+
+/// The timeline rows, in time order.
+pub fn rows(
+    engine: &Engine,
+    set: &CorrelationSet,
+    detections: &[Detection],
+    correlations: &[CorrelationFinding],
+    incidents: &[Incident],
+) -> Vec<Map<String, Value>> {
+    let mut out = Vec::new();
+    for d in detections {
+        let Some(ts) = d.event.timestamp else { continue };
+        let rule = &engine.rules[d.rule];
+        let mut extra = Map::new();
+        if let Value::Object(fields) = d.event.to_json() {
+            for (k, v) in fields {
+                let key = if RESERVED.contains(&k.as_str()) || k.starts_with("portcullis_") { format!("event_{k}") } else { k };
+                extra.insert(key, v);
+            }
+        }
+        extra.insert("portcullis_kind".into(), json!("detection"));
+        extra.insert("portcullis_id".into(), json!(d.id));
+        extra.insert("portcullis_rule_id".into(), json!(rule.key()));
+        extra.insert("portcullis_level".into(), json!(rule.level.as_str()));
+        extra.insert("portcullis_tags".into(), json!(rule.tags.join(",")));
+        extra.insert("portcullis_path".into(), json!(d.path.display().to_string()));
+        extra.insert("portcullis_record".into(), json!(d.event.record));
+        let message = format!("[{}] {}: {}", rule.level, rule.title, crate::details(&d.event, 300));
+        out.push(row(ts, "Event Recorded", message, extra));
+    }
+    for f in correlations {
+        let c = &set.correlations[f.correlation];
+        let group: Vec<String> = f.group.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut extra = Map::new();
+        extra.insert("portcullis_kind".into(), json!("correlation"));
+        extra.insert("portcullis_id".into(), json!(f.id));
+        extra.insert("portcullis_rule_id".into(), json!(c.key()));
+        extra.insert("portcullis_level".into(), json!(c.level.as_str()));
+        extra.insert("portcullis_evidence".into(), json!(f.evidence.join(",")));
+        let message = format!("[{}] {}: {} ({} = {})", c.level, c.title, group.join(" "), c.kind.as_str(), f.value);
+        out.push(row(Timestamp(f.last_ts), "Correlation Fired", message, extra));
+    }
+    for i in incidents {
+        for s in &i.stages {
+            let mut extra = Map::new();
+            extra.insert("portcullis_kind".into(), json!("incident_stage"));
+            extra.insert("portcullis_incident".into(), json!(i.id));
+            extra.insert("portcullis_level".into(), json!(s.level.as_str()));
+            extra.insert("portcullis_findings".into(), json!(s.finding_ids.join(",")));
+            out.push(row(s.time, "Incident Stage", s.sentence.clone(), extra));
+        }
+    }
+    out.sort_by_key(|r| r.get("timestamp").and_then(Value::as_i64).unwrap_or(i64::MAX));
+    out
+}
+
+/// Writes the timeline as CSV if `path` ends in `.csv`, else as JSONL.
+pub fn write(path: &Path, rows: &[Map<String, Value>]) -> io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let mut w = io::BufWriter::new(file);
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        let mut c = csv::Writer::from_writer(&mut w);
+        c.write_record(["message", "datetime", "timestamp_desc", "timestamp", "portcullis_kind", "portcullis_level", "portcullis_id", "fields"])?;
+        for r in rows {
+            let get = |k: &str| r.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+            let fields: Map<String, Value> =
+                r.iter().filter(|(k, _)| !RESERVED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+            c.write_record([
+                crate::csv_cell(&get("message")).as_ref(),
+                &get("datetime"),
+                &get("timestamp_desc"),
+                &get("timestamp"),
+                &get("portcullis_kind"),
+                &get("portcullis_level"),
+                &get("portcullis_id"),
+                &crate::csv_cell(&Value::Object(fields).to_string()),
+            ])?;
+        }
+        c.flush()?;
+    } else {
+        for r in rows {
+            serde_json::to_writer(&mut w, r)?;
+            w.write_all(b"\n")?;
+        }
+    }
+    w.flush()
+}
