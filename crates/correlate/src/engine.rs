@@ -5,7 +5,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use portcullis_sigma::engine::FxHasher;
+
 use crate::parse::{Correlation, CorrelationSet, Kind, Source};
+
+type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 use crate::sorter::Input;
 
 /// At most this many evidence ids are kept per finding.
@@ -38,7 +42,7 @@ struct GroupState {
     /// (time, position, value, evidence), oldest first.
     window: VecDeque<(i64, u32, Arc<str>, Arc<str>)>,
     /// Distinct values in the window with their counts (value_count, value_percentile).
-    counts: HashMap<Arc<str>, u32>,
+    counts: FxMap<Arc<str>, u32>,
     sum: f64,
     /// temporal: latest time each position was seen; temporal_ordered: start of the best
     /// chain that has completed each prefix length.
@@ -46,12 +50,14 @@ struct GroupState {
     opened: i64,
     last: i64,
     entities: std::collections::BTreeSet<Arc<str>>,
+    /// The entity list of the last input, to skip re-adding the same list.
+    last_entities: String,
 }
 
 /// Runs every correlation over a time-ordered input stream.
 pub struct Correlator {
     set: Arc<CorrelationSet>,
-    states: Vec<HashMap<String, GroupState>>,
+    states: Vec<FxMap<String, GroupState>>,
     now: i64,
     since_sweep: u32,
     /// Findings of correlations nobody else consumes (the ones to report).
@@ -69,7 +75,7 @@ impl Correlator {
         let n = set.correlations.len();
         Correlator {
             set,
-            states: (0..n).map(|_| HashMap::new()).collect(),
+            states: (0..n).map(|_| FxMap::default()).collect(),
             now: i64::MIN,
             since_sweep: 0,
             findings: Vec::new(),
@@ -145,11 +151,15 @@ impl Correlator {
         let c = &set.correlations[ci];
         let span = c.timespan_micros;
         let states = &mut self.states[ci];
-        let st = states.entry(inp.group.clone()).or_insert_with(|| GroupState {
-            opened: inp.ts,
-            marks: vec![None; c.sources.len() + 1],
-            ..Default::default()
-        });
+        if !states.contains_key(inp.group.as_str()) {
+            states.insert(
+                inp.group.clone(),
+                GroupState { opened: inp.ts, marks: vec![None; c.sources.len() + 1], ..Default::default() },
+            );
+            let live: usize = self.states.iter().map(|s| s.len()).sum();
+            self.peak_groups = self.peak_groups.max(live);
+        }
+        let st = self.states[ci].get_mut(inp.group.as_str()).expect("just inserted");
         // A window that opened at a group's first event closes after `timespan`.
         let mut closed = None;
         if !c.condition.grows() && inp.ts - st.opened > span {
@@ -157,15 +167,19 @@ impl Correlator {
             *st = GroupState { opened: inp.ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
         }
         st.last = inp.ts;
-        for e in inp.entities.split('\u{1f}').filter(|e| !e.is_empty()) {
-            if st.entities.len() >= MAX_ENTITIES {
-                break;
+        if st.last_entities != inp.entities && st.entities.len() < MAX_ENTITIES {
+            for e in inp.entities.split('\u{1f}').filter(|e| !e.is_empty()) {
+                if st.entities.len() >= MAX_ENTITIES {
+                    break;
+                }
+                if !st.entities.contains(e) {
+                    st.entities.insert(Arc::from(e));
+                }
             }
-            if !st.entities.contains(e) {
-                st.entities.insert(Arc::from(e));
-            }
+            st.last_entities.clone_from(&inp.entities);
         }
-        let value: Arc<str> = Arc::from(inp.value.as_str());
+        // Only value correlations need the values kept.
+        let value: Arc<str> = if inp.value.is_empty() { empty() } else { Arc::from(inp.value.as_str()) };
         let evidence: Arc<str> = Arc::from(inp.evidence.as_str());
         st.window.push_back((inp.ts, inp.pos, value.clone(), evidence));
         if c.condition.grows() {
@@ -185,10 +199,6 @@ impl Correlator {
             Kind::Temporal => st.marks[inp.pos as usize] = Some(inp.ts),
             Kind::TemporalOrdered => advance_chain(c, st, inp.pos as usize, inp.ts),
             Kind::EventCount => {}
-        }
-        if self.states[ci].len() > 0 {
-            let live: usize = self.states.iter().map(|s| s.len()).sum();
-            self.peak_groups = self.peak_groups.max(live);
         }
         if closed.is_some() {
             return closed;
@@ -248,6 +258,13 @@ impl Correlator {
             }
         }
     }
+}
+
+fn empty() -> Arc<str> {
+    thread_local! {
+        static EMPTY: Arc<str> = Arc::from("");
+    }
+    EMPTY.with(|e| e.clone())
 }
 
 fn forget(kind: Kind, st: &mut GroupState, v: &Arc<str>, old: Option<&(i64, u32, Arc<str>, Arc<str>)>) {

@@ -94,23 +94,56 @@ pub const ENTITY_FIELDS: [(&str, EntityKind); 33] = [
 /// The entities of an event.
 pub fn entities(ev: &Event) -> Vec<Entity> {
     let mut set = BTreeSet::new();
+    let mut lower = [0u8; 32];
+    let mut host_fallback = None;
     for f in ev.fields() {
-        for (name, kind) in ENTITY_FIELDS {
-            if f.name.eq_ignore_ascii_case(name) && !trivial(kind, f.value) {
-                let mut value = f.value.trim().to_lowercase();
-                if kind == EntityKind::Host {
-                    value = host_name(&value);
-                }
-                set.insert(Entity { kind, value });
-            }
+        let name = f.name.as_bytes();
+        if name.len() > lower.len() {
+            continue;
         }
+        for (d, s) in lower.iter_mut().zip(name) {
+            *d = s.to_ascii_lowercase();
+        }
+        let key = &lower[..name.len()];
+        let kind = if key == b"s-ip" {
+            host_fallback = Some(f.value);
+            continue;
+        } else {
+            match kind_of(key) {
+                Some(k) => k,
+                None => continue,
+            }
+        };
+        if trivial(kind, f.value) {
+            continue;
+        }
+        let mut value = f.value.trim().to_lowercase();
+        if kind == EntityKind::Host {
+            value = host_name(&value);
+        }
+        set.insert(Entity { kind, value });
     }
-    if let Some(h) = ev.host()
-        && !trivial(EntityKind::Host, h)
+    // The server's own address names the host only when nothing better does.
+    if !set.iter().any(|e| e.kind == EntityKind::Host)
+        && let Some(h) = host_fallback.filter(|h| !trivial(EntityKind::Host, h))
     {
         set.insert(Entity { kind: EntityKind::Host, value: host_name(&h.trim().to_lowercase()) });
     }
     set.into_iter().collect()
+}
+
+/// The entity kind a (lower-cased) field name carries, from [`ENTITY_FIELDS`].
+fn kind_of(lower: &[u8]) -> Option<EntityKind> {
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<std::collections::HashMap<Vec<u8>, EntityKind>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut m: std::collections::HashMap<Vec<u8>, EntityKind> =
+            ENTITY_FIELDS.iter().map(|(n, k)| (n.to_ascii_lowercase().into_bytes(), *k)).collect();
+        m.insert(b"server-hostname".to_vec(), EntityKind::Host);
+        m.insert(b"host.name".to_vec(), EntityKind::Host);
+        m
+    });
+    table.get(lower).copied()
 }
 
 /// `exch01.corp.local` and `EXCH01` are one host; an IP address stays whole.
