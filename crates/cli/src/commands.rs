@@ -16,7 +16,7 @@ use portcullis_incident::IncidentOptions;
 use portcullis_sigma::{Engine, Level, LoadError, LogsourceTable, Placeholders, RuleSet};
 use std::sync::Arc;
 
-use crate::{EXIT_FINDINGS, EXIT_OK, EventsArgs, Fatal, HuntArgs, RuleArgs, RulesArgs, show_progress};
+use crate::{DemoArgs, EXIT_FINDINGS, EXIT_OK, EventsArgs, Fatal, FormatArg, HuntArgs, LevelArg, RuleArgs, RulesArgs, SimulateArgs, show_progress};
 
 /// Rules loaded and compiled, with what failed.
 pub struct LoadedRules {
@@ -111,7 +111,50 @@ fn open_output(path: &Option<PathBuf>) -> Result<Box<dyn Write + Send>, Fatal> {
     })
 }
 
+/// Everything a hunt produced, before it is written out.
+pub struct HuntOutcome {
+    pub loaded: LoadedRules,
+    pub result: portcullis_hunt::HuntResult,
+    pub findings: Vec<(Finding, Option<String>)>,
+    pub incidents: Vec<portcullis_incident::Incident>,
+    pub summary: Summary,
+}
+
 pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
+    let h = hunt_core(&a, started)?;
+    let (loaded, result, findings, incidents, summary) = (&h.loaded, &h.result, &h.findings, &h.incidents, &h.summary);
+    let engine = &loaded.engine;
+    let format: portcullis_output::Format = a.format.into();
+    let mut out = open_output(&a.output)?;
+    let report = portcullis_output::Report {
+        engine,
+        correlation_set: &loaded.correlations,
+        incidents,
+        correlations: &result.correlations,
+        detections: &result.detections,
+        summary,
+    };
+    portcullis_output::write_report(&mut out, format, &report)?;
+    drop(out);
+    if !a.quiet && (format != portcullis_output::Format::Table || a.output.is_some()) {
+        let mut err = std::io::stderr().lock();
+        portcullis_output::write_summary_text(&mut err, summary)?;
+    }
+    if summary.files_failed + summary.files_not_logs.len() == summary.files {
+        return Err(Fatal("no input file could be read as a log (see the summary above)".into()));
+    }
+    if let Some(level) = a.fail_on {
+        let level: Level = level.into();
+        if findings.iter().any(|(f, _)| f.level >= level) {
+            return Ok(EXIT_FINDINGS);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Loads rules, reads and scans the inputs, correlates, builds findings and incidents,
+/// records the case file and timeline if asked.
+pub fn hunt_core(a: &HuntArgs, started: Instant) -> Result<HuntOutcome, Fatal> {
     let loaded = load_rules(&a.rules)?;
     let files = collect_inputs(&a.paths)?;
     let opts = RunOptions {
@@ -192,32 +235,7 @@ pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
     summary.incidents = incidents.len();
     summary.case = a.case.as_ref().map(|p| p.display().to_string());
     summary.case_new_findings = case_new;
-    let format: portcullis_output::Format = a.format.into();
-    let mut out = open_output(&a.output)?;
-    let report = portcullis_output::Report {
-        engine,
-        correlation_set: &loaded.correlations,
-        incidents: &incidents,
-        correlations: &result.correlations,
-        detections: &result.detections,
-        summary: &summary,
-    };
-    portcullis_output::write_report(&mut out, format, &report)?;
-    drop(out);
-    if !a.quiet && (format != portcullis_output::Format::Table || a.output.is_some()) {
-        let mut err = std::io::stderr().lock();
-        portcullis_output::write_summary_text(&mut err, &summary)?;
-    }
-    if summary.files_failed + summary.files_not_logs.len() == summary.files {
-        return Err(Fatal("no input file could be read as a log (see the summary above)".into()));
-    }
-    if let Some(level) = a.fail_on {
-        let level: Level = level.into();
-        if findings.iter().any(|(f, _)| f.level >= level) {
-            return Ok(EXIT_FINDINGS);
-        }
-    }
-    Ok(EXIT_OK)
+    Ok(HuntOutcome { loaded, result, findings, incidents, summary })
 }
 
 fn summarise(loaded: &LoadedRules, result: &portcullis_hunt::HuntResult, started: Instant) -> Summary {
@@ -472,5 +490,158 @@ pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
         }
     }
     out.flush()?;
+    Ok(EXIT_OK)
+}
+
+pub fn simulate(a: SimulateArgs) -> Result<u8, Fatal> {
+    if !(a.scale > 0.0 && a.scale <= 100.0) {
+        return Err(Fatal("--scale must be above 0 and at most 100".into()));
+    }
+    let started = Instant::now();
+    let cfg = portcullis_simulate::Config { seed: a.seed, scale: a.scale };
+    let truth = portcullis_simulate::electoral_commission(&cfg, &a.out).map_err(|e| Fatal(format!("{}: {e}", a.out.display())))?;
+    let bytes: u64 = truth.files.iter().map(|f| f.bytes).sum();
+    println!(
+        "Wrote {} log files ({}) and truth.json to {} in {:.1}s: {} planted steps from {} to {}.",
+        truth.files.len(),
+        portcullis_output::human_bytes(bytes),
+        a.out.display(),
+        started.elapsed().as_secs_f64(),
+        truth.steps.len(),
+        truth.steps.first().map(|s| s.time.as_str()).unwrap_or("-"),
+        truth.steps.last().map(|s| s.time.as_str()).unwrap_or("-"),
+    );
+    Ok(EXIT_OK)
+}
+
+pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
+    use portcullis_event::escape_display as esc;
+    let out = &a.out;
+    let data = out.join("institution");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).map_err(|e| Fatal(format!("{}: {e}", data.display())))?;
+    }
+    let case = out.join("case.sqlite");
+    for stale in [case.clone(), out.join("case.sqlite-wal"), out.join("case.sqlite-shm")] {
+        let _ = std::fs::remove_file(stale);
+    }
+    println!("Portcullis demo: a synthetic electoral body, breached through Exchange (ProxyShell) in Aug 2021.\n");
+    let cfg = portcullis_simulate::Config { seed: a.seed, scale: a.scale };
+    let truth = portcullis_simulate::electoral_commission(&cfg, &data).map_err(|e| Fatal(format!("{}: {e}", data.display())))?;
+    let bytes: u64 = truth.files.iter().map(|f| f.bytes).sum();
+    println!(
+        "1. Simulated {} log files ({}) from Aug 2021 to Oct 2022 in {}: IIS, Exchange HttpProxy/Rps_Http/\n   message tracking, Windows Security, Sysmon, MSExchange Management, Okta, file-share audit.",
+        truth.files.len(),
+        portcullis_output::human_bytes(bytes),
+        data.display()
+    );
+    let hunt_args = HuntArgs {
+        paths: vec![data.clone()],
+        rules: RuleArgs {
+            sigma: a.sigma.clone(),
+            no_builtin: false,
+            placeholders: None,
+            logsources: None,
+            min_level: LevelArg::Informational,
+        },
+        from: None,
+        to: None,
+        format: FormatArg::Jsonl,
+        output: None,
+        fail_on: None,
+        threads: None,
+        quiet: true,
+        case: Some(case.clone()),
+        timeline: Some(out.join("timeline.jsonl")),
+        incident_window_days: 90.0,
+    };
+    let h = hunt_core(&hunt_args, started)?;
+    {
+        let mut f = BufWriter::new(File::create(out.join("findings.jsonl")).map_err(|e| Fatal(e.to_string()))?);
+        let report = portcullis_output::Report {
+            engine: &h.loaded.engine,
+            correlation_set: &h.loaded.correlations,
+            incidents: &h.incidents,
+            correlations: &h.result.correlations,
+            detections: &h.result.detections,
+            summary: &h.summary,
+        };
+        portcullis_output::write_report(&mut f, portcullis_output::Format::Jsonl, &report)?;
+    }
+    let s = &h.summary;
+    println!(
+        "2. Hunted {} events with {} rules (Portcullis's Exchange pack{}) in {:.1}s: {} detections, {} correlations, {} incident{}.\n",
+        s.events,
+        s.rules_loaded,
+        if a.sigma.is_empty() { "" } else { " and SigmaHQ" },
+        s.hunt_seconds,
+        s.detections,
+        s.correlation_findings,
+        s.incidents,
+        if s.incidents == 1 { "" } else { "s" }
+    );
+
+    // Did we see every planted step?
+    let seen: std::collections::HashSet<(String, u64)> = h
+        .result
+        .detections
+        .iter()
+        .map(|d| (d.path.strip_prefix(&data).unwrap_or(&d.path).display().to_string(), d.event.record))
+        .collect();
+    let correlated: Vec<(i64, i64)> = h.result.correlations.iter().map(|c| (c.first_ts, c.last_ts)).collect();
+    let detected = truth
+        .steps
+        .iter()
+        .filter(|st| {
+            st.evidence.iter().any(|e| seen.contains(&(e.path.clone(), e.line.or(e.record).unwrap_or(0))))
+                || Timestamp::parse(&st.time).is_some_and(|t| correlated.iter().any(|(f, l)| t.0 >= *f - 60_000_000 && t.0 <= *l))
+        })
+        .count();
+
+    for (n, inc) in h.incidents.iter().enumerate().take(3) {
+        println!(
+            "INCIDENT {} [{}]  first evidence {}  ·  last {}  ·  dwell {}",
+            n + 1,
+            inc.severity.as_str().to_uppercase(),
+            inc.first_seen,
+            inc.last_seen,
+            portcullis_incident::human_duration(inc.dwell_seconds)
+        );
+        let ents: Vec<String> = inc.entities.iter().take(5).map(|e| format!("{}={}", e.kind, esc(&e.value))).collect();
+        println!("   entities: {}", ents.join(", "));
+        println!("   ATT&CK:   {}", inc.tactics.join(" → "));
+        println!("   attack chain (each step the first time it was seen):");
+        let mut shown = std::collections::HashSet::new();
+        for st in &inc.stages {
+            if shown.insert(st.rule_title.clone()) {
+                let mut line = esc(&st.sentence).into_owned();
+                if line.chars().count() > 150 {
+                    line = line.chars().take(149).collect::<String>() + "…";
+                }
+                println!("    · {line}");
+            }
+        }
+        println!();
+    }
+    let mut top: Vec<&(Finding, Option<String>)> = h.findings.iter().filter(|(f, _)| f.level >= Level::High).collect();
+    top.sort_by_key(|(f, _)| (std::cmp::Reverse(f.level), f.first_ts));
+    println!("TOP FINDINGS ({} at high or critical)", top.len());
+    for (f, _) in top.iter().take(8) {
+        let mut line = esc(&f.sentence).into_owned();
+        if line.chars().count() > 140 {
+            line = line.chars().take(139).collect::<String>() + "…";
+        }
+        println!("  {:<8} {line}", f.level.as_str());
+    }
+    println!(
+        "\nDetected {detected} of {} planted steps (truth.json). The real intrusion went unseen for fourteen months;\nhere the first evidence is the first exploit request.\n",
+        truth.steps.len()
+    );
+    println!("Open the results:");
+    println!("  {}            every finding, incident and the summary (JSONL)", out.join("findings.jsonl").display());
+    println!("  {}              sqlite3 {} \"SELECT first_seen, severity, dwell_seconds FROM incidents\"", case.display(), case.display());
+    println!("  {}            Timesketch timeline", out.join("timeline.jsonl").display());
+    println!("  {}/truth.json   what was planted, with the log lines that show it", data.display());
+    println!("Hunt your own logs:  portcullis hunt PATH --sigma sigma/rules");
     Ok(EXIT_OK)
 }

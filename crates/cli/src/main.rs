@@ -34,6 +34,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Try it with no data of your own: simulate a breached institution, hunt it, show what matters.
+    #[command(after_help = "Writes the synthetic logs, findings.jsonl, case.sqlite and timeline.jsonl under \
+./portcullis-demo (or --out DIR), then prints the incident with its first evidence and dwell time, \
+the attack chain, and the top findings. No network, no data of your own needed.")]
+    Demo(DemoArgs),
     /// Hunt through logs with Sigma rules: "were we breached, how, since when?"
     #[command(after_help = "Inputs are recognised by content (EVTX, JSON/JSONL, IIS W3C, Exchange CSV logs), \
 directories are searched recursively and .gz files are read transparently.\n\nExamples:\n  \
@@ -43,68 +48,73 @@ portcullis hunt ./evtx --sigma rules/ --from 2021-08-01 --to 2022-10-31 --min-le
     /// Print the normalised events as JSONL (for writing rules and checking field names).
     #[command(after_help = "Example:\n  portcullis events Security.evtx | head\n  portcullis events ./logs --count")]
     Events(EventsArgs),
+    /// Generate a synthetic institution with the 2021–22 intrusion planted (for demos, tests, benchmarks).
+    #[command(after_help = "Example:\n  portcullis simulate electoral-commission --out ./ec-sim --seed 7 --scale 0.1\n\n\
+Scale 1 is about 300 MB of logs over Aug 2021 – Oct 2022. The output directory gets truth.json, \
+listing every planted step with the file and line (or record) of each log entry that evidences it.")]
+    Simulate(SimulateArgs),
     /// Load rules and report which load, which fail (file, line, reason) and which apply to nothing.
     #[command(after_help = "Example:\n  portcullis rules --sigma ../sigma/rules --sigma ../sigma/rules-emerging-threats")]
     Rules(RulesArgs),
 }
 
 #[derive(Args, Clone)]
-struct RuleArgs {
+pub struct RuleArgs {
     /// Sigma rule file or directory (repeatable). Community rules run unchanged.
     #[arg(long = "sigma", value_name = "DIR|FILE")]
-    sigma: Vec<PathBuf>,
+    pub sigma: Vec<PathBuf>,
     /// Do not load Portcullis's built-in rule pack.
     #[arg(long)]
-    no_builtin: bool,
+    pub no_builtin: bool,
     /// YAML file of placeholder values for rules using the `expand` modifier (name: [values]).
     #[arg(long, value_name = "FILE")]
-    placeholders: Option<PathBuf>,
+    pub placeholders: Option<PathBuf>,
     /// Extra log source mappings (same layout as crates/sigma/data/logsources.yml).
     #[arg(long, value_name = "FILE")]
-    logsources: Option<PathBuf>,
+    pub logsources: Option<PathBuf>,
     /// Only load rules at or above this level.
     #[arg(long, value_enum, default_value = "informational")]
-    min_level: LevelArg,
+    pub min_level: LevelArg,
 }
 
 #[derive(Args)]
-struct HuntArgs {
+pub struct HuntArgs {
     /// Files or directories to hunt through.
     #[arg(required = true, value_name = "PATH")]
-    paths: Vec<PathBuf>,
+    pub paths: Vec<PathBuf>,
     #[command(flatten)]
-    rules: RuleArgs,
+    pub rules: RuleArgs,
     /// Skip events before this time (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long, value_name = "TIME")]
-    from: Option<String>,
+    pub from: Option<String>,
     /// Skip events after this time (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long, value_name = "TIME")]
-    to: Option<String>,
+    pub to: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    format: FormatArg,
+    pub format: FormatArg,
     /// Write results here instead of standard output.
     #[arg(long, short, value_name = "FILE")]
-    output: Option<PathBuf>,
+    pub output: Option<PathBuf>,
     /// Exit with code 2 if a detection at or above this level is found.
     #[arg(long, value_enum, value_name = "LEVEL")]
-    fail_on: Option<LevelArg>,
+    pub fail_on: Option<LevelArg>,
     /// Worker threads (default: all cores).
     #[arg(long)]
-    threads: Option<usize>,
+    pub threads: Option<usize>,
     /// No progress bar and no summary on standard error.
     #[arg(long, short)]
-    quiet: bool,
+    pub quiet: bool,
     /// Record runs, sources, findings and incidents in this SQLite case file (created if
     /// missing). Re-hunting the same data adds nothing; new data extends the incidents.
     #[arg(long, value_name = "FILE")]
-    case: Option<PathBuf>,
+    pub case: Option<PathBuf>,
     /// Write a Timesketch timeline here (CSV if the name ends in .csv, else JSONL).
     #[arg(long, value_name = "FILE")]
-    timeline: Option<PathBuf>,
+    pub timeline: Option<PathBuf>,
     /// Findings that share an entity join one incident when at most this many days apart.
     #[arg(long, value_name = "DAYS", default_value_t = 90.0)]
-    incident_window_days: f64,
+    pub incident_window_days: f64,
 }
 
 #[derive(Args)]
@@ -127,6 +137,43 @@ struct EventsArgs {
 }
 
 #[derive(Args)]
+struct DemoArgs {
+    /// Where to put the synthetic institution and the outputs.
+    #[arg(long, value_name = "DIR", default_value = "portcullis-demo")]
+    out: PathBuf,
+    /// Background volume (1.0 is about 300 MB).
+    #[arg(long, default_value_t = 0.02)]
+    scale: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also run the SigmaHQ community rules from this directory.
+    #[arg(long = "sigma", value_name = "DIR")]
+    sigma: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// The scenario to generate.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Random seed: the same seed and scale give identical files.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Background volume: 1.0 is about 300 MB.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// The Electoral Commission breach, 24 Aug 2021 – Oct 2022.
+    ElectoralCommission,
+}
+
+#[derive(Args)]
 struct RulesArgs {
     #[command(flatten)]
     rules: RuleArgs,
@@ -139,7 +186,7 @@ struct RulesArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum FormatArg {
+pub enum FormatArg {
     Table,
     Jsonl,
     Json,
@@ -147,7 +194,7 @@ enum FormatArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum LevelArg {
+pub enum LevelArg {
     Informational,
     Low,
     Medium,
@@ -200,8 +247,10 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let result = match cli.command {
         Command::Hunt(a) => commands::hunt(a, started),
+        Command::Demo(a) => commands::demo(a, started),
         Command::Events(a) => commands::events(a),
         Command::Rules(a) => commands::rules(a),
+        Command::Simulate(a) => commands::simulate(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

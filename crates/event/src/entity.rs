@@ -106,8 +106,10 @@ pub fn entities(ev: &Event) -> Vec<Entity> {
         }
         let key = &lower[..name.len()];
         let kind = if key == b"s-ip" {
+            // The server's address: names the host when nothing else does, and links the
+            // server's own requests to other logs that saw it as a client (share access).
             host_fallback = Some(f.value);
-            continue;
+            EntityKind::SourceIp
         } else {
             match kind_of(key) {
                 Some(k) => k,
