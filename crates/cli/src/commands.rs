@@ -16,7 +16,7 @@ use portcullis_incident::IncidentOptions;
 use portcullis_sigma::{Engine, Level, LoadError, LogsourceTable, Placeholders, RuleSet};
 use std::sync::Arc;
 
-use crate::{DemoArgs, EXIT_FINDINGS, EXIT_OK, EventsArgs, Fatal, FormatArg, HuntArgs, LevelArg, RuleArgs, RulesArgs, SimulateArgs, show_progress};
+use crate::{DemoArgs, ExchangeCheckArgs, EXIT_FINDINGS, EXIT_OK, EventsArgs, Fatal, FormatArg, HuntArgs, LevelArg, RuleArgs, RulesArgs, SimulateArgs, show_progress};
 
 /// Rules loaded and compiled, with what failed.
 pub struct LoadedRules {
@@ -643,5 +643,95 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
     println!("  {}            Timesketch timeline", out.join("timeline.jsonl").display());
     println!("  {}/truth.json   what was planted, with the log lines that show it", data.display());
     println!("Hunt your own logs:  portcullis hunt PATH --sigma sigma/rules");
+    Ok(EXIT_OK)
+}
+
+pub fn exchange_check(a: ExchangeCheckArgs) -> Result<u8, Fatal> {
+    use portcullis_exchange::{Build, Status, check};
+    let mut servers: std::collections::BTreeMap<String, (Build, String)> = std::collections::BTreeMap::new();
+    let mut keep = |server: String, b: Build, source: String| {
+        let better = match servers.get(&server) {
+            None => true,
+            // A full build beats a three-part one of the same CU; otherwise the newest wins.
+            Some((old, _)) => (b.build, b.revision.is_some(), b.revision) > (old.build, old.revision.is_some(), old.revision),
+        };
+        if better {
+            servers.insert(server, (b, source));
+        }
+    };
+    for (i, arg) in a.builds.iter().enumerate() {
+        let (server, build) = match arg.split_once('=') {
+            Some((s, b)) => (s.trim().to_string(), b),
+            None => (format!("server{}", i + 1), arg.as_str()),
+        };
+        let b = Build::parse(build).ok_or_else(|| Fatal(format!("`{build}` is not an Exchange 2013–2019 build (15.x.y[.z])")))?;
+        keep(server, b, "argument".into());
+    }
+    if let Some(inv) = &a.inventory {
+        let mut r = csv::ReaderBuilder::new().flexible(true).from_path(inv).map_err(|e| Fatal(format!("{}: {e}", inv.display())))?;
+        let headers: Vec<String> = r.headers().map_err(|e| Fatal(format!("{}: {e}", inv.display())))?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+        let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str()));
+        let (Some(sc), Some(bc)) = (col(&["server", "name", "host", "hostname"]), col(&["build", "version", "buildnumber"])) else {
+            return Err(Fatal(format!("{}: needs a server and a build column", inv.display())));
+        };
+        for (n, rec) in r.records().enumerate() {
+            let rec = rec.map_err(|e| Fatal(format!("{}: row {}: {e}", inv.display(), n + 2)))?;
+            let build = rec.get(bc).unwrap_or("");
+            let b = Build::parse(build)
+                .ok_or_else(|| Fatal(format!("{}: row {}: `{build}` is not an Exchange build", inv.display(), n + 2)))?;
+            keep(rec.get(sc).unwrap_or("?").trim().to_string(), b, format!("inventory {}", inv.display()));
+        }
+    }
+    if !a.logs.is_empty() {
+        let files = collect_inputs(&a.logs)?;
+        let (_, states) = portcullis_hunt::run_files(
+            &files,
+            &RunOptions::default(),
+            &portcullis_hunt::NoProgress,
+            Vec::new,
+            |found: &mut Vec<(String, Build, String)>, path, ev| {
+                for (server, b) in portcullis_exchange::builds_in_event(ev) {
+                    found.push((server, b, format!("{}:{}", path.display(), ev.record)));
+                }
+            },
+        );
+        for (found, _) in states {
+            for (server, b, source) in found {
+                keep(server.to_uppercase(), b, source);
+            }
+        }
+    }
+    if servers.is_empty() {
+        return Err(Fatal("no Exchange build given or found: pass builds, --inventory or --logs".into()));
+    }
+    let verdicts: Vec<_> = servers.iter().map(|(s, (b, src))| check(s, *b, src)).collect();
+    let mut out = open_output(&None)?;
+    match a.format {
+        FormatArg::Jsonl | FormatArg::Json => {
+            for v in &verdicts {
+                serde_json::to_writer(&mut out, &serde_json::json!({"kind": "exchange_server", "verdict": v}))?;
+                writeln!(out)?;
+            }
+        }
+        _ => {
+            for v in &verdicts {
+                writeln!(out, "{}  {} {} (build {}, {})", escape_display(&v.server), v.product, v.cu, v.build,
+                    match v.su_revision { Some(r) => format!("revision {r}"), None => "security update level unknown".into() })?;
+                for c in &v.chains {
+                    let mark = match c.status {
+                        Status::Fixed => "fixed  ",
+                        Status::Open => "OPEN   ",
+                        Status::Unknown => "unknown",
+                    };
+                    writeln!(out, "   {mark}  {:<14} {:<36} {}", c.chain, c.cves, c.remedy)?;
+                }
+                writeln!(out, "   (build from {})", escape_display(&v.source))?;
+            }
+        }
+    }
+    out.flush()?;
+    if a.fail_if_open && verdicts.iter().any(|v| v.chains.iter().any(|c| c.status == Status::Open)) {
+        return Ok(EXIT_FINDINGS);
+    }
     Ok(EXIT_OK)
 }

@@ -48,6 +48,13 @@ portcullis hunt ./evtx --sigma rules/ --from 2021-08-01 --to 2022-10-31 --min-le
     /// Print the normalised events as JSONL (for writing rules and checking field names).
     #[command(after_help = "Example:\n  portcullis events Security.evtx | head\n  portcullis events ./logs --count")]
     Events(EventsArgs),
+    /// Which Exchange servers are open to ProxyLogon, ProxyShell, ProxyNotShell and OWASSRF.
+    #[command(after_help = "Builds come from arguments (BUILD or SERVER=BUILD), an inventory CSV with \
+server and build columns, and evidence in logs (OWA/ECP paths like /owa/auth/15.1.2176/, X-OWA-Version, \
+and the build columns of Exchange's own HttpProxy/Rps_Http logs).\n\nExamples:\n  \
+portcullis exchange-check EXCH01=15.1.2176.2\n  portcullis exchange-check --inventory servers.csv\n  \
+portcullis exchange-check --logs ./triage --fail-if-open\n\nExit code 2 with --fail-if-open when a chain is open.")]
+    ExchangeCheck(ExchangeCheckArgs),
     /// Generate a synthetic institution with the 2021–22 intrusion planted (for demos, tests, benchmarks).
     #[command(after_help = "Example:\n  portcullis simulate electoral-commission --out ./ec-sim --seed 7 --scale 0.1\n\n\
 Scale 1 is about 300 MB of logs over Aug 2021 – Oct 2022. The output directory gets truth.json, \
@@ -134,6 +141,24 @@ struct EventsArgs {
     threads: Option<usize>,
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct ExchangeCheckArgs {
+    /// Builds to check: `15.1.2176.2` or `EXCH01=15.1.2176.2`.
+    #[arg(value_name = "BUILD")]
+    builds: Vec<String>,
+    /// CSV inventory with a server (or name, host) column and a build (or version) column.
+    #[arg(long, value_name = "FILE")]
+    inventory: Option<PathBuf>,
+    /// Logs to search for build evidence (IIS, Exchange CSV logs).
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    logs: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: FormatArg,
+    /// Exit with code 2 if any server is open to any chain.
+    #[arg(long)]
+    fail_if_open: bool,
 }
 
 #[derive(Args)]
@@ -248,6 +273,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hunt(a) => commands::hunt(a, started),
         Command::Demo(a) => commands::demo(a, started),
+        Command::ExchangeCheck(a) => commands::exchange_check(a),
         Command::Events(a) => commands::events(a),
         Command::Rules(a) => commands::rules(a),
         Command::Simulate(a) => commands::simulate(a),

@@ -1,0 +1,44 @@
+//! `portcullis exchange-check` from arguments, an inventory and log evidence.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis")).arg("exchange-check").args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn verdicts_from_arguments_inventory_and_logs() {
+    let (code, out) = run(&["EXCH01=15.1.2176.2", "--fail-if-open"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("OPEN     ProxyShell") && out.contains("15.1.2176.14"), "{out}");
+    let (code, out) = run(&["15.2.1258.12", "--fail-if-open"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("OPEN"));
+    let (code, out) = run(&["banana"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("not an Exchange"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("servers.csv");
+    std::fs::write(&inv, "Name,Version\nMBX1,15.1.2507.16\nMBX2,15.0.1497.18\n").unwrap();
+    let (code, out) = run(&["--inventory", inv.to_str().unwrap(), "--format", "jsonl"]);
+    assert_eq!(code, 0);
+    let v: Vec<serde_json::Value> = out.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(v.len(), 2);
+    let mbx2 = &v[1]["verdict"];
+    assert_eq!(mbx2["server"], "MBX2");
+    let status = |name: &str| mbx2["chains"].as_array().unwrap().iter().find(|c| c["chain"] == name).unwrap()["status"].clone();
+    assert_eq!(status("ProxyShell"), "fixed");
+    assert_eq!(status("ProxyNotShell"), "open");
+
+    let logs = dir.path().join("iis.log");
+    std::fs::write(
+        &logs,
+        "#Fields: date time s-computername cs-method cs-uri-stem cs-uri-query c-ip sc-status\n2022-01-01 10:00:00 EXCH9 GET /owa/auth/15.2.986/themes/x.png - 10.0.0.1 200\n",
+    )
+    .unwrap();
+    let (_, out) = run(&["--logs", logs.to_str().unwrap()]);
+    assert!(out.contains("EXCH9") && out.contains("CU11"), "{out}");
+    assert!(out.contains("unknown") && out.contains("15.2.986.36"), "three-part builds leave the update level unknown: {out}");
+}
