@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use portcullis_event::{Event, SourceKind, Timestamp, ValueKind};
 use regex::{Regex, RegexBuilder};
 
@@ -144,6 +144,8 @@ struct Direct {
 #[derive(Default)]
 struct FieldMatcher {
     field: FieldId,
+    /// Lower-cased whole values → the leaves they set (`field: value` without wildcards).
+    exact: HashMap<Box<[u8]>, Vec<LeafId>, FxBuild>,
     ac: Option<AhoCorasick>,
     /// The automaton's patterns until it is built.
     patterns: Vec<String>,
@@ -252,6 +254,9 @@ pub struct Engine {
     groups: Vec<Group>,
 }
 
+/// Pattern sets up to this many bytes are searched with a DFA.
+const DFA_PATTERN_BYTES: usize = 16 * 1024;
+
 /// Limits on regexes compiled from rules (hostile rules must not exhaust memory).
 const REGEX_SIZE_LIMIT: usize = 8 << 20;
 
@@ -348,6 +353,7 @@ impl Engine {
             slot_last: vec![NONE; self.fields.len()],
             next_same: Vec::new(),
             field_ids: Vec::new(),
+            shapes: HashMap::default(),
             event_gen: 0,
             bits: Vec::new(),
             gates: Vec::new(),
@@ -357,6 +363,8 @@ impl Engine {
             rule_gen: 0,
             candidates: Vec::new(),
             folded: Vec::new(),
+            keyword_text: Vec::new(),
+            keyword_text_gen: 0,
             hits: Vec::new(),
             matched_stamp: vec![0; self.rules.len()],
             match_gen: 0,
@@ -531,6 +539,7 @@ struct MatcherBuilder {
 impl FieldMatcher {
     fn is_empty(&self) -> bool {
         self.patterns.is_empty()
+            && self.exact.is_empty()
             && self.direct.is_empty()
             && self.when_absent.is_empty()
             && self.when_present.is_empty()
@@ -541,6 +550,12 @@ impl FieldMatcher {
 impl MatcherBuilder {
     fn literal(&mut self, lit: &str, leaf: LeafId, how: How) {
         let key = lit.to_ascii_lowercase();
+        // Whole-value matches are a hash lookup, not an automaton search (keywords excepted:
+        // they search the whole event text).
+        if matches!(how, How::Exact) && self.m.field != NONE {
+            self.m.exact.entry(key.into_bytes().into_boxed_slice()).or_default().push(leaf);
+            return;
+        }
         let idx = match self.pattern_index.get(&key) {
             Some(&i) => i,
             None => {
@@ -597,7 +612,16 @@ fn build_automata(groups: &mut [Group]) {
                     let Some(&i) = order.get(k) else { break };
                     // Patterns are lower-cased and values are lower-cased before the search:
                     // an ASCII case-insensitive automaton takes five times longer to build.
-                    let ac = AhoCorasick::builder().match_kind(MatchKind::Standard).build(&sets[i]).ok();
+                    // Small sets get a DFA (several times faster to search, and small);
+                    // large ones a contiguous NFA (a DFA would take tens of megabytes).
+                    let bytes: usize = sets[i].iter().map(|p| p.len()).sum();
+                    let kind = if bytes <= DFA_PATTERN_BYTES { AhoCorasickKind::DFA } else { AhoCorasickKind::ContiguousNFA };
+                    let ac = AhoCorasick::builder()
+                        .match_kind(MatchKind::Standard)
+                        .kind(Some(kind))
+                        .build(&sets[i])
+                        .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&sets[i]))
+                        .ok();
                     *built[i].lock().unwrap_or_else(|e| e.into_inner()) = ac;
                 }
             });
@@ -851,6 +875,8 @@ pub struct Scanner<'e> {
     next_same: Vec<u32>,
     /// The field id of each field of the current event (NONE if no rule reads it).
     field_ids: Vec<u32>,
+    /// Resolved field ids per sequence of field names (hash → (names joined by NUL, ids)).
+    shapes: HashMap<u64, (String, Vec<u32>), FxBuild>,
     event_gen: u32,
     bits: Vec<u64>,
     gates: Vec<u64>,
@@ -862,6 +888,9 @@ pub struct Scanner<'e> {
     candidates: Vec<u32>,
     /// The current value, ASCII lower-cased, when it had capitals.
     folded: Vec<u8>,
+    /// The event's keyword-search text, and the event it was built for.
+    keyword_text: Vec<u8>,
+    keyword_text_gen: u32,
     /// Automaton hits on the current value: (pattern, start, end).
     hits: Vec<(u32, u32, u32)>,
     matched_stamp: Vec<u32>,
@@ -952,14 +981,12 @@ impl<'e> Scanner<'e> {
         }
         self.next_same.clear();
         self.next_same.resize(ev.len(), NONE);
-        self.field_ids.clear();
+        self.resolve_names(ev);
         for i in 0..ev.len() {
-            normalise_field_name(ev.field(i).name, &mut self.lower);
-            let Some(&id) = self.engine.fields.get(self.lower.as_str()) else {
-                self.field_ids.push(NONE);
+            let id = self.field_ids[i];
+            if id == NONE {
                 continue;
-            };
-            self.field_ids.push(id);
+            }
             let id = id as usize;
             if self.slot_gen[id] != self.event_gen {
                 self.slot_gen[id] = self.event_gen;
@@ -969,6 +996,46 @@ impl<'e> Scanner<'e> {
             }
             self.slot_last[id] = i as u32;
         }
+    }
+
+    /// Fills `field_ids` for the event's field names. Logs repeat the same sequence of
+    /// names (a `#Fields:` block, a CSV header, an EVTX template), so the resolution is
+    /// cached per sequence of names.
+    fn resolve_names(&mut self, ev: &Event) {
+        use std::hash::Hasher;
+        let mut h = FxHasher::default();
+        for f in ev.fields() {
+            h.write(f.name.as_bytes());
+            h.write_u8(0);
+        }
+        let key = h.finish();
+        if let Some((names, ids)) = self.shapes.get(&key) {
+            let mut at = 0usize;
+            let same = ids.len() == ev.len()
+                && ev.fields().all(|f| {
+                    let n = f.name.as_bytes();
+                    let ok = names.as_bytes().get(at..at + n.len()) == Some(n) && names.as_bytes().get(at + n.len()) == Some(&0);
+                    at += n.len() + 1;
+                    ok
+                });
+            if same {
+                self.field_ids.clear();
+                self.field_ids.extend_from_slice(ids);
+                return;
+            }
+        }
+        self.field_ids.clear();
+        let mut names = String::new();
+        for f in ev.fields() {
+            names.push_str(f.name);
+            names.push('\u{0}');
+            normalise_field_name(f.name, &mut self.lower);
+            self.field_ids.push(self.engine.fields.get(self.lower.as_str()).copied().unwrap_or(NONE));
+        }
+        if self.shapes.len() >= 4096 {
+            self.shapes.clear();
+        }
+        self.shapes.insert(key, (names, self.field_ids.clone()));
     }
 
     fn first(&self, field: FieldId) -> u32 {
@@ -1145,36 +1212,60 @@ impl<'e> Scanner<'e> {
 
     /// Runs a field's automaton and direct tests over one value.
     fn match_value(&mut self, fm: &FieldMatcher, value: &str, kind: ValueKind, ev: &Event) {
-        if let Some(ac) = &fm.ac {
-            let folded = std::mem::take(&mut self.folded);
-            if value.bytes().any(|b| b.is_ascii_uppercase()) {
-                let mut f = folded;
-                f.clear();
-                f.extend(value.bytes().map(|b| b.to_ascii_lowercase()));
-                self.folded = f;
-                self.match_literals(fm, ac, None);
-            } else {
-                self.folded = folded;
-                self.match_literals(fm, ac, Some(value.as_bytes()));
+        if fm.ac.is_some() || !fm.exact.is_empty() {
+            let upper = value.bytes().any(|b| b.is_ascii_uppercase());
+            if upper {
+                self.folded.clear();
+                self.folded.extend(value.bytes().map(|b| b.to_ascii_lowercase()));
+            }
+            if !fm.exact.is_empty() {
+                let key: &[u8] = if upper { &self.folded } else { value.as_bytes() };
+                if let Some(leaves) = fm.exact.get(key) {
+                    for &l in leaves {
+                        self.set(l);
+                    }
+                }
+            }
+            if let Some(ac) = &fm.ac {
+                self.match_literals(fm, ac, if upper { None } else { Some(value.as_bytes()) });
             }
         }
         self.match_directs(fm, value, kind, ev);
         self.close_gates(fm);
     }
 
-    /// Keyword searches: one automaton pass over every value of the event (and its raw
-    /// line), lower-cased and joined by NUL, which no keyword contains.
+    /// Keyword searches: one automaton pass over the event's text, lower-cased and joined
+    /// by NUL (which no keyword contains). For line-based logs the text is the raw line
+    /// (it holds every value) plus any value the reader decoded (`+` as space); otherwise
+    /// every field value. Built once per event, shared by every group that needs it.
     fn match_keywords(&mut self, kw: &FieldMatcher, ev: &Event) {
         if let Some(ac) = &kw.ac {
-            let mut joined = std::mem::take(&mut self.folded);
-            joined.clear();
-            for f in ev.fields() {
-                joined.extend(f.value.bytes().map(|b| b.to_ascii_lowercase()));
-                joined.push(0);
+            if self.keyword_text_gen != self.event_gen {
+                self.keyword_text_gen = self.event_gen;
+                let joined = &mut self.keyword_text;
+                joined.clear();
+                if ev.raw.is_empty() {
+                    for f in ev.fields() {
+                        joined.extend(f.value.bytes().map(|b| b.to_ascii_lowercase()));
+                        joined.push(0);
+                    }
+                } else {
+                    joined.extend(ev.raw.bytes().map(|b| b.to_ascii_lowercase()));
+                    let mut previous = "";
+                    for f in ev.fields().filter(|f| f.value.contains(' ')) {
+                        // Aliases repeat a value (cs(User-Agent) and cs-user-agent): scan it once.
+                        if f.value == previous {
+                            continue;
+                        }
+                        previous = f.value;
+                        joined.push(0);
+                        joined.extend(f.value.bytes().map(|b| b.to_ascii_lowercase()));
+                    }
+                }
             }
-            joined.extend(ev.raw.bytes().map(|b| b.to_ascii_lowercase()));
-            self.folded = joined;
-            self.match_literals(kw, ac, None);
+            let text = std::mem::take(&mut self.keyword_text);
+            self.match_literals(kw, ac, Some(&text));
+            self.keyword_text = text;
         }
         if !kw.direct.is_empty() {
             for f in ev.fields() {

@@ -270,7 +270,12 @@ mod tests {
         assert!(v[0].selector.covers(SourceKind::Windows, "security", Some(4624), ""));
         assert!(!v[0].selector.covers(SourceKind::W3c, "", None, ""));
         let Resolution::Variants(v) = t.resolve(&ls(None, Some("webserver"), None)) else { panic!() };
-        assert!(v[0].selector.covers(SourceKind::W3c, "", None, ""));
+        assert!(v[0].selector.covers(SourceKind::W3c, "", None, "iis"));
+        assert!(v[0].selector.covers(SourceKind::W3c, "", None, "w3c"));
+        assert!(!v[0].selector.covers(SourceKind::W3c, "", None, "proxy"));
+        let Resolution::Variants(v) = t.resolve(&ls(None, Some("proxy"), None)) else { panic!() };
+        assert!(!v[0].selector.covers(SourceKind::W3c, "", None, "iis"));
+        assert!(v[0].selector.covers(SourceKind::W3c, "", None, "proxy"));
         let Resolution::Variants(v) = t.resolve(&ls(Some("windows"), Some("registry_add"), None)) else { panic!() };
         assert_eq!(v[0].conditions, vec![("EventType".to_string(), vec!["CreateKey".to_string()])]);
         let Resolution::Variants(v) = t.resolve(&ls(Some("windows"), None, None)) else { panic!() };

@@ -32,6 +32,20 @@ fn column(name: &str) -> Column {
     Column { name: name.to_string(), alias, plus_is_space }
 }
 
+/// `iis` for web-server logs (IIS's own, or the `cs-uri-stem`/`s-sitename` columns),
+/// `proxy` for web-proxy logs (ELFF columns such as `c-uri`, `cs-host`, `sc-filter-result`),
+/// else `w3c`. Sigma's `webserver` and `proxy` categories select on it.
+fn kind_of_log(software: &str, columns: &[Column]) -> &'static str {
+    let has = |n: &str| columns.iter().any(|c| c.name.eq_ignore_ascii_case(n));
+    if software.contains("Internet Information Services") || has("s-sitename") || (has("cs-uri-stem") && !has("c-uri")) {
+        "iis"
+    } else if has("c-uri") || has("sc-filter-result") || has("r-ip") || has("s-action") {
+        "proxy"
+    } else {
+        "w3c"
+    }
+}
+
 pub fn read(
     mut reader: impl BufRead,
     opts: &ReadOptions,
@@ -39,6 +53,8 @@ pub fn read(
     sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
 ) -> io::Result<()> {
     let mut columns: Vec<Column> = Vec::new();
+    let mut software = String::new();
+    let mut log_type = "w3c";
     let mut buf = Vec::new();
     let mut value = String::new();
     let mut event = Event::new(SourceKind::W3c);
@@ -60,6 +76,9 @@ pub fn read(
         if let Some(directive) = line.strip_prefix('#') {
             if let Some(fields) = directive.strip_prefix("Fields:") {
                 columns = fields.split_ascii_whitespace().map(column).collect();
+                log_type = kind_of_log(&software, &columns);
+            } else if let Some(sw) = directive.strip_prefix("Software:") {
+                software = sw.trim().to_string();
             }
             continue;
         }
@@ -78,6 +97,7 @@ pub fn read(
             continue;
         }
         event.clear(SourceKind::W3c);
+        event.log_type.push_str(log_type);
         event.record = line_no;
         let (mut date, mut time, mut stem, mut query) = (None, None, None, None);
         let mut has_cs_uri = false;
