@@ -43,6 +43,11 @@ fn main() {
     let engine = portcullis_sigma::Engine::compile(&set, &portcullis_sigma::LogsourceTable::builtin());
     let mut scanner = engine.scanner();
     let mut out = Vec::new();
+    if let Some(e) = events.first() {
+        for l in scanner.debug_groups(e) {
+            eprintln!("{l}");
+        }
+    }
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
     for round in 0..rounds {
         let t = Instant::now();

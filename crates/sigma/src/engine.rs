@@ -368,6 +368,8 @@ impl Engine {
             hits: Vec::new(),
             matched_stamp: vec![0; self.rules.len()],
             match_gen: 0,
+            value_cache: Vec::new(),
+            recording: None,
             group_events: vec![0; self.groups.len()],
         }
     }
@@ -861,6 +863,22 @@ fn necessary_sets(e: &Expr<LeafId>, cost: &[f64]) -> Vec<Vec<LeafId>> {
     }
 }
 
+/// Logs repeat values endlessly (URI stems, user agents, process paths, account names),
+/// and a value's leaves depend only on the value, its kind and the field matcher. So the
+/// outcome of matching a value is kept in a direct-mapped cache of this many entries per
+/// scanner; values longer than `CACHE_VALUE_MAX` are always matched afresh.
+const VALUE_CACHE_SLOTS: usize = 8192;
+const CACHE_VALUE_MAX: usize = 512;
+
+#[derive(Default)]
+struct CachedValue {
+    /// The field matcher's address (matchers live as long as the engine), 0 when empty.
+    matcher: usize,
+    kind: u8,
+    value: Vec<u8>,
+    leaves: Vec<LeafId>,
+}
+
 /// Per-thread scratch for scanning events. Cheap to create; reuse it.
 pub struct Scanner<'e> {
     engine: &'e Engine,
@@ -895,6 +913,10 @@ pub struct Scanner<'e> {
     hits: Vec<(u32, u32, u32)>,
     matched_stamp: Vec<u32>,
     match_gen: u32,
+    /// Recent outcomes of `match_value` (see [`ValueCache`]).
+    value_cache: Vec<CachedValue>,
+    /// While filling a cache entry: every leaf the value sets, even if already set.
+    recording: Option<Vec<LeafId>>,
     /// Events seen per group (for "which rules applied to anything").
     pub group_events: Vec<u64>,
 }
@@ -923,6 +945,39 @@ impl<'e> Scanner<'e> {
             self.scan_group(&self.engine.groups[g as usize], ev, out);
         }
         self.event_groups = groups;
+    }
+
+    #[doc(hidden)]
+    pub fn debug_groups(&mut self, ev: &Event) -> Vec<String> {
+        let mut groups = Vec::new();
+        self.groups_for(ev, &mut groups);
+        self.index_fields(ev);
+        groups
+            .iter()
+            .map(|&g| {
+                let gr = &self.engine.groups[g as usize];
+                let matched: Vec<usize> = (0..ev.len())
+                    .filter(|&i| self.field_ids[i] != NONE && gr.matcher_of[self.field_ids[i] as usize] != NONE)
+                    .collect();
+                let directs: usize = matched.iter().map(|&i| gr.fields[gr.matcher_of[self.field_ids[i] as usize] as usize].direct.len()).sum();
+                let acs: Vec<String> = matched
+                    .iter()
+                    .map(|&i| &gr.fields[gr.matcher_of[self.field_ids[i] as usize] as usize])
+                    .chain(gr.keywords.as_ref())
+                    .filter_map(|fm| fm.ac.as_ref().map(|ac| format!("{:?}/{}p/{}KiB", ac.kind(), ac.patterns_len(), ac.memory_usage() / 1024)))
+                    .collect();
+                format!(
+                    "group {g}: acs {acs:?} {} rules, {} always, {} field matchers ({} on this event, {} directs), keywords {}, lazy {}",
+                    gr.rules.len(),
+                    gr.always.len(),
+                    gr.fields.len(),
+                    matched.len(),
+                    directs,
+                    gr.keywords.is_some(),
+                    gr.lazy.len()
+                )
+            })
+            .collect()
     }
 
     /// The groups covering this event's class, cached per class.
@@ -1203,6 +1258,9 @@ impl<'e> Scanner<'e> {
 
     #[inline]
     fn set(&mut self, l: LeafId) {
+        if let Some(r) = &mut self.recording {
+            r.push(l);
+        }
         let (w, m) = (l as usize / 64, 1u64 << (l % 64));
         if self.bits[w] & m == 0 {
             self.bits[w] |= m;
@@ -1210,8 +1268,45 @@ impl<'e> Scanner<'e> {
         }
     }
 
-    /// Runs a field's automaton and direct tests over one value.
+    /// Sets the leaves one value decides, from the cache when the value was seen recently.
     fn match_value(&mut self, fm: &FieldMatcher, value: &str, kind: ValueKind, ev: &Event) {
+        // Direct tests depend only on the value (field references are lazy, never direct).
+        if value.len() > CACHE_VALUE_MAX {
+            return self.match_value_uncached(fm, value, kind, ev);
+        }
+        if self.value_cache.is_empty() {
+            self.value_cache.resize_with(VALUE_CACHE_SLOTS, CachedValue::default);
+        }
+        use std::hash::Hasher;
+        let mut h = FxHasher::default();
+        h.write(value.as_bytes());
+        h.write_usize(fm as *const FieldMatcher as usize);
+        let slot = (h.finish() as usize) % VALUE_CACHE_SLOTS;
+        let id = fm as *const FieldMatcher as usize;
+        let e = &self.value_cache[slot];
+        if e.matcher == id && e.kind == kind as u8 && e.value == value.as_bytes() {
+            let leaves = std::mem::take(&mut self.value_cache[slot].leaves);
+            for &l in &leaves {
+                self.set(l);
+            }
+            self.value_cache[slot].leaves = leaves;
+            return;
+        }
+        let mut recorded = std::mem::take(&mut self.value_cache[slot].leaves);
+        recorded.clear();
+        self.recording = Some(recorded);
+        self.match_value_uncached(fm, value, kind, ev);
+        let recorded = self.recording.take().unwrap_or_default();
+        let e = &mut self.value_cache[slot];
+        e.matcher = id;
+        e.kind = kind as u8;
+        e.value.clear();
+        e.value.extend_from_slice(value.as_bytes());
+        e.leaves = recorded;
+    }
+
+    /// Runs a field's automaton and direct tests over one value.
+    fn match_value_uncached(&mut self, fm: &FieldMatcher, value: &str, kind: ValueKind, ev: &Event) {
         if fm.ac.is_some() || !fm.exact.is_empty() {
             let upper = value.bytes().any(|b| b.is_ascii_uppercase());
             if upper {
@@ -1314,7 +1409,8 @@ impl<'e> Scanner<'e> {
             {
                 continue;
             }
-            if self.bits[d.leaf as usize / 64] & (1 << (d.leaf % 64)) != 0 {
+            // (While recording a cache entry the test runs anyway: the entry must hold it.)
+            if self.recording.is_none() && self.bits[d.leaf as usize / 64] & (1 << (d.leaf % 64)) != 0 {
                 continue;
             }
             if self.test(&d.test, value, kind, ev) {
@@ -1401,6 +1497,41 @@ mod tests {
             let re = build_regex(&pattern::to_regex(&toks, false)).unwrap();
             for v in values {
                 assert_eq!(g.matches(v), re.is_match(v), "pattern {p} value {v}");
+            }
+        }
+    }
+
+    /// The value cache must give the same answers as matching afresh, including for a field
+    /// that repeats within one event and for values seen again in later events.
+    #[test]
+    fn value_cache_agrees_with_fresh_matching() {
+        let rule = "title: t\nlogsource: {product: windows}\ndetection:\n  a: {Data|contains: abc}\n  b: {Data|endswith: zz}\n  condition: a and b\n";
+        let mut set = crate::RuleSet::default();
+        set.add_text(rule, "t.yml", &Default::default());
+        let engine = Engine::compile(&set, &crate::LogsourceTable::builtin());
+        let mut scanner = engine.scanner();
+        let event = |values: &[&str]| {
+            let mut e = Event::new(SourceKind::Windows);
+            e.push_str("Channel", "Security");
+            for v in values {
+                e.push_str("Data", v);
+            }
+            e
+        };
+        let cases: [(&[&str], bool); 7] = [
+            (&["abcq", "qzz"], true),
+            (&["qzz"], false),
+            (&["abcq"], false),
+            (&["abcq", "abcq"], false),
+            (&["abczz"], true),
+            (&["qzz", "abcq"], true),
+            (&["abcq", "qzz"], true),
+        ];
+        for round in 0..3 {
+            for (values, expect) in cases {
+                let mut out = Vec::new();
+                scanner.scan(&event(values), &mut out);
+                assert_eq!(!out.is_empty(), expect, "round {round}: {values:?}");
             }
         }
     }
