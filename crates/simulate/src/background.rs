@@ -538,7 +538,7 @@ fn processes_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, n: usize) {
             1,
             &[
                 ("RuleName", "-"),
-                ("UtcTime", &Timestamp(ts).to_string()[..23].replace('T', " ")),
+                ("UtcTime", &sysmon_utc_time(ts)),
                 ("ProcessGuid", &guid),
                 ("ProcessId", &(1000 + rng.below(30000)).to_string()),
                 ("Image", image),
@@ -638,4 +638,20 @@ pub fn file_access(o: &mut Output, ts: i64, user: &str, ip: &str, rel: &str, ste
         ],
     );
     o.win(&path, ts + 50_000, ev, step);
+}
+
+/// Sysmon's `UtcTime`: `2021-09-19 16:12:37.000` (milliseconds always present).
+fn sysmon_utc_time(ts: i64) -> String {
+    let (y, mo, d, h, mi, s) = Timestamp(ts).civil();
+    let ms = ts.rem_euclid(1_000_000) / 1000;
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{ms:03}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sysmon_time_has_milliseconds_even_on_a_whole_second() {
+        assert_eq!(super::sysmon_utc_time(1_632_067_957_000_000), "2021-09-19 16:12:37.000");
+        assert_eq!(super::sysmon_utc_time(1_632_067_957_123_456), "2021-09-19 16:12:37.123");
+    }
 }
