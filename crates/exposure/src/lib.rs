@@ -1,0 +1,730 @@
+//! Finds electoral-register copies in files, archives and mail and counts the unique
+//! electors they expose, by category and by how close the intruder came.
+//!
+//! Data flow: [`scan`] walks the inputs; each file is opened by content (ZIP and XLSX by
+//! their magic, nested archives recursively within [`Limits`], everything else as text in
+//! whatever encoding it has); text that splits into a table is classified
+//! ([`register::classify`]: header names, then content) and, if it is a register, every
+//! row becomes one 128-bit elector fingerprint with category flags ([`register::Keyer`]);
+//! fingerprints from all files meet in one [`count::Counter`] that counts each elector once
+//! in bounded memory. Other text is counted for other personal data ([`pii`]).
+//!
+//! Personal data never leaves this crate except as counts, unless the caller asks for
+//! masked samples.
+
+pub mod count;
+pub mod pii;
+pub mod register;
+pub mod table;
+pub mod text;
+pub mod xlsx;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use count::Counter;
+use register::{CATEGORIES, Keyer, Layout};
+use table::{DelimitedRows, Row, RowSource};
+
+/// Bounds on archives (hostile archives must not exhaust disk, memory or time).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Archives inside archives, counting the outermost as 1.
+    pub max_depth: usize,
+    /// Entries read from one archive.
+    pub max_entries: usize,
+    /// Decompressed bytes read from one top-level file, all entries together.
+    pub max_total_bytes: u64,
+    /// An entry may decompress to at most this many times its compressed size...
+    pub max_ratio: u64,
+    /// ...once it is past this size (small files compress well legitimately).
+    pub ratio_floor: u64,
+    /// A nested archive is opened in memory (ZIP needs to seek): at most this big.
+    pub max_nested_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 4,
+            max_entries: 100_000,
+            max_total_bytes: 64 << 30,
+            max_ratio: 200,
+            ratio_floor: 16 << 20,
+            max_nested_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Which files the intruder reached.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Paths evidenced as accessed (files or folders, Windows or Unix form), matched
+    /// against a file's trailing path components.
+    pub accessed: Vec<String>,
+    /// Hosts known to be compromised: a file whose path has a component naming one of them
+    /// (as collected triage is usually laid out, `HOST/...`) is on a compromised system.
+    pub compromised_hosts: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub limits: Limits,
+    pub scope: Option<Scope>,
+    /// Memory for fingerprints before sorted runs spill to disk.
+    pub memory_budget: usize,
+    /// Keep up to three masked sample rows per register file.
+    pub show_samples: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { limits: Limits::default(), scope: None, memory_budget: 2 << 30, show_samples: false }
+    }
+}
+
+/// One file (or archive member) examined.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileReport {
+    pub kind: &'static str,
+    /// The file, with `!member` for each archive level.
+    pub path: String,
+    /// csv, tsv, psv, ssv (semicolon), xlsx, text, zip, binary.
+    #[serde(rename = "type")]
+    pub file_type: String,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// Data rows read (header excluded).
+    pub rows: u64,
+    pub register: bool,
+    pub confidence: f64,
+    pub reasons: Vec<String>,
+    /// Rows per category in this file (appearances, not unique electors).
+    pub categories: BTreeMap<String, u64>,
+    /// Other personal data found (counts).
+    pub pii: BTreeMap<String, u64>,
+    pub on_compromised_system: bool,
+    pub accessed: bool,
+    /// Rows or records skipped, with why.
+    pub skipped: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<String>,
+}
+
+impl FileReport {
+    fn new(path: String, file_type: &str) -> Self {
+        FileReport {
+            kind: "exposure_file",
+            path,
+            file_type: file_type.into(),
+            bytes: 0,
+            encoding: None,
+            rows: 0,
+            register: false,
+            confidence: 0.0,
+            reasons: Vec::new(),
+            categories: BTreeMap::new(),
+            pii: BTreeMap::new(),
+            on_compromised_system: false,
+            accessed: false,
+            skipped: BTreeMap::new(),
+            errors: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug)]
+pub struct Report {
+    pub files: Vec<FileReport>,
+    pub tally: count::Tally,
+    /// Inputs that could not be read at all.
+    pub errors: Vec<String>,
+    pub bytes: u64,
+    pub rows: u64,
+    pub scoped: bool,
+}
+
+impl Report {
+    /// The `exposure_total` record.
+    pub fn total_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "kind": "exposure_total",
+            "unique_electors": self.tally.unique(0),
+            "by_category": self.tally.by_category(0),
+            "register_files": self.files.iter().filter(|f| f.register).count(),
+            "files": self.files.len(),
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "spilled_runs": self.tally.spilled_runs,
+        });
+        if self.scoped {
+            v["on_compromised_systems"] = serde_json::json!({
+                "unique_electors": self.tally.unique(1), "by_category": self.tally.by_category(1) });
+            v["evidenced_as_accessed"] = serde_json::json!({
+                "unique_electors": self.tally.unique(2), "by_category": self.tally.by_category(2) });
+        }
+        v
+    }
+}
+
+/// Every file under the inputs, sorted, and the inputs that could not be listed.
+pub fn collect_files(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in inputs {
+        walk(p, &mut files, &mut errors, 0);
+    }
+    files.sort();
+    files.dedup();
+    (files, errors)
+}
+
+fn walk(p: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<String>, depth: usize) {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => {
+            if depth > 64 {
+                errors.push(format!("{}: directories nested too deep", p.display()));
+                return;
+            }
+            match std::fs::read_dir(p) {
+                Ok(rd) => {
+                    for e in rd.flatten() {
+                        walk(&e.path(), files, errors, depth + 1);
+                    }
+                }
+                Err(e) => errors.push(format!("{}: {e}", p.display())),
+            }
+        }
+        Ok(m) if m.is_file() => files.push(p.to_path_buf()),
+        Ok(_) => {}
+        Err(e) => errors.push(format!("{}: {e}", p.display())),
+    }
+}
+
+/// Fingerprints are handed to the shared counter in batches of this many.
+const BATCH: usize = 1 << 16;
+
+struct Ctx<'a> {
+    opts: &'a Options,
+    counter: &'a Mutex<Result<Counter, io::Error>>,
+}
+
+/// Scans the inputs. `progress` is called with bytes done as files finish.
+pub fn scan(inputs: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -> Report {
+    let (files, mut errors) = collect_files(inputs);
+    let counter = Mutex::new(Ok(Counter::new(opts.memory_budget)));
+    let ctx = Ctx { opts, counter: &counter };
+    let done = AtomicU64::new(0);
+    let per_file: Vec<(Vec<FileReport>, Option<String>)> = files
+        .par_iter()
+        .map(|f| {
+            let r = scan_file(f, &ctx);
+            let bytes: u64 = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+            progress(done.fetch_add(bytes, Ordering::Relaxed) + bytes);
+            r
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for (r, e) in per_file {
+        reports.extend(r);
+        errors.extend(e);
+    }
+    let tally = match counter.into_inner().unwrap_or_else(|p| p.into_inner()).and_then(|c| c.finish()) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(format!("counting electors: {e}"));
+            Default::default()
+        }
+    };
+    let bytes = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let rows = reports.iter().map(|r| r.rows).sum();
+    Report { files: reports, tally, errors, bytes, rows, scoped: opts.scope.is_some() }
+}
+
+/// Where a top-level file sits relative to the intrusion.
+#[derive(Clone, Copy, Default)]
+struct Place {
+    compromised: bool,
+    accessed: bool,
+}
+
+fn place_of(path: &Path, scope: &Option<Scope>) -> Place {
+    let Some(scope) = scope else { return Place::default() };
+    let comps = components(&path.to_string_lossy());
+    let compromised = scope.compromised_hosts.iter().any(|h| {
+        let short = h.split('.').next().unwrap_or(h).to_lowercase();
+        !short.is_empty() && comps.iter().any(|c| *c == short)
+    });
+    let accessed = scope.accessed.iter().any(|a| path_matches(&comps, &components(a)));
+    Place { compromised: compromised || accessed, accessed }
+}
+
+/// Lower-cased path components, either separator, without drive letters and `\??\`.
+pub fn components(p: &str) -> Vec<String> {
+    p.split(['/', '\\'])
+        .filter(|c| !c.is_empty() && *c != "??" && *c != "." && !(c.len() == 2 && c.ends_with(':')))
+        .map(|c| c.to_lowercase())
+        .collect()
+}
+
+/// True if the last two components of `accessed` (or its only one) appear, in order and
+/// adjacent, in `local`: a file matches itself, a folder matches everything under it.
+pub fn path_matches(local: &[String], accessed: &[String]) -> bool {
+    let k = accessed.len().min(2);
+    if k == 0 {
+        return false;
+    }
+    let tail = &accessed[accessed.len() - k..];
+    local.windows(k).any(|w| w == tail)
+}
+
+fn scan_file(path: &Path, ctx: &Ctx) -> (Vec<FileReport>, Option<String>) {
+    let display = path.display().to_string();
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return (Vec::new(), Some(format!("{display}: {e}"))),
+    };
+    let place = place_of(path, &ctx.opts.scope);
+    let mut out = Vec::new();
+    let mut budget = ctx.opts.limits.max_total_bytes;
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut file, &mut magic).unwrap_or(0);
+    if n == 4 && magic == *b"PK\x03\x04" {
+        match file.seek(io::SeekFrom::Start(0)) {
+            Ok(_) => scan_zip(file, display, 1, place, &mut budget, ctx, &mut out),
+            Err(e) => return (out, Some(format!("{display}: {e}"))),
+        }
+    } else {
+        let head = magic[..n].to_vec();
+        scan_stream(display, head, file, 1, place, &mut budget, ctx, &mut out);
+    }
+    (out, None)
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A reader that fails once more than `limit` bytes have come out of it.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+    read: u64,
+    what: String,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // Is there more? One byte tells.
+            let mut one = [0u8; 1];
+            return match self.inner.read(&mut one)? {
+                0 => Ok(0),
+                _ => Err(io::Error::other(self.what.clone())),
+            };
+        }
+        let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scan_zip<R: Read + Seek>(
+    reader: R,
+    display: String,
+    depth: usize,
+    place: Place,
+    budget: &mut u64,
+    ctx: &Ctx,
+    out: &mut Vec<FileReport>,
+) {
+    let limits = &ctx.opts.limits;
+    let mut archive = match zip::ZipArchive::new(reader) {
+        Ok(a) => a,
+        Err(e) => {
+            let mut r = FileReport::new(display, "zip");
+            r.errors.push(format!("not a readable ZIP archive: {e}"));
+            out.push(r);
+            return;
+        }
+    };
+    if xlsx::is_workbook(&archive) {
+        scan_workbook(&mut archive, display, place, budget, ctx, out);
+        return;
+    }
+    let mut summary = FileReport::new(display.clone(), "zip");
+    summary.on_compromised_system = place.compromised;
+    summary.accessed = place.accessed;
+    if archive.len() > limits.max_entries {
+        summary.errors.push(format!("{} entries; only the first {} read", archive.len(), limits.max_entries));
+    }
+    for i in 0..archive.len().min(limits.max_entries) {
+        let entry = match archive.by_index(i) {
+            Ok(e) => e,
+            Err(e) => {
+                summary.errors.push(format!("entry {i}: {e}"));
+                continue;
+            }
+        };
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry.name().map(|n| n.to_string()).unwrap_or_else(|_| format!("#{i}"));
+        let member = format!("{display}!{name}");
+        if entry.encrypted() {
+            summary.errors.push(format!("{name}: encrypted, not read"));
+            continue;
+        }
+        let compressed = entry.compressed_size();
+        let allowed = limits.ratio_floor.max(compressed.saturating_mul(limits.max_ratio)).min(*budget);
+        if entry.size() > allowed {
+            summary.errors.push(format!(
+                "{name}: declares {} bytes from {compressed} compressed — over the limit (suspected ZIP bomb), not read",
+                entry.size()
+            ));
+            continue;
+        }
+        let mut limited = Limited {
+            inner: entry,
+            left: allowed,
+            read: 0,
+            what: format!("decompressed past {allowed} bytes from {compressed} compressed (suspected ZIP bomb); stopped"),
+        };
+        let mut head = vec![0u8; 4];
+        let n = read_up_to(&mut limited, &mut head).unwrap_or(0);
+        head.truncate(n);
+        if head == b"PK\x03\x04" {
+            if depth >= limits.max_depth {
+                summary.errors.push(format!("{name}: archive nested deeper than {}, not read", limits.max_depth));
+                continue;
+            }
+            let cap = limits.max_nested_bytes.min(limited.left);
+            let mut data = head;
+            let mut t = (&mut limited).take(cap + 1);
+            if let Err(e) = t.read_to_end(&mut data) {
+                summary.errors.push(format!("{name}: {e}"));
+                continue;
+            }
+            if data.len() as u64 > cap {
+                summary.errors.push(format!("{name}: nested archive larger than {cap} bytes, not opened"));
+                continue;
+            }
+            *budget = budget.saturating_sub(data.len() as u64);
+            scan_zip(Cursor::new(data), member, depth + 1, place, budget, ctx, out);
+        } else {
+            let before = out.len();
+            scan_stream(member, head, &mut limited, depth, place, budget, ctx, out);
+            *budget = budget.saturating_sub(limited.read);
+            if let Some(r) = out.get_mut(before) {
+                r.bytes = limited.read + n as u64;
+            }
+        }
+    }
+    out.push(summary);
+}
+
+fn scan_workbook<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    display: String,
+    place: Place,
+    budget: &mut u64,
+    ctx: &Ctx,
+    out: &mut Vec<FileReport>,
+) {
+    let shared = match xlsx::shared_strings(archive) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut r = FileReport::new(display, "xlsx");
+            r.errors.push(format!("malformed workbook: {e}"));
+            out.push(r);
+            return;
+        }
+    };
+    let sheets = xlsx::sheet_names(archive);
+    if sheets.is_empty() {
+        let mut r = FileReport::new(display, "xlsx");
+        r.errors.push("workbook has no worksheets".into());
+        out.push(r);
+        return;
+    }
+    for name in sheets {
+        let label = format!("{display}!{name}");
+        let entry = match archive.by_name(&name) {
+            Ok(e) => e,
+            Err(e) => {
+                let mut r = FileReport::new(label, "xlsx");
+                r.errors.push(e.to_string());
+                out.push(r);
+                continue;
+            }
+        };
+        let compressed = entry.compressed_size();
+        let limits = &ctx.opts.limits;
+        let allowed = limits.ratio_floor.max(compressed.saturating_mul(limits.max_ratio)).min(*budget);
+        let mut limited = Limited {
+            inner: entry,
+            left: allowed,
+            read: 0,
+            what: format!("worksheet decompressed past {allowed} bytes (suspected ZIP bomb); stopped"),
+        };
+        let mut report = FileReport::new(label, "xlsx");
+        report.encoding = Some("UTF-8".into());
+        let mut rows = xlsx::SheetRows::new(io::BufReader::with_capacity(256 * 1024, &mut limited), &shared);
+        read_table(&mut rows, &mut report, place, ctx);
+        drop(rows);
+        report.bytes = limited.read;
+        *budget = budget.saturating_sub(limited.read);
+        out.push(report);
+    }
+}
+
+/// Plain streams: mail, text tables, other text.
+#[allow(clippy::too_many_arguments)]
+fn scan_stream<R: Read>(
+    display: String,
+    mut head: Vec<u8>,
+    mut rest: R,
+    depth: usize,
+    place: Place,
+    budget: &mut u64,
+    ctx: &Ctx,
+    out: &mut Vec<FileReport>,
+) {
+    // Enough of the start to tell text from binary and sniff the encoding.
+    let want = 64 * 1024;
+    let have = head.len();
+    head.resize(want, 0);
+    let n = read_up_to(&mut rest, &mut head[have..]).unwrap_or(0);
+    head.truncate(have + n);
+    let _ = (depth, budget);
+    let mut report = FileReport::new(display, "text");
+    report.on_compromised_system = place.compromised;
+    report.accessed = place.accessed;
+    let encoding = text::sniff_encoding(&head);
+    if encoding == encoding_rs::UTF_8 || encoding == encoding_rs::WINDOWS_1252 {
+        let nuls = head.iter().filter(|b| **b == 0).count();
+        if nuls * 100 > head.len().max(1) {
+            report.file_type = "binary".into();
+            report.reasons.push("binary content, not text".into());
+            out.push(report);
+            return;
+        }
+    }
+    let mut text = text::open(head, rest);
+    report.encoding = Some(text.encoding.name().to_string());
+    let mut sample = Vec::new();
+    let mut line = String::new();
+    while sample.len() < 40 {
+        match text.read_line(&mut line) {
+            Ok(true) => sample.push(line.clone()),
+            Ok(false) => break,
+            Err(e) => {
+                report.errors.push(format!("line {}: {e}", text.line + 1));
+                break;
+            }
+        }
+    }
+    match table::sniff_delimiter(&sample) {
+        Some(d) => {
+            report.file_type = match d {
+                b',' => "csv",
+                b'\t' => "tsv",
+                b';' => "ssv",
+                _ => "psv",
+            }
+            .into();
+            let mut rows = DelimitedRows::new(text, d, sample);
+            read_table(&mut rows, &mut report, place, ctx);
+        }
+        None => {
+            let mut counts = pii::Counts::default();
+            for l in &sample {
+                counts.add_text(l);
+            }
+            loop {
+                match text.read_line(&mut line) {
+                    Ok(true) => counts.add_text(&line),
+                    Ok(false) => break,
+                    Err(e) => {
+                        report.errors.push(format!("line {}: {e}", text.line + 1));
+                        break;
+                    }
+                }
+            }
+            report.rows = text.line;
+            report.pii = counts.into_map();
+            if text.overlong > 0 {
+                report.skipped.insert(format!("lines longer than {} bytes", text::MAX_RECORD), text.overlong);
+            }
+        }
+    }
+    out.push(report);
+}
+
+/// Reads a table: classifies it from its first rows, then keys every register row.
+fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, ctx: &Ctx) {
+    report.on_compromised_system = place.compromised;
+    report.accessed = place.accessed;
+    let mut sample: Vec<Row> = Vec::new();
+    let mut row = Row::default();
+    let mut failed = None;
+    while sample.len() < 50 {
+        match rows.next_row(&mut row) {
+            Ok(true) => {
+                if !row.is_empty() {
+                    sample.push(row.clone());
+                }
+            }
+            Ok(false) => break,
+            Err(e) => {
+                failed = Some(format!("row {}: {e}", rows.position()));
+                break;
+            }
+        }
+    }
+    let layout = register::classify(&sample);
+    report.confidence = (layout.confidence * 100.0).round() / 100.0;
+    report.reasons = layout.reasons.clone();
+    report.register = layout.is_register();
+    let mut state = TableState {
+        keyer: Keyer::default(),
+        batch: Vec::with_capacity(if report.register { BATCH } else { 0 }),
+        pii: pii::Counts::default(),
+        categories: [0u64; 5],
+        no_name: 0,
+    };
+    let skip_header = usize::from(layout.header);
+    for r in sample.iter().skip(skip_header) {
+        state.row(&layout, r, report, place, ctx);
+    }
+    if failed.is_none() && sample.len() == 50 {
+        loop {
+            match rows.next_row(&mut row) {
+                Ok(true) => {
+                    if !row.is_empty() {
+                        state.row(&layout, &row, report, place, ctx);
+                    }
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    failed = Some(format!("row {}: {e}", rows.position()));
+                    break;
+                }
+            }
+        }
+    }
+    state.flush(ctx, report);
+    if let Some(e) = failed {
+        report.errors.push(e);
+    }
+    for (why, n) in rows.skipped() {
+        report.skipped.insert(why, n);
+    }
+    if state.no_name > 0 {
+        report.skipped.insert("register rows without a name".into(), state.no_name);
+    }
+    if report.register {
+        for (name, n) in CATEGORIES.iter().zip(state.categories) {
+            report.categories.insert(name.to_string(), n);
+        }
+    }
+    report.pii = state.pii.into_map();
+}
+
+struct TableState {
+    keyer: Keyer,
+    batch: Vec<u128>,
+    pii: pii::Counts,
+    categories: [u64; 5],
+    no_name: u64,
+}
+
+impl TableState {
+    fn row(&mut self, layout: &Layout, row: &Row, report: &mut FileReport, place: Place, ctx: &Ctx) {
+        report.rows += 1;
+        if !report.register {
+            for c in row.cells() {
+                self.pii.add_text(c);
+            }
+            return;
+        }
+        match self.keyer.key(layout, row) {
+            Some(k) => {
+                for (i, n) in self.categories.iter_mut().enumerate() {
+                    if k.categories & (1 << i) != 0 {
+                        *n += 1;
+                    }
+                }
+                if ctx.opts.show_samples && report.samples.len() < 3 {
+                    report.samples.push(register::masked_sample(layout, row));
+                }
+                self.batch.push(count::entry(k.hash, k.categories, place.compromised, place.accessed));
+                if self.batch.len() >= BATCH {
+                    self.flush(ctx, report);
+                }
+            }
+            None => self.no_name += 1,
+        }
+        for &(c, r) in &layout.columns {
+            match r {
+                register::Role::Email if !row.get(c).is_empty() => self.pii.add("email_addresses", 1),
+                register::Role::Phone if !row.get(c).is_empty() => self.pii.add("phone_numbers", 1),
+                register::Role::Dob if !row.get(c).is_empty() => self.pii.add("dates_of_birth", 1),
+                _ => {}
+            }
+        }
+    }
+
+    fn flush(&mut self, ctx: &Ctx, report: &mut FileReport) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let mut c = ctx.counter.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(counter) = c.as_mut()
+            && let Err(e) = counter.extend(&self.batch)
+        {
+            report.errors.push(format!("counting: {e}"));
+            *c = Err(e);
+        }
+        self.batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessed_paths_match_files_and_folders() {
+        let local = components("/cases/FS01/Shares/Registers/2021/LA-Northfield-register-2021.csv");
+        assert!(path_matches(&local, &components("D:\\Shares\\Registers\\2021\\LA-Northfield-register-2021.csv")));
+        assert!(path_matches(&local, &components("2021\\LA-Northfield-register-2021.csv")));
+        assert!(path_matches(&local, &components("\\\\FS01\\Registers\\2021")));
+        assert!(!path_matches(&local, &components("D:\\Shares\\Registers\\2022\\LA-Northfield-register-2021.csv")));
+        assert!(!path_matches(&local, &components("\\\\FS01\\Registers\\2022")));
+    }
+}

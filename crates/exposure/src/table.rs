@@ -1,0 +1,267 @@
+//! Tables from delimited text (any of `,` `\t` `;` `|`, RFC 4180 quoting, quoted line
+//! breaks) and from spreadsheets, as one row type.
+
+use std::io::{self, Read};
+
+use crate::text::{MAX_RECORD, TextReader};
+
+/// One row: the cell texts stored end to end.
+#[derive(Default, Clone, Debug)]
+pub struct Row {
+    text: String,
+    cells: Vec<(u32, u32)>,
+}
+
+impl Row {
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.cells.clear();
+    }
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.cells.iter().all(|&(s, e)| self.text[s as usize..e as usize].trim().is_empty())
+    }
+    /// The cell at `i`, trimmed; empty if the row is shorter.
+    pub fn get(&self, i: usize) -> &str {
+        self.cells.get(i).map(|&(s, e)| self.text[s as usize..e as usize].trim()).unwrap_or("")
+    }
+    pub fn push(&mut self, cell: &str) {
+        let s = self.text.len() as u32;
+        self.text.push_str(cell);
+        self.cells.push((s, self.text.len() as u32));
+    }
+    /// Sets cell `i`, padding with empty cells (spreadsheets skip empty cells).
+    pub fn set(&mut self, i: usize, cell: &str) {
+        while self.cells.len() < i {
+            let e = self.text.len() as u32;
+            self.cells.push((e, e));
+        }
+        if i == self.cells.len() {
+            self.push(cell);
+        } else {
+            let s = self.text.len() as u32;
+            self.text.push_str(cell);
+            self.cells[i] = (s, self.text.len() as u32);
+        }
+    }
+    pub fn cells(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+/// A source of rows: delimited text or a spreadsheet sheet.
+pub trait RowSource {
+    /// Reads the next row; false at the end.
+    fn next_row(&mut self, row: &mut Row) -> io::Result<bool>;
+    /// Where the last row came from (line or row number), for messages.
+    fn position(&self) -> u64;
+    /// Rows skipped as unreadable (overlong, undecodable bytes), with the reason.
+    fn skipped(&self) -> Vec<(String, u64)>;
+}
+
+pub const DELIMITERS: [u8; 4] = [b',', b'\t', b';', b'|'];
+
+/// The delimiter that splits the sample lines most consistently into two or more cells,
+/// or None if the text is not a table.
+pub fn sniff_delimiter(lines: &[String]) -> Option<u8> {
+    let lines: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let mut best: Option<(u8, usize, usize)> = None; // (delimiter, lines agreeing, cells)
+    for d in DELIMITERS {
+        let mut counts: Vec<usize> = lines.iter().map(|l| count_outside_quotes(l, d)).collect();
+        counts.sort_unstable();
+        // The most common count among lines.
+        let (mut mode, mut mode_n, mut k) = (0, 0, 0);
+        while k < counts.len() {
+            let c = counts[k];
+            let n = counts[k..].iter().take_while(|&&x| x == c).count();
+            if n > mode_n {
+                (mode, mode_n) = (c, n);
+            }
+            k += n;
+        }
+        if mode == 0 || mode_n * 10 < lines.len() * 7 {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some((_, n, cells)) => mode_n > n || (mode_n == n && mode + 1 > cells),
+        };
+        if better {
+            best = Some((d, mode_n, mode + 1));
+        }
+    }
+    best.map(|b| b.0)
+}
+
+fn count_outside_quotes(line: &str, d: u8) -> usize {
+    let mut quoted = false;
+    let mut n = 0;
+    for b in line.bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if b == d && !quoted {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Splits one record into cells. Returns false if a quoted cell is still open at the end
+/// (the record continues on the next line).
+pub fn split_record(line: &str, d: u8, row: &mut Row) -> bool {
+    row.clear();
+    let b = line.as_bytes();
+    let mut i = 0;
+    loop {
+        // One cell.
+        let start = row.text.len() as u32;
+        if i < b.len() && b[i] == b'"' {
+            i += 1;
+            loop {
+                match memchr::memchr(b'"', &b[i..]) {
+                    None => {
+                        row.text.push_str(&line[i..]);
+                        return false;
+                    }
+                    Some(q) => {
+                        row.text.push_str(&line[i..i + q]);
+                        i += q + 1;
+                        if i < b.len() && b[i] == b'"' {
+                            row.text.push('"');
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            // Text after the closing quote up to the delimiter is kept (lenient).
+            let end = memchr::memchr(d, &b[i..]).map(|p| i + p).unwrap_or(b.len());
+            row.text.push_str(&line[i..end]);
+            i = end;
+        } else {
+            let end = memchr::memchr(d, &b[i..]).map(|p| i + p).unwrap_or(b.len());
+            row.text.push_str(&line[i..end]);
+            i = end;
+        }
+        row.cells.push((start, row.text.len() as u32));
+        if i >= b.len() {
+            return true;
+        }
+        i += 1; // the delimiter
+        if i == b.len() {
+            let e = row.text.len() as u32;
+            row.cells.push((e, e));
+            return true;
+        }
+    }
+}
+
+/// Rows of delimited text.
+pub struct DelimitedRows<R: Read> {
+    text: TextReader<R>,
+    delimiter: u8,
+    /// Lines read ahead for sniffing, returned first.
+    pending: std::collections::VecDeque<String>,
+    line: String,
+    record: String,
+    /// Records whose quotes never closed within the record limit.
+    pub broken_quotes: u64,
+    position: u64,
+}
+
+impl<R: Read> DelimitedRows<R> {
+    pub fn new(text: TextReader<R>, delimiter: u8, pending: Vec<String>) -> Self {
+        DelimitedRows {
+            text,
+            delimiter,
+            pending: pending.into(),
+            line: String::new(),
+            record: String::new(),
+            broken_quotes: 0,
+            position: 0,
+        }
+    }
+
+    fn next_line(&mut self) -> io::Result<bool> {
+        if let Some(l) = self.pending.pop_front() {
+            self.line = l;
+            self.position += 1;
+            return Ok(true);
+        }
+        let ok = self.text.read_line(&mut self.line)?;
+        self.position = self.text.line;
+        Ok(ok)
+    }
+}
+
+impl<R: Read> RowSource for DelimitedRows<R> {
+    fn next_row(&mut self, row: &mut Row) -> io::Result<bool> {
+        if !self.next_line()? {
+            return Ok(false);
+        }
+        self.record.clear();
+        self.record.push_str(&self.line);
+        while !split_record(&self.record, self.delimiter, row) {
+            if self.record.len() > MAX_RECORD || !self.next_line()? {
+                // An unterminated quote: keep what was split, count it.
+                self.broken_quotes += 1;
+                return Ok(true);
+            }
+            self.record.push('\n');
+            self.record.push_str(&self.line);
+        }
+        Ok(true)
+    }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
+
+    fn skipped(&self) -> Vec<(String, u64)> {
+        let mut v = Vec::new();
+        if self.text.overlong > 0 {
+            v.push((format!("records longer than {} bytes", MAX_RECORD), self.text.overlong));
+        }
+        if self.text.undecodable > 0 {
+            v.push((format!("lines with bytes invalid in {}", self.text.encoding.name()), self.text.undecodable));
+        }
+        if self.broken_quotes > 0 {
+            v.push(("records with an unterminated quote".into(), self.broken_quotes));
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cells(line: &str, d: u8) -> (Vec<String>, bool) {
+        let mut r = Row::default();
+        let done = split_record(line, d, &mut r);
+        (r.cells().map(String::from).collect(), done)
+    }
+
+    #[test]
+    fn quoting_and_delimiters() {
+        assert_eq!(cells("a,b,,c", b','), (vec!["a".into(), "b".into(), "".into(), "c".into()], true));
+        assert_eq!(cells("\"x, y\",\"say \"\"hi\"\"\",z,", b','), (vec!["x, y".into(), "say \"hi\"".into(), "z".into(), "".into()], true));
+        assert_eq!(cells("a\tb;c", b'\t'), (vec!["a".into(), "b;c".into()], true));
+        assert!(!cells("\"open, cell", b',').1);
+    }
+
+    #[test]
+    fn delimiter_sniffing() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(sniff_delimiter(&s(&["a;b;c", "1;2;3", "x;\"y;z\";w"])), Some(b';'));
+        assert_eq!(sniff_delimiter(&s(&["a\tb, c\td", "1\t2, 3\t4"])), Some(b'\t'));
+        assert_eq!(sniff_delimiter(&s(&["a|b", "c|d"])), Some(b'|'));
+        assert_eq!(sniff_delimiter(&s(&["Dear member,", "thank you for your letter.", "Regards"])), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! Text decoding and bounded record reading: encodings are sniffed from the first bytes
+//! (BOMs, UTF-16 without a BOM by its NUL pattern, UTF-8 if it validates, otherwise
+//! Windows-1252), and no record may grow past a limit however long the line is.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8, WINDOWS_1252};
+
+/// Longest record (line, or quoted multi-line CSV record) kept; longer ones are skipped
+/// and counted, reading on from the next line without holding the rest in memory.
+pub const MAX_RECORD: usize = 1 << 20;
+
+/// The encoding a text most likely has, from its first bytes.
+pub fn sniff_encoding(head: &[u8]) -> &'static Encoding {
+    if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return UTF_8;
+    }
+    if head.starts_with(&[0xFF, 0xFE]) {
+        return UTF_16LE;
+    }
+    if head.starts_with(&[0xFE, 0xFF]) {
+        return UTF_16BE;
+    }
+    let sample = &head[..head.len().min(4096)];
+    if sample.len() >= 4 {
+        let (mut even, mut odd) = (0usize, 0usize);
+        for (i, b) in sample.iter().enumerate() {
+            if *b == 0 {
+                if i % 2 == 0 { even += 1 } else { odd += 1 }
+            }
+        }
+        let half = sample.len() / 2;
+        if odd * 10 >= half * 3 && even * 10 < half {
+            return UTF_16LE;
+        }
+        if even * 10 >= half * 3 && odd * 10 < half {
+            return UTF_16BE;
+        }
+    }
+    match std::str::from_utf8(sample) {
+        Ok(_) => UTF_8,
+        // A character cut by the end of the sample is not evidence against UTF-8.
+        Err(e) if e.error_len().is_none() => UTF_8,
+        Err(_) => WINDOWS_1252,
+    }
+}
+
+/// Reads a text stream as UTF-8 records whatever its encoding.
+pub struct TextReader<R: Read> {
+    inner: BufReader<encoding_rs_io::DecodeReaderBytes<R, Vec<u8>>>,
+    pub encoding: &'static Encoding,
+    /// Records longer than [`MAX_RECORD`] that were skipped.
+    pub overlong: u64,
+    /// Records that held bytes invalid in the encoding (replaced by U+FFFD).
+    pub undecodable: u64,
+    /// 1-based number of the last line read.
+    pub line: u64,
+    raw: Vec<u8>,
+}
+
+/// A text reader over `head` (the first bytes of the stream, used for sniffing) and
+/// `rest` (the stream after them).
+pub fn open<R: Read>(head: Vec<u8>, rest: R) -> TextReader<io::Chain<io::Cursor<Vec<u8>>, R>> {
+    {
+        let encoding = sniff_encoding(&head);
+        let chained = io::Cursor::new(head).chain(rest);
+        let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
+            .encoding(Some(encoding))
+            .bom_override(true)
+            .strip_bom(true)
+            .utf8_passthru(true)
+            .build(chained);
+        TextReader {
+            inner: BufReader::with_capacity(256 * 1024, decoder),
+            encoding,
+            overlong: 0,
+            undecodable: 0,
+            line: 0,
+            raw: Vec::new(),
+        }
+    }
+}
+
+impl<R: Read> TextReader<R> {
+    /// Reads the next line (without its line ending) into `out`; false at the end.
+    /// Overlong lines are skipped and counted.
+    pub fn read_line(&mut self, out: &mut String) -> io::Result<bool> {
+        loop {
+            self.raw.clear();
+            match read_bounded_line(&mut self.inner, &mut self.raw, MAX_RECORD)? {
+                Line::Eof => return Ok(false),
+                Line::TooLong => {
+                    self.line += 1;
+                    self.overlong += 1;
+                }
+                Line::Ok => {
+                    self.line += 1;
+                    while matches!(self.raw.last(), Some(b'\n' | b'\r')) {
+                        self.raw.pop();
+                    }
+                    out.clear();
+                    match std::str::from_utf8(&self.raw) {
+                        Ok(s) => out.push_str(s),
+                        Err(_) => {
+                            self.undecodable += 1;
+                            out.push_str(&String::from_utf8_lossy(&self.raw));
+                        }
+                    }
+                    if out.contains('\u{FFFD}') && self.encoding != UTF_8 {
+                        self.undecodable += 1;
+                    }
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+enum Line {
+    Ok,
+    Eof,
+    TooLong,
+}
+
+/// Reads up to and including the next `\n`, keeping at most `max` bytes: past that the
+/// rest of the line is consumed and dropped.
+fn read_bounded_line(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Line> {
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(if !any {
+                Line::Eof
+            } else if too_long {
+                Line::TooLong
+            } else {
+                Line::Ok
+            });
+        }
+        any = true;
+        let (take, done) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if !too_long {
+            if buf.len() + take > max {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&chunk[..take]);
+            }
+        }
+        r.consume(take);
+        if done {
+            return Ok(if too_long { Line::TooLong } else { Line::Ok });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(bytes: &[u8]) -> (Vec<String>, &'static str, u64) {
+        let head = bytes[..bytes.len().min(8192)].to_vec();
+        let rest = &bytes[head.len()..];
+        let mut r = open(head, rest);
+        let mut out = Vec::new();
+        let mut s = String::new();
+        while r.read_line(&mut s).unwrap() {
+            out.push(s.clone());
+        }
+        (out, r.encoding.name(), r.overlong)
+    }
+
+    #[test]
+    fn encodings_are_sniffed_and_decoded() {
+        assert_eq!(lines("a,b\r\nZoë,2\n".as_bytes()), (vec!["a,b".into(), "Zoë,2".into()], "UTF-8", 0));
+        let mut le = vec![0xFF, 0xFE];
+        for u in "Siân,1\n".encode_utf16() {
+            le.extend_from_slice(&u.to_le_bytes());
+        }
+        assert_eq!(lines(&le).0, vec!["Siân,1"]);
+        let mut be = Vec::new();
+        for u in "Name,Post\nSiân,NE1 1AA\n".encode_utf16() {
+            be.extend_from_slice(&u.to_be_bytes());
+        }
+        assert_eq!(lines(&be), (vec!["Name,Post".into(), "Siân,NE1 1AA".into()], "UTF-16BE", 0));
+        assert_eq!(lines(b"Zo\xEB,1\n"), (vec!["Zoë,1".into()], "windows-1252", 0));
+    }
+
+    #[test]
+    fn overlong_lines_are_skipped_with_bounded_memory() {
+        let mut big = b"ok\n".to_vec();
+        big.extend(std::iter::repeat_n(b'x', MAX_RECORD * 3));
+        big.extend_from_slice(b"\nafter\n");
+        let (l, _, overlong) = lines(&big);
+        assert_eq!(l, vec!["ok", "after"]);
+        assert_eq!(overlong, 1);
+    }
+}
