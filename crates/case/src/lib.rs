@@ -84,12 +84,49 @@ CREATE TABLE IF NOT EXISTS incident_findings (
     finding_id TEXT NOT NULL REFERENCES findings(id),
     PRIMARY KEY (incident_id, finding_id)
 );
+CREATE TABLE IF NOT EXISTS exposure_files (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    path TEXT NOT NULL,
+    type TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    register INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    on_compromised_system INTEGER NOT NULL,
+    accessed INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (run_id, path)
+);
+CREATE TABLE IF NOT EXISTS exposure_totals (
+    run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+    unique_electors INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
 ";
 
 /// An open case file.
 pub struct Case {
     conn: Connection,
     run_id: i64,
+}
+
+/// What the intruder reached according to a case: the hosts and file paths named by
+/// findings that belong to an incident. Opens the case read-only.
+pub fn intrusion_scope(path: &Path) -> Result<(Vec<String>, Vec<String>), CaseError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| CaseError(format!("{}: {e}", path.display())))?;
+    let mut q = conn
+        .prepare(
+            "SELECT DISTINCT e.kind, e.value FROM entities e JOIN incident_findings l ON l.finding_id = e.finding_id
+             WHERE e.kind IN ('host', 'file_path') ORDER BY e.kind, e.value",
+        )
+        .map_err(|e| CaseError(format!("{}: not a Portcullis case file ({e})", path.display())))?;
+    let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let (mut hosts, mut files) = (Vec::new(), Vec::new());
+    for r in rows {
+        let (kind, value) = r?;
+        if kind == "host" { hosts.push(value) } else { files.push(value) }
+    }
+    Ok((hosts, files))
 }
 
 /// A source file as recorded in the case.
@@ -243,6 +280,38 @@ impl Case {
         )?;
         tx.commit()?;
         Ok((new, incidents))
+    }
+
+    /// Records an `exposure` run: one row per file examined and the totals (the
+    /// `exposure_file` and `exposure_total` JSON records), in one transaction.
+    pub fn record_exposure(&mut self, files: &[serde_json::Value], total: &serde_json::Value) -> Result<(), CaseError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins = tx.prepare(
+                "INSERT OR REPLACE INTO exposure_files (run_id, path, type, rows, register, confidence, on_compromised_system, accessed, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for f in files {
+                ins.execute(params![
+                    self.run_id,
+                    f["path"].as_str().unwrap_or(""),
+                    f["type"].as_str().unwrap_or(""),
+                    f["rows"].as_i64().unwrap_or(0),
+                    f["register"].as_bool().unwrap_or(false),
+                    f["confidence"].as_f64().unwrap_or(0.0),
+                    f["on_compromised_system"].as_bool().unwrap_or(false),
+                    f["accessed"].as_bool().unwrap_or(false),
+                    f.to_string(),
+                ])?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO exposure_totals (run_id, unique_electors, record) VALUES (?1, ?2, ?3)",
+            params![self.run_id, total["unique_electors"].as_i64().unwrap_or(0), total.to_string()],
+        )?;
+        tx.execute("UPDATE runs SET finished = ?1, status = 'complete' WHERE id = ?2", params![now(), self.run_id])?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Number of findings in the case.

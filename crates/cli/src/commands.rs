@@ -494,11 +494,12 @@ pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
 }
 
 pub fn simulate(a: SimulateArgs) -> Result<u8, Fatal> {
-    if !(a.scale > 0.0 && a.scale <= 100.0) {
-        return Err(Fatal("--scale must be above 0 and at most 100".into()));
+    let max = if a.registers_only { 2000.0 } else { 100.0 };
+    if !(a.scale > 0.0 && a.scale <= max) {
+        return Err(Fatal(format!("--scale must be above 0 and at most {max}")));
     }
     let started = Instant::now();
-    let cfg = portcullis_simulate::Config { seed: a.seed, scale: a.scale };
+    let cfg = portcullis_simulate::Config { seed: a.seed, scale: a.scale, registers_only: a.registers_only };
     let truth = portcullis_simulate::electoral_commission(&cfg, &a.out).map_err(|e| Fatal(format!("{}: {e}", a.out.display())))?;
     let bytes: u64 = truth.files.iter().map(|f| f.bytes).sum();
     println!(
@@ -526,7 +527,7 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
         let _ = std::fs::remove_file(stale);
     }
     println!("Portcullis demo: a synthetic electoral body, breached through Exchange (ProxyShell) in Aug 2021.\n");
-    let cfg = portcullis_simulate::Config { seed: a.seed, scale: a.scale };
+    let cfg = portcullis_simulate::Config { seed: a.seed, scale: a.scale, registers_only: false };
     let truth = portcullis_simulate::electoral_commission(&cfg, &data).map_err(|e| Fatal(format!("{}: {e}", data.display())))?;
     let bytes: u64 = truth.files.iter().map(|f| f.bytes).sum();
     println!(

@@ -253,6 +253,28 @@ pub fn scan(inputs: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync))
     Report { files: reports, tally, errors, bytes, rows, scoped: opts.scope.is_some() }
 }
 
+/// Scans one stream (stdin, an attachment, a generated input) as if it were a file called
+/// `name`.
+pub fn scan_reader<R: Read>(name: &str, reader: R, opts: &Options) -> Report {
+    let counter = Mutex::new(Ok(Counter::new(opts.memory_budget)));
+    let ctx = Ctx { opts, counter: &counter };
+    let mut out = Vec::new();
+    let mut budget = opts.limits.max_total_bytes;
+    let place = place_of(Path::new(name), &opts.scope);
+    scan_stream(name.to_string(), Vec::new(), reader, 1, place, &mut budget, &ctx, &mut out);
+    let mut errors = Vec::new();
+    let tally = match counter.into_inner().unwrap_or_else(|p| p.into_inner()).and_then(|c| c.finish()) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(format!("counting electors: {e}"));
+            Default::default()
+        }
+    };
+    let bytes = out.iter().map(|r| r.bytes).sum();
+    let rows = out.iter().map(|r| r.rows).sum();
+    Report { files: out, tally, errors, bytes, rows, scoped: opts.scope.is_some() }
+}
+
 /// Where a top-level file sits relative to the intrusion.
 #[derive(Clone, Copy, Default)]
 struct Place {
@@ -309,6 +331,9 @@ fn scan_file(path: &Path, ctx: &Ctx) -> (Vec<FileReport>, Option<String>) {
     } else {
         let head = magic[..n].to_vec();
         scan_stream(display, head, file, 1, place, &mut budget, ctx, &mut out);
+        if let (Some(r), Ok(m)) = (out.first_mut(), std::fs::metadata(path)) {
+            r.bytes = m.len();
+        }
     }
     (out, None)
 }
@@ -520,7 +545,32 @@ fn scan_stream<R: Read>(
     head.resize(want, 0);
     let n = read_up_to(&mut rest, &mut head[have..]).unwrap_or(0);
     head.truncate(have + n);
-    let _ = (depth, budget);
+    if head.starts_with(b"PK\x03\x04") {
+        // An archive arriving as a stream (stdin, a mail attachment): ZIP needs to seek,
+        // so it is held in memory, within the nested-archive limit.
+        let cap = ctx.opts.limits.max_nested_bytes.min(*budget);
+        let mut data = head;
+        if let Err(e) = (&mut rest).take(cap.saturating_sub(data.len() as u64) + 1).read_to_end(&mut data) {
+            let mut r = FileReport::new(display, "zip");
+            r.errors.push(e.to_string());
+            out.push(r);
+            return;
+        }
+        if data.len() as u64 > cap {
+            let mut r = FileReport::new(display, "zip");
+            r.errors.push(format!("archive larger than {cap} bytes arriving as a stream, not opened"));
+            out.push(r);
+            return;
+        }
+        if depth > ctx.opts.limits.max_depth {
+            let mut r = FileReport::new(display, "zip");
+            r.errors.push(format!("archive nested deeper than {}, not read", ctx.opts.limits.max_depth));
+            out.push(r);
+            return;
+        }
+        scan_zip(Cursor::new(data), display, depth, place, budget, ctx, out);
+        return;
+    }
     let mut report = FileReport::new(display, "text");
     report.on_compromised_system = place.compromised;
     report.accessed = place.accessed;
@@ -595,7 +645,7 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
     while sample.len() < 50 {
         match rows.next_row(&mut row) {
             Ok(true) => {
-                if !row.is_empty() {
+                if !row.is_blank() {
                     sample.push(row.clone());
                 }
             }
@@ -618,14 +668,20 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
         no_name: 0,
     };
     let skip_header = usize::from(layout.header);
+    // Concatenated exports repeat their header: such rows are not electors.
+    let header: Option<Vec<String>> = layout.header.then(|| sample[0].cells().map(String::from).collect());
+    let is_header = |r: &Row| header.as_ref().is_some_and(|h| r.len() == h.len() && r.cells().zip(h).all(|(a, b)| a == b));
     for r in sample.iter().skip(skip_header) {
+        if is_header(r) {
+            continue;
+        }
         state.row(&layout, r, report, place, ctx);
     }
     if failed.is_none() && sample.len() == 50 {
         loop {
             match rows.next_row(&mut row) {
                 Ok(true) => {
-                    if !row.is_empty() {
+                    if !row.is_blank() && !is_header(&row) {
                         state.row(&layout, &row, report, place, ctx);
                     }
                 }

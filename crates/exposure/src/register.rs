@@ -241,7 +241,7 @@ fn content_roles(rows: &[Row], layout: &mut Layout) {
         return;
     }
     layout.reasons.push(format!("name-like columns {}", names.iter().map(|c| (c + 1).to_string()).collect::<Vec<_>>().join(", ")));
-    let mut c = 0.2;
+    let mut c: f64 = 0.2;
     for (i, col) in names.iter().enumerate() {
         layout.columns.push((*col, if i == 0 { Role::Surname } else { Role::Forename }));
     }
@@ -266,6 +266,12 @@ fn content_roles(rows: &[Row], layout: &mut Layout) {
     if let Some(m) = markers {
         layout.columns.push((m, Role::Markers));
         c += 0.1;
+    }
+    // Without a header, names and identifiers are everywhere in logs; a register also has
+    // addresses, so content alone needs postcodes to be believed.
+    if postcode.is_none() {
+        c = c.min(0.4);
+        layout.reasons.push("no postcode column, so not read as a register".into());
     }
     layout.confidence = c;
 }

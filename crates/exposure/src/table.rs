@@ -20,7 +20,8 @@ impl Row {
     pub fn len(&self) -> usize {
         self.cells.len()
     }
-    pub fn is_empty(&self) -> bool {
+    /// True when every cell is blank.
+    pub fn is_blank(&self) -> bool {
         self.cells.iter().all(|&(s, e)| self.text[s as usize..e as usize].trim().is_empty())
     }
     /// The cell at `i`, trimmed; empty if the row is shorter.
@@ -67,7 +68,8 @@ pub const DELIMITERS: [u8; 4] = [b',', b'\t', b';', b'|'];
 /// or None if the text is not a table.
 pub fn sniff_delimiter(lines: &[String]) -> Option<u8> {
     let lines: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
-    if lines.is_empty() {
+    // One line is a sentence, not a table.
+    if lines.len() < 2 {
         return None;
     }
     let mut best: Option<(u8, usize, usize)> = None; // (delimiter, lines agreeing, cells)

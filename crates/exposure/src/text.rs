@@ -99,14 +99,9 @@ impl<R: Read> TextReader<R> {
                         self.raw.pop();
                     }
                     out.clear();
-                    match std::str::from_utf8(&self.raw) {
-                        Ok(s) => out.push_str(s),
-                        Err(_) => {
-                            self.undecodable += 1;
-                            out.push_str(&String::from_utf8_lossy(&self.raw));
-                        }
-                    }
-                    if out.contains('\u{FFFD}') && self.encoding != UTF_8 {
+                    out.push_str(&String::from_utf8_lossy(&self.raw));
+                    // The decoder replaces bytes invalid in the encoding with U+FFFD.
+                    if out.contains('\u{FFFD}') {
                         self.undecodable += 1;
                     }
                     return Ok(true);

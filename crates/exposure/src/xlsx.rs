@@ -35,13 +35,18 @@ pub fn shared_strings<R: Read + Seek>(a: &mut ZipArchive<R>) -> Result<Vec<Strin
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_t = false;
+    let mut in_si = false;
     let mut total = 0usize;
     loop {
         match r.read_event_into(&mut buf) {
-            Ok(Event::Start(e)) if e.local_name().as_ref() == "si" => cur.clear(),
+            Ok(Event::Start(e)) if e.local_name().as_ref() == "si" => {
+                cur.clear();
+                in_si = true;
+            }
             Ok(Event::Start(e)) if e.local_name().as_ref() == "t" => in_t = true,
             Ok(Event::End(e)) if e.local_name().as_ref() == "t" => in_t = false,
             Ok(Event::End(e)) if e.local_name().as_ref() == "si" => {
+                in_si = false;
                 total += cur.len();
                 if total > MAX_SHARED_BYTES {
                     return Err(format!("shared strings exceed {} MiB", MAX_SHARED_BYTES >> 20));
@@ -51,6 +56,7 @@ pub fn shared_strings<R: Read + Seek>(a: &mut ZipArchive<R>) -> Result<Vec<Strin
             Ok(Event::Text(t)) if in_t => cur.push_str(&t.xml10_content()),
             Ok(Event::CData(t)) if in_t => cur.push_str(&t),
             Ok(Event::GeneralRef(e)) if in_t => push_ref(&e, &mut cur),
+            Ok(Event::Eof) if in_si => return Err("sharedStrings.xml ends inside a string (truncated)".into()),
             Ok(Event::Eof) => break,
             Err(e) => return Err(format!("sharedStrings.xml at byte {}: {e}", r.buffer_position())),
             _ => {}
@@ -201,43 +207,58 @@ mod tests {
     }
 }
 
-/// Writes a minimal one-sheet workbook (inline strings) row by row: for synthetic data
-/// and tests.
-pub fn write_workbook<W: io::Write + Seek, I, R, S>(w: W, rows: I) -> zip::result::ZipResult<W>
-where
-    I: IntoIterator<Item = R>,
-    R: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    use std::io::Write;
-    let mut z = zip::ZipWriter::new(w);
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    z.start_file("[Content_Types].xml", opts)?;
-    z.write_all(br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#)?;
-    z.start_file("_rels/.rels", opts)?;
-    z.write_all(br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#)?;
-    z.start_file("xl/workbook.xml", opts)?;
-    z.write_all(br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="Register" sheetId="1" r:id="rId1"/></sheets></workbook>"#)?;
-    z.start_file("xl/_rels/workbook.xml.rels", opts)?;
-    z.write_all(br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#)?;
-    z.start_file("xl/worksheets/sheet1.xml", opts)?;
-    z.write_all(br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#)?;
-    let mut line = String::new();
-    for (r, row) in rows.into_iter().enumerate() {
+/// Writes a minimal one-sheet workbook (inline strings) row by row, streaming: for
+/// synthetic data and tests.
+pub struct WorkbookWriter<W: io::Write + Seek> {
+    zip: zip::ZipWriter<W>,
+    rows: u64,
+    line: String,
+}
+
+impl<W: io::Write + Seek> WorkbookWriter<W> {
+    pub fn new(w: W) -> io::Result<Self> {
+        use std::io::Write;
+        let mut z = zip::ZipWriter::new(w);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(1))
+            .large_file(true);
+        let parts: [(&str, &str); 4] = [
+            ("[Content_Types].xml", r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#),
+            ("_rels/.rels", r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#),
+            ("xl/workbook.xml", r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="Register" sheetId="1" r:id="rId1"/></sheets></workbook>"#),
+            ("xl/_rels/workbook.xml.rels", r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#),
+        ];
+        for (name, body) in parts {
+            z.start_file(name, opts).map_err(io::Error::other)?;
+            z.write_all(body.as_bytes())?;
+        }
+        z.start_file("xl/worksheets/sheet1.xml", opts).map_err(io::Error::other)?;
+        z.write_all(br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#)?;
+        Ok(WorkbookWriter { zip: z, rows: 0, line: String::new() })
+    }
+
+    pub fn row<S: AsRef<str>>(&mut self, cells: &[S]) -> io::Result<()> {
+        use std::fmt::Write as _;
+        use std::io::Write;
+        self.rows += 1;
+        let r = self.rows;
+        let line = &mut self.line;
         line.clear();
-        line.push_str(&format!("<row r=\"{}\">", r + 1));
-        for (c, cell) in row.into_iter().enumerate() {
+        let _ = write!(line, "<row r=\"{r}\">");
+        for (c, cell) in cells.iter().enumerate() {
             let cell = cell.as_ref();
             if cell.is_empty() {
                 continue;
             }
-            let mut col = String::new();
+            let mut col = Vec::new();
             let mut n = c + 1;
             while n > 0 {
-                col.insert(0, (b'A' + ((n - 1) % 26) as u8) as char);
+                col.push(b'A' + ((n - 1) % 26) as u8);
                 n = (n - 1) / 26;
             }
-            line.push_str(&format!("<c r=\"{col}{}\" t=\"inlineStr\"><is><t>", r + 1));
+            col.reverse();
+            let _ = write!(line, "<c r=\"{}{r}\" t=\"inlineStr\"><is><t>", String::from_utf8_lossy(&col));
             for ch in cell.chars() {
                 match ch {
                     '&' => line.push_str("&amp;"),
@@ -249,8 +270,12 @@ where
             line.push_str("</t></is></c>");
         }
         line.push_str("</row>");
-        z.write_all(line.as_bytes())?;
+        self.zip.write_all(line.as_bytes())
     }
-    z.write_all(b"</sheetData></worksheet>")?;
-    z.finish()
+
+    pub fn finish(mut self) -> io::Result<W> {
+        use std::io::Write;
+        self.zip.write_all(b"</sheetData></worksheet>")?;
+        self.zip.finish().map_err(io::Error::other)
+    }
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub seed: u64,
     /// Background volume: 1.0 ≈ 300 MB.
     pub scale: f64,
+    /// Only the register exports (for exposure benchmarks at national scale).
+    pub registers_only: bool,
 }
 
 /// `truth.json`: what was planted, and where the evidence is.
@@ -44,7 +46,8 @@ pub struct Truth {
     pub files: Vec<FileInfo>,
     /// Expected figures for `mail` (filled in as that capability arrives).
     pub mail_campaigns: Vec<serde_json::Value>,
-    /// Expected figures for `exposure` (filled in as that capability arrives).
+    /// Expected figures for `exposure`: unique electors by category, in all files, on
+    /// compromised systems and evidenced as accessed.
     pub exposure: Option<serde_json::Value>,
 }
 
@@ -246,9 +249,13 @@ pub fn electoral_commission(cfg: &Config, out: &Path) -> io::Result<Truth> {
     let mut o = Output::default();
     let mut rng = Rng::new(cfg.seed);
     let org = background::Org::new(&mut rng);
-    background::generate(&mut o, &org, cfg, &mut rng);
-    register::generate(&mut o, &org, cfg, out, &mut rng)?;
-    let steps = intrusion::plant(&mut o, &org, &mut rng);
+    let exposure = register::generate(cfg, out)?;
+    let steps = if cfg.registers_only {
+        Vec::new()
+    } else {
+        background::generate(&mut o, &org, cfg, &mut rng);
+        intrusion::plant(&mut o, &org, &mut rng)
+    };
     let (evidence, files) = o.write(out, steps.len())?;
     let steps: Vec<Step> = steps
         .into_iter()
@@ -271,7 +278,7 @@ pub fn electoral_commission(cfg: &Config, out: &Path) -> io::Result<Truth> {
         steps,
         files,
         mail_campaigns: Vec::new(),
-        exposure: None,
+        exposure: Some(exposure),
     };
     let f = std::fs::File::create(out.join("truth.json"))?;
     serde_json::to_writer_pretty(BufWriter::new(f), &truth)?;

@@ -1,0 +1,240 @@
+//! End-to-end: register files in every supported shape count the same electors once;
+//! hostile inputs are bounded and reported.
+
+use std::io::{Cursor, Read, Write};
+use std::path::PathBuf;
+
+use portcullis_exposure::{Limits, Options, Report, scan, scan_reader};
+
+const ELECTORS: [(&str, &str, &str, &str, &str); 5] = [
+    // (surname, forename, address1, postcode, marker)
+    ("O'Hara", "Siân", "1 High Street", "NE8 2JM", ""),
+    ("Barker", "Zoë", "2 High Street", "NE8 2JM", "E"),
+    ("Carver", "Ada", "", "", "F"),
+    ("Dunmore", "Felix", "14 Mill Road", "LS10 1FW", "G"),
+    ("Ellery", "Ursula", "3 Church Lane", "NE1 4ST", ""),
+];
+
+/// Layout A (export): separate name columns, markers, DOB for attainers.
+fn layout_a(d: char, rows: &[usize]) -> String {
+    let mut s = ["Elector Number Prefix", "Elector Number", "Elector Markers", "Elector DOB", "Elector Surname", "Elector Forename", "PostCode", "Address1", "Address2"]
+        .join(&d.to_string());
+    s.push_str("\r\n");
+    for &i in rows {
+        let (sur, fore, a1, pc, m) = ELECTORS[i];
+        let dob = if m == "E" { "01/09/2022" } else { "" };
+        let town = if a1.is_empty() { "" } else { "Northfield, Tyne" };
+        let cells = ["NFA", &(i + 1).to_string(), m, dob, sur, fore, pc, a1, town]
+            .iter()
+            .map(|c| if c.contains(d) { format!("\"{c}\"") } else { c.to_string() })
+            .collect::<Vec<_>>();
+        s.push_str(&cells.join(&d.to_string()));
+        s.push_str("\r\n");
+    }
+    s
+}
+
+/// Layout B (monthly update): combined elector number, postcode repeated in the address.
+fn layout_b(rows: &[usize]) -> String {
+    let mut s = String::from("ElectorNumber\tElectorName\tMarkersRegisterText\tPropertyAddress1\tPropertyAddress2\tPropertyAddress3\tPropertyPostCode\n");
+    for &i in rows {
+        let (sur, fore, a1, pc, m) = ELECTORS[i];
+        let town = if a1.is_empty() { "" } else { "Northfield, Tyne" };
+        s.push_str(&format!("NFA-{}/1\t{}, {}\t{}\t{}\t{}\t{}\t{}\n", i + 1, sur.to_uppercase(), fore, m, a1, town, pc, pc));
+    }
+    s
+}
+
+fn utf16le(s: &str) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xFE];
+    v.extend(s.encode_utf16().flat_map(|u| u.to_le_bytes()));
+    v
+}
+
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        z.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+fn run(dir: &std::path::Path) -> Report {
+    scan(&[dir.to_path_buf()], &Options::default(), &|_| {})
+}
+
+#[test]
+fn every_shape_of_register_counts_each_elector_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| -> PathBuf { dir.path().join(n) };
+    std::fs::write(p("a.csv"), layout_a(',', &[0, 1, 2])).unwrap();
+    std::fs::write(p("b.txt"), layout_a(';', &[1, 2, 3])).unwrap();
+    std::fs::write(p("c.tsv"), utf16le(&layout_b(&[3, 4]))).unwrap();
+    std::fs::write(p("d.csv"), encoding_rs::WINDOWS_1252.encode(&layout_a('|', &[0, 4])).0).unwrap();
+    let mut book = Vec::new();
+    {
+        let mut w = portcullis_exposure::xlsx::WorkbookWriter::new(Cursor::new(&mut book)).unwrap();
+        // The same layout as a sheet (the semicolon text has no quoting to undo).
+        for line in layout_a(';', &[0, 1, 2, 3, 4]).lines() {
+            let cells: Vec<&str> = line.split(';').collect();
+            w.row(&cells).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    std::fs::write(p("e.xlsx"), &book).unwrap();
+    let inner = zip_of(&[("2019/old.csv", layout_a(',', &[2, 3]).as_bytes())]);
+    std::fs::write(p("f.zip"), zip_of(&[("2020.tsv", layout_b(&[0]).as_bytes()), ("older.zip", &inner)])).unwrap();
+    std::fs::write(p("notes.txt"), "Call Ada on 020 7946 0018 or ada@example.org; born 01/02/1990.\n").unwrap();
+
+    let r = run(dir.path());
+    let registers: Vec<_> = r.files.iter().filter(|f| f.register).map(|f| f.path.rsplit(['/', '\\']).next().unwrap().to_string()).collect();
+    assert_eq!(registers.len(), 7, "{registers:?} {:#?}", r.files);
+    for f in r.files.iter().filter(|f| f.register) {
+        assert!(f.confidence >= 0.9, "{} {}", f.path, f.confidence);
+        assert!(f.errors.is_empty() && f.skipped.is_empty(), "{f:?}");
+    }
+    let types: std::collections::BTreeSet<_> = r.files.iter().map(|f| f.file_type.as_str()).collect();
+    assert!(types.is_superset(&["csv", "ssv", "tsv", "psv", "xlsx", "zip", "text"].into()), "{types:?}");
+    assert_eq!(r.tally.unique(0), 5);
+    let c = r.tally.counts[0];
+    assert_eq!(c, [5, 0, 1, 1, 1], "full, opt-outs, attainers, overseas, other");
+    let notes = r.files.iter().find(|f| f.path.ends_with("notes.txt")).unwrap();
+    assert_eq!(notes.pii.get("phone_numbers"), Some(&1));
+    assert_eq!(notes.pii.get("email_addresses"), Some(&1));
+    assert_eq!(notes.pii.get("dates_of_birth"), Some(&1));
+}
+
+#[test]
+fn scope_splits_reached_from_unreached() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["FS01/Registers/2021", "FS01/Registers/2019", "WS07/Desktop"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    std::fs::write(dir.path().join("FS01/Registers/2021/r.csv"), layout_a(',', &[0, 1])).unwrap();
+    std::fs::write(dir.path().join("FS01/Registers/2019/r.csv"), layout_a(',', &[1, 2])).unwrap();
+    std::fs::write(dir.path().join("WS07/Desktop/copy.csv"), layout_a(',', &[3, 4])).unwrap();
+    let opts = Options {
+        scope: Some(portcullis_exposure::Scope {
+            accessed: vec!["D:\\Shares\\Registers\\2021\\r.csv".into()],
+            compromised_hosts: vec!["fs01.ec.local".into()],
+        }),
+        ..Default::default()
+    };
+    let r = scan(&[dir.path().to_path_buf()], &opts, &|_| {});
+    assert_eq!((r.tally.unique(0), r.tally.unique(1), r.tally.unique(2)), (5, 3, 2));
+    // Attainer (elector 1) is in the accessed file; overseas (elector 2) only on FS01.
+    assert_eq!(r.tally.counts[2][2], 1);
+    assert_eq!(r.tally.counts[2][3], 0);
+    assert_eq!(r.tally.counts[1][3], 1);
+}
+
+#[test]
+fn samples_are_masked_and_only_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.csv"), layout_a(',', &[4])).unwrap();
+    let r = run(dir.path());
+    assert!(r.files[0].samples.is_empty());
+    let r = scan(&[dir.path().to_path_buf()], &Options { show_samples: true, ..Default::default() }, &|_| {});
+    let s = &r.files[0].samples[0];
+    assert!(s.contains("E***") && s.contains("NE1 ***"), "{s}");
+    assert!(!s.contains("Ellery") && !s.contains("Ursula") && !s.contains("4ST") && !s.contains("Church"), "{s}");
+}
+
+#[test]
+fn zip_bombs_are_bounded_and_reported() {
+    // High ratio: 200 MB of zeros compresses to a few hundred KB.
+    let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    z.start_file("zeros.csv", zip::write::SimpleFileOptions::default()).unwrap();
+    let block = vec![b'0'; 1 << 20];
+    for _ in 0..200 {
+        z.write_all(&block).unwrap();
+    }
+    let bomb = z.finish().unwrap().into_inner();
+    assert!(bomb.len() < 2 << 20);
+    let r = scan_reader("bomb.zip", Cursor::new(bomb.clone()), &Options::default());
+    let zip = r.files.iter().find(|f| f.file_type == "zip").unwrap();
+    assert!(zip.errors.iter().any(|e| e.contains("ZIP bomb")), "{:?}", r.files);
+
+    // Nested: archives within archives past the depth limit.
+    let mut nested = bomb;
+    for i in 0..6 {
+        nested = zip_of(&[(&format!("level{i}.zip"), &nested)]);
+    }
+    let r = scan_reader("nested.zip", Cursor::new(nested), &Options::default());
+    let errors: Vec<&String> = r.files.iter().flat_map(|f| &f.errors).collect();
+    assert!(errors.iter().any(|e| e.contains("nested deeper")), "{errors:?}");
+
+    // A small total budget stops an archive of many ordinary entries.
+    let entry = layout_a(',', &[0, 1, 2, 3, 4]).repeat(200);
+    let many: Vec<(String, Vec<u8>)> = (0..50).map(|i| (format!("r{i}.csv"), entry.clone().into_bytes())).collect();
+    let refs: Vec<(&str, &[u8])> = many.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let opts = Options { limits: Limits { max_total_bytes: 200_000, ..Default::default() }, ..Default::default() };
+    let r = scan_reader("many.zip", Cursor::new(zip_of(&refs)), &opts);
+    let errors: Vec<&String> = r.files.iter().flat_map(|f| &f.errors).collect();
+    assert!(!errors.is_empty(), "the budget must stop reading");
+    assert_eq!(r.tally.unique(0), 5);
+}
+
+/// A reader producing `n` bytes of one value, then an ending, without holding them.
+struct Generated {
+    left: u64,
+    byte: u8,
+    tail: Cursor<Vec<u8>>,
+}
+
+impl Read for Generated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return self.tail.read(buf);
+        }
+        let n = buf.len().min(self.left as usize);
+        buf[..n].fill(self.byte);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_two_gigabyte_line_is_skipped_in_bounded_memory() {
+    let head = layout_a(',', &[0, 1]);
+    let input = Cursor::new(head.into_bytes()).chain(Generated {
+        left: 2 << 30,
+        byte: b'x',
+        tail: Cursor::new(b"\nNFA,9,,,Ellery,Ursula,NE1 4ST,3 Church Lane,\"Northfield, Tyne\"\n".to_vec()),
+    });
+    let r = scan_reader("huge.csv", input, &Options::default());
+    let f = &r.files[0];
+    assert!(f.register);
+    assert_eq!(f.skipped.values().sum::<u64>(), 1, "{:?}", f.skipped);
+    assert_eq!(r.tally.unique(0), 3);
+}
+
+#[test]
+fn malformed_workbooks_and_undecodable_bytes_are_reported() {
+    let bad = zip_of(&[
+        ("xl/workbook.xml", b"<workbook/>"),
+        ("xl/sharedStrings.xml", b"<sst><si><t>unclosed"),
+        ("xl/worksheets/sheet1.xml", b"<worksheet><sheetData><row><c t=\"s\"><v>99</v></c>"),
+    ]);
+    let r = scan_reader("bad.xlsx", Cursor::new(bad), &Options::default());
+    assert!(r.files.iter().any(|f| !f.errors.is_empty()), "{:?}", r.files);
+
+    let bad_sheet = zip_of(&[
+        ("xl/workbook.xml", b"<workbook/>"),
+        ("xl/worksheets/sheet1.xml", b"<worksheet><sheetData><row><c t=\"s\"><v>99</v></c></row><row><c></x></row>"),
+    ]);
+    let r = scan_reader("bad2.xlsx", Cursor::new(bad_sheet), &Options::default());
+    let f = &r.files[0];
+    assert!(!f.errors.is_empty() || !f.skipped.is_empty(), "{f:?}");
+
+    // UTF-8 with stray bytes past the part used to sniff the encoding: the row still
+    // counts, the bad line is reported.
+    let mut data = layout_a(',', &[0]).into_bytes();
+    let repeat = layout_a(',', &[0]).lines().nth(1).unwrap().to_string() + "\n";
+    data.extend(repeat.repeat(100_000 / repeat.len() + 1).bytes());
+    data.extend_from_slice(b"NFA,7,,,Fenwick,Ol\xFF\xFEive,NE8 2JM,4 High Street,x\n");
+    let r = scan_reader("mixed.csv", Cursor::new(data), &Options::default());
+    assert_eq!(r.tally.unique(0), 2);
+    assert!(r.files[0].skipped.keys().any(|k| k.contains("invalid")), "{:?}", r.files[0].skipped);
+}
