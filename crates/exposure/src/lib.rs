@@ -227,15 +227,24 @@ pub fn scan(inputs: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync))
     let counter = Mutex::new(Ok(Counter::new(opts.memory_budget)));
     let ctx = Ctx { opts, counter: &counter };
     let done = AtomicU64::new(0);
-    let per_file: Vec<(Vec<FileReport>, Option<String>)> = files
+    // Largest first, one file per task, so the big ones do not end up queued behind each
+    // other on one core; reports are put back in path order afterwards.
+    let mut order: Vec<(u64, usize)> =
+        files.iter().enumerate().map(|(i, f)| (std::fs::metadata(f).map(|m| m.len()).unwrap_or(0), i)).collect();
+    order.sort_unstable_by(|a, b| b.cmp(a));
+    let mut per_file: Vec<(usize, (Vec<FileReport>, Option<String>))> = order
         .par_iter()
-        .map(|f| {
+        .with_max_len(1)
+        .map(|&(_, i)| {
+            let f = &files[i];
             let r = scan_file(f, &ctx);
             let bytes: u64 = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
             progress(done.fetch_add(bytes, Ordering::Relaxed) + bytes);
-            r
+            (i, r)
         })
         .collect();
+    per_file.sort_unstable_by_key(|p| p.0);
+    let per_file = per_file.into_iter().map(|p| p.1);
     let mut reports = Vec::new();
     for (r, e) in per_file {
         reports.extend(r);
@@ -661,7 +670,7 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
     report.reasons = layout.reasons.clone();
     report.register = layout.is_register();
     let mut state = TableState {
-        keyer: Keyer::default(),
+        keyer: Keyer::new(&layout),
         batch: Vec::with_capacity(if report.register { BATCH } else { 0 }),
         pii: pii::Counts::default(),
         categories: [0u64; 5],
@@ -728,7 +737,7 @@ impl TableState {
             }
             return;
         }
-        match self.keyer.key(layout, row) {
+        match self.keyer.key(row) {
             Some(k) => {
                 for (i, n) in self.categories.iter_mut().enumerate() {
                     if k.categories & (1 << i) != 0 {

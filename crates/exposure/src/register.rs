@@ -285,14 +285,20 @@ pub const OTHER_MARKER: u16 = 16;
 pub const CATEGORY_BITS: u32 = 5;
 pub const CATEGORIES: [&str; 5] = ["full_register", "open_register_opt_outs", "attainers", "overseas_electors", "other_markers"];
 
-/// Turns register rows into elector fingerprints. Reusable scratch; no allocation per row
-/// once warmed up.
-#[derive(Default)]
+/// Turns register rows into elector fingerprints, for one table's layout. Reusable
+/// scratch; no allocation per row once warmed up.
 pub struct Keyer {
-    key: String,
-    tokens: String,
+    names: Vec<usize>,
+    /// Address columns in line order.
+    address: Vec<usize>,
+    postcode: Option<usize>,
+    markers: Option<usize>,
+    dob: Option<usize>,
+    opt_out: Option<usize>,
+    key: Vec<u8>,
+    tokens: Vec<u8>,
     spans: Vec<(u32, u32)>,
-    postcode: String,
+    postcode_buf: String,
 }
 
 /// Result of keying one row.
@@ -303,17 +309,42 @@ pub struct Keyed {
 }
 
 impl Keyer {
+    pub fn new(layout: &Layout) -> Keyer {
+        let names = layout
+            .columns
+            .iter()
+            .filter(|(_, r)| matches!(r, Role::FullName | Role::Surname | Role::Forename | Role::MiddleName))
+            .map(|c| c.0)
+            .collect();
+        let mut address: Vec<(u8, usize)> = layout
+            .columns
+            .iter()
+            .filter_map(|&(c, r)| if let Role::Address(k) = r { Some((k, c)) } else { None })
+            .collect();
+        address.sort_unstable();
+        Keyer {
+            names,
+            address: address.into_iter().map(|a| a.1).collect(),
+            postcode: layout.col(Role::Postcode),
+            markers: layout.col(Role::Markers),
+            dob: layout.col(Role::Dob),
+            opt_out: layout.col(Role::OptOut),
+            key: Vec::new(),
+            tokens: Vec::new(),
+            spans: Vec::new(),
+            postcode_buf: String::new(),
+        }
+    }
+
     /// The elector on this row, or None if it names nobody.
-    pub fn key(&mut self, layout: &Layout, row: &Row) -> Option<Keyed> {
+    pub fn key(&mut self, row: &Row) -> Option<Keyed> {
         self.key.clear();
         // Name: its words upper-cased and sorted, so "Surname, Forename", "Forename
         // Surname" and split columns agree.
         self.tokens.clear();
         self.spans.clear();
-        for &(c, r) in &layout.columns {
-            if matches!(r, Role::FullName | Role::Surname | Role::Forename | Role::MiddleName) {
-                push_tokens(row.get(c), &mut self.tokens, &mut self.spans);
-            }
+        for &c in &self.names {
+            push_tokens(row.get(c), &mut self.tokens, &mut self.spans);
         }
         if self.spans.is_empty() {
             return None;
@@ -321,115 +352,136 @@ impl Keyer {
         let t = &self.tokens;
         self.spans.sort_unstable_by(|a, b| t[a.0 as usize..a.1 as usize].cmp(&t[b.0 as usize..b.1 as usize]));
         for &(s, e) in &self.spans {
-            self.key.push_str(&t[s as usize..e as usize]);
-            self.key.push(' ');
+            self.key.extend_from_slice(&t[s as usize..e as usize]);
+            self.key.push(b' ');
         }
-        self.key.push('\u{1f}');
+        self.key.push(0x1f);
         // Postcode without spaces.
-        self.postcode.clear();
-        if let Some(c) = layout.col(Role::Postcode) {
+        self.postcode_buf.clear();
+        if let Some(c) = self.postcode {
             for ch in row.get(c).chars().filter(|c| !c.is_whitespace()) {
-                self.postcode.extend(ch.to_uppercase());
+                if ch.is_ascii() {
+                    self.postcode_buf.push(ch.to_ascii_uppercase());
+                } else {
+                    self.postcode_buf.extend(ch.to_uppercase());
+                }
             }
         }
-        // Address: the words of its lines in order (lines sorted by number), without a
-        // trailing postcode some layouts repeat in the last line.
+        // Address: the words of its lines in order, without a trailing postcode some
+        // layouts repeat in the last line.
         self.tokens.clear();
         self.spans.clear();
-        let mut lines: [Option<usize>; 10] = [None; 10];
-        for &(c, r) in &layout.columns {
-            if let Role::Address(k) = r {
-                lines[k as usize] = Some(c);
-            }
-        }
-        for c in lines.iter().flatten() {
-            push_tokens(row.get(*c), &mut self.tokens, &mut self.spans);
+        for &c in &self.address {
+            push_tokens(row.get(c), &mut self.tokens, &mut self.spans);
         }
         let mut n = self.spans.len();
-        if !self.postcode.is_empty() && n >= 2 {
-            let (a, b) = (self.spans[n - 2], self.spans[n - 1]);
-            let joined = format!("{}{}", &self.tokens[a.0 as usize..a.1 as usize], &self.tokens[b.0 as usize..b.1 as usize]);
-            if joined == self.postcode {
+        let pc = self.postcode_buf.as_bytes();
+        let word = |i: usize| &self.tokens[self.spans[i].0 as usize..self.spans[i].1 as usize];
+        if !pc.is_empty() && n >= 2 {
+            let (a, b) = (word(n - 2), word(n - 1));
+            if a.len() + b.len() == pc.len() && pc.starts_with(a) && pc.ends_with(b) {
                 n -= 2;
             }
         }
-        if n >= 1 && self.tokens[self.spans[n - 1].0 as usize..self.spans[n - 1].1 as usize] == self.postcode {
+        if n >= 1 && !pc.is_empty() && word(n - 1) == pc {
             n -= 1;
         }
         for &(s, e) in &self.spans[..n] {
-            self.key.push_str(&self.tokens[s as usize..e as usize]);
-            self.key.push(' ');
+            self.key.extend_from_slice(&self.tokens[s as usize..e as usize]);
+            self.key.push(b' ');
         }
-        self.key.push('\u{1f}');
-        self.key.push_str(&self.postcode);
+        self.key.push(0x1f);
+        self.key.extend_from_slice(self.postcode_buf.as_bytes());
 
         let mut categories = LISTED;
-        if let Some(c) = layout.col(Role::Markers) {
-            for m in row.get(c).split(|c: char| !c.is_alphanumeric() && c != '/').filter(|m| !m.is_empty()) {
-                if DATE.is_match(m) {
-                    categories |= ATTAINER;
-                    continue;
-                }
-                // Markers are letters; "EF" style concatenations count each letter.
-                if m.len() <= 3 && m.chars().all(|c| c.is_ascii_alphabetic()) {
-                    for ch in m.chars() {
-                        categories |= match ch.to_ascii_uppercase() {
-                            'F' => OVERSEAS,
-                            'E' => ATTAINER,
-                            'Z' => OPTED_OUT,
-                            _ => OTHER_MARKER,
-                        };
-                    }
-                }
+        if let Some(c) = self.markers {
+            let v = row.get(c);
+            if !v.is_empty() {
+                categories |= marker_categories(v);
             }
         }
-        if let Some(c) = layout.col(Role::Dob)
+        if let Some(c) = self.dob
             && !row.get(c).is_empty()
         {
             // On a register only attainers carry a date (the day they reach voting age).
             categories |= ATTAINER;
         }
-        if let Some(c) = layout.col(Role::OptOut)
+        if let Some(c) = self.opt_out
             && truthy(row.get(c))
         {
             categories |= OPTED_OUT;
         }
-        let hash = xxhash_rust::xxh3::xxh3_128(self.key.as_bytes());
+        let hash = xxhash_rust::xxh3::xxh3_128(&self.key);
         Some(Keyed { hash, categories })
     }
 
-    /// The normalised key last built (for tests and `--show-samples`).
-    pub fn last_key(&self) -> &str {
-        &self.key
+    /// The normalised key last built (for tests).
+    pub fn last_key(&self) -> String {
+        String::from_utf8_lossy(&self.key).into_owned()
     }
+}
+
+fn marker_categories(v: &str) -> u16 {
+    let mut categories = 0;
+    for m in v.split(|c: char| !c.is_alphanumeric() && c != '/').filter(|m| !m.is_empty()) {
+        if DATE.is_match(m) {
+            categories |= ATTAINER;
+            continue;
+        }
+        // Markers are letters; "EF" style concatenations count each letter.
+        if m.len() <= 3 && m.chars().all(|c| c.is_ascii_alphabetic()) {
+            for ch in m.chars() {
+                categories |= match ch.to_ascii_uppercase() {
+                    'F' => OVERSEAS,
+                    'E' => ATTAINER,
+                    'Z' => OPTED_OUT,
+                    _ => OTHER_MARKER,
+                };
+            }
+        }
+    }
+    categories
 }
 
 fn truthy(v: &str) -> bool {
     matches!(v.to_ascii_lowercase().as_str(), "y" | "yes" | "true" | "1" | "x" | "opted out" | "z")
 }
 
-/// Appends the upper-cased alphanumeric words of `s`.
-fn push_tokens(s: &str, out: &mut String, spans: &mut Vec<(u32, u32)>) {
-    let mut start = None;
-    for (i, ch) in s.char_indices() {
-        if ch.is_alphanumeric() {
-            if start.is_none() {
-                start = Some(out.len());
+/// Appends the upper-cased alphanumeric words of `s` (apostrophes dropped: O'Brien is
+/// OBrien).
+fn push_tokens(s: &str, out: &mut Vec<u8>, spans: &mut Vec<(u32, u32)>) {
+    let mut start: Option<usize> = None;
+    if s.is_ascii() {
+        // Fast path: bytes.
+        for &b in s.as_bytes() {
+            if b.is_ascii_alphanumeric() {
+                if start.is_none() {
+                    start = Some(out.len());
+                }
+                out.push(b.to_ascii_uppercase());
+            } else if b == b'\'' {
+            } else if let Some(st) = start.take() {
+                spans.push((st as u32, out.len() as u32));
             }
-            if ch.is_ascii() {
-                out.push(ch.to_ascii_uppercase());
-            } else {
-                out.extend(ch.to_uppercase());
+        }
+    } else {
+        let mut buf = [0u8; 4];
+        for ch in s.chars() {
+            if ch.is_alphanumeric() {
+                if start.is_none() {
+                    start = Some(out.len());
+                }
+                for u in ch.to_uppercase() {
+                    out.extend_from_slice(u.encode_utf8(&mut buf).as_bytes());
+                }
+            } else if ch == '\'' || ch == '’' {
+            } else if let Some(st) = start.take() {
+                spans.push((st as u32, out.len() as u32));
             }
-        } else if ch == '\'' || ch == '’' {
-            // O'Brien and OBrien are the same name.
-            let _ = i;
-        } else if let Some(s) = start.take() {
-            spans.push((s as u32, out.len() as u32));
         }
     }
-    if let Some(s) = start {
-        spans.push((s as u32, out.len() as u32));
+    if let Some(st) = start {
+        spans.push((st as u32, out.len() as u32));
     }
 }
 
@@ -494,10 +546,11 @@ mod tests {
             row(&["NFA-12", "SIÂN OBRIEN", "", "156 High Street", "Northfield", "NE8 2JM", "NE8 2JM"])];
         let (la, lb) = (classify(&a), classify(&b));
         assert!(la.is_register() && lb.is_register(), "{la:?} {lb:?}");
-        let mut k = Keyer::default();
-        let ka = k.key(&la, &a[1]).unwrap().hash;
-        let key_a = k.last_key().to_string();
-        let kb = k.key(&lb, &b[1]).unwrap().hash;
+        let (mut ka_, mut kb_) = (Keyer::new(&la), Keyer::new(&lb));
+        let ka = ka_.key(&a[1]).unwrap().hash;
+        let key_a = ka_.last_key();
+        let kb = kb_.key(&b[1]).unwrap().hash;
+        let k = kb_;
         assert_eq!(ka, kb, "{key_a} vs {}", k.last_key());
     }
 
@@ -505,13 +558,13 @@ mod tests {
     fn markers_and_flags_give_categories() {
         let h = row(&["Elector Number", "Elector Markers", "Elector DOB", "Elector Surname", "Elector Forename", "PostCode", "Opted Out"]);
         let l = classify(&[h]);
-        let mut k = Keyer::default();
-        let cat = |k: &mut Keyer, cells: &[&str]| k.key(&l, &row(cells)).unwrap().categories;
+        let mut k = Keyer::new(&l);
+        let cat = |k: &mut Keyer, cells: &[&str]| k.key(&row(cells)).unwrap().categories;
         assert_eq!(cat(&mut k, &["AB-1", "", "", "Ash", "Ann", "NE1 1AA", ""]), LISTED);
         assert_eq!(cat(&mut k, &["AB-2", "F", "", "Ash", "Bob", "", ""]), LISTED | OVERSEAS);
         assert_eq!(cat(&mut k, &["AB-3", "E", "01/09/2025", "Ash", "Cy", "NE1 1AA", "Y"]), LISTED | ATTAINER | OPTED_OUT);
         assert_eq!(cat(&mut k, &["AB-4", "G", "", "Ash", "Di", "NE1 1AA", "N"]), LISTED | OTHER_MARKER);
-        assert!(k.key(&l, &row(&["AB-5", "", "", "", "", "NE1 1AA", ""])).is_none());
+        assert!(k.key(&row(&["AB-5", "", "", "", "", "NE1 1AA", ""])).is_none());
     }
 
     #[test]

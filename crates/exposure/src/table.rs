@@ -24,17 +24,19 @@ impl Row {
     pub fn is_blank(&self) -> bool {
         self.cells.iter().all(|&(s, e)| self.text[s as usize..e as usize].trim().is_empty())
     }
-    /// The cell at `i`, trimmed; empty if the row is shorter.
+    /// The cell at `i` (cells are stored trimmed); empty if the row is shorter.
     pub fn get(&self, i: usize) -> &str {
-        self.cells.get(i).map(|&(s, e)| self.text[s as usize..e as usize].trim()).unwrap_or("")
+        self.cells.get(i).map(|&(s, e)| &self.text[s as usize..e as usize]).unwrap_or("")
     }
     pub fn push(&mut self, cell: &str) {
+        let cell = cell.trim();
         let s = self.text.len() as u32;
         self.text.push_str(cell);
         self.cells.push((s, self.text.len() as u32));
     }
     /// Sets cell `i`, padding with empty cells (spreadsheets skip empty cells).
     pub fn set(&mut self, i: usize, cell: &str) {
+        let cell = cell.trim();
         while self.cells.len() < i {
             let e = self.text.len() as u32;
             self.cells.push((e, e));
@@ -47,6 +49,15 @@ impl Row {
             self.cells[i] = (s, self.text.len() as u32);
         }
     }
+    /// Closes the cell that began at `start`, trimming surrounding whitespace.
+    fn end_cell(&mut self, start: u32) {
+        let cell = &self.text[start as usize..];
+        let lead = cell.len() - cell.trim_start().len();
+        let kept = cell.trim().len();
+        let s = start + lead as u32;
+        self.cells.push((s, s + kept as u32));
+    }
+
     pub fn cells(&self) -> impl Iterator<Item = &str> + '_ {
         (0..self.len()).map(|i| self.get(i))
     }
@@ -151,7 +162,7 @@ pub fn split_record(line: &str, d: u8, row: &mut Row) -> bool {
             row.text.push_str(&line[i..end]);
             i = end;
         }
-        row.cells.push((start, row.text.len() as u32));
+        row.end_cell(start);
         if i >= b.len() {
             return true;
         }

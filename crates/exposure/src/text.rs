@@ -47,7 +47,7 @@ pub fn sniff_encoding(head: &[u8]) -> &'static Encoding {
 
 /// Reads a text stream as UTF-8 records whatever its encoding.
 pub struct TextReader<R: Read> {
-    inner: BufReader<encoding_rs_io::DecodeReaderBytes<R, Vec<u8>>>,
+    inner: Inner<R>,
     pub encoding: &'static Encoding,
     /// Records longer than [`MAX_RECORD`] that were skipped.
     pub overlong: u64,
@@ -58,20 +58,35 @@ pub struct TextReader<R: Read> {
     raw: Vec<u8>,
 }
 
+/// UTF-8 is read as it is (lines are validated one by one); other encodings through a
+/// streaming transcoder.
+enum Inner<R: Read> {
+    Utf8(BufReader<R>),
+    Decoded(BufReader<encoding_rs_io::DecodeReaderBytes<R, Vec<u8>>>),
+}
+
 /// A text reader over `head` (the first bytes of the stream, used for sniffing) and
 /// `rest` (the stream after them).
 pub fn open<R: Read>(head: Vec<u8>, rest: R) -> TextReader<io::Chain<io::Cursor<Vec<u8>>, R>> {
     {
         let encoding = sniff_encoding(&head);
+        let mut head = head;
+        if encoding == UTF_8 && head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            head.drain(..3);
+        }
         let chained = io::Cursor::new(head).chain(rest);
-        let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
-            .encoding(Some(encoding))
-            .bom_override(true)
-            .strip_bom(true)
-            .utf8_passthru(true)
-            .build(chained);
+        let inner = if encoding == UTF_8 {
+            Inner::Utf8(BufReader::with_capacity(256 * 1024, chained))
+        } else {
+            let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(encoding))
+                .bom_override(true)
+                .strip_bom(true)
+                .build(chained);
+            Inner::Decoded(BufReader::with_capacity(256 * 1024, decoder))
+        };
         TextReader {
-            inner: BufReader::with_capacity(256 * 1024, decoder),
+            inner,
             encoding,
             overlong: 0,
             undecodable: 0,
@@ -87,7 +102,11 @@ impl<R: Read> TextReader<R> {
     pub fn read_line(&mut self, out: &mut String) -> io::Result<bool> {
         loop {
             self.raw.clear();
-            match read_bounded_line(&mut self.inner, &mut self.raw, MAX_RECORD)? {
+            let got = match &mut self.inner {
+                Inner::Utf8(r) => read_bounded_line(r, &mut self.raw, MAX_RECORD)?,
+                Inner::Decoded(r) => read_bounded_line(r, &mut self.raw, MAX_RECORD)?,
+            };
+            match got {
                 Line::Eof => return Ok(false),
                 Line::TooLong => {
                     self.line += 1;
@@ -99,10 +118,18 @@ impl<R: Read> TextReader<R> {
                         self.raw.pop();
                     }
                     out.clear();
-                    out.push_str(&String::from_utf8_lossy(&self.raw));
-                    // The decoder replaces bytes invalid in the encoding with U+FFFD.
-                    if out.contains('\u{FFFD}') {
-                        self.undecodable += 1;
+                    match std::str::from_utf8(&self.raw) {
+                        Ok(s) => {
+                            out.push_str(s);
+                            // The transcoder marks bytes invalid in the encoding with U+FFFD.
+                            if matches!(self.inner, Inner::Decoded(_)) && s.contains('\u{FFFD}') {
+                                self.undecodable += 1;
+                            }
+                        }
+                        Err(_) => {
+                            self.undecodable += 1;
+                            out.push_str(&String::from_utf8_lossy(&self.raw));
+                        }
                     }
                     return Ok(true);
                 }
