@@ -12,7 +12,7 @@ cargo build --release --quiet --manifest-path "$here/Cargo.toml"
 bin=$here/target/release/portcullis
 work=${BENCH_DIR:-$(mktemp -d)}
 [ -z "${BENCH_DIR:-}" ] && trap 'rm -rf "$work"' EXIT
-if [ ! -f "$work/regs/truth.json" ] || [ "$(python3 -c "import json;print(json.load(open('$work/regs/truth.json'))['scale'])")" != "$scale" ]; then
+if [ ! -f "$work/regs/truth.json" ] || ! python3 -c "import json,sys; sys.exit(0 if json.load(open('$work/regs/truth.json'))['scale'] == float('$scale') else 1)"; then
   rm -rf "$work/regs"
   s=$(date +%s.%N)
   "$bin" simulate electoral-commission --registers-only --scale "$scale" --seed 1 --out "$work/regs" >/dev/null

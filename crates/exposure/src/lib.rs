@@ -527,7 +527,7 @@ fn scan_workbook<R: Read + Seek>(
         };
         let mut report = FileReport::new(label, "xlsx");
         report.encoding = Some("UTF-8".into());
-        let mut rows = xlsx::SheetRows::new(io::BufReader::with_capacity(256 * 1024, &mut limited), &shared);
+        let mut rows = xlsx::SheetRows::new(&mut limited, &shared);
         read_table(&mut rows, &mut report, place, ctx);
         drop(rows);
         report.bytes = limited.read;
