@@ -13,6 +13,7 @@
 //! masked samples.
 
 pub mod count;
+pub mod mail;
 pub mod pii;
 pub mod register;
 pub mod table;
@@ -580,6 +581,10 @@ fn scan_stream<R: Read>(
         scan_zip(Cursor::new(data), display, depth, place, budget, ctx, out);
         return;
     }
+    if mail::is_mbox(&head) || mail::is_eml(&head) {
+        scan_mail(display, head, rest, depth, place, budget, ctx, out);
+        return;
+    }
     let mut report = FileReport::new(display, "text");
     report.on_compromised_system = place.compromised;
     report.accessed = place.accessed;
@@ -642,6 +647,79 @@ fn scan_stream<R: Read>(
         }
     }
     out.push(report);
+}
+
+/// A mailbox or message: attachments are examined like files, bodies for personal data.
+#[allow(clippy::too_many_arguments)]
+fn scan_mail<R: Read>(
+    display: String,
+    head: Vec<u8>,
+    rest: R,
+    depth: usize,
+    place: Place,
+    budget: &mut u64,
+    ctx: &Ctx,
+    out: &mut Vec<FileReport>,
+) {
+    let mbox = mail::is_mbox(&head);
+    let mut report = FileReport::new(display.clone(), if mbox { "mbox" } else { "eml" });
+    report.on_compromised_system = place.compromised;
+    report.accessed = place.accessed;
+    let mut pii = pii::Counts::default();
+    let mut unparsed = 0u64;
+    let mut oversized = 0u64;
+    let mut nested = Vec::new();
+    let mut message = |label: String, raw: &[u8], report: &mut FileReport, budget: &mut u64, nested: &mut Vec<FileReport>| {
+        report.rows += 1;
+        let Some(parts) = mail::parts(raw) else {
+            unparsed += 1;
+            return;
+        };
+        for t in &parts.texts {
+            for line in t.lines() {
+                pii.add_text(line);
+            }
+        }
+        for (name, bytes) in parts.attachments {
+            if depth >= ctx.opts.limits.max_depth {
+                report.errors.push(format!("{label}: attachment {name} nested deeper than {}, not read", ctx.opts.limits.max_depth));
+                continue;
+            }
+            *budget = budget.saturating_sub(bytes.len() as u64);
+            let n = bytes.len() as u64;
+            let before = nested.len();
+            scan_stream(format!("{label}!{name}"), Vec::new(), Cursor::new(bytes), depth + 1, place, budget, ctx, nested);
+            if let Some(r) = nested.get_mut(before) {
+                r.bytes = n;
+            }
+        }
+    };
+    let input = Cursor::new(head).chain(rest);
+    if mbox {
+        let result = mail::split_mbox(input, |i, raw| match raw {
+            Some(raw) => message(format!("{display}!message {}", i + 1), raw, &mut report, budget, &mut nested),
+            None => oversized += 1,
+        });
+        if let Err(e) = result {
+            report.errors.push(format!("reading mailbox: {e}"));
+        }
+    } else {
+        let mut raw = Vec::new();
+        match input.take(mail::MAX_MESSAGE as u64 + 1).read_to_end(&mut raw) {
+            Ok(_) if raw.len() > mail::MAX_MESSAGE => oversized += 1,
+            Ok(_) => message(display.clone(), &raw, &mut report, budget, &mut nested),
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    if unparsed > 0 {
+        report.skipped.insert("messages that could not be parsed".into(), unparsed);
+    }
+    if oversized > 0 {
+        report.skipped.insert(format!("messages larger than {} MiB", mail::MAX_MESSAGE >> 20), oversized);
+    }
+    report.pii = pii.into_map();
+    out.push(report);
+    out.extend(nested);
 }
 
 /// Reads a table: classifies it from its first rows, then keys every register row.

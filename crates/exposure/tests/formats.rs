@@ -238,3 +238,47 @@ fn malformed_workbooks_and_undecodable_bytes_are_reported() {
     assert_eq!(r.tally.unique(0), 2);
     assert!(r.files[0].skipped.keys().any(|k| k.contains("invalid")), "{:?}", r.files[0].skipped);
 }
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for (i, c) in data.chunks(3).enumerate() {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for k in 0..4 {
+            out.push(if k <= c.len() { T[(n >> (18 - 6 * k) & 63) as usize] as char } else { '=' });
+        }
+        if i % 19 == 18 {
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+fn message(subject: &str, name: &str, data: &[u8]) -> String {
+    format!(
+        "From: Clerk <clerk@ec.example>\r\nTo: ero@la.example\r\nSubject: {subject}\r\nDate: Mon, 13 Jun 2022 09:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease call me on 07700 900123.\r\n--b1\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b1--\r\n",
+        base64(data)
+    )
+}
+
+#[test]
+fn registers_attached_to_mail_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = layout_a(',', &[0, 1]);
+    let zipped = zip_of(&[("r.tsv", layout_b(&[3, 4]).as_bytes())]);
+    let mbox = format!(
+        "From clerk@ec.example Mon Jun 13 09:00:00 2022\n{}\nFrom clerk@ec.example Mon Jun 13 09:05:00 2022\n{}",
+        message("extract", "extract.csv", csv.as_bytes()),
+        message("older", "older.zip", &zipped)
+    );
+    std::fs::write(dir.path().join("export.mbox"), mbox).unwrap();
+    std::fs::write(dir.path().join("one.eml"), message("overseas", "o.csv", layout_a(',', &[2]).as_bytes())).unwrap();
+    let r = run(dir.path());
+    assert_eq!(r.tally.unique(0), 5, "{:#?}", r.files);
+    let registers: Vec<&str> = r.files.iter().filter(|f| f.register).map(|f| f.path.as_str()).collect();
+    assert_eq!(registers.len(), 3, "{registers:?}");
+    assert!(registers.iter().any(|p| p.ends_with("export.mbox!message 2!older.zip!r.tsv")), "{registers:?}");
+    let mbox = r.files.iter().find(|f| f.file_type == "mbox").unwrap();
+    assert_eq!(mbox.rows, 2);
+    assert_eq!(mbox.pii.get("phone_numbers"), Some(&2));
+}
