@@ -24,6 +24,7 @@ pub const FILES: [&str; 4] = [
     "FS01/Shares/Registers/2022/LA-Eastbridge-register-2022.csv",
 ];
 const ARCHIVE_ZIP: &str = "FS01/Shares/Registers/Archive/registers-2019-2020.zip";
+const MAILBOX: &str = "EXCH01/MailboxExports/elections-team.mbox";
 const ARCHIVE_XLSX: &str = "FS01/Shares/Registers/Archive/LA-Eastbridge-register-2020.xlsx";
 
 const SURNAMES: [&str; 32] = [
@@ -188,6 +189,7 @@ pub fn generate(cfg: &Config, out: &Path) -> io::Result<serde_json::Value> {
         Ok(())
     };
 
+    let mut extract: Vec<Vec<u8>> = Vec::new();
     let share = out.join("FS01/Shares/Registers");
     std::fs::create_dir_all(share.join("Archive"))?;
     for year in [2usize, 3] {
@@ -206,7 +208,15 @@ pub fn generate(cfg: &Config, out: &Path) -> io::Result<serde_json::Value> {
                 w.write_all(&[0xFF, 0xFE])?;
             }
             let d = if la == 0 { ',' } else { '\t' };
-            emit(la, year, &mut |cells| write_delimited(&mut w, cells, d, enc))?;
+            emit(la, year, &mut |cells| {
+                // The first rows of Northfield 2022 also travel by mail (see below).
+                if la == 0 && year == 3 && extract.len() < 41 {
+                    let mut line = Vec::new();
+                    write_delimited(&mut line, cells, ',', Enc::Utf8)?;
+                    extract.push(line);
+                }
+                write_delimited(&mut w, cells, d, enc)
+            })?;
             w.flush()?;
         }
     }
@@ -239,6 +249,20 @@ pub fn generate(cfg: &Config, out: &Path) -> io::Result<serde_json::Value> {
         book.finish()?.flush()?;
     }
     drop(emit);
+    // An extract of the current register sent by mail, in the elections team's mailbox
+    // export on the Exchange server: the same electors, so the expected figures stay.
+    {
+        let path = out.join(MAILBOX);
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        let csv: Vec<u8> = extract.concat();
+        let mut w = BufWriter::new(std::fs::File::create(&path)?);
+        write!(
+            w,
+            "From elections@ec.local Mon Jun  6 09:12:44 2022\r\nFrom: Elections Team <elections@ec.local>\r\nTo: Northfield ERO <ero@northfield.gov.example>\r\nSubject: Register extract for the canvass check\r\nDate: Mon, 6 Jun 2022 09:12:44 +0100\r\nMessage-ID: <extract-2022@ec.local>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_reg\"\r\n\r\n--=_reg\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nAttached are the first rows of the 2022 Northfield register for the canvass check.\r\n\r\n--=_reg\r\nContent-Type: text/csv; name=\"LA-Northfield-register-2022-extract.csv\"\r\nContent-Disposition: attachment; filename=\"LA-Northfield-register-2022-extract.csv\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--=_reg--\r\n",
+            base64(&csv)
+        )?;
+        w.flush()?;
+    }
 
     let count = |shift: u32| {
         let mut c = [0u64; 5];
@@ -266,7 +290,7 @@ pub fn generate(cfg: &Config, out: &Path) -> io::Result<serde_json::Value> {
     v["on_compromised_systems"] = figures(all);
     v["evidenced_as_accessed"] = figures(count(5));
     v["rows"] = json!(rows_written);
-    v["files"] = json!([FILES[0], FILES[1], FILES[2], FILES[3], ARCHIVE_ZIP, ARCHIVE_XLSX]);
+    v["files"] = json!([FILES[0], FILES[1], FILES[2], FILES[3], ARCHIVE_ZIP, ARCHIVE_XLSX, MAILBOX]);
     v["notes"] = json!("Identity is normalised name + address + postcode; overseas electors are listed by name only. Opt-outs are visible only in Northfield's layout. All files sit on FS01 (compromised); the 2021 and 2022 registers were read by the intruder on 13 Jun 2022.");
     Ok(v)
 }
@@ -362,4 +386,20 @@ fn write_delimited(w: &mut dyn Write, cells: &[String], d: char, enc: Enc) -> io
         }
         Enc::Windows1252 => w.write_all(&encoding_rs::WINDOWS_1252.encode(&line).0),
     }
+}
+
+/// Standard base64 with CRLF every 76 characters, as mail carries attachments.
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 38 + 4);
+    for (i, c) in data.chunks(3).enumerate() {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for k in 0..4 {
+            out.push(if k <= c.len() { T[(n >> (18 - 6 * k) & 63) as usize] as char } else { '=' });
+        }
+        if i % 19 == 18 {
+            out.push_str("\r\n");
+        }
+    }
+    out
 }
