@@ -36,7 +36,7 @@ ok = total["unique_electors"] == truth["unique_electors"] and total["by_category
 print(truth["rows"], total["unique_electors"], total["spilled_runs"], "exact" if ok else "MISMATCH")
 PY
 )"
-printf 'input: %s register rows in 8 files (CSV UTF-8/UTF-16/Windows-1252, TSV, XLSX, nested ZIP), %s MiB, %s cores\n' "$rows" "$mib" "$cores"
+printf 'input: %s register rows (CSV UTF-8/UTF-16/Windows-1252, TSV, XLSX, nested ZIP, MBOX), %s MiB, %s cores\n' "$rows" "$mib" "$cores"
 printf 'raw read (cat):  %6.2fs  %7.1f MiB/s\n' "$raw" "$(echo "$mib/$raw" | bc -l)"
 printf 'exposure:        %6.2fs  %7.1f MiB/s  %5.2f M rows/s  peak RSS %s MiB, %s spilled runs (budget %s MiB)\n' \
   "$wall" "$(echo "$mib/$wall" | bc -l)" "$(echo "$rows/$wall/1000000" | bc -l)" "$((rss / 1024))" "$spilled" "$mem"
