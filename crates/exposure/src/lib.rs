@@ -31,6 +31,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use count::Counter;
+use portcullis_sources::read_up_to;
 use register::{CATEGORIES, Keyer, Layout};
 use table::{DelimitedRows, Row, RowSource};
 
@@ -346,19 +347,6 @@ fn scan_file(path: &Path, ctx: &Ctx) -> (Vec<FileReport>, Option<String>) {
         }
     }
     (out, None)
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// A reader that fails once more than `limit` bytes have come out of it.

@@ -2,7 +2,9 @@
 //! files (registers in CSV, XLSX, ZIP…) and whose text bodies are counted for personal
 //! data. Every message is bounded in size; a mailbox is split into messages as it is read.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
+
+use portcullis_sources::lines::{Line, read_line_bounded};
 
 use mail_parser::{MessageParser, MimeHeaders};
 
@@ -90,10 +92,11 @@ pub fn split_mbox<R: Read>(r: R, mut f: impl FnMut(usize, Option<&[u8]>)) -> io:
     let mut started = false;
     let mut line = Vec::new();
     loop {
-        line.clear();
-        let got = read_line_bounded(&mut r, &mut line, 1 << 20)?;
-        if got == 0 {
-            break;
+        // Lines past 1 MiB cannot be valid mail (RFC 5322 allows 998 bytes); they are dropped.
+        match read_line_bounded(&mut r, &mut line, 1 << 20)? {
+            Line::Eof => break,
+            Line::TooLong { .. } => continue,
+            Line::Ok => line.push(b'\n'),
         }
         if line.starts_with(b"From ") {
             if started {
@@ -125,29 +128,6 @@ pub fn split_mbox<R: Read>(r: R, mut f: impl FnMut(usize, Option<&[u8]>)) -> io:
         n += 1;
     }
     Ok(n)
-}
-
-/// Reads one line keeping at most `max` bytes of it (the rest is dropped); returns the
-/// bytes consumed (0 at the end).
-fn read_line_bounded(r: &mut impl BufRead, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    let mut total = 0;
-    loop {
-        let chunk = r.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok(total);
-        }
-        let (take, done) = match memchr::memchr(b'\n', chunk) {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        let room = max.saturating_sub(out.len()).min(take);
-        out.extend_from_slice(&chunk[..room]);
-        r.consume(take);
-        total += take;
-        if done {
-            return Ok(total);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! (BOMs, UTF-16 without a BOM by its NUL pattern, UTF-8 if it validates, otherwise
 //! Windows-1252), and no record may grow past a limit however long the line is.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
+
+use portcullis_sources::lines::{Line, read_line_bounded};
 
 use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8, WINDOWS_1252};
 
@@ -103,20 +105,17 @@ impl<R: Read> TextReader<R> {
         loop {
             self.raw.clear();
             let got = match &mut self.inner {
-                Inner::Utf8(r) => read_bounded_line(r, &mut self.raw, MAX_RECORD)?,
-                Inner::Decoded(r) => read_bounded_line(r, &mut self.raw, MAX_RECORD)?,
+                Inner::Utf8(r) => read_line_bounded(r, &mut self.raw, MAX_RECORD)?,
+                Inner::Decoded(r) => read_line_bounded(r, &mut self.raw, MAX_RECORD)?,
             };
             match got {
                 Line::Eof => return Ok(false),
-                Line::TooLong => {
+                Line::TooLong { .. } => {
                     self.line += 1;
                     self.overlong += 1;
                 }
                 Line::Ok => {
                     self.line += 1;
-                    while matches!(self.raw.last(), Some(b'\n' | b'\r')) {
-                        self.raw.pop();
-                    }
                     out.clear();
                     match std::str::from_utf8(&self.raw) {
                         Ok(s) => {
@@ -134,52 +133,6 @@ impl<R: Read> TextReader<R> {
                     return Ok(true);
                 }
             }
-        }
-    }
-}
-
-enum Line {
-    Ok,
-    Eof,
-    TooLong,
-}
-
-/// Reads up to and including the next `\n`, keeping at most `max` bytes: past that the
-/// rest of the line is consumed and dropped.
-fn read_bounded_line(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Line> {
-    let mut too_long = false;
-    let mut any = false;
-    loop {
-        let chunk = match r.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            return Ok(if !any {
-                Line::Eof
-            } else if too_long {
-                Line::TooLong
-            } else {
-                Line::Ok
-            });
-        }
-        any = true;
-        let (take, done) = match memchr::memchr(b'\n', chunk) {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        if !too_long {
-            if buf.len() + take > max {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(&chunk[..take]);
-            }
-        }
-        r.consume(take);
-        if done {
-            return Ok(if too_long { Line::TooLong } else { Line::Ok });
         }
     }
 }
