@@ -46,6 +46,7 @@ pub struct ExposureArgs {
     /// Exit with code 2 if any register copy is found.
     #[arg(long)]
     pub fail_if_found: bool,
+    /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
 }

@@ -63,7 +63,8 @@ listing every planted step with the file and line (or record) of each log entry 
     Simulate(SimulateArgs),
     /// What personal data sat where the intruder was: register copies and unique electors by category.
     #[command(after_help = "Files are recognised by content: CSV/TSV (any delimiter, quoting, UTF-8, UTF-16, \
-Windows-1252), XLSX, ZIP archives (nested, within limits against ZIP bombs) and plain text. Register \
+Windows-1252), XLSX, ZIP archives (nested, within limits against ZIP bombs), EML/MBOX mail (attachments read like files) \
+and plain text. Register \
 tables are recognised by their header names and by their content (elector numbers, postcodes, markers, \
 names); every row becomes one elector, counted once across all files and years by normalised name + \
 address + postcode. No personal data is printed unless --show-samples (masked).\n\nExamples:\n  \
