@@ -52,6 +52,14 @@ pub struct Limits {
     pub max_nested_bytes: u64,
 }
 
+impl Limits {
+    /// Bytes one entry of `compressed` bytes may decompress to, within what is left of
+    /// the file's budget.
+    fn allowance(&self, compressed: u64, budget: u64) -> u64 {
+        self.ratio_floor.max(compressed.saturating_mul(self.max_ratio)).min(budget)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -124,6 +132,13 @@ pub struct FileReport {
 }
 
 impl FileReport {
+    /// A report for a file that could not be examined, with why.
+    fn failed(path: String, file_type: &str, error: String) -> Self {
+        let mut r = FileReport::new(path, file_type);
+        r.errors.push(error);
+        r
+    }
+
     fn new(path: String, file_type: &str) -> Self {
         FileReport {
             kind: "exposure_file",
@@ -389,9 +404,7 @@ fn scan_zip<R: Read + Seek>(
     let mut archive = match zip::ZipArchive::new(reader) {
         Ok(a) => a,
         Err(e) => {
-            let mut r = FileReport::new(display, "zip");
-            r.errors.push(format!("not a readable ZIP archive: {e}"));
-            out.push(r);
+            out.push(FileReport::failed(display, "zip", format!("not a readable ZIP archive: {e}")));
             return;
         }
     };
@@ -423,7 +436,7 @@ fn scan_zip<R: Read + Seek>(
             continue;
         }
         let compressed = entry.compressed_size();
-        let allowed = limits.ratio_floor.max(compressed.saturating_mul(limits.max_ratio)).min(*budget);
+        let allowed = limits.allowance(compressed, *budget);
         if entry.size() > allowed {
             summary.errors.push(format!(
                 "{name}: declares {} bytes from {compressed} compressed — over the limit (suspected ZIP bomb), not read",
@@ -481,17 +494,13 @@ fn scan_workbook<R: Read + Seek>(
     let shared = match xlsx::shared_strings(archive) {
         Ok(s) => s,
         Err(e) => {
-            let mut r = FileReport::new(display, "xlsx");
-            r.errors.push(format!("malformed workbook: {e}"));
-            out.push(r);
+            out.push(FileReport::failed(display, "xlsx", format!("malformed workbook: {e}")));
             return;
         }
     };
     let sheets = xlsx::sheet_names(archive);
     if sheets.is_empty() {
-        let mut r = FileReport::new(display, "xlsx");
-        r.errors.push("workbook has no worksheets".into());
-        out.push(r);
+        out.push(FileReport::failed(display, "xlsx", "workbook has no worksheets".into()));
         return;
     }
     for name in sheets {
@@ -499,15 +508,13 @@ fn scan_workbook<R: Read + Seek>(
         let entry = match archive.by_name(&name) {
             Ok(e) => e,
             Err(e) => {
-                let mut r = FileReport::new(label, "xlsx");
-                r.errors.push(e.to_string());
-                out.push(r);
+                out.push(FileReport::failed(label, "xlsx", e.to_string()));
                 continue;
             }
         };
         let compressed = entry.compressed_size();
         let limits = &ctx.opts.limits;
-        let allowed = limits.ratio_floor.max(compressed.saturating_mul(limits.max_ratio)).min(*budget);
+        let allowed = limits.allowance(compressed, *budget);
         let mut limited = Limited {
             inner: entry,
             left: allowed,
@@ -549,21 +556,15 @@ fn scan_stream<R: Read>(
         let cap = ctx.opts.limits.max_nested_bytes.min(*budget);
         let mut data = head;
         if let Err(e) = (&mut rest).take(cap.saturating_sub(data.len() as u64) + 1).read_to_end(&mut data) {
-            let mut r = FileReport::new(display, "zip");
-            r.errors.push(e.to_string());
-            out.push(r);
+            out.push(FileReport::failed(display, "zip", e.to_string()));
             return;
         }
         if data.len() as u64 > cap {
-            let mut r = FileReport::new(display, "zip");
-            r.errors.push(format!("archive larger than {cap} bytes arriving as a stream, not opened"));
-            out.push(r);
+            out.push(FileReport::failed(display, "zip", format!("archive larger than {cap} bytes arriving as a stream, not opened")));
             return;
         }
         if depth > ctx.opts.limits.max_depth {
-            let mut r = FileReport::new(display, "zip");
-            r.errors.push(format!("archive nested deeper than {}, not read", ctx.opts.limits.max_depth));
-            out.push(r);
+            out.push(FileReport::failed(display, "zip", format!("archive nested deeper than {}, not read", ctx.opts.limits.max_depth)));
             return;
         }
         scan_zip(Cursor::new(data), display, depth, place, budget, ctx, out);
