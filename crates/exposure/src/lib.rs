@@ -685,9 +685,11 @@ fn scan_mail<R: Read>(
     };
     let input = Cursor::new(head).chain(rest);
     if mbox {
-        let result = mail::split_mbox(input, |i, raw| match raw {
-            Some(raw) => message(format!("{display}!message {}", i + 1), raw, &mut report, budget, &mut nested),
-            None => oversized += 1,
+        let result = mail::split_mbox(input, |i, piece| match piece {
+            mail::Piece::Message { bytes, .. } => {
+                message(format!("{display}!message {}", i + 1), bytes, &mut report, budget, &mut nested)
+            }
+            mail::Piece::TooBig { .. } => oversized += 1,
         });
         if let Err(e) = result {
             report.errors.push(format!("reading mailbox: {e}"));
