@@ -1,0 +1,391 @@
+//! The per-message analysers: hidden beacons, impersonation and bulk-mail infrastructure.
+//! Each gives explained signals with a score; nothing here depends on other messages, so
+//! messages are analysed in parallel. Novelty and shared infrastructure need the whole
+//! corpus and are added by [`crate::campaign`].
+
+use std::net::IpAddr;
+
+use portcullis_event::Timestamp;
+use portcullis_mailbox::{Attachment, Location, Mail};
+use serde::Serialize;
+
+use crate::domain::{Lists, decode_punycode, looks_like, skeleton};
+use crate::html;
+use crate::url::{self, registrable};
+
+/// Which analyser raised a signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Analyser {
+    Beacon,
+    Impersonation,
+    Novelty,
+    Bulk,
+    Targeting,
+}
+
+/// One explained observation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Signal {
+    pub analyser: Analyser,
+    pub score: u8,
+    pub what: String,
+}
+
+/// A URL in a message worth following into the logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UrlRef {
+    pub url: String,
+    pub host: String,
+    /// Host and path with tokens blanked, query keys sorted.
+    pub template: String,
+    /// Per-recipient tokens found in it.
+    pub tokens: Vec<String>,
+    /// An image that reports the opening (hidden, or on a tracking path); otherwise a link.
+    pub beacon: bool,
+}
+
+/// A message reduced to what campaign finding needs; bodies are dropped after analysis.
+#[derive(Clone, Debug)]
+pub struct Analysed {
+    pub location: Location,
+    /// `Message-ID`, or a hash of the message's bytes when it has none.
+    pub message_id: String,
+    pub date: Option<Timestamp>,
+    pub from: Option<portcullis_mailbox::Mailbox>,
+    pub reply_to: Vec<String>,
+    pub return_path: Option<String>,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    /// The first public address in the Received chain (the host that handed the message over).
+    pub sending_ip: Option<IpAddr>,
+    pub sending_host: Option<String>,
+    pub dkim_domains: Vec<String>,
+    pub x_mailer: Option<String>,
+    /// The mass-mailing service it went through, if recognised.
+    pub bulk_relay: Option<String>,
+    /// List or bulk headers (List-Unsubscribe, Precedence: bulk…).
+    pub list_mail: bool,
+    pub automatic: bool,
+    /// The beacon is a read-receipt service's pixel (a person's choice, not a campaign's).
+    pub read_receipt: bool,
+    pub urls: Vec<UrlRef>,
+    pub skeleton: Option<u64>,
+    pub attachments: Vec<Attachment>,
+    pub signals: Vec<Signal>,
+    pub problems: Vec<&'static str>,
+    pub size: usize,
+}
+
+impl Analysed {
+    pub fn score(&self, a: Analyser) -> u32 {
+        self.signals.iter().filter(|s| s.analyser == a).map(|s| s.score as u32).sum()
+    }
+    pub fn from_domain(&self) -> &str {
+        self.from.as_ref().map(|f| f.domain()).unwrap_or("")
+    }
+}
+
+/// Settings the analysers share.
+pub struct Context {
+    pub lists: Lists,
+    /// The institution's own registrable domains (mail between them is internal).
+    pub internal: Vec<String>,
+}
+
+impl Context {
+    pub fn is_internal(&self, domain: &str) -> bool {
+        let r = registrable(domain);
+        self.internal.iter().any(|d| d == r)
+    }
+}
+
+const URLS_PER_MESSAGE: usize = 64;
+
+/// Analyses one parsed message.
+pub fn analyse(mail: Mail, location: Location, raw_hash: u64, ctx: &Context) -> Analysed {
+    let recipients: Vec<String> = mail.recipients.iter().map(|r| r.address.clone()).collect();
+    let sending = mail.received.iter().find(|h| h.from_ip.is_some_and(is_public));
+    let mut a = Analysed {
+        location,
+        message_id: mail.message_id.clone().unwrap_or_else(|| format!("sha:{raw_hash:016x}")),
+        date: mail.date,
+        from: mail.from.clone().or_else(|| mail.sender.clone()),
+        reply_to: mail.reply_to.iter().map(|r| r.address.clone()).collect(),
+        return_path: mail.return_path.clone(),
+        recipients,
+        subject: clip(&mail.subject, 300),
+        sending_ip: sending.and_then(|h| h.from_ip),
+        sending_host: sending.and_then(|h| h.from_host.clone()),
+        dkim_domains: mail.dkim_domains.clone(),
+        x_mailer: mail.x_mailer.clone(),
+        bulk_relay: None,
+        list_mail: !mail.bulk_headers.is_empty(),
+        automatic: mail.automatic,
+        read_receipt: false,
+        urls: Vec::new(),
+        skeleton: None,
+        attachments: mail.attachments.clone(),
+        signals: Vec::new(),
+        problems: mail.problems.clone(),
+        size: mail.size,
+    };
+    bulk(&mail, &mut a, ctx);
+    beacons(&mail, &mut a, ctx);
+    if !ctx.is_internal(a.from_domain()) {
+        impersonation(&mut a, ctx);
+    }
+    a
+}
+
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => !(v.is_private() || v.is_loopback() || v.is_link_local() || v.is_unspecified() || v.octets()[0] == 100 && v.octets()[1] >= 64 && v.octets()[1] < 128),
+        IpAddr::V6(v) => !(v.is_loopback() || v.is_unspecified() || (v.segments()[0] & 0xfe00) == 0xfc00 || (v.segments()[0] & 0xffc0) == 0xfe80),
+    }
+}
+
+fn bulk(mail: &Mail, a: &mut Analysed, ctx: &Context) {
+    let mut candidates: Vec<&str> = Vec::new();
+    for h in &mail.received {
+        candidates.extend(h.from_host.as_deref());
+    }
+    if let Some(rp) = &mail.return_path {
+        candidates.push(rp.rsplit('@').next().unwrap_or(""));
+    }
+    candidates.extend(mail.dkim_domains.iter().map(String::as_str));
+    if let Some(relay) = candidates.into_iter().find(|h| ctx.lists.is_bulk_mailer(h)) {
+        let relay = registrable(relay).to_string();
+        a.signals.push(Signal { analyser: Analyser::Bulk, score: 0, what: format!("sent through a mass-mailing service ({relay})") });
+        a.bulk_relay = Some(relay);
+    }
+    if a.list_mail {
+        a.signals.push(Signal {
+            analyser: Analyser::Bulk,
+            score: 0,
+            what: format!("list/bulk headers: {}", mail.bulk_headers.join(", ")),
+        });
+    }
+}
+
+fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
+    let from_reg = registrable(a.from_domain()).to_string();
+    let dkim: Vec<String> = a.dkim_domains.iter().map(|d| registrable(d).to_string()).collect();
+    let own = |host: &str| {
+        let r = registrable(host);
+        r == from_reg || dkim.iter().any(|d| d == r)
+    };
+    let mut beacon_score = 0u8;
+    let mut explained: Vec<String> = Vec::new();
+    let mut redirect_noted = false;
+    let mut skeletons = Vec::new();
+    for body in &mail.html {
+        let facts = html::scan(body);
+        if facts.tags >= 8 {
+            skeletons.push(facts.skeleton);
+        }
+        if facts.truncated {
+            a.problems.push("deeply nested or very long HTML; the rest not examined");
+        }
+        let mut candidates: Vec<(String, Vec<&'static str>, bool)> =
+            facts.images.into_iter().map(|i| (i.src, i.hidden, false)).collect();
+        candidates.extend(facts.backgrounds.into_iter().map(|u| (u, Vec::new(), true)));
+        for (src, hidden, background) in candidates {
+            let Some(u) = url::parse(&src) else { continue };
+            let (tokens, template) = url::tokens_and_template(&u, &a.recipients);
+            let tracking = url::tracking_path(&u.path);
+            let is_beacon = !hidden.is_empty() || tracking.is_some() || (background && !tokens.is_empty());
+            if !is_beacon {
+                continue;
+            }
+            if ctx.lists.is_read_receipt_host(&u.host) {
+                a.read_receipt = true;
+            }
+            if explained.len() < 3 {
+                let mut why: Vec<String> = hidden.iter().map(|h| h.to_string()).collect();
+                if let Some(t) = tracking {
+                    why.push(format!("tracking path {t}"));
+                }
+                if background {
+                    why.push("CSS background".into());
+                }
+                let mut s = format!("hidden image from {} ({})", u.host, why.join(", "));
+                if let Some(t) = tokens.first() {
+                    s.push_str(&format!("; URL carries {}", t.why));
+                }
+                if !own(&u.host) {
+                    s.push_str("; host unrelated to the sender");
+                }
+                explained.push(s);
+            }
+            let mut score = 1;
+            if !tokens.is_empty() {
+                score += 1;
+            }
+            if !own(&u.host) {
+                score += 1;
+            }
+            beacon_score = beacon_score.max(score);
+            push_url(a, &src, u, template, tokens, true);
+        }
+        for href in facts.links {
+            let Some(u) = url::parse(&href) else { continue };
+            if !redirect_noted
+                && let Some(target) = url::redirect_target(&u)
+                && registrable(&target.host) != registrable(&u.host)
+            {
+                redirect_noted = true;
+                a.signals.push(Signal {
+                    analyser: Analyser::Beacon,
+                    score: 1,
+                    what: format!("link through a redirector: {} → {}", u.host, target.host),
+                });
+            }
+            let (tokens, template) = url::tokens_and_template(&u, &a.recipients);
+            if !tokens.is_empty() {
+                push_url(a, &href, u, template, tokens, false);
+            }
+        }
+    }
+    skeletons.sort_unstable();
+    a.skeleton = skeletons.first().copied();
+    if beacon_score > 0 {
+        let score = if a.read_receipt { 1 } else { beacon_score };
+        let what = if a.read_receipt {
+            format!("read-receipt pixel: {}", explained.join("; "))
+        } else {
+            explained.join("; ")
+        };
+        a.signals.push(Signal { analyser: Analyser::Beacon, score, what });
+    }
+}
+
+fn push_url(a: &mut Analysed, raw: &str, u: url::Url, template: String, tokens: Vec<url::Token>, beacon: bool) {
+    if a.urls.len() >= URLS_PER_MESSAGE || a.urls.iter().any(|x| x.url == raw) {
+        return;
+    }
+    a.urls.push(UrlRef { url: clip(raw, 2048), host: u.host, template, tokens: tokens.into_iter().map(|t| t.value).collect(), beacon });
+}
+
+const PERSONA_WORDS: &[&str] =
+    &["news", "reporter", "correspondent", "journalist", "editor", "press", "newsroom", "media", "times", "post", "herald", "daily"];
+
+fn impersonation(a: &mut Analysed, ctx: &Context) {
+    let Some(from) = a.from.clone() else { return };
+    let domain_raw = from.domain().to_string();
+    let domain = decode_punycode(&domain_raw);
+    let reg = registrable(&domain).to_string();
+    let label = reg.split('.').next().unwrap_or("").to_string();
+    let freemail = ctx.lists.is_freemail(&reg);
+    let display = from.name.clone().unwrap_or_default();
+    let display_sk = skeleton(&display);
+    let mut found: Vec<Signal> = Vec::new();
+    if domain != domain_raw {
+        found.push(Signal {
+            analyser: Analyser::Impersonation,
+            score: 1,
+            what: format!("sender domain {domain_raw} is punycode for {domain}"),
+        });
+    }
+    let mut legit_outlet = false;
+    for id in &ctx.lists.identities {
+        let own = id.domains.iter().any(|d| *d == reg);
+        if own {
+            legit_outlet = true;
+            continue;
+        }
+        if let Some(how) = id.labels.iter().find_map(|b| looks_like(&label, b).map(|h| (b, h))) {
+            found.push(Signal {
+                analyser: Analyser::Impersonation,
+                score: 3,
+                what: format!("sender domain {reg} looks like {} ({}: {})", id.name, how.0, how.1),
+            });
+            continue;
+        }
+        if !display.is_empty() && names_identity(&display_sk, &id.name) {
+            let (score, on) = if freemail {
+                (3, format!("{reg} (free webmail)"))
+            } else if id.user_supplied {
+                (3, reg.clone())
+            } else {
+                (2, reg.clone())
+            };
+            found.push(Signal {
+                analyser: Analyser::Impersonation,
+                score,
+                what: format!("display name \"{display}\" claims {} but the address is on {on}", id.name),
+            });
+        }
+    }
+    for u in &a.urls {
+        let host = decode_punycode(&u.host);
+        let l = registrable(&host).split('.').next().unwrap_or("").to_string();
+        if let Some(id) = ctx.lists.identities.iter().find(|id| !id.domains.iter().any(|d| *d == registrable(&host)) && id.labels.iter().any(|b| looks_like(&l, b).is_some())) {
+            if l != label {
+                found.push(Signal {
+                    analyser: Analyser::Impersonation,
+                    score: 2,
+                    what: format!("links to {}, which looks like {}", registrable(&host), id.name),
+                });
+            }
+            break;
+        }
+    }
+    if let Some(rt) = a.reply_to.iter().find(|r| registrable(r.rsplit('@').next().unwrap_or("")) != reg) {
+        let rt_dom = registrable(rt.rsplit('@').next().unwrap_or("")).to_string();
+        let score = if ctx.lists.is_freemail(&rt_dom) && !freemail { 2 } else { 1 };
+        found.push(Signal { analyser: Analyser::Impersonation, score, what: format!("replies go to {rt_dom}, not {reg}") });
+    }
+    if !legit_outlet && !freemail && found.iter().all(|s| s.score < 3) {
+        if let Some(w) = PERSONA_WORDS.iter().find(|w| w.len() >= 4 && label.len() > w.len() + 2 && (label.ends_with(**w) || label.starts_with(**w))) {
+            found.push(Signal {
+                analyser: Analyser::Impersonation,
+                score: 1,
+                what: format!("{reg} is styled as a news outlet (\"{w}\") but is not a known one"),
+            });
+        }
+    }
+    if !legit_outlet && found.iter().all(|s| s.score < 3) {
+        let lower = display.to_lowercase();
+        if let Some(w) = PERSONA_WORDS.iter().find(|w| lower.split(|c: char| !c.is_alphanumeric()).any(|t| t == **w)) {
+            found.push(Signal {
+                analyser: Analyser::Impersonation,
+                score: 1,
+                what: format!("display name presents a journalist or outlet (\"{w}\") on {reg}, not a known outlet"),
+            });
+        }
+    }
+    let mut total = 0u8;
+    for mut s in found {
+        let room = 4u8.saturating_sub(total);
+        if room == 0 {
+            break;
+        }
+        s.score = s.score.min(room);
+        total += s.score;
+        a.signals.push(s);
+    }
+}
+
+/// Whether a display name (as a confusable skeleton) names `identity`: every word of the
+/// identity's name, whole-word for short names.
+fn names_identity(display_sk: &str, identity: &str) -> bool {
+    let words: Vec<String> = display_sk.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect();
+    let name_words: Vec<String> = skeleton(identity)
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && *w != "the")
+        .map(str::to_string)
+        .collect();
+    !name_words.is_empty() && name_words.iter().all(|n| words.iter().any(|w| w == n))
+}
+
+pub fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}

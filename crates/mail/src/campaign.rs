@@ -1,0 +1,232 @@
+//! Corpus-wide analysis: sender novelty (learned in time order), protected recipients,
+//! clustering of suspicious messages into campaigns (shared URL template, HTML skeleton,
+//! sender domain, sending address), campaign-level signals, and the severity of each
+//! message and campaign.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use portcullis_event::Timestamp;
+use serde::Serialize;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::analyse::{Analysed, Analyser, Context, Signal};
+use crate::members::Members;
+use crate::url::registrable;
+
+/// How serious a message or campaign is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Informational => "informational",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// A domain seen within this many days of its first message is still new.
+const NEW_DOMAIN_DAYS: i64 = 14;
+
+/// Adds novelty signals in time order: a sender domain new to the institution, and a sender
+/// the recipients have never had mail from.
+pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
+    let mut order: Vec<usize> = (0..messages.len()).collect();
+    order.sort_by_key(|&i| (messages[i].date.map(|d| d.0).unwrap_or(i64::MAX), i));
+    let mut domain_first: HashMap<String, i64> = HashMap::new();
+    let mut pairs: HashSet<(String, String)> = HashSet::new();
+    for i in order {
+        let m = &messages[i];
+        let from = m.from.as_ref().map(|f| f.address.clone()).unwrap_or_default();
+        let reg = registrable(m.from_domain()).to_string();
+        let t = m.date.map(|d| d.0).unwrap_or(i64::MAX);
+        if ctx.is_internal(&reg) || from.is_empty() {
+            // The institution writing to a domain makes that domain, and that correspondent, known.
+            for r in &m.recipients {
+                let d = registrable(r.rsplit('@').next().unwrap_or("")).to_string();
+                domain_first.entry(d).or_insert(i64::MIN);
+                pairs.insert((from.clone(), r.clone()));
+            }
+            continue;
+        }
+        let mut signals = Vec::new();
+        match domain_first.get(&reg) {
+            None => {
+                signals.push(Signal { analyser: Analyser::Novelty, score: 1, what: format!("first mail from {reg}") });
+                domain_first.insert(reg.clone(), t);
+            }
+            Some(&first) if first != i64::MIN && t != i64::MAX && t - first < NEW_DOMAIN_DAYS * 86_400_000_000 => {
+                signals.push(Signal {
+                    analyser: Analyser::Novelty,
+                    score: 1,
+                    what: format!("{reg} first seen {} (under {NEW_DOMAIN_DAYS} days before)", Timestamp(first)),
+                });
+            }
+            _ => {}
+        }
+        let new_to: usize = m.recipients.iter().filter(|r| !pairs.contains(&((*r).clone(), from.clone()))).count();
+        if new_to > 0 && new_to == m.recipients.len() {
+            signals.push(Signal { analyser: Analyser::Novelty, score: 1, what: format!("first mail from {from} to its recipients") });
+        }
+        for r in &m.recipients {
+            pairs.insert((r.clone(), from.clone()));
+        }
+        messages[i].signals.extend(signals);
+    }
+}
+
+/// Adds a targeting signal for messages to protected members.
+pub fn targeting(messages: &mut [Analysed], members: &Members) {
+    for m in messages.iter_mut() {
+        let names: BTreeSet<&str> = m.recipients.iter().filter_map(|r| members.name_of(r)).collect();
+        if !names.is_empty() {
+            let list: Vec<&str> = names.iter().take(3).copied().collect();
+            let more = if names.len() > 3 { format!(" and {} more", names.len() - 3) } else { String::new() };
+            let what = format!("sent to {} protected member(s): {}{more}", names.len(), list.join(", "));
+            m.signals.push(Signal { analyser: Analyser::Targeting, score: 1, what });
+        }
+    }
+}
+
+/// Whether a message takes part in campaign finding.
+fn candidate(m: &Analysed) -> bool {
+    m.score(Analyser::Beacon) > 0 || m.score(Analyser::Impersonation) >= 2
+}
+
+struct UnionFind(Vec<usize>);
+
+impl UnionFind {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.0[x] != x {
+            self.0[x] = self.0[self.0[x]];
+            x = self.0[x];
+        }
+        x
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            self.0[a.max(b)] = a.min(b);
+        }
+    }
+}
+
+/// Groups candidate messages into clusters (indices into `messages`), largest first.
+pub fn cluster(messages: &[Analysed], ctx: &Context) -> Vec<Vec<usize>> {
+    let cands: Vec<usize> = (0..messages.len()).filter(|&i| candidate(&messages[i])).collect();
+    let mut uf = UnionFind((0..messages.len()).collect());
+    let mut first_by_key: HashMap<String, usize> = HashMap::new();
+    for &i in &cands {
+        let m = &messages[i];
+        let from_reg = registrable(m.from_domain()).to_string();
+        let own_domain = !from_reg.is_empty() && !ctx.lists.is_freemail(&from_reg) && !ctx.is_internal(&from_reg);
+        let mut keys: Vec<String> = Vec::new();
+        for u in m.urls.iter().filter(|u| u.beacon || !u.tokens.is_empty()) {
+            // A mass-mailing service's tracking host is shared by its customers: key by sender too.
+            if ctx.lists.is_bulk_mailer(&u.host) {
+                keys.push(format!("tpl:{}|{from_reg}", u.template));
+            } else {
+                keys.push(format!("tpl:{}", u.template));
+            }
+        }
+        if let Some(s) = m.skeleton {
+            let infra = m.bulk_relay.clone().or(m.sending_ip.map(|ip| ip.to_string())).unwrap_or_else(|| from_reg.clone());
+            keys.push(format!("skel:{s:x}|{infra}"));
+        }
+        if own_domain {
+            keys.push(format!("dom:{from_reg}"));
+        }
+        if let Some(ip) = m.sending_ip
+            && m.bulk_relay.is_none()
+        {
+            keys.push(format!("ip:{ip}"));
+        }
+        for k in keys {
+            match first_by_key.get(&k) {
+                Some(&j) => uf.union(i, j),
+                None => {
+                    first_by_key.insert(k, i);
+                }
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &i in &cands {
+        let root = uf.find(i);
+        groups.entry(root).or_default().push(i);
+    }
+    let mut out: Vec<Vec<usize>> = groups.into_values().collect();
+    out.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    out
+}
+
+/// Campaign-level signals added to each message of a cluster: one personal-looking message
+/// sent to many recipients with per-recipient tokens, and several sender accounts sharing
+/// the sending infrastructure.
+pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
+    let recipients: HashSet<&String> = group.iter().flat_map(|&i| messages[i].recipients.iter()).collect();
+    let tokened = group.iter().filter(|&&i| messages[i].urls.iter().any(|u| !u.tokens.is_empty())).count();
+    let personal = group.iter().filter(|&&i| !messages[i].list_mail && !messages[i].automatic).count();
+    let senders: BTreeSet<&str> =
+        group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| f.address.as_str())).collect();
+    let mut added = Vec::new();
+    let n_rcpt = recipients.len();
+    if n_rcpt >= 10 && tokened * 2 >= group.len() && personal * 2 >= group.len() {
+        added.push(Signal {
+            analyser: Analyser::Bulk,
+            score: 2,
+            what: format!(
+                "one personal-looking message (no unsubscribe or list headers) sent to {n_rcpt} recipients, each with its own token"
+            ),
+        });
+    }
+    if senders.len() >= 3 && personal * 2 >= group.len() {
+        added.push(Signal {
+            analyser: Analyser::Bulk,
+            score: 1,
+            what: format!("{} sender accounts share one template and sending infrastructure", senders.len()),
+        });
+    }
+    for &i in group {
+        messages[i].signals.extend(added.iter().cloned());
+    }
+}
+
+/// The severity of one message from its signals: a beacon alone is low; impersonation or
+/// a bulk personal-looking send is needed for more; with a beacon, novelty and protected
+/// recipients as well it is high.
+pub fn message_severity(m: &Analysed) -> Severity {
+    let b = m.score(Analyser::Beacon);
+    let i = m.score(Analyser::Impersonation);
+    let n = m.score(Analyser::Novelty);
+    let p = m.score(Analyser::Targeting);
+    let s = m.score(Analyser::Bulk);
+    if b == 0 && i == 0 {
+        return Severity::Informational;
+    }
+    let core = if b == 0 { i >= 3 } else { i >= 2 || s >= 2 };
+    if !core || (m.read_receipt && i < 2) {
+        return Severity::Low;
+    }
+    if b > 0 && p > 0 && (n > 0 || s > 0) && b + i + n + p + s >= 8 {
+        return Severity::High;
+    }
+    Severity::Medium
+}
+
+/// A stable id for a cluster: from its smallest Message-ID.
+pub fn campaign_id(messages: &[Analysed], group: &[usize]) -> String {
+    let min = group.iter().map(|&i| messages[i].message_id.as_str()).min().unwrap_or("");
+    format!("camp-{:012x}", xxh3_64(min.as_bytes()) & 0xffff_ffff_ffff)
+}

@@ -1,0 +1,368 @@
+//! A small, bounded HTML scanner: not a DOM, just what beacon analysis needs — images with
+//! their size and visibility (own attributes, inline CSS and hidden ancestors), links, CSS
+//! background images and a skeleton of tag and attribute names for clustering. It never
+//! recurses, keeps at most [`MAX_STACK`] open elements and looks at most [`MAX_TAGS`] tags,
+//! so hostile nesting costs bounded time and memory.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Open elements tracked for inherited visibility.
+pub const MAX_STACK: usize = 256;
+/// Tags examined per body.
+pub const MAX_TAGS: usize = 100_000;
+/// Tags that go into the skeleton hash.
+const SKELETON_TAGS: usize = 2_000;
+
+/// An `<img>` (or `<input type=image>`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Image {
+    pub src: String,
+    /// Why it cannot be seen: `width=1`, `display:none`, `inside a hidden element`…
+    pub hidden: Vec<&'static str>,
+    pub alt_empty: bool,
+}
+
+/// What a body's HTML holds.
+#[derive(Clone, Debug, Default)]
+pub struct HtmlFacts {
+    pub images: Vec<Image>,
+    /// `href` of links.
+    pub links: Vec<String>,
+    /// URLs of CSS background images (inline styles, `<style>` blocks, `background=`).
+    pub backgrounds: Vec<String>,
+    /// Elements hidden by CSS (not counting images).
+    pub hidden_elements: u32,
+    /// Hash of the tag and attribute names in document order (values left out).
+    pub skeleton: u64,
+    pub tags: usize,
+    /// Nesting beyond [`MAX_STACK`] or tags beyond [`MAX_TAGS`] were met.
+    pub truncated: bool,
+}
+
+const VOID: &[&str] =
+    &["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
+
+/// Scans one HTML body.
+pub fn scan(html: &str) -> HtmlFacts {
+    let b = html.as_bytes();
+    let mut facts = HtmlFacts::default();
+    let mut stack: Vec<(String, bool)> = Vec::new();
+    let mut overflow_depth = 0usize;
+    let mut skeleton = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        let Some(lt) = memchr::memchr(b'<', &b[i..]) else { break };
+        i += lt;
+        if b[i..].starts_with(b"<!--") {
+            i = find(b, i + 4, b"-->").map(|p| p + 3).unwrap_or(b.len());
+            continue;
+        }
+        if b[i..].starts_with(b"<!") || b[i..].starts_with(b"<?") {
+            i = memchr::memchr(b'>', &b[i..]).map(|p| i + p + 1).unwrap_or(b.len());
+            continue;
+        }
+        let closing = b.get(i + 1) == Some(&b'/');
+        let name_start = i + 1 + closing as usize;
+        let mut j = name_start;
+        while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'-' || b[j] == b':') {
+            j += 1;
+        }
+        if j == name_start {
+            i += 1;
+            continue;
+        }
+        let name = html[name_start..j].to_ascii_lowercase();
+        let (attrs, end) = attributes(html, j);
+        i = end;
+        facts.tags += 1;
+        if facts.tags > MAX_TAGS {
+            facts.truncated = true;
+            break;
+        }
+        if closing {
+            if overflow_depth > 0 {
+                overflow_depth -= 1;
+            } else if let Some(pos) = stack.iter().rposition(|(n, _)| *n == name) {
+                stack.truncate(pos);
+            }
+            continue;
+        }
+        if facts.tags <= SKELETON_TAGS {
+            skeleton.push_str(&name);
+            let mut names: Vec<&str> = attrs.iter().map(|(k, _)| k.as_str()).collect();
+            names.sort_unstable();
+            for n in names {
+                skeleton.push(' ');
+                skeleton.push_str(n);
+            }
+            skeleton.push('|');
+        }
+        let attr = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let style = attr("style").map(|s| s.to_ascii_lowercase().replace([' ', '\t', '\n', '\r'], "")).unwrap_or_default();
+        let hidden_by_style = style_hidden(&style);
+        let ancestor_hidden = stack.last().is_some_and(|(_, h)| *h);
+        for url in css_urls(&style) {
+            facts.backgrounds.push(url);
+        }
+        if let Some(bg) = attr("background").filter(|v| !v.is_empty()) {
+            facts.backgrounds.push(bg.to_string());
+        }
+        match name.as_str() {
+            "img" | "image" => {
+                let mut hidden = Vec::new();
+                if let Some(r) = hidden_by_style {
+                    hidden.push(r);
+                }
+                if attr("width").is_some_and(tiny) {
+                    hidden.push("width 0–1");
+                }
+                if attr("height").is_some_and(tiny) {
+                    hidden.push("height 0–1");
+                }
+                if style_size_tiny(&style, "width:") {
+                    hidden.push("CSS width 0–1");
+                }
+                if style_size_tiny(&style, "height:") {
+                    hidden.push("CSS height 0–1");
+                }
+                if attr("hidden").is_some() {
+                    hidden.push("hidden attribute");
+                }
+                if ancestor_hidden {
+                    hidden.push("inside a hidden element");
+                }
+                if let Some(src) = attr("src") {
+                    facts.images.push(Image { src: src.to_string(), hidden, alt_empty: attr("alt").is_none_or(|a| a.trim().is_empty()) });
+                }
+            }
+            "input" if attr("type").is_some_and(|t| t.eq_ignore_ascii_case("image")) => {
+                if let Some(src) = attr("src") {
+                    facts.images.push(Image { src: src.to_string(), hidden: Vec::new(), alt_empty: true });
+                }
+            }
+            "a" | "area" => {
+                if let Some(h) = attr("href").filter(|h| !h.is_empty()) {
+                    facts.links.push(h.to_string());
+                }
+            }
+            "style" => {
+                let end = find_ci(b, i, b"</style").unwrap_or(b.len());
+                let css = html[i..end].to_ascii_lowercase().replace([' ', '\t', '\n', '\r'], "");
+                facts.backgrounds.extend(css_urls(&css));
+                i = end;
+                continue;
+            }
+            "script" => {
+                i = find_ci(b, i, b"</script").unwrap_or(b.len());
+                continue;
+            }
+            _ => {}
+        }
+        if hidden_by_style.is_some() || attr("hidden").is_some() {
+            facts.hidden_elements += 1;
+        }
+        if VOID.contains(&name.as_str()) || html[..i].ends_with("/>") {
+            continue;
+        }
+        if stack.len() >= MAX_STACK {
+            overflow_depth += 1;
+            facts.truncated = true;
+        } else {
+            stack.push((name, ancestor_hidden || hidden_by_style.is_some() || attr("hidden").is_some()));
+        }
+    }
+    facts.skeleton = xxh3_64(skeleton.as_bytes());
+    facts
+}
+
+/// Parses attributes from `start` (just after the tag name) to the closing `>`; returns
+/// them (names lower-cased, values with entities for `&`, quotes and angle brackets decoded)
+/// and the index after `>`.
+fn attributes(html: &str, start: usize) -> (Vec<(String, String)>, usize) {
+    let b = html.as_bytes();
+    let mut out = Vec::new();
+    let mut i = start;
+    loop {
+        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
+            i += 1;
+        }
+        if i >= b.len() {
+            return (out, b.len());
+        }
+        if b[i] == b'>' {
+            return (out, i + 1);
+        }
+        let ns = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'=' | b'>' | b'/') {
+            i += 1;
+        }
+        let name = html[ns..i].to_ascii_lowercase();
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let mut value = String::new();
+        if i < b.len() && b[i] == b'=' {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            if i < b.len() && (b[i] == b'"' || b[i] == b'\'') {
+                let q = b[i];
+                let vs = i + 1;
+                let ve = memchr::memchr(q, &b[vs..]).map(|p| vs + p).unwrap_or(b.len());
+                value = decode_entities(&html[vs..ve]);
+                i = (ve + 1).min(b.len());
+            } else {
+                let vs = i;
+                while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'>' {
+                    i += 1;
+                }
+                value = decode_entities(&html[vs..i]);
+            }
+        }
+        if out.len() < 64 && !name.is_empty() {
+            out.push((name, value));
+        }
+    }
+}
+
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    s.replace("&amp;", "&").replace("&#38;", "&").replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">")
+}
+
+fn tiny(v: &str) -> bool {
+    let v = v.trim().trim_end_matches("px");
+    v.parse::<f64>().is_ok_and(|n| (0.0..=1.0).contains(&n))
+}
+
+/// Why a compact (lower-cased, whitespace-free) inline style hides its element, if it does.
+fn style_hidden(style: &str) -> Option<&'static str> {
+    if style.is_empty() {
+        return None;
+    }
+    if style.contains("display:none") {
+        return Some("display:none");
+    }
+    if style.contains("visibility:hidden") {
+        return Some("visibility:hidden");
+    }
+    if let Some(p) = style.find("opacity:") {
+        let v: String = style[p + 8..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        if v.parse::<f64>().is_ok_and(|o| o < 0.05) {
+            return Some("opacity:0");
+        }
+    }
+    if style.contains("max-height:0") || style.contains("max-width:0") {
+        return Some("max size 0");
+    }
+    for key in ["left:-", "top:-", "text-indent:-"] {
+        if let Some(p) = style.find(key) {
+            let v: String = style[p + key.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
+            if v.parse::<u64>().is_ok_and(|n| n >= 500) {
+                return Some("positioned off-screen");
+            }
+        }
+    }
+    None
+}
+
+fn style_size_tiny(style: &str, key: &str) -> bool {
+    let mut from = 0;
+    while let Some(p) = style[from..].find(key) {
+        let at = from + p;
+        // `max-width:` and `min-width:` are other properties.
+        let standalone = at == 0 || matches!(style.as_bytes()[at - 1], b';' | b'{' | b'"');
+        let v: String = style[at + key.len()..].chars().take_while(|c| *c != ';' && *c != '}').collect();
+        if standalone && tiny(&v) {
+            return true;
+        }
+        from = at + key.len();
+    }
+    false
+}
+
+/// URLs inside `url(...)` in compact CSS, where the declaration is a background.
+fn css_urls(css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(p) = css[from..].find("url(") {
+        let at = from + p;
+        let decl_start = css[..at].rfind([';', '{', '"']).map(|i| i + 1).unwrap_or(0);
+        let end = css[at..].find(')').map(|e| at + e).unwrap_or(css.len());
+        if css[decl_start..at].starts_with("background") {
+            let u = css[at + 4..end].trim_matches(['"', '\'']);
+            if !u.is_empty() && out.len() < 64 {
+                out.push(u.to_string());
+            }
+        }
+        from = (end + 1).min(css.len());
+        if from >= css.len() {
+            break;
+        }
+    }
+    out
+}
+
+fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(b.get(from..)?, needle).map(|p| from + p)
+}
+
+fn find_ci(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let mut i = from;
+    while let Some(p) = memchr::memchr(b'<', b.get(i..)?) {
+        let at = i + p;
+        if b.len() >= at + needle.len() && b[at..at + needle.len()].eq_ignore_ascii_case(needle) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_and_hidden_images() {
+        let f = scan(r#"<p>Hi</p><img src="https://t.example/o/abc.gif" width="1" height="1" alt=""><img src=a.png style="display: none"><img src="logo.png" width="120" height="40" alt="Logo">"#);
+        assert_eq!(f.images.len(), 3);
+        assert_eq!(f.images[0].hidden, vec!["width 0–1", "height 0–1"]);
+        assert!(f.images[0].alt_empty);
+        assert_eq!(f.images[1].hidden, vec!["display:none"]);
+        assert!(f.images[2].hidden.is_empty());
+    }
+
+    #[test]
+    fn css_sizes_hidden_ancestors_and_backgrounds() {
+        let f = scan(r#"<div style="visibility:hidden"><span><img src="x"></span></div><img src="y"><img src=z style="width:1px;height:1px;max-width:600px"><td style="background-image: url('https://t.example/bg/123')"></td><style>.a{background:url(https://t.example/css.png)}</style>"#);
+        assert_eq!(f.images[0].hidden, vec!["inside a hidden element"]);
+        assert!(f.images[1].hidden.is_empty(), "a closed hidden div stops hiding");
+        assert_eq!(f.images[2].hidden, vec!["CSS width 0–1", "CSS height 0–1"]);
+        assert_eq!(f.backgrounds, vec!["https://t.example/bg/123", "https://t.example/css.png"]);
+        assert_eq!(f.hidden_elements, 1);
+    }
+
+    #[test]
+    fn links_entities_and_skeleton() {
+        let a = scan(r#"<a href="https://x.example/r?u=1&amp;t=2">read</a>"#);
+        let b = scan(r#"<a href="https://y.example/other">other text</a>"#);
+        assert_eq!(a.links, vec!["https://x.example/r?u=1&t=2"]);
+        assert_eq!(a.skeleton, b.skeleton, "skeleton ignores values and text");
+        assert_ne!(a.skeleton, scan("<p><a href=x>y</a></p>").skeleton);
+    }
+
+    #[test]
+    fn hostile_nesting_is_bounded() {
+        let deep = "<div>".repeat(200_000);
+        let f = scan(&deep);
+        assert!(f.truncated);
+        let unclosed = format!("<img src=\"{}", "a".repeat(1000));
+        let f = scan(&unclosed);
+        assert_eq!(f.images.len(), 1);
+        let _ = scan("<<<<>>>></ <a <img src=>");
+    }
+}

@@ -1,0 +1,564 @@
+//! Finds reconnaissance mail campaigns — hidden beacons, impersonated journalists and
+//! outlets, look-alike domains, mass-mailing infrastructure — names every targeted member
+//! and grades each recipient received / opened / clicked / compromised against the
+//! institution's logs.
+//!
+//! Data flow: [`portcullis_mailbox`] reads files into bounded messages → [`analyse`] (in
+//! parallel: beacons, impersonation, bulk headers; bodies dropped) → de-duplication by
+//! Message-ID → [`campaign`] (novelty in time order, protected recipients, clustering,
+//! campaign signals, severity) → [`grade`] (logs read by the hunt readers) → [`Report`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use portcullis_event::Timestamp;
+use portcullis_mailbox::{FileKind, Location};
+use rayon::prelude::*;
+use serde::Serialize;
+use xxhash_rust::xxh3::xxh3_64;
+
+pub mod analyse;
+pub mod campaign;
+pub mod domain;
+pub mod grade;
+pub mod html;
+pub mod members;
+pub mod url;
+
+pub use analyse::{Analysed, Analyser, Signal};
+pub use campaign::Severity;
+pub use domain::Lists;
+pub use grade::{Coverage, Evidence, Grade};
+pub use members::Members;
+
+/// What to look for and where.
+pub struct Options {
+    pub members: Members,
+    pub lists: Lists,
+    /// The institution's own domains; inferred from the recipients when empty.
+    pub internal_domains: Vec<String>,
+    /// Logs to grade recipients with.
+    pub logs: Vec<PathBuf>,
+    pub threads: usize,
+    /// Only read and parse (benchmark baseline).
+    pub parse_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { members: Members::default(), lists: Lists::builtin(), internal_domains: Vec::new(), logs: Vec::new(), threads: 0, parse_only: false }
+    }
+}
+
+/// A sender account of a campaign.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sender {
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub messages: usize,
+}
+
+/// One recipient of a campaign and how far the campaign got with them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recipient {
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    pub grade: Grade,
+    pub messages: usize,
+    pub first_received: Option<String>,
+    pub evidence: Vec<Evidence>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A signal as it appears across a campaign's messages.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignalSummary {
+    pub analyser: Analyser,
+    pub score: u8,
+    pub what: String,
+    pub messages: usize,
+}
+
+/// An indicator the campaign leaves, for sharing and for hunting elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Ioc {
+    /// `domain`, `ipv4`/`ipv6`, `email`, `url_template`, `sha256`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// A campaign: messages sharing infrastructure, template or skeleton.
+#[derive(Clone, Debug, Serialize)]
+pub struct Campaign {
+    pub kind: &'static str,
+    pub id: String,
+    pub severity: Severity,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub messages: usize,
+    pub senders: Vec<Sender>,
+    pub domains: Vec<String>,
+    pub sending_ips: Vec<String>,
+    pub relays: Vec<String>,
+    pub url_templates: Vec<String>,
+    pub subjects: Vec<String>,
+    pub members_targeted: usize,
+    pub recipients: Vec<Recipient>,
+    pub grades: BTreeMap<&'static str, usize>,
+    pub signals: Vec<SignalSummary>,
+    pub iocs: Vec<Ioc>,
+    /// What the supplied logs allow to be said about opens, clicks and compromise.
+    pub assessment: String,
+    /// Where to read examples of its messages.
+    pub examples: Vec<String>,
+}
+
+/// One mail file read.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileReport {
+    pub path: String,
+    pub kind: &'static str,
+    pub bytes: u64,
+    pub messages: usize,
+    pub unreadable: usize,
+}
+
+/// Everything a run found.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub files: Vec<FileReport>,
+    pub bytes: u64,
+    pub messages: usize,
+    /// Copies of a message already seen (same Message-ID), merged.
+    pub duplicates: usize,
+    /// Messages that could not be read at all: where and why (first 100) and how many.
+    pub unreadable: Vec<String>,
+    pub unreadable_count: usize,
+    /// Decoding problems met, by kind (broken base64, unknown charset…).
+    pub problems: BTreeMap<&'static str, u64>,
+    pub internal_domains: Vec<String>,
+    pub members_loaded: usize,
+    /// Messages by severity.
+    pub severities: BTreeMap<&'static str, usize>,
+    pub campaigns: Vec<Campaign>,
+    pub coverage: Option<Coverage>,
+    pub errors: Vec<String>,
+}
+
+const BATCH_BYTES: usize = 16 << 20;
+
+/// Reads, analyses and grades.
+pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -> Report {
+    let mut report = Report { members_loaded: opts.members.count, ..Report::default() };
+    let (mut files, errors) = portcullis_mailbox::collect_files(paths);
+    report.errors.extend(errors.into_iter().map(|(_, e)| e));
+    // Largest first, so one big mailbox does not start last.
+    files.sort_by_key(|f| std::cmp::Reverse(std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)));
+    let done = AtomicU64::new(0);
+    let unreadable = Mutex::new((Vec::<String>::new(), 0usize));
+    let ctx_lists = &opts.lists;
+    let ctx = analyse::Context { lists: ctx_lists.clone(), internal: opts.internal_domains.iter().map(|d| url::registrable(&d.to_ascii_lowercase()).to_string()).collect() };
+    let per_file: Vec<(Option<FileReport>, Vec<Analysed>, Vec<&'static str>, Option<String>)> = files
+        .par_iter()
+        .map(|path| {
+            let mut out = Vec::new();
+            let mut problems = Vec::new();
+            let mut batch: Vec<(Location, Vec<u8>)> = Vec::new();
+            let mut batch_bytes = 0usize;
+            let mut bad = 0usize;
+            let flush = |batch: &mut Vec<(Location, Vec<u8>)>, out: &mut Vec<Analysed>, problems: &mut Vec<&'static str>, bad: &mut usize| {
+                let results: Vec<Result<Analysed, (Location, String)>> = std::mem::take(batch)
+                    .into_par_iter()
+                    .map(|(loc, raw)| {
+                        let mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
+                        if opts.parse_only {
+                            return Ok(Analysed::placeholder(loc, mail.problems));
+                        }
+                        let a = analyse::analyse(mail, loc, xxh3_64(&raw), &ctx);
+                        Ok(slim(a))
+                    })
+                    .collect();
+                for r in results {
+                    match r {
+                        Ok(a) => {
+                            problems.extend(a.problems.iter().copied());
+                            if !opts.parse_only {
+                                out.push(a);
+                            }
+                        }
+                        Err((loc, why)) => {
+                            *bad += 1;
+                            let mut u = unreadable.lock().unwrap_or_else(|p| p.into_inner());
+                            u.1 += 1;
+                            if u.0.len() < 100 {
+                                u.0.push(format!("{loc}: {why}"));
+                            }
+                        }
+                    }
+                }
+            };
+            let result = portcullis_mailbox::read_file(path, |loc, bytes| {
+                batch_bytes += bytes.len();
+                batch.push((loc, bytes.to_vec()));
+                if batch_bytes >= BATCH_BYTES {
+                    flush(&mut batch, &mut out, &mut problems, &mut bad);
+                    batch_bytes = 0;
+                }
+            });
+            flush(&mut batch, &mut out, &mut problems, &mut bad);
+            let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            progress(done.fetch_add(bytes, Ordering::Relaxed) + bytes);
+            match result {
+                Ok(s) => {
+                    if !s.skipped.is_empty() {
+                        let mut u = unreadable.lock().unwrap_or_else(|p| p.into_inner());
+                        u.1 += s.skipped.len();
+                        for (loc, why) in &s.skipped {
+                            if u.0.len() < 100 {
+                                u.0.push(format!("{loc}: {why}"));
+                            }
+                        }
+                    }
+                    if s.long_lines > 0 {
+                        problems.push("lines over 1 MiB dropped");
+                    }
+                    let kind = match s.kind {
+                        FileKind::Eml => "eml",
+                        FileKind::Mbox => "mbox",
+                        FileKind::NotMail => return (None, out, problems, None),
+                    };
+                    let fr = FileReport { path: path.display().to_string(), kind, bytes: s.bytes, messages: s.messages, unreadable: bad + s.skipped.len() };
+                    (Some(fr), out, problems, None)
+                }
+                Err(e) => (None, out, problems, Some(format!("{}: {e}", path.display()))),
+            }
+        })
+        .collect();
+    let mut messages: Vec<Analysed> = Vec::new();
+    for (fr, msgs, problems, err) in per_file {
+        if let Some(fr) = fr {
+            report.bytes += fr.bytes;
+            report.files.push(fr);
+        }
+        messages.extend(msgs);
+        for p in problems {
+            *report.problems.entry(p).or_default() += 1;
+        }
+        report.errors.extend(err);
+    }
+    let u = unreadable.into_inner().unwrap_or_else(|p| p.into_inner());
+    report.unreadable = u.0;
+    report.unreadable_count = u.1;
+    report.unreadable.sort();
+    report.files.sort_by(|a, b| a.path.cmp(&b.path));
+    report.messages = report.files.iter().map(|f| f.messages).sum::<usize>() - report.unreadable_count.min(report.files.iter().map(|f| f.messages).sum());
+    if opts.parse_only {
+        return report;
+    }
+
+    // The same message from several exports (journal, mailbox, user report) is one message.
+    messages.sort_by(|a, b| a.message_id.cmp(&b.message_id).then_with(|| a.location.cmp(&b.location)));
+    let mut merged: Vec<Analysed> = Vec::with_capacity(messages.len());
+    for m in messages {
+        match merged.last_mut() {
+            Some(last) if last.message_id == m.message_id => {
+                report.duplicates += 1;
+                for r in m.recipients {
+                    if !last.recipients.contains(&r) {
+                        last.recipients.push(r);
+                    }
+                }
+            }
+            _ => merged.push(m),
+        }
+    }
+    let mut messages = merged;
+
+    let mut ctx = ctx;
+    if ctx.internal.is_empty() {
+        ctx.internal = infer_internal(&messages);
+    }
+    report.internal_domains = ctx.internal.clone();
+    // Internal senders were analysed before their domain was known: their signals go.
+    for m in messages.iter_mut() {
+        if ctx.is_internal(m.from_domain()) {
+            m.signals.retain(|s| s.analyser != Analyser::Impersonation);
+        }
+    }
+    campaign::novelty(&mut messages, &ctx);
+    campaign::targeting(&mut messages, &opts.members);
+    let groups = campaign::cluster(&messages, &ctx);
+    for g in &groups {
+        campaign::cluster_signals(&mut messages, g);
+    }
+    for m in &messages {
+        *report.severities.entry(campaign::message_severity(m).as_str()).or_default() += 1;
+    }
+    let mut campaigns: Vec<Campaign> = groups.iter().map(|g| build_campaign(&messages, g, &opts.members)).collect();
+
+    if !opts.logs.is_empty() {
+        let keys: Vec<grade::CampaignKeys> = groups.iter().map(|g| campaign_keys(&messages, g)).collect();
+        let (graded, coverage) = grade::grade(&keys, &opts.logs, if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads });
+        for (c, g) in campaigns.iter_mut().zip(graded) {
+            apply_grades(c, g);
+        }
+        report.coverage = Some(coverage);
+    } else {
+        for c in campaigns.iter_mut() {
+            c.assessment = "no logs supplied (--logs): every recipient is graded 'received'; opens, clicks and compromise were not assessed".into();
+        }
+    }
+    campaigns.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.members_targeted.cmp(&a.members_targeted)).then(b.messages.cmp(&a.messages)).then(a.id.cmp(&b.id)));
+    report.campaigns = campaigns;
+    report
+}
+
+impl Analysed {
+    fn placeholder(location: Location, problems: Vec<&'static str>) -> Analysed {
+        Analysed {
+            location,
+            message_id: String::new(),
+            date: None,
+            from: None,
+            reply_to: Vec::new(),
+            return_path: None,
+            recipients: Vec::new(),
+            subject: String::new(),
+            sending_ip: None,
+            sending_host: None,
+            dkim_domains: Vec::new(),
+            x_mailer: None,
+            bulk_relay: None,
+            list_mail: false,
+            automatic: false,
+            read_receipt: false,
+            urls: Vec::new(),
+            skeleton: None,
+            attachments: Vec::new(),
+            signals: Vec::new(),
+            problems,
+            size: 0,
+        }
+    }
+}
+
+/// Drops what only campaign candidates need, to keep a large corpus small in memory.
+fn slim(mut a: Analysed) -> Analysed {
+    if a.score(Analyser::Beacon) == 0 && a.score(Analyser::Impersonation) < 2 {
+        a.urls = Vec::new();
+        a.attachments = Vec::new();
+    }
+    a
+}
+
+/// The domain most messages are addressed to is the institution's own.
+fn infer_internal(messages: &[Analysed]) -> Vec<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for m in messages {
+        let mut seen = BTreeSet::new();
+        for r in &m.recipients {
+            seen.insert(url::registrable(r.rsplit('@').next().unwrap_or("")));
+        }
+        for d in seen {
+            *counts.entry(d).or_default() += 1;
+        }
+    }
+    counts.into_iter().filter(|(d, _)| !d.is_empty()).max_by_key(|(d, n)| (*n, std::cmp::Reverse(*d))).map(|(d, _)| vec![d.to_string()]).unwrap_or_default()
+}
+
+fn ts(t: Option<i64>) -> Option<String> {
+    t.map(|t| Timestamp(t).to_string())
+}
+
+fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> Campaign {
+    let ms: Vec<&Analysed> = group.iter().map(|&i| &messages[i]).collect();
+    let dates: Vec<i64> = ms.iter().filter_map(|m| m.date.map(|d| d.0)).collect();
+    let mut senders: BTreeMap<String, Sender> = BTreeMap::new();
+    let mut domains = BTreeSet::new();
+    let mut ips = BTreeSet::new();
+    let mut relays = BTreeSet::new();
+    let mut templates: BTreeMap<String, usize> = BTreeMap::new();
+    let mut subjects: BTreeMap<String, usize> = BTreeMap::new();
+    let mut recipients: BTreeMap<String, (usize, Option<i64>)> = BTreeMap::new();
+    let mut signals: BTreeMap<(Analyser, String), (u8, usize)> = BTreeMap::new();
+    let mut iocs = BTreeSet::new();
+    let mut severity = Severity::Informational;
+    for m in &ms {
+        severity = severity.max(campaign::message_severity(m));
+        if let Some(f) = &m.from {
+            let s = senders.entry(f.address.clone()).or_insert(Sender { address: f.address.clone(), name: f.name.clone(), messages: 0 });
+            s.messages += 1;
+            domains.insert(url::registrable(f.domain()).to_string());
+            iocs.insert(Ioc { kind: "email", value: f.address.clone() });
+            iocs.insert(Ioc { kind: "domain", value: url::registrable(f.domain()).to_string() });
+        }
+        for r in &m.reply_to {
+            iocs.insert(Ioc { kind: "email", value: r.clone() });
+        }
+        if let Some(ip) = m.sending_ip {
+            ips.insert(ip.to_string());
+            if m.bulk_relay.is_none() {
+                iocs.insert(Ioc { kind: if ip.is_ipv4() { "ipv4" } else { "ipv6" }, value: ip.to_string() });
+            }
+        }
+        relays.extend(m.bulk_relay.clone());
+        for u in &m.urls {
+            *templates.entry(u.template.clone()).or_default() += 1;
+            domains.insert(url::registrable(&u.host).to_string());
+            if !u.beacon && u.tokens.is_empty() {
+                continue;
+            }
+            iocs.insert(Ioc { kind: "domain", value: u.host.clone() });
+            iocs.insert(Ioc { kind: "url_template", value: u.template.clone() });
+        }
+        for a in &m.attachments {
+            iocs.insert(Ioc { kind: "sha256", value: a.sha256.clone() });
+        }
+        *subjects.entry(m.subject.clone()).or_default() += 1;
+        for r in &m.recipients {
+            let e = recipients.entry(r.clone()).or_insert((0, None));
+            e.0 += 1;
+            if let Some(d) = m.date {
+                e.1 = Some(e.1.map_or(d.0, |x: i64| x.min(d.0)));
+            }
+        }
+        for s in &m.signals {
+            let e = signals.entry((s.analyser, s.what.clone())).or_insert((s.score, 0));
+            e.1 += 1;
+        }
+    }
+    let mut templates: Vec<(String, usize)> = templates.into_iter().collect();
+    templates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut subjects: Vec<(String, usize)> = subjects.into_iter().collect();
+    subjects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    // Per-message signal texts vary (names, counts); keep the most frequent per analyser.
+    let mut signals: Vec<SignalSummary> =
+        signals.into_iter().map(|((analyser, what), (score, messages))| SignalSummary { analyser, score, what, messages }).collect();
+    signals.sort_by(|a, b| a.analyser.cmp(&b.analyser).then(b.messages.cmp(&a.messages)).then(a.what.cmp(&b.what)));
+    let mut per: HashMap<Analyser, usize> = HashMap::new();
+    signals.retain(|s| {
+        let n = per.entry(s.analyser).or_default();
+        *n += 1;
+        *n <= 4
+    });
+    let recipients: Vec<Recipient> = recipients
+        .into_iter()
+        .map(|(address, (messages, first))| Recipient {
+            member: members.name_of(&address).map(String::from),
+            address,
+            grade: Grade::Received,
+            messages,
+            first_received: ts(first),
+            evidence: Vec::new(),
+            notes: Vec::new(),
+        })
+        .collect();
+    let members_targeted = recipients.iter().filter(|r| r.member.is_some()).count();
+    let mut examples: Vec<String> = ms.iter().take(3).map(|m| m.location.to_string()).collect();
+    examples.sort();
+    let mut c = Campaign {
+        kind: "campaign",
+        id: campaign::campaign_id(messages, group),
+        severity,
+        first_seen: ts(dates.iter().min().copied()),
+        last_seen: ts(dates.iter().max().copied()),
+        messages: ms.len(),
+        senders: senders.into_values().collect(),
+        domains: domains.into_iter().filter(|d| !d.is_empty()).collect(),
+        sending_ips: ips.into_iter().collect(),
+        relays: relays.into_iter().collect(),
+        url_templates: templates.into_iter().take(10).map(|(t, _)| t).collect(),
+        subjects: subjects.into_iter().take(5).map(|(s, _)| s).collect(),
+        members_targeted,
+        recipients,
+        grades: BTreeMap::new(),
+        signals,
+        iocs: iocs.into_iter().collect(),
+        assessment: String::new(),
+        examples,
+    };
+    count_grades(&mut c);
+    c
+}
+
+fn count_grades(c: &mut Campaign) {
+    c.grades.clear();
+    for r in &c.recipients {
+        *c.grades.entry(r.grade.as_str()).or_default() += 1;
+    }
+}
+
+fn campaign_keys(messages: &[Analysed], group: &[usize]) -> grade::CampaignKeys {
+    let mut k = grade::CampaignKeys {
+        beacon_hosts: Vec::new(),
+        link_hosts: Vec::new(),
+        tokens: HashMap::new(),
+        recipients: Vec::new(),
+        first_sent: HashMap::new(),
+        infra_ips: Default::default(),
+        first_seen: i64::MAX,
+        last_seen: i64::MIN,
+    };
+    let mut rset = BTreeSet::new();
+    for &i in group {
+        let m = &messages[i];
+        if let Some(d) = m.date {
+            k.first_seen = k.first_seen.min(d.0);
+            k.last_seen = k.last_seen.max(d.0);
+        }
+        if let Some(ip) = m.sending_ip
+            && m.bulk_relay.is_none()
+        {
+            k.infra_ips.insert(ip.to_string());
+        }
+        for r in &m.recipients {
+            rset.insert(r.clone());
+            let t = m.date.map(|d| d.0).unwrap_or(i64::MIN);
+            let e = k.first_sent.entry(r.clone()).or_insert(t);
+            *e = (*e).min(t);
+        }
+        for u in &m.urls {
+            let hosts = if u.beacon { &mut k.beacon_hosts } else { &mut k.link_hosts };
+            if !hosts.contains(&u.host) {
+                hosts.push(u.host.clone());
+            }
+            // A token is only a recipient's when the message had one recipient.
+            if m.recipients.len() == 1 {
+                for t in &u.tokens {
+                    if t.len() >= 6 {
+                        k.tokens.insert(t.clone(), (m.recipients[0].clone(), u.beacon));
+                    }
+                }
+            }
+        }
+    }
+    if k.first_seen == i64::MAX {
+        k.first_seen = i64::MIN;
+        k.last_seen = i64::MAX;
+    }
+    k.recipients = rset.into_iter().collect();
+    k
+}
+
+fn apply_grades(c: &mut Campaign, g: grade::Graded) {
+    for r in c.recipients.iter_mut() {
+        r.grade = g.grades.get(&r.address).copied().unwrap_or(Grade::Received);
+        r.evidence = g.evidence.get(&r.address).cloned().unwrap_or_default();
+        r.notes = g.notes.get(&r.address).cloned().unwrap_or_default();
+    }
+    if c.recipients.iter().any(|r| r.grade == Grade::Compromised) {
+        c.severity = Severity::Critical;
+    }
+    let mut a = g.statement;
+    if g.unattributed_count > 0 {
+        a.push_str(&format!("; {} fetch(es) of campaign hosts name no recipient (e.g. DNS lookups)", g.unattributed_count));
+    }
+    c.assessment = a;
+    count_grades(c);
+}

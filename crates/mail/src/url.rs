@@ -1,0 +1,334 @@
+//! URLs as beacon analysis sees them: host, registrable domain, tracking paths, per-recipient
+//! tokens, a template with the tokens blanked (one template × N tokens is a campaign), and
+//! redirector targets.
+
+/// A parsed http(s) URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub host: String,
+    pub path: String,
+    pub query: String,
+}
+
+/// Parses `http://`, `https://` and scheme-relative `//` URLs; anything else is None.
+pub fn parse(raw: &str) -> Option<Url> {
+    let s = raw.trim();
+    let rest = if let Some(r) = strip_prefix_ci(s, "https://").or_else(|| strip_prefix_ci(s, "http://")) {
+        r
+    } else {
+        s.strip_prefix("//")?
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host_port = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let host = if host_port.starts_with('[') {
+        host_port.split(']').next().unwrap_or("").trim_start_matches('[')
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() || host.len() > 253 {
+        return None;
+    }
+    let tail = &rest[end..];
+    let tail = tail.split('#').next().unwrap_or("");
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    Some(Url { host, path: if path.is_empty() { "/".into() } else { path.to_string() }, query: query.to_string() })
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, p: &str) -> Option<&'a str> {
+    (s.len() >= p.len() && s.is_char_boundary(p.len()) && s[..p.len()].eq_ignore_ascii_case(p)).then(|| &s[p.len()..])
+}
+
+/// Two-label public suffixes common in the mail this tool sees; enough to name the
+/// registrable domain without shipping the whole Public Suffix List.
+const TWO_LABEL_SUFFIXES: &[&str] = &[
+    "co.uk", "org.uk", "ac.uk", "gov.uk", "ltd.uk", "plc.uk", "me.uk", "net.uk", "sch.uk", "nhs.uk", "police.uk", "parliament.uk",
+    "com.au", "net.au", "org.au", "gov.au", "co.nz", "org.nz", "co.jp", "ne.jp", "or.jp", "com.cn", "net.cn", "org.cn", "gov.cn",
+    "com.hk", "com.tw", "com.sg", "co.in", "co.kr", "com.br", "co.za", "com.mx", "com.tr", "com.ru", "eu.com", "co.il",
+];
+
+/// `mail.news.bbc.co.uk` → `bbc.co.uk`.
+pub fn registrable(host: &str) -> &str {
+    let host = host.trim_end_matches('.');
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return host;
+    }
+    let labels: Vec<usize> = std::iter::once(0).chain(host.match_indices('.').map(|(i, _)| i + 1)).collect();
+    let n = labels.len();
+    if n <= 2 {
+        return host;
+    }
+    let last_two = &host[labels[n - 2]..];
+    let take = if TWO_LABEL_SUFFIXES.contains(&last_two) { 3 } else { 2 };
+    &host[labels[n - take.min(n)]..]
+}
+
+/// The label that names the owner: `bbc` in `news.bbc.co.uk`.
+pub fn main_label(host: &str) -> &str {
+    registrable(host).split('.').next().unwrap_or("")
+}
+
+/// Path fragments that tracking pixels and open/click trackers use.
+const TRACKING_PATHS: &[&str] = &[
+    "/track/open", "/track/click", "/wf/open", "/wf/click", "/o/", "/open/", "/open.", "/e/o/", "/trk", "/pixel", "/beacon", "/t.gif",
+    "/ss/o/", "/trace/", "/mo/", "/imp", "/view/", "/read/", ".php", "/ls/click", "/e/c/", "/r/",
+];
+
+/// The tracking-path fragment in `path`, if any.
+pub fn tracking_path(path: &str) -> Option<&'static str> {
+    let p = path.to_ascii_lowercase();
+    TRACKING_PATHS.iter().copied().find(|t| p.contains(t))
+}
+
+/// Query keys whose short values identify a recipient.
+const ID_KEYS: &[&str] =
+    &["rid", "uid", "u", "id", "e", "r", "t", "m", "sid", "cid", "eid", "recipient", "subscriber", "upn", "email", "mail", "user", "tid", "k", "c"];
+
+/// A token in a URL and why it was taken for one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub value: String,
+    pub why: &'static str,
+}
+
+/// The tokens of `url` and its template (tokens and numbers blanked, query keys sorted).
+/// `recipients` are the message's recipient addresses, looked for plain, URL-encoded and
+/// in base64.
+pub fn tokens_and_template(url: &Url, recipients: &[String]) -> (Vec<Token>, String) {
+    let mut tokens = Vec::new();
+    let mut template = String::with_capacity(url.host.len() + url.path.len() + 16);
+    template.push_str(&url.host);
+    for seg in url.path.split('/').skip(1) {
+        template.push('/');
+        if seg.is_empty() {
+            continue;
+        }
+        // A file name keeps its extension in the template: `abc123.gif` → `{t}.gif`.
+        let (stem, ext) = match seg.rsplit_once('.') {
+            Some((s, e)) if !s.is_empty() && e.len() <= 4 && e.bytes().all(|c| c.is_ascii_alphabetic()) => (s, Some(e)),
+            _ => (seg, None),
+        };
+        match classify(stem, None, recipients) {
+            Some(why) => {
+                tokens.push(Token { value: stem.to_string(), why });
+                template.push_str("{t}");
+            }
+            None if stem.bytes().all(|c| c.is_ascii_digit()) => template.push_str("{n}"),
+            None => template.push_str(&stem.to_ascii_lowercase()),
+        }
+        if let Some(e) = ext {
+            template.push('.');
+            template.push_str(&e.to_ascii_lowercase());
+        }
+    }
+    let mut keys: Vec<&str> = Vec::new();
+    for pair in url.query.split('&').filter(|p| !p.is_empty()).take(64) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        keys.push(k);
+        if let Some(why) = classify(v, Some(k), recipients) {
+            tokens.push(Token { value: v.to_string(), why });
+        }
+    }
+    if !keys.is_empty() {
+        keys.sort_unstable();
+        keys.dedup();
+        template.push('?');
+        template.push_str(&keys.join("&").to_ascii_lowercase());
+    }
+    (tokens, template)
+}
+
+/// Why `value` (a path segment, or the value of query key `key`) is a per-recipient token.
+fn classify(value: &str, key: Option<&str>, recipients: &[String]) -> Option<&'static str> {
+    if value.len() < 4 || value.len() > 512 {
+        return None;
+    }
+    let decoded = percent_decode(value).to_ascii_lowercase();
+    for r in recipients {
+        if r.len() >= 3 && decoded.contains(r.as_str()) {
+            return Some("the recipient's address");
+        }
+    }
+    if value.len() >= 8
+        && let Some(b) = base64_decode(value)
+    {
+        let lower = String::from_utf8_lossy(&b).to_ascii_lowercase();
+        if recipients.iter().any(|r| r.len() >= 3 && lower.contains(r.as_str())) {
+            return Some("the recipient's address in base64");
+        }
+    }
+    let alnum = value.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'=' | b'%' | b'.'));
+    if !alnum {
+        return None;
+    }
+    if value.len() >= 12 && entropy(value) >= 3.0 && mixed(value) {
+        return Some("a high-entropy identifier");
+    }
+    if let Some(k) = key
+        && ID_KEYS.contains(&k.to_ascii_lowercase().as_str())
+        && (4..=64).contains(&value.len())
+        && value.bytes().any(|c| c.is_ascii_digit())
+    {
+        return Some("a short recipient id");
+    }
+    None
+}
+
+/// Letters and digits interleaved within runs (`8f3KzQ1x`), not a slug of words and a number
+/// (`uk-politics-56380123`).
+fn mixed(v: &str) -> bool {
+    let mut changes = 0;
+    let (mut upper, mut lower, mut digit) = (false, false, false);
+    for run in v.split(['-', '_', '.', '=', '%']) {
+        let mut prev: Option<bool> = None;
+        for c in run.chars() {
+            upper |= c.is_ascii_uppercase();
+            lower |= c.is_ascii_lowercase();
+            digit |= c.is_ascii_digit();
+            let d = c.is_ascii_digit();
+            if prev.is_some_and(|p| p != d) {
+                changes += 1;
+            }
+            prev = Some(d);
+        }
+    }
+    changes >= 3 || (upper && lower && digit)
+}
+
+/// Shannon entropy in bits per character.
+pub fn entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in s.bytes() {
+        counts[b as usize] += 1;
+    }
+    let n = s.len() as f64;
+    counts.iter().filter(|c| **c > 0).map(|&c| {
+        let p = c as f64 / n;
+        -p * p.log2()
+    }).sum()
+}
+
+/// The URL a redirector points at, from a query value (plain, percent-encoded or base64).
+pub fn redirect_target(url: &Url) -> Option<Url> {
+    for pair in url.query.split('&').take(64) {
+        let Some((_, v)) = pair.split_once('=') else { continue };
+        let d = percent_decode(v);
+        if let Some(u) = parse(&d).filter(|_| d.starts_with("http")) {
+            return Some(u);
+        }
+        if v.len() >= 12
+            && let Some(b) = base64_decode(v)
+            && let Ok(s) = std::str::from_utf8(&b)
+            && s.starts_with("http")
+        {
+            return parse(s);
+        }
+    }
+    None
+}
+
+pub fn percent_decode(s: &str) -> String {
+    if !s.contains('%') && !s.contains('+') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = |c: u8| (c as char).to_digit(16);
+                match (h(b[i + 1]), h(b[i + 2])) {
+                    (Some(x), Some(y)) => {
+                        out.push((x * 16 + y) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Decodes standard or URL-safe base64, padded or not; None if it is not base64.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    if s.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_names_domains() {
+        let u = parse("HTTPS://user@Img.News.BBC.co.uk:443/a/b.gif?x=1#frag").unwrap();
+        assert_eq!((u.host.as_str(), u.path.as_str(), u.query.as_str()), ("img.news.bbc.co.uk", "/a/b.gif", "x=1"));
+        assert_eq!(registrable(&u.host), "bbc.co.uk");
+        assert_eq!(registrable("t.nropnews.com"), "nropnews.com");
+        assert_eq!(main_label("mail.nropnews.com"), "nropnews");
+        assert!(parse("mailto:a@b").is_none());
+        assert!(parse("cid:logo").is_none());
+    }
+
+    #[test]
+    fn tokens_are_found_and_blanked() {
+        let rcpt = vec!["jane.doe@parliament.example".to_string()];
+        let u = parse("https://t.nropnews.com/o/8f3KzQ1x9LmP2vW7/pixel.gif?rid=a81f&n=2").unwrap();
+        let (t, tpl) = tokens_and_template(&u, &rcpt);
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!(tpl, "t.nropnews.com/o/{t}/pixel.gif?n&rid");
+        let other = parse("https://t.nropnews.com/o/Zq81LmV0xR4kT6yB/pixel.gif?rid=77c2&n=2").unwrap();
+        assert_eq!(tokens_and_template(&other, &rcpt).1, tpl);
+        // The recipient, plain and in base64.
+        let u = parse("https://x.example/open?e=jane.doe%40parliament.example").unwrap();
+        assert_eq!(tokens_and_template(&u, &rcpt).0[0].why, "the recipient's address");
+        let u = parse("https://x.example/open/amFuZS5kb2VAcGFybGlhbWVudC5leGFtcGxl").unwrap();
+        assert_eq!(tokens_and_template(&u, &rcpt).0[0].why, "the recipient's address in base64");
+        // Ordinary words are not tokens.
+        let u = parse("https://www.bbc.co.uk/news/uk-politics-56380123").unwrap();
+        let (t, tpl) = tokens_and_template(&u, &rcpt);
+        assert!(t.is_empty(), "{t:?}");
+        assert_eq!(tpl, "www.bbc.co.uk/news/uk-politics-56380123");
+    }
+
+    #[test]
+    fn tracking_paths_and_redirects() {
+        assert_eq!(tracking_path("/wf/open"), Some("/wf/open"));
+        assert_eq!(tracking_path("/news/article"), None);
+        let u = parse("https://r.example/c?url=https%3A%2F%2Fevil.example%2Flogin&x=1").unwrap();
+        assert_eq!(redirect_target(&u).unwrap().host, "evil.example");
+        let u = parse("https://r.example/c?d=aHR0cHM6Ly9ldmlsLmV4YW1wbGUvYQ").unwrap();
+        assert_eq!(redirect_target(&u).unwrap().host, "evil.example");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}
