@@ -101,6 +101,30 @@ CREATE TABLE IF NOT EXISTS exposure_totals (
     unique_electors INTEGER NOT NULL,
     record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS mail_campaigns (
+    id TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    severity TEXT NOT NULL,
+    first_seen TEXT,
+    last_seen TEXT,
+    messages INTEGER NOT NULL,
+    members_targeted INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mail_recipients (
+    campaign_id TEXT NOT NULL REFERENCES mail_campaigns(id),
+    address TEXT NOT NULL,
+    member TEXT,
+    grade TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    PRIMARY KEY (campaign_id, address)
+);
+CREATE TABLE IF NOT EXISTS iocs (
+    source TEXT NOT NULL,
+    type TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (source, type, value)
+);
 ";
 
 /// An open case file.
@@ -309,6 +333,54 @@ impl Case {
             "INSERT OR REPLACE INTO exposure_totals (run_id, unique_electors, record) VALUES (?1, ?2, ?3)",
             params![self.run_id, total["unique_electors"].as_i64().unwrap_or(0), total.to_string()],
         )?;
+        tx.execute("UPDATE runs SET finished = ?1, status = 'complete' WHERE id = ?2", params![now(), self.run_id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a `mail` run: each campaign (the `campaign` JSON record), its recipients with
+    /// their grades and evidence, and its indicators (source `campaign:<id>`). A campaign seen
+    /// again replaces its earlier rows.
+    pub fn record_mail(&mut self, campaigns: &[serde_json::Value]) -> Result<(), CaseError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut camp = tx.prepare(
+                "INSERT OR REPLACE INTO mail_campaigns (id, run_id, severity, first_seen, last_seen, messages, members_targeted, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut clear = tx.prepare("DELETE FROM mail_recipients WHERE campaign_id = ?1")?;
+            let mut rcpt = tx.prepare(
+                "INSERT OR REPLACE INTO mail_recipients (campaign_id, address, member, grade, evidence) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut ioc = tx.prepare("INSERT OR IGNORE INTO iocs (source, type, value) VALUES (?1, ?2, ?3)")?;
+            for c in campaigns {
+                let id = c["id"].as_str().unwrap_or("");
+                camp.execute(params![
+                    id,
+                    self.run_id,
+                    c["severity"].as_str().unwrap_or(""),
+                    c["first_seen"].as_str(),
+                    c["last_seen"].as_str(),
+                    c["messages"].as_i64().unwrap_or(0),
+                    c["members_targeted"].as_i64().unwrap_or(0),
+                    c.to_string(),
+                ])?;
+                clear.execute(params![id])?;
+                for r in c["recipients"].as_array().into_iter().flatten() {
+                    rcpt.execute(params![
+                        id,
+                        r["address"].as_str().unwrap_or(""),
+                        r["member"].as_str(),
+                        r["grade"].as_str().unwrap_or(""),
+                        r["evidence"].to_string(),
+                    ])?;
+                }
+                let source = format!("campaign:{id}");
+                for i in c["iocs"].as_array().into_iter().flatten() {
+                    ioc.execute(params![source, i["type"].as_str().unwrap_or(""), i["value"].as_str().unwrap_or("")])?;
+                }
+            }
+        }
         tx.execute("UPDATE runs SET finished = ?1, status = 'complete' WHERE id = ?2", params![now(), self.run_id])?;
         tx.commit()?;
         Ok(())

@@ -500,6 +500,23 @@ pub fn simulate(a: SimulateArgs) -> Result<u8, Fatal> {
     }
     let started = Instant::now();
     let cfg = portcullis_simulate::Config { seed: a.seed, scale: a.scale, registers_only: a.registers_only };
+    if matches!(a.scenario, crate::Scenario::Parliament) {
+        let truth = portcullis_simulate::parliament(&cfg, a.members_targeted, &a.out).map_err(|e| Fatal(format!("{}: {e}", a.out.display())))?;
+        let bytes: u64 = truth.files.iter().map(|f| f.bytes).sum();
+        let mail = truth.benign_mail.as_ref().and_then(|b| b["messages"].as_u64()).unwrap_or(0);
+        let planted = truth.mail_campaigns.first().and_then(|c| c["messages"].as_u64()).unwrap_or(0);
+        println!(
+            "Wrote {} benign messages and a planted {}-message campaign under {}/Mail, {} log files ({}) under Logs/, members.csv and truth.json in {:.1}s.",
+            mail,
+            planted,
+            a.out.display(),
+            truth.files.len(),
+            portcullis_output::human_bytes(bytes),
+            started.elapsed().as_secs_f64(),
+        );
+        println!("Try: portcullis mail {0}/Mail --members {0}/members.csv --logs {0}/Logs", a.out.display());
+        return Ok(EXIT_OK);
+    }
     let truth = portcullis_simulate::electoral_commission(&cfg, &a.out).map_err(|e| Fatal(format!("{}: {e}", a.out.display())))?;
     let bytes: u64 = truth.files.iter().map(|f| f.bytes).sum();
     println!(

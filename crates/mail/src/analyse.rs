@@ -367,16 +367,33 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
     }
 }
 
-/// Whether a display name (as a confusable skeleton) names `identity`: every word of the
-/// identity's name, whole-word for short names.
+/// Whether a display name (as a confusable skeleton) names `identity`: its words appear
+/// together within one part of the name (parts split at `,()|/-`); a name starting "The"
+/// (The Times) must start its part or follow "the", so "Financial Times" is not The Times.
 fn names_identity(display_sk: &str, identity: &str) -> bool {
-    let words: Vec<String> = display_sk.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect();
-    let name_words: Vec<String> = skeleton(identity)
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty() && *w != "the")
-        .map(str::to_string)
-        .collect();
-    !name_words.is_empty() && name_words.iter().all(|n| words.iter().any(|w| w == n))
+    let mut name_words: Vec<String> =
+        skeleton(identity).split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect();
+    let needs_the = name_words.first().is_some_and(|w| w == "the");
+    if needs_the {
+        name_words.remove(0);
+    }
+    if name_words.is_empty() {
+        return false;
+    }
+    for part in display_sk.split([',', '(', ')', '|', '/', '-', '<', '>', '[', ']']) {
+        let words: Vec<&str> = part.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+        if words.len() < name_words.len() {
+            continue;
+        }
+        for i in 0..=words.len() - name_words.len() {
+            if words[i..i + name_words.len()].iter().zip(&name_words).all(|(a, b)| *a == b.as_str())
+                && (!needs_the || i == 0 || words[i - 1] == "the")
+            {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 pub fn clip(s: &str, max: usize) -> String {

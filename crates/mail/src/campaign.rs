@@ -77,7 +77,7 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
         }
         let new_to: usize = m.recipients.iter().filter(|r| !pairs.contains(&((*r).clone(), from.clone()))).count();
         if new_to > 0 && new_to == m.recipients.len() {
-            signals.push(Signal { analyser: Analyser::Novelty, score: 1, what: format!("first mail from {from} to its recipients") });
+            signals.push(Signal { analyser: Analyser::Novelty, score: 1, what: "first mail from this sender to its recipients".into() });
         }
         for r in &m.recipients {
             pairs.insert((r.clone(), from.clone()));
@@ -91,17 +91,16 @@ pub fn targeting(messages: &mut [Analysed], members: &Members) {
     for m in messages.iter_mut() {
         let names: BTreeSet<&str> = m.recipients.iter().filter_map(|r| members.name_of(r)).collect();
         if !names.is_empty() {
-            let list: Vec<&str> = names.iter().take(3).copied().collect();
-            let more = if names.len() > 3 { format!(" and {} more", names.len() - 3) } else { String::new() };
-            let what = format!("sent to {} protected member(s): {}{more}", names.len(), list.join(", "));
+            let what = if names.len() == 1 { "sent to a protected member".to_string() } else { format!("sent to {} protected members", names.len()) };
             m.signals.push(Signal { analyser: Analyser::Targeting, score: 1, what });
         }
     }
 }
 
-/// Whether a message takes part in campaign finding.
+/// Whether a message takes part in campaign finding. A read-receipt pixel in a person's
+/// mail is their own choice, not a campaign.
 fn candidate(m: &Analysed) -> bool {
-    m.score(Analyser::Beacon) > 0 || m.score(Analyser::Impersonation) >= 2
+    (m.score(Analyser::Beacon) > 0 && !m.read_receipt) || m.score(Analyser::Impersonation) >= 2
 }
 
 struct UnionFind(Vec<usize>);
@@ -141,7 +140,12 @@ pub fn cluster(messages: &[Analysed], ctx: &Context) -> Vec<Vec<usize>> {
             }
         }
         if let Some(s) = m.skeleton {
-            let infra = m.bulk_relay.clone().or(m.sending_ip.map(|ip| ip.to_string())).unwrap_or_else(|| from_reg.clone());
+            // A mass-mailing service's customers share its templates' skeletons too.
+            let infra = match (&m.bulk_relay, m.sending_ip) {
+                (Some(relay), _) => format!("{relay}|{from_reg}"),
+                (None, Some(ip)) => ip.to_string(),
+                (None, None) => from_reg.clone(),
+            };
             keys.push(format!("skel:{s:x}|{infra}"));
         }
         if own_domain {

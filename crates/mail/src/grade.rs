@@ -51,8 +51,8 @@ pub struct CampaignKeys {
     /// Hosts of its beacons (opens) and tokened links (clicks).
     pub beacon_hosts: Vec<String>,
     pub link_hosts: Vec<String>,
-    /// Token → (recipient, is a beacon).
-    pub tokens: HashMap<String, (String, bool)>,
+    /// Token → recipient.
+    pub tokens: HashMap<String, String>,
     pub recipients: Vec<String>,
     /// When each recipient was first sent a message.
     pub first_sent: HashMap<String, i64>,
@@ -329,14 +329,33 @@ fn scan_event(
         let user = get(USER_FIELDS);
         let ip = get(IP_FIELDS);
         let agent = get(AGENT_FIELDS);
+        // A fetch of a beacon host is an open; of a link host only, a click.
+        let mut per_campaign: Vec<(usize, bool, String)> = Vec::new();
         for (c, beacon_host, value) in hosts {
+            match per_campaign.iter_mut().find(|(pc, _, _)| *pc == c) {
+                Some(e) => {
+                    if beacon_host && !e.1 {
+                        *e = (c, true, value);
+                    }
+                }
+                None => per_campaign.push((c, beacon_host, value)),
+            }
+        }
+        for (c, beacon, value) in per_campaign {
             let tok = tokens.iter().find_map(|&t| match kinds[t] {
                 Pattern::Token { campaign } if campaign == c => campaigns[c].tokens.get(&patterns[t]).cloned(),
                 _ => None,
             });
-            let recipient = tok.as_ref().map(|(r, _)| r.clone()).or_else(|| user.as_ref().and_then(|u| account_of(u, accounts)));
-            let beacon = tok.as_ref().map(|(_, b)| *b).unwrap_or(beacon_host);
-            let mut detail = crate::analyse::clip(&value, 300);
+            let recipient = tok.or_else(|| user.as_ref().and_then(|u| account_of(u, accounts)));
+            // Show the whole request where the log has one (W3C: host + stem + query).
+            let url = match (ev.get("cs-uri-stem"), ev.get("cs-host")) {
+                (Some(stem), host) => {
+                    let q = ev.get("cs-uri-query").filter(|q| *q != "-").map(|q| format!("?{q}")).unwrap_or_default();
+                    format!("{}{stem}{q}", host.unwrap_or(""))
+                }
+                _ => value,
+            };
+            let mut detail = crate::analyse::clip(&url, 300);
             if let Some(ip) = &ip {
                 detail.push_str(&format!(" from {ip}"));
             }
@@ -380,31 +399,51 @@ fn account_of(user: &str, accounts: &HashMap<String, String>) -> Option<String> 
     accounts.get(bare).or_else(|| bare.split_once('@').and_then(|(l, _)| accounts.get(l))).cloned()
 }
 
+/// Addresses seen for this many accounts are the institution's own (office, VPN), never "new".
+const SHARED_ADDRESS_ACCOUNTS: usize = 5;
+/// A new inbox rule this soon after a sign-in from a new address is the takeover pattern.
+const RULE_AFTER_SIGN_IN: i64 = 24 * 3600 * 1_000_000;
+
 fn judge_compromise(k: &CampaignKeys, g: &mut Graded, sign_ins: &HashMap<String, Vec<SignIn>>, rules: &[RuleChange]) {
+    let mut accounts_per_ip: HashMap<&str, usize> = HashMap::new();
+    for list in sign_ins.values() {
+        let ips: HashSet<&str> = list.iter().map(|s| s.ip.as_str()).collect();
+        for ip in ips {
+            *accounts_per_ip.entry(ip).or_default() += 1;
+        }
+    }
     for r in &k.recipients {
         let Some(&sent) = k.first_sent.get(r) else { continue };
         let mut strong: Vec<Evidence> = Vec::new();
-        let mut new_device: Vec<Evidence> = Vec::new();
+        let mut new_device: Vec<(i64, Evidence)> = Vec::new();
         if let Some(list) = sign_ins.get(r) {
             let before: HashSet<&str> = list.iter().filter(|s| s.time < sent).map(|s| s.ip.as_str()).collect();
             for s in list.iter().filter(|s| s.time >= sent) {
                 let e = |kind: &str| Evidence { time: Some(Timestamp(s.time).to_string()), kind: kind.into(), at: s.at.clone(), detail: format!("sign-in from {}", s.ip) };
                 if k.infra_ips.contains(&s.ip) {
                     strong.push(e("sign-in from campaign infrastructure"));
-                } else if !before.is_empty() && !before.contains(s.ip.as_str()) && new_device.len() < 5 {
-                    new_device.push(e("sign-in from an address not seen before the send"));
+                } else if !before.is_empty()
+                    && !before.contains(s.ip.as_str())
+                    && accounts_per_ip.get(s.ip.as_str()).copied().unwrap_or(0) < SHARED_ADDRESS_ACCOUNTS
+                    && new_device.len() < 20
+                {
+                    new_device.push((s.time, e("sign-in from an address not seen before the send")));
                 }
             }
         }
         let local = r.split('@').next().unwrap_or(r);
         let domain = r.split('@').nth(1).unwrap_or("");
-        let mut rule_ev: Vec<Evidence> = Vec::new();
+        let mut rule_ev: Vec<(Option<i64>, Evidence)> = Vec::new();
         for c in rules.iter().filter(|c| c.time.is_none_or(|t| t >= sent)) {
             let lower = c.text.to_ascii_lowercase();
             if !(lower.contains(r.as_str()) || lower.contains(&format!("\"{local}\"")) || lower.contains(&format!("\\{local} ")) || lower.contains(&format!(" {local} "))) {
                 continue;
             }
-            let forward_external = lower.split(|ch: char| ch.is_whitespace() || ch == '"').any(|w| w.contains('@') && !w.ends_with(domain) && (lower.contains("forward") || lower.contains("redirect")));
+            let forwards = lower.contains("forward") || lower.contains("redirect");
+            let forward_external = forwards
+                && lower.split(|ch: char| ch.is_whitespace() || ch == '"' || ch == '\'' || ch == ';').any(|w| {
+                    w.contains('@') && !w.trim_matches(|c: char| !c.is_alphanumeric()).ends_with(domain)
+                });
             let e = Evidence {
                 time: c.time.map(|t| Timestamp(t).to_string()),
                 kind: if forward_external { "forwarding to another domain".into() } else { "inbox rule change".into() },
@@ -414,28 +453,34 @@ fn judge_compromise(k: &CampaignKeys, g: &mut Graded, sign_ins: &HashMap<String,
             if forward_external {
                 strong.push(e);
             } else {
-                rule_ev.push(e);
+                rule_ev.push((c.time, e));
             }
         }
-        let combined = !new_device.is_empty() && !rule_ev.is_empty();
-        if !strong.is_empty() || combined {
+        // A rule created within a day after a sign-in from a new address.
+        let pairs: Vec<(Evidence, Evidence)> = new_device
+            .iter()
+            .filter_map(|(t, d)| {
+                rule_ev.iter().find(|(rt, _)| rt.is_some_and(|rt| rt >= *t && rt - *t <= RULE_AFTER_SIGN_IN)).map(|(_, re)| (d.clone(), re.clone()))
+            })
+            .collect();
+        if !strong.is_empty() || !pairs.is_empty() {
             g.grades.insert(r.clone(), Grade::Compromised);
             let ev = g.evidence.entry(r.clone()).or_default();
             ev.extend(strong);
-            if combined {
-                ev.extend(new_device.iter().cloned());
-                ev.extend(rule_ev.iter().cloned());
+            for (d, re) in pairs {
+                ev.push(d);
+                ev.push(re);
             }
         } else {
-            let notes = g.notes.entry(r.clone()).or_default();
+            let mut notes = Vec::new();
             if !new_device.is_empty() {
-                notes.push(format!("{} sign-in(s) from addresses not seen before the send (no other sign of compromise)", new_device.len()));
+                notes.push(format!("{} sign-in(s) after the send from addresses not seen before it (no other sign of compromise)", new_device.len()));
             }
             if !rule_ev.is_empty() {
-                notes.push(format!("{} inbox rule change(s) after the send, none forwarding outside (no other sign of compromise)", rule_ev.len()));
+                notes.push(format!("{} inbox rule change(s) after the send, none forwarding outside and none right after a new-address sign-in", rule_ev.len()));
             }
-            if notes.is_empty() {
-                g.notes.remove(r);
+            if !notes.is_empty() {
+                g.notes.insert(r.clone(), notes);
             }
         }
     }

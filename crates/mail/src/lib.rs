@@ -532,7 +532,7 @@ fn campaign_keys(messages: &[Analysed], group: &[usize]) -> grade::CampaignKeys 
             if m.recipients.len() == 1 {
                 for t in &u.tokens {
                     if t.len() >= 6 {
-                        k.tokens.insert(t.clone(), (m.recipients[0].clone(), u.beacon));
+                        k.tokens.insert(t.clone(), m.recipients[0].clone());
                     }
                 }
             }

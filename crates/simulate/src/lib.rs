@@ -19,7 +19,10 @@ use serde::Serialize;
 
 mod background;
 mod intrusion;
+mod parliament;
 mod register;
+
+pub use parliament::generate as parliament;
 
 /// The simulated Exchange server's build (Exchange 2016 CU19, no May 2021 security update).
 pub use background::EXCH_BUILD;
@@ -49,6 +52,10 @@ pub struct Truth {
     /// Expected figures for `exposure`: unique electors by category, in all files, on
     /// compromised systems and evidenced as accessed.
     pub exposure: Option<serde_json::Value>,
+    /// For `mail`: the benign senders (newsletters with pixels, read receipts) that must
+    /// stay low.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benign_mail: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, Clone)]
@@ -279,6 +286,7 @@ pub fn electoral_commission(cfg: &Config, out: &Path) -> io::Result<Truth> {
         files,
         mail_campaigns: Vec::new(),
         exposure: Some(exposure),
+        benign_mail: None,
     };
     let f = std::fs::File::create(out.join("truth.json"))?;
     serde_json::to_writer_pretty(BufWriter::new(f), &truth)?;

@@ -1,0 +1,357 @@
+//! `portcullis mail`: reconnaissance campaigns in mail exports, every targeted member, and
+//! each recipient graded against the logs.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use portcullis_event::escape_display as esc;
+use portcullis_mail::{Grade, Lists, Members, Options, Report, Severity};
+
+use crate::{EXIT_FINDINGS, EXIT_OK, Fatal, show_progress};
+
+#[derive(Args)]
+pub struct MailArgs {
+    /// Mail to examine: EML files, MBOX mailboxes, Maildir folders, or directories of them.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Protected members: CSV with `name` and `addresses` columns (several addresses
+    /// separated by `;`). Messages to them weigh more and the report names them.
+    #[arg(long, value_name = "FILE")]
+    pub members: Option<PathBuf>,
+    /// Identities worth impersonating beyond the built-in news outlets (journalists, outlets,
+    /// officials): CSV `name,domains` where domains (`;`-separated) are their real ones.
+    #[arg(long, value_name = "FILE")]
+    pub protected: Option<PathBuf>,
+    /// The institution's own mail domain (repeatable; default: the domain most mail is addressed to).
+    #[arg(long = "internal-domain", value_name = "DOMAIN")]
+    pub internal_domains: Vec<String>,
+    /// Logs to grade recipients with (repeatable): proxy, IIS, DNS, sign-in, Exchange
+    /// cmdlet or EVTX logs, files or directories, read as `hunt` reads them.
+    #[arg(long = "logs", value_name = "PATH")]
+    pub logs: Vec<PathBuf>,
+    /// Output format: a report for people, one JSON record per campaign (JSONL), one JSON
+    /// document, or CSV with a row per campaign recipient.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: MailFormat,
+    /// Write to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also record campaigns, recipients and indicators in this case file (SQLite).
+    #[arg(long, value_name = "FILE")]
+    pub case: Option<PathBuf>,
+    /// Leave out campaigns below this severity.
+    #[arg(long, value_enum, default_value = "low")]
+    pub min_severity: SeverityArg,
+    /// Exit with code 2 if a campaign at or above this severity is found.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<SeverityArg>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Only read and parse the mail (the benchmark's baseline).
+    #[arg(long, hide = true)]
+    pub parse_only: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum MailFormat {
+    Table,
+    Jsonl,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SeverityArg {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl From<SeverityArg> for Severity {
+    fn from(s: SeverityArg) -> Severity {
+        match s {
+            SeverityArg::Informational => Severity::Informational,
+            SeverityArg::Low => Severity::Low,
+            SeverityArg::Medium => Severity::Medium,
+            SeverityArg::High => Severity::High,
+            SeverityArg::Critical => Severity::Critical,
+        }
+    }
+}
+
+pub fn run(a: MailArgs) -> Result<u8, Fatal> {
+    let started = Instant::now();
+    let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| Fatal(format!("{}: {e}", p.display())));
+    let members = match &a.members {
+        Some(p) => Members::parse(&read(p)?).map_err(|e| Fatal(format!("{}: {e}", p.display())))?,
+        None => Members::default(),
+    };
+    let mut lists = Lists::builtin();
+    if let Some(p) = &a.protected {
+        lists.add_protected(&read(p)?).map_err(|e| Fatal(format!("{}: {e}", p.display())))?;
+    }
+    for l in &a.logs {
+        if !l.exists() {
+            return Err(Fatal(format!("{}: no such file or directory (--logs)", l.display())));
+        }
+    }
+    let threads = a.threads.unwrap_or(0);
+    let opts = Options { members, lists, internal_domains: a.internal_domains.clone(), logs: a.logs.clone(), threads, parse_only: a.parse_only };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Fatal(e.to_string()))?;
+    let (files, _) = portcullis_mailbox::collect_files(&a.paths);
+    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bar = if show_progress(a.quiet) {
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut report = pool.install(|| portcullis_mail::run(&a.paths, &opts, &|done| bar.set_position(done)));
+    bar.finish_and_clear();
+    if report.files.is_empty() {
+        let why = if report.errors.is_empty() { "no EML, MBOX or Maildir mail found".to_string() } else { report.errors.join("; ") };
+        return Err(Fatal(format!("{why} under {}", a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if a.parse_only {
+        println!(
+            "parsed {} messages ({} bytes, {} unreadable) in {seconds:.3}s",
+            report.messages, report.bytes, report.unreadable_count
+        );
+        return Ok(EXIT_OK);
+    }
+    let min: Severity = a.min_severity.into();
+    report.campaigns.retain(|c| c.severity >= min);
+    let campaigns: Vec<serde_json::Value> = report.campaigns.iter().map(|c| serde_json::to_value(c).unwrap_or_default()).collect();
+    if let Some(case) = &a.case {
+        let mut c = portcullis_case::Case::open(case, "mail").map_err(|e| Fatal(e.to_string()))?;
+        c.record_mail(&campaigns).map_err(|e| Fatal(e.to_string()))?;
+    }
+    let summary = serde_json::json!({
+        "kind": "mail_summary",
+        "files": report.files.len(),
+        "bytes": report.bytes,
+        "messages": report.messages,
+        "duplicates": report.duplicates,
+        "unreadable": report.unreadable_count,
+        "unreadable_examples": report.unreadable,
+        "problems": report.problems,
+        "internal_domains": report.internal_domains,
+        "members_loaded": report.members_loaded,
+        "message_severities": report.severities,
+        "campaigns": report.campaigns.len(),
+        "coverage": report.coverage,
+        "errors": report.errors,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+    });
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| Fatal(format!("{}: {e}", p.display())))?)),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    match a.format {
+        MailFormat::Jsonl => {
+            for c in &campaigns {
+                writeln!(out, "{c}")?;
+            }
+            writeln!(out, "{summary}")?;
+        }
+        MailFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &serde_json::json!({"campaigns": campaigns, "summary": summary}))?;
+            writeln!(out)?;
+        }
+        MailFormat::Csv => write_csv(&mut out, &report)?,
+        MailFormat::Table => write_table(&mut out, &report, seconds)?,
+    }
+    out.flush()?;
+    let fail = a.fail_on.map(Severity::from).is_some_and(|f| report.campaigns.iter().any(|c| c.severity >= f));
+    Ok(if fail { EXIT_FINDINGS } else { EXIT_OK })
+}
+
+fn csv_cell(s: &str) -> String {
+    // Cells that a spreadsheet would run as a formula are prefixed with a quote.
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
+
+fn write_csv(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
+    writeln!(out, "campaign_id,severity,first_seen,last_seen,recipient,member,grade,messages,first_received,evidence")?;
+    for c in &r.campaigns {
+        for rc in &c.recipients {
+            let ev: Vec<String> = rc.evidence.iter().map(|e| format!("{} {} {}", e.kind, e.at, e.detail)).collect();
+            writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{}",
+                c.id,
+                c.severity.as_str(),
+                c.first_seen.as_deref().unwrap_or(""),
+                c.last_seen.as_deref().unwrap_or(""),
+                csv_cell(&rc.address),
+                csv_cell(rc.member.as_deref().unwrap_or("")),
+                rc.grade.as_str(),
+                rc.messages,
+                rc.first_received.as_deref().unwrap_or(""),
+                csv_cell(&ev.join(" | ")),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn day(s: &Option<String>) -> &str {
+    s.as_deref().map(|s| &s[..s.len().min(10)]).unwrap_or("-")
+}
+
+fn write_table(out: &mut dyn Write, r: &Report, seconds: f64) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Read {} mail files ({}): {} messages ({} duplicate copies merged, {} unreadable) in {seconds:.1}s.",
+        r.files.len(),
+        portcullis_output::human_bytes(r.bytes),
+        r.messages,
+        r.duplicates,
+        r.unreadable_count
+    )?;
+    writeln!(
+        out,
+        "Institution domain: {}. Protected members loaded: {}.",
+        if r.internal_domains.is_empty() { "unknown".to_string() } else { r.internal_domains.join(", ") },
+        r.members_loaded
+    )?;
+    if r.members_loaded == 0 {
+        writeln!(out, "  (no --members list: targeting of members cannot weigh in, and no member is named)")?;
+    }
+    if r.campaigns.is_empty() {
+        writeln!(out, "\nNo campaign found: no message carried a hidden beacon or impersonated a protected identity.")?;
+    } else {
+        let count = |s: Severity| r.campaigns.iter().filter(|c| c.severity == s).count();
+        writeln!(
+            out,
+            "\nCampaigns ({}: {} critical, {} high, {} medium, {} low):",
+            r.campaigns.len(),
+            count(Severity::Critical),
+            count(Severity::High),
+            count(Severity::Medium),
+            count(Severity::Low)
+        )?;
+        writeln!(
+            out,
+            "  {:<8}  {:<17}  {:<10}  {:<10}  {:>5}  {:>7}  {:>5}  {:>7}  {:>6}  {:>7}  {:>11}  DOMAINS",
+            "SEVERITY", "ID", "FIRST", "LAST", "MSGS", "SENDERS", "RCPTS", "MEMBERS", "OPENED", "CLICKED", "COMPROMISED"
+        )?;
+        for c in r.campaigns.iter().take(25) {
+            let g = |x: Grade| c.recipients.iter().filter(|rc| rc.grade == x).count();
+            let domains: Vec<&str> = c.domains.iter().take(3).map(String::as_str).collect();
+            writeln!(
+                out,
+                "  {:<8}  {:<17}  {:<10}  {:<10}  {:>5}  {:>7}  {:>5}  {:>7}  {:>6}  {:>7}  {:>11}  {}",
+                c.severity.as_str(),
+                c.id,
+                day(&c.first_seen),
+                day(&c.last_seen),
+                c.messages,
+                c.senders.len(),
+                c.recipients.len(),
+                c.members_targeted,
+                g(Grade::Opened),
+                g(Grade::Clicked),
+                g(Grade::Compromised),
+                esc(&domains.join(", "))
+            )?;
+        }
+        if r.campaigns.len() > 25 {
+            writeln!(out, "  … {} more (use --format jsonl for all)", r.campaigns.len() - 25)?;
+        }
+        for c in r.campaigns.iter().filter(|c| c.severity >= Severity::Medium) {
+            writeln!(out, "\n{} — {} campaign, {} to {}", c.id, c.severity.as_str(), day(&c.first_seen), day(&c.last_seen))?;
+            writeln!(out, "  {} messages to {} recipients ({} protected members)", c.messages, c.recipients.len(), c.members_targeted)?;
+            let senders: Vec<String> = c
+                .senders
+                .iter()
+                .take(10)
+                .map(|s| match &s.name {
+                    Some(n) => format!("\"{}\" <{}>", esc(n), esc(&s.address)),
+                    None => esc(&s.address).into_owned(),
+                })
+                .collect();
+            writeln!(out, "  senders ({}): {}", c.senders.len(), senders.join(", "))?;
+            if !c.sending_ips.is_empty() {
+                writeln!(out, "  sending addresses: {}", esc(&c.sending_ips.join(", ")))?;
+            }
+            if !c.url_templates.is_empty() {
+                writeln!(out, "  URL templates: {}", esc(&c.url_templates.iter().take(3).cloned().collect::<Vec<_>>().join("  ")))?;
+            }
+            writeln!(out, "  why:")?;
+            for s in &c.signals {
+                writeln!(out, "    {:<13} +{}  {} ({} messages)", format!("{:?}", s.analyser).to_lowercase(), s.score, esc(&s.what), s.messages)?;
+            }
+            let mut members: Vec<_> = c.recipients.iter().filter(|rc| rc.member.is_some()).collect();
+            members.sort_by(|a, b| b.grade.cmp(&a.grade).then(a.member.cmp(&b.member)));
+            if !members.is_empty() {
+                writeln!(out, "  members targeted ({}):", members.len())?;
+                for rc in members {
+                    writeln!(out, "    {:<11}  {} <{}>", rc.grade.as_str(), esc(rc.member.as_deref().unwrap_or("")), esc(&rc.address))?;
+                }
+            }
+            let mut graded: Vec<_> = c.recipients.iter().filter(|rc| rc.grade > Grade::Received).collect();
+            graded.sort_by(|a, b| b.grade.cmp(&a.grade).then(a.address.cmp(&b.address)));
+            if !graded.is_empty() {
+                writeln!(out, "  evidence (first {} of {} recipients beyond 'received'):", graded.len().min(10), graded.len())?;
+                for rc in graded.iter().take(10) {
+                    // The evidence that set the grade: a click over an open, anything else over both.
+                    let rank = |k: &str| match k {
+                        "open" => 0,
+                        "click" => 1,
+                        _ => 2,
+                    };
+                    if let Some(e) = rc.evidence.iter().max_by_key(|e| rank(&e.kind)) {
+                        writeln!(
+                            out,
+                            "    {:<11}  {}  {}  {}  [{}]",
+                            rc.grade.as_str(),
+                            esc(&rc.address),
+                            e.time.as_deref().unwrap_or("-"),
+                            esc(&e.detail),
+                            esc(&e.at)
+                        )?;
+                    }
+                }
+            }
+            let noted: Vec<_> = c.recipients.iter().filter(|rc| !rc.notes.is_empty()).collect();
+            for rc in noted.iter().take(5) {
+                writeln!(out, "  note: {}: {}", esc(&rc.address), esc(&rc.notes.join("; ")))?;
+            }
+            writeln!(out, "  assessment: {}", esc(&c.assessment))?;
+            writeln!(out, "  examples: {}", esc(&c.examples.join("; ")))?;
+        }
+    }
+    if r.unreadable_count > 0 || !r.problems.is_empty() || !r.errors.is_empty() {
+        writeln!(out, "\nProblems:")?;
+        for e in &r.errors {
+            writeln!(out, "  {}", esc(e))?;
+        }
+        for u in r.unreadable.iter().take(10) {
+            writeln!(out, "  unreadable: {}", esc(u))?;
+        }
+        if r.unreadable_count > 10 {
+            writeln!(out, "  … {} more unreadable messages", r.unreadable_count - 10)?;
+        }
+        for (p, n) in &r.problems {
+            writeln!(out, "  {n} message(s): {p}")?;
+        }
+    }
+    Ok(())
+}
