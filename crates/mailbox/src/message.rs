@@ -162,10 +162,11 @@ pub fn parse(raw: &[u8]) -> Result<Mail, Unreadable> {
             break;
         }
         if part.is_encoding_problem {
-            m.problems.push(match part.encoding {
-                mail_parser::Encoding::Base64 => "broken base64",
-                mail_parser::Encoding::QuotedPrintable => "broken quoted-printable",
-                mail_parser::Encoding::None => "undecodable part",
+            let cte = part.content_transfer_encoding().map(|c| c.trim().to_ascii_lowercase());
+            m.problems.push(match (part.encoding, cte.as_deref()) {
+                (mail_parser::Encoding::Base64, _) | (_, Some("base64")) => "broken base64",
+                (mail_parser::Encoding::QuotedPrintable, _) | (_, Some("quoted-printable")) => "broken quoted-printable",
+                _ => "undecodable part",
             });
         }
         if let Some(cs) = part.content_type().and_then(|c| c.attribute("charset"))

@@ -1,0 +1,172 @@
+//! Each analyser on hand-made messages: beacons, tokens, impersonation and confusables,
+//! and the benign look-alikes that must stay low (read receipts, newsletters, real outlets).
+
+use std::path::PathBuf;
+
+use portcullis_mail::analyse::{self, Analyser, Context};
+use portcullis_mail::campaign::{Severity, message_severity};
+use portcullis_mail::{Lists, Members, Options};
+use portcullis_mailbox::Location;
+
+fn ctx() -> Context {
+    Context { lists: Lists::builtin(), internal: vec!["parliament.example".into()] }
+}
+
+fn msg(from: &str, extra_headers: &str, html: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: \"Jane Doe MP\" <jane.doe@parliament.example>\r\nSubject: hello\r\nDate: Mon, 18 Jan 2021 09:00:00 +0000\r\nMessage-ID: <{:x}@x>\r\n{extra_headers}MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n",
+        html.len() ^ from.len() << 8
+    )
+}
+
+fn analysed(raw: &str) -> analyse::Analysed {
+    let mail = portcullis_mailbox::parse(raw.as_bytes()).expect("a message");
+    analyse::analyse(mail, Location { path: PathBuf::from("t.eml"), index: None }, 0, &ctx())
+}
+
+fn signals(a: &analyse::Analysed, which: Analyser) -> Vec<String> {
+    a.signals.iter().filter(|s| s.analyser == which).map(|s| format!("{}:{}", s.score, s.what)).collect()
+}
+
+#[test]
+fn tiny_hidden_pixel_with_recipient_token() {
+    let a = analysed(&msg(
+        "\"Press Desk\" <desk@example-news.net>",
+        "",
+        r#"<p>Hi</p><img src="https://px.tracker.example/o/amFuZS5kb2VAcGFybGlhbWVudC5leGFtcGxl/i.gif" width="1" height="1" alt="">"#,
+    ));
+    let b = signals(&a, Analyser::Beacon);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert!(b[0].starts_with("3:"), "pixel + token + unrelated host: {b:?}");
+    assert!(b[0].contains("the recipient's address in base64"), "{b:?}");
+    assert!(a.urls[0].beacon);
+    assert_eq!(a.urls[0].template, "px.tracker.example/o/{t}/i.gif");
+}
+
+#[test]
+fn css_hidden_background_and_hidden_ancestor_beacons() {
+    let a = analysed(&msg("a@news-example.org", "", r#"<td style="background-image:url(https://t.example.org/bg?rid=a81f22)">x</td>"#));
+    assert_eq!(signals(&a, Analyser::Beacon).len(), 1, "{:?}", a.signals);
+    let a = analysed(&msg("a@news-example.org", "", r#"<div style="position:absolute;left:-9999px"><img src="https://t.example.org/i.png"></div>"#));
+    let b = signals(&a, Analyser::Beacon);
+    assert!(b[0].contains("inside a hidden element"), "{b:?}");
+    // A visible logo is not a beacon.
+    let a = analysed(&msg("a@news-example.org", "", r#"<img src="https://cdn.example.org/logo.png" width="200" height="50" alt="Logo">"#));
+    assert!(signals(&a, Analyser::Beacon).is_empty());
+}
+
+#[test]
+fn redirector_chains_are_noted() {
+    let a = analysed(&msg("a@x.example", "", r#"<a href="https://r.example/c?u=https%3A%2F%2Flogin.evil.example%2F">read</a>"#));
+    assert!(signals(&a, Analyser::Beacon).iter().any(|s| s.contains("redirector") && s.contains("login.evil.example")));
+}
+
+#[test]
+fn outlet_name_on_free_webmail() {
+    let a = analysed(&msg("\"Alex Porter, BBC News\" <alex.porter.bbc@gmail.com>", "", "<p>Hello</p>"));
+    let i = signals(&a, Analyser::Impersonation);
+    assert!(i.iter().any(|s| s.starts_with("3:") && s.contains("BBC News") && s.contains("free webmail")), "{i:?}");
+}
+
+#[test]
+fn the_real_outlet_is_not_impersonation() {
+    let a = analysed(&msg("\"Alex Porter, BBC News\" <alex.porter@bbc.co.uk>", "", "<p>Hello</p>"));
+    assert!(signals(&a, Analyser::Impersonation).is_empty(), "{:?}", a.signals);
+    // "Financial Times" is not "The Times".
+    let a = analysed(&msg("\"Sam Reid, Financial Times\" <sam.reid@ft.com>", "", "<p>Hello</p>"));
+    assert!(signals(&a, Analyser::Impersonation).is_empty(), "{:?}", a.signals);
+}
+
+#[test]
+fn look_alike_and_confusable_domains() {
+    for (from, want) in [
+        ("desk@theguardlan.com", "looks like The Guardian"),
+        ("desk@reuters-desk.com", "looks like Reuters"),
+        ("desk@nropnews.com", "looks like NPR"),
+        // A Cyrillic "ѕ" in bbcnewѕ: punycode, decoded, then compared as a skeleton.
+        ("desk@xn--bbcnew-nvf.com", "punycode for bbcnewѕ.com"),
+        ("desk@xn--bbcnew-nvf.com", "looks like BBC News (bbcnews: uses look-alike characters)"),
+    ] {
+        let a = analysed(&msg(from, "", "<p>Hello</p>"));
+        let i = signals(&a, Analyser::Impersonation);
+        assert!(i.iter().any(|s| s.contains(want)), "{from}: {i:?}");
+    }
+    // Ordinary domains near no outlet stay clean.
+    for from in ["a@gmail.com", "a@example.org", "a@hansardsociety.org.uk"] {
+        let a = analysed(&msg(from, "", "<p>Hello</p>"));
+        assert!(signals(&a, Analyser::Impersonation).iter().all(|s| !s.contains("looks like")), "{from}: {:?}", a.signals);
+    }
+}
+
+#[test]
+fn protected_journalist_names_from_the_user() {
+    let mut lists = Lists::builtin();
+    lists.add_protected("name,domains\nMaria Ressa,rappler.com\n").unwrap();
+    let ctx = Context { lists, internal: vec!["parliament.example".into()] };
+    let raw = msg("\"Maria Ressa\" <maria@rappler-news.org>", "", "<p>Hello</p>");
+    let a = analyse::analyse(portcullis_mailbox::parse(raw.as_bytes()).unwrap(), Location { path: "t".into(), index: None }, 0, &ctx);
+    assert!(a.signals.iter().any(|s| s.analyser == Analyser::Impersonation && s.score == 3 && s.what.contains("Maria Ressa")), "{:?}", a.signals);
+    let raw = msg("\"Maria Ressa\" <maria@rappler.com>", "", "<p>Hello</p>");
+    let a = analyse::analyse(portcullis_mailbox::parse(raw.as_bytes()).unwrap(), Location { path: "t".into(), index: None }, 0, &ctx);
+    assert!(a.signals.iter().all(|s| s.analyser != Analyser::Impersonation), "{:?}", a.signals);
+}
+
+#[test]
+fn reply_to_elsewhere() {
+    let a = analysed(&msg("\"D. Wright\" <d.wright@example-media.net>", "Reply-To: dwright@gmail.com\r\n", "<p>Hi</p>"));
+    assert!(signals(&a, Analyser::Impersonation).iter().any(|s| s.starts_with("2:") && s.contains("replies go to gmail.com")));
+}
+
+#[test]
+fn read_receipt_and_newsletter_pixels_stay_low() {
+    let receipt = analysed(&msg(
+        "\"Sam Lee\" <sam.lee@gmail.com>",
+        "",
+        r#"<div>Thanks</div><img width="0" height="0" alt="" style="display:none" src="https://mailtrack.io/trace/mail/9f8e7d6c5b4a39281706f5e4d3c2b1a0.png?u=1234">"#,
+    ));
+    assert!(receipt.read_receipt);
+    assert_eq!(message_severity(&receipt), Severity::Low);
+    let newsletter = analysed(&msg(
+        "\"Guardian Today\" <newsletters@theguardian.com>",
+        "List-Unsubscribe: <https://theguardian.com/u?x=1>\r\nReceived: from o7.email.sendgrid.net (o7.email.sendgrid.net [203.0.113.150]) by mx1.parliament.example; Mon, 18 Jan 2021 09:00:00 +0000\r\n",
+        r#"<table><tr><td>News</td></tr></table><img src="https://u1.ct.sendgrid.net/wf/open?upn=Zk3q9XyL2mP8rT4w" width="1" height="1" alt="">"#,
+    ));
+    assert!(newsletter.score(Analyser::Beacon) >= 2);
+    assert_eq!(newsletter.bulk_relay.as_deref(), Some("sendgrid.net"));
+    assert!(signals(&newsletter, Analyser::Impersonation).is_empty());
+    assert_eq!(message_severity(&newsletter), Severity::Low);
+}
+
+#[test]
+fn beacon_plus_impersonation_novelty_and_members_is_high_in_a_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..12 {
+        let raw = format!(
+            "From: \"Daniel Wright, NPR News\" <d.wright{}@nprnevvs.com>\r\nTo: m{i}@parliament.example\r\nSubject: Interview\r\nDate: Mon, {} Jan 2021 09:00:00 +0000\r\nMessage-ID: <c{i}@x>\r\nContent-Type: text/html\r\n\r\n<p>Dear member</p><img src=\"https://t.nprnevvs.com/o/{}Zq81LmV0x/l.gif\" style=\"display:none\">\r\n",
+            i % 3,
+            10 + i,
+            i
+        );
+        std::fs::write(dir.path().join(format!("c{i}.eml")), raw).unwrap();
+    }
+    for i in 0..5 {
+        let raw = format!(
+            "From: colleague{i}@parliament.example\r\nTo: m{i}@parliament.example\r\nSubject: Papers\r\nDate: Mon, 11 Jan 2021 09:00:00 +0000\r\nMessage-ID: <b{i}@x>\r\n\r\nSee attached.\r\n"
+        );
+        std::fs::write(dir.path().join(format!("b{i}.eml")), raw).unwrap();
+    }
+    let mut csv = String::from("name,addresses\n");
+    for i in 0..4 {
+        csv.push_str(&format!("Member {i},m{i}@parliament.example\n"));
+    }
+    let opts = Options { members: Members::parse(&csv).unwrap(), ..Options::default() };
+    let r = portcullis_mail::run(&[dir.path().to_path_buf()], &opts, &|_| {});
+    assert_eq!(r.messages, 17);
+    assert_eq!(r.internal_domains, vec!["parliament.example"]);
+    assert_eq!(r.campaigns.len(), 1, "{:#?}", r.campaigns);
+    let c = &r.campaigns[0];
+    assert_eq!(c.severity, Severity::High);
+    assert_eq!((c.messages, c.senders.len(), c.recipients.len(), c.members_targeted), (12, 3, 12, 4));
+    assert!(c.iocs.iter().any(|i| i.kind == "domain" && i.value == "nprnevvs.com"));
+    assert_eq!(r.severities.get("high"), Some(&4), "members' messages are high: {:?}", r.severities);
+}
