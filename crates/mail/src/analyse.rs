@@ -9,7 +9,7 @@ use portcullis_event::Timestamp;
 use portcullis_mailbox::{Attachment, Location, Mail};
 use serde::Serialize;
 
-use crate::domain::{Lists, decode_punycode, looks_like, skeleton};
+use crate::domain::{Identity, Lists, decode_punycode, skeleton};
 use crate::html;
 use crate::url::{self, registrable};
 
@@ -91,9 +91,37 @@ pub struct Context {
     pub lists: Lists,
     /// The institution's own registrable domains (mail between them is internal).
     pub internal: Vec<String>,
+    /// Domain label → the identities (index, brand label, how) it looks like; labels repeat
+    /// across a corpus, so each is compared with the lists once.
+    pub lookalikes: std::sync::Mutex<std::collections::HashMap<String, Vec<(usize, String, &'static str)>, xxhash_rust::xxh3::Xxh3Builder>>,
 }
 
 impl Context {
+    pub fn new(lists: Lists, internal: Vec<String>) -> Context {
+        Context { lists, internal, lookalikes: Default::default() }
+    }
+
+    /// The identities whose brand labels `label` looks like (without being them).
+    pub fn lookalikes_of(&self, label: &str) -> Vec<(usize, String, &'static str)> {
+        if let Some(v) = self.lookalikes.lock().unwrap_or_else(|p| p.into_inner()).get(label) {
+            return v.clone();
+        }
+        let sl = skeleton(label);
+        let mut found = Vec::new();
+        for (i, id) in self.lists.identities.iter().enumerate() {
+            if let Some((b, how)) =
+                id.labels.iter().zip(&id.label_skeletons).find_map(|(b, sb)| crate::domain::looks_like_skeleton(label, &sl, b, sb).map(|h| (b, h)))
+            {
+                found.push((i, b.clone(), how));
+            }
+        }
+        let mut cache = self.lookalikes.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() < 1_000_000 {
+            cache.insert(label.to_string(), found.clone());
+        }
+        found
+    }
+
     pub fn is_internal(&self, domain: &str) -> bool {
         let r = registrable(domain);
         self.internal.iter().any(|d| d == r)
@@ -273,12 +301,16 @@ const PERSONA_WORDS: &[&str] =
 fn impersonation(a: &mut Analysed, ctx: &Context) {
     let Some(from) = a.from.clone() else { return };
     let domain_raw = from.domain().to_string();
-    let domain = decode_punycode(&domain_raw);
+    let domain = decode_punycode(&domain_raw).into_owned();
     let reg = registrable(&domain).to_string();
     let label = reg.split('.').next().unwrap_or("").to_string();
     let freemail = ctx.lists.is_freemail(&reg);
     let display = from.name.clone().unwrap_or_default();
     let display_sk = skeleton(&display);
+    let display_parts: Vec<Vec<&str>> = display_sk
+        .split([',', '(', ')', '|', '/', '-', '<', '>', '[', ']'])
+        .map(|part| part.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect())
+        .collect();
     let mut found: Vec<Signal> = Vec::new();
     if domain != domain_raw {
         found.push(Signal {
@@ -287,22 +319,23 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
             what: format!("sender domain {domain_raw} is punycode for {domain}"),
         });
     }
+    let lookalikes = ctx.lookalikes_of(&label);
     let mut legit_outlet = false;
-    for id in &ctx.lists.identities {
+    for (i, id) in ctx.lists.identities.iter().enumerate() {
         let own = id.domains.iter().any(|d| *d == reg);
         if own {
             legit_outlet = true;
             continue;
         }
-        if let Some(how) = id.labels.iter().find_map(|b| looks_like(&label, b).map(|h| (b, h))) {
+        if let Some((_, brand, how)) = lookalikes.iter().find(|(j, _, _)| *j == i) {
             found.push(Signal {
                 analyser: Analyser::Impersonation,
                 score: 3,
-                what: format!("sender domain {reg} looks like {} ({}: {})", id.name, how.0, how.1),
+                what: format!("sender domain {reg} looks like {} ({brand}: {how})", id.name),
             });
             continue;
         }
-        if !display.is_empty() && names_identity(&display_sk, &id.name) {
+        if !display.is_empty() && names_identity(&display_parts, id) {
             let (score, on) = if freemail {
                 (3, format!("{reg} (free webmail)"))
             } else if id.user_supplied {
@@ -317,10 +350,16 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
             });
         }
     }
+    let mut seen_hosts: Vec<&str> = Vec::new();
     for u in &a.urls {
+        if seen_hosts.contains(&u.host.as_str()) {
+            continue;
+        }
+        seen_hosts.push(&u.host);
         let host = decode_punycode(&u.host);
         let l = registrable(&host).split('.').next().unwrap_or("").to_string();
-        if let Some(id) = ctx.lists.identities.iter().find(|id| !id.domains.iter().any(|d| *d == registrable(&host)) && id.labels.iter().any(|b| looks_like(&l, b).is_some())) {
+        let near = ctx.lookalikes_of(&l);
+        if let Some(id) = near.iter().map(|(j, _, _)| &ctx.lists.identities[*j]).find(|id| !id.domains.iter().any(|d| *d == registrable(&host))) {
             if l != label {
                 found.push(Signal {
                     analyser: Analyser::Impersonation,
@@ -370,24 +409,18 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
 /// Whether a display name (as a confusable skeleton) names `identity`: its words appear
 /// together within one part of the name (parts split at `,()|/-`); a name starting "The"
 /// (The Times) must start its part or follow "the", so "Financial Times" is not The Times.
-fn names_identity(display_sk: &str, identity: &str) -> bool {
-    let mut name_words: Vec<String> =
-        skeleton(identity).split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect();
-    let needs_the = name_words.first().is_some_and(|w| w == "the");
-    if needs_the {
-        name_words.remove(0);
-    }
+fn names_identity(display_parts: &[Vec<&str>], identity: &Identity) -> bool {
+    let name_words = &identity.name_words;
     if name_words.is_empty() {
         return false;
     }
-    for part in display_sk.split([',', '(', ')', '|', '/', '-', '<', '>', '[', ']']) {
-        let words: Vec<&str> = part.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    for words in display_parts {
         if words.len() < name_words.len() {
             continue;
         }
         for i in 0..=words.len() - name_words.len() {
-            if words[i..i + name_words.len()].iter().zip(&name_words).all(|(a, b)| *a == b.as_str())
-                && (!needs_the || i == 0 || words[i - 1] == "the")
+            if words[i..i + name_words.len()].iter().zip(name_words).all(|(a, b)| *a == b.as_str())
+                && (!identity.name_has_the || i == 0 || words[i - 1] == "the")
             {
                 return true;
             }

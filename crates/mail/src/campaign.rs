@@ -45,7 +45,9 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
     let mut order: Vec<usize> = (0..messages.len()).collect();
     order.sort_by_key(|&i| (messages[i].date.map(|d| d.0).unwrap_or(i64::MAX), i));
     let mut domain_first: HashMap<String, i64> = HashMap::new();
-    let mut pairs: HashSet<(String, String)> = HashSet::new();
+    // (recipient, sender) pairs already in touch, as hashes.
+    let pair = |r: &str, s: &str| xxh3_64(r.as_bytes()) ^ xxh3_64(s.as_bytes()).rotate_left(17);
+    let mut pairs: HashSet<u64> = HashSet::new();
     for i in order {
         let m = &messages[i];
         let from = m.from.as_ref().map(|f| f.address.clone()).unwrap_or_default();
@@ -56,7 +58,7 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
             for r in &m.recipients {
                 let d = registrable(r.rsplit('@').next().unwrap_or("")).to_string();
                 domain_first.entry(d).or_insert(i64::MIN);
-                pairs.insert((from.clone(), r.clone()));
+                pairs.insert(pair(&from, r));
             }
             continue;
         }
@@ -75,12 +77,12 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
             }
             _ => {}
         }
-        let new_to: usize = m.recipients.iter().filter(|r| !pairs.contains(&((*r).clone(), from.clone()))).count();
+        let new_to: usize = m.recipients.iter().filter(|r| !pairs.contains(&pair(r, &from))).count();
         if new_to > 0 && new_to == m.recipients.len() {
             signals.push(Signal { analyser: Analyser::Novelty, score: 1, what: "first mail from this sender to its recipients".into() });
         }
         for r in &m.recipients {
-            pairs.insert((r.clone(), from.clone()));
+            pairs.insert(pair(r, &from));
         }
         messages[i].signals.extend(signals);
     }
@@ -123,40 +125,55 @@ impl UnionFind {
 
 /// Groups candidate messages into clusters (indices into `messages`), largest first.
 pub fn cluster(messages: &[Analysed], ctx: &Context) -> Vec<Vec<usize>> {
+    use rayon::prelude::*;
     let cands: Vec<usize> = (0..messages.len()).filter(|&i| candidate(&messages[i])).collect();
-    let mut uf = UnionFind((0..messages.len()).collect());
-    let mut first_by_key: HashMap<String, usize> = HashMap::new();
-    for &i in &cands {
-        let m = &messages[i];
-        let from_reg = registrable(m.from_domain()).to_string();
-        let own_domain = !from_reg.is_empty() && !ctx.lists.is_freemail(&from_reg) && !ctx.is_internal(&from_reg);
-        let mut keys: Vec<String> = Vec::new();
-        for u in m.urls.iter().filter(|u| u.beacon || !u.tokens.is_empty()) {
-            // A mass-mailing service's tracking host is shared by its customers: key by sender too.
-            if ctx.lists.is_bulk_mailer(&u.host) {
-                keys.push(format!("tpl:{}|{from_reg}", u.template));
-            } else {
-                keys.push(format!("tpl:{}", u.template));
-            }
-        }
-        if let Some(s) = m.skeleton {
-            // A mass-mailing service's customers share its templates' skeletons too.
-            let infra = match (&m.bulk_relay, m.sending_ip) {
-                (Some(relay), _) => format!("{relay}|{from_reg}"),
-                (None, Some(ip)) => ip.to_string(),
-                (None, None) => from_reg.clone(),
+    // Each candidate's keys (hashed), computed in parallel; joined in order below.
+    let keys: Vec<Vec<u64>> = cands
+        .par_iter()
+        .map(|&i| {
+            let m = &messages[i];
+            let from_reg = registrable(m.from_domain());
+            let own_domain = !from_reg.is_empty() && !ctx.lists.is_freemail(from_reg) && !ctx.is_internal(from_reg);
+            let h = |parts: &[&str]| {
+                let mut x = 0u64;
+                for p in parts {
+                    x = x.rotate_left(23) ^ xxh3_64(p.as_bytes());
+                }
+                x
             };
-            keys.push(format!("skel:{s:x}|{infra}"));
-        }
-        if own_domain {
-            keys.push(format!("dom:{from_reg}"));
-        }
-        if let Some(ip) = m.sending_ip
-            && m.bulk_relay.is_none()
-        {
-            keys.push(format!("ip:{ip}"));
-        }
-        for k in keys {
+            let mut keys: Vec<u64> = Vec::new();
+            for u in m.urls.iter().filter(|u| u.beacon || !u.tokens.is_empty()) {
+                // A mass-mailing service's tracking host is shared by its customers: key by sender too.
+                if ctx.lists.is_bulk_mailer(&u.host) {
+                    keys.push(h(&["tpl", &u.template, from_reg]));
+                } else {
+                    keys.push(h(&["tpl", &u.template]));
+                }
+            }
+            if let Some(s) = m.skeleton {
+                // A mass-mailing service's customers share its templates' skeletons too.
+                let sk = s.to_string();
+                match (&m.bulk_relay, m.sending_ip) {
+                    (Some(relay), _) => keys.push(h(&["skel", &sk, relay, from_reg])),
+                    (None, Some(ip)) => keys.push(h(&["skel", &sk, &ip.to_string()])),
+                    (None, None) => keys.push(h(&["skel", &sk, from_reg])),
+                }
+            }
+            if own_domain {
+                keys.push(h(&["dom", from_reg]));
+            }
+            if let Some(ip) = m.sending_ip
+                && m.bulk_relay.is_none()
+            {
+                keys.push(h(&["ip", &ip.to_string()]));
+            }
+            keys
+        })
+        .collect();
+    let mut uf = UnionFind((0..messages.len()).collect());
+    let mut first_by_key: HashMap<u64, usize> = HashMap::new();
+    for (&i, ks) in cands.iter().zip(&keys) {
+        for &k in ks {
             match first_by_key.get(&k) {
                 Some(&j) => uf.union(i, j),
                 None => {

@@ -4,6 +4,11 @@
 
 use std::collections::HashSet;
 
+use xxhash_rust::xxh3::Xxh3Builder;
+
+/// A set of domains hashed with xxh3 (lookups happen several times per message).
+pub type DomainSet = HashSet<String, Xxh3Builder>;
+
 use crate::url::{main_label, registrable};
 
 /// A name and the domains that are really its own.
@@ -16,15 +21,35 @@ pub struct Identity {
     pub labels: Vec<String>,
     /// From the user's `--protected` list (journalists, officials) rather than built in.
     pub user_supplied: bool,
+    /// The name's words as confusable skeletons, without a leading "the", and whether it had one.
+    pub name_words: Vec<String>,
+    pub name_has_the: bool,
+    /// Skeletons of `labels`.
+    pub label_skeletons: Vec<String>,
+}
+
+impl Identity {
+    pub fn new(name: String, domains: Vec<String>, mut labels: Vec<String>, user_supplied: bool) -> Identity {
+        labels.sort();
+        labels.dedup();
+        let mut name_words: Vec<String> =
+            skeleton(&name).split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect();
+        let name_has_the = name_words.first().is_some_and(|w| w == "the");
+        if name_has_the {
+            name_words.remove(0);
+        }
+        let label_skeletons = labels.iter().map(|l| skeleton(l)).collect();
+        Identity { name, domains, labels, user_supplied, name_words, name_has_the, label_skeletons }
+    }
 }
 
 /// The lists analysers compare against.
 #[derive(Clone, Debug)]
 pub struct Lists {
     pub identities: Vec<Identity>,
-    pub freemail: HashSet<String>,
-    pub bulk_mailers: HashSet<String>,
-    pub read_receipt_hosts: HashSet<String>,
+    pub freemail: DomainSet,
+    pub bulk_mailers: DomainSet,
+    pub read_receipt_hosts: DomainSet,
 }
 
 fn lines(text: &str) -> impl Iterator<Item = &str> {
@@ -41,11 +66,9 @@ impl Lists {
             let domains: Vec<String> = cols.next().unwrap_or("").split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
             let mut labels: Vec<String> = cols.next().unwrap_or("").split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
             labels.extend(domains.iter().map(|d| main_label(d).to_string()));
-            labels.sort();
-            labels.dedup();
-            identities.push(Identity { name, domains, labels, user_supplied: false });
+            identities.push(Identity::new(name, domains, labels, false));
         }
-        let set = |t: &str| lines(t).map(str::to_string).collect::<HashSet<_>>();
+        let set = |t: &str| lines(t).map(str::to_string).collect::<DomainSet>();
         Lists {
             identities,
             freemail: set(include_str!("../data/freemail.txt")),
@@ -87,7 +110,7 @@ impl Lists {
                 .map(|d| registrable(d.rsplit('@').next().unwrap_or(&d)).to_string())
                 .collect();
             let labels = domains.iter().map(|d| main_label(d).to_string()).collect();
-            self.identities.push(Identity { name, domains, labels, user_supplied: true });
+            self.identities.push(Identity::new(name, domains, labels, true));
             n += 1;
         }
         Ok(n)
@@ -115,11 +138,12 @@ pub fn edit_distance(a: &str, b: &str, max: usize) -> usize {
         d[j + 1] = inf;
         d[w + j + 1] = j;
     }
-    let mut last_row: std::collections::HashMap<char, usize> = std::collections::HashMap::new();
+    // Last row each character was seen in; domain labels have few distinct characters.
+    let mut last_row: Vec<(char, usize)> = Vec::with_capacity(32);
     for i in 1..=n {
         let mut last_col = 0;
         for j in 1..=m {
-            let i1 = *last_row.get(&b[j - 1]).unwrap_or(&0);
+            let i1 = last_row.iter().find(|(c, _)| *c == b[j - 1]).map(|(_, r)| *r).unwrap_or(0);
             let j1 = last_col;
             let cost = if a[i - 1] == b[j - 1] {
                 last_col = j;
@@ -133,21 +157,27 @@ pub fn edit_distance(a: &str, b: &str, max: usize) -> usize {
                 .min(d[i1 * w + j1] + (i - i1 - 1) + 1 + (j - j1 - 1));
             d[(i + 1) * w + j + 1] = v;
         }
-        last_row.insert(a[i - 1], i);
+        match last_row.iter_mut().find(|(c, _)| *c == a[i - 1]) {
+            Some(e) => e.1 = i,
+            None => last_row.push((a[i - 1], i)),
+        }
     }
     d[(n + 1) * w + m + 1].min(max + 1)
 }
 
 /// Decodes each `xn--` label of a domain (RFC 3492); labels that fail stay as they are.
-pub fn decode_punycode(domain: &str) -> String {
-    domain
+pub fn decode_punycode(domain: &str) -> std::borrow::Cow<'_, str> {
+    if !domain.contains("xn--") && !domain.contains("XN--") {
+        return std::borrow::Cow::Borrowed(domain);
+    }
+    std::borrow::Cow::Owned(domain
         .split('.')
         .map(|l| match l.get(..4) {
             Some(p) if p.eq_ignore_ascii_case("xn--") => punycode(&l[4..]).unwrap_or_else(|| l.to_string()),
             _ => l.to_string(),
         })
         .collect::<Vec<_>>()
-        .join(".")
+        .join("."))
 }
 
 fn punycode(input: &str) -> Option<String> {
@@ -245,15 +275,22 @@ pub fn skeleton(s: &str) -> String {
 /// Whether `label` (a domain's main label) looks like brand label `brand` without being it:
 /// the distance allowed grows with length; short brands only match exactly-embedded forms.
 pub fn looks_like(label: &str, brand: &str) -> Option<&'static str> {
+    looks_like_skeleton(label, &skeleton(label), brand, &skeleton(brand))
+}
+
+/// [`looks_like`] with both skeletons already computed.
+pub fn looks_like_skeleton(label: &str, sl: &str, brand: &str, sb: &str) -> Option<&'static str> {
     if label == brand || brand.len() < 3 {
         return None;
     }
-    let (sl, sb) = (skeleton(label), skeleton(brand));
+    if label.len().abs_diff(brand.len()) > 12 {
+        return None;
+    }
     if sl == sb {
         return Some("uses look-alike characters");
     }
     let max = if brand.len() >= 7 { 2 } else if brand.len() >= 5 { 1 } else { 0 };
-    if max > 0 && edit_distance(label, brand, max).min(edit_distance(&sl, &sb, max)) <= max {
+    if max > 0 && (edit_distance(label, brand, max) <= max || edit_distance(sl, sb, max) <= max) {
         return Some("is a small edit away");
     }
     if brand.len() >= 5 && (label.starts_with(brand) || label.ends_with(brand)) {

@@ -4,6 +4,8 @@
 //! recurses, keeps at most [`MAX_STACK`] open elements and looks at most [`MAX_TAGS`] tags,
 //! so hostile nesting costs bounded time and memory.
 
+use std::borrow::Cow;
+
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Open elements tracked for inherited visibility.
@@ -46,7 +48,7 @@ const VOID: &[&str] =
 pub fn scan(html: &str) -> HtmlFacts {
     let b = html.as_bytes();
     let mut facts = HtmlFacts::default();
-    let mut stack: Vec<(String, bool)> = Vec::new();
+    let mut stack: Vec<(Cow<'_, str>, bool)> = Vec::new();
     let mut overflow_depth = 0usize;
     let mut skeleton = String::new();
     let mut i = 0;
@@ -71,7 +73,7 @@ pub fn scan(html: &str) -> HtmlFacts {
             i += 1;
             continue;
         }
-        let name = html[name_start..j].to_ascii_lowercase();
+        let name = lower(&html[name_start..j]);
         let (attrs, end) = attributes(html, j);
         i = end;
         facts.tags += 1;
@@ -89,7 +91,7 @@ pub fn scan(html: &str) -> HtmlFacts {
         }
         if facts.tags <= SKELETON_TAGS {
             skeleton.push_str(&name);
-            let mut names: Vec<&str> = attrs.iter().map(|(k, _)| k.as_str()).collect();
+            let mut names: Vec<&str> = attrs.iter().map(|(k, _)| k.as_ref()).collect();
             names.sort_unstable();
             for n in names {
                 skeleton.push(' ');
@@ -97,7 +99,7 @@ pub fn scan(html: &str) -> HtmlFacts {
             }
             skeleton.push('|');
         }
-        let attr = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let attr = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_ref());
         let style = attr("style").map(|s| s.to_ascii_lowercase().replace([' ', '\t', '\n', '\r'], "")).unwrap_or_default();
         let hidden_by_style = style_hidden(&style);
         let ancestor_hidden = stack.last().is_some_and(|(_, h)| *h);
@@ -107,7 +109,7 @@ pub fn scan(html: &str) -> HtmlFacts {
         if let Some(bg) = attr("background").filter(|v| !v.is_empty()) {
             facts.backgrounds.push(bg.to_string());
         }
-        match name.as_str() {
+        match name.as_ref() {
             "img" | "image" => {
                 let mut hidden = Vec::new();
                 if let Some(r) = hidden_by_style {
@@ -161,7 +163,7 @@ pub fn scan(html: &str) -> HtmlFacts {
         if hidden_by_style.is_some() || attr("hidden").is_some() {
             facts.hidden_elements += 1;
         }
-        if VOID.contains(&name.as_str()) || html[..i].ends_with("/>") {
+        if VOID.contains(&name.as_ref()) || html[..i].ends_with("/>") {
             continue;
         }
         if stack.len() >= MAX_STACK {
@@ -178,7 +180,7 @@ pub fn scan(html: &str) -> HtmlFacts {
 /// Parses attributes from `start` (just after the tag name) to the closing `>`; returns
 /// them (names lower-cased, values with entities for `&`, quotes and angle brackets decoded)
 /// and the index after `>`.
-fn attributes(html: &str, start: usize) -> (Vec<(String, String)>, usize) {
+fn attributes(html: &str, start: usize) -> (Vec<(Cow<'_, str>, Cow<'_, str>)>, usize) {
     let b = html.as_bytes();
     let mut out = Vec::new();
     let mut i = start;
@@ -196,11 +198,11 @@ fn attributes(html: &str, start: usize) -> (Vec<(String, String)>, usize) {
         while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'=' | b'>' | b'/') {
             i += 1;
         }
-        let name = html[ns..i].to_ascii_lowercase();
+        let name = lower(&html[ns..i]);
         while i < b.len() && b[i].is_ascii_whitespace() {
             i += 1;
         }
-        let mut value = String::new();
+        let mut value = Cow::Borrowed("");
         if i < b.len() && b[i] == b'=' {
             i += 1;
             while i < b.len() && b[i].is_ascii_whitespace() {
@@ -226,11 +228,16 @@ fn attributes(html: &str, start: usize) -> (Vec<(String, String)>, usize) {
     }
 }
 
-fn decode_entities(s: &str) -> String {
+/// Lower-cased, borrowing when it already is.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) }
+}
+
+fn decode_entities(s: &str) -> Cow<'_, str> {
     if !s.contains('&') {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
-    s.replace("&amp;", "&").replace("&#38;", "&").replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">")
+    Cow::Owned(s.replace("&amp;", "&").replace("&#38;", "&").replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">"))
 }
 
 fn tiny(v: &str) -> bool {

@@ -163,7 +163,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     let done = AtomicU64::new(0);
     let unreadable = Mutex::new((Vec::<String>::new(), 0usize));
     let ctx_lists = &opts.lists;
-    let ctx = analyse::Context { lists: ctx_lists.clone(), internal: opts.internal_domains.iter().map(|d| url::registrable(&d.to_ascii_lowercase()).to_string()).collect() };
+    let ctx = analyse::Context::new(ctx_lists.clone(), opts.internal_domains.iter().map(|d| url::registrable(&d.to_ascii_lowercase()).to_string()).collect());
     let per_file: Vec<(Option<FileReport>, Vec<Analysed>, Vec<&'static str>, Option<String>)> = files
         .par_iter()
         .map(|path| {
@@ -262,22 +262,30 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
         return report;
     }
 
-    // The same message from several exports (journal, mailbox, user report) is one message.
-    messages.sort_by(|a, b| a.message_id.cmp(&b.message_id).then_with(|| a.location.cmp(&b.location)));
+    // The same message from several exports (journal, mailbox, user report) is one message:
+    // the copy read first (largest file first, then path order) stays, later copies add
+    // their recipients.
+    let mut first: HashMap<u128, usize> = HashMap::with_capacity(messages.len());
     let mut merged: Vec<Analysed> = Vec::with_capacity(messages.len());
     for m in messages {
-        match merged.last_mut() {
-            Some(last) if last.message_id == m.message_id => {
+        let key = xxhash_rust::xxh3::xxh3_128(m.message_id.as_bytes());
+        match first.get(&key) {
+            Some(&i) => {
                 report.duplicates += 1;
+                let last = &mut merged[i];
                 for r in m.recipients {
                     if !last.recipients.contains(&r) {
                         last.recipients.push(r);
                     }
                 }
             }
-            _ => merged.push(m),
+            None => {
+                first.insert(key, merged.len());
+                merged.push(m);
+            }
         }
     }
+    drop(first);
     let mut messages = merged;
 
     let mut ctx = ctx;
@@ -300,7 +308,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     for m in &messages {
         *report.severities.entry(campaign::message_severity(m).as_str()).or_default() += 1;
     }
-    let mut campaigns: Vec<Campaign> = groups.iter().map(|g| build_campaign(&messages, g, &opts.members)).collect();
+    let mut campaigns: Vec<Campaign> = groups.par_iter().map(|g| build_campaign(&messages, g, &opts.members)).collect();
 
     if !opts.logs.is_empty() {
         let keys: Vec<grade::CampaignKeys> = groups.iter().map(|g| campaign_keys(&messages, g)).collect();
@@ -314,6 +322,8 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             c.assessment = "no logs supplied (--logs): every recipient is graded 'received'; opens, clicks and compromise were not assessed".into();
         }
     }
+    // A large corpus's messages are freed in parallel rather than one by one at return.
+    messages.into_par_iter().for_each(drop);
     campaigns.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.members_targeted.cmp(&a.members_targeted)).then(b.messages.cmp(&a.messages)).then(a.id.cmp(&b.id)));
     report.campaigns = campaigns;
     report
@@ -383,10 +393,10 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
     let mut domains = BTreeSet::new();
     let mut ips = BTreeSet::new();
     let mut relays = BTreeSet::new();
-    let mut templates: BTreeMap<String, usize> = BTreeMap::new();
-    let mut subjects: BTreeMap<String, usize> = BTreeMap::new();
-    let mut recipients: BTreeMap<String, (usize, Option<i64>)> = BTreeMap::new();
-    let mut signals: BTreeMap<(Analyser, String), (u8, usize)> = BTreeMap::new();
+    let mut templates: HashMap<&str, usize> = HashMap::new();
+    let mut subjects: HashMap<&str, usize> = HashMap::new();
+    let mut recipients: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
+    let mut signals: HashMap<(Analyser, &str), (u8, usize)> = HashMap::new();
     let mut iocs = BTreeSet::new();
     let mut severity = Severity::Informational;
     for m in &ms {
@@ -409,7 +419,7 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
         }
         relays.extend(m.bulk_relay.clone());
         for u in &m.urls {
-            *templates.entry(u.template.clone()).or_default() += 1;
+            *templates.entry(u.template.as_str()).or_default() += 1;
             domains.insert(url::registrable(&u.host).to_string());
             if !u.beacon && u.tokens.is_empty() {
                 continue;
@@ -420,26 +430,26 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
         for a in &m.attachments {
             iocs.insert(Ioc { kind: "sha256", value: a.sha256.clone() });
         }
-        *subjects.entry(m.subject.clone()).or_default() += 1;
+        *subjects.entry(m.subject.as_str()).or_default() += 1;
         for r in &m.recipients {
-            let e = recipients.entry(r.clone()).or_insert((0, None));
+            let e = recipients.entry(r.as_str()).or_insert((0, None));
             e.0 += 1;
             if let Some(d) = m.date {
                 e.1 = Some(e.1.map_or(d.0, |x: i64| x.min(d.0)));
             }
         }
         for s in &m.signals {
-            let e = signals.entry((s.analyser, s.what.clone())).or_insert((s.score, 0));
+            let e = signals.entry((s.analyser, s.what.as_str())).or_insert((s.score, 0));
             e.1 += 1;
         }
     }
-    let mut templates: Vec<(String, usize)> = templates.into_iter().collect();
-    templates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut subjects: Vec<(String, usize)> = subjects.into_iter().collect();
-    subjects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut templates: Vec<(&str, usize)> = templates.into_iter().collect();
+    templates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut subjects: Vec<(&str, usize)> = subjects.into_iter().collect();
+    subjects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     // Per-message signal texts vary (names, counts); keep the most frequent per analyser.
     let mut signals: Vec<SignalSummary> =
-        signals.into_iter().map(|((analyser, what), (score, messages))| SignalSummary { analyser, score, what, messages }).collect();
+        signals.into_iter().map(|((analyser, what), (score, messages))| SignalSummary { analyser, score, what: what.to_string(), messages }).collect();
     signals.sort_by(|a, b| a.analyser.cmp(&b.analyser).then(b.messages.cmp(&a.messages)).then(a.what.cmp(&b.what)));
     let mut per: HashMap<Analyser, usize> = HashMap::new();
     signals.retain(|s| {
@@ -447,11 +457,13 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
         *n += 1;
         *n <= 4
     });
+    let mut recipients: Vec<(&str, (usize, Option<i64>))> = recipients.into_iter().collect();
+    recipients.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let recipients: Vec<Recipient> = recipients
         .into_iter()
         .map(|(address, (messages, first))| Recipient {
-            member: members.name_of(&address).map(String::from),
-            address,
+            member: members.name_of(address).map(String::from),
+            address: address.to_string(),
             grade: Grade::Received,
             messages,
             first_received: ts(first),
@@ -473,8 +485,8 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
         domains: domains.into_iter().filter(|d| !d.is_empty()).collect(),
         sending_ips: ips.into_iter().collect(),
         relays: relays.into_iter().collect(),
-        url_templates: templates.into_iter().take(10).map(|(t, _)| t).collect(),
-        subjects: subjects.into_iter().take(5).map(|(s, _)| s).collect(),
+        url_templates: templates.into_iter().take(10).map(|(t, _)| t.to_string()).collect(),
+        subjects: subjects.into_iter().take(5).map(|(s, _)| s.to_string()).collect(),
         members_targeted,
         recipients,
         grades: BTreeMap::new(),

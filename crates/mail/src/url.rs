@@ -50,18 +50,31 @@ const TWO_LABEL_SUFFIXES: &[&str] = &[
 
 /// `mail.news.bbc.co.uk` → `bbc.co.uk`.
 pub fn registrable(host: &str) -> &str {
-    let host = host.trim_end_matches('.');
-    if host.parse::<std::net::IpAddr>().is_ok() {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let b = host.as_bytes();
+    // The last three dots, from the end.
+    let mut dots = [usize::MAX; 3];
+    let mut n = 0;
+    let mut i = b.len();
+    while i > 0 && n < 3 {
+        i -= 1;
+        match b[i] {
+            b'.' => {
+                dots[n] = i;
+                n += 1;
+            }
+            b':' => return host,
+            _ => {}
+        }
+    }
+    if n == 0 || (b.last().is_some_and(u8::is_ascii_digit) && b.iter().all(|c| c.is_ascii_digit() || *c == b'.')) {
         return host;
     }
-    let labels: Vec<usize> = std::iter::once(0).chain(host.match_indices('.').map(|(i, _)| i + 1)).collect();
-    let n = labels.len();
-    if n <= 2 {
-        return host;
-    }
-    let last_two = &host[labels[n - 2]..];
-    let take = if TWO_LABEL_SUFFIXES.contains(&last_two) { 3 } else { 2 };
-    &host[labels[n - take.min(n)]..]
+    let start = |k: usize| if k < n { dots[k] + 1 } else { 0 };
+    // Two-label suffixes only end in a country code or `com`.
+    let last = &host[dots[0] + 1..];
+    let two_label = n >= 2 && (last.len() == 2 || last == "com") && TWO_LABEL_SUFFIXES.contains(&&host[start(1)..]);
+    &host[start(if two_label { 2 } else { 1 })..]
 }
 
 /// The label that names the owner: `bbc` in `news.bbc.co.uk`.
@@ -77,8 +90,11 @@ const TRACKING_PATHS: &[&str] = &[
 
 /// The tracking-path fragment in `path`, if any.
 pub fn tracking_path(path: &str) -> Option<&'static str> {
-    let p = path.to_ascii_lowercase();
-    TRACKING_PATHS.iter().copied().find(|t| p.contains(t))
+    static AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    let ac = AC.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder().ascii_case_insensitive(true).build(TRACKING_PATHS).expect("literal patterns")
+    });
+    ac.find(path).map(|m| TRACKING_PATHS[m.pattern().as_usize()])
 }
 
 /// Query keys whose short values identify a recipient.
@@ -144,19 +160,18 @@ fn classify(value: &str, key: Option<&str>, recipients: &[String]) -> Option<&'s
     if value.len() < 4 || value.len() > 512 {
         return None;
     }
-    let decoded = percent_decode(value).to_ascii_lowercase();
+    let decoded = percent_decode(value);
     for r in recipients {
-        if r.len() >= 3 && decoded.contains(r.as_str()) {
+        if r.len() >= 3 && contains_ci(&decoded, r) {
             return Some("the recipient's address");
         }
     }
     if value.len() >= 8
+        && value.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'='))
         && let Some(b) = base64_decode(value)
+        && recipients.iter().any(|r| r.len() >= 3 && b.len() >= r.len() && b.windows(r.len()).any(|w| w.eq_ignore_ascii_case(r.as_bytes())))
     {
-        let lower = String::from_utf8_lossy(&b).to_ascii_lowercase();
-        if recipients.iter().any(|r| r.len() >= 3 && lower.contains(r.as_str())) {
-            return Some("the recipient's address in base64");
-        }
+        return Some("the recipient's address in base64");
     }
     let alnum = value.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'=' | b'%' | b'.'));
     if !alnum {
@@ -228,9 +243,13 @@ pub fn redirect_target(url: &Url) -> Option<Url> {
     None
 }
 
-pub fn percent_decode(s: &str) -> String {
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    hay.len() >= needle.len() && hay.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+pub fn percent_decode(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains('%') && !s.contains('+') {
-        return s.to_string();
+        return std::borrow::Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -253,7 +272,7 @@ pub fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Decodes standard or URL-safe base64, padded or not; None if it is not base64.

@@ -9,7 +9,7 @@ use portcullis_mail::{Lists, Members, Options};
 use portcullis_mailbox::Location;
 
 fn ctx() -> Context {
-    Context { lists: Lists::builtin(), internal: vec!["parliament.example".into()] }
+    Context::new(Lists::builtin(), vec!["parliament.example".into()])
 }
 
 fn msg(from: &str, extra_headers: &str, html: &str) -> String {
@@ -102,7 +102,7 @@ fn look_alike_and_confusable_domains() {
 fn protected_journalist_names_from_the_user() {
     let mut lists = Lists::builtin();
     lists.add_protected("name,domains\nMaria Ressa,rappler.com\n").unwrap();
-    let ctx = Context { lists, internal: vec!["parliament.example".into()] };
+    let ctx = Context::new(lists, vec!["parliament.example".into()]);
     let raw = msg("\"Maria Ressa\" <maria@rappler-news.org>", "", "<p>Hello</p>");
     let a = analyse::analyse(portcullis_mailbox::parse(raw.as_bytes()).unwrap(), Location { path: "t".into(), index: None }, 0, &ctx);
     assert!(a.signals.iter().any(|s| s.analyser == Analyser::Impersonation && s.score == 3 && s.what.contains("Maria Ressa")), "{:?}", a.signals);
