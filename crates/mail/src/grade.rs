@@ -328,7 +328,10 @@ fn scan_event(
     if !hosts.is_empty() {
         let user = get(USER_FIELDS);
         let ip = get(IP_FIELDS);
-        let agent = get(AGENT_FIELDS);
+        let agent = AGENT_FIELDS.iter().find_map(|n| ev.get(n)).map(|v| v.trim()).filter(|v| !v.is_empty() && *v != "-").map(|v| {
+            // W3C logs write spaces in the user agent as `+`.
+            if ev.get("cs-uri-stem").is_some() { v.replace('+', " ") } else { v.to_string() }
+        });
         // A fetch of a beacon host is an open; of a link host only, a click.
         let mut per_campaign: Vec<(usize, bool, String)> = Vec::new();
         for (c, beacon_host, value) in hosts {
