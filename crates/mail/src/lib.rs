@@ -93,6 +93,16 @@ pub struct Ioc {
     pub value: String,
 }
 
+/// An attachment a campaign carried.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttachmentSummary {
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub messages: usize,
+}
+
 /// A campaign: messages sharing infrastructure, template or skeleton.
 #[derive(Clone, Debug, Serialize)]
 pub struct Campaign {
@@ -108,6 +118,8 @@ pub struct Campaign {
     pub relays: Vec<String>,
     pub url_templates: Vec<String>,
     pub subjects: Vec<String>,
+    /// Attachments seen in its messages (distinct by hash).
+    pub attachments: Vec<AttachmentSummary>,
     pub members_targeted: usize,
     pub recipients: Vec<Recipient>,
     pub grades: BTreeMap<&'static str, usize>,
@@ -398,6 +410,7 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
     let mut recipients: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
     let mut signals: HashMap<(Analyser, &str), (u8, usize)> = HashMap::new();
     let mut iocs = BTreeSet::new();
+    let mut attachments: BTreeMap<&str, AttachmentSummary> = BTreeMap::new();
     let mut severity = Severity::Informational;
     for m in &ms {
         severity = severity.max(campaign::message_severity(m));
@@ -429,6 +442,16 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
         }
         for a in &m.attachments {
             iocs.insert(Ioc { kind: "sha256", value: a.sha256.clone() });
+            attachments
+                .entry(a.sha256.as_str())
+                .or_insert_with(|| AttachmentSummary {
+                    name: a.name.clone(),
+                    content_type: a.content_type.clone(),
+                    size: a.size,
+                    sha256: a.sha256.clone(),
+                    messages: 0,
+                })
+                .messages += 1;
         }
         *subjects.entry(m.subject.as_str()).or_default() += 1;
         for r in &m.recipients {
@@ -487,6 +510,7 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
         relays: relays.into_iter().collect(),
         url_templates: templates.into_iter().take(10).map(|(t, _)| t.to_string()).collect(),
         subjects: subjects.into_iter().take(5).map(|(s, _)| s.to_string()).collect(),
+        attachments: attachments.into_values().take(50).collect(),
         members_targeted,
         recipients,
         grades: BTreeMap::new(),
