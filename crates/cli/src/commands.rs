@@ -29,6 +29,8 @@ pub struct LoadedRules {
     pub parse_seconds: f64,
     /// Compiling the parsed rules into matchers.
     pub compile_seconds: f64,
+    /// Synthetic rules appended to the engine for indicator contexts.
+    pub ioc_rules: usize,
 }
 
 pub fn load_rules(a: &RuleArgs) -> Result<LoadedRules, Fatal> {
@@ -59,7 +61,7 @@ pub fn load_rules(a: &RuleArgs) -> Result<LoadedRules, Fatal> {
     let engine = Engine::compile(&set, &table);
     let (correlations, correlation_errors) = CorrelationSet::compile(&set.correlations, &engine.rules);
     let compile_seconds = started.elapsed().as_secs_f64() - parse_seconds;
-    Ok(LoadedRules { set, engine, correlations: Arc::new(correlations), correlation_errors, parse_seconds, compile_seconds })
+    Ok(LoadedRules { set, engine, correlations: Arc::new(correlations), correlation_errors, parse_seconds, compile_seconds, ioc_rules: 0 })
 }
 
 fn parse_time(s: &Option<String>, what: &str) -> Result<Option<Timestamp>, Fatal> {
@@ -155,12 +157,20 @@ pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
 /// Loads rules, reads and scans the inputs, correlates, builds findings and incidents,
 /// records the case file and timeline if asked.
 pub fn hunt_core(a: &HuntArgs, started: Instant) -> Result<HuntOutcome, Fatal> {
-    let loaded = load_rules(&a.rules)?;
+    let mut loaded = load_rules(&a.rules)?;
     let files = collect_inputs(&a.paths)?;
+    let intel = portcullis_intel::load(&a.iocs, !a.no_builtin_intel).map_err(Fatal)?;
+    let ioc_files: Vec<String> = intel.files.iter().map(|(f, fmt, n)| format!("{f} ({fmt}): {n}")).collect();
+    let ioc_problems: Vec<String> = intel.problems.iter().map(|p| format!("{}: {}", p.position, p.reason)).collect();
+    let before = loaded.engine.rules.len();
+    let iocs = (!intel.set.is_empty()).then(|| Arc::new(portcullis_hunt::IocRules::install(&mut loaded.engine, intel.set)));
+    loaded.ioc_rules = loaded.engine.rules.len() - before;
+    let iocs_loaded = iocs.as_ref().map_or(0, |i| i.set.len());
     let opts = RunOptions {
         threads: a.threads.unwrap_or_else(|| RunOptions::default().threads),
         from: parse_time(&a.from, "--from")?,
         to: parse_time(&a.to, "--to")?,
+        iocs,
         ..Default::default()
     };
     let bar = progress_bar(&files, show_progress(a.quiet));
@@ -231,6 +241,10 @@ pub fn hunt_core(a: &HuntArgs, started: Instant) -> Result<HuntOutcome, Fatal> {
     }
 
     let mut summary = summarise(&loaded, &result, started);
+    summary.iocs_loaded = iocs_loaded;
+    summary.ioc_files = ioc_files;
+    summary.ioc_problem_count = ioc_problems.len();
+    summary.ioc_problems = ioc_problems.into_iter().take(100).collect();
     summary.hunt_seconds = hunt_seconds;
     summary.incidents = incidents.len();
     summary.case = a.case.as_ref().map(|p| p.display().to_string());
@@ -281,7 +295,7 @@ fn summarise(loaded: &LoadedRules, result: &portcullis_hunt::HuntResult, started
     }
     s.events = result.stats.events;
     s.events_out_of_range = result.stats.out_of_range;
-    s.rules_loaded = engine.rules.len();
+    s.rules_loaded = engine.rules.len() - loaded.ioc_rules;
     s.rules_unmapped = engine.unmapped.len();
     s.rules_failed = loaded
         .set
@@ -562,6 +576,8 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
             logsources: None,
             min_level: LevelArg::Informational,
         },
+        iocs: Vec::new(),
+        no_builtin_intel: false,
         from: None,
         to: None,
         format: FormatArg::Jsonl,

@@ -123,6 +123,14 @@ pub struct HuntArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub rules: RuleArgs,
+    /// Indicators to match in every field of every event (repeatable): a STIX 2.1 bundle,
+    /// a MISP event (JSON), or a CSV/plain list (one value per line, or type,value[,context]).
+    /// Defanged values (hxxp, [.]) are fine. IPs match by CIDR, domains with their subdomains.
+    #[arg(long = "iocs", value_name = "FILE")]
+    pub iocs: Vec<PathBuf>,
+    /// Do not load the built-in intel (published Exchange-wave IPs and C2, APT31 infrastructure).
+    #[arg(long)]
+    pub no_builtin_intel: bool,
     /// Skip events before this time (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long, value_name = "TIME")]
     pub from: Option<String>,
@@ -302,6 +310,16 @@ impl<E: std::fmt::Display> From<E> for Fatal {
 }
 
 fn main() -> ExitCode {
+    // `portcullis demo | head` closes the pipe early: leave quietly like other Unix tools
+    // (exit 141, as SIGPIPE would) instead of reporting a panic.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied());
+        if msg.is_some_and(|m| m.contains("Broken pipe")) {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -101,7 +101,7 @@ fn jsonl(out: &Output) -> Vec<serde_json::Value> {
 #[test]
 fn hunt_jsonl_has_detections_then_summary() {
     let f = Fixture::new();
-    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let recs = jsonl(&out);
     let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
@@ -131,18 +131,19 @@ fn finding_ids_are_stable_across_runs() {
     let ids = |out: &Output| -> Vec<String> {
         jsonl(out).iter().filter(|r| r["kind"] == "detection").map(|r| r["id"].as_str().unwrap().to_string()).collect()
     };
-    let a = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
-    let b = run(&[&"hunt", &f.dir.path(), &"--sigma", &f.path("rules"), &"--format", &"jsonl", &"--threads", &"1"]);
+    let a = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
+    let b = run(&[&"hunt", &"--no-builtin-intel", &f.dir.path(), &"--sigma", &f.path("rules"), &"--format", &"jsonl", &"--threads", &"1"]);
     assert_eq!(ids(&a), ids(&b));
 }
 
 #[test]
 fn exit_codes_and_min_level() {
     let f = Fixture::new();
-    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--fail-on", &"high", &"-q"]);
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--fail-on", &"high", &"-q"]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(&[
         &"hunt",
+        &"--no-builtin-intel",
         &f.path("u_ex210824.log"),
         &"--sigma",
         &f.path("rules/owa.yml"),
@@ -153,6 +154,7 @@ fn exit_codes_and_min_level() {
     assert_eq!(out.status.code(), Some(0));
     let out = run(&[
         &"hunt",
+        &"--no-builtin-intel",
         &f.path("u_ex210824.log"),
         &"--sigma",
         &f.path("rules"),
@@ -164,16 +166,16 @@ fn exit_codes_and_min_level() {
     let recs = jsonl(&out);
     assert_eq!(recs.iter().filter(|r| r["kind"] == "detection").count(), 1);
     // Errors: a missing input, a missing rules path, a bad argument.
-    assert_eq!(run(&[&"hunt", &f.path("nope.log")]).status.code(), Some(1));
-    assert_eq!(run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("nope")]).status.code(), Some(1));
-    assert_eq!(run(&[&"hunt", &"--format", &"xml", &f.path("u_ex210824.log")]).status.code(), Some(1));
+    assert_eq!(run(&[&"hunt", &"--no-builtin-intel", &f.path("nope.log")]).status.code(), Some(1));
+    assert_eq!(run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("nope")]).status.code(), Some(1));
+    assert_eq!(run(&[&"hunt", &"--no-builtin-intel", &"--format", &"xml", &f.path("u_ex210824.log")]).status.code(), Some(1));
     assert_eq!(run(&[&"--help"]).status.code(), Some(0));
 }
 
 #[test]
 fn never_a_silent_zero_detection_run() {
     let f = Fixture::new();
-    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("sysmon.yml"), &"--format", &"jsonl"]);
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("sysmon.yml"), &"--format", &"jsonl"]);
     assert_eq!(out.status.code(), Some(0));
     let recs = jsonl(&out);
     let s = recs.last().unwrap();
@@ -187,7 +189,7 @@ fn never_a_silent_zero_detection_run() {
 #[test]
 fn failed_rules_are_listed_with_file_line_and_reason() {
     let f = Fixture::new();
-    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("broken.yml"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("broken.yml"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
     let recs = jsonl(&out);
     let s = recs.last().unwrap();
     let failed = s["rules_failed"].as_array().unwrap();
@@ -201,16 +203,16 @@ fn failed_rules_are_listed_with_file_line_and_reason() {
 #[test]
 fn table_csv_and_json_formats() {
     let f = Fixture::new();
-    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules")]);
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules")]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("TIME (UTC)") && table.contains("Autodiscover SSRF"), "{table}");
     assert!(table.contains("Detections: 2"));
-    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"csv"]);
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"csv"]);
     let csv = String::from_utf8_lossy(&out.stdout);
     assert!(csv.starts_with("timestamp,level,rule_title"));
     assert_eq!(csv.lines().count(), 3);
     let out_file = f.path("out.json");
-    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"json", &"-o", &out_file]);
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"json", &"-o", &out_file]);
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     assert_eq!(doc["detections"].as_array().unwrap().len(), 2);

@@ -115,6 +115,7 @@ fn dataset(dir: &Path) {
 fn hunt(dir: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("hunt")
+        .arg("--no-builtin-intel")
         .arg(dir.join("exch01"))
         .arg(dir.join("ws042"))
         .arg(dir.join("okta.jsonl"))
@@ -243,7 +244,7 @@ fn a_killed_run_leaves_the_case_intact() {
     let case = dir.path().join("case.sqlite");
     let run = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        c.arg("hunt")
+        c.arg("hunt").arg("--no-builtin-intel")
             .arg(dir.path().join("exch01"))
             .args(["--no-builtin", "--sigma"])
             .arg(dir.path().join("rules.yml"))

@@ -53,7 +53,9 @@ fn check(data: &Path, extra_rules: &[PathBuf]) -> Checked {
     let rel = |p: &str| Path::new(p).strip_prefix(data).unwrap().display().to_string();
     let mut seen = HashSet::new();
     let (mut background_high, mut background_lower) = (Vec::new(), Vec::new());
-    for d in recs.iter().filter(|r| r["kind"] == "detection") {
+    // truth.json names the attacker's addresses, so built-in intel matches it too; it is the
+    // answer sheet, not a log of the institution.
+    for d in recs.iter().filter(|r| r["kind"] == "detection" && !r["path"].as_str().unwrap().ends_with("truth.json")) {
         let k = key(&rel(d["path"].as_str().unwrap()), d["record"].as_u64().unwrap());
         if !planted.contains(&k) {
             let what = format!("{} [{}] {}:{}", d["rule_title"], d["level"], k.0, k.1);

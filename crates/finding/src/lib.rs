@@ -105,6 +105,9 @@ pub fn sentence(title: &str, ev: &Event) -> String {
     }
     s.push_str(title);
     let get = |names: &[&str]| names.iter().find_map(|n| ev.get(n).filter(|v| !v.is_empty() && *v != "-"));
+    if let (Some(v), Some(t), Some(f)) = (ev.get("ioc.value"), ev.get("ioc.type"), ev.get("ioc.field")) {
+        s.push_str(&format!(" — {t} {v} in {f}"));
+    }
     if let Some(ip) = get(&["c-ip", "ClientIpAddress", "client-ip", "IpAddress", "SourceIp"]) {
         s.push_str(&format!(" from {ip}"));
     }

@@ -20,6 +20,9 @@ use portcullis_event::{Event, Timestamp};
 use portcullis_sigma::{Engine, Level, Scanner};
 use portcullis_sources::{FileReport, ReadOptions, SourceError};
 
+pub mod ioc;
+pub use ioc::IocRules;
+
 /// One rule matching one event.
 #[derive(Clone, Debug)]
 pub struct Detection {
@@ -54,6 +57,8 @@ pub struct RunOptions {
     pub from: Option<Timestamp>,
     /// Events after this instant are skipped.
     pub to: Option<Timestamp>,
+    /// Indicators to look for in every field (their rules already in the engine).
+    pub iocs: Option<Arc<IocRules>>,
 }
 
 impl Default for RunOptions {
@@ -63,6 +68,7 @@ impl Default for RunOptions {
             read: ReadOptions::default(),
             from: None,
             to: None,
+            iocs: None,
         }
     }
 }
@@ -225,6 +231,7 @@ pub fn hunt(
     struct Worker<'e> {
         scanner: Scanner<'e>,
         matches: Vec<usize>,
+        ioc_hits: Vec<portcullis_intel::Hit>,
         detections: Vec<Detection>,
         sorter: Sorter,
         inputs: u64,
@@ -242,6 +249,7 @@ pub fn hunt(
         || Worker {
             scanner: engine.scanner(),
             matches: Vec::new(),
+            ioc_hits: Vec::new(),
             detections: Vec::new(),
             sorter: Sorter::new(CORRELATION_BUFFER_BYTES),
             inputs: 0,
@@ -273,6 +281,16 @@ pub fn hunt(
                 }
                 if !hidden[rule] {
                     w.detections.push(Detection { id, rule, path: path.clone(), event: ev.clone() });
+                }
+            }
+            if let Some(iocs) = &opts.iocs {
+                let mut found = Vec::new();
+                iocs.scan(ev, &mut w.ioc_hits, &mut found);
+                for (indicator, rule, field) in found {
+                    let rule = rule as usize;
+                    let ind = &iocs.set.indicators[indicator as usize];
+                    let id = finding_id(&format!("{}\n{}\n{}", engine.rules[rule].key(), ind.kind.as_str(), ind.value), ev);
+                    w.detections.push(Detection { id, rule, path: path.clone(), event: iocs.annotate(ev, indicator, field) });
                 }
             }
         },

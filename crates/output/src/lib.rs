@@ -159,6 +159,13 @@ pub struct Summary {
     pub correlation_findings: usize,
     pub correlation_inputs: u64,
     pub incidents: usize,
+    /// Indicators matched against every field (`--iocs` and built-in intel).
+    pub iocs_loaded: usize,
+    /// Indicator files read: `file (format): N indicators`.
+    pub ioc_files: Vec<String>,
+    /// Indicators that could not be used, with their position (first 100).
+    pub ioc_problems: Vec<String>,
+    pub ioc_problem_count: usize,
     /// The case file written, if any, and how many findings were new to it.
     pub case: Option<String>,
     pub case_new_findings: Option<usize>,
@@ -417,6 +424,18 @@ pub fn write_summary_text(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
     }
     if s.events_out_of_range > 0 {
         writeln!(out, "{} events fell outside --from/--to.", s.events_out_of_range)?;
+    }
+    if s.iocs_loaded > 0 || s.ioc_problem_count > 0 {
+        writeln!(out, "Indicators: {} matched against every field ({}).", s.iocs_loaded, escape_display(&s.ioc_files.join("; ")))?;
+        if s.ioc_problem_count > 0 {
+            writeln!(out, "{} indicators could not be used:", s.ioc_problem_count)?;
+            for p in s.ioc_problems.iter().take(10) {
+                writeln!(out, "  {}", escape_display(p))?;
+            }
+            if s.ioc_problem_count > 10 {
+                writeln!(out, "  … {} more (see the JSON summary)", s.ioc_problem_count - 10)?;
+            }
+        }
     }
     writeln!(
         out,

