@@ -127,6 +127,95 @@ CREATE TABLE IF NOT EXISTS iocs (
 );
 ";
 
+/// An indicator match recorded in a case (a finding of an `ioc-` rule).
+#[derive(Clone, Debug)]
+pub struct IocFinding {
+    pub finding_id: String,
+    pub kind: String,
+    pub value: String,
+    pub context: String,
+    pub source: String,
+    pub time: Option<String>,
+    pub incidents: Vec<String>,
+}
+
+/// What `portcullis export` reads from a case.
+#[derive(Clone, Debug, Default)]
+pub struct ExportRows {
+    pub ioc_findings: Vec<IocFinding>,
+    /// (source, type, value) from the `iocs` table.
+    pub iocs: Vec<(String, String, String)>,
+    /// (id, first_seen, last_seen, severity, dwell_seconds, techniques, tactics, finding_count)
+    pub incidents: Vec<(String, String, String, String, i64, Vec<String>, Vec<String>, i64)>,
+    /// (id, severity, first_seen, last_seen, record)
+    pub campaigns: Vec<(String, String, Option<String>, Option<String>, serde_json::Value)>,
+}
+
+/// Reads what an export needs, opening the case read-only.
+pub fn export_rows(path: &Path) -> Result<ExportRows, CaseError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut out = ExportRows::default();
+    let mut membership: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    {
+        let mut st = conn.prepare("SELECT incident_id, finding_id FROM incident_findings")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (i, f) = row?;
+            membership.entry(f).or_default().push(i);
+        }
+    }
+    {
+        let mut st = conn.prepare("SELECT id, first_ts, event FROM findings WHERE rule_id LIKE 'ioc-%' ORDER BY first_ts, id")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?)))?;
+        for row in rows {
+            let (id, time, event) = row?;
+            let ev: serde_json::Value = event.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default();
+            let get = |k: &str| ev.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            if get("ioc.value").is_empty() {
+                continue;
+            }
+            out.ioc_findings.push(IocFinding {
+                incidents: membership.get(&id).cloned().unwrap_or_default(),
+                finding_id: id,
+                kind: get("ioc.type"),
+                value: get("ioc.value"),
+                context: get("ioc.context"),
+                source: get("ioc.source"),
+                time,
+            });
+        }
+    }
+    // Tables added after the first release may be missing from an old case opened read-only.
+    if let Ok(mut st) = conn.prepare("SELECT source, type, value FROM iocs ORDER BY source, type, value") {
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        for row in rows {
+            out.iocs.push(row?);
+        }
+    }
+    {
+        let mut st = conn.prepare(
+            "SELECT id, first_seen, last_seen, severity, dwell_seconds, techniques, tactics, finding_count FROM incidents ORDER BY first_seen, id",
+        )?;
+        let rows = st.query_map([], |r| {
+            let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, list(r.get(5)?), list(r.get(6)?), r.get(7)?))
+        })?;
+        for row in rows {
+            out.incidents.push(row?);
+        }
+    }
+    if let Ok(mut st) = conn.prepare("SELECT id, severity, first_seen, last_seen, record FROM mail_campaigns ORDER BY id") {
+        let rows = st.query_map([], |r| {
+            let rec: String = r.get(4)?;
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, serde_json::from_str(&rec).unwrap_or_default()))
+        })?;
+        for row in rows {
+            out.campaigns.push(row?);
+        }
+    }
+    Ok(out)
+}
+
 /// An open case file.
 pub struct Case {
     conn: Connection,

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
+mod export;
 mod exposure;
 mod mail;
 
@@ -92,6 +93,12 @@ portcullis mail ./mail --members members.csv --logs ./proxy --logs ./signin --lo
 portcullis mail ./mail --format jsonl -o campaigns.jsonl --case case.sqlite --fail-on high\n\n\
 Exit code 2 with --fail-on when a campaign at or above that severity is found.")]
     Mail(mail::MailArgs),
+    /// Share what a case found: its indicators, sightings, incidents and campaigns as STIX 2.1, MISP or CSV.
+    #[command(after_help = "Examples:\n  portcullis export stix case.sqlite -o case.stix.json --producer \"Example Council SOC\"\n  \
+portcullis export misp case.sqlite -o case.misp.json\n  portcullis export csv case.sqlite\n\n\
+Indicators are those that matched during `hunt --iocs` (with a sighting and observed data each) and the \
+infrastructure of `mail` campaigns; a bundle exported here can be fed back with `hunt --iocs`.")]
+    Export(export::ExportArgs),
     /// Load rules and report which load, which fail (file, line, reason) and which apply to nothing.
     #[command(after_help = "Example:\n  portcullis rules --sigma ../sigma/rules --sigma ../sigma/rules-emerging-threats")]
     Rules(RulesArgs),
@@ -338,6 +345,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => commands::simulate(a),
         Command::Exposure(a) => exposure::run(a),
         Command::Mail(a) => mail::run(a),
+        Command::Export(a) => export::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

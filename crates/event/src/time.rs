@@ -37,6 +37,12 @@ impl Timestamp {
 
     /// Parses `YYYY-MM-DD[T| ]HH:MM[:SS[.fraction]][Z|±HH[:]MM]` or a bare `YYYY-MM-DD`.
     /// A time without a zone is taken as UTC (IIS, Exchange and Sysmon `UtcTime` all log UTC).
+    /// The current time.
+    pub fn now() -> Timestamp {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp(d.as_micros().min(i64::MAX as u128) as i64)
+    }
+
     pub fn parse(s: &str) -> Option<Timestamp> {
         let b = s.trim().as_bytes();
         if b.len() < 10 {

@@ -7,6 +7,7 @@
 pub mod import;
 pub mod indicator;
 pub mod set;
+pub mod stix;
 
 pub use import::{Imported, Problem};
 pub use indicator::{Context, Indicator, Kind};

@@ -57,8 +57,8 @@ impl IocSet {
     pub fn add(&mut self, ind: Indicator) {
         let i = self.indicators.len() as u32;
         let fresh = match ind.kind {
-            Kind::Ipv4 => ind.value.parse::<std::net::Ipv4Addr>().is_ok_and(|a| self.ipv4.insert(a.into(), i).is_none()),
-            Kind::Ipv6 => ind.value.parse::<std::net::Ipv6Addr>().is_ok_and(|a| self.ipv6.insert(a.into(), i).is_none()),
+            Kind::Ipv4 => ind.value.parse::<std::net::Ipv4Addr>().is_ok_and(|a| insert_new(&mut self.ipv4, a.into(), i)),
+            Kind::Ipv6 => ind.value.parse::<std::net::Ipv6Addr>().is_ok_and(|a| insert_new(&mut self.ipv6, a.into(), i)),
             Kind::Cidr => match parse_cidr(&ind.value) {
                 Some((IpAddr::V4(a), len)) => {
                     let slot = match self.cidr4.iter().position(|(l, _)| *l == len) {
@@ -68,7 +68,7 @@ impl IocSet {
                             self.cidr4.len() - 1
                         }
                     };
-                    self.cidr4[slot].1.insert(a.into(), i).is_none()
+                    insert_new(&mut self.cidr4[slot].1, a.into(), i)
                 }
                 Some((IpAddr::V6(a), len)) => {
                     let slot = match self.cidr6.iter().position(|(l, _)| *l == len) {
@@ -78,7 +78,7 @@ impl IocSet {
                             self.cidr6.len() - 1
                         }
                     };
-                    self.cidr6[slot].1.insert(a.into(), i).is_none()
+                    insert_new(&mut self.cidr6[slot].1, a.into(), i)
                 }
                 None => false,
             },
@@ -86,18 +86,18 @@ impl IocSet {
                 if let Some(tld) = ind.value.rsplit('.').next() {
                     self.tlds.insert(tld.into());
                 }
-                self.domains.insert(ind.value.as_str().into(), i).is_none()
+                insert_new(&mut self.domains, ind.value.as_str().into(), i)
             }
-            Kind::Url => self.urls.insert(ind.value.as_str().into(), i).is_none(),
+            Kind::Url => insert_new(&mut self.urls, ind.value.as_str().into(), i),
             Kind::Email => {
                 if let Some((_, d)) = ind.value.split_once('@')
                     && let Some(tld) = d.rsplit('.').next()
                 {
                     self.tlds.insert(tld.into());
                 }
-                self.emails.insert(ind.value.as_str().into(), i).is_none()
+                insert_new(&mut self.emails, ind.value.as_str().into(), i)
             }
-            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => self.hashes.insert(ind.value.as_str().into(), i).is_none(),
+            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => insert_new(&mut self.hashes, ind.value.as_str().into(), i),
         };
         if fresh {
             self.indicators.push(ind);
@@ -237,6 +237,17 @@ impl IocSet {
     }
 }
 
+/// Inserts only if absent, so a duplicate never repoints an existing entry.
+fn insert_new<K: std::hash::Hash + Eq>(m: &mut Map<K>, k: K, i: u32) -> bool {
+    match m.entry(k) {
+        std::collections::hash_map::Entry::Occupied(_) => false,
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(i);
+            true
+        }
+    }
+}
+
 fn dedup_from(out: &mut Vec<Hit>, start: usize) {
     if out.len() - start > 1 {
         out[start..].sort_unstable_by_key(|h| h.indicator);
@@ -340,7 +351,10 @@ mod tests {
 
     #[test]
     fn duplicates_are_merged() {
-        let s = set(&["1.2.3.4", "1.2.3[.]4", "evil.com", "EVIL.com"]);
-        assert_eq!((s.len(), s.duplicates), (2, 2));
+        let s = set(&["1.2.3.4", "1.2.3[.]4", "evil.com", "EVIL.com", "other.org"]);
+        assert_eq!((s.len(), s.duplicates), (3, 2));
+        // A duplicate does not shift the indicators after it.
+        assert_eq!(hits(&s, "evil.com"), vec!["evil.com"]);
+        assert_eq!(hits(&s, "other.org"), vec!["other.org"]);
     }
 }
