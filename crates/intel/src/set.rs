@@ -35,7 +35,11 @@ pub struct IocSet {
     hashes: Map<Box<str>>,
     /// Indicators dropped because an earlier one had the same kind and value.
     pub duplicates: usize,
+    /// Distinguishes sets for the per-thread no-match cache (changes on every `add`).
+    generation: usize,
 }
+
+static GENERATION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 impl IocSet {
     pub fn new(indicators: Vec<Indicator>) -> IocSet {
@@ -55,6 +59,7 @@ impl IocSet {
     }
 
     pub fn add(&mut self, ind: Indicator) {
+        self.generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let i = self.indicators.len() as u32;
         let fresh = match ind.kind {
             Kind::Ipv4 => ind.value.parse::<std::net::Ipv4Addr>().is_ok_and(|a| insert_new(&mut self.ipv4, a.into(), i)),
@@ -113,30 +118,56 @@ impl IocSet {
             return;
         }
         let b = value.as_bytes();
-        if !self.urls.is_empty() && b.len() > 8 && memchr_sub(b, b"://") {
+        // Every indicator kind but a hash needs a `.`, `:` or `@`; most fields have none.
+        if b.len() < 32 && memchr::memchr3(b'.', b':', b'@', b).is_none() {
+            return;
+        }
+        // Log values repeat (server addresses, paths, user agents): a value already seen to
+        // hold no indicator is not cut up again. Per thread, direct-mapped, bounded.
+        let cacheable = b.len() <= 512;
+        let key = if cacheable { xxhash_rust::xxh3::xxh3_64(b) | 1 } else { 0 };
+        if cacheable
+            && NO_MATCH.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.owner != self.generation {
+                    c.owner = self.generation;
+                    c.slots.fill(0);
+                }
+                c.slots[(key as usize) & (NO_MATCH_SLOTS - 1)] == key
+            })
+        {
+            return;
+        }
+        if !self.urls.is_empty() && b.len() > 8 && memchr::memmem::find(b, b"://").is_some() {
             self.scan_urls(value, out);
         }
         let mut lower = [0u8; 256];
         let mut i = 0;
         while i < b.len() {
-            while i < b.len() && !token_byte(b[i]) {
+            while i < b.len() && CLASS[b[i] as usize] == 0 {
                 i += 1;
             }
             let s = i;
-            let (mut dots, mut colons, mut at, mut alpha, mut hex, mut digits_dots) = (0, 0, false, false, true, true);
-            while i < b.len() && token_byte(b[i]) {
-                let c = b[i];
-                match c {
-                    b'.' => dots += 1,
-                    b':' => colons += 1,
-                    b'@' => at = true,
-                    _ => {}
+            let (mut dots, mut colons, mut at) = (0, 0, false);
+            let mut all = ALPHA | HEX | DIGIT_DOT;
+            let mut any = 0u8;
+            while i < b.len() {
+                let c = CLASS[b[i] as usize];
+                if c == 0 {
+                    break;
                 }
-                alpha |= c.is_ascii_alphabetic();
-                hex &= c.is_ascii_hexdigit();
-                digits_dots &= c.is_ascii_digit() || c == b'.';
+                if c & PUNCT != 0 {
+                    match b[i] {
+                        b'.' => dots += 1,
+                        b':' => colons += 1,
+                        _ => at = true,
+                    }
+                }
+                all &= c;
+                any |= c;
                 i += 1;
             }
+            let (alpha, hex, digits_dots) = (any & ALPHA != 0, all & HEX != 0, all & DIGIT_DOT != 0);
             let tok = &value[s..i];
             if tok.len() < 3 {
                 continue;
@@ -194,6 +225,9 @@ impl IocSet {
             }
         }
         dedup_from(out, start);
+        if cacheable && out.len() == start {
+            NO_MATCH.with(|c| c.borrow_mut().slots[(key as usize) & (NO_MATCH_SLOTS - 1)] = key);
+        }
     }
 
     fn scan_urls(&self, value: &str, out: &mut Vec<Hit>) {
@@ -262,13 +296,52 @@ fn dedup_from(out: &mut Vec<Hit>, start: usize) {
     }
 }
 
-fn token_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'@' | b':')
+const NO_MATCH_SLOTS: usize = 16 * 1024;
+
+/// Hashes of values known to hold no indicator (0 = empty slot), for the set `owner`;
+/// cleared when a thread scans with another set.
+struct NoMatch {
+    owner: usize,
+    slots: Vec<u64>,
 }
 
-fn memchr_sub(h: &[u8], n: &[u8]) -> bool {
-    h.windows(n.len()).any(|w| w == n)
+thread_local! {
+    static NO_MATCH: std::cell::RefCell<NoMatch> = std::cell::RefCell::new(NoMatch { owner: 0, slots: vec![0; NO_MATCH_SLOTS] });
 }
+
+const TOKEN: u8 = 1;
+const ALPHA: u8 = 2;
+const HEX: u8 = 4;
+const DIGIT_DOT: u8 = 8;
+const PUNCT: u8 = 16;
+
+/// Byte classes: part of a token, a letter, a hex digit, a digit or dot, one of `.:@`.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let mut v = 0;
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@' | b':') {
+            v |= TOKEN;
+        }
+        if b.is_ascii_alphabetic() {
+            v |= ALPHA;
+        }
+        if b.is_ascii_hexdigit() {
+            v |= HEX;
+        }
+        if b.is_ascii_digit() || b == b'.' {
+            v |= DIGIT_DOT;
+        }
+        if matches!(b, b'.' | b':' | b'@') {
+            v |= PUNCT;
+        }
+        t[c] = v;
+        c += 1;
+    }
+    t
+};
 
 fn lowered<'a>(s: &'a str, buf: &'a mut [u8; 256]) -> &'a str {
     if s.len() > buf.len() || !s.bytes().any(|c| c.is_ascii_uppercase()) {
@@ -280,22 +353,35 @@ fn lowered<'a>(s: &'a str, buf: &'a mut [u8; 256]) -> &'a str {
     std::str::from_utf8(b).unwrap_or(s)
 }
 
-/// A dotted quad, strictly (no leading `+`, each part ≤ 255).
+/// A dotted quad, strictly (each part 1–3 digits, ≤ 255).
 fn ipv4(s: &str) -> Option<u32> {
     let mut out = 0u32;
+    let mut part = 0u32;
+    let mut digits = 0;
     let mut parts = 0;
-    for p in s.split('.') {
-        if p.is_empty() || p.len() > 3 {
+    for &c in s.as_bytes() {
+        if c == b'.' {
+            if digits == 0 || part > 255 {
+                return None;
+            }
+            out = (out << 8) | part;
+            parts += 1;
+            part = 0;
+            digits = 0;
+        } else if c.is_ascii_digit() {
+            digits += 1;
+            if digits > 3 {
+                return None;
+            }
+            part = part * 10 + (c - b'0') as u32;
+        } else {
             return None;
         }
-        let n: u32 = p.parse().ok()?;
-        if n > 255 {
-            return None;
-        }
-        out = (out << 8) | n;
-        parts += 1;
     }
-    (parts == 4).then_some(out)
+    if digits == 0 || part > 255 || parts != 3 {
+        return None;
+    }
+    Some((out << 8) | part)
 }
 
 #[cfg(test)]
