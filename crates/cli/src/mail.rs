@@ -33,6 +33,12 @@ pub struct MailArgs {
     /// cmdlet or EVTX logs, files or directories, read as `hunt` reads them.
     #[arg(long = "logs", value_name = "PATH")]
     pub logs: Vec<PathBuf>,
+    /// Indicators to check campaign infrastructure against (repeatable; STIX 2.1, MISP or CSV).
+    #[arg(long = "iocs", value_name = "FILE")]
+    pub iocs: Vec<PathBuf>,
+    /// Do not load the built-in intel.
+    #[arg(long)]
+    pub no_builtin_intel: bool,
     /// Output format: a report for people, one JSON record per campaign (JSONL), one JSON
     /// document, or CSV with a row per campaign recipient.
     #[arg(long, value_enum, default_value = "table")]
@@ -106,7 +112,19 @@ pub fn run(a: MailArgs) -> Result<u8, Fatal> {
         }
     }
     let threads = a.threads.unwrap_or(0);
-    let opts = Options { members, lists, internal_domains: a.internal_domains.clone(), logs: a.logs.clone(), threads, parse_only: a.parse_only };
+    let intel = portcullis_intel::load(&a.iocs, !a.no_builtin_intel).map_err(Fatal)?;
+    for p in intel.problems.iter().take(10) {
+        eprintln!("portcullis: warning: unusable indicator at {}: {}", esc(&p.position), esc(&p.reason));
+    }
+    let opts = Options {
+        members,
+        lists,
+        internal_domains: a.internal_domains.clone(),
+        logs: a.logs.clone(),
+        threads,
+        parse_only: a.parse_only,
+        iocs: Some(intel.set),
+    };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Fatal(e.to_string()))?;
     let (files, _) = portcullis_mailbox::collect_files(&a.paths);
     let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
@@ -334,7 +352,25 @@ fn write_table(out: &mut dyn Write, r: &Report, seconds: f64) -> std::io::Result
             for rc in noted.iter().take(5) {
                 writeln!(out, "  note: {}: {}", esc(&rc.address), esc(&rc.notes.join("; ")))?;
             }
-            writeln!(out, "  assessment: {}", esc(&c.assessment))?;
+            writeln!(
+                out,
+                "  judgement: {} ({}) that {}; confidence {}",
+                c.judgement.likelihood,
+                c.judgement.probability,
+                c.judgement.judgement,
+                c.judgement.confidence
+            )?;
+            if !c.attack.is_empty() {
+                let t: Vec<String> = c.attack.iter().map(|t| format!("{} {}", t.id, t.name)).collect();
+                writeln!(out, "  ATT&CK: {}", t.join("; "))?;
+            }
+            for m in &c.intel_matches {
+                writeln!(out, "  intel: {}", esc(m))?;
+            }
+            for a in &c.attribution {
+                writeln!(out, "  attribution: {}", esc(a))?;
+            }
+            writeln!(out, "  logs: {}", esc(&c.assessment))?;
             writeln!(out, "  examples: {}", esc(&c.examples.join("; ")))?;
         }
     }

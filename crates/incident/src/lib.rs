@@ -72,6 +72,13 @@ pub struct Incident {
     pub stages: Vec<Stage>,
     pub finding_count: usize,
     pub explanation: Vec<Join>,
+    /// ATT&CK technique names for `techniques` (v18.1).
+    pub attack: Vec<portcullis_intel::attack::Technique>,
+    /// How likely this is a real compromise (PHIA yardstick) and how confident, with reasons.
+    pub assessment: portcullis_intel::phia::Assessment,
+    /// Which known actors' indicators or techniques overlap, and how much; never a name
+    /// the evidence does not support.
+    pub attribution: Vec<String>,
 }
 
 struct Dsu(Vec<usize>);
@@ -205,6 +212,8 @@ fn incident(fs: &[&Finding], reasons: Vec<Option<String>>) -> Incident {
             }),
         })
         .collect();
+    let techniques: Vec<String> = techniques.into_iter().collect();
+    let (assessment, attribution) = assess(fs, tactic_set.len(), &techniques, max_level);
     Incident {
         kind: "incident",
         id: format!("inc-{}", &first.id[..first.id.len().min(24)]),
@@ -215,10 +224,95 @@ fn incident(fs: &[&Finding], reasons: Vec<Option<String>>) -> Incident {
         first_evidence: first.id.clone(),
         entities,
         tactics: tactic_set.into_iter().map(|i| TACTICS[i]).collect(),
-        techniques: techniques.into_iter().collect(),
+        attack: portcullis_intel::attack::name_all(&techniques),
+        techniques,
         stages,
         finding_count: fs.len(),
         explanation,
+        assessment,
+        attribution,
+    }
+}
+
+/// The PHIA judgement "this is a genuine compromise" and the attribution lines.
+fn assess(fs: &[&Finding], tactics: usize, techniques: &[String], max_level: Level) -> (portcullis_intel::phia::Assessment, Vec<String>) {
+    let mut ev: Vec<(i32, String)> = Vec::new();
+    if max_level >= Level::Critical {
+        ev.push((20, "a critical finding (an exploit that succeeded or a web shell in use)".into()));
+    } else if max_level >= Level::High {
+        ev.push((10, "high-severity findings".into()));
+    }
+    if tactics >= 3 {
+        ev.push(((tactics as i32 * 5).min(35), format!("a chain across {tactics} ATT&CK tactics, in time order")));
+    } else if tactics <= 1 {
+        ev.push((-15, "findings in a single tactic only".into()));
+    }
+    let rules: BTreeSet<&str> = fs.iter().map(|f| f.rule_id.as_str()).collect();
+    if rules.len() >= 5 {
+        ev.push((10, format!("{} different rules agree", rules.len())));
+    }
+    let kinds: BTreeSet<&str> = fs.iter().filter_map(|f| f.path.as_deref()).map(source_kind).collect();
+    if kinds.len() >= 2 {
+        ev.push((5, format!("evidence from {} kinds of log ({})", kinds.len(), kinds.iter().copied().collect::<Vec<_>>().join(", "))));
+    }
+    let iocs: BTreeSet<&str> = fs.iter().filter(|f| f.rule_id.starts_with("ioc-")).map(|f| f.rule_title.trim_start_matches("IOC match: ")).collect();
+    if !iocs.is_empty() {
+        ev.push((10, format!("published indicators matched ({})", iocs.iter().copied().collect::<Vec<_>>().join("; "))));
+    }
+    if fs.len() == 1 {
+        ev.push((-20, "a single finding".into()));
+    }
+    let confidence = if tactics >= 3 && kinds.len() >= 2 && rules.len() >= 5 {
+        "high"
+    } else if tactics >= 2 && rules.len() >= 2 {
+        "moderate"
+    } else {
+        "low"
+    };
+    let assessment = portcullis_intel::phia::assess("these findings are one genuine compromise", 40, &ev, confidence);
+    let mut attribution = Vec::new();
+    for (name, _, actor_techniques) in portcullis_intel::known_actors() {
+        let shared: Vec<&String> = techniques.iter().filter(|t| actor_techniques.contains(t)).collect();
+        let named = iocs.iter().any(|c| c.contains(&name));
+        if named {
+            attribution.push(format!("indicators associated with {name} matched: consistent with {name}'s infrastructure, not proof of {name}"));
+        }
+        if !shared.is_empty() {
+            attribution.push(format!(
+                "shares {} of {} ATT&CK techniques known for {name} ({}): common techniques, too few to attribute",
+                shared.len(),
+                actor_techniques.len(),
+                shared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let unnamed: Vec<&str> = iocs.iter().copied().filter(|c| !attribution.iter().any(|a| a.contains(*c))).collect();
+    for c in unnamed {
+        attribution.push(format!("infrastructure of \"{c}\" seen; that intel names no actor, so none is named here"));
+    }
+    if attribution.is_empty() {
+        attribution.push("no known actor's indicators matched and technique overlap is negligible: no attribution is made".into());
+    }
+    (assessment, attribution)
+}
+
+/// A rough kind of log from a path, for counting independent sources.
+fn source_kind(path: &str) -> &'static str {
+    let p = path.to_ascii_lowercase();
+    if p.contains("w3svc") || p.contains("inetpub") {
+        "IIS"
+    } else if p.contains("httpproxy") || p.contains("rps_http") || p.contains("messagetracking") {
+        "Exchange"
+    } else if p.contains("sysmon") {
+        "Sysmon"
+    } else if p.contains("security") || p.ends_with(".evtx") {
+        "Windows"
+    } else if p.contains("okta") || p.contains("signin") {
+        "sign-in"
+    } else if p.contains("msexchange") {
+        "Exchange cmdlets"
+    } else {
+        "other"
     }
 }
 

@@ -4,8 +4,10 @@
 //! `mail` over every campaign. Built-in intel ([`builtin`]) ships as STIX bundles under
 //! `crates/intel/data/` with their published sources.
 
+pub mod attack;
 pub mod import;
 pub mod indicator;
+pub mod phia;
 pub mod set;
 pub mod stix;
 
@@ -52,4 +54,28 @@ pub fn load(paths: &[std::path::PathBuf], builtin: bool) -> Result<Loaded, Strin
     }
     out.set = IocSet::new(all);
     Ok(out)
+}
+
+/// Known actors from the built-in intel: (name, aliases, ATT&CK technique ids they use).
+pub fn known_actors() -> Vec<(String, Vec<String>, Vec<String>)> {
+    let mut out = Vec::new();
+    for (_, text) in BUILTIN {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { continue };
+        let objects = v["objects"].as_array().cloned().unwrap_or_default();
+        let by_id: std::collections::HashMap<&str, &serde_json::Value> =
+            objects.iter().filter_map(|o| Some((o["id"].as_str()?, o))).collect();
+        for o in objects.iter().filter(|o| o["type"] == "intrusion-set") {
+            let id = o["id"].as_str().unwrap_or("");
+            let mut techniques: Vec<String> = objects
+                .iter()
+                .filter(|r| r["type"] == "relationship" && r["relationship_type"] == "uses" && r["source_ref"] == id)
+                .filter_map(|r| by_id.get(r["target_ref"].as_str()?))
+                .filter_map(|ap| ap["external_references"].as_array()?.iter().find_map(|e| e["external_id"].as_str().map(String::from)))
+                .collect();
+            techniques.sort();
+            let aliases = o["aliases"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
+            out.push((o["name"].as_str().unwrap_or("").to_string(), aliases, techniques));
+        }
+    }
+    out
 }

@@ -44,11 +44,21 @@ pub struct Options {
     pub threads: usize,
     /// Only read and parse (benchmark baseline).
     pub parse_only: bool,
+    /// Indicators (built-in intel and `--iocs`) to check each campaign's infrastructure against.
+    pub iocs: Option<portcullis_intel::IocSet>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { members: Members::default(), lists: Lists::builtin(), internal_domains: Vec::new(), logs: Vec::new(), threads: 0, parse_only: false }
+        Options {
+            members: Members::default(),
+            lists: Lists::builtin(),
+            internal_domains: Vec::new(),
+            logs: Vec::new(),
+            threads: 0,
+            parse_only: false,
+            iocs: None,
+        }
     }
 }
 
@@ -127,6 +137,14 @@ pub struct Campaign {
     pub iocs: Vec<Ioc>,
     /// What the supplied logs allow to be said about opens, clicks and compromise.
     pub assessment: String,
+    /// ATT&CK techniques the campaign shows, with names.
+    pub attack: Vec<portcullis_intel::attack::Technique>,
+    /// "This is a targeted reconnaissance campaign" on the PHIA yardstick, with confidence and reasons.
+    pub judgement: portcullis_intel::phia::Assessment,
+    /// Intel that matched its infrastructure (`indicator (type) — context`).
+    pub intel_matches: Vec<String>,
+    /// Which known actor the evidence points at, and how strongly; never more than it supports.
+    pub attribution: Vec<String>,
     /// Where to read examples of its messages.
     pub examples: Vec<String>,
 }
@@ -336,6 +354,9 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     }
     // A large corpus's messages are freed in parallel rather than one by one at return.
     messages.into_par_iter().for_each(drop);
+    for c in campaigns.iter_mut() {
+        judge(c, opts.iocs.as_ref());
+    }
     campaigns.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.members_targeted.cmp(&a.members_targeted)).then(b.messages.cmp(&a.messages)).then(a.id.cmp(&b.id)));
     report.campaigns = campaigns;
     report
@@ -517,6 +538,10 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
         signals,
         iocs: iocs.into_iter().collect(),
         assessment: String::new(),
+        attack: Vec::new(),
+        judgement: portcullis_intel::phia::assess("", 0, &[], "low"),
+        intel_matches: Vec::new(),
+        attribution: Vec::new(),
         examples,
     };
     count_grades(&mut c);
@@ -597,4 +622,77 @@ fn apply_grades(c: &mut Campaign, g: grade::Graded) {
     }
     c.assessment = a;
     count_grades(c);
+}
+
+/// ATT&CK techniques, the PHIA judgement and the attribution of one campaign.
+fn judge(c: &mut Campaign, iocs: Option<&portcullis_intel::IocSet>) {
+    let has = |a: Analyser, min: u8| c.signals.iter().any(|s| s.analyser == a && s.score >= min);
+    let mut techniques = Vec::new();
+    if has(Analyser::Beacon, 1) {
+        techniques.push("T1598.003".to_string());
+    }
+    if c.url_templates.iter().any(|t| !t.ends_with(".gif") && !t.ends_with(".png")) {
+        techniques.push("T1566.002".to_string());
+    }
+    if c.signals.iter().any(|s| s.analyser == Analyser::Impersonation && s.what.contains("looks like")) {
+        techniques.push("T1583.001".to_string());
+    }
+    techniques.sort();
+    c.attack = portcullis_intel::attack::name_all(&techniques);
+    let mut ev: Vec<(i32, String)> = Vec::new();
+    if has(Analyser::Beacon, 2) {
+        ev.push((15, "hidden beacons with per-recipient tokens".into()));
+    } else if has(Analyser::Beacon, 1) {
+        ev.push((5, "tracking pixels".into()));
+    }
+    if has(Analyser::Impersonation, 2) {
+        ev.push((20, "impersonation of an outlet, journalist or protected identity".into()));
+    }
+    if has(Analyser::Bulk, 2) {
+        ev.push((15, "one personal-looking message sent to many recipients with individual tokens".into()));
+    }
+    if c.members_targeted > 0 {
+        ev.push((10, format!("{} protected members among the recipients", c.members_targeted)));
+    }
+    if c.signals.iter().any(|s| s.analyser == Analyser::Bulk && s.what.contains("List") || s.what.contains("list/bulk headers")) && !has(Analyser::Impersonation, 2) {
+        ev.push((-30, "list headers and no impersonation: the shape of an ordinary newsletter".into()));
+    }
+    let mut intel = Vec::new();
+    let mut actors: BTreeSet<String> = BTreeSet::new();
+    if let Some(set) = iocs {
+        let mut hits = Vec::new();
+        let values: Vec<&str> = c.iocs.iter().map(|i| i.value.as_str()).chain(c.domains.iter().map(String::as_str)).collect();
+        for v in values {
+            hits.clear();
+            set.scan(v, &mut hits);
+            for h in &hits {
+                let ind = &set.indicators[h.indicator as usize];
+                let line = format!("{} ({}) — {} [{}]", ind.value, ind.kind.as_str(), ind.context.title(), ind.context.source);
+                if !intel.contains(&line) {
+                    intel.push(line);
+                }
+                actors.extend(ind.context.actors.iter().cloned());
+            }
+        }
+    }
+    if !intel.is_empty() {
+        ev.push((10, format!("infrastructure matches published intel ({} indicator(s))", intel.len())));
+    }
+    let confidence = if c.messages >= 50 && ev.len() >= 4 {
+        "high"
+    } else if ev.len() >= 2 {
+        "moderate"
+    } else {
+        "low"
+    };
+    c.judgement = portcullis_intel::phia::assess("this is a targeted reconnaissance campaign", 35, &ev, confidence);
+    let mut attribution: Vec<String> = actors
+        .iter()
+        .map(|a| format!("its infrastructure matches intel associated with {a}: consistent with {a}, not proof; attribution needs more than shared infrastructure"))
+        .collect();
+    if attribution.is_empty() {
+        attribution.push("no intel links its infrastructure to a known actor: no attribution is made".into());
+    }
+    c.intel_matches = intel;
+    c.attribution = attribution;
 }
