@@ -429,13 +429,4 @@ fn names_identity(display_parts: &[Vec<&str>], identity: &Identity) -> bool {
     false
 }
 
-pub fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
-}
+pub use portcullis_mailbox::message::clip;

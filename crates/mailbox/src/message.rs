@@ -275,7 +275,8 @@ fn known_charset(label: &str) -> bool {
     matches!(l.as_str(), "us-ascii" | "ascii" | "utf-8" | "utf8" | "iso-8859-1" | "latin1" | "windows-1252" | "utf-16" | "utf-16le" | "utf-16be" | "iso-8859-15" | "gb2312" | "gbk" | "gb18030" | "big5" | "shift_jis" | "euc-jp" | "iso-2022-jp" | "euc-kr" | "koi8-r" | "koi8-u" | "windows-1251" | "iso-8859-2" | "iso-8859-5" | "iso-8859-7" | "windows-1250" | "windows-1253" | "windows-1254" | "windows-1255" | "windows-1256" | "windows-1257" | "windows-1258" | "iso-8859-3" | "iso-8859-4" | "iso-8859-6" | "iso-8859-8" | "iso-8859-9" | "iso-8859-10" | "iso-8859-13" | "iso-8859-14" | "iso-8859-16" | "tis-620" | "windows-874" | "macintosh" | "utf-7" | "cp1252" | "cp1251" | "cp1250" | "ks_c_5601-1987" | "hz-gb-2312" | "x-user-defined")
 }
 
-fn clip(s: &str, max: usize) -> String {
+/// `s` cut to at most `max` bytes at a character boundary.
+pub fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
