@@ -29,10 +29,11 @@ pub const EXIT_FINDINGS: u8 = 2;
     version,
     about = "Breach detection and investigation for democratic institutions",
     long_about = "Portcullis finds intrusions and reconnaissance campaigns in the logs, mail and files an \
-institution already has. It runs Sigma rules (its own and the SigmaHQ community's) over EVTX, JSON, \
-IIS/W3C and Exchange logs.",
+institution already has. It runs Sigma rules (its own and the SigmaHQ community's) and partners' indicators \
+over EVTX, JSON, IIS/W3C and Exchange logs, finds reconnaissance campaigns in mail exports, counts the electors \
+exposed in register copies, and shares what it found as STIX 2.1 or MISP.",
     after_help = "EXIT CODES:\n  0  ran clean\n  1  error (bad arguments, unreadable inputs or rules path, output not writable)\n  \
-2  with --fail-on LEVEL: a detection at or above LEVEL was found\n\nExamples:\n  portcullis demo\n  \
+2  a finding the command was told to fail on (hunt/mail --fail-on, exposure --fail-if-found, exchange-check --fail-if-open)\n\nExamples:\n  portcullis demo\n  \
 portcullis hunt C:\\Triage --sigma sigma/rules --min-level medium\n  portcullis hunt logs/ --format jsonl --output findings.jsonl --fail-on high"
 )]
 struct Cli {
