@@ -82,8 +82,13 @@ impl Progress for Bar {
 }
 
 fn progress_bar(files: &[PathBuf], show: bool) -> Bar {
+    Bar(bytes_bar(files, show))
+}
+
+/// A progress bar over the total size of `files` (stderr, hidden unless `show`).
+pub fn bytes_bar(files: &[PathBuf], show: bool) -> ProgressBar {
     if !show {
-        return Bar(ProgressBar::hidden());
+        return ProgressBar::hidden();
     }
     let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let bar = ProgressBar::new(total);
@@ -91,7 +96,7 @@ fn progress_bar(files: &[PathBuf], show: bool) -> Bar {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    Bar(bar)
+    bar
 }
 
 fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Fatal> {
@@ -106,7 +111,7 @@ fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Fatal> {
     Ok(files)
 }
 
-fn open_output(path: &Option<PathBuf>) -> Result<Box<dyn Write + Send>, Fatal> {
+pub fn open_output(path: &Option<PathBuf>) -> Result<Box<dyn Write + Send>, Fatal> {
     Ok(match path {
         Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| Fatal(format!("{}: {e}", p.display())))?)),
         None => Box::new(BufWriter::new(std::io::stdout())),

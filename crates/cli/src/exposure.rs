@@ -1,12 +1,11 @@
 //! `portcullis exposure`: register copies and the unique electors they expose.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use portcullis_event::escape_display as esc;
 use portcullis_exposure::{Options, Report, Scope};
 
@@ -82,20 +81,8 @@ pub fn run(a: ExposureArgs) -> Result<u8, Fatal> {
         .num_threads(a.threads.unwrap_or(0))
         .build()
         .map_err(|e| Fatal(e.to_string()))?;
-    let total: u64 = {
-        let (files, _) = portcullis_exposure::collect_files(&a.paths);
-        files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
-    };
-    let bar = if show_progress(a.quiet) {
-        let b = ProgressBar::new(total);
-        b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let (files, _) = portcullis_exposure::collect_files(&a.paths);
+    let bar = crate::commands::bytes_bar(&files, show_progress(a.quiet));
     let report = pool.install(|| portcullis_exposure::scan(&a.paths, &opts, &|done| bar.set_position(done)));
     bar.finish_and_clear();
     if report.files.is_empty() && !report.errors.is_empty() {
@@ -112,10 +99,7 @@ pub fn run(a: ExposureArgs) -> Result<u8, Fatal> {
         c.record_exposure(&files, &total_rec).map_err(|e| Fatal(e.to_string()))?;
     }
 
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| Fatal(format!("{}: {e}", p.display())))?)),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
+    let mut out = crate::commands::open_output(&a.output)?;
     match a.format {
         ExposureFormat::Jsonl => {
             for f in &files {

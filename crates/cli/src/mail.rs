@@ -1,13 +1,11 @@
 //! `portcullis mail`: reconnaissance campaigns in mail exports, every targeted member, and
 //! each recipient graded against the logs.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use portcullis_event::escape_display as esc;
 use portcullis_mail::{Grade, Lists, Members, Options, Report, Severity};
 
@@ -127,17 +125,7 @@ pub fn run(a: MailArgs) -> Result<u8, Fatal> {
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Fatal(e.to_string()))?;
     let (files, _) = portcullis_mailbox::collect_files(&a.paths);
-    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    let bar = if show_progress(a.quiet) {
-        let b = ProgressBar::new(total);
-        b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::commands::bytes_bar(&files, show_progress(a.quiet));
     let mut report = pool.install(|| portcullis_mail::run(&a.paths, &opts, &|done| bar.set_position(done)));
     bar.finish_and_clear();
     if report.files.is_empty() {
@@ -176,10 +164,7 @@ pub fn run(a: MailArgs) -> Result<u8, Fatal> {
         "errors": report.errors,
         "seconds": (seconds * 1000.0).round() / 1000.0,
     });
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| Fatal(format!("{}: {e}", p.display())))?)),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
+    let mut out = crate::commands::open_output(&a.output)?;
     match a.format {
         MailFormat::Jsonl => {
             for c in &campaigns {
