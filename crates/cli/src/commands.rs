@@ -8,60 +8,41 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use portcullis_event::{Timestamp, escape_display};
-use portcullis_hunt::{FileOutcome, Progress, RunOptions};
-use portcullis_output::{FileProblem, RuleProblem, Summary};
-use portcullis_correlate::CorrelationSet;
 use portcullis_finding::Finding;
-use portcullis_incident::IncidentOptions;
-use portcullis_sigma::{Engine, Level, LoadError, LogsourceTable, Placeholders, RuleSet};
-use std::sync::Arc;
+use portcullis_hunt::{FileOutcome, Progress, RunOptions};
+use portcullis_pipeline::{HuntSettings, Observer, RuleSettings};
+use portcullis_sigma::Level;
 
-use crate::{DemoArgs, ExchangeCheckArgs, EXIT_FINDINGS, EXIT_OK, EventsArgs, Fatal, FormatArg, HuntArgs, LevelArg, RuleArgs, RulesArgs, SimulateArgs, show_progress};
+use crate::{DemoArgs, EXIT_FINDINGS, EXIT_OK, EventsArgs, ExchangeCheckArgs, Fatal, FormatArg, HuntArgs, RuleArgs, RulesArgs, SimulateArgs, show_progress};
 
-/// Rules loaded and compiled, with what failed.
-pub struct LoadedRules {
-    pub set: RuleSet,
-    pub engine: Engine,
-    pub correlations: Arc<CorrelationSet>,
-    /// Correlation documents that could not be used.
-    pub correlation_errors: Vec<LoadError>,
-    /// Reading and parsing rule files.
-    pub parse_seconds: f64,
-    /// Compiling the parsed rules into matchers.
-    pub compile_seconds: f64,
-    /// Synthetic rules appended to the engine for indicator contexts.
-    pub ioc_rules: usize,
+impl RuleArgs {
+    pub fn settings(&self) -> RuleSettings {
+        RuleSettings {
+            sigma: self.sigma.clone(),
+            builtin: !self.no_builtin,
+            placeholders: self.placeholders.clone(),
+            logsources: self.logsources.clone(),
+            min_level: self.min_level.into(),
+        }
+    }
 }
 
-pub fn load_rules(a: &RuleArgs) -> Result<LoadedRules, Fatal> {
-    let started = Instant::now();
-    let placeholders = match &a.placeholders {
-        Some(p) => portcullis_sigma::load_placeholders(p).map_err(Fatal)?,
-        None => Placeholders::new(),
-    };
-    let mut table = LogsourceTable::builtin();
-    if let Some(p) = &a.logsources {
-        let text = std::fs::read_to_string(p).map_err(|e| Fatal(format!("{}: {e}", p.display())))?;
-        table.extend_from_yaml(&text).map_err(|e| Fatal(format!("{}: {e}", p.display())))?;
+impl HuntArgs {
+    pub fn settings(&self) -> Result<HuntSettings, Fatal> {
+        Ok(HuntSettings {
+            paths: self.paths.clone(),
+            rules: self.rules.settings(),
+            iocs: self.iocs.clone(),
+            builtin_intel: !self.no_builtin_intel,
+            from: parse_time(&self.from, "--from")?,
+            to: parse_time(&self.to, "--to")?,
+            threads: self.threads,
+            case: self.case.clone(),
+            case_command: std::env::args().collect::<Vec<_>>().join(" "),
+            timeline: self.timeline.clone(),
+            incident_window_days: self.incident_window_days,
+        })
     }
-    let mut set = RuleSet::default();
-    if !a.no_builtin {
-        for (label, text) in portcullis_rules::builtin() {
-            set.add_text(text, label, &placeholders);
-        }
-    }
-    for p in &a.sigma {
-        if !p.exists() {
-            return Err(Fatal(format!("rules path {} does not exist", p.display())));
-        }
-        set.add_path(p, &placeholders);
-    }
-    portcullis_hunt::filter_level(&mut set, a.min_level.into());
-    let parse_seconds = started.elapsed().as_secs_f64();
-    let engine = Engine::compile(&set, &table);
-    let (correlations, correlation_errors) = CorrelationSet::compile(&set.correlations, &engine.rules);
-    let compile_seconds = started.elapsed().as_secs_f64() - parse_seconds;
-    Ok(LoadedRules { set, engine, correlations: Arc::new(correlations), correlation_errors, parse_seconds, compile_seconds, ioc_rules: 0 })
 }
 
 fn parse_time(s: &Option<String>, what: &str) -> Result<Option<Timestamp>, Fatal> {
@@ -81,6 +62,18 @@ impl Progress for Bar {
     }
 }
 
+impl Observer for Bar {
+    fn started(&self, files: &[PathBuf]) {
+        if !self.0.is_hidden() {
+            self.0.set_length(total_bytes(files));
+        }
+    }
+}
+
+fn total_bytes(files: &[PathBuf]) -> u64 {
+    files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+}
+
 fn progress_bar(files: &[PathBuf], show: bool) -> Bar {
     Bar(bytes_bar(files, show))
 }
@@ -90,8 +83,7 @@ pub fn bytes_bar(files: &[PathBuf], show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
-    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    let bar = ProgressBar::new(total);
+    let bar = ProgressBar::new(total_bytes(files));
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -100,15 +92,7 @@ pub fn bytes_bar(files: &[PathBuf], show: bool) -> ProgressBar {
 }
 
 fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Fatal> {
-    let (files, errors) = portcullis_sources::collect_files(paths);
-    if !errors.is_empty() {
-        let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        return Err(Fatal(msgs.join("; ")));
-    }
-    if files.is_empty() {
-        return Err(Fatal("no input files found".into()));
-    }
-    Ok(files)
+    Ok(portcullis_pipeline::collect_inputs(paths)?)
 }
 
 pub fn open_output(path: &Option<PathBuf>) -> Result<Box<dyn Write + Send>, Fatal> {
@@ -118,243 +102,29 @@ pub fn open_output(path: &Option<PathBuf>) -> Result<Box<dyn Write + Send>, Fata
     })
 }
 
-/// Everything a hunt produced, before it is written out.
-pub struct HuntOutcome {
-    pub loaded: LoadedRules,
-    pub result: portcullis_hunt::HuntResult,
-    pub findings: Vec<(Finding, Option<String>)>,
-    pub incidents: Vec<portcullis_incident::Incident>,
-    pub summary: Summary,
-}
-
 pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
-    let h = hunt_core(&a, started)?;
-    let (loaded, result, findings, incidents, summary) = (&h.loaded, &h.result, &h.findings, &h.incidents, &h.summary);
-    let engine = &loaded.engine;
+    let bar = Bar(bytes_bar(&[], show_progress(a.quiet)));
+    let h = portcullis_pipeline::hunt(&a.settings()?, &bar, started)?;
+    bar.0.finish_and_clear();
+    let summary = &h.summary;
     let format: portcullis_output::Format = a.format.into();
     let mut out = open_output(&a.output)?;
-    let report = portcullis_output::Report {
-        engine,
-        correlation_set: &loaded.correlations,
-        incidents,
-        correlations: &result.correlations,
-        detections: &result.detections,
-        summary,
-    };
-    portcullis_output::write_report(&mut out, format, &report)?;
+    portcullis_output::write_report(&mut out, format, &h.report())?;
     drop(out);
     if !a.quiet && (format != portcullis_output::Format::Table || a.output.is_some()) {
         let mut err = std::io::stderr().lock();
         portcullis_output::write_summary_text(&mut err, summary)?;
     }
-    if summary.files_failed + summary.files_not_logs.len() == summary.files {
+    if h.nothing_read() {
         return Err(Fatal("no input file could be read as a log (see the summary above)".into()));
     }
     if let Some(level) = a.fail_on {
         let level: Level = level.into();
-        if findings.iter().any(|(f, _)| f.level >= level) {
+        if h.findings.iter().any(|(f, _)| f.level >= level) {
             return Ok(EXIT_FINDINGS);
         }
     }
     Ok(EXIT_OK)
-}
-
-/// Loads rules, reads and scans the inputs, correlates, builds findings and incidents,
-/// records the case file and timeline if asked.
-pub fn hunt_core(a: &HuntArgs, started: Instant) -> Result<HuntOutcome, Fatal> {
-    let mut loaded = load_rules(&a.rules)?;
-    let files = collect_inputs(&a.paths)?;
-    let intel = portcullis_intel::load(&a.iocs, !a.no_builtin_intel).map_err(Fatal)?;
-    let ioc_files: Vec<String> = intel.files.iter().map(|(f, fmt, n)| format!("{f} ({fmt}): {n}")).collect();
-    let ioc_problems: Vec<String> = intel.problems.iter().map(|p| format!("{}: {}", p.position, p.reason)).collect();
-    let before = loaded.engine.rules.len();
-    let iocs = (!intel.set.is_empty()).then(|| Arc::new(portcullis_hunt::IocRules::install(&mut loaded.engine, intel.set)));
-    loaded.ioc_rules = loaded.engine.rules.len() - before;
-    let iocs_loaded = iocs.as_ref().map_or(0, |i| i.set.len());
-    let opts = RunOptions {
-        threads: a.threads.unwrap_or_else(|| RunOptions::default().threads),
-        from: parse_time(&a.from, "--from")?,
-        to: parse_time(&a.to, "--to")?,
-        iocs,
-        ..Default::default()
-    };
-    let bar = progress_bar(&files, show_progress(a.quiet));
-    let hunt_started = Instant::now();
-    let result = portcullis_hunt::hunt(&loaded.engine, &loaded.correlations, &files, &opts, &bar);
-    let hunt_seconds = hunt_started.elapsed().as_secs_f64();
-    bar.0.finish_and_clear();
-    let engine = &loaded.engine;
-
-    // One finding type for incidents, the case file and the timeline.
-    let by_id: std::collections::HashMap<&str, &portcullis_hunt::Detection> =
-        result.detections.iter().map(|d| (d.id.as_str(), d)).collect();
-    let mut findings: Vec<(Finding, Option<String>)> = result
-        .detections
-        .iter()
-        .map(|d| (Finding::from_detection(engine, d), Some(d.event.to_json().to_string())))
-        .collect();
-    for c in &result.correlations {
-        let evidence_entities: Vec<_> = c
-            .evidence
-            .iter()
-            .filter_map(|id| by_id.get(id.as_str()))
-            .flat_map(|d| portcullis_finding::entities(&d.event))
-            .collect();
-        findings.push((Finding::from_correlation(&loaded.correlations, c, &evidence_entities), None));
-    }
-    let incident_opts = IncidentOptions {
-        window_micros: (a.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64,
-        ..Default::default()
-    };
-    let mut case_new = None;
-    let incidents = match &a.case {
-        Some(path) => {
-            let mut case = portcullis_case::Case::open(path, &std::env::args().collect::<Vec<_>>().join(" "))?;
-            let sources: Vec<portcullis_case::SourceRecord<'_>> = result
-                .outcomes
-                .iter()
-                .filter_map(|o| match o {
-                    FileOutcome::Read(r) => Some(portcullis_case::SourceRecord {
-                        path: &r.path,
-                        size: r.bytes,
-                        format: r.format.map(|f| f.as_str()),
-                        events: r.events,
-                        skipped: r.skipped,
-                    }),
-                    _ => None,
-                })
-                .collect();
-            let (new, incidents) =
-                case.record_run(&sources, &findings, engine.rules.len(), result.stats.events, &incident_opts)?;
-            case_new = Some(new);
-            incidents
-        }
-        None => {
-            let plain: Vec<Finding> = findings.iter().map(|(f, _)| f.clone()).collect();
-            portcullis_incident::build(&plain, &incident_opts)
-        }
-    };
-    if let Some(path) = &a.timeline {
-        let rows = portcullis_output::timeline::rows(
-            engine,
-            &loaded.correlations,
-            &result.detections,
-            &result.correlations,
-            &incidents,
-        );
-        portcullis_output::timeline::write(path, &rows).map_err(|e| Fatal(format!("{}: {e}", path.display())))?;
-    }
-
-    let mut summary = summarise(&loaded, &result, started);
-    summary.iocs_loaded = iocs_loaded;
-    summary.ioc_files = ioc_files;
-    summary.ioc_problem_count = ioc_problems.len();
-    summary.ioc_problems = ioc_problems.into_iter().take(100).collect();
-    summary.hunt_seconds = hunt_seconds;
-    summary.incidents = incidents.len();
-    summary.case = a.case.as_ref().map(|p| p.display().to_string());
-    summary.case_new_findings = case_new;
-    Ok(HuntOutcome { loaded, result, findings, incidents, summary })
-}
-
-fn summarise(loaded: &LoadedRules, result: &portcullis_hunt::HuntResult, started: Instant) -> Summary {
-    let engine = &loaded.engine;
-    let mut s = Summary { kind: "summary", ..Default::default() };
-    s.files = result.outcomes.len();
-    for o in &result.outcomes {
-        match o {
-            FileOutcome::Read(r) => {
-                s.bytes += r.bytes;
-                s.records_skipped += r.skipped;
-                if r.skipped > 0 {
-                    s.file_problems.push(FileProblem {
-                        path: r.path.display().to_string(),
-                        error: None,
-                        skipped: r.skipped,
-                        notes: r.notes.clone(),
-                    });
-                }
-            }
-            FileOutcome::Failed(portcullis_sources::SourceError::Unrecognised { path }) => {
-                s.files_not_logs.push(path.display().to_string());
-            }
-            FileOutcome::Failed(e) => {
-                s.files_failed += 1;
-                s.file_problems.push(FileProblem {
-                    path: o.path().display().to_string(),
-                    error: Some(e.to_string()),
-                    skipped: 0,
-                    notes: vec![],
-                });
-            }
-            FileOutcome::Crashed { path, message } => {
-                s.files_failed += 1;
-                s.file_problems.push(FileProblem {
-                    path: path.display().to_string(),
-                    error: Some(format!("{}: reader failed ({message}); please report this file", path.display())),
-                    skipped: 0,
-                    notes: vec![],
-                });
-            }
-        }
-    }
-    s.events = result.stats.events;
-    s.events_out_of_range = result.stats.out_of_range;
-    s.rules_loaded = engine.rules.len() - loaded.ioc_rules;
-    s.rules_unmapped = engine.unmapped.len();
-    s.rules_failed = loaded
-        .set
-        .errors
-        .iter()
-        .chain(&engine.failed)
-        .chain(&loaded.correlation_errors)
-        .map(|e| RuleProblem { path: e.path.clone(), line: e.line, reason: e.reason.clone() })
-        .collect();
-    let applied = engine.applied_rules(&result.group_events);
-    s.rules_applied = applied.iter().filter(|a| **a).count();
-    s.detections = result.detections.len();
-    s.correlations_loaded = loaded.correlations.correlations.len();
-    s.correlation_findings = result.correlations.len();
-    s.correlation_inputs = result.correlation_stats.inputs;
-    for e in &result.correlation_stats.errors {
-        s.warnings.push(e.clone());
-    }
-    if result.correlation_stats.untimed > 0 {
-        s.warnings.push(format!(
-            "{} matches of correlated rules had no timestamp and could not be correlated",
-            result.correlation_stats.untimed
-        ));
-    }
-    let by_level = result.by_level(engine);
-    for l in Level::ALL {
-        s.detections_by_level.insert(l.as_str(), by_level[l as usize]);
-    }
-    if s.rules_loaded == 0 {
-        s.warnings.push("no rules were loaded: pass --sigma DIR with Sigma rules".into());
-    } else if s.events == 0 && s.events_out_of_range == 0 {
-        s.warnings.push("no events were read from the inputs".into());
-    } else if s.events > 0 && s.rules_applied == 0 {
-        let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
-        for o in &result.outcomes {
-            if let FileOutcome::Read(r) = o
-                && let Some(f) = r.format
-            {
-                *kinds.entry(f.as_str()).or_default() += r.events;
-            }
-        }
-        let inputs: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        s.warnings.push(format!(
-            "no loaded rule applies to any input: the inputs were {} events, and none of the {} rules' log sources \
-select them. Zero detections here means nothing was checked, not that nothing happened. \
-Run `portcullis events` on an input to see its fields and `portcullis rules` for the rules' log sources.",
-            inputs.join(", "),
-            s.rules_loaded
-        ));
-    }
-    s.rules_parse_seconds = loaded.parse_seconds;
-    s.rules_compile_seconds = loaded.compile_seconds;
-    s.elapsed_seconds = started.elapsed().as_secs_f64();
-    s
 }
 
 pub fn events(a: EventsArgs) -> Result<u8, Fatal> {
@@ -439,13 +209,13 @@ pub fn events(a: EventsArgs) -> Result<u8, Fatal> {
 }
 
 pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
-    let loaded = load_rules(&a.rules)?;
+    let loaded = portcullis_pipeline::load_rules(&a.rules.settings())?;
     let engine = &loaded.engine;
     let mut out = open_output(&None)?;
     let placeholder_needed = loaded.set.errors.iter().filter(|e| e.needs_placeholder).count();
     match a.format {
         crate::FormatArg::Jsonl | crate::FormatArg::Json => {
-            for e in loaded.set.errors.iter().chain(&engine.failed).chain(&loaded.correlation_errors) {
+            for e in loaded.failures() {
                 serde_json::to_writer(&mut out, &serde_json::json!({
                     "kind": "rule_failed", "path": e.path, "line": e.line, "reason": e.reason,
                     "needs_placeholder": e.needs_placeholder,
@@ -482,7 +252,7 @@ pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
                 loaded.parse_seconds,
                 loaded.compile_seconds
             )?;
-            let failed: Vec<_> = loaded.set.errors.iter().chain(&engine.failed).chain(&loaded.correlation_errors).collect();
+            let failed: Vec<_> = loaded.failures().collect();
             writeln!(out, "{} failed to load{}:", failed.len(), if placeholder_needed > 0 {
                 format!(" ({placeholder_needed} only need --placeholders)")
             } else {
@@ -572,40 +342,18 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
         portcullis_output::human_bytes(bytes),
         data.display()
     );
-    let hunt_args = HuntArgs {
+    let settings = HuntSettings {
         paths: vec![data.clone()],
-        rules: RuleArgs {
-            sigma: a.sigma.clone(),
-            no_builtin: false,
-            placeholders: None,
-            logsources: None,
-            min_level: LevelArg::Informational,
-        },
-        iocs: Vec::new(),
-        no_builtin_intel: false,
-        from: None,
-        to: None,
-        format: FormatArg::Jsonl,
-        output: None,
-        fail_on: None,
-        threads: None,
-        quiet: true,
+        rules: RuleSettings { sigma: a.sigma.clone(), ..Default::default() },
         case: Some(case.clone()),
+        case_command: std::env::args().collect::<Vec<_>>().join(" "),
         timeline: Some(out.join("timeline.jsonl")),
-        incident_window_days: 90.0,
+        ..Default::default()
     };
-    let h = hunt_core(&hunt_args, started)?;
+    let h = portcullis_pipeline::hunt(&settings, &portcullis_pipeline::Quiet, started)?;
     {
         let mut f = BufWriter::new(File::create(out.join("findings.jsonl")).map_err(|e| Fatal(e.to_string()))?);
-        let report = portcullis_output::Report {
-            engine: &h.loaded.engine,
-            correlation_set: &h.loaded.correlations,
-            incidents: &h.incidents,
-            correlations: &h.result.correlations,
-            detections: &h.result.detections,
-            summary: &h.summary,
-        };
-        portcullis_output::write_report(&mut f, portcullis_output::Format::Jsonl, &report)?;
+        portcullis_output::write_report(&mut f, portcullis_output::Format::Jsonl, &h.report())?;
     }
     let s = &h.summary;
     println!(

@@ -1,0 +1,433 @@
+//! The hunt pipeline as a library: rules loaded and compiled, inputs read and scanned,
+//! correlations run, findings and incidents built, the case file and timeline written,
+//! and the run summarised, with the "never a silent zero-detection run" policy. Every
+//! front end (the CLI, the report, the web UI, the workers) calls this instead of
+//! wiring the crates itself; settings are plain structs, not a front end's arguments.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use portcullis_correlate::CorrelationSet;
+use portcullis_event::Timestamp;
+use portcullis_finding::Finding;
+use portcullis_hunt::{FileOutcome, HuntResult, Progress, RunOptions};
+use portcullis_incident::{Incident, IncidentOptions};
+use portcullis_output::{FileProblem, RuleProblem, Summary};
+use portcullis_sigma::{Engine, Level, LoadError, LogsourceTable, Placeholders, RuleSet};
+
+/// Which rules to load.
+#[derive(Clone, Debug)]
+pub struct RuleSettings {
+    /// Sigma rule files or directories (community rules run unchanged).
+    pub sigma: Vec<PathBuf>,
+    /// Load Portcullis's own rule pack.
+    pub builtin: bool,
+    /// YAML of placeholder values for the `expand` modifier.
+    pub placeholders: Option<PathBuf>,
+    /// Extra log source mappings (the layout of `crates/sigma/data/logsources.yml`).
+    pub logsources: Option<PathBuf>,
+    /// Only rules at or above this level are loaded.
+    pub min_level: Level,
+}
+
+impl Default for RuleSettings {
+    fn default() -> Self {
+        RuleSettings { sigma: Vec::new(), builtin: true, placeholders: None, logsources: None, min_level: Level::Informational }
+    }
+}
+
+/// One hunt: what to read, with which rules and indicators, and where results go.
+#[derive(Clone, Debug)]
+pub struct HuntSettings {
+    pub paths: Vec<PathBuf>,
+    pub rules: RuleSettings,
+    /// Indicator files (STIX 2.1, MISP, CSV/plain).
+    pub iocs: Vec<PathBuf>,
+    /// Load the built-in intel bundles.
+    pub builtin_intel: bool,
+    /// Events before this instant are skipped.
+    pub from: Option<Timestamp>,
+    /// Events after this instant are skipped.
+    pub to: Option<Timestamp>,
+    /// Worker threads; `None` for every core.
+    pub threads: Option<usize>,
+    /// Record the run in this SQLite case file.
+    pub case: Option<PathBuf>,
+    /// What the case file records as the command of this run.
+    pub case_command: String,
+    /// Write a Timesketch timeline here (CSV if the name ends in .csv, else JSONL).
+    pub timeline: Option<PathBuf>,
+    /// Findings sharing an entity join one incident when at most this many days apart.
+    pub incident_window_days: f64,
+}
+
+impl Default for HuntSettings {
+    fn default() -> Self {
+        HuntSettings {
+            paths: Vec::new(),
+            rules: RuleSettings::default(),
+            iocs: Vec::new(),
+            builtin_intel: true,
+            from: None,
+            to: None,
+            threads: None,
+            case: None,
+            case_command: String::new(),
+            timeline: None,
+            incident_window_days: 90.0,
+        }
+    }
+}
+
+/// Why a hunt could not run or finish.
+#[derive(Debug)]
+pub enum Error {
+    /// A `--sigma` path that does not exist.
+    RulesPathMissing(PathBuf),
+    /// The placeholders file could not be used.
+    Placeholders(String),
+    /// The extra log source mappings could not be used.
+    Logsources { path: PathBuf, reason: String },
+    /// Input paths that could not be listed.
+    Inputs(Vec<String>),
+    /// The input paths hold no files.
+    NoInputs,
+    /// An indicator file could not be used.
+    Intel(String),
+    /// The case file could not be opened or written.
+    Case(portcullis_case::CaseError),
+    /// The timeline could not be written.
+    Timeline { path: PathBuf, error: std::io::Error },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::RulesPathMissing(p) => write!(f, "rules path {} does not exist", p.display()),
+            Error::Placeholders(e) => f.write_str(e),
+            Error::Logsources { path, reason } => write!(f, "{}: {reason}", path.display()),
+            Error::Inputs(errors) => f.write_str(&errors.join("; ")),
+            Error::NoInputs => f.write_str("no input files found"),
+            Error::Intel(e) => f.write_str(e),
+            Error::Case(e) => write!(f, "{e}"),
+            Error::Timeline { path, error } => write!(f, "{}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<portcullis_case::CaseError> for Error {
+    fn from(e: portcullis_case::CaseError) -> Self {
+        Error::Case(e)
+    }
+}
+
+/// Rules loaded and compiled, with what failed.
+pub struct LoadedRules {
+    pub set: RuleSet,
+    pub engine: Engine,
+    pub correlations: Arc<CorrelationSet>,
+    /// Correlation documents that could not be used.
+    pub correlation_errors: Vec<LoadError>,
+    /// Reading and parsing rule files.
+    pub parse_seconds: f64,
+    /// Compiling the parsed rules into matchers.
+    pub compile_seconds: f64,
+    /// Synthetic rules appended to the engine for indicator contexts.
+    pub ioc_rules: usize,
+}
+
+impl LoadedRules {
+    /// Every rule or correlation that failed to load or compile.
+    pub fn failures(&self) -> impl Iterator<Item = &LoadError> {
+        self.set.errors.iter().chain(&self.engine.failed).chain(&self.correlation_errors)
+    }
+}
+
+/// Reads, parses and compiles the rules.
+pub fn load_rules(s: &RuleSettings) -> Result<LoadedRules, Error> {
+    let started = Instant::now();
+    let placeholders = match &s.placeholders {
+        Some(p) => portcullis_sigma::load_placeholders(p).map_err(Error::Placeholders)?,
+        None => Placeholders::new(),
+    };
+    let mut table = LogsourceTable::builtin();
+    if let Some(p) = &s.logsources {
+        let bad = |reason: String| Error::Logsources { path: p.clone(), reason };
+        let text = std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?;
+        table.extend_from_yaml(&text).map_err(|e| bad(e.to_string()))?;
+    }
+    let mut set = RuleSet::default();
+    if s.builtin {
+        for (label, text) in portcullis_rules::builtin() {
+            set.add_text(text, label, &placeholders);
+        }
+    }
+    for p in &s.sigma {
+        if !p.exists() {
+            return Err(Error::RulesPathMissing(p.clone()));
+        }
+        set.add_path(p, &placeholders);
+    }
+    portcullis_hunt::filter_level(&mut set, s.min_level);
+    let parse_seconds = started.elapsed().as_secs_f64();
+    let engine = Engine::compile(&set, &table);
+    let (correlations, correlation_errors) = CorrelationSet::compile(&set.correlations, &engine.rules);
+    let compile_seconds = started.elapsed().as_secs_f64() - parse_seconds;
+    Ok(LoadedRules { set, engine, correlations: Arc::new(correlations), correlation_errors, parse_seconds, compile_seconds, ioc_rules: 0 })
+}
+
+/// The files under `paths` (directories searched recursively); an error if a path
+/// cannot be listed or nothing is found.
+pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let (files, errors) = portcullis_sources::collect_files(paths);
+    if !errors.is_empty() {
+        return Err(Error::Inputs(errors.iter().map(|e| e.to_string()).collect()));
+    }
+    if files.is_empty() {
+        return Err(Error::NoInputs);
+    }
+    Ok(files)
+}
+
+/// Everything a hunt produced, before it is written out.
+pub struct HuntOutcome {
+    pub loaded: LoadedRules,
+    pub result: HuntResult,
+    /// Every finding with, for detections, the event as JSON.
+    pub findings: Vec<(Finding, Option<String>)>,
+    pub incidents: Vec<Incident>,
+    pub summary: Summary,
+}
+
+impl HuntOutcome {
+    /// The writer's view of this hunt.
+    pub fn report(&self) -> portcullis_output::Report<'_> {
+        portcullis_output::Report {
+            engine: &self.loaded.engine,
+            correlation_set: &self.loaded.correlations,
+            incidents: &self.incidents,
+            correlations: &self.result.correlations,
+            detections: &self.result.detections,
+            summary: &self.summary,
+        }
+    }
+
+    /// True when no input file could be read as a log.
+    pub fn nothing_read(&self) -> bool {
+        self.summary.files_failed + self.summary.files_not_logs.len() == self.summary.files
+    }
+}
+
+/// Progress of a hunt, for a front end to display.
+pub trait Observer: Progress {
+    /// Called once the input files are known, before any is read.
+    fn started(&self, _files: &[PathBuf]) {}
+}
+
+/// No progress display.
+pub struct Quiet;
+impl Progress for Quiet {}
+impl Observer for Quiet {}
+
+/// Loads rules and indicators, reads and scans the inputs, correlates, builds findings
+/// and incidents, and records the case file and timeline if asked. `started` is when
+/// the run began (for the summary's elapsed time).
+pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Result<HuntOutcome, Error> {
+    let mut loaded = load_rules(&s.rules)?;
+    let files = collect_inputs(&s.paths)?;
+    let intel = portcullis_intel::load(&s.iocs, s.builtin_intel).map_err(Error::Intel)?;
+    let ioc_files: Vec<String> = intel.files.iter().map(|(f, fmt, n)| format!("{f} ({fmt}): {n}")).collect();
+    let ioc_problems: Vec<String> = intel.problems.iter().map(|p| format!("{}: {}", p.position, p.reason)).collect();
+    let before = loaded.engine.rules.len();
+    let iocs = (!intel.set.is_empty()).then(|| Arc::new(portcullis_hunt::IocRules::install(&mut loaded.engine, intel.set)));
+    loaded.ioc_rules = loaded.engine.rules.len() - before;
+    let iocs_loaded = iocs.as_ref().map_or(0, |i| i.set.len());
+    let opts = RunOptions {
+        threads: s.threads.unwrap_or_else(|| RunOptions::default().threads),
+        from: s.from,
+        to: s.to,
+        iocs,
+        ..Default::default()
+    };
+    observer.started(&files);
+    let hunt_started = Instant::now();
+    let result = portcullis_hunt::hunt(&loaded.engine, &loaded.correlations, &files, &opts, observer);
+    let hunt_seconds = hunt_started.elapsed().as_secs_f64();
+    let findings = findings(&loaded, &result);
+    let incident_opts = IncidentOptions {
+        window_micros: (s.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64,
+        ..Default::default()
+    };
+    let mut case_new = None;
+    let incidents = match &s.case {
+        Some(path) => {
+            let mut case = portcullis_case::Case::open(path, &s.case_command)?;
+            let sources: Vec<portcullis_case::SourceRecord<'_>> = result
+                .outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    FileOutcome::Read(r) => Some(portcullis_case::SourceRecord {
+                        path: &r.path,
+                        size: r.bytes,
+                        format: r.format.map(|f| f.as_str()),
+                        events: r.events,
+                        skipped: r.skipped,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            let (new, incidents) =
+                case.record_run(&sources, &findings, loaded.engine.rules.len(), result.stats.events, &incident_opts)?;
+            case_new = Some(new);
+            incidents
+        }
+        None => {
+            let plain: Vec<Finding> = findings.iter().map(|(f, _)| f.clone()).collect();
+            portcullis_incident::build(&plain, &incident_opts)
+        }
+    };
+    if let Some(path) = &s.timeline {
+        let rows = portcullis_output::timeline::rows(
+            &loaded.engine,
+            &loaded.correlations,
+            &result.detections,
+            &result.correlations,
+            &incidents,
+        );
+        portcullis_output::timeline::write(path, &rows).map_err(|error| Error::Timeline { path: path.clone(), error })?;
+    }
+
+    let mut summary = summarise(&loaded, &result, started);
+    summary.iocs_loaded = iocs_loaded;
+    summary.ioc_files = ioc_files;
+    summary.ioc_problem_count = ioc_problems.len();
+    summary.ioc_problems = ioc_problems.into_iter().take(100).collect();
+    summary.hunt_seconds = hunt_seconds;
+    summary.incidents = incidents.len();
+    summary.case = s.case.as_ref().map(|p| p.display().to_string());
+    summary.case_new_findings = case_new;
+    Ok(HuntOutcome { loaded, result, findings, incidents, summary })
+}
+
+/// One finding type for incidents, the case file and the timeline: every detection
+/// (with its event as JSON) and every correlation finding (with its evidence's entities).
+fn findings(loaded: &LoadedRules, result: &HuntResult) -> Vec<(Finding, Option<String>)> {
+    let by_id: HashMap<&str, &portcullis_hunt::Detection> = result.detections.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut findings: Vec<(Finding, Option<String>)> = result
+        .detections
+        .iter()
+        .map(|d| (Finding::from_detection(&loaded.engine, d), Some(d.event.to_json().to_string())))
+        .collect();
+    for c in &result.correlations {
+        let evidence_entities: Vec<_> = c
+            .evidence
+            .iter()
+            .filter_map(|id| by_id.get(id.as_str()))
+            .flat_map(|d| portcullis_finding::entities(&d.event))
+            .collect();
+        findings.push((Finding::from_correlation(&loaded.correlations, c, &evidence_entities), None));
+    }
+    findings
+}
+
+/// The run summary: files, events, skips with positions, rules loaded, applied and
+/// failed, detections by level, and the warnings that keep a zero-detection run from
+/// passing silently.
+pub fn summarise(loaded: &LoadedRules, result: &HuntResult, started: Instant) -> Summary {
+    let engine = &loaded.engine;
+    let mut s = Summary { kind: "summary", ..Default::default() };
+    s.files = result.outcomes.len();
+    for o in &result.outcomes {
+        match o {
+            FileOutcome::Read(r) => {
+                s.bytes += r.bytes;
+                s.records_skipped += r.skipped;
+                if r.skipped > 0 {
+                    s.file_problems.push(FileProblem {
+                        path: r.path.display().to_string(),
+                        error: None,
+                        skipped: r.skipped,
+                        notes: r.notes.clone(),
+                    });
+                }
+            }
+            FileOutcome::Failed(portcullis_sources::SourceError::Unrecognised { path }) => {
+                s.files_not_logs.push(path.display().to_string());
+            }
+            FileOutcome::Failed(e) => {
+                s.files_failed += 1;
+                s.file_problems.push(FileProblem {
+                    path: o.path().display().to_string(),
+                    error: Some(e.to_string()),
+                    skipped: 0,
+                    notes: vec![],
+                });
+            }
+            FileOutcome::Crashed { path, message } => {
+                s.files_failed += 1;
+                s.file_problems.push(FileProblem {
+                    path: path.display().to_string(),
+                    error: Some(format!("{}: reader failed ({message}); please report this file", path.display())),
+                    skipped: 0,
+                    notes: vec![],
+                });
+            }
+        }
+    }
+    s.events = result.stats.events;
+    s.events_out_of_range = result.stats.out_of_range;
+    s.rules_loaded = engine.rules.len() - loaded.ioc_rules;
+    s.rules_unmapped = engine.unmapped.len();
+    s.rules_failed =
+        loaded.failures().map(|e| RuleProblem { path: e.path.clone(), line: e.line, reason: e.reason.clone() }).collect();
+    let applied = engine.applied_rules(&result.group_events);
+    s.rules_applied = applied.iter().filter(|a| **a).count();
+    s.detections = result.detections.len();
+    s.correlations_loaded = loaded.correlations.correlations.len();
+    s.correlation_findings = result.correlations.len();
+    s.correlation_inputs = result.correlation_stats.inputs;
+    for e in &result.correlation_stats.errors {
+        s.warnings.push(e.clone());
+    }
+    if result.correlation_stats.untimed > 0 {
+        s.warnings.push(format!(
+            "{} matches of correlated rules had no timestamp and could not be correlated",
+            result.correlation_stats.untimed
+        ));
+    }
+    let by_level = result.by_level(engine);
+    for l in Level::ALL {
+        s.detections_by_level.insert(l.as_str(), by_level[l as usize]);
+    }
+    if s.rules_loaded == 0 {
+        s.warnings.push("no rules were loaded: pass --sigma DIR with Sigma rules".into());
+    } else if s.events == 0 && s.events_out_of_range == 0 {
+        s.warnings.push("no events were read from the inputs".into());
+    } else if s.events > 0 && s.rules_applied == 0 {
+        let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+        for o in &result.outcomes {
+            if let FileOutcome::Read(r) = o
+                && let Some(f) = r.format
+            {
+                *kinds.entry(f.as_str()).or_default() += r.events;
+            }
+        }
+        let inputs: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        s.warnings.push(format!(
+            "no loaded rule applies to any input: the inputs were {} events, and none of the {} rules' log sources \
+select them. Zero detections here means nothing was checked, not that nothing happened. \
+Run `portcullis events` on an input to see its fields and `portcullis rules` for the rules' log sources.",
+            inputs.join(", "),
+            s.rules_loaded
+        ));
+    }
+    s.rules_parse_seconds = loaded.parse_seconds;
+    s.rules_compile_seconds = loaded.compile_seconds;
+    s.elapsed_seconds = started.elapsed().as_secs_f64();
+    s
+}
