@@ -9,12 +9,17 @@
 use std::path::Path;
 
 use portcullis_event::Timestamp;
-use portcullis_finding::{Entity, EntityKind, Finding, FindingKind};
+use portcullis_finding::{Entity, EntityKind, Finding, FindingKind, Matcher};
 use portcullis_incident::{Incident, IncidentOptions};
 use portcullis_sigma::Level;
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub const SCHEMA_VERSION: i64 = 1;
+/// The case schema this Portcullis writes; older cases are migrated when opened.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// SQLite `application_id` of a Portcullis case file (`PCUL`), so no other database is
+/// taken for a case and written into.
+pub const APPLICATION_ID: i32 = 0x5043_554C;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,7 +60,9 @@ CREATE TABLE IF NOT EXISTS findings (
     tags TEXT NOT NULL,
     evidence TEXT NOT NULL,
     event TEXT,
-    run_id INTEGER NOT NULL REFERENCES runs(id)
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    matcher TEXT NOT NULL DEFAULT 'rule',
+    log TEXT
 );
 CREATE INDEX IF NOT EXISTS findings_time ON findings(first_ts);
 CREATE TABLE IF NOT EXISTS entities (
@@ -165,7 +172,13 @@ pub fn export_rows(path: &Path) -> Result<ExportRows, CaseError> {
         }
     }
     {
-        let mut st = conn.prepare("SELECT id, first_ts, event FROM findings WHERE rule_id LIKE 'ioc-%' ORDER BY first_ts, id")?;
+        // A schema-1 case (opened read-only, so not migrated) marks indicator rules by id.
+        let indicator = if conn.prepare("SELECT matcher FROM findings LIMIT 0").is_ok() {
+            "matcher = 'indicator'"
+        } else {
+            "rule_id LIKE 'ioc-%'"
+        };
+        let mut st = conn.prepare(&format!("SELECT id, first_ts, event FROM findings WHERE {indicator} ORDER BY first_ts, id"))?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?)))?;
         for row in rows {
             let (id, time, event) = row?;
@@ -214,6 +227,62 @@ pub fn export_rows(path: &Path) -> Result<ExportRows, CaseError> {
         }
     }
     Ok(out)
+}
+
+/// Whether `path` is an existing case file; an error when it exists but is not one this
+/// Portcullis may write: not a regular file, not SQLite, another application's database
+/// (by `application_id`), or not writable. Reads only the 100-byte SQLite header.
+pub fn check_file(path: &Path) -> Result<bool, CaseError> {
+    use std::io::Read;
+    let err = |e: &dyn std::fmt::Display| CaseError(format!("{}: {e}", path.display()));
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(err(&e)),
+    };
+    if !meta.is_file() {
+        return Err(err(&"not a regular file, so not a case file"));
+    }
+    if meta.permissions().readonly() {
+        return Err(err(&"the case file is read-only; a hunt would lose its results"));
+    }
+    if meta.len() == 0 {
+        return Ok(false);
+    }
+    let mut header = [0u8; 100];
+    let mut f = std::fs::File::open(path).map_err(|e| err(&e))?;
+    let n = f.read(&mut header).map_err(|e| err(&e))?;
+    if n < 100 || &header[..16] != b"SQLite format 3\0" {
+        return Err(err(&"not a SQLite database, so not a Portcullis case file"));
+    }
+    let app = i32::from_be_bytes([header[68], header[69], header[70], header[71]]);
+    // 0: a case written before the application id existed (schema 1), checked by its `meta`.
+    if app != APPLICATION_ID && app != 0 {
+        return Err(err(&format!("a SQLite database of another application (application_id {app:#x}), not a Portcullis case file")));
+    }
+    std::fs::OpenOptions::new().append(true).open(path).map_err(|e| err(&format!("cannot be written ({e})")))?;
+    Ok(true)
+}
+
+/// Brings a case up to [`SCHEMA_VERSION`] and stamps the application id.
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let version: Option<String> =
+        conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
+    let version = version.and_then(|v| v.parse::<i64>().ok()).unwrap_or(SCHEMA_VERSION);
+    if version < 2 {
+        // 1 → 2: findings say whether a rule or an indicator matched, and from which log.
+        conn.execute_batch(
+            "ALTER TABLE findings ADD COLUMN matcher TEXT NOT NULL DEFAULT 'rule';
+             ALTER TABLE findings ADD COLUMN log TEXT;
+             UPDATE findings SET matcher = 'indicator' WHERE rule_id LIKE 'ioc-%';",
+        )?;
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+        [SCHEMA_VERSION.to_string()],
+    )?;
+    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+    Ok(())
 }
 
 /// An open case file.
@@ -267,32 +336,40 @@ impl From<rusqlite::Error> for CaseError {
 }
 
 impl Case {
-    /// Opens (or creates) a case file and starts a run.
+    /// Opens (or creates) a case file and starts a run. Anything that is not a
+    /// Portcullis case this version can write (another file, another application's
+    /// database, a newer schema, a read-only file) is refused before anything is read or
+    /// written; an older case is migrated.
     pub fn open(path: &Path, command: &str) -> Result<Case, CaseError> {
-        let conn = Connection::open(path).map_err(|e| CaseError(format!("{}: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let err = |e: &dyn std::fmt::Display| CaseError(format!("{}: {e}", path.display()));
+        let existing = check_file(path)?;
+        let conn = Connection::open(path).map_err(|e| err(&e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| err(&e))?;
+        if existing {
+            let version: Option<String> = conn
+                .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+                .optional()
+                .map_err(|e| err(&format!("not a Portcullis case file ({e})")))?;
+            match version.as_deref().and_then(|v| v.parse::<i64>().ok()) {
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(err(&format!(
+                        "case schema version {v} was written by a newer Portcullis; this one writes version {SCHEMA_VERSION}"
+                    )));
+                }
+                Some(v) if v >= 1 => {}
+                _ => return Err(err(&"not a Portcullis case file (no schema version)")),
+            }
+        }
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| err(&e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
-        let version: Option<String> =
-            conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
-        match version {
-            None => {
-                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
-            }
-            Some(v) if v != SCHEMA_VERSION.to_string() => {
-                return Err(CaseError(format!(
-                    "{}: case schema version {v}, this Portcullis writes version {SCHEMA_VERSION}",
-                    path.display()
-                )));
-            }
-            Some(_) => {}
-        }
+        conn.execute_batch(SCHEMA).map_err(|e| err(&e))?;
+        migrate(&conn).map_err(|e| err(&e))?;
         conn.execute(
             "INSERT INTO runs (started, status, command, version) VALUES (?1, 'running', ?2, ?3)",
             params![now(), command, env!("CARGO_PKG_VERSION")],
-        )?;
+        )
+        .map_err(|e| err(&e))?;
         let run_id = conn.last_insert_rowid();
         Ok(Case { conn, run_id })
     }
@@ -323,8 +400,8 @@ impl Case {
         let mut new = 0;
         {
             let mut ins = tx.prepare(
-                "INSERT OR IGNORE INTO findings (id, kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                "INSERT OR IGNORE INTO findings (id, kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id, matcher, log)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?;
             let mut ent = tx.prepare("INSERT OR IGNORE INTO entities (finding_id, kind, value) VALUES (?1, ?2, ?3)")?;
             for (f, event_json) in findings {
@@ -348,6 +425,8 @@ impl Case {
                     serde_json::to_string(&f.evidence).unwrap_or_default(),
                     event_json,
                     self.run_id,
+                    f.matcher.as_str(),
+                    f.log,
                 ])?;
                 if added > 0 {
                     new += 1;
@@ -499,12 +578,14 @@ fn load_findings(conn: &Connection) -> Result<Vec<Finding>, CaseError> {
         }
     }
     let mut st = conn.prepare(
-        "SELECT id, kind, rule_id, rule_title, level, first_ts, last_ts, host, sentence, path, record, tags, evidence FROM findings",
+        "SELECT id, kind, rule_id, rule_title, level, first_ts, last_ts, host, sentence, path, record, tags, evidence, matcher, log FROM findings",
     )?;
     let rows = st.query_map([], |r| {
         Ok(Finding {
             id: r.get(0)?,
             kind: if r.get::<_, String>(1)? == "correlation" { FindingKind::Correlation } else { FindingKind::Detection },
+            matcher: Matcher::parse(&r.get::<_, String>(13)?).unwrap_or(Matcher::Rule),
+            log: r.get(14)?,
             rule_id: r.get(2)?,
             rule_title: r.get(3)?,
             level: Level::parse(&r.get::<_, String>(4)?).unwrap_or(Level::Informational),
@@ -558,6 +639,8 @@ mod tests {
             Finding {
                 id: id.into(),
                 kind: FindingKind::Detection,
+                matcher: Matcher::Rule,
+                log: None,
                 rule_id: "r".into(),
                 rule_title: "rule".into(),
                 level,
@@ -598,5 +681,78 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         let runs: i64 = conn.query_row("SELECT COUNT(*) FROM runs WHERE status = 'complete'", [], |r| r.get(0)).unwrap();
         assert_eq!(runs, 3);
+    }
+
+    #[test]
+    fn only_portcullis_cases_are_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not a database at all, but long enough to have a header of a hundred bytes or more, surely, yes indeed").unwrap();
+        let e = Case::open(&text, "t").err().unwrap().0;
+        assert!(e.contains("not a SQLite database") && e.contains("notes.txt"), "{e}");
+        assert!(std::fs::read_to_string(&text).unwrap().starts_with("not a database"), "left untouched");
+
+        let other = dir.path().join("other.sqlite");
+        let c = Connection::open(&other).unwrap();
+        c.execute_batch("PRAGMA application_id = 1234; CREATE TABLE t (x);").unwrap();
+        drop(c);
+        let e = Case::open(&other, "t").err().unwrap().0;
+        assert!(e.contains("another application"), "{e}");
+
+        let foreign = dir.path().join("foreign.sqlite");
+        Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE t (x);").unwrap();
+        let e = Case::open(&foreign, "t").err().unwrap().0;
+        assert!(e.contains("not a Portcullis case file"), "{e}");
+        let tables: i64 = Connection::open(&foreign)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 1, "nothing written into a database that is not a case");
+
+        let ro = dir.path().join("ro.sqlite");
+        drop(Case::open(&ro, "t").unwrap());
+        let mut perm = std::fs::metadata(&ro).unwrap().permissions();
+        perm.set_readonly(true);
+        std::fs::set_permissions(&ro, perm).unwrap();
+        let e = Case::open(&ro, "t").err().unwrap().0;
+        assert!(e.contains("read-only"), "{e}");
+
+        let newer = dir.path().join("newer.sqlite");
+        drop(Case::open(&newer, "t").unwrap());
+        Connection::open(&newer).unwrap().execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
+        let e = Case::open(&newer, "t").err().unwrap().0;
+        assert!(e.contains("newer Portcullis"), "{e}");
+    }
+
+    #[test]
+    fn schema_1_cases_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            // The schema-1 layout: no application id, findings without matcher and log.
+            let c = Connection::open(&path).unwrap();
+            let v1 = SCHEMA.replace(",\n    matcher TEXT NOT NULL DEFAULT 'rule',\n    log TEXT", "");
+            assert!(!v1.contains("matcher"));
+            c.execute_batch(&v1).unwrap();
+            c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", []).unwrap();
+            c.execute("INSERT INTO runs (started, status, command, version) VALUES ('x', 'complete', 'old', '0.1.0')", []).unwrap();
+            c.execute(
+                "INSERT INTO findings (id, kind, rule_id, rule_title, level, level_rank, first_ts, sentence, tags, evidence, run_id)
+                 VALUES ('f1', 'detection', 'ioc-00', 'IOC match: x', 'high', 3, '2021-08-24T02:13:00Z', 's', '[]', '[]', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut c = Case::open(&path, "new").unwrap();
+        let (new, incidents) = c.record_run(&[], &[f("b", "2021-08-24T02:14:00Z", Level::High, "exch01")], 1, 1, &IncidentOptions::default()).unwrap();
+        assert_eq!(new, 1);
+        assert_eq!(incidents.len(), 2);
+        let conn = Connection::open(&path).unwrap();
+        let matcher: String = conn.query_row("SELECT matcher FROM findings WHERE id = 'f1'", [], |r| r.get(0)).unwrap();
+        assert_eq!(matcher, "indicator");
+        let app: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).unwrap();
+        assert_eq!(app, APPLICATION_ID);
+        let v: String = conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION.to_string());
     }
 }

@@ -115,6 +115,9 @@ pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
         let mut err = std::io::stderr().lock();
         portcullis_output::write_summary_text(&mut err, summary)?;
     }
+    if let Some(e) = &h.case_error {
+        return Err(Fatal(format!("the results above were written, but the case file was not: {e}")));
+    }
     if h.nothing_read() {
         return Err(Fatal("no input file could be read as a log (see the summary above)".into()));
     }
@@ -351,6 +354,9 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
         ..Default::default()
     };
     let h = portcullis_pipeline::hunt(&settings, &portcullis_pipeline::Quiet, started)?;
+    if let Some(e) = h.case_error {
+        return Err(Fatal(e.to_string()));
+    }
     {
         let mut f = BufWriter::new(File::create(out.join("findings.jsonl")).map_err(|e| Fatal(e.to_string()))?);
         portcullis_output::write_report(&mut f, portcullis_output::Format::Jsonl, &h.report())?;

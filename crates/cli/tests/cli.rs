@@ -242,3 +242,16 @@ fn rules_command_reports_problems() {
     assert_eq!(s["kind"], "rules_summary");
     assert_eq!(s["rules_loaded"], 3);
 }
+
+#[test]
+fn a_file_that_is_not_a_case_is_refused_before_hunting() {
+    let f = Fixture::new();
+    let notes = f.path("notes.sqlite");
+    std::fs::write(&notes, "meeting notes, not a database; long enough to fill a 100-byte SQLite header and then some more words").unwrap();
+    let out = run(&[&"hunt", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--case", &notes, &"--format", &"jsonl"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("notes.sqlite") && err.contains("not a SQLite database"), "{err}");
+    assert!(out.stdout.is_empty(), "refused before any log was read");
+    assert!(std::fs::read_to_string(&notes).unwrap().starts_with("meeting notes"));
+}

@@ -196,6 +196,20 @@ impl Event {
         HOST_FIELDS.iter().find_map(|n| self.get(n).filter(|v| !v.is_empty()))
     }
 
+    /// Which log the event came from, for people and for counting independent sources:
+    /// the channel of a Windows event, the Exchange log type, `IIS/W3C` for web logs, and
+    /// otherwise the log type a reader named or `JSON`.
+    pub fn log_name(&self) -> String {
+        match self.source {
+            SourceKind::Windows => self.get("Channel").filter(|c| !c.is_empty()).unwrap_or("Windows").to_string(),
+            SourceKind::W3c => "IIS/W3C".into(),
+            SourceKind::ExchangeCsv if !self.log_type.is_empty() => format!("Exchange {}", self.log_type),
+            SourceKind::ExchangeCsv => "Exchange".into(),
+            SourceKind::Json if !self.log_type.is_empty() => self.log_type.clone(),
+            SourceKind::Json => "JSON".into(),
+        }
+    }
+
     /// The event as a JSON object. Repeated names become arrays; types are restored.
     pub fn to_json(&self) -> serde_json::Value {
         let mut map = serde_json::Map::with_capacity(self.fields.len());

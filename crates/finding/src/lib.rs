@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use portcullis_correlate::{CorrelationFinding, CorrelationSet};
 pub use portcullis_event::entity::{ENTITY_FIELDS, Entity, EntityKind, entities, trivial};
 use portcullis_event::{Event, Timestamp};
+pub use portcullis_hunt::Matcher;
 use portcullis_hunt::Detection;
 use portcullis_sigma::{Engine, Level};
 use serde::Serialize;
@@ -23,6 +24,10 @@ pub enum FindingKind {
 pub struct Finding {
     pub id: String,
     pub kind: FindingKind,
+    /// For a detection: a rule's logic or an indicator (a correlation is always `Rule`).
+    pub matcher: Matcher,
+    /// For a detection: which log its event came from (`Event::log_name`).
+    pub log: Option<String>,
     pub rule_id: String,
     pub rule_title: String,
     pub level: Level,
@@ -140,6 +145,8 @@ impl Finding {
         Finding {
             id: d.id.clone(),
             kind: FindingKind::Detection,
+            matcher: d.matcher,
+            log: Some(d.event.log_name()),
             rule_id: rule.key(),
             rule_title: rule.title.clone(),
             level: rule.level,
@@ -190,6 +197,8 @@ impl Finding {
         Finding {
             id: f.id.clone(),
             kind: FindingKind::Correlation,
+            matcher: Matcher::Rule,
+            log: None,
             rule_id: c.key(),
             rule_title: c.title.clone(),
             level: c.level,

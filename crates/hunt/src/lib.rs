@@ -30,8 +30,35 @@ pub struct Detection {
     pub id: String,
     /// Index into `Engine::rules`.
     pub rule: usize,
+    /// A Sigma rule's detection logic, or an indicator found in a field.
+    pub matcher: Matcher,
     pub path: Arc<Path>,
     pub event: Event,
+}
+
+/// What made a detection: a rule's logic or an indicator of compromise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Matcher {
+    Rule,
+    Indicator,
+}
+
+impl Matcher {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Matcher::Rule => "rule",
+            Matcher::Indicator => "indicator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Matcher> {
+        match s {
+            "rule" => Some(Matcher::Rule),
+            "indicator" => Some(Matcher::Indicator),
+            _ => None,
+        }
+    }
 }
 
 impl Detection {
@@ -280,7 +307,7 @@ pub fn hunt(
                     }
                 }
                 if !hidden[rule] {
-                    w.detections.push(Detection { id, rule, path: path.clone(), event: ev.clone() });
+                    w.detections.push(Detection { id, rule, matcher: Matcher::Rule, path: path.clone(), event: ev.clone() });
                 }
             }
             if let Some(iocs) = &opts.iocs {
@@ -290,7 +317,13 @@ pub fn hunt(
                     let rule = rule as usize;
                     let ind = &iocs.set.indicators[indicator as usize];
                     let id = finding_id(&format!("{}\n{}\n{}", engine.rules[rule].key(), ind.kind.as_str(), ind.value), ev);
-                    w.detections.push(Detection { id, rule, path: path.clone(), event: iocs.annotate(ev, indicator, field) });
+                    w.detections.push(Detection {
+                        id,
+                        rule,
+                        matcher: Matcher::Indicator,
+                        path: path.clone(),
+                        event: iocs.annotate(ev, indicator, field),
+                    });
                 }
             }
         },

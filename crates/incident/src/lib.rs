@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use portcullis_event::Timestamp;
-use portcullis_finding::{Entity, Finding, TACTICS};
+use portcullis_finding::{Entity, Finding, Matcher, TACTICS};
 use portcullis_sigma::Level;
 use serde::Serialize;
 
@@ -251,11 +251,12 @@ fn assess(fs: &[&Finding], tactics: usize, techniques: &[String], max_level: Lev
     if rules.len() >= 5 {
         ev.push((10, format!("{} different rules agree", rules.len())));
     }
-    let kinds: BTreeSet<&str> = fs.iter().filter_map(|f| f.path.as_deref()).map(source_kind).collect();
+    let kinds: BTreeSet<&str> = fs.iter().filter_map(|f| f.log.as_deref()).collect();
     if kinds.len() >= 2 {
         ev.push((5, format!("evidence from {} kinds of log ({})", kinds.len(), kinds.iter().copied().collect::<Vec<_>>().join(", "))));
     }
-    let iocs: BTreeSet<&str> = fs.iter().filter(|f| f.rule_id.starts_with("ioc-")).map(|f| f.rule_title.trim_start_matches("IOC match: ")).collect();
+    let iocs: BTreeSet<&str> =
+        fs.iter().filter(|f| f.matcher == Matcher::Indicator).map(|f| f.rule_title.trim_start_matches("IOC match: ")).collect();
     if !iocs.is_empty() {
         ev.push((10, format!("published indicators matched ({})", iocs.iter().copied().collect::<Vec<_>>().join("; "))));
     }
@@ -296,26 +297,6 @@ fn assess(fs: &[&Finding], tactics: usize, techniques: &[String], max_level: Lev
     (assessment, attribution)
 }
 
-/// A rough kind of log from a path, for counting independent sources.
-fn source_kind(path: &str) -> &'static str {
-    let p = path.to_ascii_lowercase();
-    if p.contains("w3svc") || p.contains("inetpub") {
-        "IIS"
-    } else if p.contains("httpproxy") || p.contains("rps_http") || p.contains("messagetracking") {
-        "Exchange"
-    } else if p.contains("sysmon") {
-        "Sysmon"
-    } else if p.contains("security") || p.ends_with(".evtx") {
-        "Windows"
-    } else if p.contains("okta") || p.contains("signin") {
-        "sign-in"
-    } else if p.contains("msexchange") {
-        "Exchange cmdlets"
-    } else {
-        "other"
-    }
-}
-
 /// "14 months 9 days", "3 days 4 hours", "12 minutes" — dwell time for people.
 pub fn human_duration(secs: i64) -> String {
     let secs = secs.max(0);
@@ -345,6 +326,8 @@ mod tests {
         Finding {
             id: id.into(),
             kind: FindingKind::Detection,
+            matcher: Matcher::Rule,
+            log: None,
             rule_id: format!("rule-{id}"),
             rule_title: format!("rule {id}"),
             level,

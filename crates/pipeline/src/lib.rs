@@ -202,6 +202,10 @@ pub struct HuntOutcome {
     pub findings: Vec<(Finding, Option<String>)>,
     pub incidents: Vec<Incident>,
     pub summary: Summary,
+    /// Recording into the case file failed after the hunt; the results above are whole
+    /// (incidents from this run's findings only) and should be written out before this
+    /// error is reported.
+    pub case_error: Option<Error>,
 }
 
 impl HuntOutcome {
@@ -238,6 +242,11 @@ impl Observer for Quiet {}
 /// and incidents, and records the case file and timeline if asked. `started` is when
 /// the run began (for the summary's elapsed time).
 pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Result<HuntOutcome, Error> {
+    // A case file that cannot be written is refused before a single log is read.
+    let mut case = match &s.case {
+        Some(path) => Some(portcullis_case::Case::open(path, &s.case_command)?),
+        None => None,
+    };
     let mut loaded = load_rules(&s.rules)?;
     let files = collect_inputs(&s.paths)?;
     let intel = portcullis_intel::load(&s.iocs, s.builtin_intel).map_err(Error::Intel)?;
@@ -264,9 +273,8 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
         ..Default::default()
     };
     let mut case_new = None;
-    let incidents = match &s.case {
-        Some(path) => {
-            let mut case = portcullis_case::Case::open(path, &s.case_command)?;
+    let mut case_error = None;
+    let recorded = case.as_mut().map(|case| {
             let sources: Vec<portcullis_case::SourceRecord<'_>> = result
                 .outcomes
                 .iter()
@@ -281,12 +289,16 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
                     _ => None,
                 })
                 .collect();
-            let (new, incidents) =
-                case.record_run(&sources, &findings, loaded.engine.rules.len(), result.stats.events, &incident_opts)?;
+            case.record_run(&sources, &findings, loaded.engine.rules.len(), result.stats.events, &incident_opts)
+    });
+    let incidents = match recorded {
+        Some(Ok((new, incidents))) => {
             case_new = Some(new);
             incidents
         }
-        None => {
+        // The run's own results are kept and reported; the caller says the case failed.
+        other => {
+            case_error = other.and_then(|r| r.err()).map(Error::Case);
             let plain: Vec<Finding> = findings.iter().map(|(f, _)| f.clone()).collect();
             portcullis_incident::build(&plain, &incident_opts)
         }
@@ -311,7 +323,7 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     summary.incidents = incidents.len();
     summary.case = s.case.as_ref().map(|p| p.display().to_string());
     summary.case_new_findings = case_new;
-    Ok(HuntOutcome { loaded, result, findings, incidents, summary })
+    Ok(HuntOutcome { loaded, result, findings, incidents, summary, case_error })
 }
 
 /// One finding type for incidents, the case file and the timeline: every detection
