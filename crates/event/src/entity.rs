@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::Event;
+use crate::roles::{Role, role_of};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,118 +35,121 @@ pub struct Entity {
     pub value: String,
 }
 
-/// Values too common to link anything (well-known system accounts, loopback, empty).
-pub fn trivial(kind: EntityKind, v: &str) -> bool {
+/// The entity kind a field's role carries, if any.
+pub fn kind_of_role(role: Role) -> Option<EntityKind> {
+    Some(match role {
+        Role::Host => EntityKind::Host,
+        Role::Account => EntityKind::Account,
+        Role::SourceAddress | Role::ServerAddress => EntityKind::SourceIp,
+        Role::Mailbox => EntityKind::Mailbox,
+        Role::File => EntityKind::FilePath,
+        _ => return None,
+    })
+}
+
+/// The entity kind of a field name, from its role.
+pub fn kind_of_field(name: &str) -> Option<EntityKind> {
+    role_of(name).and_then(kind_of_role)
+}
+
+/// A value as the entity it names, so that every spelling of one thing is one entity:
+/// hosts by their first DNS label (`EXCH01.corp.local` = `exch01`), accounts by their
+/// name without domain (`CORP\jdoe` = `jdoe@corp.example` = `jdoe`), addresses in
+/// canonical form (IPv4-mapped IPv6 folded), file paths only when the value is a path.
+/// `None` for values that link nothing: blank, well-known system accounts, machine
+/// accounts, loopback, link-local and unspecified addresses, SIDs, LDAP names, pipes.
+pub fn normalise(kind: EntityKind, v: &str) -> Option<String> {
     let v = v.trim();
     if v.is_empty() || v == "-" || v.len() > 512 {
-        return true;
+        return None;
     }
     match kind {
-        EntityKind::Account => {
-            let l = v.to_ascii_lowercase();
-            let name = l.rsplit(['\\', '/']).next().unwrap_or(&l);
-            matches!(
-                name,
-                "system" | "local service" | "network service" | "localsystem" | "anonymous logon" | "dwm-1" | "umfd-0"
-            ) || l.starts_with("s-1-5-18")
-                || l.ends_with('$')
-        }
-        EntityKind::SourceIp => matches!(v, "127.0.0.1" | "::1" | "0.0.0.0" | "::" | "localhost"),
-        _ => false,
+        EntityKind::Host => Some(host_name(&v.to_lowercase())),
+        EntityKind::Account => account(v),
+        EntityKind::SourceIp => address(v),
+        EntityKind::Mailbox => Some(v.to_lowercase()),
+        EntityKind::FilePath => path_like(v).then(|| v.to_lowercase()),
     }
 }
 
-pub const ENTITY_FIELDS: [(&str, EntityKind); 33] = [
-    ("TargetUserName", EntityKind::Account),
-    ("SubjectUserName", EntityKind::Account),
-    ("User", EntityKind::Account),
-    ("UserName", EntityKind::Account),
-    ("AccountName", EntityKind::Account),
-    ("cs-username", EntityKind::Account),
-    ("AuthenticatedUser", EntityKind::Account),
-    ("UserPrincipalName", EntityKind::Account),
-    ("c-ip", EntityKind::SourceIp),
-    ("ClientIpAddress", EntityKind::SourceIp),
-    ("client-ip", EntityKind::SourceIp),
-    ("IpAddress", EntityKind::SourceIp),
-    ("SourceIp", EntityKind::SourceIp),
-    ("SourceAddress", EntityKind::SourceIp),
-    ("ClientIP", EntityKind::SourceIp),
-    ("AnchorMailbox", EntityKind::Mailbox),
-    ("sender-address", EntityKind::Mailbox),
-    ("recipient-address", EntityKind::Mailbox),
-    ("Mailbox", EntityKind::Mailbox),
-    ("Identity", EntityKind::Mailbox),
-    ("TargetFilename", EntityKind::FilePath),
-    ("FilePath", EntityKind::FilePath),
-    ("ObjectName", EntityKind::FilePath),
-    ("RelativeTargetName", EntityKind::FilePath),
-    ("actor.alternateId", EntityKind::Account),
-    ("client.ipAddress", EntityKind::SourceIp),
-    ("properties.userPrincipalName", EntityKind::Account),
-    ("properties.ipAddress", EntityKind::SourceIp),
-    ("userPrincipalName", EntityKind::Account),
-    ("ipAddress", EntityKind::SourceIp),
-    ("Computer", EntityKind::Host),
-    ("s-computername", EntityKind::Host),
-    ("ServerHostName", EntityKind::Host),
-];
+/// Values too common or too vague to link anything (see [`normalise`]).
+pub fn trivial(kind: EntityKind, v: &str) -> bool {
+    normalise(kind, v).is_none()
+}
 
-/// The entities of an event.
+fn account(v: &str) -> Option<String> {
+    let l = v.to_lowercase();
+    if l.starts_with("s-1-") {
+        return None;
+    }
+    let name = l.rsplit(['\\', '/']).next().unwrap_or(&l);
+    let name = match name.split_once('@') {
+        Some((user, domain)) if !user.is_empty() && domain.contains('.') => user,
+        _ => name,
+    };
+    let system = matches!(
+        name,
+        "system" | "local service" | "network service" | "localsystem" | "anonymous logon" | "dwm-1" | "umfd-0"
+            | "umfd-1" | "dwm-2" | "iusr" | "defaultapppool"
+    );
+    (!system && !name.is_empty() && !name.ends_with('$')).then(|| name.to_string())
+}
+
+fn address(v: &str) -> Option<String> {
+    let v = v.trim_matches(['[', ']']);
+    let ip: std::net::IpAddr = match v.parse() {
+        Ok(ip) => ip,
+        // Not an address (a host name in an address column): kept as written.
+        Err(_) => return (v != "localhost").then(|| v.to_lowercase()),
+    };
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    let local = match ip {
+        std::net::IpAddr::V4(a) => a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_broadcast(),
+        std::net::IpAddr::V6(a) => a.is_loopback() || a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    (!local).then(|| ip.to_string())
+}
+
+/// A file path: a drive (`C:\`), a UNC or device path, or a relative path with a
+/// separator; not a SID, an LDAP name or a bare pipe or object name.
+fn path_like(v: &str) -> bool {
+    let b = v.as_bytes();
+    let drive = b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/');
+    if drive || v.starts_with("\\\\") || v.starts_with('/') {
+        return true;
+    }
+    let l = v.to_ascii_lowercase();
+    if l.starts_with("s-1-") || l.contains("dc=") || l.contains("cn=") || l.starts_with("\\device\\namedpipe") {
+        return false;
+    }
+    l.starts_with("\\device\\") || (v.contains('\\') && !v.contains('='))
+}
+
+/// The entities of an event, from the fields whose role names one.
 pub fn entities(ev: &Event) -> Vec<Entity> {
     let mut set = BTreeSet::new();
-    let mut lower = [0u8; 32];
     let mut host_fallback = None;
     for f in ev.fields() {
-        let name = f.name.as_bytes();
-        if name.len() > lower.len() {
-            continue;
-        }
-        for (d, s) in lower.iter_mut().zip(name) {
-            *d = s.to_ascii_lowercase();
-        }
-        let key = &lower[..name.len()];
-        let kind = if key == b"s-ip" {
-            // The server's address: names the host when nothing else does, and links the
+        let Some(role) = role_of(f.name) else { continue };
+        let Some(kind) = kind_of_role(role) else { continue };
+        if role == Role::ServerAddress {
+            // The server's own address names the host when nothing else does, and links the
             // server's own requests to other logs that saw it as a client (share access).
             host_fallback = Some(f.value);
-            EntityKind::SourceIp
-        } else {
-            match kind_of(key) {
-                Some(k) => k,
-                None => continue,
-            }
-        };
-        if trivial(kind, f.value) {
-            continue;
         }
-        let mut value = f.value.trim().to_lowercase();
-        if kind == EntityKind::Host {
-            value = host_name(&value);
+        if let Some(value) = normalise(kind, f.value) {
+            set.insert(Entity { kind, value });
         }
-        set.insert(Entity { kind, value });
     }
-    // The server's own address names the host only when nothing better does.
     if !set.iter().any(|e| e.kind == EntityKind::Host)
-        && let Some(h) = host_fallback.filter(|h| !trivial(EntityKind::Host, h))
+        && let Some(value) = host_fallback.and_then(|h| normalise(EntityKind::SourceIp, h))
     {
-        set.insert(Entity { kind: EntityKind::Host, value: host_name(&h.trim().to_lowercase()) });
+        set.insert(Entity { kind: EntityKind::Host, value });
     }
     set.into_iter().collect()
-}
-
-/// The entity kind a (lower-cased) field name carries, from [`ENTITY_FIELDS`].
-fn kind_of(lower: &[u8]) -> Option<EntityKind> {
-    use std::sync::OnceLock;
-    static TABLE: OnceLock<std::collections::HashMap<Vec<u8>, EntityKind>> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut m: std::collections::HashMap<Vec<u8>, EntityKind> =
-            ENTITY_FIELDS.iter().map(|(n, k)| (n.to_ascii_lowercase().into_bytes(), *k)).collect();
-        m.insert(b"server-hostname".to_vec(), EntityKind::Host);
-        m.insert(b"host.name".to_vec(), EntityKind::Host);
-        m
-    });
-    table.get(lower).copied()
 }
 
 /// `exch01.corp.local` and `EXCH01` are one host; an IP address stays whole.
@@ -155,7 +159,6 @@ fn host_name(v: &str) -> String {
     }
     v.split('.').next().unwrap_or(v).to_string()
 }
-
 
 impl Entity {
     /// A compact text form, `kind=value`, for carrying entities through correlation inputs.
@@ -174,5 +177,50 @@ impl Entity {
             _ => return None,
         };
         Some(Entity { kind, value: v.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ents(fields: &[(&str, &str)]) -> Vec<(EntityKind, String)> {
+        let mut ev = Event::default();
+        for (n, v) in fields {
+            ev.push_str(n, v);
+        }
+        entities(&ev).into_iter().map(|e| (e.kind, e.value)).collect()
+    }
+
+    #[test]
+    fn one_thing_one_entity() {
+        use EntityKind::*;
+        assert_eq!(normalise(Host, "MXS01.azsentinel.local"), normalise(Host, "mxs01"));
+        assert_eq!(normalise(Account, "CORP\\jdoe"), Some("jdoe".into()));
+        assert_eq!(normalise(Account, "jdoe@corp.example"), Some("jdoe".into()));
+        assert_eq!(normalise(Account, "JDoe"), Some("jdoe".into()));
+        assert_eq!(normalise(Account, "EXCH01$"), None);
+        assert_eq!(normalise(Account, "NT AUTHORITY\\SYSTEM"), None);
+        assert_eq!(normalise(Account, "S-1-5-21-1-2-3-500"), None);
+        assert_eq!(normalise(SourceIp, "::ffff:10.1.2.3"), Some("10.1.2.3".into()));
+        assert_eq!(normalise(SourceIp, "0:0:0:0:0:0:0:1"), None);
+        assert_eq!(normalise(SourceIp, "127.0.0.2"), None);
+        assert_eq!(normalise(SourceIp, "169.254.3.4"), None);
+        assert_eq!(normalise(SourceIp, "fe80::1%12"), Some("fe80::1%12".into()), "zone ids are not addresses std parses");
+        assert_eq!(normalise(SourceIp, "fe80::1"), None);
+    }
+
+    #[test]
+    fn only_paths_are_file_entities() {
+        use EntityKind::*;
+        assert!(normalise(FilePath, "C:\\inetpub\\wwwroot\\x.aspx").is_some());
+        assert!(normalise(FilePath, "\\\\fs01\\share\\reg.csv").is_some());
+        assert!(normalise(FilePath, "Registers\\2021.csv").is_some());
+        assert!(normalise(FilePath, "S-1-5-21-1-2-3").is_none());
+        assert!(normalise(FilePath, "CN=Builtin,DC=example,DC=corp").is_none());
+        assert!(normalise(FilePath, "blabla-1234-stderr").is_none());
+        assert!(normalise(FilePath, "\\Device\\NamedPipe\\x").is_none());
+        let e = ents(&[("ObjectName", "cn=builtin,dc=example,dc=corp"), ("Computer", "DC1.example.corp")]);
+        assert_eq!(e, vec![(Host, "dc1".to_string())]);
     }
 }

@@ -15,6 +15,7 @@ use std::fmt;
 use std::ops::Range;
 
 pub mod entity;
+pub mod roles;
 pub mod time;
 
 pub use time::Timestamp;
@@ -42,6 +43,19 @@ impl SourceKind {
             SourceKind::Json => "json",
         }
     }
+}
+
+/// Where an event's time came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    /// The event's own UTC time (EVTX `SystemTime`, Sysmon `UtcTime`, a zoned log time).
+    Event,
+    /// A collector's or forwarder's time (`@timestamp`, NXLog `EventTime`, ingest time):
+    /// possibly late, possibly local time marked as UTC.
+    Collector,
+    /// A time written without a zone and not known to be UTC; read as UTC unless told otherwise.
+    Unzoned,
 }
 
 /// The JSON type a value had in its source, so output can restore it.
@@ -80,6 +94,8 @@ pub struct Event {
     pub log_type: String,
     /// When it happened, if the record says.
     pub timestamp: Option<Timestamp>,
+    /// Where `timestamp` came from, and so how far to trust it.
+    pub time_source: TimeSource,
     /// EVTX `EventRecordID`, or the 1-based line number for line formats.
     pub record: u64,
     /// The original line for line-based formats, used by keyword searches (empty otherwise).
@@ -103,6 +119,7 @@ impl Event {
             source,
             log_type: String::new(),
             timestamp: None,
+            time_source: TimeSource::Event,
             record: 0,
             raw: String::new(),
         }
@@ -115,6 +132,7 @@ impl Event {
         self.source = source;
         self.log_type.clear();
         self.timestamp = None;
+        self.time_source = TimeSource::Event;
         self.record = 0;
         self.raw.clear();
     }
@@ -188,12 +206,10 @@ impl Event {
         self.fields().filter(move |f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value)
     }
 
-    /// The host the event is about: `Computer` for Windows, `s-computername`/`ServerHostName`
-    /// or `s-ip` for web and Exchange logs.
+    /// The host the event is about (the `Host` role; the server's address when no name is
+    /// given).
     pub fn host(&self) -> Option<&str> {
-        const HOST_FIELDS: [&str; 6] =
-            ["Computer", "s-computername", "ServerHostName", "server-hostname", "host.name", "s-ip"];
-        HOST_FIELDS.iter().find_map(|n| self.get(n).filter(|v| !v.is_empty()))
+        roles::first(self, roles::Role::Host).or_else(|| roles::first(self, roles::Role::ServerAddress))
     }
 
     /// Which log the event came from, for people and for counting independent sources:

@@ -44,6 +44,12 @@ impl Timestamp {
     }
 
     pub fn parse(s: &str) -> Option<Timestamp> {
+        Self::parse_zoned(s).map(|(t, _)| t)
+    }
+
+    /// Like [`Timestamp::parse`], also saying whether the text named its zone (`Z` or an
+    /// offset); a bare date counts as zoned (days carry no time to misplace).
+    pub fn parse_zoned(s: &str) -> Option<(Timestamp, bool)> {
         let b = s.trim().as_bytes();
         if b.len() < 10 {
             return None;
@@ -60,6 +66,7 @@ impl Timestamp {
         let mut secs_of_day = 0i64;
         let mut micros = 0i64;
         let mut offset_secs = 0i64;
+        let mut zoned = true;
         let mut i = 10;
         if i < b.len() {
             if b[i] != b'T' && b[i] != b' ' && b[i] != b't' {
@@ -97,7 +104,7 @@ impl Timestamp {
                 }
             }
             match b.get(i) {
-                None => {}
+                None => zoned = false,
                 Some(b'Z') | Some(b'z') => i += 1,
                 Some(&sign @ (b'+' | b'-')) => {
                     let oh = digits(b, i + 1, 2)? as i64;
@@ -117,7 +124,7 @@ impl Timestamp {
         }
         let days = days_from_civil(year, month, day);
         let secs = days * 86_400 + secs_of_day - offset_secs;
-        Some(Timestamp(secs * Self::MICROS_PER_SEC + micros))
+        Some((Timestamp(secs * Self::MICROS_PER_SEC + micros), zoned))
     }
 
     /// The civil UTC date and time: (year, month, day, hour, minute, second).

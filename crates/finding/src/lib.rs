@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet};
-pub use portcullis_event::entity::{ENTITY_FIELDS, Entity, EntityKind, entities, trivial};
+pub use portcullis_event::entity::{Entity, EntityKind, entities, kind_of_field, normalise, trivial};
+use portcullis_event::roles::{Role, first};
 use portcullis_event::{Event, Timestamp};
 pub use portcullis_hunt::Matcher;
 use portcullis_hunt::Detection;
@@ -109,20 +110,19 @@ pub fn sentence(title: &str, ev: &Event) -> String {
         s.push_str(" — ");
     }
     s.push_str(title);
-    let get = |names: &[&str]| names.iter().find_map(|n| ev.get(n).filter(|v| !v.is_empty() && *v != "-"));
     if let (Some(v), Some(t), Some(f)) = (ev.get("ioc.value"), ev.get("ioc.type"), ev.get("ioc.field")) {
         s.push_str(&format!(" — {t} {v} in {f}"));
     }
-    if let Some(ip) = get(&["c-ip", "ClientIpAddress", "client-ip", "IpAddress", "SourceIp"]) {
+    if let Some(ip) = first(ev, Role::SourceAddress) {
         s.push_str(&format!(" from {ip}"));
     }
     if let Some(h) = ev.host() {
         s.push_str(&format!(" on {h}"));
     }
-    if let Some(u) = get(&["TargetUserName", "User", "SubjectUserName", "cs-username", "AuthenticatedUser"]) {
+    if let Some(u) = first(ev, Role::Account) {
         s.push_str(&format!(" as {u}"));
     }
-    if let Some(status) = get(&["sc-status", "HttpStatus"]) {
+    if let Some(status) = first(ev, Role::Status) {
         let outcome = match status.trim().parse::<u16>() {
             Ok(200..=299) => "succeeded",
             Ok(300..=399) => "was redirected",
@@ -130,10 +130,10 @@ pub fn sentence(title: &str, ev: &Event) -> String {
             _ => "answered",
         };
         s.push_str(&format!(" ({outcome}, HTTP {status})"));
-    } else if let Some(cmd) = get(&["CommandLine", "ScriptBlockText"]) {
+    } else if let Some(cmd) = first(ev, Role::CommandLine) {
         let cmd: String = cmd.chars().take(120).collect();
         s.push_str(&format!(": {cmd}"));
-    } else if let Some(f) = get(&["TargetFilename", "ObjectName"]) {
+    } else if let Some(f) = first(ev, Role::File) {
         s.push_str(&format!(": {f}"));
     }
     s
@@ -169,10 +169,10 @@ impl Finding {
         let mut entities: BTreeSet<Entity> = evidence_entities.iter().cloned().collect();
         entities.extend(f.entities.iter().filter_map(|e| Entity::decode(e)));
         for (field, value) in &f.group {
-            for (name, kind) in ENTITY_FIELDS {
-                if field.eq_ignore_ascii_case(name) && !trivial(kind, value) {
-                    entities.insert(Entity { kind, value: value.to_lowercase() });
-                }
+            if let Some(kind) = kind_of_field(field)
+                && let Some(value) = normalise(kind, value)
+            {
+                entities.insert(Entity { kind, value });
             }
         }
         let host = entities.iter().find(|e| e.kind == EntityKind::Host).map(|e| e.value.clone());

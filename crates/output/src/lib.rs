@@ -9,6 +9,7 @@
 use std::io::{self, Write};
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet};
+use portcullis_event::roles::{self, Role};
 use portcullis_event::{Event, Timestamp, escape_display};
 use portcullis_hunt::Detection;
 use portcullis_incident::{Incident, human_duration};
@@ -284,32 +285,30 @@ fn write_correlations(out: &mut dyn Write, r: &Report<'_>) -> io::Result<()> {
     writeln!(out)
 }
 
-/// The fields worth showing first for a detection, by how telling they usually are.
-const SALIENT: [&str; 24] = [
-    "CommandLine",
-    "ScriptBlockText",
-    "Image",
-    "NewProcessName",
-    "ParentImage",
-    "TargetFilename",
-    "TargetObject",
-    "Details",
-    "cs-method",
-    "cs-uri-stem",
-    "cs-uri-query",
-    "UrlStem",
-    "UrlQuery",
-    "c-ip",
-    "ClientIpAddress",
-    "sc-status",
-    "HttpStatus",
-    "cs-user-agent",
-    "UserAgent",
-    "ClientInfo",
-    "TargetUserName",
-    "SubjectUserName",
-    "IpAddress",
-    "QueryName",
+/// What to show first for a detection, by how telling it usually is: field roles (the
+/// first present name of each, from `portcullis_event::roles`) and a few fields that have
+/// no role but say what happened.
+enum Salient {
+    Role(Role),
+    Field(&'static str),
+}
+
+const SALIENT: [Salient; 15] = [
+    Salient::Role(Role::CommandLine),
+    Salient::Role(Role::Process),
+    Salient::Role(Role::ParentProcess),
+    Salient::Role(Role::File),
+    Salient::Field("TargetObject"),
+    Salient::Field("Details"),
+    Salient::Field("cs-method"),
+    Salient::Role(Role::Url),
+    Salient::Field("cs-uri-query"),
+    Salient::Field("UrlQuery"),
+    Salient::Role(Role::SourceAddress),
+    Salient::Role(Role::Status),
+    Salient::Role(Role::UserAgent),
+    Salient::Role(Role::Account),
+    Salient::Field("QueryName"),
 ];
 
 /// A one-line `key=value` digest of an event, salient fields first, bounded in length.
@@ -327,9 +326,15 @@ pub fn details(ev: &Event, max: usize) -> String {
         out.push('=');
         out.push_str(&escape_display(value));
     };
-    for name in SALIENT {
-        if let Some(v) = ev.get(name) {
-            push(name, v, &mut out);
+    for salient in &SALIENT {
+        let found = match salient {
+            Salient::Role(role) => {
+                roles::names(*role).find_map(|n| ev.fields().find(|f| f.name.eq_ignore_ascii_case(n) && !roles::blank(f.value)))
+            }
+            Salient::Field(name) => ev.fields().find(|f| f.name.eq_ignore_ascii_case(name)),
+        };
+        if let Some(f) = found {
+            push(f.name, f.value, &mut out);
             shown += 1;
         }
     }

@@ -359,6 +359,9 @@ pub fn summarise(loaded: &LoadedRules, result: &HuntResult, started: Instant) ->
             FileOutcome::Read(r) => {
                 s.bytes += r.bytes;
                 s.records_skipped += r.skipped;
+                for w in &r.warnings {
+                    s.warnings.push(format!("{}: {w}", r.path.display()));
+                }
                 if r.skipped > 0 {
                     s.file_problems.push(FileProblem {
                         path: r.path.display().to_string(),

@@ -71,7 +71,7 @@ enum Test {
     Glob(StarGlob),
     /// Any value that is not null.
     Any,
-    /// The value is empty (or null).
+    /// The value is an empty string (not null).
     Empty,
     Cased { shape: Shape },
     Cmp { op: CmpOp, value: f64 },
@@ -156,7 +156,7 @@ struct FieldMatcher {
     when_absent: Vec<LeafId>,
     /// Leaves true when the field is present (`exists: true`).
     when_present: Vec<LeafId>,
-    /// Leaves true when the field is absent or all its values are empty (`null`).
+    /// Leaves true when the field is absent or all its values are null (`null`).
     when_null: Vec<LeafId>,
 }
 
@@ -1133,15 +1133,16 @@ impl<'e> Scanner<'e> {
                 }
                 continue;
             }
-            let mut all_empty = true;
+            // `null` is an absent field or a null value; `''` (an empty string) is not null.
+            let mut all_null = true;
             while i != NONE {
-                if !ev.field(i as usize).value.is_empty() {
-                    all_empty = false;
+                if ev.field(i as usize).kind != ValueKind::Null {
+                    all_null = false;
                     break;
                 }
                 i = self.next_same[i as usize];
             }
-            if all_empty {
+            if all_null {
                 for &l in &fm.when_null {
                     self.set(l);
                 }
@@ -1433,7 +1434,7 @@ impl<'e> Scanner<'e> {
             Test::Regex(re) => re.is_match(value),
             Test::Glob(g) => g.matches(value),
             Test::Any => kind != ValueKind::Null,
-            Test::Empty => value.is_empty(),
+            Test::Empty => value.is_empty() && kind != ValueKind::Null,
             Test::Cased { shape } => match shape {
                 Shape::Exact(l) => value == l,
                 Shape::Prefix(l) => value.starts_with(l.as_str()),

@@ -37,9 +37,10 @@ pub fn read<T: Read + Seek + Send + 'static>(
             report.skip(|| format!("record {}: rendered JSON unreadable: {e}", rec.event_record_id));
             continue;
         }
+        // `record` is the EventRecordID that Event Viewer shows (finish_event reads it from
+        // the record's System); the record header's number is only a fallback.
         finish_event(&mut event, rec.event_record_id);
         event.source = SourceKind::Windows;
-        event.record = rec.event_record_id;
         if event.timestamp.is_none() {
             event.timestamp = Some(Timestamp(rec.timestamp.as_microsecond()));
         }

@@ -3,19 +3,25 @@
 //! into top-level objects without parsing it.
 //!
 //! Each object is flattened straight into the reused [`Event`] by a serde visitor,
-//! without building a map. Three shapes are recognised:
-//! - the evtx JSON layout (`{"Event": {"System": …, "EventData": …}}`), named the
-//!   way Sigma names Windows fields (`EventID`, `Provider_Name`, `CommandLine`);
-//! - Winlogbeat (`winlog.event_data.*`, `winlog.channel`, `winlog.event_id`);
-//! - anything else, named by dotted path (`a.b.c`); arrays repeat the name.
+//! without building a map: the evtx JSON layout (`{"Event": {"System": …, "EventData":
+//! …}}`) is named the way Sigma names Windows fields (`EventID`, `Provider_Name`,
+//! `CommandLine`); anything else by dotted path (`a.b.c`; arrays repeat the name), after
+//! which `layouts` recognises Windows events exported by other tools and renames them.
+//!
+//! Time: where a file's events carry both a collector's time and their own UTC time
+//! (OTRF: `TimeCreated` written in local time marked `Z`, Sysmon's `UtcTime`), the
+//! offset between them is learned from the start of the file ([`Clock`]); when it is
+//! more than a minute, the events that have only the collector's time are corrected by
+//! it and the file's report says so once.
 
 use std::fmt;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
 use std::ops::ControlFlow;
 
-use portcullis_event::{Event, SourceKind, Timestamp, ValueKind};
+use portcullis_event::{Event, SourceKind, TimeSource, Timestamp, ValueKind};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::layouts::{Normaliser, Times};
 use crate::{FileReport, ReadOptions};
 
 /// Reads JSON records from `reader`.
@@ -25,9 +31,34 @@ pub fn read(
     report: &mut FileReport,
     sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
 ) -> io::Result<()> {
+    // The start of the file is read twice: once to learn the collector's clock offset.
+    let mut prefix = Vec::new();
+    (&mut reader).take(CLOCK_PRESCAN_BYTES).read_to_end(&mut prefix)?;
+    let mut clock = Clock::learn(&prefix, opts);
+    let reader = io::Cursor::new(prefix).chain(reader);
+    let result = read_objects(reader, opts, report, &mut |event: &mut Event, _times| {
+        clock.correct(event, opts);
+        sink(event)
+    });
+    clock.report(report, opts);
+    result
+}
+
+/// How much of a file's start is used to learn its collector's clock offset.
+const CLOCK_PRESCAN_BYTES: u64 = 4 << 20;
+
+/// The objects of a JSON stream, flattened and normalised, each given to `sink` with the
+/// times its layout had (for the clock check).
+fn read_objects(
+    mut reader: impl BufRead,
+    opts: &ReadOptions,
+    report: &mut FileReport,
+    sink: &mut dyn FnMut(&mut Event, Option<Times>) -> ControlFlow<()>,
+) -> io::Result<()> {
     let mut splitter = Splitter::new(opts.max_record_bytes);
     let mut event = Event::new(SourceKind::Json);
     let mut flat = Flattener::default();
+    let mut norm = Normaliser::default();
     loop {
         let chunk = match reader.fill_buf() {
             Ok(c) => c,
@@ -46,9 +77,18 @@ pub fn read(
                 }
                 match flat.flatten(bytes, &mut event) {
                     Ok(()) => {
-                        finish_event(&mut event, line);
+                        let times = match norm.normalise(&mut event, line) {
+                            Some((layout, times)) => {
+                                report.layout.get_or_insert(layout);
+                                Some(times)
+                            }
+                            None => {
+                                finish_event(&mut event, line);
+                                None
+                            }
+                        };
                         report.events += 1;
-                        if sink(&event).is_break() {
+                        if sink(&mut event, times).is_break() {
                             stop = true;
                         }
                     }
@@ -71,18 +111,161 @@ pub fn read(
     Ok(())
 }
 
+/// A file's collector clock against the events' own: learned from the events that have
+/// both (OTRF Sysmon events: `UtcTime` and the collector's `TimeCreated`).
+#[derive(Debug, Default)]
+pub struct Clock {
+    /// Microseconds to add to a collector's time to get UTC.
+    offset: Option<i64>,
+    /// (own − collector) differences seen while learning.
+    samples: usize,
+    /// Differences that disagreed with the learned offset.
+    disagreeing: usize,
+    corrected: u64,
+    collector_only: u64,
+    unzoned: u64,
+}
+
+impl Clock {
+    /// Learns the offset from the objects in `prefix` that carry Sysmon's `UtcTime`.
+    pub fn learn(prefix: &[u8], opts: &ReadOptions) -> Clock {
+        let mut diffs: Vec<i64> = Vec::new();
+        if memchr::memmem::find(prefix, b"UtcTime").is_some() {
+            let mut splitter = Splitter::new(opts.max_record_bytes);
+            let mut event = Event::new(SourceKind::Json);
+            let mut flat = Flattener::default();
+            let mut norm = Normaliser::default();
+            let finder = memchr::memmem::Finder::new(b"UtcTime");
+            splitter.feed(prefix, &mut |piece| {
+                if let Piece::Object { bytes, line } = piece
+                    && diffs.len() < 10_000
+                    && finder.find(bytes).is_some()
+                    && flat.flatten(bytes, &mut event).is_ok()
+                    && let Some((_, Times { own: Some(own), collector: Some(collector) })) = norm.normalise(&mut event, line)
+                {
+                    diffs.push(own.0 - collector.0);
+                }
+            });
+        }
+        let mut clock = Clock { samples: diffs.len(), ..Default::default() };
+        if diffs.len() < 3 {
+            return clock;
+        }
+        // Zones are whole quarter hours; collectors add seconds of lag on top.
+        const QUARTER: i64 = 900 * 1_000_000;
+        let mut rounded: Vec<i64> = diffs.iter().map(|d| (d + d.signum() * QUARTER / 2) / QUARTER * QUARTER).collect();
+        rounded.sort_unstable();
+        let (mut best, mut best_n, mut i) = (0, 0, 0);
+        while i < rounded.len() {
+            let j = rounded[i..].iter().take_while(|&&x| x == rounded[i]).count();
+            if j > best_n {
+                (best, best_n) = (rounded[i], j);
+            }
+            i += j;
+        }
+        clock.disagreeing = diffs.len() - best_n;
+        if best != 0 && best_n * 10 >= diffs.len() * 8 {
+            clock.offset = Some(best);
+        }
+        clock
+    }
+
+    /// Puts an event's time right: a collector's time shifted by the learned offset (or
+    /// `--assume-timezone` when none was learned), a time without zone by the assumed zone.
+    pub fn correct(&mut self, event: &mut Event, opts: &ReadOptions) {
+        let Some(t) = event.timestamp else { return };
+        match event.time_source {
+            TimeSource::Event => {}
+            TimeSource::Collector => {
+                if let Some(off) = self.offset {
+                    event.timestamp = Some(Timestamp(t.0 + off));
+                    event.time_source = TimeSource::Event;
+                    self.corrected += 1;
+                } else if let Some(zone) = opts.assume_utc_offset_secs {
+                    event.timestamp = Some(Timestamp(t.0 - zone * 1_000_000));
+                    self.corrected += 1;
+                } else {
+                    self.collector_only += 1;
+                }
+            }
+            TimeSource::Unzoned => {
+                if let Some(zone) = opts.assume_utc_offset_secs {
+                    event.timestamp = Some(Timestamp(t.0 - zone * 1_000_000));
+                    self.corrected += 1;
+                } else {
+                    self.unzoned += 1;
+                }
+            }
+        }
+    }
+
+    /// Says once per file what was done to its times.
+    pub fn report(&self, report: &mut FileReport, opts: &ReadOptions) {
+        if let Some(off) = self.offset {
+            report.warnings.push(format!(
+                "the collector's times are {} {} the events' own UTC times (learned from {} Sysmon events{}): {} events that had only the collector's time were corrected by {}",
+                human_offset(off.abs()),
+                if off > 0 { "behind" } else { "ahead of" },
+                self.samples,
+                if self.disagreeing > 0 { format!(", {} disagreeing", self.disagreeing) } else { String::new() },
+                self.corrected,
+                signed_offset(off),
+            ));
+        } else if self.samples >= 3 && self.disagreeing * 10 > self.samples * 2 {
+            report.warnings.push(format!(
+                "the collector's times disagree with the events' own UTC times by varying amounts ({} of {} samples): not corrected",
+                self.disagreeing, self.samples
+            ));
+        }
+        if self.collector_only > 0 {
+            report.warnings.push(format!(
+                "{} events carry only a collector's time (not their own); if that collector wrote local time, pass --assume-timezone",
+                self.collector_only
+            ));
+        }
+        if self.unzoned > 0 {
+            report.warnings.push(format!(
+                "{} events' times carry no time zone and were read as UTC; pass --assume-timezone if they are local",
+                self.unzoned
+            ));
+        }
+        if let Some(zone) = opts.assume_utc_offset_secs
+            && self.offset.is_none()
+            && self.corrected > 0
+        {
+            report.warnings.push(format!(
+                "{} events' times were read in the assumed zone UTC{}",
+                self.corrected,
+                signed_offset(zone * 1_000_000)
+            ));
+        }
+    }
+}
+
+fn human_offset(micros: i64) -> String {
+    let mins = micros / 60_000_000;
+    format!("{} h {:02} min", mins / 60, mins % 60)
+}
+
+fn signed_offset(micros: i64) -> String {
+    let mins = micros.abs() / 60_000_000;
+    format!("{}{:02}:{:02}", if micros < 0 { '-' } else { '+' }, mins / 60, mins % 60)
+}
+
 /// Gives a flattened object its source kind, timestamp and record number.
 pub(crate) fn finish_event(event: &mut Event, line: u64) {
     let windows = event.source == SourceKind::Windows
         || (event.get("Channel").is_some() && event.get("EventID").is_some());
     if windows {
         event.source = SourceKind::Windows;
-        event.timestamp = event
-            .get("TimeCreated_SystemTime")
-            .or_else(|| event.get("TimeCreated"))
-            .or_else(|| event.get("@timestamp"))
-            .and_then(Timestamp::parse);
+        let own = event.get("TimeCreated_SystemTime").or_else(|| event.get("TimeCreated")).and_then(Timestamp::parse_zoned);
+        (event.timestamp, event.time_source) = match own {
+            Some((t, true)) => (Some(t), TimeSource::Event),
+            Some((t, false)) => (Some(t), TimeSource::Unzoned),
+            None => (event.get("@timestamp").and_then(Timestamp::parse), TimeSource::Collector),
+        };
         event.record = event.get("EventRecordID").and_then(|r| r.parse().ok()).unwrap_or(line);
+        add_integrity_level(event);
     } else {
         event.record = line;
         // Cloud identity logs get a log type, so Sigma log sources (okta, azure) select them.
@@ -106,6 +289,29 @@ pub(crate) fn finish_event(event: &mut Event, line: u64) {
             }
         });
     }
+}
+
+/// Security 4688 gives the new process's integrity as a label SID (`MandatoryLabel`);
+/// Sysmon and the Sigma rules written for it say `IntegrityLevel: High`. The word is added
+/// so those rules apply to 4688 as they do to Sysmon 1.
+pub(crate) fn add_integrity_level(event: &mut Event) {
+    if event.get("EventID") != Some("4688") || event.get("IntegrityLevel").is_some() {
+        return;
+    }
+    let level = match event.get("MandatoryLabel").map(|l| l.trim().to_ascii_uppercase()) {
+        Some(l) => match l.as_str() {
+            "S-1-16-0" => "Untrusted",
+            "S-1-16-4096" => "Low",
+            "S-1-16-8192" => "Medium",
+            "S-1-16-8448" => "MediumPlus",
+            "S-1-16-12288" => "High",
+            "S-1-16-16384" => "System",
+            "S-1-16-20480" => "Protected",
+            _ => return,
+        },
+        None => return,
+    };
+    event.push_str("IntegrityLevel", level);
 }
 
 const JSON_TIME_FIELDS: [&str; 14] = [
@@ -277,7 +483,6 @@ pub struct Flattener {
 enum Layout {
     Generic,
     Windows,
-    Winlogbeat,
 }
 
 impl Flattener {
@@ -297,7 +502,6 @@ impl Flattener {
     fn layout(&self) -> Layout {
         match self.starts.first().map(|_| self.segment(0)) {
             Some("Event") => Layout::Windows,
-            Some("winlog") | Some("event_data") => Layout::Winlogbeat,
             _ => Layout::Generic,
         }
     }
@@ -339,28 +543,6 @@ impl Flattener {
                         None => false,
                     },
                 }
-            }
-            Layout::Winlogbeat => {
-                let last = seg(n - 1);
-                let mapped = if seg(0) == "event_data" || (n >= 3 && matches!(seg(1), "event_data" | "user_data")) {
-                    Some(last)
-                } else if n == 2 {
-                    match seg(1) {
-                        "channel" => Some("Channel"),
-                        "event_id" => Some("EventID"),
-                        "provider_name" => Some("Provider_Name"),
-                        "computer_name" => Some("Computer"),
-                        "record_id" => Some("EventRecordID"),
-                        _ => None,
-                    }
-                } else {
-                    None
-                };
-                match mapped {
-                    Some(m) => name.push_str(m),
-                    None => dotted(&self.path, &self.starts, &mut name),
-                }
-                true
             }
             Layout::Generic => {
                 dotted(&self.path, &self.starts, &mut name);

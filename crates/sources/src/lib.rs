@@ -21,6 +21,7 @@ use portcullis_event::Event;
 pub mod evtx;
 pub mod exchange_csv;
 pub mod json;
+pub mod layouts;
 pub mod lines;
 pub mod w3c;
 
@@ -54,11 +55,14 @@ pub struct ReadOptions {
     pub evtx_threads: usize,
     /// Largest decompressed size of a gzipped EVTX file (it is unpacked to a temporary file).
     pub max_gunzip_bytes: u64,
+    /// `--assume-timezone`: the UTC offset (seconds) of times written without a zone, and
+    /// of collectors' times when no offset could be learned from the events themselves.
+    pub assume_utc_offset_secs: Option<i64>,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { max_record_bytes: 16 * 1024 * 1024, evtx_threads: 1, max_gunzip_bytes: 16 << 30 }
+        ReadOptions { max_record_bytes: 16 * 1024 * 1024, evtx_threads: 1, max_gunzip_bytes: 16 << 30, assume_utc_offset_secs: None }
     }
 }
 
@@ -79,6 +83,11 @@ pub struct FileReport {
     pub lossy: u64,
     /// The first [`MAX_NOTES`] reasons for skips, with their position.
     pub notes: Vec<String>,
+    /// For Windows events exported by another tool: the layout recognised (first seen).
+    pub layout: Option<layouts::Layout>,
+    /// What the reader changed or could not trust, once per file (e.g. a collector's clock
+    /// offset corrected); not skips.
+    pub warnings: Vec<String>,
 }
 
 impl FileReport {

@@ -1,0 +1,161 @@
+//! Field roles: the one table of which field names say what about an event (the host,
+//! the account, the source and destination address, the process and its parent, the
+//! command line, the file, the URL, the mailbox, the user agent, the outcome). Entity
+//! extraction, finding sentences, output columns and mail grading all read it, so a new
+//! log layout is taught to every part of Portcullis in one place.
+//!
+//! Names are those after the readers' normalisation (Windows events under EVTX names
+//! whatever the export; W3C and Exchange columns by their `#Fields:` names; other JSON
+//! by dotted path). Order matters: within a role the first present name wins.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use crate::Event;
+
+/// What a field says about its event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// The machine the event happened on (or that served the request).
+    Host,
+    /// The server's own address in web and Exchange logs (names the host when nothing else does).
+    ServerAddress,
+    /// The account that acted or was acted upon.
+    Account,
+    /// Where a request or logon came from.
+    SourceAddress,
+    /// Where a connection went.
+    DestinationAddress,
+    /// The process image.
+    Process,
+    /// The parent process image.
+    ParentProcess,
+    /// A command line or script text.
+    CommandLine,
+    /// A file the event wrote, read or named.
+    File,
+    /// A requested URL (stem or path).
+    Url,
+    /// A mailbox or mail address.
+    Mailbox,
+    /// A client's user agent.
+    UserAgent,
+    /// An HTTP status or similar outcome code.
+    Status,
+}
+
+/// Every field with a role, in order of preference within each role.
+pub const ROLE_FIELDS: &[(&str, Role)] = &[
+    ("Computer", Role::Host),
+    ("s-computername", Role::Host),
+    ("ServerHostName", Role::Host),
+    ("server-hostname", Role::Host),
+    ("host.name", Role::Host),
+    ("s-ip", Role::ServerAddress),
+    ("TargetUserName", Role::Account),
+    ("SubjectUserName", Role::Account),
+    ("User", Role::Account),
+    ("UserName", Role::Account),
+    ("AccountName", Role::Account),
+    ("SamAccountName", Role::Account),
+    ("cs-username", Role::Account),
+    ("AuthenticatedUser", Role::Account),
+    ("UserPrincipalName", Role::Account),
+    ("actor.alternateId", Role::Account),
+    ("properties.userPrincipalName", Role::Account),
+    ("user.name", Role::Account),
+    ("c-ip", Role::SourceAddress),
+    ("ClientIpAddress", Role::SourceAddress),
+    ("client-ip", Role::SourceAddress),
+    ("IpAddress", Role::SourceAddress),
+    ("SourceIp", Role::SourceAddress),
+    ("SourceAddress", Role::SourceAddress),
+    ("ClientIP", Role::SourceAddress),
+    ("client.ipAddress", Role::SourceAddress),
+    ("properties.ipAddress", Role::SourceAddress),
+    ("source.ip", Role::SourceAddress),
+    ("DestinationIp", Role::DestinationAddress),
+    ("DestAddress", Role::DestinationAddress),
+    ("server-ip", Role::DestinationAddress),
+    ("destination.ip", Role::DestinationAddress),
+    ("Image", Role::Process),
+    ("NewProcessName", Role::Process),
+    ("SourceImage", Role::Process),
+    ("ProcessName", Role::Process),
+    ("Application", Role::Process),
+    ("ParentImage", Role::ParentProcess),
+    ("ParentProcessName", Role::ParentProcess),
+    ("CommandLine", Role::CommandLine),
+    ("ScriptBlockText", Role::CommandLine),
+    ("TargetFilename", Role::File),
+    ("FilePath", Role::File),
+    ("ObjectName", Role::File),
+    ("RelativeTargetName", Role::File),
+    ("cs-uri-stem", Role::Url),
+    ("UrlStem", Role::Url),
+    ("url", Role::Url),
+    ("AnchorMailbox", Role::Mailbox),
+    ("sender-address", Role::Mailbox),
+    ("recipient-address", Role::Mailbox),
+    ("Mailbox", Role::Mailbox),
+    ("Identity", Role::Mailbox),
+    ("cs(User-Agent)", Role::UserAgent),
+    ("cs-user-agent", Role::UserAgent),
+    ("UserAgent", Role::UserAgent),
+    ("ClientInfo", Role::UserAgent),
+    ("sc-status", Role::Status),
+    ("HttpStatus", Role::Status),
+];
+
+/// The role of a field name (ASCII case-insensitive).
+pub fn role_of(name: &str) -> Option<Role> {
+    static TABLE: OnceLock<HashMap<String, Role>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| ROLE_FIELDS.iter().map(|(n, r)| (n.to_ascii_lowercase(), *r)).collect());
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        table.get(&name.to_ascii_lowercase()).copied()
+    } else {
+        table.get(name).copied()
+    }
+}
+
+/// Field names with `role`, in order of preference.
+pub fn names(role: Role) -> impl Iterator<Item = &'static str> {
+    ROLE_FIELDS.iter().filter(move |(_, r)| *r == role).map(|(n, _)| *n)
+}
+
+/// A value that says nothing: empty or `-`.
+pub fn blank(v: &str) -> bool {
+    let v = v.trim();
+    v.is_empty() || v == "-"
+}
+
+/// The preferred non-blank value of `role` in `ev`.
+pub fn first(ev: &Event, role: Role) -> Option<&str> {
+    names(role).find_map(|n| ev.get(n).filter(|v| !blank(v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_found_case_insensitively_and_in_order() {
+        assert_eq!(role_of("c-ip"), Some(Role::SourceAddress));
+        assert_eq!(role_of("COMPUTER"), Some(Role::Host));
+        assert_eq!(role_of("Nothing"), None);
+        let mut ev = Event::default();
+        ev.push_str("SubjectUserName", "-");
+        ev.push_str("User", "CORP\\jdoe");
+        ev.push_str("TargetUserName", "");
+        assert_eq!(first(&ev, Role::Account), Some("CORP\\jdoe"));
+        assert_eq!(first(&ev, Role::Host), None);
+    }
+
+    #[test]
+    fn every_field_name_has_one_role() {
+        let mut seen = std::collections::HashSet::new();
+        for (n, _) in ROLE_FIELDS {
+            assert!(seen.insert(n.to_ascii_lowercase()), "{n} listed twice");
+        }
+    }
+}
