@@ -251,6 +251,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
+        let t0 = std::time::Instant::now();
         let files = evtx_files();
         let mut args: Vec<&std::ffi::OsStr> = vec!["events".as_ref()];
         args.extend(files.iter().map(|p| p.as_os_str()));
@@ -267,7 +268,10 @@ fn fixture() -> &'static Fixture {
         let by_key = events.iter().enumerate().map(|(i, e)| (e.key(), i)).collect();
         let (baseline, summary) = hunt(&files);
         assert!(baseline.len() > 500, "the EVTX baseline has only {} detections: {summary}", baseline.len());
-        Fixture { events, by_key, baseline, analysis: RuleAnalysis::load(&rules_dir()) }
+        let t1 = t0.elapsed().as_secs_f64();
+        let analysis = RuleAnalysis::load(&rules_dir());
+        eprintln!("fixture: EVTX events and baseline hunt {t1:.1}s, rule analysis {:.1}s", t0.elapsed().as_secs_f64() - t1);
+        Fixture { events, by_key, baseline, analysis }
     })
 }
 
@@ -519,7 +523,9 @@ struct Leaf {
 }
 
 enum LeafTest {
-    Re(regex::Regex),
+    /// A pattern or regular expression (compiled when first needed); `true` when it is a
+    /// `contains` of a text without commas.
+    Re(LazyRe, bool),
     Cmp(portcullis_sigma::modifiers::CmpOp, f64),
     Cidr(portcullis_sigma::modifiers::IpNet),
     Exists(bool),
@@ -528,6 +534,21 @@ enum LeafTest {
     Unknown,
     /// A logsource condition: the field's first value is one of these (case-insensitive).
     OneOf(Vec<String>),
+}
+
+struct LazyRe {
+    pattern: String,
+    re: OnceLock<Option<regex::Regex>>,
+}
+
+impl LazyRe {
+    fn new(pattern: String) -> LazyRe {
+        LazyRe { pattern, re: OnceLock::new() }
+    }
+    /// `None` when the regex crate cannot compile it (the leaf then counts as touched).
+    fn get(&self) -> Option<&regex::Regex> {
+        self.re.get_or_init(|| regex::RegexBuilder::new(&self.pattern).size_limit(1 << 26).build().ok()).as_ref()
+    }
 }
 
 struct RuleInfo {
@@ -576,11 +597,12 @@ impl RuleAnalysis {
                     }
                 };
                 let test = match pred {
-                    Pred::Str { toks, cased } => LeafTest::Re(regex::Regex::new(&portcullis_sigma::pattern::to_regex(toks, *cased)).unwrap()),
-                    Pred::Re { pattern } => match regex::Regex::new(pattern) {
-                        Ok(re) => LeafTest::Re(re),
-                        Err(_) => LeafTest::Unknown,
-                    },
+                    Pred::Str { toks, cased } => {
+                        use portcullis_sigma::pattern::Tok;
+                        let contains = matches!(toks.as_slice(), [Tok::Star, Tok::Lit(l), Tok::Star] if !l.contains(','));
+                        LeafTest::Re(LazyRe::new(portcullis_sigma::pattern::to_regex(toks, *cased)), contains)
+                    }
+                    Pred::Re { pattern } => LeafTest::Re(LazyRe::new(pattern.clone()), false),
                     Pred::Cmp { op, value } => LeafTest::Cmp(*op, *value),
                     Pred::Cidr(net) => LeafTest::Cidr(net.clone()),
                     Pred::Exists(b) => LeafTest::Exists(*b),
@@ -609,7 +631,7 @@ impl RuleAnalysis {
 fn eval(test: &LeafTest, vs: &[V]) -> Option<bool> {
     let one = |s: &str| -> Option<bool> {
         Some(match test {
-            LeafTest::Re(re) => re.is_match(s),
+            LeafTest::Re(re, _) => re.get()?.is_match(s),
             LeafTest::Cmp(op, want) => s.trim().parse::<f64>().is_ok_and(|v| op.test(v, *want)),
             LeafTest::Cidr(net) => s.trim().parse::<std::net::IpAddr>().is_ok_and(|ip| net.contains(ip)),
             LeafTest::OneOf(allowed) => allowed.iter().any(|a| a.eq_ignore_ascii_case(s)),
@@ -643,11 +665,19 @@ fn eval(test: &LeafTest, vs: &[V]) -> Option<bool> {
     for v in vs {
         let r = match v {
             V::S(s) => one(s),
-            V::Null => None,
-            V::AnyOrder(parts) => {
-                let outs: BTreeSet<Option<bool>> = permutations(parts).iter().map(|p| one(&p.join(","))).collect();
-                if outs.len() == 1 { *outs.iter().next().unwrap() } else { None }
-            }
+            // A null reads as "" or as nothing: it is known only when "" does not match either.
+            V::Null => match one("") {
+                Some(false) => Some(false),
+                _ => None,
+            },
+            V::AnyOrder(parts) => match test {
+                // `contains` of a text without a comma does not depend on the order.
+                LeafTest::Re(_, true) => one(&parts.join(",")),
+                _ => {
+                    let outs: BTreeSet<Option<bool>> = permutations(parts).iter().map(|p| one(&p.join(","))).collect();
+                    if outs.len() == 1 { *outs.iter().next().unwrap() } else { None }
+                }
+            },
         };
         match r {
             Some(true) => return Some(true),
@@ -703,6 +733,10 @@ fn exclusions(analysis: &RuleAnalysis, losses: &BTreeMap<Loss, (String, u64)>) -
                 leaf.fields.iter().filter_map(|f| by_field.get(f)).flatten().copied().collect()
             };
             for (l, at) in candidates {
+                // Only the order of a list changed: a comma-free `contains` cannot tell.
+                if matches!(leaf.test, LeafTest::Re(_, true)) && order_only(l) {
+                    continue;
+                }
                 let (a, b) = (eval(&leaf.test, &l.orig), eval(&leaf.test, &l.rec));
                 if a.is_none() || b.is_none() || a != b {
                     let file = at.0.rsplit('/').next().unwrap_or_default();
@@ -723,6 +757,14 @@ fn exclusions(analysis: &RuleAnalysis, losses: &BTreeMap<Loss, (String, u64)>) -
         }
     }
     out
+}
+
+fn order_only(l: &Loss) -> bool {
+    l.orig.len() == l.rec.len()
+        && l.orig.iter().zip(&l.rec).all(|(a, b)| match (a, b) {
+            (V::S(s), V::AnyOrder(parts)) => *s == parts.join(","),
+            (a, b) => a == b,
+        })
 }
 
 fn shorten(vs: &[V]) -> Vec<String> {
@@ -1864,9 +1906,19 @@ fn check(layout: &Layout) {
             _ => groups.push((groups.len(), e.path.as_str(), vec![e])),
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    (layout.write)(&groups, dir.path());
-    let (got_all, summary) = hunt(&[dir.path().to_path_buf()]);
+    // PORTCULLIS_LAYOUTS_KEEP=<dir> keeps the reshaped files in <dir>/<layout> for a look.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = match std::env::var_os("PORTCULLIS_LAYOUTS_KEEP") {
+        Some(keep) => {
+            let d = PathBuf::from(keep).join(layout.name);
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        }
+        None => tmp.path().to_path_buf(),
+    };
+    (layout.write)(&groups, &dir);
+    let (got_all, summary) = hunt(std::slice::from_ref(&dir));
 
     // What the layout loses, and the rules that can notice.
     let mut losses: BTreeMap<Loss, (String, u64)> = BTreeMap::new();
@@ -1881,7 +1933,9 @@ fn check(layout: &Layout) {
             }
         }
     }
+    let t_losses = started.elapsed().as_secs_f64();
     let excluded = exclusions(&fx.analysis, &losses);
+    let t_excl = started.elapsed().as_secs_f64() - t_losses;
     let excluded_ids: BTreeSet<&str> = excluded.iter().map(|x| x.rule.as_str()).collect();
     let rules: HashMap<&str, &RuleInfo> = fx.analysis.rules.iter().map(|r| (r.key.as_str(), r)).collect();
 
@@ -2008,8 +2062,12 @@ fn check(layout: &Layout) {
         ));
     }
     if !diffs.is_empty() {
-        let _ = writeln!(rep, "first differences ({} in all):", diffs.len());
-        for l in diffs.iter().take(20) {
+        // Up to 20: the first missing and the first unexpected ones, half and half when both exist.
+        let n_missing = missing.len().min(if unexpected.is_empty() { 20 } else { 10 });
+        let n_unexpected = (20 - n_missing).min(unexpected.len());
+        let shown: Vec<&String> = diffs[..n_missing].iter().chain(&diffs[missing.len()..missing.len() + n_unexpected]).collect();
+        let _ = writeln!(rep, "first differences ({} missing, {} unexpected):", missing.len(), unexpected.len());
+        for l in shown {
             let _ = writeln!(rep, "{l}");
         }
     }
@@ -2019,7 +2077,12 @@ fn check(layout: &Layout) {
             let _ = writeln!(rep, "  {} [{}] — {}", x.title, x.rule, x.why);
         }
     }
-    let _ = writeln!(rep, "({:.1}s)", started.elapsed().as_secs_f64());
+    let _ = writeln!(
+        rep,
+        "({:.1}s; {} distinct losses; {t_excl:.1}s to find the rules they touch)",
+        started.elapsed().as_secs_f64(),
+        losses.len()
+    );
     println!("{rep}");
     assert!(n_expected > 0, "nothing left to compare\n{rep}");
     assert!(missing.is_empty() && unexpected.is_empty(), "layout {} does not hunt like its EVTX files\n{rep}", layout.name);
