@@ -101,7 +101,7 @@ const HEX_FIELDS: &[&str] = &[
 /// Hex fields that are decimal in Sysmon (its `ProcessId` is a decimal number).
 fn is_hex_field(channel: &str, name: &str) -> bool {
     if channel.contains("Sysmon") {
-        return name.ends_with("LogonId");
+        return name.ends_with("LogonId") || name == "GrantedAccess";
     }
     if matches!(name, "KeyLength" | "PreAuthType" | "ErrorCode") {
         return false;
@@ -116,42 +116,122 @@ const PROVIDER_ALIASES: &[(&str, &str)] = &[
     ("Service Control Manager", "Service Control Manager"),
 ];
 
-/// ECS fields the Elastic ingest pipelines move EventData into (and delete the original):
-/// (channel contains, event ids or empty for all, ECS field, EventData name).
-const ECS_RENAMES: &[(&str, &[u32], &str, &str)] = &[
-    ("Sysmon", &[], "process.command_line", "CommandLine"),
-    ("Sysmon", &[10], "process.executable", "SourceImage"),
-    ("Sysmon", &[], "process.executable", "Image"),
-    ("Sysmon", &[10], "process.pid", "SourceProcessId"),
-    ("Sysmon", &[], "process.pid", "ProcessId"),
-    ("Sysmon", &[10], "process.entity_id", "SourceProcessGUID"),
-    ("Sysmon", &[], "process.entity_id", "ProcessGuid"),
-    ("Sysmon", &[], "process.working_directory", "CurrentDirectory"),
-    ("Sysmon", &[], "process.parent.command_line", "ParentCommandLine"),
-    ("Sysmon", &[], "process.parent.executable", "ParentImage"),
-    ("Sysmon", &[], "process.parent.pid", "ParentProcessId"),
-    ("Sysmon", &[], "process.parent.entity_id", "ParentProcessGuid"),
-    ("Sysmon", &[7], "file.pe.original_file_name", "OriginalFileName"),
-    ("Sysmon", &[], "process.pe.original_file_name", "OriginalFileName"),
-    ("Sysmon", &[7], "file.path", "ImageLoaded"),
-    ("Sysmon", &[6], "file.path", "ImageLoaded"),
-    ("Sysmon", &[9], "file.path", "Device"),
-    ("Sysmon", &[], "file.path", "TargetFilename"),
-    ("Sysmon", &[17, 18], "file.name", "PipeName"),
-    ("Sysmon", &[], "source.ip", "SourceIp"),
-    ("Sysmon", &[], "source.port", "SourcePort"),
-    ("Sysmon", &[], "source.domain", "SourceHostname"),
-    ("Sysmon", &[], "destination.ip", "DestinationIp"),
-    ("Sysmon", &[], "destination.port", "DestinationPort"),
-    ("Sysmon", &[], "destination.domain", "DestinationHostname"),
-    ("Sysmon", &[], "network.transport", "Protocol"),
-    ("Sysmon", &[], "dns.question.name", "QueryName"),
-    ("Sysmon", &[], "registry.path", "TargetObject"),
-    ("Sysmon", &[], "rule.name", "RuleName"),
-    ("Security", &[4688], "process.executable", "NewProcessName"),
-    ("Security", &[4688], "process.parent.executable", "ParentProcessName"),
-    ("Security", &[], "process.command_line", "CommandLine"),
+/// ECS fields the Elastic ingest pipelines move Sysmon EventData into (deleting the
+/// original), for every event id: (ECS field, EventData name). Where the name depends on
+/// the event id, [`ecs_name`] decides.
+const ECS_SYSMON: &[(&str, &str)] = &[
+    ("process.command_line", "CommandLine"),
+    ("process.working_directory", "CurrentDirectory"),
+    ("process.parent.command_line", "ParentCommandLine"),
+    ("process.parent.executable", "ParentImage"),
+    ("process.parent.pid", "ParentProcessId"),
+    ("process.parent.entity_id", "ParentProcessGuid"),
+    ("file.name", "PipeName"),
+    ("source.ip", "SourceIp"),
+    ("source.port", "SourcePort"),
+    ("source.domain", "SourceHostname"),
+    ("destination.ip", "DestinationIp"),
+    ("destination.port", "DestinationPort"),
+    ("destination.domain", "DestinationHostname"),
+    ("network.transport", "Protocol"),
+    ("dns.question.name", "QueryName"),
+    ("sysmon.dns.status", "QueryStatus"),
+    ("registry.path", "TargetObject"),
+    ("registry.data.strings", "Details"),
+    ("rule.name", "RuleName"),
 ];
+
+/// The Sysmon EventData name of an ECS field whose name depends on the event id.
+fn ecs_name(ecs: &str, id: u32) -> Option<&'static str> {
+    let source = matches!(id, 8 | 10);
+    Some(match ecs {
+        "process.executable" if source => "SourceImage",
+        "process.executable" => "Image",
+        "process.pid" if source => "SourceProcessId",
+        "process.pid" => "ProcessId",
+        "process.entity_id" if id == 8 => "SourceProcessGuid",
+        "process.entity_id" if id == 10 => "SourceProcessGUID",
+        "process.entity_id" => "ProcessGuid",
+        "file.path" if matches!(id, 6 | 7) => "ImageLoaded",
+        "file.path" if id == 9 => "Device",
+        "file.path" => "TargetFilename",
+        "file.pe.original_file_name" if id == 7 => "OriginalFileName",
+        "process.pe.original_file_name" if id != 7 => "OriginalFileName",
+        _ => return None,
+    })
+}
+
+/// Puts back what the Elastic ingest pipelines moved out of EventData into ECS fields.
+fn unmove_ecs(out: &mut Event, src: &Event, prefix: &str, channel: &str, id: u32) {
+    let get = |name: &str| get_exact(src, prefix, name);
+    let put = |out: &mut Event, name: &str, value: &str, kind: ValueKind| {
+        if out.get(name).is_none() {
+            out.push(name, value, kind);
+        }
+    };
+    if channel.contains("Sysmon") {
+        for (ecs, name) in ECS_SYSMON {
+            if let Some(f) = get(ecs) {
+                put(out, name, f.value, if f.kind == ValueKind::Int { ValueKind::Int } else { ValueKind::Str });
+            }
+        }
+        for ecs in ["process.executable", "process.pid", "process.entity_id", "file.path", "file.pe.original_file_name", "process.pe.original_file_name"] {
+            if let (Some(f), Some(name)) = (get(ecs), ecs_name(ecs, id)) {
+                put(out, name, f.value, f.kind);
+            }
+        }
+        if let Some(d) = get("network.direction") {
+            put(out, "Initiated", if d.value == "egress" || d.value == "outbound" { "true" } else { "false" }, ValueKind::Str);
+        }
+        if let Some(n) = get("user.name")
+            && out.get("User").is_none()
+        {
+            let user = match get("user.domain") {
+                Some(d) => format!("{}\\{}", d.value, n.value),
+                None => n.value.to_string(),
+            };
+            put(out, "User", &user, ValueKind::Str);
+        }
+        // Hashes, split into `process.hash.*` / `file.hash.*` and lower-cased: rebuilt in
+        // Sysmon's form (the original order is lost).
+        let mut hashes = String::new();
+        for f in src.fields() {
+            let Some(name) = f.name.strip_prefix(prefix) else { continue };
+            let value = f.value;
+            let algo = name.strip_prefix("process.hash.").or_else(|| name.strip_prefix("file.hash."));
+            if let Some(algo) = algo {
+                if !hashes.is_empty() {
+                    hashes.push(',');
+                }
+                hashes.push_str(&algo.to_ascii_uppercase());
+                hashes.push('=');
+                hashes.push_str(&value.to_ascii_uppercase());
+            }
+        }
+        if !hashes.is_empty() {
+            put(out, "Hashes", &hashes, ValueKind::Str);
+        }
+        if id == 10
+            && out.get("TargetProcessGUID").is_none()
+            && let Some(v) = out.get("TargetProcessGuid").map(str::to_string)
+        {
+            out.push("TargetProcessGUID", &v, ValueKind::Str);
+        }
+    } else if channel == "Security" && id == 4688 {
+        if let Some(f) = get("process.executable") {
+            put(out, "NewProcessName", f.value, ValueKind::Str);
+        }
+        if let Some(f) = get("process.parent.executable") {
+            put(out, "ParentProcessName", f.value, ValueKind::Str);
+        }
+        if let Some(n) = get("process.pid").and_then(|f| f.value.parse::<u64>().ok()) {
+            put(out, "NewProcessId", &format!("{n:#x}"), ValueKind::Str);
+        }
+        if let Some(f) = get("process.command_line") {
+            put(out, "CommandLine", f.value, ValueKind::Str);
+        }
+    }
+}
 
 impl Normaliser {
     /// Recognises `ev` (as flattened from JSON, names by dotted path) and, if it is a
@@ -199,22 +279,7 @@ impl Normaliser {
                 }
                 let channel = channel.map(|c| c.value).unwrap_or("");
                 let id: u32 = event_id.and_then(|f| f.value.trim().parse().ok()).unwrap_or(0);
-                // What the Elastic ingest pipelines moved out of EventData, put back.
-                for (ch, ids, ecs, name) in ECS_RENAMES {
-                    if !channel.contains(ch) || (!ids.is_empty() && !ids.contains(&id)) || out.get(name).is_some() {
-                        continue;
-                    }
-                    if let Some(f) = get(ecs) {
-                        push_decoded(out, &channel, name, f);
-                    }
-                }
-                if channel.contains("Sysmon")
-                    && out.get("User").is_none()
-                    && let (Some(d), Some(n)) = (get("user.domain"), get("user.name"))
-                {
-                    let user = format!("{}\\{}", d.value, n.value);
-                    out.push("User", &user, ValueKind::Str);
-                }
+                unmove_ecs(out, ev, prefix, channel, id);
                 if let Some(m) = get("message") {
                     out.push("Message", m.value, m.kind);
                 }
@@ -246,10 +311,11 @@ impl Normaliser {
                     }
                     out.push(name, f.value, f.kind);
                 }
-                // The collector's time (NXLog EventTime is local without zone; the 2021
-                // recordings' TimeCreated is local time marked Z) is checked against
-                // Sysmon's own UtcTime by the reader.
-                let collector = get("TimeCreated").or_else(|| get("EventTime")).or_else(|| get("@timestamp")).and_then(parse_time);
+                // The collector's time is checked against Sysmon's own UtcTime by the reader:
+                // Logstash's `@timestamp` (UTC, seconds late; in the 2021 recordings local
+                // time marked Z, like their `TimeCreated`), else `TimeCreated`, else NXLog's
+                // `EventTime` (local, no zone).
+                let collector = get("@timestamp").or_else(|| get("TimeCreated")).or_else(|| get("EventTime")).and_then(parse_time);
                 let own = get("UtcTime").and_then(parse_time);
                 times = Times { own: own.map(|(t, _)| t), collector: collector.map(|(t, _)| t) };
                 time = match (own, collector) {
@@ -276,9 +342,8 @@ impl Normaliser {
                 for f in ev.fields() {
                     let Some(name) = f.name.strip_prefix(prefix) else { continue };
                     if let Some(n) = name.strip_prefix("EventData.") {
-                        if present(f) {
-                            out.push(n, f.value, f.kind);
-                        }
+                        // Inside EventData an empty string is a value, as in the EVTX.
+                        out.push(n, f.value, f.kind);
                         from_object = true;
                     }
                 }
@@ -502,19 +567,26 @@ fn parse_time(f: Field<'_>) -> Option<(Timestamp, bool)> {
 }
 
 /// A JSON object given as text (an `EventData` column exported as a string), flattened
-/// one level: each member becomes a field.
+/// one level: each member becomes a field, an array's items repeat the name.
 fn push_json_object(text: &str, out: &mut Event) {
     let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(text) else { return };
     for (k, v) in m {
         match v {
-            serde_json::Value::String(s) => out.push(&k, &s, ValueKind::Str),
-            serde_json::Value::Number(n) => {
-                let kind = if n.is_f64() { ValueKind::Float } else { ValueKind::Int };
-                out.push(&k, &n.to_string(), kind)
-            }
-            serde_json::Value::Bool(b) => out.push(&k, if b { "true" } else { "false" }, ValueKind::Bool),
-            serde_json::Value::Null => out.push(&k, "", ValueKind::Null),
-            other => out.push(&k, &other.to_string(), ValueKind::Str),
-        };
+            serde_json::Value::Array(items) => items.iter().for_each(|i| push_json_value(&k, i, out)),
+            v => push_json_value(&k, &v, out),
+        }
     }
+}
+
+fn push_json_value(name: &str, v: &serde_json::Value, out: &mut Event) {
+    match v {
+        serde_json::Value::String(s) => out.push(name, s, ValueKind::Str),
+        serde_json::Value::Number(n) => {
+            let kind = if n.is_f64() { ValueKind::Float } else { ValueKind::Int };
+            out.push(name, &n.to_string(), kind)
+        }
+        serde_json::Value::Bool(b) => out.push(name, if *b { "true" } else { "false" }, ValueKind::Bool),
+        serde_json::Value::Null => out.push(name, "", ValueKind::Null),
+        other => out.push(name, &other.to_string(), ValueKind::Str),
+    };
 }
