@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use portcullis_event::Timestamp;
-use portcullis_finding::{Entity, EntityKind, Finding, FindingKind, Matcher};
+use portcullis_finding::{Entity, EntityKind, Finding, FindingKind, Matcher, RuleSource};
 use portcullis_incident::{Incident, IncidentOptions};
 use portcullis_sigma::Level;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS findings (
     event TEXT,
     run_id INTEGER NOT NULL REFERENCES runs(id),
     matcher TEXT NOT NULL DEFAULT 'rule',
-    log TEXT
+    log TEXT,
+    rule_source TEXT NOT NULL DEFAULT 'user'
 );
 CREATE INDEX IF NOT EXISTS findings_time ON findings(first_ts);
 CREATE TABLE IF NOT EXISTS entities (
@@ -274,7 +275,9 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
         conn.execute_batch(
             "ALTER TABLE findings ADD COLUMN matcher TEXT NOT NULL DEFAULT 'rule';
              ALTER TABLE findings ADD COLUMN log TEXT;
-             UPDATE findings SET matcher = 'indicator' WHERE rule_id LIKE 'ioc-%';",
+             ALTER TABLE findings ADD COLUMN rule_source TEXT NOT NULL DEFAULT 'user';
+             UPDATE findings SET matcher = 'indicator' WHERE rule_id LIKE 'ioc-%';
+             UPDATE findings SET rule_source = 'builtin' WHERE rule_id LIKE 'ioc-%';",
         )?;
     }
     conn.execute(
@@ -400,8 +403,8 @@ impl Case {
         let mut new = 0;
         {
             let mut ins = tx.prepare(
-                "INSERT OR IGNORE INTO findings (id, kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id, matcher, log)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                "INSERT OR IGNORE INTO findings (id, kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id, matcher, log, rule_source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
             let mut ent = tx.prepare("INSERT OR IGNORE INTO entities (finding_id, kind, value) VALUES (?1, ?2, ?3)")?;
             for (f, event_json) in findings {
@@ -427,6 +430,7 @@ impl Case {
                     self.run_id,
                     f.matcher.as_str(),
                     f.log,
+                    f.rule_source.as_str(),
                 ])?;
                 if added > 0 {
                     new += 1;
@@ -578,7 +582,7 @@ fn load_findings(conn: &Connection) -> Result<Vec<Finding>, CaseError> {
         }
     }
     let mut st = conn.prepare(
-        "SELECT id, kind, rule_id, rule_title, level, first_ts, last_ts, host, sentence, path, record, tags, evidence, matcher, log FROM findings",
+        "SELECT id, kind, rule_id, rule_title, level, first_ts, last_ts, host, sentence, path, record, tags, evidence, matcher, log, rule_source FROM findings",
     )?;
     let rows = st.query_map([], |r| {
         Ok(Finding {
@@ -586,6 +590,7 @@ fn load_findings(conn: &Connection) -> Result<Vec<Finding>, CaseError> {
             kind: if r.get::<_, String>(1)? == "correlation" { FindingKind::Correlation } else { FindingKind::Detection },
             matcher: Matcher::parse(&r.get::<_, String>(13)?).unwrap_or(Matcher::Rule),
             log: r.get(14)?,
+            rule_source: RuleSource::parse(&r.get::<_, String>(15)?),
             rule_id: r.get(2)?,
             rule_title: r.get(3)?,
             level: Level::parse(&r.get::<_, String>(4)?).unwrap_or(Level::Informational),
@@ -641,6 +646,7 @@ mod tests {
                 kind: FindingKind::Detection,
                 matcher: Matcher::Rule,
                 log: None,
+                rule_source: RuleSource::Builtin,
                 rule_id: "r".into(),
                 rule_title: "rule".into(),
                 level,
@@ -731,7 +737,7 @@ mod tests {
         {
             // The schema-1 layout: no application id, findings without matcher and log.
             let c = Connection::open(&path).unwrap();
-            let v1 = SCHEMA.replace(",\n    matcher TEXT NOT NULL DEFAULT 'rule',\n    log TEXT", "");
+            let v1 = SCHEMA.replace(",\n    matcher TEXT NOT NULL DEFAULT 'rule',\n    log TEXT,\n    rule_source TEXT NOT NULL DEFAULT 'user'", "");
             assert!(!v1.contains("matcher"));
             c.execute_batch(&v1).unwrap();
             c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", []).unwrap();

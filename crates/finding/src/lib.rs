@@ -21,6 +21,33 @@ pub enum FindingKind {
     Correlation,
 }
 
+/// Where a finding's rule came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleSource {
+    /// Portcullis's own rule pack (`rules/`), or built-in intel.
+    Builtin,
+    /// A rule loaded with `--sigma` (SigmaHQ community rules or the user's own).
+    User,
+}
+
+impl RuleSource {
+    pub fn of_path(path: &str) -> RuleSource {
+        if path.starts_with("builtin:") { RuleSource::Builtin } else { RuleSource::User }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleSource::Builtin => "builtin",
+            RuleSource::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> RuleSource {
+        if s == "builtin" { RuleSource::Builtin } else { RuleSource::User }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
     pub id: String,
@@ -29,6 +56,9 @@ pub struct Finding {
     pub matcher: Matcher,
     /// For a detection: which log its event came from (`Event::log_name`).
     pub log: Option<String>,
+    /// Whose rule: Portcullis's own pack (curated, Exchange-specific) or one given with
+    /// `--sigma` (community or the user's own).
+    pub rule_source: RuleSource,
     pub rule_id: String,
     pub rule_title: String,
     pub level: Level,
@@ -147,6 +177,7 @@ impl Finding {
             kind: FindingKind::Detection,
             matcher: d.matcher,
             log: Some(d.event.log_name()),
+            rule_source: RuleSource::of_path(&rule.origin.path),
             rule_id: rule.key(),
             rule_title: rule.title.clone(),
             level: rule.level,
@@ -199,6 +230,7 @@ impl Finding {
             kind: FindingKind::Correlation,
             matcher: Matcher::Rule,
             log: None,
+            rule_source: RuleSource::of_path(&c.origin.path),
             rule_id: c.key(),
             rule_title: c.title.clone(),
             level: c.level,

@@ -4,13 +4,23 @@
 //!
 //! Findings are walked in time order; a finding joins the group of the most recent
 //! earlier finding that shares an entity with it, if that finding is no more than
-//! `window` older. A group becomes an incident when it holds at least one finding at
-//! `medium` or above. Consecutive findings of one rule form one stage.
+//! `window` older. An entity seen on many hosts (a lab or service account) joins only
+//! findings on one host; a community rule firing again and again on one host (a
+//! monitoring agent's routine) is a *noisy stack*: its findings stay findings but join
+//! nothing. A group becomes an incident when it holds a finding at `medium` or above.
+//!
+//! Evidence is ranked ([`Evidence`]): an indicator, a Portcullis pack rule or a critical
+//! rule is *specific*; then high, medium, weak. The first evidence is the earliest
+//! finding of the group's strongest rank, or an earlier one linked to it by something
+//! other than the host (an account, an address, a file); findings before it on the same
+//! host are kept as *context*, not as the start of the attack. A group with no specific
+//! evidence and only one rule is uncorroborated and stays at `medium`. Consecutive
+//! findings of one rule form one stage.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use portcullis_event::Timestamp;
-use portcullis_finding::{Entity, Finding, Matcher, TACTICS};
+use portcullis_finding::{Entity, EntityKind, Finding, FindingKind, Matcher, RuleSource, TACTICS};
 use portcullis_sigma::Level;
 use serde::Serialize;
 
@@ -20,13 +30,15 @@ pub struct IncidentOptions {
     pub window_micros: i64,
     /// Findings below this level are left out of incidents.
     pub min_level: Level,
+    /// A community rule with at least this many findings on one host is a noisy stack.
+    pub noisy_stack: usize,
 }
 
 impl Default for IncidentOptions {
     fn default() -> Self {
         // Intruders come back weeks apart (the Electoral Commission: Aug, Sep 2021, Mar,
         // Jun, Aug 2022); 90 days keeps such a campaign together through its returns.
-        IncidentOptions { window_micros: 90 * 86_400 * 1_000_000, min_level: Level::Low }
+        IncidentOptions { window_micros: 90 * 86_400 * 1_000_000, min_level: Level::Low, noisy_stack: 25 }
     }
 }
 
@@ -70,6 +82,9 @@ pub struct Incident {
     pub tactics: Vec<&'static str>,
     pub techniques: Vec<String>,
     pub stages: Vec<Stage>,
+    /// Findings on the incident's entities before its first evidence that are not linked
+    /// to the attack by more than the host (shown for context, not counted in dwell).
+    pub context: Vec<Stage>,
     pub finding_count: usize,
     pub explanation: Vec<Join>,
     /// ATT&CK technique names for `techniques` (v18.1).
@@ -101,20 +116,94 @@ impl Dsu {
     }
 }
 
-/// Groups findings into incidents.
+/// How strongly a finding evidences an attack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// Low or informational, or one of a noisy stack.
+    Weak,
+    Medium,
+    High,
+    /// An indicator match, a Portcullis pack rule at medium or above, a critical rule, or
+    /// a correlation at high or above.
+    Specific,
+}
+
+impl Evidence {
+    pub fn of(f: &Finding, noisy: bool) -> Evidence {
+        if noisy || f.level < Level::Medium {
+            return Evidence::Weak;
+        }
+        let specific = f.matcher == Matcher::Indicator
+            || f.rule_source == RuleSource::Builtin
+            || f.level >= Level::Critical
+            || (f.kind == FindingKind::Correlation && f.level >= Level::High);
+        if specific {
+            Evidence::Specific
+        } else if f.level >= Level::High {
+            Evidence::High
+        } else {
+            Evidence::Medium
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Evidence::Specific => "specific evidence (an indicator, a Portcullis pack rule, a critical rule or a correlation)",
+            Evidence::High => "high-severity evidence",
+            Evidence::Medium => "medium-severity evidence",
+            Evidence::Weak => "weak evidence",
+        }
+    }
+}
+
+/// Groups findings into incidents, most severe first, then by time.
 pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
     let mut idx: Vec<usize> = (0..findings.len())
         .filter(|&i| findings[i].level >= opts.min_level && findings[i].first_ts.is_some())
         .collect();
     idx.sort_by_key(|&i| (findings[i].first_ts, findings[i].id.clone()));
     let n = idx.len();
+    let host_of = |f: &Finding| f.entities.iter().find(|e| e.kind == EntityKind::Host).map(|e| e.value.clone());
+    // Noisy stacks: one community rule firing again and again on one host.
+    let mut stack_size: HashMap<(&str, Option<String>), usize> = HashMap::new();
+    for &i in &idx {
+        let f = &findings[i];
+        if f.kind == FindingKind::Detection && f.rule_source == RuleSource::User {
+            *stack_size.entry((f.rule_id.as_str(), host_of(f))).or_default() += 1;
+        }
+    }
+    let noisy: Vec<bool> = idx
+        .iter()
+        .map(|&i| {
+            let f = &findings[i];
+            f.kind == FindingKind::Detection
+                && f.rule_source == RuleSource::User
+                && stack_size.get(&(f.rule_id.as_str(), host_of(f))).is_some_and(|&c| c >= opts.noisy_stack)
+        })
+        .collect();
+    // Entities seen on three or more hosts (lab, service and admin accounts) join nothing.
+    let mut hosts_seen: HashMap<&Entity, BTreeSet<String>> = HashMap::new();
+    for &i in &idx {
+        let f = &findings[i];
+        if let Some(h) = host_of(f) {
+            for e in f.entities.iter().filter(|e| e.kind != EntityKind::Host) {
+                hosts_seen.entry(e).or_default().insert(h.clone());
+            }
+        }
+    }
+    let widespread = |e: &Entity| hosts_seen.get(e).is_some_and(|h| h.len() >= 3);
+
     let mut dsu = Dsu((0..n).collect());
     let mut reasons: Vec<Option<String>> = vec![None; n];
     let mut last_seen: HashMap<&Entity, (usize, i64)> = HashMap::new();
     for (k, &i) in idx.iter().enumerate() {
+        if noisy[k] {
+            continue;
+        }
         let f = &findings[i];
         let ts = f.first_ts.expect("filtered").0;
-        for e in &f.entities {
+        for e in f.entities.iter().filter(|e| !widespread(e)) {
             if let Some(&(prev, pts)) = last_seen.get(e)
                 && ts - pts <= opts.window_micros
             {
@@ -132,31 +221,57 @@ pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
             }
         }
         let end = f.last_ts.unwrap_or(f.first_ts.expect("filtered")).0;
-        for e in &f.entities {
+        for e in f.entities.iter().filter(|e| !widespread(e)) {
             last_seen.insert(e, (k, end));
         }
     }
     let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for k in 0..n {
+    for k in (0..n).filter(|&k| !noisy[k]) {
         groups.entry(dsu.find(k)).or_default().push(k);
     }
     let mut out = Vec::new();
     for members in groups.values() {
         let fs: Vec<&Finding> = members.iter().map(|&k| &findings[idx[k]]).collect();
-        let max_level = fs.iter().map(|f| f.level).max().unwrap_or(Level::Informational);
-        if max_level < Level::Medium {
+        let ranks: Vec<Evidence> = fs.iter().map(|f| Evidence::of(f, false)).collect();
+        let strongest = ranks.iter().copied().max().unwrap_or(Evidence::Weak);
+        if strongest < Evidence::Medium {
             continue;
         }
-        out.push(incident(&fs, members.iter().map(|&k| reasons[k].clone()).collect()));
+        // The first evidence: the earliest finding of the strongest rank, or an earlier
+        // one of some weight linked to such a finding by more than the host.
+        let linked = |a: &Finding, b: &Finding| {
+            a.entities.iter().any(|e| e.kind != EntityKind::Host && !widespread(e) && b.entities.contains(e))
+        };
+        let first = (0..fs.len())
+            .find(|&j| {
+                ranks[j] == strongest
+                    || (ranks[j] >= Evidence::Medium
+                        && (0..fs.len()).any(|m| ranks[m] == strongest && linked(fs[j], fs[m])))
+            })
+            .unwrap_or(0);
+        let why_first = if ranks[first] == strongest {
+            format!("first evidence: the earliest {} in this incident", strongest.describe())
+        } else {
+            format!(
+                "first evidence: the earliest finding linked by an account, address or file to the incident's {}",
+                strongest.describe()
+            )
+        };
+        let mut why: Vec<Option<String>> = members.iter().map(|&k| reasons[k].clone()).collect();
+        why[first] = Some(why_first);
+        for w in why.iter_mut().take(first) {
+            *w = Some(format!(
+                "context: before the first evidence and linked to the attack only by {}",
+                w.as_deref().map(|r| r.trim_start_matches("shares ").to_string()).unwrap_or_else(|| "the host".into())
+            ));
+        }
+        out.push(incident(&fs, &ranks, first, why));
     }
-    out.sort_by_key(|i| i.first_seen);
+    out.sort_by_key(|i| (std::cmp::Reverse(i.severity), i.first_seen));
     out
 }
 
-fn incident(fs: &[&Finding], reasons: Vec<Option<String>>) -> Incident {
-    let first = fs[0];
-    let first_seen = first.first_ts.expect("filtered");
-    let last_seen = fs.iter().filter_map(|f| f.last_ts.or(f.first_ts)).max().unwrap_or(first_seen);
+fn stages_of(fs: &[&Finding]) -> Vec<Stage> {
     let mut stages: Vec<Stage> = Vec::new();
     for f in fs {
         match stages.last_mut() {
@@ -177,6 +292,16 @@ fn incident(fs: &[&Finding], reasons: Vec<Option<String>>) -> Incident {
             s.sentence.push_str(&format!(" (and {} more like it)", s.finding_ids.len() - 1));
         }
     }
+    stages
+}
+
+fn incident(all: &[&Finding], ranks: &[Evidence], first: usize, reasons: Vec<Option<String>>) -> Incident {
+    let fs = &all[first..];
+    let head = fs[0];
+    let first_seen = head.first_ts.expect("filtered");
+    let last_seen = fs.iter().filter_map(|f| f.last_ts.or(f.first_ts)).max().unwrap_or(first_seen);
+    let stages = stages_of(fs);
+    let context = stages_of(&all[..first]);
     let mut tactic_set: BTreeSet<usize> = BTreeSet::new();
     let mut techniques: BTreeSet<String> = BTreeSet::new();
     let mut entity_counts: BTreeMap<&Entity, usize> = BTreeMap::new();
@@ -190,44 +315,47 @@ fn incident(fs: &[&Finding], reasons: Vec<Option<String>>) -> Incident {
         }
     }
     let max_level = fs.iter().map(|f| f.level).max().unwrap_or(Level::Medium);
-    // A chain across three or more tactics with a high finding is an intrusion in progress.
-    let severity = if tactic_set.len() >= 3 && max_level >= Level::High { Level::Critical } else { max_level };
+    let rules: BTreeSet<&str> = fs.iter().map(|f| f.rule_id.as_str()).collect();
+    let specific = ranks[first..].contains(&Evidence::Specific);
+    // A chain across three or more tactics with a high finding is an intrusion in progress;
+    // one community rule alone, with nothing specific, is a lead to triage, not more.
+    let severity = if !specific && rules.len() < 2 {
+        max_level.min(Level::Medium)
+    } else if tactic_set.len() >= 3 && max_level >= Level::High {
+        Level::Critical
+    } else {
+        max_level
+    };
     let mut entities: Vec<EntityCount> = entity_counts
         .into_iter()
         .map(|(e, n)| EntityCount { kind: e.kind.as_str(), value: e.value.clone(), findings: n })
         .collect();
     entities.sort_by(|a, b| b.findings.cmp(&a.findings).then(a.kind.cmp(b.kind)).then(a.value.cmp(&b.value)));
-    let explanation = fs
+    let explanation = all
         .iter()
         .zip(reasons)
-        .enumerate()
-        .map(|(k, (f, r))| Join {
+        .map(|(f, r)| Join {
             finding: f.id.clone(),
-            reason: r.unwrap_or_else(|| {
-                if k == 0 {
-                    "first evidence: the earliest finding of this incident".into()
-                } else {
-                    "shares an entity with a finding that joined earlier".into()
-                }
-            }),
+            reason: r.unwrap_or_else(|| "shares an entity with a finding that joined earlier".into()),
         })
         .collect();
     let techniques: Vec<String> = techniques.into_iter().collect();
     let (assessment, attribution) = assess(fs, tactic_set.len(), &techniques, max_level);
     Incident {
         kind: "incident",
-        id: format!("inc-{}", &first.id[..first.id.len().min(24)]),
+        id: format!("inc-{}", &head.id[..head.id.len().min(24)]),
         first_seen,
         last_seen,
         dwell_seconds: (last_seen.0 - first_seen.0) / 1_000_000,
         severity,
-        first_evidence: first.id.clone(),
+        first_evidence: head.id.clone(),
         entities,
         tactics: tactic_set.into_iter().map(|i| TACTICS[i]).collect(),
         attack: portcullis_intel::attack::name_all(&techniques),
         techniques,
         stages,
-        finding_count: fs.len(),
+        context,
+        finding_count: all.len(),
         explanation,
         assessment,
         attribution,
@@ -320,7 +448,7 @@ pub fn human_duration(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_finding::{EntityKind, FindingKind};
+    use portcullis_finding::FindingKind;
 
     fn finding(id: &str, t: &str, level: Level, tags: &[&str], entities: &[(EntityKind, &str)]) -> Finding {
         Finding {
@@ -328,6 +456,7 @@ mod tests {
             kind: FindingKind::Detection,
             matcher: Matcher::Rule,
             log: None,
+            rule_source: RuleSource::Builtin,
             rule_id: format!("rule-{id}"),
             rule_title: format!("rule {id}"),
             level,
@@ -366,6 +495,64 @@ mod tests {
         assert_eq!(main.tactics, ["initial-access", "execution", "persistence", "credential-access"]);
         assert!(main.explanation[3].reason.contains("account `svc`"), "{:?}", main.explanation);
         assert_eq!(inc[1].finding_count, 1);
+    }
+
+    fn community(mut f: Finding) -> Finding {
+        f.rule_source = RuleSource::User;
+        f
+    }
+
+    #[test]
+    fn first_evidence_is_the_attack_not_the_monitoring_script_before_it() {
+        use EntityKind::*;
+        let fs = vec![
+            // A monitoring script flagged by a generic community rule, on the same host only.
+            community(finding("mon", "2021-03-14T06:39:52Z", Level::High, &["attack.execution"], &[(Host, "mxs01")])),
+            // The attack: a pack rule's specific finding, then what follows it.
+            finding("oab", "2021-03-14T06:40:12Z", Level::Critical, &["attack.persistence"], &[(Host, "mxs01")]),
+            community(finding("shell", "2021-03-14T06:40:15Z", Level::High, &["attack.execution"], &[(Host, "mxs01"), (Account, "svc")])),
+        ];
+        let inc = build(&fs, &IncidentOptions::default());
+        assert_eq!(inc.len(), 1);
+        let i = &inc[0];
+        assert_eq!(i.first_evidence, "oab");
+        assert_eq!(i.first_seen, Timestamp::parse("2021-03-14T06:40:12Z").unwrap());
+        assert_eq!(i.context.len(), 1);
+        assert_eq!(i.context[0].finding_ids, ["mon"]);
+        assert!(i.explanation[0].reason.starts_with("context:"), "{:?}", i.explanation);
+        assert!(i.explanation[1].reason.contains("specific evidence"), "{:?}", i.explanation);
+        assert_eq!(i.finding_count, 3);
+    }
+
+    #[test]
+    fn noisy_stacks_and_lone_community_findings_do_not_make_high_incidents() {
+        use EntityKind::*;
+        let mut fs: Vec<Finding> = (0..30)
+            .map(|k| {
+                let mut f = community(finding(&format!("n{k:02}"), &format!("2021-05-01T10:{k:02}:00Z"), Level::High, &["attack.execution"], &[(Host, "ws1")]));
+                f.rule_id = "generic-rule".into();
+                f
+            })
+            .collect();
+        let inc = build(&fs, &IncidentOptions::default());
+        assert!(inc.is_empty(), "one rule firing 30 times on one host is a noisy stack: {inc:#?}");
+        fs.truncate(1);
+        let inc = build(&fs, &IncidentOptions::default());
+        assert_eq!(inc.len(), 1);
+        assert_eq!(inc[0].severity, Level::Medium, "one community rule alone is uncorroborated");
+    }
+
+    #[test]
+    fn an_account_seen_on_many_hosts_joins_nothing_across_them() {
+        use EntityKind::*;
+        let fs = vec![
+            finding("a", "2021-01-01T00:00:00Z", Level::High, &[], &[(Host, "h1"), (Account, "labuser")]),
+            finding("b", "2021-01-10T00:00:00Z", Level::High, &[], &[(Host, "h2"), (Account, "labuser")]),
+            finding("c", "2021-01-20T00:00:00Z", Level::High, &[], &[(Host, "h3"), (Account, "labuser")]),
+        ];
+        assert_eq!(build(&fs, &IncidentOptions::default()).len(), 3);
+        let two = &fs[..2];
+        assert_eq!(build(two, &IncidentOptions::default()).len(), 1, "an account on two hosts still joins");
     }
 
     #[test]

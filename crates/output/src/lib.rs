@@ -249,14 +249,35 @@ pub fn write_incidents(out: &mut dyn Write, incidents: &[Incident]) -> io::Resul
         if !i.techniques.is_empty() {
             writeln!(out, "   ATT&CK: {} ({})", i.tactics.join(" → "), i.techniques.join(", "))?;
         }
-        for (k, s) in i.stages.iter().enumerate().take(25) {
-            let tactic = s.tactic.map(|t| format!("[{t}] ")).unwrap_or_default();
-            let mut line = escape_display(&s.sentence).into_owned();
-            truncate(&mut line, 200);
-            writeln!(out, "   {:>2}. {tactic}{line}", k + 1)?;
+        // Each distinct step once, where it was first seen, with how often it recurred.
+        let mut steps: Vec<(&portcullis_incident::Stage, usize)> = Vec::new();
+        for st in &i.stages {
+            match steps.iter_mut().find(|(s, _)| s.rule_title == st.rule_title) {
+                Some((_, n)) => *n += st.finding_ids.len(),
+                None => steps.push((st, st.finding_ids.len())),
+            }
         }
-        if i.stages.len() > 25 {
-            writeln!(out, "   … {} more stages (see JSONL or the case file)", i.stages.len() - 25)?;
+        for (k, (st, n)) in steps.iter().enumerate().take(25) {
+            let tactic = st.tactic.map(|t| format!("[{t}] ")).unwrap_or_default();
+            let sentence = st.sentence.split(" (and ").next().unwrap_or(&st.sentence);
+            let mut line = escape_display(sentence).into_owned();
+            truncate(&mut line, 200);
+            let more = if *n > 1 { format!(" (and {} more like it)", n - 1) } else { String::new() };
+            writeln!(out, "   {:>2}. {tactic}{line}{more}", k + 1)?;
+        }
+        if steps.len() > 25 {
+            writeln!(out, "   … {} more steps (see JSONL or the case file)", steps.len() - 25)?;
+        }
+        if !i.context.is_empty() {
+            let n: usize = i.context.iter().map(|c| c.finding_ids.len()).sum();
+            let first = &i.context[0];
+            let mut line = escape_display(&first.sentence).into_owned();
+            truncate(&mut line, 160);
+            writeln!(
+                out,
+                "   context before the first evidence ({n} finding{}, linked to the attack only by the host), e.g. {line}",
+                if n == 1 { "" } else { "s" }
+            )?;
         }
     }
     writeln!(out)
