@@ -100,6 +100,8 @@ pub struct Event {
     pub record: u64,
     /// The original line for line-based formats, used by keyword searches (empty otherwise).
     pub raw: String,
+    /// For an event read from inside an archive: the member's path in it (empty otherwise).
+    pub member: String,
 }
 
 impl Default for Event {
@@ -122,6 +124,7 @@ impl Event {
             time_source: TimeSource::Event,
             record: 0,
             raw: String::new(),
+            member: String::new(),
         }
     }
 
@@ -135,6 +138,7 @@ impl Event {
         self.time_source = TimeSource::Event;
         self.record = 0;
         self.raw.clear();
+        self.member.clear();
     }
 
     /// Appends a field. Returns false (and adds nothing) if the event would exceed

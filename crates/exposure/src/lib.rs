@@ -35,43 +35,9 @@ use portcullis_sources::read_up_to;
 use register::{CATEGORIES, Keyer, Layout};
 use table::{DelimitedRows, Row, RowSource};
 
-/// Bounds on archives (hostile archives must not exhaust disk, memory or time).
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Archives inside archives, counting the outermost as 1.
-    pub max_depth: usize,
-    /// Entries read from one archive.
-    pub max_entries: usize,
-    /// Decompressed bytes read from one top-level file, all entries together.
-    pub max_total_bytes: u64,
-    /// An entry may decompress to at most this many times its compressed size...
-    pub max_ratio: u64,
-    /// ...once it is past this size (small files compress well legitimately).
-    pub ratio_floor: u64,
-    /// A nested archive is opened in memory (ZIP needs to seek): at most this big.
-    pub max_nested_bytes: u64,
-}
-
-impl Limits {
-    /// Bytes one entry of `compressed` bytes may decompress to, within what is left of
-    /// the file's budget.
-    fn allowance(&self, compressed: u64, budget: u64) -> u64 {
-        self.ratio_floor.max(compressed.saturating_mul(self.max_ratio)).min(budget)
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_depth: 4,
-            max_entries: 100_000,
-            max_total_bytes: 64 << 30,
-            max_ratio: 200,
-            ratio_floor: 16 << 20,
-            max_nested_bytes: 1 << 30,
-        }
-    }
-}
+/// Bounds on archives: the same as `hunt` uses (`portcullis_sources::archive`).
+pub use portcullis_sources::archive::Limits;
+use portcullis_sources::archive::Limited;
 
 /// Which files the intruder reached.
 #[derive(Clone, Debug, Default)]
@@ -362,32 +328,6 @@ fn scan_file(path: &Path, ctx: &Ctx) -> (Vec<FileReport>, Option<String>) {
         }
     }
     (out, None)
-}
-
-/// A reader that fails once more than `limit` bytes have come out of it.
-struct Limited<R> {
-    inner: R,
-    left: u64,
-    read: u64,
-    what: String,
-}
-
-impl<R: Read> Read for Limited<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            // Is there more? One byte tells.
-            let mut one = [0u8; 1];
-            return match self.inner.read(&mut one)? {
-                0 => Ok(0),
-                _ => Err(io::Error::other(self.what.clone())),
-            };
-        }
-        let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        let n = self.inner.read(&mut buf[..max])?;
-        self.left -= n as u64;
-        self.read += n as u64;
-        Ok(n)
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -67,6 +67,12 @@ impl Detection {
     }
 }
 
+/// The file an event came from: the input file, or the member inside an input archive
+/// (`triage.zip/Logs/Security.evtx`).
+pub fn event_path(path: &Arc<Path>, ev: &Event) -> Arc<Path> {
+    if ev.member.is_empty() { path.clone() } else { Arc::from(path.join(&ev.member)) }
+}
+
 /// Progress callbacks, called from worker threads.
 pub trait Progress: Sync {
     fn file_done(&self, _path: &Path, _bytes: u64) {}
@@ -307,7 +313,7 @@ pub fn hunt(
                     }
                 }
                 if !hidden[rule] {
-                    w.detections.push(Detection { id, rule, matcher: Matcher::Rule, path: path.clone(), event: ev.clone() });
+                    w.detections.push(Detection { id, rule, matcher: Matcher::Rule, path: event_path(path, ev), event: ev.clone() });
                 }
             }
             if let Some(iocs) = &opts.iocs {
@@ -321,7 +327,7 @@ pub fn hunt(
                         id,
                         rule,
                         matcher: Matcher::Indicator,
-                        path: path.clone(),
+                        path: event_path(path, ev),
                         event: iocs.annotate(ev, indicator, field),
                     });
                 }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use portcullis_event::Event;
 
+pub mod archive;
 pub mod evtx;
 pub mod exchange_csv;
 pub mod json;
@@ -33,6 +34,10 @@ pub enum Format {
     Json,
     W3c,
     ExchangeCsv,
+    /// A ZIP archive, its members read as files.
+    Zip,
+    /// A tar archive (usually gzipped), its members read as files.
+    Tar,
 }
 
 impl Format {
@@ -42,6 +47,8 @@ impl Format {
             Format::Json => "json",
             Format::W3c => "w3c",
             Format::ExchangeCsv => "exchange_csv",
+            Format::Zip => "zip",
+            Format::Tar => "tar",
         }
     }
 }
@@ -114,7 +121,7 @@ impl std::fmt::Display for SourceError {
         match self {
             SourceError::Io { path, error } => write!(f, "{}: {error}", path.display()),
             SourceError::Unrecognised { path } => {
-                write!(f, "{}: not a format Portcullis reads (EVTX, JSON, W3C, Exchange CSV)", path.display())
+                write!(f, "{}: not a format Portcullis reads (EVTX, JSON, W3C, Exchange CSV, or a ZIP/tar of them)", path.display())
             }
             SourceError::Corrupt { path, reason } => write!(f, "{}: {reason}", path.display()),
         }
@@ -210,12 +217,23 @@ pub fn read_file(
     let bytes = file.metadata().map_err(io_err)?.len();
     let mut report = FileReport { path: path.to_path_buf(), bytes, ..Default::default() };
 
-    let mut magic = [0u8; 2];
+    let mut magic = [0u8; 4];
     let n = read_up_to(&mut file, &mut magic).map_err(io_err)?;
     file.rewind().map_err(io_err)?;
-    if n == 2 && magic == [0x1f, 0x8b] {
+    if archive::is_zip(&magic[..n]) {
+        archive::read_zip(BufReader::new(file), path, opts, &mut report, sink)?;
+        return Ok(report);
+    }
+    if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         report.gzip = true;
         let mut reader = BufReader::with_capacity(256 * 1024, flate2::read::MultiGzDecoder::new(file));
+        let mut head = Vec::with_capacity(512);
+        (&mut reader).take(512).read_to_end(&mut head).map_err(io_err)?;
+        if archive::is_tar(&head) {
+            archive::read_tar(io::Cursor::new(head).chain(reader), path, opts, &mut report, sink)?;
+            return Ok(report);
+        }
+        let mut reader = BufReader::with_capacity(256 * 1024, io::Cursor::new(head).chain(reader));
         let format = sniff(reader.fill_buf().map_err(io_err)?)
             .ok_or_else(|| SourceError::Unrecognised { path: path.to_path_buf() })?;
         report.format = Some(format);
@@ -238,8 +256,13 @@ pub fn read_file(
     }
 
     let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let format =
-        sniff(reader.fill_buf().map_err(io_err)?).ok_or_else(|| SourceError::Unrecognised { path: path.to_path_buf() })?;
+    let head = reader.fill_buf().map_err(io_err)?;
+    if archive::is_tar(head) {
+        let file = reader.into_inner();
+        archive::read_tar(BufReader::new(file), path, opts, &mut report, sink)?;
+        return Ok(report);
+    }
+    let format = sniff(head).ok_or_else(|| SourceError::Unrecognised { path: path.to_path_buf() })?;
     report.format = Some(format);
     if format == Format::Evtx {
         let mut file = reader.into_inner();
@@ -251,7 +274,7 @@ pub fn read_file(
     Ok(report)
 }
 
-fn read_text(
+pub(crate) fn read_text(
     format: Format,
     reader: impl BufRead,
     path: &Path,
@@ -263,7 +286,9 @@ fn read_text(
         Format::Json => json::read(reader, opts, report, sink),
         Format::W3c => w3c::read(reader, opts, report, sink),
         Format::ExchangeCsv => exchange_csv::read(reader, opts, report, sink),
-        Format::Evtx => unreachable!("EVTX is read by evtx::read"),
+        Format::Evtx | Format::Zip | Format::Tar => {
+            return Err(SourceError::Corrupt { path: path.to_path_buf(), reason: "not a text format".into() });
+        }
     };
     res.map_err(|error| SourceError::Io { path: path.to_path_buf(), error })
 }
