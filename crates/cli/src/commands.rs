@@ -36,12 +36,22 @@ impl HuntArgs {
             builtin_intel: !self.no_builtin_intel,
             from: parse_time(&self.from, "--from")?,
             to: parse_time(&self.to, "--to")?,
+            assume_utc_offset_secs: parse_offset(&self.assume_timezone)?,
             threads: self.threads,
             case: self.case.clone(),
             case_command: std::env::args().collect::<Vec<_>>().join(" "),
             timeline: self.timeline.clone(),
             incident_window_days: self.incident_window_days,
         })
+    }
+}
+
+fn parse_offset(s: &Option<String>) -> Result<Option<i64>, Fatal> {
+    match s {
+        None => Ok(None),
+        Some(z) => Timestamp::parse_offset(z)
+            .map(Some)
+            .ok_or_else(|| Fatal(format!("--assume-timezone `{z}` is not a UTC offset (use e.g. -05:00, +0100 or UTC)"))),
     }
 }
 
@@ -132,12 +142,13 @@ pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
 
 pub fn events(a: EventsArgs) -> Result<u8, Fatal> {
     let files = collect_inputs(&a.paths)?;
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         threads: a.threads.unwrap_or_else(|| RunOptions::default().threads),
         from: parse_time(&a.from, "--from")?,
         to: parse_time(&a.to, "--to")?,
         ..Default::default()
     };
+    opts.read.assume_utc_offset_secs = parse_offset(&a.assume_timezone)?;
     let bar = progress_bar(&files, show_progress(a.quiet));
     let mut out = open_output(&a.output)?;
     let (outcomes, total) = if a.count {
@@ -185,7 +196,14 @@ pub fn events(a: EventsArgs) -> Result<u8, Fatal> {
     let mut not_logs = 0;
     for o in &outcomes {
         match o {
-            FileOutcome::Read(r) => skipped += r.skipped,
+            FileOutcome::Read(r) => {
+                skipped += r.skipped;
+                if !a.quiet {
+                    for w in &r.warnings {
+                        eprintln!("warning: {}: {}", r.path.display(), escape_display(w));
+                    }
+                }
+            }
             FileOutcome::Failed(portcullis_sources::SourceError::Unrecognised { .. }) => not_logs += 1,
             FileOutcome::Failed(e) => {
                 failed += 1;
@@ -503,64 +521,54 @@ fn demo_mail(out: &std::path::Path, case: &std::path::Path, seed: u64) -> Result
 }
 
 pub fn exchange_check(a: ExchangeCheckArgs) -> Result<u8, Fatal> {
-    use portcullis_exchange::{Build, Status, check};
-    let mut servers: std::collections::BTreeMap<String, (Build, String)> = std::collections::BTreeMap::new();
-    let mut keep = |server: String, b: Build, source: String| {
-        let better = match servers.get(&server) {
-            None => true,
-            // A full build beats a three-part one of the same CU; otherwise the newest wins.
-            Some((old, _)) => (b.build, b.revision.is_some(), b.revision) > (old.build, old.revision.is_some(), old.revision),
-        };
-        if better {
-            servers.insert(server, (b, source));
-        }
-    };
+    use portcullis_exchange::{Build, Inventory, Status};
+    let mut inventory = Inventory::default();
     for (i, arg) in a.builds.iter().enumerate() {
         let (server, build) = match arg.split_once('=') {
             Some((s, b)) => (s.trim().to_string(), b),
             None => (format!("server{}", i + 1), arg.as_str()),
         };
         let b = Build::parse(build).ok_or_else(|| Fatal(format!("`{build}` is not an Exchange 2013–2019 build (15.x.y[.z])")))?;
-        keep(server, b, "argument".into());
+        inventory.add(server, b, "argument".into());
     }
     if let Some(inv) = &a.inventory {
-        let mut r = csv::ReaderBuilder::new().flexible(true).from_path(inv).map_err(|e| Fatal(format!("{}: {e}", inv.display())))?;
-        let headers: Vec<String> = r.headers().map_err(|e| Fatal(format!("{}: {e}", inv.display())))?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
-        let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str()));
-        let (Some(sc), Some(bc)) = (col(&["server", "name", "host", "hostname"]), col(&["build", "version", "buildnumber"])) else {
-            return Err(Fatal(format!("{}: needs a server and a build column", inv.display())));
-        };
-        for (n, rec) in r.records().enumerate() {
-            let rec = rec.map_err(|e| Fatal(format!("{}: row {}: {e}", inv.display(), n + 2)))?;
-            let build = rec.get(bc).unwrap_or("");
-            let b = Build::parse(build)
-                .ok_or_else(|| Fatal(format!("{}: row {}: `{build}` is not an Exchange build", inv.display(), n + 2)))?;
-            keep(rec.get(sc).unwrap_or("?").trim().to_string(), b, format!("inventory {}", inv.display()));
-        }
+        inventory.add_csv(inv).map_err(Fatal)?;
     }
+    let mut searched = 0u64;
     if !a.logs.is_empty() {
         let files = collect_inputs(&a.logs)?;
         let (_, states) = portcullis_hunt::run_files(
             &files,
             &RunOptions::default(),
             &portcullis_hunt::NoProgress,
-            Vec::new,
-            |found: &mut Vec<(String, Build, String)>, path, ev| {
-                for (server, b) in portcullis_exchange::builds_in_event(ev) {
-                    found.push((server, b, format!("{}:{}", path.display(), ev.record)));
+            || (0u64, Vec::new()),
+            |(n, found): &mut (u64, Vec<(String, Build, String)>), path, ev| {
+                *n += 1;
+                for (server, b, evidence) in portcullis_exchange::builds_in_event(ev) {
+                    let place = portcullis_hunt::event_path(path, ev);
+                    found.push((server, b, format!("{} ({}:{})", evidence.describe(), place.display(), ev.record)));
                 }
             },
         );
-        for (found, _) in states {
+        for ((n, found), _) in states {
+            searched += n;
             for (server, b, source) in found {
-                keep(server.to_uppercase(), b, source);
+                inventory.add(server.to_uppercase(), b, source);
             }
         }
     }
-    if servers.is_empty() {
-        return Err(Fatal("no Exchange build given or found: pass builds, --inventory or --logs".into()));
+    if inventory.servers.is_empty() {
+        let looked = if a.logs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({searched} events searched for OWA/ECP build paths, X-OWA-Version headers, the version columns of \
+Exchange's HttpProxy/Rps_Http logs and Sysmon file versions of Exchange binaries; none found)"
+            )
+        };
+        return Err(Fatal(format!("no Exchange build given or found: pass builds, --inventory or --logs{looked}")));
     }
-    let verdicts: Vec<_> = servers.iter().map(|(s, (b, src))| check(s, *b, src)).collect();
+    let verdicts = inventory.verdicts();
     let mut out = open_output(&None)?;
     match a.format {
         FormatArg::Jsonl | FormatArg::Json => {

@@ -145,6 +145,10 @@ pub struct HuntArgs {
     /// Skip events after this time (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long, value_name = "TIME")]
     pub to: Option<String>,
+    /// Logs known to be in local time: the UTC offset (e.g. -05:00) of times written without a
+    /// zone, and of a collector's times when the events' own UTC times cannot correct them.
+    #[arg(long, value_name = "OFFSET")]
+    pub assume_timezone: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: FormatArg,
@@ -183,6 +187,9 @@ struct EventsArgs {
     from: Option<String>,
     #[arg(long, value_name = "TIME")]
     to: Option<String>,
+    /// The UTC offset of times written without a zone (see `hunt --help`).
+    #[arg(long, value_name = "OFFSET")]
+    assume_timezone: Option<String>,
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
     #[arg(long)]

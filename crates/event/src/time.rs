@@ -37,6 +37,27 @@ impl Timestamp {
 
     /// Parses `YYYY-MM-DD[T| ]HH:MM[:SS[.fraction]][Z|±HH[:]MM]` or a bare `YYYY-MM-DD`.
     /// A time without a zone is taken as UTC (IIS, Exchange and Sysmon `UtcTime` all log UTC).
+    /// A UTC offset as people write it (`+05:00`, `-0500`, `+5`, `UTC`, `Z`), in seconds.
+    pub fn parse_offset(s: &str) -> Option<i64> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("z") || t.eq_ignore_ascii_case("gmt") {
+            return Some(0);
+        }
+        let t = t.strip_prefix("UTC").or_else(|| t.strip_prefix("utc")).unwrap_or(t);
+        let (sign, rest) = match t.as_bytes().first()? {
+            b'+' => (1, &t[1..]),
+            b'-' => (-1, &t[1..]),
+            _ => return None,
+        };
+        let (h, m) = match rest.split_once(':') {
+            Some((h, m)) => (h, m),
+            None if rest.len() == 4 => rest.split_at(2),
+            None => (rest, "0"),
+        };
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 14 && m < 60).then_some(sign * (h * 3600 + m * 60))
+    }
+
     /// The current time.
     pub fn now() -> Timestamp {
         let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -224,6 +245,18 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_as_people_write_them() {
+        assert_eq!(Timestamp::parse_offset("+05:00"), Some(5 * 3600));
+        assert_eq!(Timestamp::parse_offset("-0500"), Some(-5 * 3600));
+        assert_eq!(Timestamp::parse_offset("UTC+5:30"), Some(5 * 3600 + 1800));
+        assert_eq!(Timestamp::parse_offset("utc"), Some(0));
+        assert_eq!(Timestamp::parse_offset("-5"), Some(-5 * 3600));
+        assert_eq!(Timestamp::parse_offset("Europe/London"), None);
+        assert_eq!(Timestamp::parse_offset("+25:00"), None);
+        assert_eq!(Timestamp::parse_zoned("2021-03-14 01:40:12"), Some((Timestamp::parse("2021-03-14T01:40:12Z").unwrap(), false)));
+    }
 
     #[test]
     fn parses_log_forms() {

@@ -229,8 +229,33 @@ pub fn check(server: &str, build: Build, source: &str) -> Verdict {
     }
 }
 
-/// Exchange builds evidenced by one log event, with the server they belong to.
-pub fn builds_in_event(ev: &Event) -> Vec<(String, Build)> {
+/// What a build was read from, for the verdict's "build from" line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildEvidence {
+    /// An OWA/ECP resource path (`/owa/auth/15.1.2176/…`): the CU, not the security update.
+    OwaPath,
+    /// The `X-OWA-Version` header logged by IIS.
+    OwaVersionHeader,
+    /// The version columns of Exchange's own HttpProxy / Rps_Http logs.
+    ExchangeLogColumns,
+    /// The file version of an Exchange binary in a Sysmon process or image-load event.
+    BinaryFileVersion,
+}
+
+impl BuildEvidence {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BuildEvidence::OwaPath => "an OWA/ECP resource path in a web log",
+            BuildEvidence::OwaVersionHeader => "the X-OWA-Version header in a web log",
+            BuildEvidence::ExchangeLogColumns => "the version columns of Exchange's own log",
+            BuildEvidence::BinaryFileVersion => "the file version of an Exchange binary in a Sysmon event",
+        }
+    }
+}
+
+/// Builds evidenced by one event: (server, build, what it was read from).
+pub fn builds_in_event(ev: &Event) -> Vec<(String, Build, BuildEvidence)> {
     use std::sync::OnceLock;
     static PATH: OnceLock<regex::Regex> = OnceLock::new();
     let re = PATH.get_or_init(|| regex::Regex::new(r"(?i)^/(?:owa|ecp)/(?:auth/)?(15\.[0-2]\.\d{1,5}(?:\.\d{1,5})?)/").expect("valid"));
@@ -241,12 +266,12 @@ pub fn builds_in_event(ev: &Event) -> Vec<(String, Build)> {
             && let Some(m) = re.captures(stem)
             && let Some(b) = Build::parse(&m[1])
         {
-            out.push((host.clone(), b));
+            out.push((host.clone(), b, BuildEvidence::OwaPath));
         }
     }
     for name in ["cs(X-OWA-Version)", "X-OWA-Version", "sc(X-OWA-Version)"] {
         if let Some(v) = ev.get(name).and_then(Build::parse) {
-            out.push((host.clone(), v));
+            out.push((host.clone(), v, BuildEvidence::OwaVersionHeader));
         }
     }
     // Exchange's own CSV logs record the writing server's build.
@@ -255,9 +280,72 @@ pub fn builds_in_event(ev: &Event) -> Vec<(String, Build)> {
             .or_else(|| Build::parse(&format!("{ma}.{mi}.{bu}")))
     {
         let server = ev.get("ServerHostName").unwrap_or(&host).to_string();
-        out.push((server, b));
+        out.push((server, b, BuildEvidence::ExchangeLogColumns));
+    }
+    // Sysmon process creation and image loads carry the binary's file version:
+    // Exchange's own binaries say `15.01.2176.009`.
+    if let Some(image) = ev.get("ImageLoaded").or_else(|| ev.get("Image"))
+        && image.to_ascii_lowercase().contains("\\exchange server\\v15\\")
+        && let Some(v) = ev.get("FileVersion")
+        && let Some(b) = file_version_build(v)
+    {
+        out.push((host.clone(), b, BuildEvidence::BinaryFileVersion));
     }
     out
+}
+
+/// `15.01.2176.009` (a Windows file version, zero-padded) as a build.
+fn file_version_build(v: &str) -> Option<Build> {
+    let parts: Vec<u32> = v.split_whitespace().next()?.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    match parts.as_slice() {
+        [15, minor @ 0..=2, build, rev] if *build > 0 => Some(Build { major: 15, minor: *minor, build: *build, revision: Some(*rev) }),
+        _ => None,
+    }
+}
+
+/// Servers and the best build known for each: a full build beats a three-part one of the
+/// same CU; otherwise the newest wins. Each build keeps where it was read from.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    pub servers: std::collections::BTreeMap<String, (Build, String)>,
+}
+
+impl Inventory {
+    pub fn add(&mut self, server: String, b: Build, source: String) {
+        let better = match self.servers.get(&server) {
+            None => true,
+            Some((old, _)) => (b.build, b.revision.is_some(), b.revision) > (old.build, old.revision.is_some(), old.revision),
+        };
+        if better {
+            self.servers.insert(server, (b, source));
+        }
+    }
+
+    /// An inventory CSV with a server (or name, host, hostname) column and a build (or
+    /// version, buildnumber) column; quoted cells as RFC 4180. Errors name the row.
+    pub fn add_csv(&mut self, path: &std::path::Path) -> Result<usize, String> {
+        let at = |e: &dyn fmt::Display| format!("{}: {e}", path.display());
+        let mut r = csv::ReaderBuilder::new().flexible(true).from_path(path).map_err(|e| at(&e))?;
+        let headers: Vec<String> = r.headers().map_err(|e| at(&e))?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+        let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str()));
+        let (Some(sc), Some(bc)) = (col(&["server", "name", "host", "hostname"]), col(&["build", "version", "buildnumber"])) else {
+            return Err(at(&"needs a server and a build column"));
+        };
+        let mut n = 0;
+        for (i, rec) in r.records().enumerate() {
+            let rec = rec.map_err(|e| at(&format!("row {}: {e}", i + 2)))?;
+            let build = rec.get(bc).unwrap_or("");
+            let b = Build::parse(build).ok_or_else(|| at(&format!("row {}: `{build}` is not an Exchange build", i + 2)))?;
+            self.add(rec.get(sc).unwrap_or("?").trim().to_string(), b, format!("inventory {}", path.display()));
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Verdicts for every server.
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        self.servers.iter().map(|(s, (b, src))| check(s, *b, src)).collect()
+    }
 }
 
 #[cfg(test)]
@@ -267,6 +355,27 @@ mod tests {
     fn status(build: &str, chain: Chain) -> Status {
         let v = check("s", Build::parse(build).unwrap(), "test");
         v.chains.iter().find(|c| c.chain == chain.name()).unwrap().status
+    }
+
+    #[test]
+    fn builds_from_binary_file_versions_and_the_best_build_wins() {
+        let mut ev = Event::default();
+        ev.push_str("Computer", "EXCH01.ec.local");
+        ev.push_str("Image", "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Bin\\MSExchangeHMWorker.exe");
+        ev.push_str("FileVersion", "15.01.2176.002");
+        let found = builds_in_event(&ev);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1, Build::parse("15.1.2176.2").unwrap());
+        assert_eq!(found[0].2, BuildEvidence::BinaryFileVersion);
+        let mut other = Event::default();
+        other.push_str("Image", "C:\\Windows\\System32\\cmd.exe");
+        other.push_str("FileVersion", "15.0.1.2");
+        assert!(builds_in_event(&other).is_empty(), "only Exchange's own binaries");
+        let mut inv = Inventory::default();
+        inv.add("EXCH01".into(), Build::parse("15.1.2176").unwrap(), "owa path".into());
+        inv.add("EXCH01".into(), Build::parse("15.1.2176.2").unwrap(), "binary".into());
+        inv.add("EXCH01".into(), Build::parse("15.1.2176").unwrap(), "owa path again".into());
+        assert_eq!(inv.servers["EXCH01"].1, "binary");
     }
 
     #[test]
@@ -324,11 +433,11 @@ mod tests {
         let mut e = Event::new(portcullis_event::SourceKind::W3c);
         e.push_str("s-computername", "EXCH01");
         e.push_str("cs-uri-stem", "/owa/auth/15.1.2176/themes/resources/favicon.ico");
-        assert_eq!(builds_in_event(&e), vec![("EXCH01".to_string(), Build::parse("15.1.2176").unwrap())]);
+        assert_eq!(builds_in_event(&e), vec![("EXCH01".to_string(), Build::parse("15.1.2176").unwrap(), BuildEvidence::OwaPath)]);
         let mut e = Event::new(portcullis_event::SourceKind::ExchangeCsv);
         for (k, v) in [("MajorVersion", "15"), ("MinorVersion", "1"), ("BuildVersion", "2176"), ("RevisionVersion", "2"), ("ServerHostName", "EXCH01")] {
             e.push_str(k, v);
         }
-        assert_eq!(builds_in_event(&e), vec![("EXCH01".to_string(), Build::parse("15.1.2176.2").unwrap())]);
+        assert_eq!(builds_in_event(&e), vec![("EXCH01".to_string(), Build::parse("15.1.2176.2").unwrap(), BuildEvidence::ExchangeLogColumns)]);
     }
 }

@@ -52,6 +52,9 @@ pub struct HuntSettings {
     pub from: Option<Timestamp>,
     /// Events after this instant are skipped.
     pub to: Option<Timestamp>,
+    /// The UTC offset (seconds) of times written without a zone, and of collectors' times
+    /// when no offset could be learned from the events' own times.
+    pub assume_utc_offset_secs: Option<i64>,
     /// Worker threads; `None` for every core.
     pub threads: Option<usize>,
     /// Record the run in this SQLite case file.
@@ -73,6 +76,7 @@ impl Default for HuntSettings {
             builtin_intel: true,
             from: None,
             to: None,
+            assume_utc_offset_secs: None,
             threads: None,
             case: None,
             case_command: String::new(),
@@ -256,13 +260,14 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     let iocs = (!intel.set.is_empty()).then(|| Arc::new(portcullis_hunt::IocRules::install(&mut loaded.engine, intel.set)));
     loaded.ioc_rules = loaded.engine.rules.len() - before;
     let iocs_loaded = iocs.as_ref().map_or(0, |i| i.set.len());
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         threads: s.threads.unwrap_or_else(|| RunOptions::default().threads),
         from: s.from,
         to: s.to,
         iocs,
         ..Default::default()
     };
+    opts.read.assume_utc_offset_secs = s.assume_utc_offset_secs;
     observer.started(&files);
     let hunt_started = Instant::now();
     let result = portcullis_hunt::hunt(&loaded.engine, &loaded.correlations, &files, &opts, observer);

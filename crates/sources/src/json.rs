@@ -750,6 +750,41 @@ mod tests {
     }
 
     #[test]
+    fn a_collector_clock_is_learned_and_local_times_can_be_assumed() {
+        // OTRF 2021: TimeCreated and @timestamp in local time (UTC-5) marked Z; Sysmon's UtcTime is true.
+        let mut data = String::new();
+        for k in 0..5 {
+            data.push_str(&format!(
+                "{{\"Hostname\":\"MXS01.x.local\",\"Channel\":\"Microsoft-Windows-Sysmon/Operational\",\"EventID\":1,\"SourceName\":\"Microsoft-Windows-Sysmon\",\
+\"TimeCreated\":\"2021-03-14T01:40:1{k}.500Z\",\"@timestamp\":\"2021-03-14T01:40:1{k}.500Z\",\"UtcTime\":\"2021-03-14 06:40:1{k}.400\",\"Image\":\"x\"}}\n"
+            ));
+        }
+        data.push_str("{\"Hostname\":\"MXS01.x.local\",\"Channel\":\"MSExchange Management\",\"EventID\":1,\"SourceName\":\"MSExchange CmdletLogs\",\
+\"TimeCreated\":\"2021-03-14T01:40:12.987Z\",\"@timestamp\":\"2021-03-14T01:40:12.987Z\",\"Message\":\"Cmdlet suceeded\"}\n");
+        let (_, events, report) = read_all(&data);
+        assert_eq!(events[5].get("Computer"), Some("MXS01.x.local"));
+        assert_eq!(events[5].get("Provider_Name"), Some("MSExchange CmdletLogs"));
+        assert_eq!(events[5].timestamp.unwrap().to_string(), "2021-03-14T06:40:12.987000Z", "corrected by the learned +5 h");
+        assert_eq!(events[0].timestamp.unwrap().to_string(), "2021-03-14T06:40:10.400000Z", "Sysmon's own UtcTime");
+        assert!(report.warnings.iter().any(|w| w.contains("5 h 00 min behind")), "{:?}", report.warnings);
+
+        // A time without a zone, in logs known to be local.
+        let one = "{\"Channel\":\"Security\",\"EventID\":4624,\"TimeCreated\":\"2021-03-14 01:40:12\"}";
+        let (_, events, report) = read_all(one);
+        assert_eq!(events[0].timestamp.unwrap().to_string(), "2021-03-14T01:40:12Z");
+        assert!(report.warnings.iter().any(|w| w.contains("no time zone")), "{:?}", report.warnings);
+        let mut report = FileReport::default();
+        let opts = ReadOptions { assume_utc_offset_secs: Some(-5 * 3600), ..Default::default() };
+        let mut got = None;
+        read(one.as_bytes(), &opts, &mut report, &mut |e| {
+            got = e.timestamp;
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(got.unwrap().to_string(), "2021-03-14T06:40:12Z");
+    }
+
+    #[test]
     fn hostile_json_is_skipped_and_counted() {
         let big = format!("{{\"a\":\"{}\"}}", "x".repeat(10_000));
         let data = format!("{{\"ok\":1}}\n{{\"bad\": }}\ngarbage line\n{big}\n{{\"ok\":2}}\n{{\"unterminated\": \"");
