@@ -119,7 +119,8 @@ pub struct RuleArgs {
     /// Extra log source mappings (same layout as crates/sigma/data/logsources.yml).
     #[arg(long, value_name = "FILE")]
     pub logsources: Option<PathBuf>,
-    /// Only load rules at or above this level.
+    /// Only report findings at or above this level (every rule is still evaluated, so
+    /// correlations keep the inputs their base rules give them).
     #[arg(long, value_enum, default_value = "informational")]
     pub min_level: LevelArg,
 }

@@ -255,3 +255,20 @@ fn a_file_that_is_not_a_case_is_refused_before_hunting() {
     assert!(out.stdout.is_empty(), "refused before any log was read");
     assert!(std::fs::read_to_string(&notes).unwrap().starts_with("meeting notes"));
 }
+
+#[test]
+fn min_level_filters_what_is_reported_not_what_correlations_see() {
+    // The MFA push burst (high) is built on an informational base rule: --min-level high
+    // must still report the burst.
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../../rules/samples/corr_mfa_push_burst/positive.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["hunt", sample, "--no-builtin-intel", "--min-level", "high", "--format", "jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let recs = jsonl(&out);
+    assert!(recs.iter().any(|r| r["kind"] == "correlation" && r["rule_title"] == "MFA Push Burst for One Account"), "{recs:#?}");
+    assert!(!recs.iter().any(|r| r["kind"] == "detection" && r["level"] == "informational"), "below the level: not reported");
+    let summary = recs.last().unwrap();
+    assert!(summary["rules_failed"].as_array().unwrap().is_empty(), "{summary}");
+}

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet, Correlator, Sorter};
 use portcullis_event::{Event, Timestamp};
-use portcullis_sigma::{Engine, Level, Scanner};
+use portcullis_sigma::{Engine, Scanner};
 use portcullis_sources::{FileReport, ReadOptions, SourceError};
 
 pub mod ioc;
@@ -402,7 +402,3 @@ pub fn finding_id(rule_key: &str, ev: &Event) -> String {
     format!("{:032x}", h.digest128())
 }
 
-/// Keeps only the rules at or above `min` (before compiling, so lower rules cost nothing).
-pub fn filter_level(set: &mut portcullis_sigma::RuleSet, min: Level) {
-    set.rules.retain(|r| r.level >= min);
-}

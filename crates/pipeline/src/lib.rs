@@ -29,7 +29,8 @@ pub struct RuleSettings {
     pub placeholders: Option<PathBuf>,
     /// Extra log source mappings (the layout of `crates/sigma/data/logsources.yml`).
     pub logsources: Option<PathBuf>,
-    /// Only rules at or above this level are loaded.
+    /// Only findings at or above this level are reported. Every rule is still evaluated, so
+    /// correlations keep the inputs their base rules give them.
     pub min_level: Level,
 }
 
@@ -177,7 +178,6 @@ pub fn load_rules(s: &RuleSettings) -> Result<LoadedRules, Error> {
         }
         set.add_path(p, &placeholders);
     }
-    portcullis_hunt::filter_level(&mut set, s.min_level);
     let parse_seconds = started.elapsed().as_secs_f64();
     let engine = Engine::compile(&set, &table);
     let (correlations, correlation_errors) = CorrelationSet::compile(&set.correlations, &engine.rules);
@@ -270,8 +270,11 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     opts.read.assume_utc_offset_secs = s.assume_utc_offset_secs;
     observer.started(&files);
     let hunt_started = Instant::now();
-    let result = portcullis_hunt::hunt(&loaded.engine, &loaded.correlations, &files, &opts, observer);
+    let mut result = portcullis_hunt::hunt(&loaded.engine, &loaded.correlations, &files, &opts, observer);
     let hunt_seconds = hunt_started.elapsed().as_secs_f64();
+    let min = s.rules.min_level;
+    result.detections.retain(|d| loaded.engine.rules[d.rule].level >= min);
+    result.correlations.retain(|c| loaded.correlations.correlations[c.correlation].level >= min);
     let findings = findings(&loaded, &result);
     let incident_opts = IncidentOptions {
         window_micros: (s.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64,
