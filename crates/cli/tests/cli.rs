@@ -272,3 +272,31 @@ fn min_level_filters_what_is_reported_not_what_correlations_see() {
     let summary = recs.last().unwrap();
     assert!(summary["rules_failed"].as_array().unwrap().is_empty(), "{summary}");
 }
+
+#[test]
+fn runs_that_would_check_nothing_are_errors_not_silent_passes() {
+    let f = Fixture::new();
+    let log = f.path("u_ex210824.log");
+    let err = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    // --from after --to.
+    let out = run(&[&"hunt", &"--no-builtin-intel", &log, &"--sigma", &f.path("rules"), &"--from", &"2022-01-01", &"--to", &"2021-01-01"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err(&out).contains("later than --to"), "{}", err(&out));
+    // Every --sigma rule failed to load.
+    let out = run(&[&"hunt", &"--no-builtin-intel", &log, &"--sigma", &f.path("broken.yml")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err(&out).contains("none of the --sigma rules loaded"), "{}", err(&out));
+    // An indicator file with nothing usable, and indicators that would match everything.
+    std::fs::write(f.path("empty.csv"), "").unwrap();
+    let out = run(&[&"hunt", &log, &"--sigma", &f.path("rules"), &"--iocs", &f.path("empty.csv")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err(&out).contains("empty.csv: no usable indicator"), "{}", err(&out));
+    std::fs::write(f.path("wide.csv"), "0.0.0.0/0\n::/0\n10.0.0.0/4\n185.220.101.182\n").unwrap();
+    let out = run(&[&"hunt", &log, &"--sigma", &f.path("rules"), &"--iocs", &f.path("wide.csv"), &"--format", &"jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    let summary = jsonl(&out).pop().unwrap();
+    let problems = summary["ioc_problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems.iter().all(|p| p.as_str().unwrap().contains("wide.csv:")), "positions named: {problems:?}");
+    assert!(summary["ioc_matches"].as_u64().unwrap() >= 1);
+}

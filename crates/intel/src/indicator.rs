@@ -117,6 +117,11 @@ pub fn refang(s: &str) -> String {
 }
 
 /// Parses and normalises `raw` as `kind` (or guesses the kind when None).
+/// The widest IPv4 network accepted as an indicator.
+pub const MIN_PREFIX_V4: u8 = 8;
+/// The widest IPv6 network accepted as an indicator.
+pub const MIN_PREFIX_V6: u8 = 32;
+
 pub fn normalise(kind: Option<Kind>, raw: &str) -> Result<(Kind, String), String> {
     let v = refang(raw);
     if v.is_empty() {
@@ -136,6 +141,16 @@ pub fn normalise(kind: Option<Kind>, raw: &str) -> Result<(Kind, String), String
             let core = v.split('|').next().unwrap_or(&v);
             if core.contains('/') {
                 return match parse_cidr(core) {
+                    // Networks this wide match a large part of the Internet (or all of it):
+                    // an indicator that matches everything hides every real match.
+                    Some((ip, len)) if len < MIN_PREFIX_V4 && ip.is_ipv4() => Err(format!(
+                        "{:?} is wider than /{MIN_PREFIX_V4}; refused (it would match a large part of the Internet)",
+                        short(&v)
+                    )),
+                    Some((ip, len)) if len < MIN_PREFIX_V6 && ip.is_ipv6() => Err(format!(
+                        "{:?} is wider than /{MIN_PREFIX_V6}; refused (it would match a large part of the Internet)",
+                        short(&v)
+                    )),
                     Some((ip, len)) => Ok((Kind::Cidr, format!("{ip}/{len}"))),
                     None => bad("an IP network"),
                 };

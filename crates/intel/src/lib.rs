@@ -50,6 +50,16 @@ pub fn load(paths: &[std::path::PathBuf], builtin: bool) -> Result<Loaded, Strin
     }
     for p in paths {
         let im = import::read(p)?;
+        if im.indicators.is_empty() {
+            let first: Vec<String> = im.problems.iter().take(3).map(|p| format!("{}: {}", p.position, p.reason)).collect();
+            return Err(format!(
+                "{}: no usable indicator in this {} file{}{}",
+                p.display(),
+                im.format,
+                if im.problems.is_empty() { String::new() } else { format!(" ({} refused", im.problems.len()) },
+                if first.is_empty() { String::new() } else { format!(", e.g. {})", first.join("; ")) }
+            ));
+        }
         take(p.display().to_string(), im, &mut out);
     }
     out.set = IocSet::new(all);

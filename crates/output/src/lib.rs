@@ -160,8 +160,10 @@ pub struct Summary {
     pub correlation_findings: usize,
     pub correlation_inputs: u64,
     pub incidents: usize,
-    /// Indicators matched against every field (`--iocs` and built-in intel).
+    /// Indicators loaded and looked for in every field (`--iocs` and built-in intel).
     pub iocs_loaded: usize,
+    /// Detections made by an indicator (an indicator found in a field).
+    pub ioc_matches: usize,
     /// Indicator files read: `file (format): N indicators`.
     pub ioc_files: Vec<String>,
     /// Indicators that could not be used, with their position (first 100).
@@ -332,6 +334,11 @@ const SALIENT: [Salient; 15] = [
     Salient::Field("QueryName"),
 ];
 
+/// "1 incident", "2 incidents".
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A one-line `key=value` digest of an event, salient fields first, bounded in length.
 pub fn details(ev: &Event, max: usize) -> String {
     let mut out = String::new();
@@ -452,7 +459,13 @@ pub fn write_summary_text(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
         writeln!(out, "{} events fell outside --from/--to.", s.events_out_of_range)?;
     }
     if s.iocs_loaded > 0 || s.ioc_problem_count > 0 {
-        writeln!(out, "Indicators: {} matched against every field ({}).", s.iocs_loaded, escape_display(&s.ioc_files.join("; ")))?;
+        writeln!(
+            out,
+            "Indicators: {} loaded ({}) and looked for in every field: {}.",
+            s.iocs_loaded,
+            escape_display(&s.ioc_files.join("; ")),
+            plural(s.ioc_matches, "match", "matches")
+        )?;
         if s.ioc_problem_count > 0 {
             writeln!(out, "{} indicators could not be used:", s.ioc_problem_count)?;
             for p in s.ioc_problems.iter().take(10) {
@@ -475,15 +488,15 @@ pub fn write_summary_text(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
         s.detections_by_level.iter().rev().filter(|(_, n)| **n > 0).map(|(l, n)| format!("{n} {l}")).collect();
     writeln!(
         out,
-        "Detections: {}{}; {} correlation findings; {} incidents; in {:.2}s.",
+        "Detections: {}{}; {}; {}; in {:.2}s.",
         s.detections,
         if levels.is_empty() { String::new() } else { format!(" ({})", levels.join(", ")) },
-        s.correlation_findings,
-        s.incidents,
+        plural(s.correlation_findings, "correlation finding", "correlation findings"),
+        plural(s.incidents, "incident", "incidents"),
         s.elapsed_seconds
     )?;
     if let (Some(case), Some(new)) = (&s.case, s.case_new_findings) {
-        writeln!(out, "Case file {}: {new} new findings.", escape_display(case))?;
+        writeln!(out, "Case file {}: {}.", escape_display(case), plural(new, "new finding", "new findings"))?;
     }
     for p in s.file_problems.iter().take(10) {
         match &p.error {

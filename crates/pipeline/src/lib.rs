@@ -106,6 +106,10 @@ pub enum Error {
     Case(portcullis_case::CaseError),
     /// The timeline could not be written.
     Timeline { path: PathBuf, error: std::io::Error },
+    /// `--from` is later than `--to`: nothing could be checked.
+    EmptyWindow { from: Timestamp, to: Timestamp },
+    /// Rules were given with `--sigma` but none of them loaded: nothing they describe was checked.
+    NoRuleLoaded { failed: usize },
 }
 
 impl fmt::Display for Error {
@@ -119,6 +123,11 @@ impl fmt::Display for Error {
             Error::Intel(e) => f.write_str(e),
             Error::Case(e) => write!(f, "{e}"),
             Error::Timeline { path, error } => write!(f, "{}: {error}", path.display()),
+            Error::EmptyWindow { from, to } => write!(f, "--from {from} is later than --to {to}: no event could be checked"),
+            Error::NoRuleLoaded { failed } => write!(
+                f,
+                "none of the --sigma rules loaded ({failed} failed; `portcullis rules --sigma DIR` lists why): nothing they describe was checked"
+            ),
         }
     }
 }
@@ -144,6 +153,8 @@ pub struct LoadedRules {
     pub compile_seconds: f64,
     /// Synthetic rules appended to the engine for indicator contexts.
     pub ioc_rules: usize,
+    /// Rules (and correlations) loaded from `--sigma` paths.
+    pub user_rules: usize,
 }
 
 impl LoadedRules {
@@ -172,17 +183,19 @@ pub fn load_rules(s: &RuleSettings) -> Result<LoadedRules, Error> {
             set.add_text(text, label, &placeholders);
         }
     }
+    let builtin = set.rules.len() + set.correlations.len();
     for p in &s.sigma {
         if !p.exists() {
             return Err(Error::RulesPathMissing(p.clone()));
         }
         set.add_path(p, &placeholders);
     }
+    let user_rules = set.rules.len() + set.correlations.len() - builtin;
     let parse_seconds = started.elapsed().as_secs_f64();
     let engine = Engine::compile(&set, &table);
     let (correlations, correlation_errors) = CorrelationSet::compile(&set.correlations, &engine.rules);
     let compile_seconds = started.elapsed().as_secs_f64() - parse_seconds;
-    Ok(LoadedRules { set, engine, correlations: Arc::new(correlations), correlation_errors, parse_seconds, compile_seconds, ioc_rules: 0 })
+    Ok(LoadedRules { set, engine, correlations: Arc::new(correlations), correlation_errors, parse_seconds, compile_seconds, ioc_rules: 0, user_rules })
 }
 
 /// The files under `paths` (directories searched recursively); an error if a path
@@ -251,7 +264,15 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
         Some(path) => Some(portcullis_case::Case::open(path, &s.case_command)?),
         None => None,
     };
+    if let (Some(from), Some(to)) = (s.from, s.to)
+        && from > to
+    {
+        return Err(Error::EmptyWindow { from, to });
+    }
     let mut loaded = load_rules(&s.rules)?;
+    if !s.rules.sigma.is_empty() && loaded.set.files > 0 && loaded.user_rules == 0 {
+        return Err(Error::NoRuleLoaded { failed: loaded.failures().count() });
+    }
     let files = collect_inputs(&s.paths)?;
     let intel = portcullis_intel::load(&s.iocs, s.builtin_intel).map_err(Error::Intel)?;
     let ioc_files: Vec<String> = intel.files.iter().map(|(f, fmt, n)| format!("{f} ({fmt}): {n}")).collect();
@@ -324,6 +345,7 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
 
     let mut summary = summarise(&loaded, &result, started);
     summary.iocs_loaded = iocs_loaded;
+    summary.ioc_matches = result.detections.iter().filter(|d| d.matcher == portcullis_hunt::Matcher::Indicator).count();
     summary.ioc_files = ioc_files;
     summary.ioc_problem_count = ioc_problems.len();
     summary.ioc_problems = ioc_problems.into_iter().take(100).collect();
