@@ -24,10 +24,54 @@ pub enum Analyser {
     Targeting,
 }
 
+/// What a signal observed, set where it is raised: severity, ATT&CK techniques and the
+/// judgement read this, never the signal's English text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// A hidden image or tracking-path image (an open beacon).
+    HiddenImage,
+    /// A read-receipt service's pixel in person-to-person mail.
+    ReadReceipt,
+    /// A link through a redirector to another domain.
+    Redirector,
+    /// The sender domain is punycode.
+    Punycode,
+    /// The sender domain looks like a known outlet's or protected identity's.
+    LookAlikeSender,
+    /// A link host looks like a known outlet's.
+    LookAlikeLink,
+    /// The display name claims a known outlet or protected identity the address is not on.
+    DisplayName,
+    /// Replies go to another domain.
+    ReplyTo,
+    /// The sender domain is styled as a news outlet.
+    StyledAsOutlet,
+    /// The display name presents a journalist or outlet.
+    PersonaName,
+    /// First mail from a domain.
+    NewDomain,
+    /// A domain first seen only days before.
+    RecentDomain,
+    /// First mail from this sender to its recipients.
+    NewCorrespondent,
+    /// Sent through a recognised mass-mailing service.
+    MassMailer,
+    /// List or bulk headers.
+    ListHeaders,
+    /// One personal-looking message to many recipients, each with its own token.
+    PersonalBulk,
+    /// Several sender accounts share one template and infrastructure.
+    SharedInfrastructure,
+    /// Sent to protected members.
+    ProtectedMember,
+}
+
 /// One explained observation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Signal {
     pub analyser: Analyser,
+    pub kind: SignalKind,
     pub score: u8,
     pub what: String,
 }
@@ -184,12 +228,12 @@ fn bulk(mail: &Mail, a: &mut Analysed, ctx: &Context) {
     candidates.extend(mail.dkim_domains.iter().map(String::as_str));
     if let Some(relay) = candidates.into_iter().find(|h| ctx.lists.is_bulk_mailer(h)) {
         let relay = registrable(relay).to_string();
-        a.signals.push(Signal { analyser: Analyser::Bulk, score: 0, what: format!("sent through a mass-mailing service ({relay})") });
+        a.signals.push(Signal { analyser: Analyser::Bulk, kind: SignalKind::MassMailer, score: 0, what: format!("sent through a mass-mailing service ({relay})") });
         a.bulk_relay = Some(relay);
     }
     if a.list_mail {
         a.signals.push(Signal {
-            analyser: Analyser::Bulk,
+            analyser: Analyser::Bulk, kind: SignalKind::ListHeaders,
             score: 0,
             what: format!("list/bulk headers: {}", mail.bulk_headers.join(", ")),
         });
@@ -264,7 +308,7 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
             {
                 redirect_noted = true;
                 a.signals.push(Signal {
-                    analyser: Analyser::Beacon,
+                    analyser: Analyser::Beacon, kind: SignalKind::Redirector,
                     score: 1,
                     what: format!("link through a redirector: {} → {}", u.host, target.host),
                 });
@@ -284,7 +328,8 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
         } else {
             explained.join("; ")
         };
-        a.signals.push(Signal { analyser: Analyser::Beacon, score, what });
+        let kind = if a.read_receipt { SignalKind::ReadReceipt } else { SignalKind::HiddenImage };
+        a.signals.push(Signal { analyser: Analyser::Beacon, kind, score, what });
     }
 }
 
@@ -314,7 +359,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
     let mut found: Vec<Signal> = Vec::new();
     if domain != domain_raw {
         found.push(Signal {
-            analyser: Analyser::Impersonation,
+            analyser: Analyser::Impersonation, kind: SignalKind::Punycode,
             score: 1,
             what: format!("sender domain {domain_raw} is punycode for {domain}"),
         });
@@ -329,7 +374,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
         }
         if let Some((_, brand, how)) = lookalikes.iter().find(|(j, _, _)| *j == i) {
             found.push(Signal {
-                analyser: Analyser::Impersonation,
+                analyser: Analyser::Impersonation, kind: SignalKind::LookAlikeSender,
                 score: 3,
                 what: format!("sender domain {reg} looks like {} ({brand}: {how})", id.name),
             });
@@ -344,7 +389,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
                 (2, reg.clone())
             };
             found.push(Signal {
-                analyser: Analyser::Impersonation,
+                analyser: Analyser::Impersonation, kind: SignalKind::DisplayName,
                 score,
                 what: format!("display name \"{display}\" claims {} but the address is on {on}", id.name),
             });
@@ -362,7 +407,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
         if let Some(id) = near.iter().map(|(j, _, _)| &ctx.lists.identities[*j]).find(|id| !id.domains.iter().any(|d| *d == registrable(&host))) {
             if l != label {
                 found.push(Signal {
-                    analyser: Analyser::Impersonation,
+                    analyser: Analyser::Impersonation, kind: SignalKind::LookAlikeLink,
                     score: 2,
                     what: format!("links to {}, which looks like {}", registrable(&host), id.name),
                 });
@@ -373,12 +418,12 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
     if let Some(rt) = a.reply_to.iter().find(|r| registrable(r.rsplit('@').next().unwrap_or("")) != reg) {
         let rt_dom = registrable(rt.rsplit('@').next().unwrap_or("")).to_string();
         let score = if ctx.lists.is_freemail(&rt_dom) && !freemail { 2 } else { 1 };
-        found.push(Signal { analyser: Analyser::Impersonation, score, what: format!("replies go to {rt_dom}, not {reg}") });
+        found.push(Signal { analyser: Analyser::Impersonation, kind: SignalKind::ReplyTo, score, what: format!("replies go to {rt_dom}, not {reg}") });
     }
     if !legit_outlet && !freemail && found.iter().all(|s| s.score < 3) {
         if let Some(w) = PERSONA_WORDS.iter().find(|w| w.len() >= 4 && label.len() > w.len() + 2 && (label.ends_with(**w) || label.starts_with(**w))) {
             found.push(Signal {
-                analyser: Analyser::Impersonation,
+                analyser: Analyser::Impersonation, kind: SignalKind::StyledAsOutlet,
                 score: 1,
                 what: format!("{reg} is styled as a news outlet (\"{w}\") but is not a known one"),
             });
@@ -388,7 +433,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
         let lower = display.to_lowercase();
         if let Some(w) = PERSONA_WORDS.iter().find(|w| lower.split(|c: char| !c.is_alphanumeric()).any(|t| t == **w)) {
             found.push(Signal {
-                analyser: Analyser::Impersonation,
+                analyser: Analyser::Impersonation, kind: SignalKind::PersonaName,
                 score: 1,
                 what: format!("display name presents a journalist or outlet (\"{w}\") on {reg}, not a known outlet"),
             });

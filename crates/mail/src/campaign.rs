@@ -9,7 +9,7 @@ use portcullis_event::Timestamp;
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::analyse::{Analysed, Analyser, Context, Signal};
+use crate::analyse::{Analysed, Analyser, Context, Signal, SignalKind};
 use crate::members::Members;
 use crate::url::registrable;
 
@@ -65,12 +65,12 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
         let mut signals = Vec::new();
         match domain_first.get(&reg) {
             None => {
-                signals.push(Signal { analyser: Analyser::Novelty, score: 1, what: format!("first mail from {reg}") });
+                signals.push(Signal { analyser: Analyser::Novelty, kind: SignalKind::NewDomain, score: 1, what: format!("first mail from {reg}") });
                 domain_first.insert(reg.clone(), t);
             }
             Some(&first) if first != i64::MIN && t != i64::MAX && t - first < NEW_DOMAIN_DAYS * 86_400_000_000 => {
                 signals.push(Signal {
-                    analyser: Analyser::Novelty,
+                    analyser: Analyser::Novelty, kind: SignalKind::RecentDomain,
                     score: 1,
                     what: format!("{reg} first seen {} (under {NEW_DOMAIN_DAYS} days before)", Timestamp(first)),
                 });
@@ -79,7 +79,7 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
         }
         let new_to: usize = m.recipients.iter().filter(|r| !pairs.contains(&pair(r, &from))).count();
         if new_to > 0 && new_to == m.recipients.len() {
-            signals.push(Signal { analyser: Analyser::Novelty, score: 1, what: "first mail from this sender to its recipients".into() });
+            signals.push(Signal { analyser: Analyser::Novelty, kind: SignalKind::NewCorrespondent, score: 1, what: "first mail from this sender to its recipients".into() });
         }
         for r in &m.recipients {
             pairs.insert(pair(r, &from));
@@ -94,7 +94,7 @@ pub fn targeting(messages: &mut [Analysed], members: &Members) {
         let names: BTreeSet<&str> = m.recipients.iter().filter_map(|r| members.name_of(r)).collect();
         if !names.is_empty() {
             let what = if names.len() == 1 { "sent to a protected member".to_string() } else { format!("sent to {} protected members", names.len()) };
-            m.signals.push(Signal { analyser: Analyser::Targeting, score: 1, what });
+            m.signals.push(Signal { analyser: Analyser::Targeting, kind: SignalKind::ProtectedMember, score: 1, what });
         }
     }
 }
@@ -205,7 +205,7 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
     let n_rcpt = recipients.len();
     if n_rcpt >= 10 && tokened * 2 >= group.len() && personal * 2 >= group.len() {
         added.push(Signal {
-            analyser: Analyser::Bulk,
+            analyser: Analyser::Bulk, kind: SignalKind::PersonalBulk,
             score: 2,
             what: format!(
                 "one personal-looking message (no unsubscribe or list headers) sent to {n_rcpt} recipients, each with its own token"
@@ -214,7 +214,7 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
     }
     if senders.len() >= 3 && personal * 2 >= group.len() {
         added.push(Signal {
-            analyser: Analyser::Bulk,
+            analyser: Analyser::Bulk, kind: SignalKind::SharedInfrastructure,
             score: 1,
             what: format!("{} sender accounts share one template and sending infrastructure", senders.len()),
         });

@@ -27,7 +27,7 @@ pub mod html;
 pub mod members;
 pub mod url;
 
-pub use analyse::{Analysed, Analyser, Signal};
+pub use analyse::{Analysed, Analyser, Signal, SignalKind};
 pub use campaign::Severity;
 pub use domain::Lists;
 pub use grade::{Coverage, Evidence, Grade};
@@ -89,6 +89,7 @@ pub struct Recipient {
 #[derive(Clone, Debug, Serialize)]
 pub struct SignalSummary {
     pub analyser: Analyser,
+    pub kind: SignalKind,
     pub score: u8,
     pub what: String,
     pub messages: usize,
@@ -429,7 +430,7 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
     let mut templates: HashMap<&str, usize> = HashMap::new();
     let mut subjects: HashMap<&str, usize> = HashMap::new();
     let mut recipients: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
-    let mut signals: HashMap<(Analyser, &str), (u8, usize)> = HashMap::new();
+    let mut signals: HashMap<(Analyser, &str), (SignalKind, u8, usize)> = HashMap::new();
     let mut iocs = BTreeSet::new();
     let mut attachments: BTreeMap<&str, AttachmentSummary> = BTreeMap::new();
     let mut severity = Severity::Informational;
@@ -483,8 +484,8 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
             }
         }
         for s in &m.signals {
-            let e = signals.entry((s.analyser, s.what.as_str())).or_insert((s.score, 0));
-            e.1 += 1;
+            let e = signals.entry((s.analyser, s.what.as_str())).or_insert((s.kind, s.score, 0));
+            e.2 += 1;
         }
     }
     let mut templates: Vec<(&str, usize)> = templates.into_iter().collect();
@@ -493,7 +494,7 @@ fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> 
     subjects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     // Per-message signal texts vary (names, counts); keep the most frequent per analyser.
     let mut signals: Vec<SignalSummary> =
-        signals.into_iter().map(|((analyser, what), (score, messages))| SignalSummary { analyser, score, what: what.to_string(), messages }).collect();
+        signals.into_iter().map(|((analyser, what), (kind, score, messages))| SignalSummary { analyser, kind, score, what: what.to_string(), messages }).collect();
     signals.sort_by(|a, b| a.analyser.cmp(&b.analyser).then(b.messages.cmp(&a.messages)).then(a.what.cmp(&b.what)));
     let mut per: HashMap<Analyser, usize> = HashMap::new();
     signals.retain(|s| {
@@ -634,7 +635,7 @@ fn judge(c: &mut Campaign, iocs: Option<&portcullis_intel::IocSet>) {
     if c.url_templates.iter().any(|t| !t.ends_with(".gif") && !t.ends_with(".png")) {
         techniques.push("T1566.002".to_string());
     }
-    if c.signals.iter().any(|s| s.analyser == Analyser::Impersonation && s.what.contains("looks like")) {
+    if c.signals.iter().any(|s| matches!(s.kind, SignalKind::LookAlikeSender | SignalKind::LookAlikeLink)) {
         techniques.push("T1583.001".to_string());
     }
     techniques.sort();
@@ -654,7 +655,7 @@ fn judge(c: &mut Campaign, iocs: Option<&portcullis_intel::IocSet>) {
     if c.members_targeted > 0 {
         ev.push((10, format!("{} protected members among the recipients", c.members_targeted)));
     }
-    if c.signals.iter().any(|s| s.analyser == Analyser::Bulk && s.what.contains("List") || s.what.contains("list/bulk headers")) && !has(Analyser::Impersonation, 2) {
+    if c.signals.iter().any(|s| s.kind == SignalKind::ListHeaders) && !has(Analyser::Impersonation, 2) {
         ev.push((-30, "list headers and no impersonation: the shape of an ordinary newsletter".into()));
     }
     let mut intel = Vec::new();
