@@ -6,24 +6,26 @@
 //! Data flow: [`portcullis_mailbox`] reads files into bounded messages → [`analyse`] (in
 //! parallel: beacons, impersonation, bulk headers; bodies dropped) → de-duplication by
 //! Message-ID → [`campaign`] (novelty in time order, protected recipients, clustering,
-//! campaign signals, severity) → [`grade`] (logs read by the hunt readers) → [`Report`].
+//! campaign signals, severity) → [`assemble`] (campaign records) → [`grade`] (logs read by
+//! the hunt readers) → [`judge`] (ATT&CK, PHIA judgement, attribution) → [`Report`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use portcullis_event::Timestamp;
 use portcullis_mailbox::{FileKind, Location};
 use rayon::prelude::*;
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub mod analyse;
+pub mod assemble;
 pub mod campaign;
 pub mod domain;
 pub mod grade;
 pub mod html;
+pub mod judge;
 pub mod members;
 pub mod url;
 
@@ -339,13 +341,13 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     for m in &messages {
         *report.severities.entry(campaign::message_severity(m).as_str()).or_default() += 1;
     }
-    let mut campaigns: Vec<Campaign> = groups.par_iter().map(|g| build_campaign(&messages, g, &opts.members)).collect();
+    let mut campaigns: Vec<Campaign> = groups.par_iter().map(|g| assemble::build_campaign(&messages, g, &opts.members)).collect();
 
     if !opts.logs.is_empty() {
-        let keys: Vec<grade::CampaignKeys> = groups.iter().map(|g| campaign_keys(&messages, g)).collect();
+        let keys: Vec<grade::CampaignKeys> = groups.iter().map(|g| assemble::campaign_keys(&messages, g)).collect();
         let (graded, coverage) = grade::grade(&keys, &opts.logs, if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads });
         for (c, g) in campaigns.iter_mut().zip(graded) {
-            apply_grades(c, g);
+            assemble::apply_grades(c, g);
         }
         report.coverage = Some(coverage);
     } else {
@@ -356,7 +358,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     // A large corpus's messages are freed in parallel rather than one by one at return.
     messages.into_par_iter().for_each(drop);
     for c in campaigns.iter_mut() {
-        judge(c, opts.iocs.as_ref());
+        judge::judge(c, opts.iocs.as_ref());
     }
     campaigns.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.members_targeted.cmp(&a.members_targeted)).then(b.messages.cmp(&a.messages)).then(a.id.cmp(&b.id)));
     report.campaigns = campaigns;
@@ -416,284 +418,3 @@ fn infer_internal(messages: &[Analysed]) -> Vec<String> {
     counts.into_iter().filter(|(d, _)| !d.is_empty()).max_by_key(|(d, n)| (*n, std::cmp::Reverse(*d))).map(|(d, _)| vec![d.to_string()]).unwrap_or_default()
 }
 
-fn ts(t: Option<i64>) -> Option<String> {
-    t.map(|t| Timestamp(t).to_string())
-}
-
-fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> Campaign {
-    let ms: Vec<&Analysed> = group.iter().map(|&i| &messages[i]).collect();
-    let dates: Vec<i64> = ms.iter().filter_map(|m| m.date.map(|d| d.0)).collect();
-    let mut senders: BTreeMap<String, Sender> = BTreeMap::new();
-    let mut domains = BTreeSet::new();
-    let mut ips = BTreeSet::new();
-    let mut relays = BTreeSet::new();
-    let mut templates: HashMap<&str, usize> = HashMap::new();
-    let mut subjects: HashMap<&str, usize> = HashMap::new();
-    let mut recipients: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
-    let mut signals: HashMap<(Analyser, &str), (SignalKind, u8, usize)> = HashMap::new();
-    let mut iocs = BTreeSet::new();
-    let mut attachments: BTreeMap<&str, AttachmentSummary> = BTreeMap::new();
-    let mut severity = Severity::Informational;
-    for m in &ms {
-        severity = severity.max(campaign::message_severity(m));
-        if let Some(f) = &m.from {
-            let s = senders.entry(f.address.clone()).or_insert(Sender { address: f.address.clone(), name: f.name.clone(), messages: 0 });
-            s.messages += 1;
-            domains.insert(url::registrable(f.domain()).to_string());
-            iocs.insert(Ioc { kind: "email", value: f.address.clone() });
-            iocs.insert(Ioc { kind: "domain", value: url::registrable(f.domain()).to_string() });
-        }
-        for r in &m.reply_to {
-            iocs.insert(Ioc { kind: "email", value: r.clone() });
-        }
-        if let Some(ip) = m.sending_ip {
-            ips.insert(ip.to_string());
-            if m.bulk_relay.is_none() {
-                iocs.insert(Ioc { kind: if ip.is_ipv4() { "ipv4" } else { "ipv6" }, value: ip.to_string() });
-            }
-        }
-        relays.extend(m.bulk_relay.clone());
-        for u in &m.urls {
-            *templates.entry(u.template.as_str()).or_default() += 1;
-            domains.insert(url::registrable(&u.host).to_string());
-            if !u.beacon && u.tokens.is_empty() {
-                continue;
-            }
-            iocs.insert(Ioc { kind: "domain", value: u.host.clone() });
-            iocs.insert(Ioc { kind: "url_template", value: u.template.clone() });
-        }
-        for a in &m.attachments {
-            iocs.insert(Ioc { kind: "sha256", value: a.sha256.clone() });
-            attachments
-                .entry(a.sha256.as_str())
-                .or_insert_with(|| AttachmentSummary {
-                    name: a.name.clone(),
-                    content_type: a.content_type.clone(),
-                    size: a.size,
-                    sha256: a.sha256.clone(),
-                    messages: 0,
-                })
-                .messages += 1;
-        }
-        *subjects.entry(m.subject.as_str()).or_default() += 1;
-        for r in &m.recipients {
-            let e = recipients.entry(r.as_str()).or_insert((0, None));
-            e.0 += 1;
-            if let Some(d) = m.date {
-                e.1 = Some(e.1.map_or(d.0, |x: i64| x.min(d.0)));
-            }
-        }
-        for s in &m.signals {
-            let e = signals.entry((s.analyser, s.what.as_str())).or_insert((s.kind, s.score, 0));
-            e.2 += 1;
-        }
-    }
-    let mut templates: Vec<(&str, usize)> = templates.into_iter().collect();
-    templates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut subjects: Vec<(&str, usize)> = subjects.into_iter().collect();
-    subjects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    // Per-message signal texts vary (names, counts); keep the most frequent per analyser.
-    let mut signals: Vec<SignalSummary> =
-        signals.into_iter().map(|((analyser, what), (kind, score, messages))| SignalSummary { analyser, kind, score, what: what.to_string(), messages }).collect();
-    signals.sort_by(|a, b| a.analyser.cmp(&b.analyser).then(b.messages.cmp(&a.messages)).then(a.what.cmp(&b.what)));
-    let mut per: HashMap<Analyser, usize> = HashMap::new();
-    signals.retain(|s| {
-        let n = per.entry(s.analyser).or_default();
-        *n += 1;
-        *n <= 4
-    });
-    let mut recipients: Vec<(&str, (usize, Option<i64>))> = recipients.into_iter().collect();
-    recipients.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let recipients: Vec<Recipient> = recipients
-        .into_iter()
-        .map(|(address, (messages, first))| Recipient {
-            member: members.name_of(address).map(String::from),
-            address: address.to_string(),
-            grade: Grade::Received,
-            messages,
-            first_received: ts(first),
-            evidence: Vec::new(),
-            notes: Vec::new(),
-        })
-        .collect();
-    let members_targeted = recipients.iter().filter(|r| r.member.is_some()).count();
-    let mut examples: Vec<String> = ms.iter().take(3).map(|m| m.location.to_string()).collect();
-    examples.sort();
-    let mut c = Campaign {
-        kind: "campaign",
-        id: campaign::campaign_id(messages, group),
-        severity,
-        first_seen: ts(dates.iter().min().copied()),
-        last_seen: ts(dates.iter().max().copied()),
-        messages: ms.len(),
-        senders: senders.into_values().collect(),
-        domains: domains.into_iter().filter(|d| !d.is_empty()).collect(),
-        sending_ips: ips.into_iter().collect(),
-        relays: relays.into_iter().collect(),
-        url_templates: templates.into_iter().take(10).map(|(t, _)| t.to_string()).collect(),
-        subjects: subjects.into_iter().take(5).map(|(s, _)| s.to_string()).collect(),
-        attachments: attachments.into_values().take(50).collect(),
-        members_targeted,
-        recipients,
-        grades: BTreeMap::new(),
-        signals,
-        iocs: iocs.into_iter().collect(),
-        assessment: String::new(),
-        attack: Vec::new(),
-        judgement: portcullis_intel::phia::assess("", 0, &[], "low"),
-        intel_matches: Vec::new(),
-        attribution: Vec::new(),
-        examples,
-    };
-    count_grades(&mut c);
-    c
-}
-
-fn count_grades(c: &mut Campaign) {
-    c.grades.clear();
-    for r in &c.recipients {
-        *c.grades.entry(r.grade.as_str()).or_default() += 1;
-    }
-}
-
-fn campaign_keys(messages: &[Analysed], group: &[usize]) -> grade::CampaignKeys {
-    let mut k = grade::CampaignKeys {
-        beacon_hosts: Vec::new(),
-        link_hosts: Vec::new(),
-        tokens: HashMap::new(),
-        recipients: Vec::new(),
-        first_sent: HashMap::new(),
-        infra_ips: Default::default(),
-        first_seen: i64::MAX,
-        last_seen: i64::MIN,
-    };
-    let mut rset = BTreeSet::new();
-    for &i in group {
-        let m = &messages[i];
-        if let Some(d) = m.date {
-            k.first_seen = k.first_seen.min(d.0);
-            k.last_seen = k.last_seen.max(d.0);
-        }
-        if let Some(ip) = m.sending_ip
-            && m.bulk_relay.is_none()
-        {
-            k.infra_ips.insert(ip.to_string());
-        }
-        for r in &m.recipients {
-            rset.insert(r.clone());
-            let t = m.date.map(|d| d.0).unwrap_or(i64::MIN);
-            let e = k.first_sent.entry(r.clone()).or_insert(t);
-            *e = (*e).min(t);
-        }
-        for u in &m.urls {
-            let hosts = if u.beacon { &mut k.beacon_hosts } else { &mut k.link_hosts };
-            if !hosts.contains(&u.host) {
-                hosts.push(u.host.clone());
-            }
-            // A token is only a recipient's when the message had one recipient.
-            if m.recipients.len() == 1 {
-                for t in &u.tokens {
-                    if t.len() >= 6 {
-                        k.tokens.insert(t.clone(), m.recipients[0].clone());
-                    }
-                }
-            }
-        }
-    }
-    if k.first_seen == i64::MAX {
-        k.first_seen = i64::MIN;
-        k.last_seen = i64::MAX;
-    }
-    k.recipients = rset.into_iter().collect();
-    k
-}
-
-fn apply_grades(c: &mut Campaign, g: grade::Graded) {
-    for r in c.recipients.iter_mut() {
-        r.grade = g.grades.get(&r.address).copied().unwrap_or(Grade::Received);
-        r.evidence = g.evidence.get(&r.address).cloned().unwrap_or_default();
-        r.notes = g.notes.get(&r.address).cloned().unwrap_or_default();
-    }
-    if c.recipients.iter().any(|r| r.grade == Grade::Compromised) {
-        c.severity = Severity::Critical;
-    }
-    let mut a = g.statement;
-    if g.unattributed_count > 0 {
-        a.push_str(&format!("; {} fetch(es) of campaign hosts name no recipient (e.g. DNS lookups)", g.unattributed_count));
-    }
-    c.assessment = a;
-    count_grades(c);
-}
-
-/// ATT&CK techniques, the PHIA judgement and the attribution of one campaign.
-fn judge(c: &mut Campaign, iocs: Option<&portcullis_intel::IocSet>) {
-    let has = |a: Analyser, min: u8| c.signals.iter().any(|s| s.analyser == a && s.score >= min);
-    let mut techniques = Vec::new();
-    if has(Analyser::Beacon, 1) {
-        techniques.push("T1598.003".to_string());
-    }
-    if c.url_templates.iter().any(|t| !t.ends_with(".gif") && !t.ends_with(".png")) {
-        techniques.push("T1566.002".to_string());
-    }
-    if c.signals.iter().any(|s| matches!(s.kind, SignalKind::LookAlikeSender | SignalKind::LookAlikeLink)) {
-        techniques.push("T1583.001".to_string());
-    }
-    techniques.sort();
-    c.attack = portcullis_intel::attack::name_all(&techniques);
-    let mut ev: Vec<(i32, String)> = Vec::new();
-    if has(Analyser::Beacon, 2) {
-        ev.push((15, "hidden beacons with per-recipient tokens".into()));
-    } else if has(Analyser::Beacon, 1) {
-        ev.push((5, "tracking pixels".into()));
-    }
-    if has(Analyser::Impersonation, 2) {
-        ev.push((20, "impersonation of an outlet, journalist or protected identity".into()));
-    }
-    if has(Analyser::Bulk, 2) {
-        ev.push((15, "one personal-looking message sent to many recipients with individual tokens".into()));
-    }
-    if c.members_targeted > 0 {
-        ev.push((10, format!("{} protected members among the recipients", c.members_targeted)));
-    }
-    if c.signals.iter().any(|s| s.kind == SignalKind::ListHeaders) && !has(Analyser::Impersonation, 2) {
-        ev.push((-30, "list headers and no impersonation: the shape of an ordinary newsletter".into()));
-    }
-    let mut intel = Vec::new();
-    let mut actors: BTreeSet<String> = BTreeSet::new();
-    if let Some(set) = iocs {
-        let mut hits = Vec::new();
-        let values: Vec<&str> = c.iocs.iter().map(|i| i.value.as_str()).chain(c.domains.iter().map(String::as_str)).collect();
-        for v in values {
-            hits.clear();
-            set.scan(v, &mut hits);
-            for h in &hits {
-                let ind = &set.indicators[h.indicator as usize];
-                let line = format!("{} ({}) — {} [{}]", ind.value, ind.kind.as_str(), ind.context.title(), ind.context.source);
-                if !intel.contains(&line) {
-                    intel.push(line);
-                }
-                actors.extend(ind.context.actors.iter().cloned());
-            }
-        }
-    }
-    if !intel.is_empty() {
-        ev.push((10, format!("infrastructure matches published intel ({} indicator(s))", intel.len())));
-    }
-    let confidence = if c.messages >= 50 && ev.len() >= 4 {
-        "high"
-    } else if ev.len() >= 2 {
-        "moderate"
-    } else {
-        "low"
-    };
-    c.judgement = portcullis_intel::phia::assess("this is a targeted reconnaissance campaign", 35, &ev, confidence);
-    let mut attribution: Vec<String> = actors
-        .iter()
-        .map(|a| format!("its infrastructure matches intel associated with {a}: consistent with {a}, not proof; attribution needs more than shared infrastructure"))
-        .collect();
-    if attribution.is_empty() {
-        attribution.push("no intel links its infrastructure to a known actor: no attribution is made".into());
-    }
-    c.intel_matches = intel;
-    c.attribution = attribution;
-}
