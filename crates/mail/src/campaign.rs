@@ -9,7 +9,7 @@ use portcullis_event::Timestamp;
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::analyse::{Analysed, Analyser, Context, Signal, SignalKind};
+use crate::analyse::{Analysed, Analyser, Context, Signal, SignalKind, strong_impersonation};
 use crate::members::Members;
 use crate::url::registrable;
 
@@ -102,7 +102,7 @@ pub fn targeting(messages: &mut [Analysed], members: &Members) {
 /// Whether a message takes part in campaign finding. A read-receipt pixel in a person's
 /// mail is their own choice, not a campaign.
 fn candidate(m: &Analysed) -> bool {
-    (m.score(Analyser::Beacon) > 0 && !m.read_receipt) || m.score(Analyser::Impersonation) >= 2
+    (m.score(Analyser::Beacon) > 0 && !m.read_receipt) || m.score(Analyser::Impersonation) >= 2 || m.score(Analyser::Evasion) > 0
 }
 
 struct UnionFind(Vec<usize>);
@@ -143,8 +143,11 @@ pub fn cluster(messages: &[Analysed], ctx: &Context) -> Vec<Vec<usize>> {
             };
             let mut keys: Vec<u64> = Vec::new();
             for u in m.urls.iter().filter(|u| u.beacon || !u.tokens.is_empty()) {
-                // A mass-mailing service's tracking host is shared by its customers: key by sender too.
-                if ctx.lists.is_bulk_mailer(&u.host) {
+                // A mass-mailing service's tracking host is shared by its customers, and an
+                // established third party's (an ad network, a CDN, a publisher) by everyone
+                // who embeds it: key by sender too. A campaign's own tracker joins across senders.
+                let host_reg = registrable(&u.host);
+                if ctx.lists.is_bulk_mailer(&u.host) || (host_reg != from_reg && ctx.lists.established(host_reg).is_some()) {
                     keys.push(h(&["tpl", &u.template, from_reg]));
                 } else {
                     keys.push(h(&["tpl", &u.template]));
@@ -199,8 +202,9 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
     let recipients: HashSet<&String> = group.iter().flat_map(|&i| messages[i].recipients.iter()).collect();
     let tokened = group.iter().filter(|&&i| messages[i].urls.iter().any(|u| !u.tokens.is_empty())).count();
     let personal = group.iter().filter(|&&i| !messages[i].list_mail && !messages[i].automatic).count();
-    let senders: BTreeSet<&str> =
-        group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| f.address.as_str())).collect();
+    // Per-recipient sender addresses (a token in the local part) are one account.
+    let senders: BTreeSet<String> =
+        group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| sender_account(&f.address))).collect();
     let mut added = Vec::new();
     let n_rcpt = recipients.len();
     if n_rcpt >= 10 && tokened * 2 >= group.len() && personal * 2 >= group.len() {
@@ -224,23 +228,62 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
     }
 }
 
-/// The severity of one message from its signals: a beacon alone is low; impersonation or
-/// a bulk personal-looking send is needed for more; with a beacon, novelty and protected
-/// recipients as well it is high.
+/// A sender address with per-recipient tokens in its local part blanked
+/// (`online#3.19578.34-uggtgzfn19nar9rr.1@newsletter.online.com` → one account).
+pub fn sender_account(address: &str) -> String {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let mut out = String::with_capacity(address.len());
+    let mut seg = String::new();
+    let flush = |seg: &mut String, out: &mut String| {
+        let digits = seg.bytes().filter(u8::is_ascii_digit).count();
+        let token = (seg.len() >= 8 && digits > 0 && digits < seg.len()) || (digits > 0 && digits == seg.len());
+        out.push_str(if token { "{t}" } else { seg });
+        seg.clear();
+    };
+    for c in local.chars() {
+        if matches!(c, '.' | '-' | '_' | '+' | '=' | '#') {
+            flush(&mut seg, &mut out);
+            out.push(c);
+        } else {
+            seg.push(c);
+        }
+    }
+    flush(&mut seg, &mut out);
+    format!("{out}@{domain}")
+}
+
+/// The severity of one message from its signals. Every step names the kinds it needs, so
+/// each grade is explained by the signals shown with it:
+/// - informational: no beacon, no impersonation, no evasion;
+/// - low: anything else short of medium (a beacon alone, a read receipt, weak impersonation
+///   such as a styled name or a persona word, a padded header alone);
+/// - medium: a *strong* impersonation (look-alike sender or link, a display name claiming a
+///   known identity, a known outlet's own domain failing the gateway's authentication) of
+///   score 3, or of score 2 with a beacon; or a beacon with a padded header; or a beacon
+///   with a personal-looking bulk send (one message, many recipients, each with its own
+///   token) from a sender that is not established or authenticated;
+/// - high: medium with a beacon, protected recipients, and novelty or that bulk send, with
+///   all the scores together at least 8.
 pub fn message_severity(m: &Analysed) -> Severity {
     let b = m.score(Analyser::Beacon);
     let i = m.score(Analyser::Impersonation);
     let n = m.score(Analyser::Novelty);
     let p = m.score(Analyser::Targeting);
     let s = m.score(Analyser::Bulk);
-    if b == 0 && i == 0 {
+    let e = m.score(Analyser::Evasion);
+    if b == 0 && i == 0 && e == 0 {
         return Severity::Informational;
     }
-    let core = if b == 0 { i >= 3 } else { i >= 2 || s >= 2 };
+    let strong = m.signals.iter().filter(|x| x.analyser == Analyser::Impersonation && strong_impersonation(x.kind)).map(|x| x.score as u32).max().unwrap_or(0);
+    let spoofed = m.signals.iter().any(|x| x.kind == SignalKind::SpoofedDomain);
+    let vouched = !spoofed && m.signals.iter().any(|x| matches!(x.kind, SignalKind::Established | SignalKind::Authenticated));
+    let personal_bulk = m.signals.iter().any(|x| x.kind == SignalKind::PersonalBulk) && !vouched;
+    let core = if b == 0 { strong >= 3 && i >= 3 } else { (strong >= 2 && i >= 2) || personal_bulk || e > 0 };
     if !core || (m.read_receipt && i < 2) {
         return Severity::Low;
     }
-    if b > 0 && p > 0 && (n > 0 || s > 0) && b + i + n + p + s >= 8 {
+    let bulk = if vouched { 0 } else { s };
+    if b > 0 && p > 0 && (n > 0 || bulk > 0) && b + i + n + p + bulk + e >= 8 {
         return Severity::High;
     }
     Severity::Medium
@@ -250,4 +293,17 @@ pub fn message_severity(m: &Analysed) -> Severity {
 pub fn campaign_id(messages: &[Analysed], group: &[usize]) -> String {
     let min = group.iter().map(|&i| messages[i].message_id.as_str()).min().unwrap_or("");
     format!("camp-{:012x}", xxh3_64(min.as_bytes()) & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_recipient_sender_addresses_are_one_account() {
+        assert_eq!(sender_account("online#3.19578.34-uggtgzfn19nar9rr.1@newsletter.online.com"), "online#{t}.{t}.{t}-{t}.{t}@newsletter.online.com");
+        assert_eq!(sender_account("online#3.21186.45-m2NUOKj6j6GVpsRR.1@newsletter.online.com"), sender_account("online#3.19578.34-uggtgzfn19nar9rr.1@newsletter.online.com"));
+        assert_eq!(sender_account("d.wright@nropnews.com"), "d.wright@nropnews.com");
+        assert_ne!(sender_account("d.wright@nropnews.com"), sender_account("m.hale@nropnews.com"));
+    }
 }

@@ -36,6 +36,14 @@ pub fn judge(c: &mut Campaign, iocs: Option<&portcullis_intel::IocSet>) {
     if c.members_targeted > 0 {
         ev.push((10, format!("{} protected members among the recipients", c.members_targeted)));
     }
+    if !has(Analyser::Impersonation, 2)
+        && let Some(s) = c.signals.iter().find(|s| matches!(s.kind, SignalKind::Authenticated | SignalKind::Established))
+    {
+        ev.push((-20, format!("no impersonation, and the sender is vouched for: {}", s.what)));
+    }
+    if has(Analyser::Evasion, 1) {
+        ev.push((10, "headers padded past what mail readers take (an evasion)".into()));
+    }
     if c.signals.iter().any(|s| s.kind == SignalKind::ListHeaders) && !has(Analyser::Impersonation, 2) {
         ev.push((-30, "list headers and no impersonation: the shape of an ordinary newsletter".into()));
     }

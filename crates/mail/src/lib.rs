@@ -202,14 +202,18 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
         .map(|path| {
             let mut out = Vec::new();
             let mut problems = Vec::new();
-            let mut batch: Vec<(Location, Vec<u8>)> = Vec::new();
+            let mut batch: Vec<(Location, Vec<u8>, u64)> = Vec::new();
             let mut batch_bytes = 0usize;
             let mut bad = 0usize;
-            let flush = |batch: &mut Vec<(Location, Vec<u8>)>, out: &mut Vec<Analysed>, problems: &mut Vec<&'static str>, bad: &mut usize| {
+            let flush = |batch: &mut Vec<(Location, Vec<u8>, u64)>, out: &mut Vec<Analysed>, problems: &mut Vec<&'static str>, bad: &mut usize| {
                 let results: Vec<Result<Analysed, (Location, String)>> = std::mem::take(batch)
                     .into_par_iter()
-                    .map(|(loc, raw)| {
-                        let mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
+                    .map(|(loc, raw, dropped)| {
+                        let mut mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
+                        if dropped > 0 {
+                            // A mailbox reader dropped header lines over 1 MiB: the same evasion.
+                            mail.header_dropped = Some(mail.header_dropped.unwrap_or(0) + dropped as usize);
+                        }
                         if opts.parse_only {
                             return Ok(Analysed::placeholder(loc, mail.problems));
                         }
@@ -236,9 +240,9 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
                     }
                 }
             };
-            let result = portcullis_mailbox::read_file(path, |loc, bytes| {
+            let result = portcullis_mailbox::read_file(path, |loc, bytes, dropped| {
                 batch_bytes += bytes.len();
-                batch.push((loc, bytes.to_vec()));
+                batch.push((loc, bytes.to_vec(), dropped));
                 if batch_bytes >= BATCH_BYTES {
                     flush(&mut batch, &mut out, &mut problems, &mut bad);
                     batch_bytes = 0;
@@ -332,6 +336,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             m.signals.retain(|s| s.analyser != Analyser::Impersonation);
         }
     }
+    skip_relays(&mut messages, &ctx.lists);
     campaign::novelty(&mut messages, &ctx);
     campaign::targeting(&mut messages, &opts.members);
     let groups = campaign::cluster(&messages, &ctx);
@@ -384,6 +389,7 @@ impl Analysed {
             list_mail: false,
             automatic: false,
             read_receipt: false,
+            public_hops: Vec::new(),
             urls: Vec::new(),
             skeleton: None,
             attachments: Vec::new(),
@@ -396,11 +402,51 @@ impl Analysed {
 
 /// Drops what only campaign candidates need, to keep a large corpus small in memory.
 fn slim(mut a: Analysed) -> Analysed {
-    if a.score(Analyser::Beacon) == 0 && a.score(Analyser::Impersonation) < 2 {
+    if a.score(Analyser::Beacon) == 0 && a.score(Analyser::Impersonation) < 2 && a.score(Analyser::Evasion) == 0 {
         a.urls = Vec::new();
         a.attachments = Vec::new();
     }
     a
+}
+
+/// A hop that hands over mail from this many different sender domains is a relay in front
+/// of the institution (its filtering service, a forwarder), not a sender; so is one that
+/// hands over mail from [`RELAY_SOME`] domains of which [`RELAY_ESTABLISHED`] are
+/// established (a forwarder carries well-known senders' mail; a campaign's server does not).
+const RELAY_DOMAINS: usize = 20;
+const RELAY_SOME: usize = 4;
+const RELAY_ESTABLISHED: usize = 2;
+
+/// Replaces a sending address that is really a relay in front of the institution (the first
+/// public hop of mail from many sender domains) with the next public hop below it, so one
+/// forwarder does not join every message into one campaign or become a campaign indicator.
+fn skip_relays(messages: &mut [Analysed], lists: &Lists) {
+    let mut domains: HashMap<std::net::IpAddr, BTreeSet<&str>> = HashMap::new();
+    for m in messages.iter() {
+        if let Some(ip) = m.sending_ip {
+            let d = domains.entry(ip).or_default();
+            if d.len() < RELAY_DOMAINS {
+                d.insert(url::registrable(m.from_domain()));
+            }
+        }
+    }
+    let relays: std::collections::HashSet<std::net::IpAddr> = domains
+        .into_iter()
+        .filter(|(_, d)| {
+            d.len() >= RELAY_DOMAINS || (d.len() >= RELAY_SOME && d.iter().filter(|x| lists.established(x).is_some()).count() >= RELAY_ESTABLISHED)
+        })
+        .map(|(ip, _)| ip)
+        .collect();
+    if relays.is_empty() {
+        return;
+    }
+    for m in messages.iter_mut() {
+        if m.sending_ip.is_some_and(|ip| relays.contains(&ip)) {
+            let next = m.public_hops.iter().find(|(ip, _)| !relays.contains(ip)).cloned();
+            m.sending_ip = next.as_ref().map(|h| h.0);
+            m.sending_host = next.and_then(|h| h.1);
+        }
+    }
 }
 
 /// The domain most messages are addressed to is the institution's own.
