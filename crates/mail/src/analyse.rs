@@ -130,9 +130,9 @@ pub struct Analysed {
     pub automatic: bool,
     /// The beacon is a read-receipt service's pixel (a person's choice, not a campaign's).
     pub read_receipt: bool,
-    /// Public Received hops, newest first (address, host), for finding the real sender
-    /// behind the institution's own relays and forwarders.
-    pub public_hops: Vec<(IpAddr, Option<String>)>,
+    /// Public addresses of the Received hops below the sending one, newest first, for
+    /// finding the real sender behind the institution's own relays and forwarders.
+    pub public_hops: Vec<IpAddr>,
     pub urls: Vec<UrlRef>,
     pub skeleton: Option<u64>,
     pub attachments: Vec<Attachment>,
@@ -163,7 +163,8 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(lists: Lists, internal: Vec<String>) -> Context {
+    pub fn new(mut lists: Lists, internal: Vec<String>) -> Context {
+        lists.reindex();
         Context { lists, internal, lookalikes: Default::default() }
     }
 
@@ -206,8 +207,7 @@ const URLS_PER_MESSAGE: usize = 64;
 pub fn analyse(mail: Mail, location: Location, raw_hash: u64, ctx: &Context) -> Analysed {
     let recipients: Vec<String> = mail.recipients.iter().map(|r| r.address.clone()).collect();
     let sending = mail.received.iter().find(|h| h.from_ip.is_some_and(is_public));
-    let public_hops: Vec<(IpAddr, Option<String>)> =
-        mail.received.iter().filter_map(|h| h.from_ip.filter(|ip| is_public(*ip)).map(|ip| (ip, h.from_host.clone()))).take(6).collect();
+    let public_hops: Vec<IpAddr> = mail.received.iter().filter_map(|h| h.from_ip.filter(|ip| is_public(*ip))).skip(1).take(4).collect();
     let mut a = Analysed {
         location,
         message_id: mail.message_id.clone().unwrap_or_else(|| format!("sha:{raw_hash:016x}")),
@@ -309,7 +309,7 @@ fn verp(local: &str, recipients: &[String]) -> bool {
 fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
     let from_reg = registrable(a.from_domain()).to_string();
     let dkim: Vec<String> = a.dkim_domains.iter().map(|d| registrable(d).to_string()).collect();
-    let owner = ctx.lists.identities.iter().find(|id| id.owns(&from_reg));
+    let owner = ctx.lists.owner_of(&from_reg).map(|i| &ctx.lists.identities[i]);
     let own = |host: &str| {
         let r = registrable(host);
         r == from_reg || dkim.iter().any(|d| d == r) || owner.is_some_and(|id| id.owns(r))
@@ -522,6 +522,8 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             score: 3,
             what: format!("From claims {}'s own domain {reg}, but the receiving gateway's authentication failed ({why})", ctx.lists.identities[*i].name),
         }),
+        // Said only where it can matter: a message with a beacon or an impersonation.
+        _ if a.score(Analyser::Beacon) == 0 && found.is_empty() && a.reply_to.is_empty() => {}
         (Some(e), AuthVerdict::Pass(why)) => benign.push(Signal {
             analyser: Analyser::Sender,
             kind: SignalKind::Authenticated,
@@ -532,10 +534,23 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
         _ => {}
     }
     let lookalikes = ctx.lookalikes_of(&label);
-    // The user's protected identities first: they are the more specific claim.
-    let ids = ctx.lists.identities.iter().enumerate();
-    for (i, id) in ids.clone().filter(|(_, id)| id.user_supplied).chain(ids.filter(|(_, id)| !id.user_supplied)) {
-        if id.owns(&reg) {
+    // Only identities something points at: a look-alike label, the exact label, or the first
+    // word of their name in the display name. The user's protected identities first: they
+    // are the more specific claim.
+    let lists = &ctx.lists;
+    let mut candidates: Vec<usize> = lookalikes.iter().map(|(j, _, _)| *j).collect();
+    candidates.extend(lists.by_label.get(&label).into_iter().flatten());
+    for part in &display_parts {
+        for w in part {
+            candidates.extend(lists.by_first_word.get(*w).into_iter().flatten());
+        }
+    }
+    candidates.sort_unstable_by_key(|&j| (!lists.identities[j].user_supplied, j));
+    candidates.dedup();
+    let owner = lists.owner_of(&reg);
+    for i in candidates {
+        let id = &lists.identities[i];
+        if owner == Some(i) || id.owns(&reg) {
             continue;
         }
         let exact = id.labels.iter().zip(&id.ordinary).find(|(b, ord)| **b == label && !**ord && b.len() >= 3).map(|(b, _)| (b.clone(), LookAlike::OtherDomain));
@@ -590,7 +605,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
         seen_hosts.push(&u.host);
         let host = decode_punycode(&u.host);
         let host_reg = registrable(&host);
-        if ctx.lists.established(host_reg).is_some() {
+        if host_reg == reg || ctx.lists.established(host_reg).is_some() {
             continue;
         }
         let l = host_reg.split('.').next().unwrap_or("").to_string();

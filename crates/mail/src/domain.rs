@@ -87,6 +87,11 @@ pub struct Lists {
     pub popular: DomainSet,
     /// Suffixes only vetted institutions can register under (`data/restricted-suffixes.txt`).
     pub restricted_suffixes: Vec<String>,
+    /// Indexes over `identities` (see [`Lists::reindex`]): owner by domain, identities by
+    /// exact brand label, and by the first word of their name.
+    pub owners: std::collections::HashMap<String, usize, Xxh3Builder>,
+    pub by_label: std::collections::HashMap<String, Vec<usize>, Xxh3Builder>,
+    pub by_first_word: std::collections::HashMap<String, Vec<usize>, Xxh3Builder>,
 }
 
 fn lines(text: &str) -> impl Iterator<Item = &str> {
@@ -122,7 +127,42 @@ impl Lists {
             read_receipt_hosts: set(include_str!("../data/read-receipt-hosts.txt")),
             popular: set(include_str!("../data/popular-domains.txt")),
             restricted_suffixes: lines(include_str!("../data/restricted-suffixes.txt")).map(str::to_string).collect(),
+            owners: Default::default(),
+            by_label: Default::default(),
+            by_first_word: Default::default(),
         }
+        .reindexed()
+    }
+
+    fn reindexed(mut self) -> Lists {
+        self.reindex();
+        self
+    }
+
+    /// Rebuilds the indexes over `identities` (after adding to them by hand).
+    pub fn reindex(&mut self) {
+        self.owners.clear();
+        self.by_label.clear();
+        self.by_first_word.clear();
+        for (i, id) in self.identities.iter().enumerate() {
+            for d in id.domains.iter().chain(&id.infrastructure) {
+                self.owners.entry(d.clone()).or_insert(i);
+            }
+            for l in &id.labels {
+                self.by_label.entry(l.clone()).or_default().push(i);
+            }
+            if let Some(w) = id.name_words.first() {
+                self.by_first_word.entry(w.clone()).or_default().push(i);
+            }
+        }
+    }
+
+    /// The identity whose own (or infrastructure) domain `reg` is.
+    pub fn owner_of(&self, reg: &str) -> Option<usize> {
+        if self.owners.is_empty() {
+            return self.identities.iter().position(|id| id.owns(reg));
+        }
+        self.owners.get(reg).copied()
     }
 
     /// Whether a registrable domain is established, and why: a known identity's own domain,
@@ -131,7 +171,7 @@ impl Lists {
         if reg.is_empty() {
             return None;
         }
-        if let Some(i) = self.identities.iter().position(|id| id.owns(reg)) {
+        if let Some(i) = self.owner_of(reg) {
             return Some(Established::Own(i));
         }
         if self.popular.contains(reg) {
@@ -179,6 +219,7 @@ impl Lists {
             self.identities.push(Identity::new(name, domains, labels, true));
             n += 1;
         }
+        self.reindex();
         Ok(n)
     }
 }
@@ -436,6 +477,9 @@ fn split_news_words(s: &str) -> bool {
 /// QWERTY keys next to each other: a slip of the finger, the substitution typosquatters use.
 fn neighbours(a: char, b: char) -> bool {
     const ROWS: [&str; 4] = ["1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm"];
+    if !a.is_ascii_alphanumeric() || !b.is_ascii_alphanumeric() {
+        return false;
+    }
     let pos = |c: char| ROWS.iter().enumerate().find_map(|(r, row)| row.find(c).map(|x| (r as i32, x as i32)));
     match (pos(a), pos(b)) {
         (Some((ra, xa)), Some((rb, xb))) => (ra - rb).abs() <= 1 && (xa - xb).abs() <= 1 && (ra != rb || xa != xb),
@@ -552,7 +596,8 @@ pub fn looks_like_skeleton(label: &str, sl: &str, brand: &str, sb: &str, ordinar
     let allow = allowance(brand.chars().count());
     for (l, b) in forms {
         for (core, rest) in affix_splits(l) {
-            let near = core == b || (allow > 0 && weighted_distance(core, b, allow) <= allow);
+            // Every dropped or added letter costs at least ½: lengths further apart cannot be near.
+            let near = core == b || (allow > 0 && core.len().abs_diff(b.len()) <= allow && weighted_distance(core, b, allow) <= allow);
             if !near {
                 continue;
             }

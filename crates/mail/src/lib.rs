@@ -442,9 +442,8 @@ fn skip_relays(messages: &mut [Analysed], lists: &Lists) {
     }
     for m in messages.iter_mut() {
         if m.sending_ip.is_some_and(|ip| relays.contains(&ip)) {
-            let next = m.public_hops.iter().find(|(ip, _)| !relays.contains(ip)).cloned();
-            m.sending_ip = next.as_ref().map(|h| h.0);
-            m.sending_host = next.and_then(|h| h.1);
+            m.sending_ip = m.public_hops.iter().find(|ip| !relays.contains(ip)).copied();
+            m.sending_host = None;
         }
     }
 }
