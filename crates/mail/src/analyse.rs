@@ -159,7 +159,7 @@ pub struct Context {
     pub internal: Vec<String>,
     /// Domain label → the identities (index, brand label, how) it looks like; labels repeat
     /// across a corpus, so each is compared with the lists once.
-    pub lookalikes: std::sync::Mutex<LookalikeCache>,
+    pub lookalikes: std::sync::RwLock<LookalikeCache>,
 }
 
 impl Context {
@@ -170,7 +170,7 @@ impl Context {
 
     /// The identities whose brand labels `label` looks like (without being them).
     pub fn lookalikes_of(&self, label: &str) -> Vec<(usize, String, LookAlike)> {
-        if let Some(v) = self.lookalikes.lock().unwrap_or_else(|p| p.into_inner()).get(label) {
+        if let Some(v) = self.lookalikes.read().unwrap_or_else(|p| p.into_inner()).get(label) {
             return v.clone();
         }
         let sl = skeleton(label);
@@ -188,7 +188,7 @@ impl Context {
                 found.push((i, b.clone(), how));
             }
         }
-        let mut cache = self.lookalikes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.lookalikes.write().unwrap_or_else(|p| p.into_inner());
         if cache.len() < 1_000_000 {
             cache.insert(label.to_string(), found.clone());
         }
@@ -288,7 +288,8 @@ fn bulk(mail: &Mail, a: &mut Analysed, ctx: &Context) {
     }
     if a.list_mail {
         a.signals.push(Signal {
-            analyser: Analyser::Bulk, kind: SignalKind::ListHeaders,
+            analyser: Analyser::Bulk,
+            kind: SignalKind::ListHeaders,
             score: 0,
             what: format!("list/bulk headers: {}", mail.bulk_headers.join(", ")),
         });
@@ -375,7 +376,8 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
             {
                 redirect_noted = true;
                 a.signals.push(Signal {
-                    analyser: Analyser::Beacon, kind: SignalKind::Redirector,
+                    analyser: Analyser::Beacon,
+                    kind: SignalKind::Redirector,
                     score: 1,
                     what: format!("link through a redirector: {} → {}", u.host, target.host),
                 });
@@ -639,15 +641,17 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             what: format!("the receiving gateway's authentication of {reg} failed ({why})"),
         });
     }
-    if established.is_none() && !freemail && found.iter().all(|s| s.score < 3) {
-        if let Some(w) = PERSONA_WORDS.iter().find(|w| w.len() >= 4 && label.len() > w.len() + 2 && (label.ends_with(**w) || label.starts_with(**w))) {
-            found.push(Signal {
-                analyser: Analyser::Impersonation,
-                kind: SignalKind::StyledAsOutlet,
-                score: 1,
-                what: format!("{reg} is styled as a news outlet (\"{w}\") but is not a known one"),
-            });
-        }
+    if established.is_none()
+        && !freemail
+        && found.iter().all(|s| s.score < 3)
+        && let Some(w) = PERSONA_WORDS.iter().find(|w| w.len() >= 4 && label.len() > w.len() + 2 && (label.ends_with(**w) || label.starts_with(**w)))
+    {
+        found.push(Signal {
+            analyser: Analyser::Impersonation,
+            kind: SignalKind::StyledAsOutlet,
+            score: 1,
+            what: format!("{reg} is styled as a news outlet (\"{w}\") but is not a known one"),
+        });
     }
     if !legit_outlet && found.iter().all(|s| s.score < 3) {
         let lower = display.to_lowercase();

@@ -70,7 +70,8 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
             }
             Some(&first) if first != i64::MIN && t != i64::MAX && t - first < NEW_DOMAIN_DAYS * 86_400_000_000 => {
                 signals.push(Signal {
-                    analyser: Analyser::Novelty, kind: SignalKind::RecentDomain,
+                    analyser: Analyser::Novelty,
+                    kind: SignalKind::RecentDomain,
                     score: 1,
                     what: format!("{reg} first seen {} (under {NEW_DOMAIN_DAYS} days before)", Timestamp(first)),
                 });
@@ -209,7 +210,8 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
     let n_rcpt = recipients.len();
     if n_rcpt >= 10 && tokened * 2 >= group.len() && personal * 2 >= group.len() {
         added.push(Signal {
-            analyser: Analyser::Bulk, kind: SignalKind::PersonalBulk,
+            analyser: Analyser::Bulk,
+            kind: SignalKind::PersonalBulk,
             score: 2,
             what: format!(
                 "one personal-looking message (no unsubscribe or list headers) sent to {n_rcpt} recipients, each with its own token"
@@ -218,7 +220,8 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
     }
     if senders.len() >= 3 && personal * 2 >= group.len() {
         added.push(Signal {
-            analyser: Analyser::Bulk, kind: SignalKind::SharedInfrastructure,
+            analyser: Analyser::Bulk,
+            kind: SignalKind::SharedInfrastructure,
             score: 1,
             what: format!("{} sender accounts share one template and sending infrastructure", senders.len()),
         });

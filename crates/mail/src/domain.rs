@@ -496,7 +496,7 @@ fn neighbours(a: char, b: char) -> bool {
 pub fn weighted_distance(a: &str, b: &str, max: usize) -> usize {
     let a: Vec<char> = a.chars().take(128).collect();
     let b: Vec<char> = b.chars().take(128).collect();
-    if a.len().abs_diff(b.len()) * 1 > max {
+    if a.len().abs_diff(b.len()) > max {
         return max + 1;
     }
     let (n, m) = (a.len(), b.len());
@@ -670,7 +670,7 @@ mod tests {
         assert_eq!(decode_punycode("xn--80ak6aa92e.com"), "аррӏе.com");
         assert_eq!(decode_punycode("xn--bcher-kva.example"), "bücher.example");
         assert_eq!(decode_punycode("xn--zz!.com"), "xn--zz!.com");
-        assert_eq!(skeleton("аррӏе"), "apple".replace('l', "l"));
+        assert_eq!(skeleton("аррӏе"), "apple");
     }
 
     #[test]
@@ -744,7 +744,7 @@ mod tests {
         assert_eq!(l.established("nropnews.com"), None);
         assert_eq!(l.established("edu"), None);
         let guardian = l.identities.iter().find(|i| i.name == "The Guardian").unwrap();
-        assert_eq!(guardian.ordinary[guardian.labels.iter().position(|x| x == "guardian").unwrap()], true);
+        assert!(guardian.ordinary[guardian.labels.iter().position(|x| x == "guardian").unwrap()]);
         assert!(guardian.owns("guim.co.uk"));
     }
 }

@@ -197,7 +197,8 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     let unreadable = Mutex::new((Vec::<String>::new(), 0usize));
     let ctx_lists = &opts.lists;
     let ctx = analyse::Context::new(ctx_lists.clone(), opts.internal_domains.iter().map(|d| url::registrable(&d.to_ascii_lowercase()).to_string()).collect());
-    let per_file: Vec<(Option<FileReport>, Vec<Analysed>, Vec<&'static str>, Option<String>)> = files
+    type PerFile = (Option<FileReport>, Vec<Analysed>, Vec<&'static str>, Option<String>);
+    let per_file: Vec<PerFile> = files
         .par_iter()
         .map(|path| {
             let mut out = Vec::new();
@@ -277,7 +278,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             }
         })
         .collect();
-    let mut messages: Vec<Analysed> = Vec::new();
+    let mut messages: Vec<Analysed> = Vec::with_capacity(per_file.iter().map(|f| f.1.len()).sum());
     for (fr, msgs, problems, err) in per_file {
         if let Some(fr) = fr {
             report.bytes += fr.bytes;
@@ -302,28 +303,31 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     // The same message from several exports (journal, mailbox, user report) is one message:
     // the copy read first (largest file first, then path order) stays, later copies add
     // their recipients.
-    let mut first: HashMap<u128, usize> = HashMap::with_capacity(messages.len());
-    let mut merged: Vec<Analysed> = Vec::with_capacity(messages.len());
-    for m in messages {
-        let key = xxhash_rust::xxh3::xxh3_128(m.message_id.as_bytes());
+    // In place: a later copy gives its recipients to the first and is dropped.
+    let mut first: HashMap<u128, usize, xxhash_rust::xxh3::Xxh3Builder> = HashMap::with_capacity_and_hasher(messages.len(), Default::default());
+    let mut keep = vec![true; messages.len()];
+    for i in 0..messages.len() {
+        let key = xxhash_rust::xxh3::xxh3_128(messages[i].message_id.as_bytes());
         match first.get(&key) {
-            Some(&i) => {
+            Some(&j) => {
                 report.duplicates += 1;
-                let last = &mut merged[i];
-                for r in m.recipients {
+                keep[i] = false;
+                let rs = std::mem::take(&mut messages[i].recipients);
+                let last = &mut messages[j];
+                for r in rs {
                     if !last.recipients.contains(&r) {
                         last.recipients.push(r);
                     }
                 }
             }
             None => {
-                first.insert(key, merged.len());
-                merged.push(m);
+                first.insert(key, i);
             }
         }
     }
     drop(first);
-    let mut messages = merged;
+    let mut k = keep.iter();
+    messages.retain(|_| *k.next().unwrap_or(&true));
 
     let mut ctx = ctx;
     if ctx.internal.is_empty() {

@@ -132,7 +132,7 @@ mod tests {
         std::fs::write(dir.join("Maildir/cur/1612345678.M1P1.host:2,S"), eml).unwrap();
         std::fs::write(dir.join("box.mbox"), format!("From a Mon Jan  1 00:00:00 2024\n{eml}\nFrom b Mon Jan  1 00:00:00 2024\n{eml}")).unwrap();
         std::fs::write(dir.join("notes.txt"), "hello").unwrap();
-        let (files, errors) = collect_files(&[dir.clone()]);
+        let (files, errors) = collect_files(std::slice::from_ref(&dir));
         assert!(errors.is_empty());
         let mut seen = Vec::new();
         let mut kinds = Vec::new();
