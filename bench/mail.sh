@@ -9,8 +9,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 scale=${1:-3}; runs=${2:-3}
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-bin=$here/target/release/portcullis
+# Only the binary is built, into $CARGO_TARGET_DIR when set (as cargo itself does).
+cargo build --release --quiet --manifest-path "$here/Cargo.toml" -p portcullis-cli
+bin=${CARGO_TARGET_DIR:-$here/target}/release/portcullis
 work=${BENCH_DIR:-$(mktemp -d)}
 [ -z "${BENCH_DIR:-}" ] && trap 'rm -rf "$work"' EXIT
 if [ ! -f "$work/parl/truth.json" ] || ! python3 -c "import json,sys; sys.exit(0 if json.load(open('$work/parl/truth.json'))['scale'] == float('$scale') else 1)"; then

@@ -132,6 +132,14 @@ pub fn run(a: MailArgs) -> Result<u8, Fatal> {
         let why = if report.errors.is_empty() { "no EML, MBOX or Maildir mail found".to_string() } else { report.errors.join("; ") };
         return Err(Fatal(format!("{why} under {}", a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))));
     }
+    if report.messages == 0 {
+        // Mail files were found but not one message in them could be read: an error, as for no mail.
+        let why = match report.unreadable.first() {
+            Some(first) => format!("no message could be read ({} unreadable; first: {})", report.unreadable_count, esc(first)),
+            None => "no message could be read (the mail files hold none)".to_string(),
+        };
+        return Err(Fatal(format!("{why} under {}", a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))));
+    }
     let seconds = started.elapsed().as_secs_f64();
     if a.parse_only {
         println!(

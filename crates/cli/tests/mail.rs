@@ -1,6 +1,12 @@
 //! `mail` on the simulated parliament: the planted campaign is found as one campaign with
 //! every planted recipient (recall 100%) and each recipient's grade equals truth.json; no
 //! benign sender or newsletter is above low; results land in the case file; exit codes hold.
+//! And on real, legitimate mail nobody here wrote: no sender above low.
+//!
+//! Real mail comes from `../shared/real/spamassassin` (beside the repository; never copied
+//! into it). Scheme: the test runs whenever that folder exists; when it is missing it says
+//! so on stderr and returns, unless `PORTCULLIS_REQUIRE_SHARED=1` is set (as CI, which has
+//! `shared/` beside its clone, should), in which case a missing folder fails the test.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -123,4 +129,52 @@ fn without_logs_grades_stay_received_and_say_so() {
     let st = run(bin().arg("mail").arg(&empty));
     assert_eq!(st.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&st.stderr).contains("no EML, MBOX or Maildir mail found"));
+    // Mail files none of whose messages can be read: exit 1, saying why.
+    let unreadable = dir.path().join("unreadable");
+    std::fs::create_dir_all(&unreadable).unwrap();
+    let mut endless = b"From: a@example.org\r\nTo: b@parliament.example\r\nSubject: s\r\n".to_vec();
+    for _ in 0..30_000 {
+        endless.extend_from_slice(format!("Received: from {}\r\n", "r".repeat(60)).as_bytes());
+    }
+    std::fs::write(unreadable.join("endless.eml"), endless).unwrap();
+    let st = run(bin().arg("mail").arg(&unreadable).arg("-q"));
+    assert_eq!(st.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&st.stderr).contains("no message could be read"), "{}", String::from_utf8_lossy(&st.stderr));
+}
+
+/// `../shared/real/<name>` beside the repository, or None (after saying so) when it is
+/// missing and `PORTCULLIS_REQUIRE_SHARED` is not `1`; a missing folder with it set panics.
+fn shared(name: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/real").join(name);
+    if p.is_dir() {
+        return Some(p);
+    }
+    if std::env::var("PORTCULLIS_REQUIRE_SHARED").as_deref() == Ok("1") {
+        panic!("{} is missing and PORTCULLIS_REQUIRE_SHARED=1", p.display());
+    }
+    eprintln!("SKIPPED: {} is missing (set PORTCULLIS_REQUIRE_SHARED=1 to make this a failure)", p.display());
+    None
+}
+
+#[test]
+fn real_legitimate_mail_has_no_sender_above_low() {
+    let Some(corpus) = shared("spamassassin") else { return };
+    assert!(corpus.join("easy_ham").is_dir() && corpus.join("hard_ham").is_dir(), "both folders: {}", corpus.display());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("parl");
+    let st = run(bin().args(["simulate", "parliament", "--scale", "0.05", "--out"]).arg(&data));
+    assert!(st.status.success());
+    let st = run(bin().arg("mail").arg(&corpus).arg("--members").arg(data.join("members.csv")).args(["--format", "jsonl", "-q"]));
+    assert_eq!(st.status.code(), Some(0), "{}", String::from_utf8_lossy(&st.stderr));
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&st.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary = records.iter().find(|r| r["kind"] == "mail_summary").unwrap();
+    assert_eq!(summary["messages"], 2750, "every message of easy_ham (2,500) and hard_ham (250) read: {summary}");
+    assert_eq!(summary["unreadable"], 0, "{summary}");
+    let sev = &summary["message_severities"];
+    for level in ["medium", "high", "critical"] {
+        assert!(sev.get(level).is_none(), "no real message above low: {sev}");
+    }
+    for c in records.iter().filter(|r| r["kind"] == "campaign") {
+        assert_eq!(c["severity"], "low", "{}", serde_json::to_string_pretty(c).unwrap());
+    }
 }

@@ -9,7 +9,7 @@ use portcullis_event::Timestamp;
 use portcullis_mailbox::{Attachment, Location, Mail};
 use serde::Serialize;
 
-use crate::domain::{Identity, Lists, decode_punycode, skeleton};
+use crate::domain::{Established, Identity, LookAlike, Lists, decode_punycode, skeleton};
 use crate::html;
 use crate::url::{self, registrable};
 
@@ -22,12 +22,73 @@ pub enum Analyser {
     Novelty,
     Bulk,
     Targeting,
+    /// What is known in the sender's favour (an established domain, passed authentication):
+    /// score 0, shown so a low grade is explained.
+    Sender,
+    /// Evasion of reading: a header padded past what readers take.
+    Evasion,
+}
+
+/// What a signal observed, set where it is raised: severity, ATT&CK techniques and the
+/// judgement read this, never the signal's English text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// A hidden image or tracking-path image (an open beacon).
+    HiddenImage,
+    /// A read-receipt service's pixel in person-to-person mail.
+    ReadReceipt,
+    /// A link through a redirector to another domain.
+    Redirector,
+    /// The sender domain is punycode.
+    Punycode,
+    /// The sender domain looks like a known outlet's or protected identity's.
+    LookAlikeSender,
+    /// A link host looks like a known outlet's.
+    LookAlikeLink,
+    /// The display name claims a known outlet or protected identity the address is not on.
+    DisplayName,
+    /// Replies go to another domain.
+    ReplyTo,
+    /// The sender domain is styled as a news outlet.
+    StyledAsOutlet,
+    /// The display name presents a journalist or outlet.
+    PersonaName,
+    /// First mail from a domain.
+    NewDomain,
+    /// A domain first seen only days before.
+    RecentDomain,
+    /// First mail from this sender to its recipients.
+    NewCorrespondent,
+    /// Sent through a recognised mass-mailing service.
+    MassMailer,
+    /// List or bulk headers.
+    ListHeaders,
+    /// One personal-looking message to many recipients, each with its own token.
+    PersonalBulk,
+    /// Several sender accounts share one template and infrastructure.
+    SharedInfrastructure,
+    /// Sent to protected members.
+    ProtectedMember,
+    /// From claims a known identity's own domain and the receiving gateway's authentication failed.
+    SpoofedDomain,
+    /// Authentication failed for a sender that impersonates.
+    AuthFailure,
+    /// The sender domain passed the receiving gateway's aligned authentication.
+    Authenticated,
+    /// The sender domain is established (a known outlet's own, widely used, or restricted).
+    Established,
+    /// Bulk-mail infrastructure beyond a recognised service (bulk MTA, VERP bounce address).
+    BulkInfrastructure,
+    /// A header block padded past what readers take (1 MiB), dropped to read the rest.
+    PaddedHeader,
 }
 
 /// One explained observation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Signal {
     pub analyser: Analyser,
+    pub kind: SignalKind,
     pub score: u8,
     pub what: String,
 }
@@ -69,6 +130,9 @@ pub struct Analysed {
     pub automatic: bool,
     /// The beacon is a read-receipt service's pixel (a person's choice, not a campaign's).
     pub read_receipt: bool,
+    /// Public addresses of the Received hops below the sending one, newest first, for
+    /// finding the real sender behind the institution's own relays and forwarders.
+    pub public_hops: Vec<IpAddr>,
     pub urls: Vec<UrlRef>,
     pub skeleton: Option<u64>,
     pub attachments: Vec<Attachment>,
@@ -86,6 +150,8 @@ impl Analysed {
     }
 }
 
+type LookalikeCache = std::collections::HashMap<String, Vec<(usize, String, LookAlike)>, xxhash_rust::xxh3::Xxh3Builder>;
+
 /// Settings the analysers share.
 pub struct Context {
     pub lists: Lists,
@@ -93,29 +159,36 @@ pub struct Context {
     pub internal: Vec<String>,
     /// Domain label → the identities (index, brand label, how) it looks like; labels repeat
     /// across a corpus, so each is compared with the lists once.
-    pub lookalikes: std::sync::Mutex<std::collections::HashMap<String, Vec<(usize, String, &'static str)>, xxhash_rust::xxh3::Xxh3Builder>>,
+    pub lookalikes: std::sync::RwLock<LookalikeCache>,
 }
 
 impl Context {
-    pub fn new(lists: Lists, internal: Vec<String>) -> Context {
+    pub fn new(mut lists: Lists, internal: Vec<String>) -> Context {
+        lists.reindex();
         Context { lists, internal, lookalikes: Default::default() }
     }
 
     /// The identities whose brand labels `label` looks like (without being them).
-    pub fn lookalikes_of(&self, label: &str) -> Vec<(usize, String, &'static str)> {
-        if let Some(v) = self.lookalikes.lock().unwrap_or_else(|p| p.into_inner()).get(label) {
+    pub fn lookalikes_of(&self, label: &str) -> Vec<(usize, String, LookAlike)> {
+        if let Some(v) = self.lookalikes.read().unwrap_or_else(|p| p.into_inner()).get(label) {
             return v.clone();
         }
         let sl = skeleton(label);
         let mut found = Vec::new();
         for (i, id) in self.lists.identities.iter().enumerate() {
-            if let Some((b, how)) =
-                id.labels.iter().zip(&id.label_skeletons).find_map(|(b, sb)| crate::domain::looks_like_skeleton(label, &sl, b, sb).map(|h| (b, h)))
+            // The most telling match among its labels (look-alike characters before added words).
+            if let Some((b, how)) = id
+                .labels
+                .iter()
+                .zip(&id.label_skeletons)
+                .zip(&id.ordinary)
+                .filter_map(|((b, sb), ord)| crate::domain::looks_like_skeleton(label, &sl, b, sb, *ord).map(|h| (b, h)))
+                .min_by_key(|(_, h)| h.rank())
             {
                 found.push((i, b.clone(), how));
             }
         }
-        let mut cache = self.lookalikes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.lookalikes.write().unwrap_or_else(|p| p.into_inner());
         if cache.len() < 1_000_000 {
             cache.insert(label.to_string(), found.clone());
         }
@@ -134,6 +207,7 @@ const URLS_PER_MESSAGE: usize = 64;
 pub fn analyse(mail: Mail, location: Location, raw_hash: u64, ctx: &Context) -> Analysed {
     let recipients: Vec<String> = mail.recipients.iter().map(|r| r.address.clone()).collect();
     let sending = mail.received.iter().find(|h| h.from_ip.is_some_and(is_public));
+    let public_hops: Vec<IpAddr> = mail.received.iter().filter_map(|h| h.from_ip.filter(|ip| is_public(*ip))).skip(1).take(4).collect();
     let mut a = Analysed {
         location,
         message_id: mail.message_id.clone().unwrap_or_else(|| format!("sha:{raw_hash:016x}")),
@@ -151,6 +225,7 @@ pub fn analyse(mail: Mail, location: Location, raw_hash: u64, ctx: &Context) -> 
         list_mail: !mail.bulk_headers.is_empty(),
         automatic: mail.automatic,
         read_receipt: false,
+        public_hops,
         urls: Vec::new(),
         skeleton: None,
         attachments: mail.attachments.clone(),
@@ -161,7 +236,16 @@ pub fn analyse(mail: Mail, location: Location, raw_hash: u64, ctx: &Context) -> 
     bulk(&mail, &mut a, ctx);
     beacons(&mail, &mut a, ctx);
     if !ctx.is_internal(a.from_domain()) {
-        impersonation(&mut a, ctx);
+        let auth = auth_verdict(&trusted_auth(&mail, &ctx.internal), registrable(a.from_domain()));
+        impersonation(&mut a, ctx, &auth);
+    }
+    if let Some(n) = mail.header_dropped {
+        a.signals.push(Signal {
+            analyser: Analyser::Evasion,
+            kind: SignalKind::PaddedHeader,
+            score: 2,
+            what: format!("header block padded past 1 MiB: {n} bytes of oversized header fields dropped to read the rest"),
+        });
     }
     a
 }
@@ -184,24 +268,52 @@ fn bulk(mail: &Mail, a: &mut Analysed, ctx: &Context) {
     candidates.extend(mail.dkim_domains.iter().map(String::as_str));
     if let Some(relay) = candidates.into_iter().find(|h| ctx.lists.is_bulk_mailer(h)) {
         let relay = registrable(relay).to_string();
-        a.signals.push(Signal { analyser: Analyser::Bulk, score: 0, what: format!("sent through a mass-mailing service ({relay})") });
+        a.signals.push(Signal { analyser: Analyser::Bulk, kind: SignalKind::MassMailer, score: 0, what: format!("sent through a mass-mailing service ({relay})") });
         a.bulk_relay = Some(relay);
+    }
+    if a.bulk_relay.is_none() {
+        let mut infra = Vec::new();
+        if let Some(mta) = &mail.bulk_mta {
+            infra.push(format!("bulk-mail software {mta} in its Received headers"));
+        }
+        if let Some(rp) = &mail.return_path
+            && let Some((local, dom)) = rp.rsplit_once('@')
+            && verp(local, &a.recipients)
+        {
+            infra.push(format!("a per-recipient bounce address (VERP) at {}", registrable(dom)));
+        }
+        if !infra.is_empty() {
+            a.signals.push(Signal { analyser: Analyser::Bulk, kind: SignalKind::BulkInfrastructure, score: 0, what: infra.join("; ") });
+        }
     }
     if a.list_mail {
         a.signals.push(Signal {
             analyser: Analyser::Bulk,
+            kind: SignalKind::ListHeaders,
             score: 0,
             what: format!("list/bulk headers: {}", mail.bulk_headers.join(", ")),
         });
     }
 }
 
+/// A bounce address that encodes the recipient or a per-message token: how mass-mailing
+/// software tells which recipient bounced (`bounces+jane=example.org@`, `bounce-8f3KzQ1x@`).
+fn verp(local: &str, recipients: &[String]) -> bool {
+    let l = local.to_ascii_lowercase();
+    if recipients.iter().any(|r| r.split_once('@').is_some_and(|(u, d)| u.len() >= 3 && l.contains(u) && (l.contains(d) || l.contains(&d.replace('.', "=")))))
+    {
+        return true;
+    }
+    l.split(['+', '-', '.', '=', '_']).any(|part| part.len() >= 8 && part.bytes().any(|b| b.is_ascii_digit()) && part.bytes().any(|b| b.is_ascii_alphabetic()))
+}
+
 fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
     let from_reg = registrable(a.from_domain()).to_string();
     let dkim: Vec<String> = a.dkim_domains.iter().map(|d| registrable(d).to_string()).collect();
+    let owner = ctx.lists.owner_of(&from_reg).map(|i| &ctx.lists.identities[i]);
     let own = |host: &str| {
         let r = registrable(host);
-        r == from_reg || dkim.iter().any(|d| d == r)
+        r == from_reg || dkim.iter().any(|d| d == r) || owner.is_some_and(|id| id.owns(r))
     };
     let mut beacon_score = 0u8;
     let mut explained: Vec<String> = Vec::new();
@@ -265,6 +377,7 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
                 redirect_noted = true;
                 a.signals.push(Signal {
                     analyser: Analyser::Beacon,
+                    kind: SignalKind::Redirector,
                     score: 1,
                     what: format!("link through a redirector: {} → {}", u.host, target.host),
                 });
@@ -284,7 +397,8 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
         } else {
             explained.join("; ")
         };
-        a.signals.push(Signal { analyser: Analyser::Beacon, score, what });
+        let kind = if a.read_receipt { SignalKind::ReadReceipt } else { SignalKind::HiddenImage };
+        a.signals.push(Signal { analyser: Analyser::Beacon, kind, score, what });
     }
 }
 
@@ -298,13 +412,94 @@ fn push_url(a: &mut Analysed, raw: &str, u: url::Url, template: String, tokens: 
 const PERSONA_WORDS: &[&str] =
     &["news", "reporter", "correspondent", "journalist", "editor", "press", "newsroom", "media", "times", "post", "herald", "daily"];
 
-fn impersonation(a: &mut Analysed, ctx: &Context) {
+/// What the receiving side's authentication said about the From domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// Aligned SPF, DKIM or DMARC passed for the From domain (with the result that did).
+    Pass(String),
+    /// DMARC (or Exchange Online's composite authentication) failed, or SPF failed with no
+    /// DKIM signature passing (with the results).
+    Fail(String),
+    /// No result the institution's own servers wrote, or none about the From domain.
+    Unknown,
+}
+
+/// The authentication results written by the receiving side: the headers above the hop
+/// that took the message in from outside. Walking the Received hops from the newest, a hop
+/// is the receiving side's own while it comes from a private address or from a host in a
+/// domain a receiving hop already belongs to (the last server's, the institution's); the
+/// first other hop is the boundary, and only results above it are the gateway's. Results
+/// further down were in the message as it arrived: anyone can write them.
+pub fn trusted_auth<'m>(mail: &'m Mail, internal: &[String]) -> Vec<&'m portcullis_mailbox::AuthResult> {
+    if mail.auth.is_empty() {
+        return Vec::new();
+    }
+    let mut ours: Vec<String> = internal.to_vec();
+    if let Some(by) = mail.received.first().and_then(|h| h.by.as_deref()) {
+        ours.push(registrable(by).to_string());
+    }
+    let mut boundary = mail.received.len();
+    for (k, h) in mail.received.iter().enumerate() {
+        let private = h.from_ip.is_some_and(|ip| !is_public(ip));
+        let from_ours = h.from_host.as_deref().is_some_and(|f| ours.iter().any(|o| !o.is_empty() && o == registrable(f)));
+        if private || from_ours {
+            if let Some(by) = h.by.as_deref() {
+                let r = registrable(by).to_string();
+                if !ours.contains(&r) {
+                    ours.push(r);
+                }
+            }
+            continue;
+        }
+        boundary = k;
+        break;
+    }
+    mail.auth.iter().filter(|h| h.received_above <= boundary).flat_map(|h| h.results.iter()).collect()
+}
+
+/// The verdict on `from_reg` from trusted results (see [`trusted_auth`]).
+pub fn auth_verdict(results: &[&portcullis_mailbox::AuthResult], from_reg: &str) -> AuthVerdict {
+    if results.is_empty() || from_reg.is_empty() {
+        return AuthVerdict::Unknown;
+    }
+    let about = |r: &portcullis_mailbox::AuthResult| r.domain.as_deref().is_none_or(|d| registrable(d) == from_reg);
+    let aligned = |r: &portcullis_mailbox::AuthResult| r.domain.as_deref().is_some_and(|d| registrable(d) == from_reg);
+    let say = |r: &portcullis_mailbox::AuthResult| match &r.domain {
+        Some(d) => format!("{}={} for {d}", r.method, r.result),
+        None => format!("{}={}", r.method, r.result),
+    };
+    if let Some(r) = results.iter().find(|r| matches!(r.method.as_str(), "dmarc" | "compauth") && r.result == "fail" && about(r)) {
+        return AuthVerdict::Fail(say(r));
+    }
+    if let Some(r) = results.iter().find(|r| r.method == "dmarc" && r.result == "pass" && about(r)) {
+        return AuthVerdict::Pass(say(r));
+    }
+    if let Some(r) = results.iter().find(|r| matches!(r.method.as_str(), "dkim" | "spf") && r.result == "pass" && aligned(r)) {
+        return AuthVerdict::Pass(format!("aligned {}", say(r)));
+    }
+    let spf_fail = results.iter().find(|r| r.method == "spf" && matches!(r.result.as_str(), "fail" | "softfail"));
+    let dkim_pass = results.iter().any(|r| r.method == "dkim" && r.result == "pass");
+    match spf_fail {
+        Some(r) if !dkim_pass => AuthVerdict::Fail(say(r)),
+        _ => AuthVerdict::Unknown,
+    }
+}
+
+/// Impersonation kinds that can carry a message past low on their own (with a beacon, or
+/// at score 3 without one); the rest (styled names, persona words, reply-to, punycode,
+/// failed authentication of an unknown domain) only add weight to them.
+pub fn strong_impersonation(kind: SignalKind) -> bool {
+    matches!(kind, SignalKind::LookAlikeSender | SignalKind::LookAlikeLink | SignalKind::DisplayName | SignalKind::SpoofedDomain)
+}
+
+fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
     let Some(from) = a.from.clone() else { return };
     let domain_raw = from.domain().to_string();
     let domain = decode_punycode(&domain_raw).into_owned();
     let reg = registrable(&domain).to_string();
     let label = reg.split('.').next().unwrap_or("").to_string();
     let freemail = ctx.lists.is_freemail(&reg);
+    let established = ctx.lists.established(&reg);
     let display = from.name.clone().unwrap_or_default();
     let display_sk = skeleton(&display);
     let display_parts: Vec<Vec<&str>> = display_sk
@@ -312,26 +507,79 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
         .map(|part| part.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect())
         .collect();
     let mut found: Vec<Signal> = Vec::new();
+    let mut benign: Vec<Signal> = Vec::new();
     if domain != domain_raw {
         found.push(Signal {
             analyser: Analyser::Impersonation,
+            kind: SignalKind::Punycode,
             score: 1,
             what: format!("sender domain {domain_raw} is punycode for {domain}"),
         });
     }
+    let legit_outlet = matches!(established, Some(Established::Own(_)));
+    match (&established, auth) {
+        (Some(Established::Own(i)), AuthVerdict::Fail(why)) => found.push(Signal {
+            analyser: Analyser::Impersonation,
+            kind: SignalKind::SpoofedDomain,
+            score: 3,
+            what: format!("From claims {}'s own domain {reg}, but the receiving gateway's authentication failed ({why})", ctx.lists.identities[*i].name),
+        }),
+        // Said only where it can matter: a message with a beacon or an impersonation.
+        _ if a.score(Analyser::Beacon) == 0 && found.is_empty() && a.reply_to.is_empty() => {}
+        (Some(e), AuthVerdict::Pass(why)) => benign.push(Signal {
+            analyser: Analyser::Sender,
+            kind: SignalKind::Authenticated,
+            score: 0,
+            what: format!("{reg} ({}) authenticated by the receiving gateway ({why})", e.why(&ctx.lists)),
+        }),
+        (Some(e), _) => benign.push(Signal { analyser: Analyser::Sender, kind: SignalKind::Established, score: 0, what: format!("{reg} is established: {}", e.why(&ctx.lists)) }),
+        _ => {}
+    }
     let lookalikes = ctx.lookalikes_of(&label);
-    let mut legit_outlet = false;
-    for (i, id) in ctx.lists.identities.iter().enumerate() {
-        let own = id.domains.iter().any(|d| *d == reg);
-        if own {
-            legit_outlet = true;
+    // Only identities something points at: a look-alike label, the exact label, or the first
+    // word of their name in the display name. The user's protected identities first: they
+    // are the more specific claim.
+    let lists = &ctx.lists;
+    let mut candidates: Vec<usize> = lookalikes.iter().map(|(j, _, _)| *j).collect();
+    candidates.extend(lists.by_label.get(&label).into_iter().flatten());
+    for part in &display_parts {
+        for w in part {
+            candidates.extend(lists.by_first_word.get(*w).into_iter().flatten());
+        }
+    }
+    candidates.sort_unstable_by_key(|&j| (!lists.identities[j].user_supplied, j));
+    candidates.dedup();
+    let owner = lists.owner_of(&reg);
+    for i in candidates {
+        let id = &lists.identities[i];
+        if owner == Some(i) || id.owns(&reg) {
             continue;
         }
-        if let Some((_, brand, how)) = lookalikes.iter().find(|(j, _, _)| *j == i) {
+        let exact = id.labels.iter().zip(&id.ordinary).find(|(b, ord)| **b == label && !**ord && b.len() >= 3).map(|(b, _)| (b.clone(), LookAlike::OtherDomain));
+        if let Some((brand, how)) = lookalikes.iter().find(|(j, _, _)| *j == i).map(|(_, b, h)| (b.clone(), *h)).or(exact) {
+            // A look-alike needs a domain that is neither established nor a known name; under
+            // a restricted suffix only a small edit (a coincidence of names) is forgiven.
+            let forgiven = match &established {
+                Some(Established::Own(_)) | Some(Established::Popular) => true,
+                Some(Established::Restricted(_)) => how.is_edit(),
+                None => false,
+            };
+            if forgiven {
+                if let Some(e) = &established {
+                    benign.push(Signal {
+                        analyser: Analyser::Sender,
+                        kind: SignalKind::Established,
+                        score: 0,
+                        what: format!("{reg} resembles {} ({brand}: {}) but is established: {}", id.name, how.how(), e.why(&ctx.lists)),
+                    });
+                }
+                continue;
+            }
             found.push(Signal {
                 analyser: Analyser::Impersonation,
-                score: 3,
-                what: format!("sender domain {reg} looks like {} ({brand}: {how})", id.name),
+                kind: SignalKind::LookAlikeSender,
+                score: if id.user_supplied { 3 } else { how.score() },
+                what: format!("sender domain {reg} looks like {} ({brand}: {})", id.name, how.how()),
             });
             continue;
         }
@@ -345,6 +593,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
             };
             found.push(Signal {
                 analyser: Analyser::Impersonation,
+                kind: SignalKind::DisplayName,
                 score,
                 what: format!("display name \"{display}\" claims {} but the address is on {on}", id.name),
             });
@@ -357,14 +606,19 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
         }
         seen_hosts.push(&u.host);
         let host = decode_punycode(&u.host);
-        let l = registrable(&host).split('.').next().unwrap_or("").to_string();
+        let host_reg = registrable(&host);
+        if host_reg == reg || ctx.lists.established(host_reg).is_some() {
+            continue;
+        }
+        let l = host_reg.split('.').next().unwrap_or("").to_string();
         let near = ctx.lookalikes_of(&l);
-        if let Some(id) = near.iter().map(|(j, _, _)| &ctx.lists.identities[*j]).find(|id| !id.domains.iter().any(|d| *d == registrable(&host))) {
+        if let Some(id) = near.iter().map(|(j, _, _)| &ctx.lists.identities[*j]).find(|id| !id.owns(host_reg)) {
             if l != label {
                 found.push(Signal {
                     analyser: Analyser::Impersonation,
+                    kind: SignalKind::LookAlikeLink,
                     score: 2,
-                    what: format!("links to {}, which looks like {}", registrable(&host), id.name),
+                    what: format!("links to {host_reg}, which looks like {}", id.name),
                 });
             }
             break;
@@ -373,22 +627,38 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
     if let Some(rt) = a.reply_to.iter().find(|r| registrable(r.rsplit('@').next().unwrap_or("")) != reg) {
         let rt_dom = registrable(rt.rsplit('@').next().unwrap_or("")).to_string();
         let score = if ctx.lists.is_freemail(&rt_dom) && !freemail { 2 } else { 1 };
-        found.push(Signal { analyser: Analyser::Impersonation, score, what: format!("replies go to {rt_dom}, not {reg}") });
+        found.push(Signal { analyser: Analyser::Impersonation, kind: SignalKind::ReplyTo, score, what: format!("replies go to {rt_dom}, not {reg}") });
     }
-    if !legit_outlet && !freemail && found.iter().all(|s| s.score < 3) {
-        if let Some(w) = PERSONA_WORDS.iter().find(|w| w.len() >= 4 && label.len() > w.len() + 2 && (label.ends_with(**w) || label.starts_with(**w))) {
-            found.push(Signal {
-                analyser: Analyser::Impersonation,
-                score: 1,
-                what: format!("{reg} is styled as a news outlet (\"{w}\") but is not a known one"),
-            });
-        }
+    let claims = found.iter().any(|s| strong_impersonation(s.kind));
+    if let AuthVerdict::Fail(why) = auth
+        && claims
+        && !legit_outlet
+    {
+        found.push(Signal {
+            analyser: Analyser::Impersonation,
+            kind: SignalKind::AuthFailure,
+            score: 1,
+            what: format!("the receiving gateway's authentication of {reg} failed ({why})"),
+        });
+    }
+    if established.is_none()
+        && !freemail
+        && found.iter().all(|s| s.score < 3)
+        && let Some(w) = PERSONA_WORDS.iter().find(|w| w.len() >= 4 && label.len() > w.len() + 2 && (label.ends_with(**w) || label.starts_with(**w)))
+    {
+        found.push(Signal {
+            analyser: Analyser::Impersonation,
+            kind: SignalKind::StyledAsOutlet,
+            score: 1,
+            what: format!("{reg} is styled as a news outlet (\"{w}\") but is not a known one"),
+        });
     }
     if !legit_outlet && found.iter().all(|s| s.score < 3) {
         let lower = display.to_lowercase();
         if let Some(w) = PERSONA_WORDS.iter().find(|w| lower.split(|c: char| !c.is_alphanumeric()).any(|t| t == **w)) {
             found.push(Signal {
                 analyser: Analyser::Impersonation,
+                kind: SignalKind::PersonaName,
                 score: 1,
                 what: format!("display name presents a journalist or outlet (\"{w}\") on {reg}, not a known outlet"),
             });
@@ -404,6 +674,8 @@ fn impersonation(a: &mut Analysed, ctx: &Context) {
         total += s.score;
         a.signals.push(s);
     }
+    benign.truncate(2);
+    a.signals.extend(benign);
 }
 
 /// Whether a display name (as a confusable skeleton) names `identity`: its words appear

@@ -9,7 +9,7 @@ use portcullis_event::Timestamp;
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::analyse::{Analysed, Analyser, Context, Signal};
+use crate::analyse::{Analysed, Analyser, Context, Signal, SignalKind, strong_impersonation};
 use crate::members::Members;
 use crate::url::registrable;
 
@@ -65,12 +65,13 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
         let mut signals = Vec::new();
         match domain_first.get(&reg) {
             None => {
-                signals.push(Signal { analyser: Analyser::Novelty, score: 1, what: format!("first mail from {reg}") });
+                signals.push(Signal { analyser: Analyser::Novelty, kind: SignalKind::NewDomain, score: 1, what: format!("first mail from {reg}") });
                 domain_first.insert(reg.clone(), t);
             }
             Some(&first) if first != i64::MIN && t != i64::MAX && t - first < NEW_DOMAIN_DAYS * 86_400_000_000 => {
                 signals.push(Signal {
                     analyser: Analyser::Novelty,
+                    kind: SignalKind::RecentDomain,
                     score: 1,
                     what: format!("{reg} first seen {} (under {NEW_DOMAIN_DAYS} days before)", Timestamp(first)),
                 });
@@ -79,7 +80,7 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
         }
         let new_to: usize = m.recipients.iter().filter(|r| !pairs.contains(&pair(r, &from))).count();
         if new_to > 0 && new_to == m.recipients.len() {
-            signals.push(Signal { analyser: Analyser::Novelty, score: 1, what: "first mail from this sender to its recipients".into() });
+            signals.push(Signal { analyser: Analyser::Novelty, kind: SignalKind::NewCorrespondent, score: 1, what: "first mail from this sender to its recipients".into() });
         }
         for r in &m.recipients {
             pairs.insert(pair(r, &from));
@@ -94,7 +95,7 @@ pub fn targeting(messages: &mut [Analysed], members: &Members) {
         let names: BTreeSet<&str> = m.recipients.iter().filter_map(|r| members.name_of(r)).collect();
         if !names.is_empty() {
             let what = if names.len() == 1 { "sent to a protected member".to_string() } else { format!("sent to {} protected members", names.len()) };
-            m.signals.push(Signal { analyser: Analyser::Targeting, score: 1, what });
+            m.signals.push(Signal { analyser: Analyser::Targeting, kind: SignalKind::ProtectedMember, score: 1, what });
         }
     }
 }
@@ -102,7 +103,7 @@ pub fn targeting(messages: &mut [Analysed], members: &Members) {
 /// Whether a message takes part in campaign finding. A read-receipt pixel in a person's
 /// mail is their own choice, not a campaign.
 fn candidate(m: &Analysed) -> bool {
-    (m.score(Analyser::Beacon) > 0 && !m.read_receipt) || m.score(Analyser::Impersonation) >= 2
+    (m.score(Analyser::Beacon) > 0 && !m.read_receipt) || m.score(Analyser::Impersonation) >= 2 || m.score(Analyser::Evasion) > 0
 }
 
 struct UnionFind(Vec<usize>);
@@ -143,8 +144,11 @@ pub fn cluster(messages: &[Analysed], ctx: &Context) -> Vec<Vec<usize>> {
             };
             let mut keys: Vec<u64> = Vec::new();
             for u in m.urls.iter().filter(|u| u.beacon || !u.tokens.is_empty()) {
-                // A mass-mailing service's tracking host is shared by its customers: key by sender too.
-                if ctx.lists.is_bulk_mailer(&u.host) {
+                // A mass-mailing service's tracking host is shared by its customers, and an
+                // established third party's (an ad network, a CDN, a publisher) by everyone
+                // who embeds it: key by sender too. A campaign's own tracker joins across senders.
+                let host_reg = registrable(&u.host);
+                if ctx.lists.is_bulk_mailer(&u.host) || (host_reg != from_reg && ctx.lists.established(host_reg).is_some()) {
                     keys.push(h(&["tpl", &u.template, from_reg]));
                 } else {
                     keys.push(h(&["tpl", &u.template]));
@@ -199,13 +203,15 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
     let recipients: HashSet<&String> = group.iter().flat_map(|&i| messages[i].recipients.iter()).collect();
     let tokened = group.iter().filter(|&&i| messages[i].urls.iter().any(|u| !u.tokens.is_empty())).count();
     let personal = group.iter().filter(|&&i| !messages[i].list_mail && !messages[i].automatic).count();
-    let senders: BTreeSet<&str> =
-        group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| f.address.as_str())).collect();
+    // Per-recipient sender addresses (a token in the local part) are one account.
+    let senders: BTreeSet<String> =
+        group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| sender_account(&f.address))).collect();
     let mut added = Vec::new();
     let n_rcpt = recipients.len();
     if n_rcpt >= 10 && tokened * 2 >= group.len() && personal * 2 >= group.len() {
         added.push(Signal {
             analyser: Analyser::Bulk,
+            kind: SignalKind::PersonalBulk,
             score: 2,
             what: format!(
                 "one personal-looking message (no unsubscribe or list headers) sent to {n_rcpt} recipients, each with its own token"
@@ -215,6 +221,7 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
     if senders.len() >= 3 && personal * 2 >= group.len() {
         added.push(Signal {
             analyser: Analyser::Bulk,
+            kind: SignalKind::SharedInfrastructure,
             score: 1,
             what: format!("{} sender accounts share one template and sending infrastructure", senders.len()),
         });
@@ -224,23 +231,62 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
     }
 }
 
-/// The severity of one message from its signals: a beacon alone is low; impersonation or
-/// a bulk personal-looking send is needed for more; with a beacon, novelty and protected
-/// recipients as well it is high.
+/// A sender address with per-recipient tokens in its local part blanked
+/// (`online#3.19578.34-uggtgzfn19nar9rr.1@newsletter.online.com` → one account).
+pub fn sender_account(address: &str) -> String {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let mut out = String::with_capacity(address.len());
+    let mut seg = String::new();
+    let flush = |seg: &mut String, out: &mut String| {
+        let digits = seg.bytes().filter(u8::is_ascii_digit).count();
+        let token = (seg.len() >= 8 && digits > 0 && digits < seg.len()) || (digits > 0 && digits == seg.len());
+        out.push_str(if token { "{t}" } else { seg });
+        seg.clear();
+    };
+    for c in local.chars() {
+        if matches!(c, '.' | '-' | '_' | '+' | '=' | '#') {
+            flush(&mut seg, &mut out);
+            out.push(c);
+        } else {
+            seg.push(c);
+        }
+    }
+    flush(&mut seg, &mut out);
+    format!("{out}@{domain}")
+}
+
+/// The severity of one message from its signals. Every step names the kinds it needs, so
+/// each grade is explained by the signals shown with it:
+/// - informational: no beacon, no impersonation, no evasion;
+/// - low: anything else short of medium (a beacon alone, a read receipt, weak impersonation
+///   such as a styled name or a persona word, a padded header alone);
+/// - medium: a *strong* impersonation (look-alike sender or link, a display name claiming a
+///   known identity, a known outlet's own domain failing the gateway's authentication) of
+///   score 3, or of score 2 with a beacon; or a beacon with a padded header; or a beacon
+///   with a personal-looking bulk send (one message, many recipients, each with its own
+///   token) from a sender that is not established or authenticated;
+/// - high: medium with a beacon, protected recipients, and novelty or that bulk send, with
+///   all the scores together at least 8.
 pub fn message_severity(m: &Analysed) -> Severity {
     let b = m.score(Analyser::Beacon);
     let i = m.score(Analyser::Impersonation);
     let n = m.score(Analyser::Novelty);
     let p = m.score(Analyser::Targeting);
     let s = m.score(Analyser::Bulk);
-    if b == 0 && i == 0 {
+    let e = m.score(Analyser::Evasion);
+    if b == 0 && i == 0 && e == 0 {
         return Severity::Informational;
     }
-    let core = if b == 0 { i >= 3 } else { i >= 2 || s >= 2 };
+    let strong = m.signals.iter().filter(|x| x.analyser == Analyser::Impersonation && strong_impersonation(x.kind)).map(|x| x.score as u32).max().unwrap_or(0);
+    let spoofed = m.signals.iter().any(|x| x.kind == SignalKind::SpoofedDomain);
+    let vouched = !spoofed && m.signals.iter().any(|x| matches!(x.kind, SignalKind::Established | SignalKind::Authenticated));
+    let personal_bulk = m.signals.iter().any(|x| x.kind == SignalKind::PersonalBulk) && !vouched;
+    let core = if b == 0 { strong >= 3 && i >= 3 } else { (strong >= 2 && i >= 2) || personal_bulk || e > 0 };
     if !core || (m.read_receipt && i < 2) {
         return Severity::Low;
     }
-    if b > 0 && p > 0 && (n > 0 || s > 0) && b + i + n + p + s >= 8 {
+    let bulk = if vouched { 0 } else { s };
+    if b > 0 && p > 0 && (n > 0 || bulk > 0) && b + i + n + p + bulk + e >= 8 {
         return Severity::High;
     }
     Severity::Medium
@@ -250,4 +296,17 @@ pub fn message_severity(m: &Analysed) -> Severity {
 pub fn campaign_id(messages: &[Analysed], group: &[usize]) -> String {
     let min = group.iter().map(|&i| messages[i].message_id.as_str()).min().unwrap_or("");
     format!("camp-{:012x}", xxh3_64(min.as_bytes()) & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_recipient_sender_addresses_are_one_account() {
+        assert_eq!(sender_account("online#3.19578.34-uggtgzfn19nar9rr.1@newsletter.online.com"), "online#{t}.{t}.{t}-{t}.{t}@newsletter.online.com");
+        assert_eq!(sender_account("online#3.21186.45-m2NUOKj6j6GVpsRR.1@newsletter.online.com"), sender_account("online#3.19578.34-uggtgzfn19nar9rr.1@newsletter.online.com"));
+        assert_eq!(sender_account("d.wright@nropnews.com"), "d.wright@nropnews.com");
+        assert_ne!(sender_account("d.wright@nropnews.com"), sender_account("m.hale@nropnews.com"));
+    }
 }

@@ -1,6 +1,8 @@
-//! Domain look-alikes: punycode (`xn--`) decoding, a confusable-character skeleton, edit
-//! distance, and the built-in lists (news outlets, free webmail, mass-mailing services,
-//! read-receipt trackers) under `crates/mail/data/`.
+//! Domain look-alikes and what is established: punycode (`xn--`) decoding, a
+//! confusable-character skeleton, an edit distance weighted for what look-alike registrations
+//! do, and the built-in lists under `crates/mail/data/` (news outlets and their domains,
+//! restricted suffixes, widely used domains, free webmail, mass-mailing services,
+//! read-receipt trackers).
 
 use std::collections::HashSet;
 
@@ -26,6 +28,10 @@ pub struct Identity {
     pub name_has_the: bool,
     /// Skeletons of `labels`.
     pub label_skeletons: Vec<String>,
+    /// Per label: an everyday word (see `data/outlets.tsv`), matched more strictly.
+    pub ordinary: Vec<bool>,
+    /// Further domains its mail's images, links and sending hosts use; its own too.
+    pub infrastructure: Vec<String>,
 }
 
 impl Identity {
@@ -39,7 +45,34 @@ impl Identity {
             name_words.remove(0);
         }
         let label_skeletons = labels.iter().map(|l| skeleton(l)).collect();
-        Identity { name, domains, labels, user_supplied, name_words, name_has_the, label_skeletons }
+        let ordinary = vec![false; labels.len()];
+        Identity { name, domains, labels, user_supplied, name_words, name_has_the, label_skeletons, ordinary, infrastructure: Vec::new() }
+    }
+
+    /// Whether `reg` (a registrable domain) is this identity's own or its infrastructure's.
+    pub fn owns(&self, reg: &str) -> bool {
+        self.domains.iter().chain(&self.infrastructure).any(|d| d == reg)
+    }
+}
+
+/// Why a domain is established (not a fresh look-alike registration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Established {
+    /// A known outlet's or protected identity's own domain (index into the identities).
+    Own(usize),
+    /// On the list of widely used domains.
+    Popular,
+    /// Registered under a restricted suffix (`edu`, `ac.uk`…).
+    Restricted(String),
+}
+
+impl Established {
+    pub fn why(&self, lists: &Lists) -> String {
+        match self {
+            Established::Own(i) => format!("{}'s own domain", lists.identities[*i].name),
+            Established::Popular => "a widely used domain".into(),
+            Established::Restricted(suffix) => format!("registered under .{suffix}, where registration is restricted to vetted institutions"),
+        }
     }
 }
 
@@ -50,6 +83,15 @@ pub struct Lists {
     pub freemail: DomainSet,
     pub bulk_mailers: DomainSet,
     pub read_receipt_hosts: DomainSet,
+    /// Widely used registrable domains (`data/popular-domains.txt`).
+    pub popular: DomainSet,
+    /// Suffixes only vetted institutions can register under (`data/restricted-suffixes.txt`).
+    pub restricted_suffixes: Vec<String>,
+    /// Indexes over `identities` (see [`Lists::reindex`]): owner by domain, identities by
+    /// exact brand label, and by the first word of their name.
+    pub owners: std::collections::HashMap<String, usize, Xxh3Builder>,
+    pub by_label: std::collections::HashMap<String, Vec<usize>, Xxh3Builder>,
+    pub by_first_word: std::collections::HashMap<String, Vec<usize>, Xxh3Builder>,
 }
 
 fn lines(text: &str) -> impl Iterator<Item = &str> {
@@ -63,10 +105,19 @@ impl Lists {
         for l in lines(include_str!("../data/outlets.tsv")) {
             let mut cols = l.split('\t');
             let name = cols.next().unwrap_or("").to_string();
-            let domains: Vec<String> = cols.next().unwrap_or("").split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
-            let mut labels: Vec<String> = cols.next().unwrap_or("").split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
+            let list = |c: Option<&str>| -> Vec<String> { c.unwrap_or("").split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect() };
+            let domains = list(cols.next());
+            let raw_labels = list(cols.next());
+            let infrastructure = list(cols.next());
+            let ordinary: Vec<String> = raw_labels.iter().filter_map(|l| l.strip_prefix('~')).map(str::to_string).collect();
+            let mut labels: Vec<String> = raw_labels.iter().map(|l| l.trim_start_matches('~').to_string()).collect();
             labels.extend(domains.iter().map(|d| main_label(d).to_string()));
-            identities.push(Identity::new(name, domains, labels, false));
+            // A news word on its own (`news.co.uk`, `news.cn`) names no outlet.
+            labels.retain(|l| !is_news_word(l));
+            let mut id = Identity::new(name, domains, labels, false);
+            id.ordinary = id.labels.iter().map(|l| ordinary.contains(l)).collect();
+            id.infrastructure = infrastructure;
+            identities.push(id);
         }
         let set = |t: &str| lines(t).map(str::to_string).collect::<DomainSet>();
         Lists {
@@ -74,7 +125,62 @@ impl Lists {
             freemail: set(include_str!("../data/freemail.txt")),
             bulk_mailers: set(include_str!("../data/bulk-mailers.txt")),
             read_receipt_hosts: set(include_str!("../data/read-receipt-hosts.txt")),
+            popular: set(include_str!("../data/popular-domains.txt")),
+            restricted_suffixes: lines(include_str!("../data/restricted-suffixes.txt")).map(str::to_string).collect(),
+            owners: Default::default(),
+            by_label: Default::default(),
+            by_first_word: Default::default(),
         }
+        .reindexed()
+    }
+
+    fn reindexed(mut self) -> Lists {
+        self.reindex();
+        self
+    }
+
+    /// Rebuilds the indexes over `identities` (after adding to them by hand).
+    pub fn reindex(&mut self) {
+        self.owners.clear();
+        self.by_label.clear();
+        self.by_first_word.clear();
+        for (i, id) in self.identities.iter().enumerate() {
+            for d in id.domains.iter().chain(&id.infrastructure) {
+                self.owners.entry(d.clone()).or_insert(i);
+            }
+            for l in &id.labels {
+                self.by_label.entry(l.clone()).or_default().push(i);
+            }
+            if let Some(w) = id.name_words.first() {
+                self.by_first_word.entry(w.clone()).or_default().push(i);
+            }
+        }
+    }
+
+    /// The identity whose own (or infrastructure) domain `reg` is.
+    pub fn owner_of(&self, reg: &str) -> Option<usize> {
+        if self.owners.is_empty() {
+            return self.identities.iter().position(|id| id.owns(reg));
+        }
+        self.owners.get(reg).copied()
+    }
+
+    /// Whether a registrable domain is established, and why: a known identity's own domain,
+    /// a widely used one, or one under a restricted suffix.
+    pub fn established(&self, reg: &str) -> Option<Established> {
+        if reg.is_empty() {
+            return None;
+        }
+        if let Some(i) = self.owner_of(reg) {
+            return Some(Established::Own(i));
+        }
+        if self.popular.contains(reg) {
+            return Some(Established::Popular);
+        }
+        self.restricted_suffixes
+            .iter()
+            .find(|s| reg.len() > s.len() + 1 && reg.ends_with(s.as_str()) && reg.as_bytes()[reg.len() - s.len() - 1] == b'.')
+            .map(|s| Established::Restricted(s.clone()))
     }
 
     pub fn is_freemail(&self, domain: &str) -> bool {
@@ -113,6 +219,7 @@ impl Lists {
             self.identities.push(Identity::new(name, domains, labels, true));
             n += 1;
         }
+        self.reindex();
         Ok(n)
     }
 }
@@ -272,34 +379,278 @@ pub fn skeleton(s: &str) -> String {
     out.replace('i', "l").replace("rn", "m").replace("vv", "w")
 }
 
-/// Whether `label` (a domain's main label) looks like brand label `brand` without being it:
-/// the distance allowed grows with length; short brands only match exactly-embedded forms.
-pub fn looks_like(label: &str, brand: &str) -> Option<&'static str> {
-    looks_like_skeleton(label, &skeleton(label), brand, &skeleton(brand))
+/// How a domain label imitates a brand label, in the ways attackers register look-alikes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LookAlike {
+    /// The same characters after confusables are mapped (`rn`→`m`, `1`→`l`, Cyrillic `а`→`a`).
+    Confusable,
+    /// Two adjacent letters swapped (`reutres`), perhaps with a doubled letter.
+    Transposition,
+    /// A small misspelling: letters dropped, added or swapped for a neighbouring key, costing
+    /// at most what the brand's length allows (see [`weighted_distance`]).
+    Misspelling,
+    /// The brand with a hyphen inserted (`bbc-news` for `bbcnews`).
+    Hyphenated,
+    /// The brand with news words added (`reuters-news`, `bbc-news`, `thebbc`, `newsbbc`).
+    NewsWords,
+    /// The brand with other words added (`reuters-jobs`, `bloombergx`): weaker, since owners
+    /// of a distinctive name register such domains for themselves too.
+    AddedWords,
+    /// The brand's exact name on a domain that is not its own (`bbc.co`, `reuters.info`).
+    OtherDomain,
 }
 
-/// [`looks_like`] with both skeletons already computed.
-pub fn looks_like_skeleton(label: &str, sl: &str, brand: &str, sb: &str) -> Option<&'static str> {
-    if label == brand || brand.len() < 3 {
-        return None;
+impl LookAlike {
+    /// How the look-alike is explained in a signal.
+    pub fn how(self) -> &'static str {
+        match self {
+            LookAlike::Confusable => "uses look-alike characters",
+            LookAlike::Transposition => "swaps adjacent letters",
+            LookAlike::Misspelling => "is a small misspelling",
+            LookAlike::Hyphenated => "adds a hyphen",
+            LookAlike::NewsWords => "adds news words to the name",
+            LookAlike::AddedWords => "adds words to the name",
+            LookAlike::OtherDomain => "the same name on another domain",
+        }
     }
-    if label.len().abs_diff(brand.len()) > 12 {
+
+    /// A small edit could be a coincidence between two real names (`rutgers`/`reuters`);
+    /// characters, added words and the exact name cannot.
+    pub fn is_edit(self) -> bool {
+        matches!(self, LookAlike::Transposition | LookAlike::Misspelling)
+    }
+
+    /// Which explanation to give when several labels match: the most telling first.
+    pub fn rank(self) -> u8 {
+        match self {
+            LookAlike::Confusable => 0,
+            LookAlike::Transposition => 1,
+            LookAlike::Hyphenated => 2,
+            LookAlike::NewsWords => 3,
+            LookAlike::Misspelling => 4,
+            LookAlike::AddedWords => 5,
+            LookAlike::OtherDomain => 6,
+        }
+    }
+
+    /// How much it weighs as impersonation: 3 for what only an imitator registers (look-alike
+    /// characters, a swap, a hyphen, news words); 2 where a real owner of a similar name is
+    /// plausible (a misspelling, other words, the exact name on another TLD).
+    pub fn score(self) -> u8 {
+        match self {
+            LookAlike::Confusable | LookAlike::Transposition | LookAlike::Hyphenated | LookAlike::NewsWords => 3,
+            LookAlike::Misspelling | LookAlike::AddedWords | LookAlike::OtherDomain => 2,
+        }
+    }
+}
+
+/// Words attackers add to an outlet's name to make a look-alike (`reuters-news`, `bbcnews-uk`).
+pub const NEWS_WORDS: &[&str] = &[
+    "news", "newsroom", "press", "media", "daily", "today", "online", "world", "global", "live", "tv", "radio", "report", "reports",
+    "journal", "desk", "editor", "editorial", "editors", "wire", "alert", "alerts", "briefing", "briefings", "digest", "weekly",
+    "headlines", "breaking", "politics", "international", "intl", "uk", "us", "usa", "eu", "europe", "asia", "the", "mail", "post",
+    "insider", "review", "update", "updates", "info", "official", "team", "staff", "newsletter", "newsletters", "letters", "hq", "group",
+];
+
+fn is_news_word(w: &str) -> bool {
+    NEWS_WORDS.contains(&w)
+}
+
+/// Whether `rest` (what remains of a label once the brand is taken off) is only news words,
+/// perhaps separated by hyphens (`-news`, `news-uk`, `newsdaily`).
+fn only_news_words(rest: &str) -> bool {
+    let parts: Vec<&str> = rest.split('-').filter(|p| !p.is_empty()).collect();
+    !parts.is_empty() && parts.iter().all(|p| is_news_word(p) || split_news_words(p))
+}
+
+/// `newsdaily` → true (two news words run together); at most three.
+fn split_news_words(s: &str) -> bool {
+    fn go(s: &str, depth: usize) -> bool {
+        if s.is_empty() {
+            return true;
+        }
+        depth < 3 && NEWS_WORDS.iter().any(|w| s.starts_with(w) && go(&s[w.len()..], depth + 1))
+    }
+    go(s, 0)
+}
+
+/// QWERTY keys next to each other: a slip of the finger, the substitution typosquatters use.
+fn neighbours(a: char, b: char) -> bool {
+    const ROWS: [&str; 4] = ["1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm"];
+    if !a.is_ascii_alphanumeric() || !b.is_ascii_alphanumeric() {
+        return false;
+    }
+    let pos = |c: char| ROWS.iter().enumerate().find_map(|(r, row)| row.find(c).map(|x| (r as i32, x as i32)));
+    match (pos(a), pos(b)) {
+        (Some((ra, xa)), Some((rb, xb))) => (ra - rb).abs() <= 1 && (xa - xb).abs() <= 1 && (ra != rb || xa != xb),
+        _ => false,
+    }
+}
+
+/// An edit distance weighted for what look-alike registrations do, in half-units: swapping
+/// two adjacent letters costs 1, doubling or undoubling a letter 1, dropping or adding any
+/// other letter 2, a neighbouring key 2, any other substitution 4. Compare skeletons (see
+/// [`skeleton`]) so confusable characters cost nothing. Returns `max + 1` when larger than
+/// `max`. Transpositions are unrestricted (Damerau), so `nprnews`→`nropnews` (a swap and an
+/// added letter) costs 3, while `reuters`→`rutgers` costs 4 and `nytimes`→`latimes` 8.
+pub fn weighted_distance(a: &str, b: &str, max: usize) -> usize {
+    let a: Vec<char> = a.chars().take(128).collect();
+    let b: Vec<char> = b.chars().take(128).collect();
+    if a.len().abs_diff(b.len()) > max {
+        return max + 1;
+    }
+    let (n, m) = (a.len(), b.len());
+    let big = 4 * (n + m) + 8;
+    let w = m + 2;
+    let mut d = vec![0usize; (n + 2) * w];
+    // Cost of dropping a[i] (the label has a letter the brand does not) and of adding b[j].
+    let del = |i: usize| if (i > 0 && a[i - 1] == a[i]) || (i + 1 < n && a[i + 1] == a[i]) { 1 } else { 2 };
+    let ins = |j: usize| if (j > 0 && b[j - 1] == b[j]) || (j + 1 < m && b[j + 1] == b[j]) { 1 } else { 2 };
+    d[0] = big;
+    for i in 0..=n {
+        d[(i + 1) * w] = big;
+    }
+    for j in 0..=m {
+        d[j + 1] = big;
+    }
+    d[w + 1] = 0;
+    for i in 1..=n {
+        d[(i + 1) * w + 1] = d[i * w + 1] + del(i - 1);
+    }
+    for j in 1..=m {
+        d[w + j + 1] = d[w + j] + ins(j - 1);
+    }
+    let mut last_row: Vec<(char, usize)> = Vec::with_capacity(32);
+    for i in 1..=n {
+        let mut last_col = 0;
+        let mut row_min = big;
+        for j in 1..=m {
+            let i1 = last_row.iter().find(|(c, _)| *c == b[j - 1]).map(|(_, r)| *r).unwrap_or(0);
+            let j1 = last_col;
+            let sub = if a[i - 1] == b[j - 1] {
+                last_col = j;
+                0
+            } else if neighbours(a[i - 1], b[j - 1]) {
+                2
+            } else {
+                4
+            };
+            let mut v = (d[i * w + j] + sub).min(d[(i + 1) * w + j] + ins(j - 1)).min(d[i * w + j + 1] + del(i - 1));
+            if i1 > 0 && j1 > 0 {
+                let dels: usize = (i1..i - 1).map(&del).sum();
+                let inss: usize = (j1..j - 1).map(&ins).sum();
+                v = v.min(d[i1 * w + j1] + dels + 1 + inss);
+            }
+            d[(i + 1) * w + j + 1] = v;
+            row_min = row_min.min(v);
+        }
+        if row_min > max + 8 {
+            return max + 1;
+        }
+        match last_row.iter_mut().find(|(c, _)| *c == a[i - 1]) {
+            Some(e) => e.1 = i,
+            None => last_row.push((a[i - 1], i)),
+        }
+    }
+    d[(n + 1) * w + m + 1].min(max + 1)
+}
+
+/// The weighted distance a brand of this length allows (half-units): 1.5 edits from 7
+/// letters, 1 from 5, a swap at 4, none below.
+fn allowance(brand_len: usize) -> usize {
+    match brand_len {
+        0..=3 => 0,
+        4 => 1,
+        5 | 6 => 2,
+        _ => 3,
+    }
+}
+
+/// Whether `label` (a domain's registrable label) looks like brand label `brand` without
+/// being it. See [`looks_like_skeleton`].
+pub fn looks_like(label: &str, brand: &str) -> Option<&'static str> {
+    looks_like_skeleton(label, &skeleton(label), brand, &skeleton(brand), false).map(LookAlike::how)
+}
+
+/// How `label` imitates `brand` (skeletons `sl`, `sb` precomputed), if it does. An
+/// `ordinary` brand is an everyday word (`guardian`, `independent`, `times`): other owners
+/// of the word and its misspellings are common, so only look-alike characters, a swap, or
+/// news words added (`guardian-news`) count for it. The exact name (another TLD) is left
+/// to the caller, which knows the whole domain.
+pub fn looks_like_skeleton(label: &str, sl: &str, brand: &str, sb: &str, ordinary: bool) -> Option<LookAlike> {
+    if label == brand || brand.len() < 3 || label.len() > brand.len() + 24 {
         return None;
     }
     if sl == sb {
-        return Some("uses look-alike characters");
+        return Some(LookAlike::Confusable);
     }
-    let max = if brand.len() >= 7 { 2 } else if brand.len() >= 5 { 1 } else { 0 };
-    if max > 0 && (edit_distance(label, brand, max) <= max || edit_distance(sl, sb, max) <= max) {
-        return Some("is a small edit away");
+    // Compared both as written and as skeletons: the skeleton catches confusables, the
+    // written form keeps brands whose letters fold (`nprnews` holds `rn`, folded to `m`).
+    let forms = [(label, brand), (sl, sb)];
+    let hyphenless = |x: &str| x.chars().filter(|c| *c != '-').collect::<String>();
+    if forms.iter().any(|(l, b)| hyphenless(l) == *b) {
+        return Some(LookAlike::Hyphenated);
     }
-    if brand.len() >= 5 && (label.starts_with(brand) || label.ends_with(brand)) {
-        let extra = label.len() - brand.len();
-        if (1..=12).contains(&extra) {
-            return Some("adds words to the name");
+    // Words added before or after the brand (or a look-alike of it), with or without hyphens.
+    let distinctive = !ordinary && sb.len() >= 5;
+    let allow = allowance(brand.chars().count());
+    for (l, b) in forms {
+        for (core, rest) in affix_splits(l) {
+            // Every dropped or added letter costs at least ½: lengths further apart cannot be near.
+            let near = core == b || (allow > 0 && core.len().abs_diff(b.len()) <= allow && weighted_distance(core, b, allow) <= allow);
+            if !near {
+                continue;
+            }
+            if only_news_words(rest) {
+                return Some(LookAlike::NewsWords);
+            }
+            let rest_letters = rest.trim_matches('-');
+            if core == b && ((distinctive && (1..=12).contains(&rest_letters.len())) || (!ordinary && rest.contains('-'))) {
+                return Some(LookAlike::AddedWords);
+            }
         }
     }
+    if label.len().abs_diff(brand.len()) > 3 {
+        return None;
+    }
+    let (d, same_len) = forms
+        .iter()
+        .map(|(l, b)| {
+            let h = hyphenless(l);
+            (weighted_distance(&h, b, 4), h.chars().count() == b.chars().count())
+        })
+        .min()
+        .unwrap_or((5, false));
+    if d <= 1 && same_len && brand.len() >= 4 {
+        return Some(LookAlike::Transposition);
+    }
+    if ordinary {
+        return None;
+    }
+    if d <= allow {
+        return Some(LookAlike::Misspelling);
+    }
     None
+}
+
+/// Ways to cut a label into (core, rest) where rest is the words before or after: at each
+/// hyphen, and at every position of an unhyphenated label whose other side is a news word.
+fn affix_splits(sl: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    for (i, c) in sl.char_indices() {
+        if c == '-' {
+            out.push((&sl[..i], &sl[i..]));
+            out.push((&sl[i + 1..], &sl[..=i]));
+        }
+    }
+    if !sl.contains('-') {
+        for (i, _) in sl.char_indices().skip(1) {
+            out.push((&sl[..i], &sl[i..]));
+            out.push((&sl[i..], &sl[..i]));
+        }
+    }
+    out.retain(|(core, _)| !core.is_empty() && !core.contains('-'));
+    out
 }
 
 #[cfg(test)]
@@ -319,17 +670,62 @@ mod tests {
         assert_eq!(decode_punycode("xn--80ak6aa92e.com"), "аррӏе.com");
         assert_eq!(decode_punycode("xn--bcher-kva.example"), "bücher.example");
         assert_eq!(decode_punycode("xn--zz!.com"), "xn--zz!.com");
-        assert_eq!(skeleton("аррӏе"), "apple".replace('l', "l"));
+        assert_eq!(skeleton("аррӏе"), "apple");
     }
 
     #[test]
     fn look_alikes() {
-        assert_eq!(looks_like("nropnews", "nprnews"), Some("is a small edit away"));
+        assert_eq!(looks_like("nropnews", "nprnews"), Some("is a small misspelling"));
         assert_eq!(looks_like("theguardlan", "theguardian"), Some("uses look-alike characters"));
         assert_eq!(looks_like("bbc", "bbc"), None);
         assert_eq!(looks_like("abc", "bbc"), None, "three-letter brands only match by characters");
-        assert_eq!(looks_like("reuters-desk", "reuters"), Some("adds words to the name"));
+        assert_eq!(looks_like("reuters-desk", "reuters"), Some("adds news words to the name"));
+        assert_eq!(looks_like("reuters-jobs", "reuters"), Some("adds words to the name"));
+        assert_eq!(looks_like("bcb", "bbc"), None, "a swap in three letters is a coincidence");
         assert_eq!(looks_like("gmail", "guardian"), None);
+    }
+
+    #[test]
+    fn weighted_for_what_attackers_do() {
+        let w = |a: &str, b: &str| weighted_distance(a, b, 8).min(weighted_distance(&skeleton(a), &skeleton(b), 8));
+        assert_eq!(w("reutres", "reuters"), 1, "a swap");
+        assert_eq!(w("nropnews", "nprnews"), 3, "a swap and an added letter");
+        assert_eq!(w("reutters", "reuters"), 1, "a doubled letter");
+        assert_eq!(w("reuter", "reuters"), 2, "a dropped letter");
+        assert!(w("rutgers", "reuters") >= 4, "two unrelated edits");
+        assert!(w("latimes", "nytimes") >= 8, "two unrelated substitutions");
+        assert!(w("politics", "politico") >= 4, "a substitution far on the keyboard");
+        assert_eq!(w("nytlmes", "nytimes"), 0, "confusables cost nothing on skeletons");
+    }
+
+    #[test]
+    fn benign_pairs_and_look_alikes_that_fire() {
+        let la = |l: &str, b: &str| looks_like_skeleton(l, &skeleton(l), b, &skeleton(b), false);
+        for (label, brand) in [("rutgers", "reuters"), ("latimes", "nytimes"), ("politics", "politico"), ("unitedmedia", "dailymail"), ("imakenews", "nprnews"), ("online", "bbc")] {
+            assert_eq!(la(label, brand), None, "{label} is not {brand}");
+        }
+        for (label, brand, how) in [
+            ("reutres", "reuters", LookAlike::Transposition),
+            ("reuters-news", "reuters", LookAlike::NewsWords),
+            ("nropnews", "nprnews", LookAlike::Misspelling),
+            ("bbc-news", "bbc", LookAlike::NewsWords),
+            ("bbc-news", "bbcnews", LookAlike::Hyphenated),
+            ("bbcnews-uk", "bbcnews", LookAlike::NewsWords),
+            ("thebbc", "bbc", LookAlike::NewsWords),
+            ("reutres-news", "reuters", LookAlike::NewsWords),
+            ("nytimes-daily", "nytimes", LookAlike::NewsWords),
+            ("bbc-shop", "bbc", LookAlike::AddedWords),
+            ("nyt1mes", "nytimes", LookAlike::Confusable),
+            ("bloornberg", "bloomberg", LookAlike::Confusable),
+        ] {
+            assert_eq!(la(label, brand), Some(how), "{label} imitates {brand}");
+        }
+        // Everyday words: only characters, swaps and news words.
+        let ord = |l: &str, b: &str| looks_like_skeleton(l, &skeleton(l), b, &skeleton(b), true);
+        assert_eq!(ord("guardianlife", "guardian"), None);
+        assert_eq!(ord("guardians", "guardian"), None);
+        assert_eq!(ord("guardian-news", "guardian"), Some(LookAlike::NewsWords));
+        assert_eq!(ord("guardain", "guardian"), Some(LookAlike::Transposition));
     }
 
     #[test]
@@ -340,5 +736,15 @@ mod tests {
         assert!(l.identities.iter().any(|i| i.labels.contains(&"nprnews".to_string())));
         assert_eq!(l.add_protected("name,domains\nAlex Reporter,alex@reuters.com;reuters.com\n").unwrap(), 1);
         assert!(l.add_protected("x,\n").is_err());
+        assert!(matches!(l.established("rutgers.edu"), Some(Established::Restricted(s)) if s == "edu"));
+        assert!(matches!(l.established("cam.ac.uk"), Some(Established::Restricted(s)) if s == "ac.uk"));
+        assert!(matches!(l.established("latimes.com"), Some(Established::Own(_))));
+        assert_eq!(l.established("cnet.com").map(|e| matches!(e, Established::Own(_))), Some(true));
+        assert_eq!(l.established("youtube.com"), Some(Established::Popular));
+        assert_eq!(l.established("nropnews.com"), None);
+        assert_eq!(l.established("edu"), None);
+        let guardian = l.identities.iter().find(|i| i.name == "The Guardian").unwrap();
+        assert!(guardian.ordinary[guardian.labels.iter().position(|x| x == "guardian").unwrap()]);
+        assert!(guardian.owns("guim.co.uk"));
     }
 }

@@ -180,7 +180,10 @@ pub fn scan(html: &str) -> HtmlFacts {
 /// Parses attributes from `start` (just after the tag name) to the closing `>`; returns
 /// them (names lower-cased, values with entities for `&`, quotes and angle brackets decoded)
 /// and the index after `>`.
-fn attributes(html: &str, start: usize) -> (Vec<(Cow<'_, str>, Cow<'_, str>)>, usize) {
+/// Attribute names and values of a tag.
+type Attributes<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+fn attributes(html: &str, start: usize) -> (Attributes<'_>, usize) {
     let b = html.as_bytes();
     let mut out = Vec::new();
     let mut i = start;

@@ -6,28 +6,30 @@
 //! Data flow: [`portcullis_mailbox`] reads files into bounded messages → [`analyse`] (in
 //! parallel: beacons, impersonation, bulk headers; bodies dropped) → de-duplication by
 //! Message-ID → [`campaign`] (novelty in time order, protected recipients, clustering,
-//! campaign signals, severity) → [`grade`] (logs read by the hunt readers) → [`Report`].
+//! campaign signals, severity) → [`assemble`] (campaign records) → [`grade`] (logs read by
+//! the hunt readers) → [`judge`] (ATT&CK, PHIA judgement, attribution) → [`Report`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use portcullis_event::Timestamp;
 use portcullis_mailbox::{FileKind, Location};
 use rayon::prelude::*;
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub mod analyse;
+pub mod assemble;
 pub mod campaign;
 pub mod domain;
 pub mod grade;
 pub mod html;
+pub mod judge;
 pub mod members;
 pub mod url;
 
-pub use analyse::{Analysed, Analyser, Signal};
+pub use analyse::{Analysed, Analyser, Signal, SignalKind};
 pub use campaign::Severity;
 pub use domain::Lists;
 pub use grade::{Coverage, Evidence, Grade};
@@ -89,6 +91,7 @@ pub struct Recipient {
 #[derive(Clone, Debug, Serialize)]
 pub struct SignalSummary {
     pub analyser: Analyser,
+    pub kind: SignalKind,
     pub score: u8,
     pub what: String,
     pub messages: usize,
@@ -194,19 +197,24 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     let unreadable = Mutex::new((Vec::<String>::new(), 0usize));
     let ctx_lists = &opts.lists;
     let ctx = analyse::Context::new(ctx_lists.clone(), opts.internal_domains.iter().map(|d| url::registrable(&d.to_ascii_lowercase()).to_string()).collect());
-    let per_file: Vec<(Option<FileReport>, Vec<Analysed>, Vec<&'static str>, Option<String>)> = files
+    type PerFile = (Option<FileReport>, Vec<Analysed>, Vec<&'static str>, Option<String>);
+    let per_file: Vec<PerFile> = files
         .par_iter()
         .map(|path| {
             let mut out = Vec::new();
             let mut problems = Vec::new();
-            let mut batch: Vec<(Location, Vec<u8>)> = Vec::new();
+            let mut batch: Vec<(Location, Vec<u8>, u64)> = Vec::new();
             let mut batch_bytes = 0usize;
             let mut bad = 0usize;
-            let flush = |batch: &mut Vec<(Location, Vec<u8>)>, out: &mut Vec<Analysed>, problems: &mut Vec<&'static str>, bad: &mut usize| {
+            let flush = |batch: &mut Vec<(Location, Vec<u8>, u64)>, out: &mut Vec<Analysed>, problems: &mut Vec<&'static str>, bad: &mut usize| {
                 let results: Vec<Result<Analysed, (Location, String)>> = std::mem::take(batch)
                     .into_par_iter()
-                    .map(|(loc, raw)| {
-                        let mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
+                    .map(|(loc, raw, dropped)| {
+                        let mut mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
+                        if dropped > 0 {
+                            // A mailbox reader dropped header lines over 1 MiB: the same evasion.
+                            mail.header_dropped = Some(mail.header_dropped.unwrap_or(0) + dropped as usize);
+                        }
                         if opts.parse_only {
                             return Ok(Analysed::placeholder(loc, mail.problems));
                         }
@@ -233,9 +241,9 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
                     }
                 }
             };
-            let result = portcullis_mailbox::read_file(path, |loc, bytes| {
+            let result = portcullis_mailbox::read_file(path, |loc, bytes, dropped| {
                 batch_bytes += bytes.len();
-                batch.push((loc, bytes.to_vec()));
+                batch.push((loc, bytes.to_vec(), dropped));
                 if batch_bytes >= BATCH_BYTES {
                     flush(&mut batch, &mut out, &mut problems, &mut bad);
                     batch_bytes = 0;
@@ -270,7 +278,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             }
         })
         .collect();
-    let mut messages: Vec<Analysed> = Vec::new();
+    let mut messages: Vec<Analysed> = Vec::with_capacity(per_file.iter().map(|f| f.1.len()).sum());
     for (fr, msgs, problems, err) in per_file {
         if let Some(fr) = fr {
             report.bytes += fr.bytes;
@@ -295,28 +303,31 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     // The same message from several exports (journal, mailbox, user report) is one message:
     // the copy read first (largest file first, then path order) stays, later copies add
     // their recipients.
-    let mut first: HashMap<u128, usize> = HashMap::with_capacity(messages.len());
-    let mut merged: Vec<Analysed> = Vec::with_capacity(messages.len());
-    for m in messages {
-        let key = xxhash_rust::xxh3::xxh3_128(m.message_id.as_bytes());
+    // In place: a later copy gives its recipients to the first and is dropped.
+    let mut first: HashMap<u128, usize, xxhash_rust::xxh3::Xxh3Builder> = HashMap::with_capacity_and_hasher(messages.len(), Default::default());
+    let mut keep = vec![true; messages.len()];
+    for i in 0..messages.len() {
+        let key = xxhash_rust::xxh3::xxh3_128(messages[i].message_id.as_bytes());
         match first.get(&key) {
-            Some(&i) => {
+            Some(&j) => {
                 report.duplicates += 1;
-                let last = &mut merged[i];
-                for r in m.recipients {
+                keep[i] = false;
+                let rs = std::mem::take(&mut messages[i].recipients);
+                let last = &mut messages[j];
+                for r in rs {
                     if !last.recipients.contains(&r) {
                         last.recipients.push(r);
                     }
                 }
             }
             None => {
-                first.insert(key, merged.len());
-                merged.push(m);
+                first.insert(key, i);
             }
         }
     }
     drop(first);
-    let mut messages = merged;
+    let mut k = keep.iter();
+    messages.retain(|_| *k.next().unwrap_or(&true));
 
     let mut ctx = ctx;
     if ctx.internal.is_empty() {
@@ -329,6 +340,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             m.signals.retain(|s| s.analyser != Analyser::Impersonation);
         }
     }
+    skip_relays(&mut messages, &ctx.lists);
     campaign::novelty(&mut messages, &ctx);
     campaign::targeting(&mut messages, &opts.members);
     let groups = campaign::cluster(&messages, &ctx);
@@ -338,13 +350,13 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     for m in &messages {
         *report.severities.entry(campaign::message_severity(m).as_str()).or_default() += 1;
     }
-    let mut campaigns: Vec<Campaign> = groups.par_iter().map(|g| build_campaign(&messages, g, &opts.members)).collect();
+    let mut campaigns: Vec<Campaign> = groups.par_iter().map(|g| assemble::build_campaign(&messages, g, &opts.members)).collect();
 
     if !opts.logs.is_empty() {
-        let keys: Vec<grade::CampaignKeys> = groups.iter().map(|g| campaign_keys(&messages, g)).collect();
+        let keys: Vec<grade::CampaignKeys> = groups.iter().map(|g| assemble::campaign_keys(&messages, g)).collect();
         let (graded, coverage) = grade::grade(&keys, &opts.logs, if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads });
         for (c, g) in campaigns.iter_mut().zip(graded) {
-            apply_grades(c, g);
+            assemble::apply_grades(c, g);
         }
         report.coverage = Some(coverage);
     } else {
@@ -355,7 +367,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     // A large corpus's messages are freed in parallel rather than one by one at return.
     messages.into_par_iter().for_each(drop);
     for c in campaigns.iter_mut() {
-        judge(c, opts.iocs.as_ref());
+        judge::judge(c, opts.iocs.as_ref());
     }
     campaigns.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.members_targeted.cmp(&a.members_targeted)).then(b.messages.cmp(&a.messages)).then(a.id.cmp(&b.id)));
     report.campaigns = campaigns;
@@ -381,6 +393,7 @@ impl Analysed {
             list_mail: false,
             automatic: false,
             read_receipt: false,
+            public_hops: Vec::new(),
             urls: Vec::new(),
             skeleton: None,
             attachments: Vec::new(),
@@ -393,11 +406,50 @@ impl Analysed {
 
 /// Drops what only campaign candidates need, to keep a large corpus small in memory.
 fn slim(mut a: Analysed) -> Analysed {
-    if a.score(Analyser::Beacon) == 0 && a.score(Analyser::Impersonation) < 2 {
+    if a.score(Analyser::Beacon) == 0 && a.score(Analyser::Impersonation) < 2 && a.score(Analyser::Evasion) == 0 {
         a.urls = Vec::new();
         a.attachments = Vec::new();
     }
     a
+}
+
+/// A hop that hands over mail from this many different sender domains is a relay in front
+/// of the institution (its filtering service, a forwarder), not a sender; so is one that
+/// hands over mail from [`RELAY_SOME`] domains of which [`RELAY_ESTABLISHED`] are
+/// established (a forwarder carries well-known senders' mail; a campaign's server does not).
+const RELAY_DOMAINS: usize = 20;
+const RELAY_SOME: usize = 4;
+const RELAY_ESTABLISHED: usize = 2;
+
+/// Replaces a sending address that is really a relay in front of the institution (the first
+/// public hop of mail from many sender domains) with the next public hop below it, so one
+/// forwarder does not join every message into one campaign or become a campaign indicator.
+fn skip_relays(messages: &mut [Analysed], lists: &Lists) {
+    let mut domains: HashMap<std::net::IpAddr, BTreeSet<&str>> = HashMap::new();
+    for m in messages.iter() {
+        if let Some(ip) = m.sending_ip {
+            let d = domains.entry(ip).or_default();
+            if d.len() < RELAY_DOMAINS {
+                d.insert(url::registrable(m.from_domain()));
+            }
+        }
+    }
+    let relays: std::collections::HashSet<std::net::IpAddr> = domains
+        .into_iter()
+        .filter(|(_, d)| {
+            d.len() >= RELAY_DOMAINS || (d.len() >= RELAY_SOME && d.iter().filter(|x| lists.established(x).is_some()).count() >= RELAY_ESTABLISHED)
+        })
+        .map(|(ip, _)| ip)
+        .collect();
+    if relays.is_empty() {
+        return;
+    }
+    for m in messages.iter_mut() {
+        if m.sending_ip.is_some_and(|ip| relays.contains(&ip)) {
+            m.sending_ip = m.public_hops.iter().find(|ip| !relays.contains(ip)).copied();
+            m.sending_host = None;
+        }
+    }
 }
 
 /// The domain most messages are addressed to is the institution's own.
@@ -415,284 +467,3 @@ fn infer_internal(messages: &[Analysed]) -> Vec<String> {
     counts.into_iter().filter(|(d, _)| !d.is_empty()).max_by_key(|(d, n)| (*n, std::cmp::Reverse(*d))).map(|(d, _)| vec![d.to_string()]).unwrap_or_default()
 }
 
-fn ts(t: Option<i64>) -> Option<String> {
-    t.map(|t| Timestamp(t).to_string())
-}
-
-fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> Campaign {
-    let ms: Vec<&Analysed> = group.iter().map(|&i| &messages[i]).collect();
-    let dates: Vec<i64> = ms.iter().filter_map(|m| m.date.map(|d| d.0)).collect();
-    let mut senders: BTreeMap<String, Sender> = BTreeMap::new();
-    let mut domains = BTreeSet::new();
-    let mut ips = BTreeSet::new();
-    let mut relays = BTreeSet::new();
-    let mut templates: HashMap<&str, usize> = HashMap::new();
-    let mut subjects: HashMap<&str, usize> = HashMap::new();
-    let mut recipients: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
-    let mut signals: HashMap<(Analyser, &str), (u8, usize)> = HashMap::new();
-    let mut iocs = BTreeSet::new();
-    let mut attachments: BTreeMap<&str, AttachmentSummary> = BTreeMap::new();
-    let mut severity = Severity::Informational;
-    for m in &ms {
-        severity = severity.max(campaign::message_severity(m));
-        if let Some(f) = &m.from {
-            let s = senders.entry(f.address.clone()).or_insert(Sender { address: f.address.clone(), name: f.name.clone(), messages: 0 });
-            s.messages += 1;
-            domains.insert(url::registrable(f.domain()).to_string());
-            iocs.insert(Ioc { kind: "email", value: f.address.clone() });
-            iocs.insert(Ioc { kind: "domain", value: url::registrable(f.domain()).to_string() });
-        }
-        for r in &m.reply_to {
-            iocs.insert(Ioc { kind: "email", value: r.clone() });
-        }
-        if let Some(ip) = m.sending_ip {
-            ips.insert(ip.to_string());
-            if m.bulk_relay.is_none() {
-                iocs.insert(Ioc { kind: if ip.is_ipv4() { "ipv4" } else { "ipv6" }, value: ip.to_string() });
-            }
-        }
-        relays.extend(m.bulk_relay.clone());
-        for u in &m.urls {
-            *templates.entry(u.template.as_str()).or_default() += 1;
-            domains.insert(url::registrable(&u.host).to_string());
-            if !u.beacon && u.tokens.is_empty() {
-                continue;
-            }
-            iocs.insert(Ioc { kind: "domain", value: u.host.clone() });
-            iocs.insert(Ioc { kind: "url_template", value: u.template.clone() });
-        }
-        for a in &m.attachments {
-            iocs.insert(Ioc { kind: "sha256", value: a.sha256.clone() });
-            attachments
-                .entry(a.sha256.as_str())
-                .or_insert_with(|| AttachmentSummary {
-                    name: a.name.clone(),
-                    content_type: a.content_type.clone(),
-                    size: a.size,
-                    sha256: a.sha256.clone(),
-                    messages: 0,
-                })
-                .messages += 1;
-        }
-        *subjects.entry(m.subject.as_str()).or_default() += 1;
-        for r in &m.recipients {
-            let e = recipients.entry(r.as_str()).or_insert((0, None));
-            e.0 += 1;
-            if let Some(d) = m.date {
-                e.1 = Some(e.1.map_or(d.0, |x: i64| x.min(d.0)));
-            }
-        }
-        for s in &m.signals {
-            let e = signals.entry((s.analyser, s.what.as_str())).or_insert((s.score, 0));
-            e.1 += 1;
-        }
-    }
-    let mut templates: Vec<(&str, usize)> = templates.into_iter().collect();
-    templates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut subjects: Vec<(&str, usize)> = subjects.into_iter().collect();
-    subjects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    // Per-message signal texts vary (names, counts); keep the most frequent per analyser.
-    let mut signals: Vec<SignalSummary> =
-        signals.into_iter().map(|((analyser, what), (score, messages))| SignalSummary { analyser, score, what: what.to_string(), messages }).collect();
-    signals.sort_by(|a, b| a.analyser.cmp(&b.analyser).then(b.messages.cmp(&a.messages)).then(a.what.cmp(&b.what)));
-    let mut per: HashMap<Analyser, usize> = HashMap::new();
-    signals.retain(|s| {
-        let n = per.entry(s.analyser).or_default();
-        *n += 1;
-        *n <= 4
-    });
-    let mut recipients: Vec<(&str, (usize, Option<i64>))> = recipients.into_iter().collect();
-    recipients.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let recipients: Vec<Recipient> = recipients
-        .into_iter()
-        .map(|(address, (messages, first))| Recipient {
-            member: members.name_of(address).map(String::from),
-            address: address.to_string(),
-            grade: Grade::Received,
-            messages,
-            first_received: ts(first),
-            evidence: Vec::new(),
-            notes: Vec::new(),
-        })
-        .collect();
-    let members_targeted = recipients.iter().filter(|r| r.member.is_some()).count();
-    let mut examples: Vec<String> = ms.iter().take(3).map(|m| m.location.to_string()).collect();
-    examples.sort();
-    let mut c = Campaign {
-        kind: "campaign",
-        id: campaign::campaign_id(messages, group),
-        severity,
-        first_seen: ts(dates.iter().min().copied()),
-        last_seen: ts(dates.iter().max().copied()),
-        messages: ms.len(),
-        senders: senders.into_values().collect(),
-        domains: domains.into_iter().filter(|d| !d.is_empty()).collect(),
-        sending_ips: ips.into_iter().collect(),
-        relays: relays.into_iter().collect(),
-        url_templates: templates.into_iter().take(10).map(|(t, _)| t.to_string()).collect(),
-        subjects: subjects.into_iter().take(5).map(|(s, _)| s.to_string()).collect(),
-        attachments: attachments.into_values().take(50).collect(),
-        members_targeted,
-        recipients,
-        grades: BTreeMap::new(),
-        signals,
-        iocs: iocs.into_iter().collect(),
-        assessment: String::new(),
-        attack: Vec::new(),
-        judgement: portcullis_intel::phia::assess("", 0, &[], "low"),
-        intel_matches: Vec::new(),
-        attribution: Vec::new(),
-        examples,
-    };
-    count_grades(&mut c);
-    c
-}
-
-fn count_grades(c: &mut Campaign) {
-    c.grades.clear();
-    for r in &c.recipients {
-        *c.grades.entry(r.grade.as_str()).or_default() += 1;
-    }
-}
-
-fn campaign_keys(messages: &[Analysed], group: &[usize]) -> grade::CampaignKeys {
-    let mut k = grade::CampaignKeys {
-        beacon_hosts: Vec::new(),
-        link_hosts: Vec::new(),
-        tokens: HashMap::new(),
-        recipients: Vec::new(),
-        first_sent: HashMap::new(),
-        infra_ips: Default::default(),
-        first_seen: i64::MAX,
-        last_seen: i64::MIN,
-    };
-    let mut rset = BTreeSet::new();
-    for &i in group {
-        let m = &messages[i];
-        if let Some(d) = m.date {
-            k.first_seen = k.first_seen.min(d.0);
-            k.last_seen = k.last_seen.max(d.0);
-        }
-        if let Some(ip) = m.sending_ip
-            && m.bulk_relay.is_none()
-        {
-            k.infra_ips.insert(ip.to_string());
-        }
-        for r in &m.recipients {
-            rset.insert(r.clone());
-            let t = m.date.map(|d| d.0).unwrap_or(i64::MIN);
-            let e = k.first_sent.entry(r.clone()).or_insert(t);
-            *e = (*e).min(t);
-        }
-        for u in &m.urls {
-            let hosts = if u.beacon { &mut k.beacon_hosts } else { &mut k.link_hosts };
-            if !hosts.contains(&u.host) {
-                hosts.push(u.host.clone());
-            }
-            // A token is only a recipient's when the message had one recipient.
-            if m.recipients.len() == 1 {
-                for t in &u.tokens {
-                    if t.len() >= 6 {
-                        k.tokens.insert(t.clone(), m.recipients[0].clone());
-                    }
-                }
-            }
-        }
-    }
-    if k.first_seen == i64::MAX {
-        k.first_seen = i64::MIN;
-        k.last_seen = i64::MAX;
-    }
-    k.recipients = rset.into_iter().collect();
-    k
-}
-
-fn apply_grades(c: &mut Campaign, g: grade::Graded) {
-    for r in c.recipients.iter_mut() {
-        r.grade = g.grades.get(&r.address).copied().unwrap_or(Grade::Received);
-        r.evidence = g.evidence.get(&r.address).cloned().unwrap_or_default();
-        r.notes = g.notes.get(&r.address).cloned().unwrap_or_default();
-    }
-    if c.recipients.iter().any(|r| r.grade == Grade::Compromised) {
-        c.severity = Severity::Critical;
-    }
-    let mut a = g.statement;
-    if g.unattributed_count > 0 {
-        a.push_str(&format!("; {} fetch(es) of campaign hosts name no recipient (e.g. DNS lookups)", g.unattributed_count));
-    }
-    c.assessment = a;
-    count_grades(c);
-}
-
-/// ATT&CK techniques, the PHIA judgement and the attribution of one campaign.
-fn judge(c: &mut Campaign, iocs: Option<&portcullis_intel::IocSet>) {
-    let has = |a: Analyser, min: u8| c.signals.iter().any(|s| s.analyser == a && s.score >= min);
-    let mut techniques = Vec::new();
-    if has(Analyser::Beacon, 1) {
-        techniques.push("T1598.003".to_string());
-    }
-    if c.url_templates.iter().any(|t| !t.ends_with(".gif") && !t.ends_with(".png")) {
-        techniques.push("T1566.002".to_string());
-    }
-    if c.signals.iter().any(|s| s.analyser == Analyser::Impersonation && s.what.contains("looks like")) {
-        techniques.push("T1583.001".to_string());
-    }
-    techniques.sort();
-    c.attack = portcullis_intel::attack::name_all(&techniques);
-    let mut ev: Vec<(i32, String)> = Vec::new();
-    if has(Analyser::Beacon, 2) {
-        ev.push((15, "hidden beacons with per-recipient tokens".into()));
-    } else if has(Analyser::Beacon, 1) {
-        ev.push((5, "tracking pixels".into()));
-    }
-    if has(Analyser::Impersonation, 2) {
-        ev.push((20, "impersonation of an outlet, journalist or protected identity".into()));
-    }
-    if has(Analyser::Bulk, 2) {
-        ev.push((15, "one personal-looking message sent to many recipients with individual tokens".into()));
-    }
-    if c.members_targeted > 0 {
-        ev.push((10, format!("{} protected members among the recipients", c.members_targeted)));
-    }
-    if c.signals.iter().any(|s| s.analyser == Analyser::Bulk && s.what.contains("List") || s.what.contains("list/bulk headers")) && !has(Analyser::Impersonation, 2) {
-        ev.push((-30, "list headers and no impersonation: the shape of an ordinary newsletter".into()));
-    }
-    let mut intel = Vec::new();
-    let mut actors: BTreeSet<String> = BTreeSet::new();
-    if let Some(set) = iocs {
-        let mut hits = Vec::new();
-        let values: Vec<&str> = c.iocs.iter().map(|i| i.value.as_str()).chain(c.domains.iter().map(String::as_str)).collect();
-        for v in values {
-            hits.clear();
-            set.scan(v, &mut hits);
-            for h in &hits {
-                let ind = &set.indicators[h.indicator as usize];
-                let line = format!("{} ({}) — {} [{}]", ind.value, ind.kind.as_str(), ind.context.title(), ind.context.source);
-                if !intel.contains(&line) {
-                    intel.push(line);
-                }
-                actors.extend(ind.context.actors.iter().cloned());
-            }
-        }
-    }
-    if !intel.is_empty() {
-        ev.push((10, format!("infrastructure matches published intel ({} indicator(s))", intel.len())));
-    }
-    let confidence = if c.messages >= 50 && ev.len() >= 4 {
-        "high"
-    } else if ev.len() >= 2 {
-        "moderate"
-    } else {
-        "low"
-    };
-    c.judgement = portcullis_intel::phia::assess("this is a targeted reconnaissance campaign", 35, &ev, confidence);
-    let mut attribution: Vec<String> = actors
-        .iter()
-        .map(|a| format!("its infrastructure matches intel associated with {a}: consistent with {a}, not proof; attribution needs more than shared infrastructure"))
-        .collect();
-    if attribution.is_empty() {
-        attribution.push("no intel links its infrastructure to a known actor: no attribution is made".into());
-    }
-    c.intel_matches = intel;
-    c.attribution = attribution;
-}

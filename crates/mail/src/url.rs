@@ -46,6 +46,9 @@ const TWO_LABEL_SUFFIXES: &[&str] = &[
     "co.uk", "org.uk", "ac.uk", "gov.uk", "ltd.uk", "plc.uk", "me.uk", "net.uk", "sch.uk", "nhs.uk", "police.uk", "parliament.uk",
     "com.au", "net.au", "org.au", "gov.au", "co.nz", "org.nz", "co.jp", "ne.jp", "or.jp", "com.cn", "net.cn", "org.cn", "gov.cn",
     "com.hk", "com.tw", "com.sg", "co.in", "co.kr", "com.br", "co.za", "com.mx", "com.tr", "com.ru", "eu.com", "co.il",
+    "mod.uk", "edu.au", "ac.nz", "govt.nz", "ac.jp", "go.jp", "ac.kr", "go.kr", "or.kr", "ac.in", "gov.in", "edu.cn", "ac.il",
+    "gov.il", "ac.za", "gov.za", "edu.sg", "gov.sg", "gc.ca", "gouv.fr", "com.ar", "com.my", "co.id", "com.pk", "com.ng",
+    "com.ua", "co.th", "com.vn", "com.ph", "org.za", "org.il", "net.il", "or.at", "ac.at", "gv.at",
 ];
 
 /// `mail.news.bbc.co.uk` → `bbc.co.uk`.

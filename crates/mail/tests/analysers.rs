@@ -170,3 +170,96 @@ fn beacon_plus_impersonation_novelty_and_members_is_high_in_a_corpus() {
     assert!(c.iocs.iter().any(|i| i.kind == "domain" && i.value == "nprnevvs.com"));
     assert_eq!(r.severities.get("high"), Some(&4), "members' messages are high: {:?}", r.severities);
 }
+
+fn lookalike_signals(from: &str) -> Vec<String> {
+    let a = analysed(&msg(from, "", "<p>Hello</p>"));
+    a.signals.iter().filter(|s| s.kind == portcullis_mail::SignalKind::LookAlikeSender).map(|s| format!("{}:{}", s.score, s.what)).collect()
+}
+
+#[test]
+fn benign_pairs_are_not_look_alikes() {
+    // Real names a small edit apart, real outlets, and widely used domains.
+    for from in ["easmith@beatrice.rutgers.edu", "news@latimes.com", "a@politics.co.uk", "dilbert@ummail4.unitedmedia.com", "guterman@mediaunspun.imakenews.net", "x@cnet.com", "x@youtube.com"] {
+        assert!(lookalike_signals(from).is_empty(), "{from}: {:?}", lookalike_signals(from));
+    }
+    // A link to a real outlet is not a look-alike link.
+    let a = analysed(&msg("a@example.org", "", r#"<a href="https://www.latimes.com/story?id=8f3KzQ1x9LmP2vW7">x</a>"#));
+    assert!(a.signals.iter().all(|s| s.kind != portcullis_mail::SignalKind::LookAlikeLink), "{:?}", a.signals);
+    // Under a restricted suffix a small edit is a coincidence of names, and is said to be.
+    let a = analysed(&msg("a@reuter.ac.uk", "", "<p>Hello</p>"));
+    assert!(a.signals.iter().all(|s| s.kind != portcullis_mail::SignalKind::LookAlikeSender), "{:?}", a.signals);
+    assert!(a.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::Established && s.what.contains("resembles Reuters") && s.what.contains(".ac.uk")), "{:?}", a.signals);
+}
+
+#[test]
+fn look_alikes_that_must_still_fire() {
+    for (from, want) in [
+        ("desk@reutres.com", "looks like Reuters (reuters: swaps adjacent letters)"),
+        ("desk@reuters-news.com", "looks like Reuters (reuters: adds news words to the name)"),
+        ("desk@nropnews.com", "looks like NPR (nprnews: is a small misspelling)"),
+        ("desk@bbc-news.co", "looks like BBC News"),
+        ("desk@bbc.co", "looks like BBC News (bbc: the same name on another domain)"),
+        // A restricted suffix does not excuse an outlet's name with news words added.
+        ("desk@reuters-news.ac.uk", "looks like Reuters (reuters: adds news words to the name)"),
+        ("desk@nytimes-daily.com", "looks like The New York Times"),
+    ] {
+        let got = lookalike_signals(from);
+        assert!(got.iter().any(|s| s.contains(want)), "{from}: {got:?}");
+    }
+}
+
+const GATEWAY: &str = "Received: from mail.outside.example (mail.outside.example [198.51.100.9]) by mx1.parliament.example; Mon, 18 Jan 2021 09:00:00 +0000\r\n";
+
+#[test]
+fn authentication_the_gateway_wrote_is_believed_and_claims_in_the_message_are_not() {
+    let pixel = r#"<table><tr><td>News</td></tr></table><img src="https://ping.news.bbc.co.uk/o/Zk3q9XyL2mP8rT4w.gif" width="1" height="1" alt="">"#;
+    // The gateway (above its Received hop) says DMARC failed for bbc.co.uk: a spoof.
+    let spoof = analysed(&msg(
+        "\"BBC News\" <news@bbc.co.uk>",
+        &format!("Authentication-Results: mx1.parliament.example; spf=fail smtp.mailfrom=bbc.co.uk; dkim=none; dmarc=fail header.from=bbc.co.uk\r\n{GATEWAY}"),
+        pixel,
+    ));
+    assert!(spoof.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::SpoofedDomain && s.score == 3), "{:?}", spoof.signals);
+    assert_eq!(message_severity(&spoof), Severity::Medium);
+    // The same failure written by the sender, below the gateway's hop, is not believed.
+    let claimed = analysed(&msg(
+        "\"BBC News\" <news@bbc.co.uk>",
+        &format!("{GATEWAY}Authentication-Results: mx1.parliament.example; dmarc=fail header.from=bbc.co.uk\r\n"),
+        pixel,
+    ));
+    assert!(claimed.signals.iter().all(|s| s.kind != portcullis_mail::SignalKind::SpoofedDomain), "{:?}", claimed.signals);
+    // A forged pass below the gateway does not vouch either; the gateway's own pass does.
+    let forged = analysed(&msg("\"NROP News\" <d@nropnews.com>", &format!("{GATEWAY}Authentication-Results: mx1.parliament.example; dmarc=pass header.from=nropnews.com\r\n"), pixel));
+    assert!(forged.signals.iter().all(|s| s.kind != portcullis_mail::SignalKind::Authenticated), "{:?}", forged.signals);
+    let real = analysed(&msg(
+        "\"BBC News Daily\" <newsletters@bbc.co.uk>",
+        &format!("Authentication-Results: mx1.parliament.example; dkim=pass header.d=bbc.co.uk; dmarc=pass header.from=bbc.co.uk\r\n{GATEWAY}"),
+        pixel,
+    ));
+    assert!(real.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::Authenticated && s.what.contains("dmarc=pass")), "{:?}", real.signals);
+    assert_eq!(message_severity(&real), Severity::Low);
+}
+
+#[test]
+fn a_real_outlets_own_newsletter_without_list_headers_stays_low_in_a_corpus() {
+    // From its own domain, a tracking pixel and a per-recipient token, no list headers, to
+    // members: a newsletter, not reconnaissance.
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("name,addresses\n");
+    for i in 0..12 {
+        csv.push_str(&format!("Member {i},m{i}@parliament.example\n"));
+        let raw = format!(
+            "From: \"The Economist Today\" <newsletters@economist.com>\r\nTo: m{i}@parliament.example\r\nSubject: The world in brief\r\nDate: Mon, {} Jan 2021 07:00:00 +0000\r\nMessage-ID: <e{i}@economist.com>\r\n{GATEWAY}Content-Type: text/html\r\n\r\n<table><tr><td>Today</td></tr></table><img src=\"https://t.economist.com/o/{}Zq81LmV0xR4kT/p.gif\" width=\"1\" height=\"1\">\r\n",
+            10 + i,
+            i
+        );
+        std::fs::write(dir.path().join(format!("e{i}.eml")), raw).unwrap();
+    }
+    let opts = Options { members: Members::parse(&csv).unwrap(), ..Options::default() };
+    let r = portcullis_mail::run(&[dir.path().to_path_buf()], &opts, &|_| {});
+    assert_eq!(r.campaigns.len(), 1, "{:#?}", r.campaigns);
+    let c = &r.campaigns[0];
+    assert_eq!(c.severity, Severity::Low, "{:#?}", c.signals);
+    assert!(c.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::PersonalBulk));
+    assert!(c.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::Established && s.what.contains("The Economist's own domain")), "{:#?}", c.signals);
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub mod message;
 pub mod split;
 
-pub use message::{Attachment, Hop, Mail, Mailbox, Unreadable, parse};
+pub use message::{Attachment, AuthHeader, AuthResult, Hop, Mail, Mailbox, Unreadable, parse};
 pub use split::{MAX_MESSAGE, Piece, is_eml, is_mbox, split_mbox};
 
 /// Where a message was read from.
@@ -51,9 +51,11 @@ pub struct FileSummary {
     pub long_lines: u64,
 }
 
-/// Reads the messages of one file, calling `f` with each message's location and bytes.
-/// Files that are neither EML nor MBOX are reported as [`FileKind::NotMail`].
-pub fn read_file(path: &Path, mut f: impl FnMut(Location, &[u8])) -> io::Result<FileSummary> {
+/// Reads the messages of one file, calling `f` with each message's location, its bytes and
+/// the bytes of its lines over [`split::MAX_LINE`] that a mailbox reader had to drop (a
+/// header padded past reading is an evasion the analysers report). Files that are neither
+/// EML nor MBOX are reported as [`FileKind::NotMail`].
+pub fn read_file(path: &Path, mut f: impl FnMut(Location, &[u8], u64)) -> io::Result<FileSummary> {
     let mut file = File::open(path)?;
     let bytes = file.metadata()?.len();
     let mut head = vec![0u8; 64 * 1024];
@@ -65,7 +67,7 @@ pub fn read_file(path: &Path, mut f: impl FnMut(Location, &[u8])) -> io::Result<
         summary.kind = FileKind::Mbox;
         let rest = io::Cursor::new(head).chain(file);
         let stats = split_mbox(rest, |i, piece| match piece {
-            Piece::Message { bytes, line } => f(Location { path: path.to_path_buf(), index: Some((i, line)) }, bytes),
+            Piece::Message { bytes, line, dropped } => f(Location { path: path.to_path_buf(), index: Some((i, line)) }, bytes, dropped),
             Piece::TooBig { line } => summary.skipped.push((
                 Location { path: path.to_path_buf(), index: Some((i, line)) },
                 format!("message larger than {} MiB", MAX_MESSAGE >> 20),
@@ -73,7 +75,7 @@ pub fn read_file(path: &Path, mut f: impl FnMut(Location, &[u8])) -> io::Result<
         })?;
         summary.messages = stats.messages - summary.skipped.len();
         summary.long_lines = stats.long_lines;
-    } else if is_eml(&head) {
+    } else if is_eml(&head) || (has_eml_extension(path) && starts_with_header_field(&head)) {
         summary.kind = FileKind::Eml;
         let loc = Location { path: path.to_path_buf(), index: None };
         if bytes > MAX_MESSAGE as u64 {
@@ -85,11 +87,29 @@ pub fn read_file(path: &Path, mut f: impl FnMut(Location, &[u8])) -> io::Result<
                 summary.skipped.push((loc, format!("message larger than {} MiB", MAX_MESSAGE >> 20)));
             } else {
                 summary.messages = 1;
-                f(loc, &all);
+                f(loc, &all, 0);
             }
         }
+    } else if has_eml_extension(path) && bytes > 0 {
+        // Named as mail but not readable as mail: reported, never silently passed over.
+        summary.kind = FileKind::Eml;
+        summary.skipped.push((Location { path: path.to_path_buf(), index: None }, "a .eml file that does not start with mail headers".into()));
     }
     Ok(summary)
+}
+
+fn has_eml_extension(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("eml"))
+}
+
+/// The first line is an RFC 5322 header field (`Name: value`): an EML whose first headers
+/// are padding the usual ones come after.
+fn starts_with_header_field(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(b"");
+    match line.iter().position(|&b| b == b':') {
+        Some(i) => i > 0 && line[..i].iter().all(|&b| (33..=126).contains(&b)),
+        None => false,
+    }
 }
 
 /// Expands files and directories (Maildir `cur/`, `new/` and `tmp/` included) into a sorted
@@ -112,12 +132,12 @@ mod tests {
         std::fs::write(dir.join("Maildir/cur/1612345678.M1P1.host:2,S"), eml).unwrap();
         std::fs::write(dir.join("box.mbox"), format!("From a Mon Jan  1 00:00:00 2024\n{eml}\nFrom b Mon Jan  1 00:00:00 2024\n{eml}")).unwrap();
         std::fs::write(dir.join("notes.txt"), "hello").unwrap();
-        let (files, errors) = collect_files(&[dir.clone()]);
+        let (files, errors) = collect_files(std::slice::from_ref(&dir));
         assert!(errors.is_empty());
         let mut seen = Vec::new();
         let mut kinds = Vec::new();
         for f in &files {
-            let s = read_file(f, |loc, b| seen.push((loc, b.len()))).unwrap();
+            let s = read_file(f, |loc, b, _| seen.push((loc, b.len()))).unwrap();
             kinds.push(s.kind);
         }
         assert_eq!(seen.len(), 3);

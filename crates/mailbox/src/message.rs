@@ -38,6 +38,34 @@ pub struct Hop {
     pub by: Option<String>,
 }
 
+/// One authentication result (`spf`, `dkim`, `dmarc`, `arc`, `compauth`…) and the domain it
+/// is about (`smtp.mailfrom`, `header.d`, `header.from`), as an `Authentication-Results` or
+/// `ARC-Authentication-Results` header states it (RFC 8601, RFC 8617).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthResult {
+    /// Lower-cased method: `spf`, `dkim`, `dmarc`…
+    pub method: String,
+    /// Lower-cased result: `pass`, `fail`, `softfail`, `none`, `temperror`…
+    pub result: String,
+    /// Lower-cased domain the result is about, when the header names one.
+    pub domain: Option<String>,
+}
+
+/// An `Authentication-Results` (or `ARC-Authentication-Results`) header: who wrote it and
+/// where it sits. Any sender can write one; [`AuthHeader::received_above`] lets the reader
+/// keep only those its own servers added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthHeader {
+    /// The authserv-id (the host that wrote it), lower-cased; None when the header has none
+    /// (Exchange Online writes none).
+    pub authserv_id: Option<String>,
+    /// `Received:` headers above it: 0 means it was added after the last hop's Received.
+    pub received_above: usize,
+    /// An `ARC-Authentication-Results` header (and its `i=` instance).
+    pub arc_instance: Option<u32>,
+    pub results: Vec<AuthResult>,
+}
+
 /// An attachment, listed without its content.
 #[derive(Clone, Debug)]
 pub struct Attachment {
@@ -69,6 +97,13 @@ pub struct Mail {
     pub bulk_headers: Vec<String>,
     /// A read receipt or other automatic reply (`Auto-Submitted`, disposition notification).
     pub automatic: bool,
+    /// `Authentication-Results` and `ARC-Authentication-Results` headers, in header order.
+    pub auth: Vec<AuthHeader>,
+    /// Bulk-mail software named in a Received header (`PowerMTA`, `StrongMail`…).
+    pub bulk_mta: Option<String>,
+    /// The header block was over [`MAX_HEADER_BLOCK`]: the bytes of oversized header fields
+    /// dropped to read the rest (padding a header is an evasion).
+    pub header_dropped: Option<usize>,
     pub html: Vec<String>,
     pub text: Vec<String>,
     pub attachments: Vec<Attachment>,
@@ -93,10 +128,24 @@ impl std::fmt::Display for Unreadable {
     }
 }
 
-/// Parses one message.
+/// Longest header field kept when a header block is over [`MAX_HEADER_BLOCK`]; longer
+/// fields (the padding) are dropped and counted.
+pub const MAX_FIELD_WHEN_PADDED: usize = 64 << 10;
+
+/// Parses one message. A header block over [`MAX_HEADER_BLOCK`] is read bounded: fields
+/// over [`MAX_FIELD_WHEN_PADDED`] are dropped (and the bytes dropped recorded in
+/// [`Mail::header_dropped`]) until the rest fits; only when it still does not fit is the
+/// message [`Unreadable::HeaderTooLarge`].
 pub fn parse(raw: &[u8]) -> Result<Mail, Unreadable> {
     if header_block_len(raw).is_none() && raw.len() > MAX_HEADER_BLOCK {
-        return Err(Unreadable::HeaderTooLarge);
+        let (rebuilt, dropped) = without_padding(raw).ok_or(Unreadable::HeaderTooLarge)?;
+        let mut m = parse(&rebuilt)?;
+        m.size = raw.len();
+        m.header_dropped = Some(dropped);
+        m.problems.push("header block over 1 MiB: oversized header fields dropped");
+        m.problems.sort();
+        m.problems.dedup();
+        return Ok(m);
     }
     let msg = MessageParser::default().parse(raw).ok_or(Unreadable::NotAMessage)?;
     if msg.from().is_none() && msg.to().is_none() && msg.subject().is_none() && msg.date().is_none() && msg.message_id().is_none() {
@@ -114,9 +163,21 @@ pub fn parse(raw: &[u8]) -> Result<Mail, Unreadable> {
         recipients.extend(all(a));
     }
     m.subject = msg.subject().unwrap_or("").to_string();
+    let mut received_seen = 0usize;
     for (name, value) in msg.headers_raw() {
         let lower = name.to_ascii_lowercase();
         match lower.as_str() {
+            "received" => {
+                received_seen += 1;
+                if m.bulk_mta.is_none() {
+                    m.bulk_mta = bulk_mta(value);
+                }
+            }
+            "authentication-results" | "arc-authentication-results" if m.auth.len() < 32 => {
+                if let Some(h) = auth_header(value, lower.starts_with("arc-"), received_seen) {
+                    m.auth.push(h);
+                }
+            }
             "delivered-to" | "x-original-to" => {
                 let a = value.trim().trim_matches(['<', '>']).to_ascii_lowercase();
                 if a.contains('@') && a.len() < 320 {
@@ -129,10 +190,12 @@ pub fn parse(raw: &[u8]) -> Result<Mail, Unreadable> {
                 }
             }
             "x-mailer" | "user-agent" => m.x_mailer = Some(clip(value.trim(), 200)),
-            "list-unsubscribe" | "list-id" | "feedback-id" | "x-sg-eid" | "x-mailgun-sid" | "x-ses-outgoing"
-            | "x-mc-user" | "x-campaign" | "x-campaignid" | "x-mailchimp-campaign" | "x-sfmc-stack" | "x-mailjet-campaign" => {
-                m.bulk_headers.push(lower.clone())
-            }
+            "list-unsubscribe" | "list-id" | "list-post" | "list-help" | "list-subscribe" | "list-archive" | "list-owner"
+            | "list-unsubscribe-post" | "mailing-list" | "x-mailing-list" | "x-mailman-version" | "x-beenthere" | "feedback-id"
+            | "x-sg-eid" | "x-sg-id" | "x-mailgun-sid" | "x-mailgun-tag" | "x-mailgun-variables" | "x-ses-outgoing" | "x-mc-user"
+            | "x-mandrill-user" | "x-report-abuse" | "x-csa-complaints" | "x-campaign" | "x-campaignid" | "x-campaign-id"
+            | "x-mailchimp-campaign" | "x-sfmc-stack" | "x-job" | "x-msfbl" | "x-rpcampaign" | "x-mailjet-campaign"
+            | "x-listmember" => m.bulk_headers.push(lower.clone()),
             "precedence" if matches!(value.trim().to_ascii_lowercase().as_str(), "bulk" | "list" | "junk") => {
                 m.bulk_headers.push("precedence".into())
             }
@@ -202,6 +265,62 @@ pub fn parse(raw: &[u8]) -> Result<Mail, Unreadable> {
     Ok(m)
 }
 
+/// Header fields the analysers read, kept when a padded header block is cut down.
+const READ_FIELDS: &[&str] = &[
+    "from", "sender", "reply-to", "to", "cc", "bcc", "subject", "date", "message-id", "received", "return-path", "delivered-to",
+    "x-original-to", "dkim-signature", "authentication-results", "x-mailer", "user-agent", "precedence", "feedback-id",
+    "auto-submitted", "mime-version", "content-type", "content-transfer-encoding",
+];
+
+/// The message with header fields over [`MAX_FIELD_WHEN_PADDED`] left out, and fields the
+/// analysers do not read once half of [`MAX_HEADER_BLOCK`] is used, and the bytes left out;
+/// None when what remains is still over [`MAX_HEADER_BLOCK`] or the header block never ends.
+fn without_padding(raw: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut out = Vec::with_capacity(MAX_HEADER_BLOCK);
+    let mut dropped = 0usize;
+    let mut i = 0;
+    let mut field_start = 0;
+    let mut body_start = None;
+    // Walk lines; a field is a line plus its continuation lines (starting with space/tab).
+    // The fields analysis reads are kept wherever they stand; others while there is room,
+    // so many small padding fields go the way of one big one.
+    let flush = |out: &mut Vec<u8>, dropped: &mut usize, field: &[u8]| {
+        let name_end = field.iter().position(|&b| b == b':').unwrap_or(0);
+        let name = String::from_utf8_lossy(&field[..name_end.min(64)]).trim().to_ascii_lowercase();
+        let wanted = READ_FIELDS.contains(&name.as_str()) || name.starts_with("list-") || name.starts_with("arc-");
+        if field.len() > MAX_FIELD_WHEN_PADDED || (!wanted && out.len() + field.len() > MAX_HEADER_BLOCK / 2) {
+            *dropped += field.len();
+        } else {
+            out.extend_from_slice(field);
+        }
+    };
+    while i < raw.len() {
+        let nl = memchr_nl(&raw[i..]).map(|p| i + p + 1).unwrap_or(raw.len());
+        let line = &raw[i..nl];
+        let blank = line == b"\n" || line == b"\r\n";
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if i > field_start && !continuation {
+            flush(&mut out, &mut dropped, &raw[field_start..i]);
+            field_start = i;
+            if out.len() > MAX_HEADER_BLOCK {
+                return None;
+            }
+        }
+        if blank {
+            body_start = Some(i);
+            break;
+        }
+        i = nl;
+    }
+    let body_start = body_start?;
+    out.extend_from_slice(&raw[body_start..]);
+    Some((out, dropped))
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
 /// Length of the header block (up to and including the blank line) if it ends within
 /// [`MAX_HEADER_BLOCK`].
 fn header_block_len(raw: &[u8]) -> Option<usize> {
@@ -260,6 +379,73 @@ fn host_string(h: &mail_parser::Host<'_>) -> String {
         mail_parser::Host::Name(n) => clip(&n.to_ascii_lowercase(), 255),
         mail_parser::Host::IpAddr(ip) => ip.to_string(),
     }
+}
+
+/// Mass-mailing software that names itself in a Received header.
+const BULK_MTAS: &[&str] = &["PowerMTA", "StrongMail", "GreenArrow", "MailerQ", "Momentum", "Ecelerity", "ListManager", "LISTSERV", "ezmlm", "Mailman", "Port25"];
+
+fn bulk_mta(received: &str) -> Option<String> {
+    let head = &received[..received.len().min(2048)];
+    let head = &head[..(0..=head.len()).rev().find(|&i| head.is_char_boundary(i)).unwrap_or(0)];
+    BULK_MTAS.iter().find(|n| head.contains(*n)).map(|n| n.to_string())
+}
+
+/// Parses an `Authentication-Results` value: `authserv-id [version]; method=result
+/// [reason] prop.key=value …; …`, or Exchange Online's form with no authserv-id.
+fn auth_header(value: &str, arc: bool, received_above: usize) -> Option<AuthHeader> {
+    let value = &value[..value.len().min(16 * 1024)];
+    let value = &value[..(0..=value.len()).rev().find(|&i| value.is_char_boundary(i)).unwrap_or(0)];
+    let mut parts = value.split(';').map(str::trim);
+    let mut arc_instance = None;
+    let mut authserv_id = None;
+    let mut pending: Option<&str> = None;
+    if arc {
+        let first = parts.next()?;
+        arc_instance = first.strip_prefix("i=").and_then(|n| n.trim().parse().ok());
+    }
+    if let Some(first) = parts.next() {
+        let word = first.split_whitespace().next().unwrap_or("");
+        if word.contains('=') {
+            pending = Some(first);
+        } else if !word.is_empty() {
+            authserv_id = Some(clip(&word.to_ascii_lowercase(), 255));
+        }
+    }
+    let mut results = Vec::new();
+    for part in pending.into_iter().chain(parts).take(32) {
+        // Comments in parentheses are free text; drop them before reading key=value pairs.
+        let mut clean = String::with_capacity(part.len());
+        let mut depth = 0usize;
+        for c in part.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                c if depth == 0 => clean.push(c),
+                _ => {}
+            }
+        }
+        let mut words = clean.split_whitespace();
+        let Some((method, result)) = words.next().and_then(|w| w.split_once('=')) else { continue };
+        let method = method.to_ascii_lowercase();
+        if method.is_empty() || method.len() > 32 || method.contains('.') {
+            continue;
+        }
+        let mut domain = None;
+        for w in words {
+            if let Some((k, v)) = w.split_once('=') {
+                let k = k.to_ascii_lowercase();
+                if matches!(k.as_str(), "smtp.mailfrom" | "header.d" | "header.from" | "header.i" | "smtp.helo") && domain.is_none() {
+                    let v = v.trim_matches(['"', '<', '>', ';']).to_ascii_lowercase();
+                    let d = v.rsplit('@').next().unwrap_or("").trim_start_matches('.');
+                    if !d.is_empty() && d.len() < 256 {
+                        domain = Some(d.to_string());
+                    }
+                }
+            }
+        }
+        results.push(AuthResult { method, result: result.trim().to_ascii_lowercase(), domain });
+    }
+    Some(AuthHeader { authserv_id, received_above, arc_instance, results })
 }
 
 /// `d=` of a DKIM-Signature header value.
@@ -327,10 +513,56 @@ mod tests {
     }
 
     #[test]
-    fn oversized_header_block_is_refused() {
+    fn oversized_header_block_is_read_bounded() {
+        // One 2 MiB field: dropped, the rest read, the padding recorded.
+        let mut raw = b"From: a@b.example\r\nTo: c@d.example\r\nX-Big: ".to_vec();
+        raw.extend(std::iter::repeat_n(b'a', 2 << 20));
+        raw.extend_from_slice(b"\r\nSubject: padded\r\n\r\nbody\r\n");
+        let m = parse(&raw).unwrap();
+        assert_eq!(m.subject, "padded");
+        assert_eq!(m.from.unwrap().address, "a@b.example");
+        assert!(m.header_dropped.unwrap() > 2 << 20);
+        // A header block that never ends, or is still too big without its long fields, is refused.
         let mut raw = b"From: a@b\r\nX-Big: ".to_vec();
         raw.extend(std::iter::repeat_n(b'a', 2 << 20));
         assert_eq!(parse(&raw).unwrap_err(), Unreadable::HeaderTooLarge);
+        // Many small padding fields before the real ones: those read are kept.
+        let mut raw = Vec::new();
+        for i in 0..40_000 {
+            raw.extend_from_slice(format!("X-F{i}: {}\r\n", "b".repeat(40)).as_bytes());
+        }
+        raw.extend_from_slice(b"From: a@b.example\r\nSubject: late\r\n\r\nbody\r\n");
+        let m = parse(&raw).unwrap();
+        assert_eq!((m.subject.as_str(), m.from.unwrap().address.as_str()), ("late", "a@b.example"));
+        assert!(m.header_dropped.unwrap() > 1 << 20);
+        // Even the fields read, past 1 MiB, are refused.
+        let mut raw = Vec::new();
+        for _ in 0..40_000 {
+            raw.extend_from_slice(format!("Received: from {}\r\n", "b".repeat(40)).as_bytes());
+        }
+        raw.extend_from_slice(b"From: a@b.example\r\n\r\nbody\r\n");
+        assert_eq!(parse(&raw).unwrap_err(), Unreadable::HeaderTooLarge);
         assert!(parse(b"\x00\x01\x02").is_err());
+    }
+
+    #[test]
+    fn authentication_results_are_read_with_their_position() {
+        let raw = "Authentication-Results: mx.parliament.example; spf=pass (sender IP is 1.2.3.4) smtp.mailfrom=bounce.bbc.co.uk;\r\n dkim=pass header.d=bbc.co.uk header.s=s1; dmarc=pass (p=reject) header.from=bbc.co.uk\r\nReceived: from mail.bbc.co.uk (mail.bbc.co.uk [212.58.224.1]) by mx.parliament.example; Mon, 1 Mar 2021 09:00:00 +0000\r\nAuthentication-Results: spf=fail smtp.mailfrom=evil.example; dkim=none; dmarc=fail action=oreject header.from=bbc.co.uk;compauth=fail reason=000\r\nARC-Authentication-Results: i=1; mx.google.com; dkim=pass header.i=@news.example\r\nFrom: a@bbc.co.uk\r\nTo: b@parliament.example\r\nSubject: s\r\nReceived: by x with PowerMTA(TM) v4.0; Mon, 1 Mar 2021 08:00:00 +0000\r\n\r\nbody\r\n";
+        let m = parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.auth.len(), 3);
+        assert_eq!((m.auth[0].authserv_id.as_deref(), m.auth[0].received_above), (Some("mx.parliament.example"), 0));
+        assert_eq!(
+            m.auth[0].results,
+            vec![
+                AuthResult { method: "spf".into(), result: "pass".into(), domain: Some("bounce.bbc.co.uk".into()) },
+                AuthResult { method: "dkim".into(), result: "pass".into(), domain: Some("bbc.co.uk".into()) },
+                AuthResult { method: "dmarc".into(), result: "pass".into(), domain: Some("bbc.co.uk".into()) },
+            ]
+        );
+        assert_eq!((m.auth[1].authserv_id.as_deref(), m.auth[1].received_above), (None, 1));
+        assert_eq!(m.auth[1].results[2], AuthResult { method: "dmarc".into(), result: "fail".into(), domain: Some("bbc.co.uk".into()) });
+        assert_eq!((m.auth[2].arc_instance, m.auth[2].authserv_id.as_deref()), (Some(1), Some("mx.google.com")));
+        assert_eq!(m.auth[2].results[0].domain.as_deref(), Some("news.example"));
+        assert_eq!(m.bulk_mta.as_deref(), Some("PowerMTA"));
     }
 }

@@ -32,7 +32,9 @@ pub fn is_eml(head: &[u8]) -> bool {
             continue;
         }
         let Some((name, _)) = line.split_once(':') else { return false };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        // RFC 5322 field names: printable ASCII but space and colon (`X-Content_id` is one).
+        let name = name.trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b)) {
             return false;
         }
         if matches!(
@@ -50,8 +52,9 @@ pub fn is_eml(head: &[u8]) -> bool {
 
 /// One message cut from a mailbox.
 pub enum Piece<'a> {
-    /// The message's bytes (escaping undone) and the 1-based line of its `From ` separator.
-    Message { bytes: &'a [u8], line: u64 },
+    /// The message's bytes (escaping undone), the 1-based line of its `From ` separator, and
+    /// the bytes of its header lines over [`MAX_LINE`] that were dropped (0 for most messages).
+    Message { bytes: &'a [u8], line: u64, dropped: u64 },
     /// A message over [`MAX_MESSAGE`], skipped.
     TooBig { line: u64 },
 }
@@ -75,12 +78,17 @@ pub fn split_mbox<R: Read>(r: R, mut f: impl FnMut(usize, Piece<'_>)) -> io::Res
     let mut line_no = 0u64;
     let mut msg_line = 0u64;
     let mut prev_blank = true;
+    let mut dropped = 0u64;
+    let mut in_header = false;
     loop {
         match read_line_bounded(&mut r, &mut line, MAX_LINE)? {
             Line::Eof => break,
-            Line::TooLong { .. } => {
+            Line::TooLong { len } => {
                 line_no += 1;
                 stats.long_lines += 1;
+                if in_header {
+                    dropped += len;
+                }
                 prev_blank = false;
                 continue;
             }
@@ -90,9 +98,11 @@ pub fn split_mbox<R: Read>(r: R, mut f: impl FnMut(usize, Piece<'_>)) -> io::Res
         let blank = line.iter().all(|b| matches!(b, b'\r' | b'\n'));
         if line.starts_with(b"From ") && prev_blank {
             if started {
-                emit(&mut f, &mut stats, &msg, too_big, msg_line);
+                emit(&mut f, &mut stats, &msg, too_big, msg_line, dropped);
             }
             started = true;
+            dropped = 0;
+            in_header = true;
             msg.clear();
             too_big = false;
             msg_line = line_no;
@@ -100,6 +110,9 @@ pub fn split_mbox<R: Read>(r: R, mut f: impl FnMut(usize, Piece<'_>)) -> io::Res
             continue;
         }
         prev_blank = blank;
+        if blank {
+            in_header = false;
+        }
         if !started || too_big {
             continue;
         }
@@ -116,12 +129,12 @@ pub fn split_mbox<R: Read>(r: R, mut f: impl FnMut(usize, Piece<'_>)) -> io::Res
         msg.extend_from_slice(body);
     }
     if started {
-        emit(&mut f, &mut stats, &msg, too_big, msg_line);
+        emit(&mut f, &mut stats, &msg, too_big, msg_line, dropped);
     }
     Ok(stats)
 }
 
-fn emit(f: &mut impl FnMut(usize, Piece<'_>), stats: &mut SplitStats, msg: &[u8], too_big: bool, line: u64) {
+fn emit(f: &mut impl FnMut(usize, Piece<'_>), stats: &mut SplitStats, msg: &[u8], too_big: bool, line: u64, dropped: u64) {
     // The blank line before the next separator belongs to the mailbox, not the message.
     let mut end = msg.len();
     if msg[..end].ends_with(b"\r\n\r\n") {
@@ -129,7 +142,7 @@ fn emit(f: &mut impl FnMut(usize, Piece<'_>), stats: &mut SplitStats, msg: &[u8]
     } else if msg[..end].ends_with(b"\n\n") {
         end -= 1;
     }
-    let piece = if too_big { Piece::TooBig { line } } else { Piece::Message { bytes: &msg[..end], line } };
+    let piece = if too_big { Piece::TooBig { line } } else { Piece::Message { bytes: &msg[..end], line, dropped } };
     f(stats.messages, piece);
     stats.messages += 1;
 }
@@ -154,6 +167,7 @@ mod tests {
     fn recognises_messages() {
         assert!(is_eml(EML.as_bytes()));
         assert!(!is_eml(b"Name,Postcode\nAda,NE1 1AA\n"));
+        assert!(is_eml(b"Received: from x\n\tby y\nTo: a@b\nX-Content_id: 450897\nSubject: s\n\nbody\n"), "any RFC 5322 field name");
         assert!(is_mbox(b"From x@y Mon Jan  1 00:00:00 2024\n"));
     }
 
@@ -182,7 +196,7 @@ mod tests {
         let mbox = format!("From x Mon Jan  1 00:00:00 2024\n{EML}{long}\n");
         let mut stats = SplitStats::default();
         let mut n = 0;
-        stats = split_mbox(mbox.as_bytes(), |_, _| n += 1).map(|s| s).unwrap_or(stats);
+        stats = split_mbox(mbox.as_bytes(), |_, _| n += 1).unwrap_or(stats);
         assert_eq!((n, stats.long_lines), (1, 1));
     }
 }
