@@ -478,42 +478,43 @@ impl Case {
         Ok((new, incidents))
     }
 
-    /// Records an `exposure` run: one row per file examined and the totals (the
-    /// `exposure_file` and `exposure_total` JSON records), in one transaction.
-    pub fn record_exposure(&mut self, files: &[serde_json::Value], total: &serde_json::Value) -> Result<(), CaseError> {
+    /// Records an `exposure` run: one row per file examined and the totals, in one
+    /// transaction. `total` is the run's `exposure_total` record as written to the output
+    /// (with the run's own additions such as timing and errors).
+    pub fn record_exposure(&mut self, report: &portcullis_exposure::Report, total: &serde_json::Value) -> Result<(), CaseError> {
         let tx = self.conn.transaction()?;
         {
             let mut ins = tx.prepare(
                 "INSERT OR REPLACE INTO exposure_files (run_id, path, type, rows, register, confidence, on_compromised_system, accessed, record)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            for f in files {
+            for f in &report.files {
                 ins.execute(params![
                     self.run_id,
-                    f["path"].as_str().unwrap_or(""),
-                    f["type"].as_str().unwrap_or(""),
-                    f["rows"].as_i64().unwrap_or(0),
-                    f["register"].as_bool().unwrap_or(false),
-                    f["confidence"].as_f64().unwrap_or(0.0),
-                    f["on_compromised_system"].as_bool().unwrap_or(false),
-                    f["accessed"].as_bool().unwrap_or(false),
-                    f.to_string(),
+                    f.path,
+                    f.file_type,
+                    f.rows as i64,
+                    f.register,
+                    f.confidence,
+                    f.on_compromised_system,
+                    f.accessed,
+                    serde_json::to_string(f).unwrap_or_default(),
                 ])?;
             }
         }
         tx.execute(
             "INSERT OR REPLACE INTO exposure_totals (run_id, unique_electors, record) VALUES (?1, ?2, ?3)",
-            params![self.run_id, total["unique_electors"].as_i64().unwrap_or(0), total.to_string()],
+            params![self.run_id, report.tally.unique(0) as i64, total.to_string()],
         )?;
         tx.execute("UPDATE runs SET finished = ?1, status = 'complete' WHERE id = ?2", params![now(), self.run_id])?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Records a `mail` run: each campaign (the `campaign` JSON record), its recipients with
-    /// their grades and evidence, and its indicators (source `campaign:<id>`). A campaign seen
-    /// again replaces its earlier rows.
-    pub fn record_mail(&mut self, campaigns: &[serde_json::Value]) -> Result<(), CaseError> {
+    /// Records a `mail` run: each campaign, its recipients with their grades and evidence,
+    /// and its indicators (source `campaign:<id>`). A campaign seen again replaces its
+    /// earlier rows.
+    pub fn record_mail(&mut self, campaigns: &[portcullis_mail::Campaign]) -> Result<(), CaseError> {
         let tx = self.conn.transaction()?;
         {
             let mut camp = tx.prepare(
@@ -526,30 +527,29 @@ impl Case {
             )?;
             let mut ioc = tx.prepare("INSERT OR IGNORE INTO iocs (source, type, value) VALUES (?1, ?2, ?3)")?;
             for c in campaigns {
-                let id = c["id"].as_str().unwrap_or("");
                 camp.execute(params![
-                    id,
+                    c.id,
                     self.run_id,
-                    c["severity"].as_str().unwrap_or(""),
-                    c["first_seen"].as_str(),
-                    c["last_seen"].as_str(),
-                    c["messages"].as_i64().unwrap_or(0),
-                    c["members_targeted"].as_i64().unwrap_or(0),
-                    c.to_string(),
+                    c.severity.as_str(),
+                    c.first_seen,
+                    c.last_seen,
+                    c.messages as i64,
+                    c.members_targeted as i64,
+                    serde_json::to_string(c).unwrap_or_default(),
                 ])?;
-                clear.execute(params![id])?;
-                for r in c["recipients"].as_array().into_iter().flatten() {
+                clear.execute(params![c.id])?;
+                for r in &c.recipients {
                     rcpt.execute(params![
-                        id,
-                        r["address"].as_str().unwrap_or(""),
-                        r["member"].as_str(),
-                        r["grade"].as_str().unwrap_or(""),
-                        r["evidence"].to_string(),
+                        c.id,
+                        r.address,
+                        r.member,
+                        r.grade.as_str(),
+                        serde_json::to_string(&r.evidence).unwrap_or_default(),
                     ])?;
                 }
-                let source = format!("campaign:{id}");
-                for i in c["iocs"].as_array().into_iter().flatten() {
-                    ioc.execute(params![source, i["type"].as_str().unwrap_or(""), i["value"].as_str().unwrap_or("")])?;
+                let source = format!("campaign:{}", c.id);
+                for i in &c.iocs {
+                    ioc.execute(params![source, i.kind, i.value])?;
                 }
             }
         }

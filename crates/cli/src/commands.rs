@@ -473,15 +473,13 @@ fn demo_mail(out: &std::path::Path, case: &std::path::Path, seed: u64) -> Result
     let opts = portcullis_mail::Options { members, logs: vec![data.join("Logs")], ..Default::default() };
     let report = portcullis_mail::run(&[data.join("Mail")], &opts, &|_| {});
     let mut w = std::io::BufWriter::new(std::fs::File::create(out.join("mail-campaigns.jsonl"))?);
-    let mut records = Vec::new();
     for c in &report.campaigns {
-        let v = serde_json::to_value(c)?;
-        writeln!(w, "{v}")?;
-        records.push(v);
+        serde_json::to_writer(&mut w, c)?;
+        writeln!(w)?;
     }
     w.flush()?;
     let mut db = portcullis_case::Case::open(case, "mail").map_err(|e| Fatal(e.to_string()))?;
-    db.record_mail(&records).map_err(|e| Fatal(e.to_string()))?;
+    db.record_mail(&report.campaigns).map_err(|e| Fatal(e.to_string()))?;
     println!(
         "Mail: a parliament's mailbox export in 2021 ({} messages, {} members on the protected list){}.",
         report.messages,

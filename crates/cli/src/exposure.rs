@@ -96,7 +96,7 @@ pub fn run(a: ExposureArgs) -> Result<u8, Fatal> {
 
     if let Some(case) = &a.case {
         let mut c = portcullis_case::Case::open(case, "exposure").map_err(|e| Fatal(e.to_string()))?;
-        c.record_exposure(&files, &total_rec).map_err(|e| Fatal(e.to_string()))?;
+        c.record_exposure(&report, &total_rec).map_err(|e| Fatal(e.to_string()))?;
     }
 
     let mut out = crate::commands::open_output(&a.output)?;

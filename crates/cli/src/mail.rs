@@ -153,7 +153,7 @@ pub fn run(a: MailArgs) -> Result<u8, Fatal> {
     let campaigns: Vec<serde_json::Value> = report.campaigns.iter().map(|c| serde_json::to_value(c).unwrap_or_default()).collect();
     if let Some(case) = &a.case {
         let mut c = portcullis_case::Case::open(case, "mail").map_err(|e| Fatal(e.to_string()))?;
-        c.record_mail(&campaigns).map_err(|e| Fatal(e.to_string()))?;
+        c.record_mail(&report.campaigns).map_err(|e| Fatal(e.to_string()))?;
     }
     let summary = serde_json::json!({
         "kind": "mail_summary",
