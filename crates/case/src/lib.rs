@@ -17,6 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// The case schema this Portcullis writes; older cases are migrated when opened.
 pub const SCHEMA_VERSION: i64 = 2;
 
+pub mod export;
+
 /// SQLite `application_id` of a Portcullis case file (`PCUL`), so no other database is
 /// taken for a case and written into.
 pub const APPLICATION_ID: i32 = 0x5043_554C;
@@ -153,10 +155,43 @@ pub struct ExportRows {
     pub ioc_findings: Vec<IocFinding>,
     /// (source, type, value) from the `iocs` table.
     pub iocs: Vec<(String, String, String)>,
-    /// (id, first_seen, last_seen, severity, dwell_seconds, techniques, tactics, finding_count)
-    pub incidents: Vec<(String, String, String, String, i64, Vec<String>, Vec<String>, i64)>,
-    /// (id, severity, first_seen, last_seen, record)
-    pub campaigns: Vec<(String, String, Option<String>, Option<String>, serde_json::Value)>,
+    pub incidents: Vec<IncidentRow>,
+    pub campaigns: Vec<CampaignRow>,
+}
+
+/// An incident as a case stores it.
+#[derive(Clone, Debug)]
+pub struct IncidentRow {
+    pub id: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub severity: String,
+    pub dwell_seconds: i64,
+    pub techniques: Vec<String>,
+    pub tactics: Vec<String>,
+    pub finding_count: i64,
+}
+
+/// A mail campaign as a case stores it: its columns and the parts of its record an export
+/// needs (read strictly: a record without them is an error, not an empty description).
+#[derive(Clone, Debug)]
+pub struct CampaignRow {
+    pub id: String,
+    pub severity: String,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub messages: i64,
+    pub members_targeted: i64,
+    pub record: StoredCampaign,
+}
+
+/// The fields of a stored `campaign` record that `export` uses.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct StoredCampaign {
+    pub domains: Vec<String>,
+    pub senders: Vec<serde::de::IgnoredAny>,
+    pub recipients: Vec<serde::de::IgnoredAny>,
+    pub assessment: String,
 }
 
 /// Reads what an export needs, opening the case read-only.
@@ -212,19 +247,32 @@ pub fn export_rows(path: &Path) -> Result<ExportRows, CaseError> {
         )?;
         let rows = st.query_map([], |r| {
             let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, list(r.get(5)?), list(r.get(6)?), r.get(7)?))
+            Ok(IncidentRow {
+                id: r.get(0)?,
+                first_seen: r.get(1)?,
+                last_seen: r.get(2)?,
+                severity: r.get(3)?,
+                dwell_seconds: r.get(4)?,
+                techniques: list(r.get(5)?),
+                tactics: list(r.get(6)?),
+                finding_count: r.get(7)?,
+            })
         })?;
         for row in rows {
             out.incidents.push(row?);
         }
     }
-    if let Ok(mut st) = conn.prepare("SELECT id, severity, first_seen, last_seen, record FROM mail_campaigns ORDER BY id") {
+    if let Ok(mut st) =
+        conn.prepare("SELECT id, severity, first_seen, last_seen, messages, members_targeted, record FROM mail_campaigns ORDER BY id")
+    {
         let rows = st.query_map([], |r| {
-            let rec: String = r.get(4)?;
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, serde_json::from_str(&rec).unwrap_or_default()))
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get::<_, String>(6)?))
         })?;
         for row in rows {
-            out.campaigns.push(row?);
+            let (id, severity, first_seen, last_seen, messages, members_targeted, record) = row?;
+            let record: StoredCampaign = serde_json::from_str(&record)
+                .map_err(|e| CaseError(format!("{}: campaign {id}: stored record unreadable ({e})", path.display())))?;
+            out.campaigns.push(CampaignRow { id, severity, first_seen, last_seen, messages, members_targeted, record });
         }
     }
     Ok(out)
