@@ -209,11 +209,8 @@ pub fn export_rows(path: &Path) -> Result<ExportRows, CaseError> {
     }
     {
         // A schema-1 case (opened read-only, so not migrated) marks indicator rules by id.
-        let indicator = if conn.prepare("SELECT matcher FROM findings LIMIT 0").is_ok() {
-            "matcher = 'indicator'"
-        } else {
-            "rule_id LIKE 'ioc-%'"
-        };
+        let indicator =
+            if conn.prepare("SELECT matcher FROM findings LIMIT 0").is_ok() { "matcher = 'indicator'" } else { "rule_id LIKE 'ioc-%'" };
         let mut st = conn.prepare(&format!("SELECT id, first_ts, event FROM findings WHERE {indicator} ORDER BY first_ts, id"))?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?)))?;
         for row in rows {
@@ -315,8 +312,7 @@ pub fn check_file(path: &Path) -> Result<bool, CaseError> {
 
 /// Brings a case up to [`SCHEMA_VERSION`] and stamps the application id.
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let version: Option<String> =
-        conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
+    let version: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
     let version = version.and_then(|v| v.parse::<i64>().ok()).unwrap_or(SCHEMA_VERSION);
     if version < 2 {
         // 1 → 2: findings say whether a rule or an indicator matched, and from which log.
@@ -328,10 +324,7 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
              UPDATE findings SET rule_source = 'builtin' WHERE rule_id LIKE 'ioc-%';",
         )?;
     }
-    conn.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
-        [SCHEMA_VERSION.to_string()],
-    )?;
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)?;
     Ok(())
 }
@@ -741,7 +734,8 @@ mod tests {
     fn only_portcullis_cases_are_opened() {
         let dir = tempfile::tempdir().unwrap();
         let text = dir.path().join("notes.txt");
-        std::fs::write(&text, "not a database at all, but long enough to have a header of a hundred bytes or more, surely, yes indeed").unwrap();
+        std::fs::write(&text, "not a database at all, but long enough to have a header of a hundred bytes or more, surely, yes indeed")
+            .unwrap();
         let e = Case::open(&text, "t").err().unwrap().0;
         assert!(e.contains("not a SQLite database") && e.contains("notes.txt"), "{e}");
         assert!(std::fs::read_to_string(&text).unwrap().starts_with("not a database"), "left untouched");
@@ -785,7 +779,8 @@ mod tests {
         {
             // The schema-1 layout: no application id, findings without matcher and log.
             let c = Connection::open(&path).unwrap();
-            let v1 = SCHEMA.replace(",\n    matcher TEXT NOT NULL DEFAULT 'rule',\n    log TEXT,\n    rule_source TEXT NOT NULL DEFAULT 'user'", "");
+            let v1 = SCHEMA
+                .replace(",\n    matcher TEXT NOT NULL DEFAULT 'rule',\n    log TEXT,\n    rule_source TEXT NOT NULL DEFAULT 'user'", "");
             assert!(!v1.contains("matcher"));
             c.execute_batch(&v1).unwrap();
             c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", []).unwrap();
@@ -798,7 +793,8 @@ mod tests {
             .unwrap();
         }
         let mut c = Case::open(&path, "new").unwrap();
-        let (new, incidents) = c.record_run(&[], &[f("b", "2021-08-24T02:14:00Z", Level::High, "exch01")], 1, 1, &IncidentOptions::default()).unwrap();
+        let (new, incidents) =
+            c.record_run(&[], &[f("b", "2021-08-24T02:14:00Z", Level::High, "exch01")], 1, 1, &IncidentOptions::default()).unwrap();
         assert_eq!(new, 1);
         assert_eq!(incidents.len(), 2);
         let conn = Connection::open(&path).unwrap();

@@ -13,7 +13,10 @@ use portcullis_hunt::{FileOutcome, Progress, RunOptions};
 use portcullis_pipeline::{HuntSettings, Observer, RuleSettings};
 use portcullis_sigma::Level;
 
-use crate::{DemoArgs, EXIT_FINDINGS, EXIT_OK, EventsArgs, ExchangeCheckArgs, Fatal, FormatArg, HuntArgs, RuleArgs, RulesArgs, SimulateArgs, show_progress};
+use crate::{
+    DemoArgs, EXIT_FINDINGS, EXIT_OK, EventsArgs, ExchangeCheckArgs, Fatal, FormatArg, HuntArgs, RuleArgs, RulesArgs, SimulateArgs,
+    show_progress,
+};
 
 impl RuleArgs {
     pub fn settings(&self) -> RuleSettings {
@@ -58,9 +61,7 @@ fn parse_offset(s: &Option<String>) -> Result<Option<i64>, Fatal> {
 fn parse_time(s: &Option<String>, what: &str) -> Result<Option<Timestamp>, Fatal> {
     match s {
         None => Ok(None),
-        Some(t) => Timestamp::parse(t)
-            .map(Some)
-            .ok_or_else(|| Fatal(format!("{what} `{t}` is not a time (use RFC 3339 or YYYY-MM-DD)"))),
+        Some(t) => Timestamp::parse(t).map(Some).ok_or_else(|| Fatal(format!("{what} `{t}` is not a time (use RFC 3339 or YYYY-MM-DD)"))),
     }
 }
 
@@ -158,32 +159,38 @@ pub fn events(a: EventsArgs) -> Result<u8, Fatal> {
         // One thread writes in file order, so output is deterministic.
         let opts = RunOptions { threads: 1, ..opts };
         let out_ref = std::sync::Mutex::new(&mut out);
-        let (outcomes, states) = portcullis_hunt::run_files(&files, &opts, &bar, || 0u64, |n, path, ev| {
-            *n += 1;
-            #[derive(serde::Serialize)]
-            struct Rec<'a> {
-                kind: &'static str,
-                path: String,
-                record: u64,
-                timestamp: Option<String>,
-                source: &'static str,
-                #[serde(skip_serializing_if = "str::is_empty")]
-                log_type: &'a str,
-                fields: serde_json::Value,
-            }
-            let rec = Rec {
-                kind: "event",
-                path: path.display().to_string(),
-                record: ev.record,
-                timestamp: ev.timestamp.map(|t| t.to_string()),
-                source: ev.source.as_str(),
-                log_type: &ev.log_type,
-                fields: ev.to_json(),
-            };
-            let mut w = out_ref.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = serde_json::to_writer(&mut **w, &rec);
-            let _ = w.write_all(b"\n");
-        });
+        let (outcomes, states) = portcullis_hunt::run_files(
+            &files,
+            &opts,
+            &bar,
+            || 0u64,
+            |n, path, ev| {
+                *n += 1;
+                #[derive(serde::Serialize)]
+                struct Rec<'a> {
+                    kind: &'static str,
+                    path: String,
+                    record: u64,
+                    timestamp: Option<String>,
+                    source: &'static str,
+                    #[serde(skip_serializing_if = "str::is_empty")]
+                    log_type: &'a str,
+                    fields: serde_json::Value,
+                }
+                let rec = Rec {
+                    kind: "event",
+                    path: path.display().to_string(),
+                    record: ev.record,
+                    timestamp: ev.timestamp.map(|t| t.to_string()),
+                    source: ev.source.as_str(),
+                    log_type: &ev.log_type,
+                    fields: ev.to_json(),
+                };
+                let mut w = out_ref.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = serde_json::to_writer(&mut **w, &rec);
+                let _ = w.write_all(b"\n");
+            },
+        );
         (outcomes, states.iter().map(|(n, _)| *n).sum::<u64>())
     };
     bar.0.finish_and_clear();
@@ -237,27 +244,36 @@ pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
     match a.format {
         crate::FormatArg::Jsonl | crate::FormatArg::Json => {
             for e in loaded.failures() {
-                serde_json::to_writer(&mut out, &serde_json::json!({
-                    "kind": "rule_failed", "path": e.path, "line": e.line, "reason": e.reason,
-                    "needs_placeholder": e.needs_placeholder,
-                }))?;
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({
+                        "kind": "rule_failed", "path": e.path, "line": e.line, "reason": e.reason,
+                        "needs_placeholder": e.needs_placeholder,
+                    }),
+                )?;
                 writeln!(out)?;
             }
             for u in &engine.unmapped {
                 let r = &engine.rules[u.rule];
-                serde_json::to_writer(&mut out, &serde_json::json!({
-                    "kind": "rule_unmapped", "path": &*r.origin.path, "line": r.origin.line, "rule_id": r.key(), "reason": u.reason,
-                }))?;
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({
+                        "kind": "rule_unmapped", "path": &*r.origin.path, "line": r.origin.line, "rule_id": r.key(), "reason": u.reason,
+                    }),
+                )?;
                 writeln!(out)?;
             }
-            serde_json::to_writer(&mut out, &serde_json::json!({
-                "kind": "rules_summary", "files": loaded.set.files, "rules_loaded": engine.rules.len(),
-                "rules_failed": loaded.set.errors.len() + engine.failed.len() + loaded.correlation_errors.len(),
-                "needs_placeholder": placeholder_needed,
-                "rules_unmapped": engine.unmapped.len(), "filters": loaded.set.filters.len(),
-                "correlations": loaded.correlations.correlations.len(), "matcher_groups": engine.group_count(),
-                "parse_seconds": loaded.parse_seconds, "compile_seconds": loaded.compile_seconds,
-            }))?;
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({
+                    "kind": "rules_summary", "files": loaded.set.files, "rules_loaded": engine.rules.len(),
+                    "rules_failed": loaded.set.errors.len() + engine.failed.len() + loaded.correlation_errors.len(),
+                    "needs_placeholder": placeholder_needed,
+                    "rules_unmapped": engine.unmapped.len(), "filters": loaded.set.filters.len(),
+                    "correlations": loaded.correlations.correlations.len(), "matcher_groups": engine.group_count(),
+                    "parse_seconds": loaded.parse_seconds, "compile_seconds": loaded.compile_seconds,
+                }),
+            )?;
             writeln!(out)?;
         }
         _ => {
@@ -274,11 +290,12 @@ pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
                 loaded.compile_seconds
             )?;
             let failed: Vec<_> = loaded.failures().collect();
-            writeln!(out, "{} failed to load{}:", failed.len(), if placeholder_needed > 0 {
-                format!(" ({placeholder_needed} only need --placeholders)")
-            } else {
-                String::new()
-            })?;
+            writeln!(
+                out,
+                "{} failed to load{}:",
+                failed.len(),
+                if placeholder_needed > 0 { format!(" ({placeholder_needed} only need --placeholders)") } else { String::new() }
+            )?;
             for e in &failed {
                 writeln!(out, "  {}:{}: {}", escape_display(&e.path), e.line, escape_display(&e.reason))?;
             }
@@ -311,7 +328,8 @@ pub fn simulate(a: SimulateArgs) -> Result<u8, Fatal> {
     let started = Instant::now();
     let cfg = portcullis_simulate::Config { seed: a.seed, scale: a.scale, registers_only: a.registers_only };
     if matches!(a.scenario, crate::Scenario::Parliament) {
-        let truth = portcullis_simulate::parliament(&cfg, a.members_targeted, &a.out).map_err(|e| Fatal(format!("{}: {e}", a.out.display())))?;
+        let truth =
+            portcullis_simulate::parliament(&cfg, a.members_targeted, &a.out).map_err(|e| Fatal(format!("{}: {e}", a.out.display())))?;
         let bytes: u64 = truth.files.iter().map(|f| f.bytes).sum();
         let mail = truth.benign_mail.as_ref().and_then(|b| b["messages"].as_u64()).unwrap_or(0);
         let planted = truth.mail_campaigns.first().and_then(|c| c["messages"].as_u64()).unwrap_or(0);
@@ -393,12 +411,8 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
     );
 
     // Did we see every planted step?
-    let seen: std::collections::HashSet<(String, u64)> = h
-        .result
-        .detections
-        .iter()
-        .map(|d| (d.path.strip_prefix(&data).unwrap_or(&d.path).display().to_string(), d.event.record))
-        .collect();
+    let seen: std::collections::HashSet<(String, u64)> =
+        h.result.detections.iter().map(|d| (d.path.strip_prefix(&data).unwrap_or(&d.path).display().to_string(), d.event.record)).collect();
     let correlated: Vec<(i64, i64)> = h.result.correlations.iter().map(|c| (c.first_ts, c.last_ts)).collect();
     let detected = truth
         .steps
@@ -577,8 +591,18 @@ Exchange's HttpProxy/Rps_Http logs and Sysmon file versions of Exchange binaries
         }
         _ => {
             for v in &verdicts {
-                writeln!(out, "{}  {} {} (build {}, {})", escape_display(&v.server), v.product, v.cu, v.build,
-                    match v.su_revision { Some(r) => format!("revision {r}"), None => "security update level unknown".into() })?;
+                writeln!(
+                    out,
+                    "{}  {} {} (build {}, {})",
+                    escape_display(&v.server),
+                    v.product,
+                    v.cu,
+                    v.build,
+                    match v.su_revision {
+                        Some(r) => format!("revision {r}"),
+                        None => "security update level unknown".into(),
+                    }
+                )?;
                 for c in &v.chains {
                     let mark = match c.status {
                         Status::Fixed => "fixed  ",

@@ -64,8 +64,7 @@ pub fn run(a: ExposureArgs) -> Result<u8, Fatal> {
         None => Some(Scope { accessed: Vec::new(), compromised_hosts: a.compromised_hosts.clone() }),
         Some(p) => {
             let mut head = [0u8; 16];
-            let n = std::io::Read::read(&mut File::open(p).map_err(|e| Fatal(format!("{}: {e}", p.display())))?, &mut head)
-                .unwrap_or(0);
+            let n = std::io::Read::read(&mut File::open(p).map_err(|e| Fatal(format!("{}: {e}", p.display())))?, &mut head).unwrap_or(0);
             let (mut hosts, files) = if head[..n].starts_with(b"SQLite format 3\0") {
                 portcullis_case::intrusion_scope(p).map_err(|e| Fatal(e.to_string()))?
             } else {
@@ -77,10 +76,7 @@ pub fn run(a: ExposureArgs) -> Result<u8, Fatal> {
         }
     };
     let opts = Options { scope, memory_budget: a.memory_mb.max(16) << 20, show_samples: a.show_samples, ..Default::default() };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads.unwrap_or(0))
-        .build()
-        .map_err(|e| Fatal(e.to_string()))?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads.unwrap_or(0)).build().map_err(|e| Fatal(e.to_string()))?;
     let (files, _) = portcullis_exposure::collect_files(&a.paths);
     let bar = crate::commands::bytes_bar(&files, show_progress(a.quiet));
     let report = pool.install(|| portcullis_exposure::scan(&a.paths, &opts, &|done| bar.set_position(done)));
@@ -157,11 +153,8 @@ fn write_table(out: &mut dyn Write, r: &Report, seconds: f64) -> std::io::Result
             }
         }
         writeln!(out, "\nUnique electors exposed: {}", thousands(r.tally.unique(0)))?;
-        let scopes: &[(usize, &str)] = if r.scoped {
-            &[(0, "all files"), (1, "on compromised systems"), (2, "evidenced as accessed")]
-        } else {
-            &[(0, "all files")]
-        };
+        let scopes: &[(usize, &str)] =
+            if r.scoped { &[(0, "all files"), (1, "on compromised systems"), (2, "evidenced as accessed")] } else { &[(0, "all files")] };
         write!(out, "  {:<24}", "CATEGORY")?;
         for (_, name) in scopes {
             write!(out, "  {name:>22}")?;

@@ -142,10 +142,7 @@ pub fn run(a: MailArgs) -> Result<u8, Fatal> {
     }
     let seconds = started.elapsed().as_secs_f64();
     if a.parse_only {
-        println!(
-            "parsed {} messages ({} bytes, {} unreadable) in {seconds:.3}s",
-            report.messages, report.bytes, report.unreadable_count
-        );
+        println!("parsed {} messages ({} bytes, {} unreadable) in {seconds:.3}s", report.messages, report.bytes, report.unreadable_count);
         return Ok(EXIT_OK);
     }
     let min: Severity = a.min_severity.into();
@@ -307,7 +304,14 @@ fn write_table(out: &mut dyn Write, r: &Report, seconds: f64) -> std::io::Result
             }
             writeln!(out, "  why:")?;
             for s in &c.signals {
-                writeln!(out, "    {:<13} +{}  {} ({} messages)", format!("{:?}", s.analyser).to_lowercase(), s.score, esc(&s.what), s.messages)?;
+                writeln!(
+                    out,
+                    "    {:<13} +{}  {} ({} messages)",
+                    format!("{:?}", s.analyser).to_lowercase(),
+                    s.score,
+                    esc(&s.what),
+                    s.messages
+                )?;
             }
             let mut members: Vec<_> = c.recipients.iter().filter(|rc| rc.member.is_some()).collect();
             members.sort_by(|a, b| b.grade.cmp(&a.grade).then(a.member.cmp(&b.member)));
@@ -348,10 +352,7 @@ fn write_table(out: &mut dyn Write, r: &Report, seconds: f64) -> std::io::Result
             writeln!(
                 out,
                 "  judgement: {} ({}) that {}; confidence {}",
-                c.judgement.likelihood,
-                c.judgement.probability,
-                c.judgement.judgement,
-                c.judgement.confidence
+                c.judgement.likelihood, c.judgement.probability, c.judgement.judgement, c.judgement.confidence
             )?;
             if !c.attack.is_empty() {
                 let t: Vec<String> = c.attack.iter().map(|t| format!("{} {}", t.id, t.name)).collect();

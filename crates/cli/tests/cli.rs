@@ -60,8 +60,7 @@ impl Fixture {
         std::fs::write(dir.path().join("rules/ssrf.yml"), RULE).unwrap();
         std::fs::write(dir.path().join("rules/owa.yml"), LOW_RULE).unwrap();
         std::fs::write(dir.path().join("sysmon.yml"), SYSMON_ONLY).unwrap();
-        std::fs::write(dir.path().join("broken.yml"), "title: broken\ndetection:\n  sel:\n    A|nosuch: x\n  condition: sel\n")
-            .unwrap();
+        std::fs::write(dir.path().join("broken.yml"), "title: broken\ndetection:\n  sel:\n    A|nosuch: x\n  condition: sel\n").unwrap();
         Fixture { dir }
     }
     fn path(&self, p: &str) -> PathBuf {
@@ -85,11 +84,8 @@ fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
 #[test]
 fn builtin_pack_is_loaded_by_default() {
     let f = Fixture::new();
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["hunt", "--format", "jsonl"])
-        .arg(f.path("u_ex210824.log"))
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_portcullis")).args(["hunt", "--format", "jsonl"]).arg(f.path("u_ex210824.log")).output().unwrap();
     let recs = jsonl(&out);
     assert!(recs.iter().any(|r| r["kind"] == "detection" && r["rule_path"].as_str().unwrap().starts_with("builtin:rules/")));
 }
@@ -189,7 +185,17 @@ fn never_a_silent_zero_detection_run() {
 #[test]
 fn failed_rules_are_listed_with_file_line_and_reason() {
     let f = Fixture::new();
-    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("broken.yml"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
+    let out = run(&[
+        &"hunt",
+        &"--no-builtin-intel",
+        &f.path("u_ex210824.log"),
+        &"--sigma",
+        &f.path("broken.yml"),
+        &"--sigma",
+        &f.path("rules"),
+        &"--format",
+        &"jsonl",
+    ]);
     let recs = jsonl(&out);
     let s = recs.last().unwrap();
     let failed = s["rules_failed"].as_array().unwrap();
@@ -212,7 +218,17 @@ fn table_csv_and_json_formats() {
     assert!(csv.starts_with("timestamp,level,rule_title"));
     assert_eq!(csv.lines().count(), 3);
     let out_file = f.path("out.json");
-    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"json", &"-o", &out_file]);
+    let out = run(&[
+        &"hunt",
+        &"--no-builtin-intel",
+        &f.path("u_ex210824.log"),
+        &"--sigma",
+        &f.path("rules"),
+        &"--format",
+        &"json",
+        &"-o",
+        &out_file,
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     assert_eq!(doc["detections"].as_array().unwrap().len(), 2);

@@ -29,7 +29,13 @@ fn counts_equal_truth_in_every_scope() {
         let _ = std::fs::remove_file(&case);
         let st = run(bin().args(["simulate", "electoral-commission", "--scale", "0.05", "--seed", seed, "--out"]).arg(&data));
         assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-        let st = run(bin().arg("hunt").arg(&data).args(["-q", "--format", "jsonl", "-o"]).arg(dir.path().join("f.jsonl")).arg("--case").arg(&case));
+        let st = run(bin()
+            .arg("hunt")
+            .arg(&data)
+            .args(["-q", "--format", "jsonl", "-o"])
+            .arg(dir.path().join("f.jsonl"))
+            .arg("--case")
+            .arg(&case));
         assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
         let st = run(bin()
             .arg("exposure")
@@ -50,8 +56,7 @@ fn counts_equal_truth_in_every_scope() {
         assert_eq!(figures(&total["evidenced_as_accessed"]), figures(&t["evidenced_as_accessed"]), "accessed, seed {seed}");
         assert!(figures(&t["evidenced_as_accessed"]).0 < figures(t).0, "the scenario must leave some electors unreached");
         // Every register file is found, and only those.
-        let registers: Vec<&str> =
-            lines.iter().filter(|l| l["register"] == true).map(|l| l["path"].as_str().unwrap()).collect();
+        let registers: Vec<&str> = lines.iter().filter(|l| l["register"] == true).map(|l| l["path"].as_str().unwrap()).collect();
         assert_eq!(registers.len(), 9, "{registers:?}");
         assert!(registers.iter().all(|p| p.contains("Registers") || p.contains("elections-team.mbox!")), "{registers:?}");
         // Nothing personal is printed by default.

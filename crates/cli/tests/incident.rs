@@ -212,11 +212,7 @@ fn rusqlite_check(case: &Path) -> (i64, i64, i64) {
             _ => portcullis_case_query(case, sql),
         }
     };
-    (
-        q("SELECT COUNT(*) FROM findings"),
-        q("SELECT COUNT(*) FROM incidents"),
-        q("SELECT COUNT(*) FROM runs WHERE status = 'complete'"),
-    )
+    (q("SELECT COUNT(*) FROM findings"), q("SELECT COUNT(*) FROM incidents"), q("SELECT COUNT(*) FROM runs WHERE status = 'complete'"))
 }
 
 fn portcullis_case_query(case: &Path, sql: &str) -> i64 {
@@ -244,7 +240,8 @@ fn a_killed_run_leaves_the_case_intact() {
     let case = dir.path().join("case.sqlite");
     let run = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        c.arg("hunt").arg("--no-builtin-intel")
+        c.arg("hunt")
+            .arg("--no-builtin-intel")
             .arg(dir.path().join("exch01"))
             .args(["--no-builtin", "--sigma"])
             .arg(dir.path().join("rules.yml"))

@@ -99,8 +99,14 @@ domain,evil[.]corp,partner: SSRF marker\nsha256,00000000000000000000000000000000
 /// SROs, and each type's own), identifiers and timestamps.
 fn check_bundle(b: &serde_json::Value) {
     assert_eq!(b["type"], "bundle");
-    let id_re = regex::Regex::new(r"^[a-z][a-z0-9-]+[a-z0-9]--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$").unwrap();
-    let ts_re = regex::Regex::new(r"^[0-9]{4}-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]|60)(\.[0-9]+)?Z$").unwrap();
+    let id_re = regex::Regex::new(
+        r"^[a-z][a-z0-9-]+[a-z0-9]--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$",
+    )
+    .unwrap();
+    let ts_re = regex::Regex::new(
+        r"^[0-9]{4}-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]|60)(\.[0-9]+)?Z$",
+    )
+    .unwrap();
     let millis_re = regex::Regex::new(r"T\d{2}:\d{2}:\d{2}\.\d{3,}Z$").unwrap();
     assert!(id_re.is_match(b["id"].as_str().unwrap()));
     let objects = b["objects"].as_array().unwrap();
@@ -112,7 +118,11 @@ fn check_bundle(b: &serde_json::Value) {
         let id = o["id"].as_str().unwrap();
         assert!(id_re.is_match(id) && id.starts_with(&format!("{t}--")), "{id}");
         let sco = matches!(t, "ipv4-addr" | "ipv6-addr" | "domain-name" | "url" | "email-addr" | "file");
-        let mut required: Vec<String> = if sco { vec!["type".into(), "id".into()] } else { ["type", "spec_version", "id", "created", "modified"].map(String::from).to_vec() };
+        let mut required: Vec<String> = if sco {
+            vec!["type".into(), "id".into()]
+        } else {
+            ["type", "spec_version", "id", "created", "modified"].map(String::from).to_vec()
+        };
         required.extend(
             match t {
                 "indicator" => &["pattern", "pattern_type", "valid_from"][..],

@@ -88,11 +88,7 @@ fn evtx_files() -> Vec<PathBuf> {
 
 fn rules_dir() -> PathBuf {
     let p = shared_dir().join("sigma/rules");
-    assert!(
-        p.is_dir(),
-        "{} is missing — the layout tests {NEEDS_SHARED}; set PORTCULLIS_SHARED=<dir> to look elsewhere",
-        p.display()
-    );
+    assert!(p.is_dir(), "{} is missing — the layout tests {NEEDS_SHARED}; set PORTCULLIS_SHARED=<dir> to look elsewhere", p.display());
     p
 }
 
@@ -108,11 +104,7 @@ fn portcullis(args: &[&std::ffi::OsStr]) -> std::process::Output {
 }
 
 fn jsonl(bytes: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    String::from_utf8_lossy(bytes).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// The hunt every side runs: SigmaHQ rules only, no built-in pack or intel.
@@ -120,9 +112,7 @@ fn hunt(inputs: &[PathBuf]) -> (Vec<Det>, Value) {
     let rules = rules_dir();
     let mut args: Vec<&std::ffi::OsStr> = vec!["hunt".as_ref()];
     args.extend(inputs.iter().map(|p| p.as_os_str()));
-    args.extend(
-        ["--no-builtin", "--no-builtin-intel", "--format", "jsonl", "--sigma"].iter().map(|s| std::ffi::OsStr::new(s)),
-    );
+    args.extend(["--no-builtin", "--no-builtin-intel", "--format", "jsonl", "--sigma"].iter().map(|s| std::ffi::OsStr::new(s)));
     args.push(rules.as_os_str());
     let out = portcullis(&args);
     let recs = jsonl(&out.stdout);
@@ -228,9 +218,7 @@ impl Src {
     fn n(&self, k: &str) -> Option<u64> {
         match self.sys.get(k)? {
             Value::Number(n) => n.as_u64(),
-            Value::String(s) => {
-                s.strip_prefix("0x").map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok())
-            }
+            Value::String(s) => s.strip_prefix("0x").map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok()),
             _ => None,
         }
     }
@@ -292,10 +280,7 @@ fn fixture() -> &'static Fixture {
         assert!(baseline.len() > 500, "the EVTX baseline has only {} detections: {summary}", baseline.len());
         let t1 = t0.elapsed().as_secs_f64();
         let analysis = RuleAnalysis::load(&rules_dir());
-        eprintln!(
-            "fixture: EVTX events and baseline hunt {t1:.1}s, rule analysis {:.1}s",
-            t0.elapsed().as_secs_f64() - t1
-        );
+        eprintln!("fixture: EVTX events and baseline hunt {t1:.1}s, rule analysis {:.1}s", t0.elapsed().as_secs_f64() - t1);
         Fixture { events, by_key, baseline, analysis }
     })
 }
@@ -472,9 +457,10 @@ fn is_evtx_guid(s: &str) -> bool {
     b.len() == 38
         && b[0] == b'{'
         && b[37] == b'}'
-        && s[1..37].chars().enumerate().all(|(i, c)| {
-            if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() && !c.is_ascii_uppercase() }
-        })
+        && s[1..37]
+            .chars()
+            .enumerate()
+            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() && !c.is_ascii_uppercase() })
 }
 
 fn xml_escape(s: &str, quote: char) -> String {
@@ -535,14 +521,7 @@ fn fake_guid(seed: &str) -> String {
         h = (h ^ b as u64).wrapping_mul(0x100000001b3);
     }
     let h2 = h.rotate_left(29).wrapping_mul(0x9e3779b97f4a7c15);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
-        h >> 32,
-        (h >> 16) & 0xffff,
-        h & 0xfff,
-        h2 >> 52,
-        h2 & 0xffff_ffff_ffff
-    )
+    format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", h >> 32, (h >> 16) & 0xffff, h & 0xfff, h2 >> 52, h2 & 0xffff_ffff_ffff)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,8 +612,7 @@ impl RuleAnalysis {
                 let test = match pred {
                     Pred::Str { toks, cased } => {
                         use portcullis_sigma::pattern::Tok;
-                        let contains =
-                            matches!(toks.as_slice(), [Tok::Star, Tok::Lit(l), Tok::Star] if !l.contains(','));
+                        let contains = matches!(toks.as_slice(), [Tok::Star, Tok::Lit(l), Tok::Star] if !l.contains(','));
                         LeafTest::Re(LazyRe::new(portcullis_sigma::pattern::to_regex(toks, *cased)), contains)
                     }
                     Pred::Re { pattern } => LeafTest::Re(LazyRe::new(pattern.clone()), false),
@@ -652,10 +630,7 @@ impl RuleAnalysis {
                 }
                 // Which events a rule applies to depends on Channel and EventID too.
                 if v.selector.channels.is_some() {
-                    leaves.push(Leaf {
-                        fields: vec!["channel".into()],
-                        test: LeafTest::OneOf(v.selector.channels.clone().unwrap()),
-                    });
+                    leaves.push(Leaf { fields: vec!["channel".into()], test: LeafTest::OneOf(v.selector.channels.clone().unwrap()) });
                 }
             }
             rules.push(RuleInfo { key: r.key(), title: r.title.clone(), leaves, shown });
@@ -868,9 +843,7 @@ fn basename(path: &str) -> &str {
 /// Writes one file per source EVTX file: `NNN-<evtx name>.<ext>`.
 fn write_files(groups: &[(usize, &str, Vec<&Src>)], dir: &Path, ext: &str, body: impl Fn(usize, &[&Src]) -> String) {
     for (i, path, evs) in groups {
-        let stem = basename(path)
-            .trim_end_matches(".evtx")
-            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_");
+        let stem = basename(path).trim_end_matches(".evtx").replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_");
         std::fs::write(dir.join(format!("{i:03}-{stem}.{ext}")), body(*i, evs)).unwrap();
     }
 }
@@ -1023,8 +996,7 @@ fn write_winlogbeat(groups: &[(usize, &str, Vec<&Src>)], dir: &Path) {
 // the casing of `TargetProcessGUID`.
 
 const ZERO_GUID: &str = "{00000000-0000-0000-0000-000000000000}";
-const ECS_SYSMON_REMOVED: &[&str] =
-    &["UtcTime", "Archived", "IsExecutable", "SourceIsIpv6", "DestinationIsIpv6", "QueryResults"];
+const ECS_SYSMON_REMOVED: &[&str] = &["UtcTime", "Archived", "IsExecutable", "SourceIsIpv6", "DestinationIsIpv6", "QueryResults"];
 
 fn ecs_doc(e: &Src) -> Value {
     let mut doc = winlogbeat_doc(e);
@@ -1066,12 +1038,7 @@ fn ecs_doc(e: &Src) -> Value {
         mv(&mut doc, "ParentImage", "process.parent.executable", false);
         mv(&mut doc, "ParentProcessId", "process.parent.pid", true);
         mv(&mut doc, "ParentProcessGuid", "process.parent.entity_id", false);
-        mv(
-            &mut doc,
-            "OriginalFileName",
-            if eid == 7 { "file.pe.original_file_name" } else { "process.pe.original_file_name" },
-            false,
-        );
+        mv(&mut doc, "OriginalFileName", if eid == 7 { "file.pe.original_file_name" } else { "process.pe.original_file_name" }, false);
         mv(&mut doc, "TargetFilename", "file.path", false);
         mv(&mut doc, "ImageLoaded", "file.path", false);
         mv(&mut doc, "Device", "file.path", false);
@@ -1151,9 +1118,7 @@ fn recover_ecs(e: &Src) -> Fields {
     let mut f = recover_winlogbeat(e);
     if e.is_sysmon() {
         for (k, _) in &e.data {
-            let dropped = f.get(k).is_some_and(|vs| {
-                vs.iter().all(|v| matches!(v, V::S(s) if s == "-" || s.is_empty() || s == ZERO_GUID))
-            });
+            let dropped = f.get(k).is_some_and(|vs| vs.iter().all(|v| matches!(v, V::S(s) if s == "-" || s.is_empty() || s == ZERO_GUID)));
             if dropped || ECS_SYSMON_REMOVED.contains(&k.as_str()) {
                 f.remove(k);
             }
@@ -1287,8 +1252,7 @@ fn nxlog_system(k: &str) -> Option<&'static str> {
     })
 }
 
-const NXLOG_EVENT_TYPES: &[&str] =
-    &["INFO", "AUDIT_SUCCESS", "AUDIT_FAILURE", "WARNING", "ERROR", "CRITICAL", "VERBOSE"];
+const NXLOG_EVENT_TYPES: &[&str] = &["INFO", "AUDIT_SUCCESS", "AUDIT_FAILURE", "WARNING", "ERROR", "CRITICAL", "VERBOSE"];
 
 fn nxlog_ingest_ns(e: &Src) -> i64 {
     e.t_ns + 3 * SEC + (e.record % 997) as i64 * 1_000_000
@@ -1557,8 +1521,7 @@ const SE_PROMOTED: &[&str] = &[
     "InterfaceUuid",
 ];
 
-const SE_INT: &[&str] =
-    &["LogonType", "KeyLength", "ServiceStartType", "AuditsDiscarded", "AuthenticationLevel", "RestrictedSidCount"];
+const SE_INT: &[&str] = &["LogonType", "KeyLength", "ServiceStartType", "AuditsDiscarded", "AuthenticationLevel", "RestrictedSidCount"];
 const SE_GUID: &[&str] = &["LogonGuid", "SubcategoryGuid", "TargetLogonGuid", "InterfaceUuid"];
 
 fn activity(eid: u64) -> String {
@@ -1643,9 +1606,7 @@ fn security_event_row(e: &Src) -> Value {
         if rest.is_empty() {
             Value::Null
         } else {
-            Value::String(format!(
-                "<EventData xmlns=\"http://schemas.microsoft.com/win/2004/08/events/event\">{rest}</EventData>"
-            ))
+            Value::String(format!("<EventData xmlns=\"http://schemas.microsoft.com/win/2004/08/events/event\">{rest}</EventData>"))
         },
     );
     row
@@ -1697,10 +1658,7 @@ fn recover_security_event(e: &Src) -> Fields {
             }
         } else {
             // From the XML: null and "" alike.
-            f.insert(
-                k.clone(),
-                vals(v).into_iter().map(|x| if x == V::Null { V::S(String::new()) } else { x }).collect(),
-            );
+            f.insert(k.clone(), vals(v).into_iter().map(|x| if x == V::Null { V::S(String::new()) } else { x }).collect());
         }
     }
     f
@@ -1708,8 +1666,7 @@ fn recover_security_event(e: &Src) -> Fields {
 
 fn write_security_event(groups: &[(usize, &str, Vec<&Src>)], dir: &Path, az: bool) {
     write_files(groups, dir, "json", |_, evs| {
-        let rows: Vec<Value> =
-            evs.iter().map(|e| security_event_row(e)).map(|r| if az { az_row(r) } else { r }).collect();
+        let rows: Vec<Value> = evs.iter().map(|e| security_event_row(e)).map(|r| if az { az_row(r) } else { r }).collect();
         // The API result compact, the az CLI indented as it prints.
         if az { serde_json::to_string_pretty(&rows).unwrap() } else { serde_json::to_string(&rows).unwrap() }
     });
@@ -1729,9 +1686,7 @@ fn windows_event_row(e: &Src, as_string: bool) -> Value {
     let mut ed = Map::new();
     for (k, v) in &e.data {
         let v = match v {
-            Value::Array(a) => {
-                Value::Array(a.iter().map(|x| if x.is_null() { Value::Null } else { Value::String(text(x)) }).collect())
-            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| if x.is_null() { Value::Null } else { Value::String(text(x)) }).collect()),
             Value::Null => Value::Null,
             v => Value::String(text(v)),
         };
@@ -1777,13 +1732,7 @@ fn recover_windows_event(e: &Src) -> Fields {
     drop_sys(
         e,
         &mut f,
-        &[
-            "Provider_Guid",
-            "Provider_EventSourceName",
-            "EventID_Qualifiers",
-            "Correlation_ActivityID",
-            "Correlation_RelatedActivityID",
-        ],
+        &["Provider_Guid", "Provider_EventSourceName", "EventID_Qualifiers", "Correlation_ActivityID", "Correlation_RelatedActivityID"],
     );
     f
 }
@@ -1813,9 +1762,7 @@ fn event_row(e: &Src) -> Value {
     let params: String = e
         .data
         .iter()
-        .flat_map(|(_, v)| {
-            items(v).into_iter().map(|x| format!("<Param>{}</Param>", xml_escape(&text(x), '"'))).collect::<Vec<_>>()
-        })
+        .flat_map(|(_, v)| items(v).into_iter().map(|x| format!("<Param>{}</Param>", xml_escape(&text(x), '"'))).collect::<Vec<_>>())
         .collect();
     json!({
         "TenantId": fake_guid("tenant"),
@@ -1874,9 +1821,7 @@ fn recover_event(e: &Src) -> Fields {
 }
 
 fn write_event(groups: &[(usize, &str, Vec<&Src>)], dir: &Path) {
-    write_files(groups, dir, "json", |_, evs| {
-        serde_json::to_string(&evs.iter().map(|e| event_row(e)).collect::<Vec<_>>()).unwrap()
-    });
+    write_files(groups, dir, "json", |_, evs| serde_json::to_string(&evs.iter().map(|e| event_row(e)).collect::<Vec<_>>()).unwrap());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2003,9 +1948,7 @@ fn event_xml(e: &Src) -> String {
     let a = |s: String| xml_escape(&s, '\'');
     let mut x = String::from("<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>");
     x.push_str("<Provider");
-    for (attr, k) in
-        [("Name", "Provider_Name"), ("Guid", "Provider_Guid"), ("EventSourceName", "Provider_EventSourceName")]
-    {
+    for (attr, k) in [("Name", "Provider_Name"), ("Guid", "Provider_Guid"), ("EventSourceName", "Provider_EventSourceName")] {
         if let Some(v) = e.s(k) {
             let _ = write!(x, " {attr}='{}'", a(v));
         }
@@ -2029,8 +1972,7 @@ fn event_xml(e: &Src) -> String {
         let _ = write!(x, "<EventRecordID>{r}</EventRecordID>");
     }
     x.push_str("<Correlation");
-    for (attr, k) in [("ActivityID", "Correlation_ActivityID"), ("RelatedActivityID", "Correlation_RelatedActivityID")]
-    {
+    for (attr, k) in [("ActivityID", "Correlation_ActivityID"), ("RelatedActivityID", "Correlation_RelatedActivityID")] {
         if let Some(v) = e.s(k) {
             let _ = write!(x, " {attr}='{}'", a(v));
         }
@@ -2320,8 +2262,7 @@ fn check(layout: &Layout) {
         // Up to 20: the first missing and the first unexpected ones, half and half when both exist.
         let n_missing = missing.len().min(if unexpected.is_empty() { 20 } else { 10 });
         let n_unexpected = (20 - n_missing).min(unexpected.len());
-        let shown: Vec<&String> =
-            diffs[..n_missing].iter().chain(&diffs[missing.len()..missing.len() + n_unexpected]).collect();
+        let shown: Vec<&String> = diffs[..n_missing].iter().chain(&diffs[missing.len()..missing.len() + n_unexpected]).collect();
         let _ = writeln!(rep, "first differences ({} missing, {} unexpected):", missing.len(), unexpected.len());
         for l in shown {
             let _ = writeln!(rep, "{l}");
@@ -2341,11 +2282,7 @@ fn check(layout: &Layout) {
     );
     println!("{rep}");
     assert!(n_expected > 0, "nothing left to compare\n{rep}");
-    assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "layout {} does not hunt like its EVTX files\n{rep}",
-        layout.name
-    );
+    assert!(missing.is_empty() && unexpected.is_empty(), "layout {} does not hunt like its EVTX files\n{rep}", layout.name);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2354,13 +2291,7 @@ fn check(layout: &Layout) {
 #[test]
 #[ignore = "needs ../shared/evtx and ../shared/sigma (run with --ignored; CI does)"]
 fn a_winlogbeat_beat_output() {
-    check(&Layout {
-        name: "winlogbeat",
-        include: all,
-        write: write_winlogbeat,
-        recover: recover_winlogbeat,
-        window: exact,
-    });
+    check(&Layout { name: "winlogbeat", include: all, write: write_winlogbeat, recover: recover_winlogbeat, window: exact });
 }
 
 #[test]
@@ -2372,13 +2303,7 @@ fn b_elastic_ingest_documents() {
 #[test]
 #[ignore = "needs ../shared/evtx and ../shared/sigma (run with --ignored; CI does)"]
 fn c_otrf_mordor_nxlog() {
-    check(&Layout {
-        name: "otrf-nxlog",
-        include: all,
-        write: write_nxlog,
-        recover: recover_nxlog,
-        window: window_nxlog,
-    });
+    check(&Layout { name: "otrf-nxlog", include: all, write: write_nxlog, recover: recover_nxlog, window: window_nxlog });
 }
 
 fn security(e: &Src) -> bool {
@@ -2440,13 +2365,7 @@ fn e2_sentinel_windows_event_string() {
 #[test]
 #[ignore = "needs ../shared/evtx and ../shared/sigma (run with --ignored; CI does)"]
 fn f_sentinel_event() {
-    check(&Layout {
-        name: "sentinel-Event",
-        include: not_security,
-        write: write_event,
-        recover: recover_event,
-        window: exact,
-    });
+    check(&Layout { name: "sentinel-Event", include: not_security, write: write_event, recover: recover_event, window: exact });
 }
 
 #[test]
@@ -2464,11 +2383,5 @@ fn g_velociraptor_evtx() {
 #[test]
 #[ignore = "needs ../shared/evtx and ../shared/sigma (run with --ignored; CI does)"]
 fn h_splunk_xml_win_event_log() {
-    check(&Layout {
-        name: "splunk-XmlWinEventLog",
-        include: all,
-        write: write_splunk,
-        recover: recover_splunk,
-        window: exact,
-    });
+    check(&Layout { name: "splunk-XmlWinEventLog", include: all, write: write_splunk, recover: recover_splunk, window: exact });
 }

@@ -27,7 +27,9 @@ fn planted_campaign_found_whole_and_graded_as_truth() {
     for (seed, members) in [("3", "43"), ("8", "12")] {
         let data = dir.path().join(format!("parl{seed}"));
         let case = dir.path().join(format!("case{seed}.sqlite"));
-        let st = run(bin().args(["simulate", "parliament", "--scale", "0.1", "--seed", seed, "--members-targeted", members, "--out"]).arg(&data));
+        let st = run(bin()
+            .args(["simulate", "parliament", "--scale", "0.1", "--seed", seed, "--members-targeted", members, "--out"])
+            .arg(&data));
         assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
         let truth: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data.join("truth.json")).unwrap()).unwrap();
         let planted = &truth["mail_campaigns"][0];
@@ -74,7 +76,9 @@ fn planted_campaign_found_whole_and_graded_as_truth() {
         let assessment = c["assessment"].as_str().unwrap();
         assert!(assessment.contains("no compromise found in the supplied logs"), "{assessment}");
         for opened in c["recipients"].as_array().unwrap().iter().filter(|r| r["grade"] == "opened") {
-            assert!(opened["evidence"].as_array().unwrap().iter().any(|e| e["kind"] == "open" && e["at"].as_str().unwrap().contains("proxy")));
+            assert!(
+                opened["evidence"].as_array().unwrap().iter().any(|e| e["kind"] == "open" && e["at"].as_str().unwrap().contains("proxy"))
+            );
         }
         assert!(c["iocs"].as_array().unwrap().iter().any(|i| i["type"] == "domain" && i["value"] == "track.nropnews.com"));
 
@@ -99,7 +103,8 @@ fn planted_campaign_found_whole_and_graded_as_truth() {
         assert!(summary["duplicates"].as_u64().unwrap() > 0, "Maildir copies merge with the journal");
 
         let db = rusqlite::Connection::open(&case).unwrap();
-        let n: i64 = db.query_row("SELECT COUNT(*) FROM mail_recipients WHERE campaign_id = ?1", [c["id"].as_str().unwrap()], |r| r.get(0)).unwrap();
+        let n: i64 =
+            db.query_row("SELECT COUNT(*) FROM mail_recipients WHERE campaign_id = ?1", [c["id"].as_str().unwrap()], |r| r.get(0)).unwrap();
         assert_eq!(n as usize, expected.len());
         let iocs: i64 = db.query_row("SELECT COUNT(*) FROM iocs WHERE source LIKE 'campaign:%'", [], |r| r.get(0)).unwrap();
         assert!(iocs > 0);

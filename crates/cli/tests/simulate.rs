@@ -11,11 +11,8 @@ fn bin() -> Command {
 }
 
 fn simulate(out: &Path, seed: u64, scale: &str) {
-    let st = bin()
-        .args(["simulate", "electoral-commission", "--seed", &seed.to_string(), "--scale", scale, "--out"])
-        .arg(out)
-        .output()
-        .unwrap();
+    let st =
+        bin().args(["simulate", "electoral-commission", "--seed", &seed.to_string(), "--scale", scale, "--out"]).arg(out).output().unwrap();
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
 }
 
@@ -40,8 +37,7 @@ fn check(data: &Path, extra_rules: &[PathBuf]) -> Checked {
     }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let recs: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let recs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(data.join("truth.json")).unwrap()).unwrap();
     let key = |path: &str, rec: u64| (path.to_string(), rec);
     let mut planted = HashSet::new();
@@ -76,17 +72,17 @@ fn check(data: &Path, extra_rules: &[PathBuf]) -> Checked {
     let detected = steps
         .iter()
         .filter(|s| {
-            s["evidence"].as_array().unwrap().iter().any(|e| {
-                seen.contains(&key(e["path"].as_str().unwrap(), e["line"].as_u64().or(e["record"].as_u64()).unwrap()))
-            }) || corr_windows.iter().any(|(f, l)| f.as_str() <= s["time"].as_str().unwrap() && s["time"].as_str().unwrap() <= l.as_str())
+            s["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| seen.contains(&key(e["path"].as_str().unwrap(), e["line"].as_u64().or(e["record"].as_u64()).unwrap())))
+                || corr_windows.iter().any(|(f, l)| f.as_str() <= s["time"].as_str().unwrap() && s["time"].as_str().unwrap() <= l.as_str())
         })
         .count();
     // The incident holding the first planted step starts at it.
     let first_step = &steps[0];
-    let first_evidence_ok = recs
-        .iter()
-        .filter(|r| r["kind"] == "incident")
-        .any(|i| i["first_seen"] == first_step["time"]);
+    let first_evidence_ok = recs.iter().filter(|r| r["kind"] == "incident").any(|i| i["first_seen"] == first_step["time"]);
     Checked { steps: steps.len(), detected, background_high, background_lower, first_evidence_ok }
 }
 

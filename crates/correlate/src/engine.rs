@@ -124,21 +124,9 @@ impl Correlator {
                     let Some(group) = group_key(outer, pos, |name| fields.get(name).map(|v| v.to_string())) else {
                         continue;
                     };
-                    let value = outer
-                        .field
-                        .as_deref()
-                        .and_then(|fname| fields.get(fname).map(|v| v.to_string()))
-                        .unwrap_or_default();
+                    let value = outer.field.as_deref().and_then(|fname| fields.get(fname).map(|v| v.to_string())).unwrap_or_default();
                     let entities = f.entities.join("\u{1f}");
-                    queue.push(Input {
-                        ts: f.last_ts,
-                        corr: ci as u32,
-                        pos: pos as u32,
-                        group,
-                        value,
-                        evidence: f.id.clone(),
-                        entities,
-                    });
+                    queue.push(Input { ts: f.last_ts, corr: ci as u32, pos: pos as u32, group, value, evidence: f.id.clone(), entities });
                 }
             }
             None => self.findings.push(f),
@@ -152,10 +140,7 @@ impl Correlator {
         let span = c.timespan_micros;
         let states = &mut self.states[ci];
         if !states.contains_key(inp.group.as_str()) {
-            states.insert(
-                inp.group.clone(),
-                GroupState { opened: inp.ts, marks: vec![None; c.sources.len() + 1], ..Default::default() },
-            );
+            states.insert(inp.group.clone(), GroupState { opened: inp.ts, marks: vec![None; c.sources.len() + 1], ..Default::default() });
             let live: usize = self.states.iter().map(|s| s.len()).sum();
             self.peak_groups = self.peak_groups.max(live);
         }

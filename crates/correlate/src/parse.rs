@@ -119,19 +119,13 @@ impl CorrelationSet {
         for d in docs {
             match parse(d) {
                 Ok(c) => parsed.push(c),
-                Err((line, reason)) => errors.push(LoadError {
-                    path: d.origin.path.to_string(),
-                    line,
-                    reason,
-                    needs_placeholder: false,
-                }),
+                Err((line, reason)) => errors.push(LoadError { path: d.origin.path.to_string(), line, reason, needs_placeholder: false }),
             }
         }
         let corr_index = |r: &str, list: &[(Correlation, Vec<String>)]| {
             list.iter().position(|(c, _)| c.id.as_deref() == Some(r) || c.name.as_deref() == Some(r))
         };
-        let rule_index =
-            |r: &str| rules.iter().position(|x| x.id.as_deref() == Some(r) || x.name.as_deref() == Some(r));
+        let rule_index = |r: &str| rules.iter().position(|x| x.id.as_deref() == Some(r) || x.name.as_deref() == Some(r));
         let mut resolved: Vec<Option<Correlation>> = Vec::new();
         for (c, refs) in &parsed {
             let mut c = c.clone();
@@ -161,9 +155,9 @@ impl CorrelationSet {
         while changed {
             changed = false;
             for i in 0..resolved.len() {
-                let broken = resolved[i].as_ref().is_some_and(|c| {
-                    c.sources.iter().any(|s| matches!(s, Source::Correlation(j) if resolved[*j].is_none()))
-                });
+                let broken = resolved[i]
+                    .as_ref()
+                    .is_some_and(|c| c.sources.iter().any(|s| matches!(s, Source::Correlation(j) if resolved[*j].is_none())));
                 if broken {
                     let c = resolved[i].take().expect("checked");
                     errors.push(LoadError {
@@ -403,8 +397,7 @@ mod tests {
 
     #[test]
     fn every_specification_example_loads() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/sigma-specification/tests/schema/correlation");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/sigma-specification/tests/schema/correlation");
         if !dir.is_dir() {
             eprintln!("SKIPPED: ../shared/sigma-specification not found");
             return;

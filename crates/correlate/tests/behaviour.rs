@@ -143,7 +143,8 @@ fn value_count_counts_distinct_values() {
 
 #[test]
 fn temporal_needs_every_rule_in_the_window_in_any_order() {
-    let corr = "title: t\nid: c1\ncorrelation: {type: temporal, rules: [successful_login, failed_login, recon], group-by: [User], timespan: 5m}\n";
+    let corr =
+        "title: t\nid: c1\ncorrelation: {type: temporal, rules: [successful_login, failed_login, recon], group-by: [User], timespan: 5m}\n";
     let mut h = Harness::new(corr);
     h.event(0.0, "r-recon", &[("User", "u")]).event(60.0, "r-success", &[("User", "u")]).event(120.0, "r-failed", &[("User", "u")]);
     assert_eq!(h.run().len(), 1);

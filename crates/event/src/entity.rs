@@ -89,8 +89,17 @@ fn account(v: &str) -> Option<String> {
     };
     let system = matches!(
         name,
-        "system" | "local service" | "network service" | "localsystem" | "anonymous logon" | "dwm-1" | "umfd-0"
-            | "umfd-1" | "dwm-2" | "iusr" | "defaultapppool"
+        "system"
+            | "local service"
+            | "network service"
+            | "localsystem"
+            | "anonymous logon"
+            | "dwm-1"
+            | "umfd-0"
+            | "umfd-1"
+            | "dwm-2"
+            | "iusr"
+            | "defaultapppool"
     );
     (!system && !name.is_empty() && !name.ends_with('$')).then(|| name.to_string())
 }

@@ -111,11 +111,7 @@ pub const ROLE_FIELDS: &[(&str, Role)] = &[
 pub fn role_of(name: &str) -> Option<Role> {
     static TABLE: OnceLock<HashMap<String, Role>> = OnceLock::new();
     let table = TABLE.get_or_init(|| ROLE_FIELDS.iter().map(|(n, r)| (n.to_ascii_lowercase(), *r)).collect());
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        table.get(&name.to_ascii_lowercase()).copied()
-    } else {
-        table.get(name).copied()
-    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) { table.get(&name.to_ascii_lowercase()).copied() } else { table.get(name).copied() }
 }
 
 /// Field names with `role`, in order of preference.

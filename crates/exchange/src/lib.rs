@@ -209,9 +209,7 @@ pub fn check(server: &str, build: Build, source: &str) -> Verdict {
                     NoFix => (Status::Open, format!("{} never got an update for {}: upgrade to {target}", c.name, chain.name())),
                 },
                 None => match (first_included, newest) {
-                    (_, Some(n)) if build.build > n.build => {
-                        (Status::Fixed, format!("a CU later than {} includes the fix", n.name))
-                    }
+                    (_, Some(n)) if build.build > n.build => (Status::Fixed, format!("a CU later than {} includes the fix", n.name)),
                     _ => (Status::Open, format!("this CU is older than any with a fix: upgrade to {target}")),
                 },
             };
@@ -435,9 +433,18 @@ mod tests {
         e.push_str("cs-uri-stem", "/owa/auth/15.1.2176/themes/resources/favicon.ico");
         assert_eq!(builds_in_event(&e), vec![("EXCH01".to_string(), Build::parse("15.1.2176").unwrap(), BuildEvidence::OwaPath)]);
         let mut e = Event::new(portcullis_event::SourceKind::ExchangeCsv);
-        for (k, v) in [("MajorVersion", "15"), ("MinorVersion", "1"), ("BuildVersion", "2176"), ("RevisionVersion", "2"), ("ServerHostName", "EXCH01")] {
+        for (k, v) in [
+            ("MajorVersion", "15"),
+            ("MinorVersion", "1"),
+            ("BuildVersion", "2176"),
+            ("RevisionVersion", "2"),
+            ("ServerHostName", "EXCH01"),
+        ] {
             e.push_str(k, v);
         }
-        assert_eq!(builds_in_event(&e), vec![("EXCH01".to_string(), Build::parse("15.1.2176.2").unwrap(), BuildEvidence::ExchangeLogColumns)]);
+        assert_eq!(
+            builds_in_event(&e),
+            vec![("EXCH01".to_string(), Build::parse("15.1.2176.2").unwrap(), BuildEvidence::ExchangeLogColumns)]
+        );
     }
 }

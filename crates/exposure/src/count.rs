@@ -11,14 +11,14 @@
 //! A false merge needs two of the electors to share 112 bits (probability ≈ n²/2¹¹³,
 //! about 10⁻¹⁹ for 40 million).
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
 use rayon::slice::ParallelSliceMut;
 
-use crate::register::{CATEGORY_BITS, CATEGORIES};
+use crate::register::{CATEGORIES, CATEGORY_BITS};
 
 const FLAG_MASK: u128 = 0xFFFF;
 
@@ -131,8 +131,7 @@ impl Counter {
     pub fn finish(mut self) -> io::Result<Tally> {
         self.compact();
         let mut tally = Tally { appearances: self.appearances, spilled_runs: self.runs.len(), ..Default::default() };
-        let mut readers: Vec<BufReader<File>> =
-            self.runs.drain(..).map(|f| BufReader::with_capacity(1 << 20, f)).collect();
+        let mut readers: Vec<BufReader<File>> = self.runs.drain(..).map(|f| BufReader::with_capacity(1 << 20, f)).collect();
         let mut heap = BinaryHeap::new();
         for (i, r) in readers.iter_mut().enumerate() {
             if let Some(v) = read_u128(r)? {

@@ -35,9 +35,9 @@ use portcullis_sources::read_up_to;
 use register::{CATEGORIES, Keyer, Layout};
 use table::{DelimitedRows, Row, RowSource};
 
+use portcullis_sources::archive::Limited;
 /// Bounds on archives: the same as `hunt` uses (`portcullis_sources::archive`).
 pub use portcullis_sources::archive::Limits;
-use portcullis_sources::archive::Limited;
 
 /// Which files the intruder reached.
 #[derive(Clone, Debug, Default)]
@@ -626,9 +626,7 @@ fn scan_mail<R: Read>(
     let input = Cursor::new(head).chain(rest);
     if mbox {
         let result = mail::split_mbox(input, |i, piece| match piece {
-            mail::Piece::Message { bytes, .. } => {
-                message(format!("{display}!message {}", i + 1), bytes, &mut report, budget, &mut nested)
-            }
+            mail::Piece::Message { bytes, .. } => message(format!("{display}!message {}", i + 1), bytes, &mut report, budget, &mut nested),
             mail::Piece::TooBig { .. } => oversized += 1,
         });
         if let Err(e) = result {

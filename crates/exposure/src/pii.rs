@@ -9,18 +9,18 @@ use regex::Regex;
 
 static EMAIL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}").expect("valid"));
-static PHONE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(\+44\s?\(?0?\)?\s?|\b0)(\d[\s-]?){9,10}\b").expect("valid"));
+static PHONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(\+44\s?\(?0?\)?\s?|\b0)(\d[\s-]?){9,10}\b").expect("valid"));
 static DOB: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(dob|d\.o\.b\.?|date of birth|born)\b\W{0,4}(on\s+)?(\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}\s+[a-z]{3,9}\s+\d{4})")
         .expect("valid")
 });
 static POSTCODE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(GIR 0AA|(([A-Z][0-9]{1,2})|([A-Z][A-HJ-Y][0-9]{1,2})|([A-Z][0-9][A-Z])|([A-Z][A-HJ-Y][0-9][A-Z]?)) ?[0-9][A-Z]{2})\b")
-        .expect("valid")
+    Regex::new(
+        r"(?i)\b(GIR 0AA|(([A-Z][0-9]{1,2})|([A-Z][A-HJ-Y][0-9]{1,2})|([A-Z][0-9][A-Z])|([A-Z][A-HJ-Y][0-9][A-Z]?)) ?[0-9][A-Z]{2})\b",
+    )
+    .expect("valid")
 });
-static ELECTOR_NUMBER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b[A-Z]{1,3}-[0-9]{1,6}(/[0-9]{1,3})?\b").expect("valid"));
+static ELECTOR_NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[A-Z]{1,3}-[0-9]{1,6}(/[0-9]{1,3})?\b").expect("valid"));
 
 #[derive(Default, Debug)]
 pub struct Counts(BTreeMap<&'static str, u64>);

@@ -52,15 +52,17 @@ impl Role {
 pub fn header_role(name: &str) -> Option<Role> {
     let n: String = name.chars().filter(|c| c.is_alphanumeric()).flat_map(|c| c.to_lowercase()).collect();
     let r = match n.as_str() {
-        "electornumberprefix" | "pd" | "pollingdistrict" | "pollingdistrictcode" | "electorprefix" | "prefix" => {
-            Role::NumberPrefix
-        }
-        "electornumber" | "electorno" | "electornum" | "enumber" | "elno" | "electorid" | "rollno" | "rollnumber" => {
-            Role::Number
-        }
+        "electornumberprefix" | "pd" | "pollingdistrict" | "pollingdistrictcode" | "electorprefix" | "prefix" => Role::NumberPrefix,
+        "electornumber" | "electorno" | "electornum" | "enumber" | "elno" | "electorid" | "rollno" | "rollnumber" => Role::Number,
         "electornumbersuffix" | "electorsuffix" | "suffix" => Role::NumberSuffix,
-        "electormarkers" | "markers" | "marker" | "markersregistertext" | "franchise" | "franchisemarker"
-        | "franchiseflag" | "electormarker" => Role::Markers,
+        "electormarkers"
+        | "markers"
+        | "marker"
+        | "markersregistertext"
+        | "franchise"
+        | "franchisemarker"
+        | "franchiseflag"
+        | "electormarker" => Role::Markers,
         "electordob" | "dob" | "dateofbirth" | "electordateofbirth" | "birthdate" | "attainerdate" | "dateofattainment"
         | "attainmentdate" => Role::Dob,
         "electorname" | "name" | "fullname" | "electorfullname" => Role::FullName,
@@ -68,7 +70,12 @@ pub fn header_role(name: &str) -> Option<Role> {
         "electorforename" | "forename" | "forenames" | "firstname" | "givenname" | "electorfirstname" => Role::Forename,
         "middlename" | "middlenames" | "electormiddlename" | "initials" => Role::MiddleName,
         "postcode" | "propertypostcode" | "electorpostcode" | "postalcode" | "registeredpostcode" => Role::Postcode,
-        "optedout" | "optout" | "openregisteroptout" | "editedregisteroptout" | "optoutflag" | "excludedfromopenregister"
+        "optedout"
+        | "optout"
+        | "openregisteroptout"
+        | "editedregisteroptout"
+        | "optoutflag"
+        | "excludedfromopenregister"
         | "optedoutofopenregister" => Role::OptOut,
         "email" | "emailaddress" | "electoremail" => Role::Email,
         "phone" | "telephone" | "phonenumber" | "mobile" | "telephonenumber" => Role::Phone,
@@ -79,9 +86,7 @@ pub fn header_role(name: &str) -> Option<Role> {
             let stem = &n[..n.len() - digits.len()];
             let k: u8 = digits.parse().ok().filter(|k| (1..=9).contains(k))?;
             match stem {
-                "address" | "propertyaddress" | "electoraddress" | "addressline" | "addr" | "registeredaddress" => {
-                    Role::Address(k)
-                }
+                "address" | "propertyaddress" | "electoraddress" | "addressline" | "addr" | "registeredaddress" => Role::Address(k),
                 _ => return None,
             }
         }
@@ -94,8 +99,7 @@ static POSTCODE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^(GIR 0AA|(([A-Z][0-9]{1,2})|([A-Z][A-HJ-Y][0-9]{1,2})|([A-Z][0-9][A-Z])|([A-Z][A-HJ-Y][0-9][A-Z]?)) ?[0-9][A-Z]{2})$")
         .expect("valid")
 });
-static ELECTOR_NUMBER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)^[A-Z]{1,4}[0-9]?-?[0-9]{1,6}(/[0-9]{1,3})?$").expect("valid"));
+static ELECTOR_NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^[A-Z]{1,4}[0-9]?-?[0-9]{1,6}(/[0-9]{1,3})?$").expect("valid"));
 static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\p{Lu}[\p{L}'’.-]*( \p{Lu}[\p{L}'’.-]*)*$").expect("valid"));
 static DATE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^([0-9]{1,2}[/.-][0-9]{1,2}[/.-][0-9]{2,4}|[0-9]{4}-[0-9]{2}-[0-9]{2})").expect("valid"));
@@ -316,11 +320,8 @@ impl Keyer {
             .filter(|(_, r)| matches!(r, Role::FullName | Role::Surname | Role::Forename | Role::MiddleName))
             .map(|c| c.0)
             .collect();
-        let mut address: Vec<(u8, usize)> = layout
-            .columns
-            .iter()
-            .filter_map(|&(c, r)| if let Role::Address(k) = r { Some((k, c)) } else { None })
-            .collect();
+        let mut address: Vec<(u8, usize)> =
+            layout.columns.iter().filter_map(|&(c, r)| if let Role::Address(k) = r { Some((k, c)) } else { None }).collect();
         address.sort_unstable();
         Keyer {
             names,
@@ -540,10 +541,31 @@ mod tests {
 
     #[test]
     fn the_same_elector_in_two_layouts_has_one_key() {
-        let a = [row(&["Elector Number Prefix", "Elector Number", "Elector Markers", "Elector Surname", "Elector Forename", "PostCode", "Address1", "Address2"]),
-            row(&["NFA", "12", "", "O'Brien", "Siân", "ne8 2jm", "156 High Street", "Northfield"])];
-        let b = [row(&["ElectorNumber", "ElectorName", "MarkersRegisterText", "PropertyAddress1", "PropertyAddress2", "PropertyAddress3", "PropertyPostCode"]),
-            row(&["NFA-12", "SIÂN OBRIEN", "", "156 High Street", "Northfield", "NE8 2JM", "NE8 2JM"])];
+        let a = [
+            row(&[
+                "Elector Number Prefix",
+                "Elector Number",
+                "Elector Markers",
+                "Elector Surname",
+                "Elector Forename",
+                "PostCode",
+                "Address1",
+                "Address2",
+            ]),
+            row(&["NFA", "12", "", "O'Brien", "Siân", "ne8 2jm", "156 High Street", "Northfield"]),
+        ];
+        let b = [
+            row(&[
+                "ElectorNumber",
+                "ElectorName",
+                "MarkersRegisterText",
+                "PropertyAddress1",
+                "PropertyAddress2",
+                "PropertyAddress3",
+                "PropertyPostCode",
+            ]),
+            row(&["NFA-12", "SIÂN OBRIEN", "", "156 High Street", "Northfield", "NE8 2JM", "NE8 2JM"]),
+        ];
         let (la, lb) = (classify(&a), classify(&b));
         assert!(la.is_register() && lb.is_register(), "{la:?} {lb:?}");
         let (mut ka_, mut kb_) = (Keyer::new(&la), Keyer::new(&lb));

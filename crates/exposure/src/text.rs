@@ -6,7 +6,7 @@ use std::io::{self, BufReader, Read};
 
 use portcullis_sources::lines::{Line, read_line_bounded};
 
-use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8, WINDOWS_1252};
+use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE, WINDOWS_1252};
 
 /// Longest record (line, or quoted multi-line CSV record) kept; longer ones are skipped
 /// and counted, reading on from the next line without holding the rest in memory.
@@ -80,21 +80,11 @@ pub fn open<R: Read>(head: Vec<u8>, rest: R) -> TextReader<io::Chain<io::Cursor<
         let inner = if encoding == UTF_8 {
             Inner::Utf8(BufReader::with_capacity(256 * 1024, chained))
         } else {
-            let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
-                .encoding(Some(encoding))
-                .bom_override(true)
-                .strip_bom(true)
-                .build(chained);
+            let decoder =
+                encoding_rs_io::DecodeReaderBytesBuilder::new().encoding(Some(encoding)).bom_override(true).strip_bom(true).build(chained);
             Inner::Decoded(BufReader::with_capacity(256 * 1024, decoder))
         };
-        TextReader {
-            inner,
-            encoding,
-            overlong: 0,
-            undecodable: 0,
-            line: 0,
-            raw: Vec::new(),
-        }
+        TextReader { inner, encoding, overlong: 0, undecodable: 0, line: 0, raw: Vec::new() }
     }
 }
 

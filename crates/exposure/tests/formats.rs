@@ -17,8 +17,18 @@ const ELECTORS: [(&str, &str, &str, &str, &str); 5] = [
 
 /// Layout A (export): separate name columns, markers, DOB for attainers.
 fn layout_a(d: char, rows: &[usize]) -> String {
-    let mut s = ["Elector Number Prefix", "Elector Number", "Elector Markers", "Elector DOB", "Elector Surname", "Elector Forename", "PostCode", "Address1", "Address2"]
-        .join(&d.to_string());
+    let mut s = [
+        "Elector Number Prefix",
+        "Elector Number",
+        "Elector Markers",
+        "Elector DOB",
+        "Elector Surname",
+        "Elector Forename",
+        "PostCode",
+        "Address1",
+        "Address2",
+    ]
+    .join(&d.to_string());
     s.push_str("\r\n");
     for &i in rows {
         let (sur, fore, a1, pc, m) = ELECTORS[i];
@@ -36,7 +46,9 @@ fn layout_a(d: char, rows: &[usize]) -> String {
 
 /// Layout B (monthly update): combined elector number, postcode repeated in the address.
 fn layout_b(rows: &[usize]) -> String {
-    let mut s = String::from("ElectorNumber\tElectorName\tMarkersRegisterText\tPropertyAddress1\tPropertyAddress2\tPropertyAddress3\tPropertyPostCode\n");
+    let mut s = String::from(
+        "ElectorNumber\tElectorName\tMarkersRegisterText\tPropertyAddress1\tPropertyAddress2\tPropertyAddress3\tPropertyPostCode\n",
+    );
     for &i in rows {
         let (sur, fore, a1, pc, m) = ELECTORS[i];
         let town = if a1.is_empty() { "" } else { "Northfield, Tyne" };

@@ -9,8 +9,8 @@ use portcullis_correlate::{CorrelationFinding, CorrelationSet};
 pub use portcullis_event::entity::{Entity, EntityKind, entities, kind_of_field, normalise, trivial};
 use portcullis_event::roles::{Role, first};
 use portcullis_event::{Event, Timestamp};
-pub use portcullis_hunt::Matcher;
 use portcullis_hunt::Detection;
+pub use portcullis_hunt::Matcher;
 use portcullis_sigma::{Engine, Level};
 use serde::Serialize;
 
@@ -119,11 +119,7 @@ pub const TACTICS: [&str; 14] = [
 ];
 
 pub fn tactics(tags: &[String]) -> Vec<&'static str> {
-    TACTICS
-        .iter()
-        .copied()
-        .filter(|t| tags.iter().any(|g| g.strip_prefix("attack.").is_some_and(|x| x.replace('_', "-") == *t)))
-        .collect()
+    TACTICS.iter().copied().filter(|t| tags.iter().any(|g| g.strip_prefix("attack.").is_some_and(|x| x.replace('_', "-") == *t))).collect()
 }
 
 fn day_time(t: Timestamp) -> String {
@@ -253,11 +249,10 @@ mod tests {
 
     #[test]
     fn tags_to_attack() {
-        let tags: Vec<String> =
-            ["attack.initial-access", "attack.t1190", "attack.execution", "attack.t1059.001", "cve.2021-34473"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        let tags: Vec<String> = ["attack.initial-access", "attack.t1190", "attack.execution", "attack.t1059.001", "cve.2021-34473"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(techniques(&tags), ["T1059.001", "T1190"]);
         assert_eq!(tactics(&tags), ["initial-access", "execution"]);
     }

@@ -60,10 +60,6 @@ fn main() {
         }
         let s = t.elapsed().as_secs_f64();
         let allocs = ALLOCS.load(Ordering::Relaxed) - allocs;
-        eprintln!(
-            "round {round}: scan {:.3}s = {:.2} us/event, {n} matches, {allocs} allocations",
-            s,
-            s * 1e6 / events.len() as f64
-        );
+        eprintln!("round {round}: scan {:.3}s = {:.2} us/event, {n} matches, {allocs} allocations", s, s * 1e6 / events.len() as f64);
     }
 }

@@ -112,7 +112,10 @@ pub enum FileOutcome {
     Read(FileReport),
     Failed(SourceError),
     /// The reader panicked: a bug, reported rather than crashing the run.
-    Crashed { path: PathBuf, message: String },
+    Crashed {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 impl FileOutcome {
@@ -203,10 +206,8 @@ pub fn run_files<S: Send>(
             .collect();
         handles.into_iter().map(|h| h.join().expect("worker threads catch reader panics")).collect::<Vec<_>>()
     });
-    let outcomes = outcomes
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every file is visited"))
-        .collect();
+    let outcomes =
+        outcomes.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every file is visited")).collect();
     (outcomes, states)
 }
 
@@ -297,8 +298,7 @@ pub fn hunt(
                 if !correlations.is_empty() {
                     match ev.timestamp {
                         Some(ts) => {
-                            let entities: Vec<String> =
-                                portcullis_event::entity::entities(ev).iter().map(|e| e.encode()).collect();
+                            let entities: Vec<String> = portcullis_event::entity::entities(ev).iter().map(|e| e.encode()).collect();
                             let entities = entities.join("\u{1f}");
                             for input in portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, &entities, |f| {
                                 ev.get(f).map(str::to_string)
@@ -401,4 +401,3 @@ pub fn finding_id(rule_key: &str, ev: &Event) -> String {
     }
     format!("{:032x}", h.digest128())
 }
-

@@ -90,13 +90,7 @@ fn hunting_the_attack_samples_with_every_rule_completes() {
             portcullis_hunt::FileOutcome::Failed(_) => {}
         }
     }
-    println!(
-        "{} files, {} events, {} records skipped, {} detections",
-        files.len(),
-        result.stats.events,
-        skipped,
-        result.detections.len()
-    );
+    println!("{} files, {} events, {} records skipped, {} detections", files.len(), result.stats.events, skipped, result.detections.len());
     assert!(result.stats.events > 10_000);
     assert!(result.detections.len() > 500);
 }

@@ -41,8 +41,7 @@ fn reported(file: &Path, sample: &Path) -> usize {
         .iter()
         .filter(|d| engine.rules[d.rule].level > Level::Informational && same(&engine.rules[d.rule].origin.path))
         .count();
-    let correlations =
-        result.correlations.iter().filter(|c| same(&corr.correlations[c.correlation].origin.path)).count();
+    let correlations = result.correlations.iter().filter(|c| same(&corr.correlations[c.correlation].origin.path)).count();
     detections + correlations
 }
 
@@ -57,9 +56,11 @@ fn every_pack_rule_has_samples_that_behave() {
         let stem = f.file_stem().unwrap().to_string_lossy().to_string();
         let dir = rules_dir().join("samples").join(&stem);
         let find = |prefix: &str| -> Option<PathBuf> {
-            std::fs::read_dir(&dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-            })
+            std::fs::read_dir(&dir)
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
         };
         let (Some(pos), Some(neg)) = (find("positive"), find("negative")) else {
             failures.push(format!("{stem}: missing positive or negative sample in {}", dir.display()));

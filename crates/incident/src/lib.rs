@@ -159,9 +159,8 @@ impl Evidence {
 
 /// Groups findings into incidents, most severe first, then by time.
 pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
-    let mut idx: Vec<usize> = (0..findings.len())
-        .filter(|&i| findings[i].level >= opts.min_level && findings[i].first_ts.is_some())
-        .collect();
+    let mut idx: Vec<usize> =
+        (0..findings.len()).filter(|&i| findings[i].level >= opts.min_level && findings[i].first_ts.is_some()).collect();
     idx.sort_by_key(|&i| (findings[i].first_ts, findings[i].id.clone()));
     let n = idx.len();
     let host_of = |f: &Finding| f.entities.iter().find(|e| e.kind == EntityKind::Host).map(|e| e.value.clone());
@@ -209,13 +208,7 @@ pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
             {
                 if dsu.find(prev) != dsu.find(k) && reasons[k].is_none() {
                     let p = &findings[idx[prev]];
-                    reasons[k] = Some(format!(
-                        "shares {} `{}` with \"{}\" at {}",
-                        e.kind.as_str(),
-                        e.value,
-                        p.rule_title,
-                        Timestamp(pts)
-                    ));
+                    reasons[k] = Some(format!("shares {} `{}` with \"{}\" at {}", e.kind.as_str(), e.value, p.rule_title, Timestamp(pts)));
                 }
                 dsu.union(prev, k);
             }
@@ -239,23 +232,18 @@ pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
         }
         // The first evidence: the earliest finding of the strongest rank, or an earlier
         // one of some weight linked to such a finding by more than the host.
-        let linked = |a: &Finding, b: &Finding| {
-            a.entities.iter().any(|e| e.kind != EntityKind::Host && !widespread(e) && b.entities.contains(e))
-        };
+        let linked =
+            |a: &Finding, b: &Finding| a.entities.iter().any(|e| e.kind != EntityKind::Host && !widespread(e) && b.entities.contains(e));
         let first = (0..fs.len())
             .find(|&j| {
                 ranks[j] == strongest
-                    || (ranks[j] >= Evidence::Medium
-                        && (0..fs.len()).any(|m| ranks[m] == strongest && linked(fs[j], fs[m])))
+                    || (ranks[j] >= Evidence::Medium && (0..fs.len()).any(|m| ranks[m] == strongest && linked(fs[j], fs[m])))
             })
             .unwrap_or(0);
         let why_first = if ranks[first] == strongest {
             format!("first evidence: the earliest {} in this incident", strongest.describe())
         } else {
-            format!(
-                "first evidence: the earliest finding linked by an account, address or file to the incident's {}",
-                strongest.describe()
-            )
+            format!("first evidence: the earliest finding linked by an account, address or file to the incident's {}", strongest.describe())
         };
         let mut why: Vec<Option<String>> = members.iter().map(|&k| reasons[k].clone()).collect();
         why[first] = Some(why_first);
@@ -326,10 +314,8 @@ fn incident(all: &[&Finding], ranks: &[Evidence], first: usize, reasons: Vec<Opt
     } else {
         max_level
     };
-    let mut entities: Vec<EntityCount> = entity_counts
-        .into_iter()
-        .map(|(e, n)| EntityCount { kind: e.kind.as_str(), value: e.value.clone(), findings: n })
-        .collect();
+    let mut entities: Vec<EntityCount> =
+        entity_counts.into_iter().map(|(e, n)| EntityCount { kind: e.kind.as_str(), value: e.value.clone(), findings: n }).collect();
     entities.sort_by(|a, b| b.findings.cmp(&a.findings).then(a.kind.cmp(b.kind)).then(a.value.cmp(&b.value)));
     let explanation = all
         .iter()
@@ -404,7 +390,8 @@ fn assess(fs: &[&Finding], tactics: usize, techniques: &[String], max_level: Lev
         let shared: Vec<&String> = techniques.iter().filter(|t| actor_techniques.contains(t)).collect();
         let named = iocs.iter().any(|c| c.contains(&name));
         if named {
-            attribution.push(format!("indicators associated with {name} matched: consistent with {name}'s infrastructure, not proof of {name}"));
+            attribution
+                .push(format!("indicators associated with {name} matched: consistent with {name}'s infrastructure, not proof of {name}"));
         }
         if !shared.is_empty() {
             attribution.push(format!(
@@ -477,8 +464,20 @@ mod tests {
         use EntityKind::*;
         let fs = vec![
             finding("c", "2021-08-24T03:00:00Z", Level::High, &["attack.execution"], &[(Host, "exch01"), (Account, "svc")]),
-            finding("a", "2021-08-24T02:13:00Z", Level::High, &["attack.initial-access", "attack.t1190"], &[(Host, "exch01"), (SourceIp, "185.220.101.182")]),
-            finding("b", "2021-08-24T02:20:00Z", Level::High, &["attack.persistence", "attack.t1505.003"], &[(Host, "exch01"), (FilePath, "c:\\x.aspx")]),
+            finding(
+                "a",
+                "2021-08-24T02:13:00Z",
+                Level::High,
+                &["attack.initial-access", "attack.t1190"],
+                &[(Host, "exch01"), (SourceIp, "185.220.101.182")],
+            ),
+            finding(
+                "b",
+                "2021-08-24T02:20:00Z",
+                Level::High,
+                &["attack.persistence", "attack.t1505.003"],
+                &[(Host, "exch01"), (FilePath, "c:\\x.aspx")],
+            ),
             finding("d", "2021-08-24T04:00:00Z", Level::High, &["attack.credential-access"], &[(Account, "svc")]),
             finding("x", "2021-08-24T05:00:00Z", Level::Medium, &[], &[(Host, "ws99")]),
             finding("lo", "2021-08-24T05:00:00Z", Level::Low, &[], &[(Host, "ws42")]),
@@ -529,7 +528,13 @@ mod tests {
         use EntityKind::*;
         let mut fs: Vec<Finding> = (0..30)
             .map(|k| {
-                let mut f = community(finding(&format!("n{k:02}"), &format!("2021-05-01T10:{k:02}:00Z"), Level::High, &["attack.execution"], &[(Host, "ws1")]));
+                let mut f = community(finding(
+                    &format!("n{k:02}"),
+                    &format!("2021-05-01T10:{k:02}:00Z"),
+                    Level::High,
+                    &["attack.execution"],
+                    &[(Host, "ws1")],
+                ));
                 f.rule_id = "generic-rule".into();
                 f
             })

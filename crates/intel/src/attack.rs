@@ -30,7 +30,8 @@ fn table() -> &'static Table {
             let mut c = line.split('\t');
             let (Some(id), Some(name), Some(rest)) = (c.next(), c.next(), c.next()) else { continue };
             if id.starts_with('T') {
-                techniques.insert(id.to_string(), (name.to_string(), rest.split(',').filter(|s| !s.is_empty()).map(String::from).collect()));
+                techniques
+                    .insert(id.to_string(), (name.to_string(), rest.split(',').filter(|s| !s.is_empty()).map(String::from).collect()));
             } else if id.starts_with('G') {
                 for alias in rest.split(',').chain(std::iter::once(name)) {
                     groups.insert(alias.trim().to_lowercase(), (id.to_string(), name.to_string()));

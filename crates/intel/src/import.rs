@@ -53,7 +53,10 @@ pub fn parse(name: &str, bytes: &[u8]) -> Imported {
                 if v.get("type").and_then(Value::as_str) == Some("bundle") || v.get("objects").is_some() {
                     return stix(name, &v);
                 }
-                if v.get("Event").is_some() || v.get("response").is_some() || v.as_array().is_some_and(|a| a.iter().any(|e| e.get("Event").is_some())) {
+                if v.get("Event").is_some()
+                    || v.get("response").is_some()
+                    || v.as_array().is_some_and(|a| a.iter().any(|e| e.get("Event").is_some()))
+                {
                     return misp(name, &v);
                 }
                 return Imported {
@@ -65,7 +68,10 @@ pub fn parse(name: &str, bytes: &[u8]) -> Imported {
             Err(e) => {
                 return Imported {
                     format: "json",
-                    problems: vec![Problem { position: format!("{name}:{}:{}", e.line(), e.column()), reason: format!("invalid JSON: {e}") }],
+                    problems: vec![Problem {
+                        position: format!("{name}:{}:{}", e.line(), e.column()),
+                        reason: format!("invalid JSON: {e}"),
+                    }],
                     ..Imported::default()
                 };
             }
@@ -92,7 +98,8 @@ fn list(name: &str, text: &str) -> Imported {
             if let Some(v) = lower.iter().position(|c| matches!(c.as_str(), "value" | "indicator" | "ioc" | "observable")) {
                 value_col = v;
                 type_col = lower.iter().position(|c| matches!(c.as_str(), "type" | "kind" | "indicator_type"));
-                ctx_col = lower.iter().position(|c| matches!(c.as_str(), "context" | "description" | "comment" | "actor" | "campaign" | "tags"));
+                ctx_col =
+                    lower.iter().position(|c| matches!(c.as_str(), "context" | "description" | "comment" | "actor" | "campaign" | "tags"));
                 continue;
             }
         }
@@ -101,7 +108,8 @@ fn list(name: &str, text: &str) -> Imported {
             Some(t) if !t.trim().is_empty() => match Kind::from_name(t) {
                 Some(k) => Some(k),
                 None => {
-                    out.problems.push(Problem { position: format!("{name}:{}", i + 1), reason: format!("unknown indicator type {:?}", t.trim()) });
+                    out.problems
+                        .push(Problem { position: format!("{name}:{}", i + 1), reason: format!("unknown indicator type {:?}", t.trim()) });
                     continue;
                 }
             },
@@ -137,19 +145,23 @@ fn pattern_terms(pattern: &str) -> (Vec<(Kind, String)>, usize) {
     use std::sync::OnceLock;
     static RE: OnceLock<regex::Regex> = OnceLock::new();
     let re = RE.get_or_init(|| {
-        regex::Regex::new(r"(?i)([a-z0-9-]+):([a-z0-9_.'\-]+)\s*(=|ISSUBSET|LIKE|MATCHES|!=|IN)\s*'((?:[^'\\]|\\.)*)'").expect("valid regex")
+        regex::Regex::new(r"(?i)([a-z0-9-]+):([a-z0-9_.'\-]+)\s*(=|ISSUBSET|LIKE|MATCHES|!=|IN)\s*'((?:[^'\\]|\\.)*)'")
+            .expect("valid regex")
     });
     let mut out = Vec::new();
     let mut unsupported = 0;
     for c in re.captures_iter(pattern) {
-        let (obj, path, op, val) = (c[1].to_ascii_lowercase(), c[2].to_ascii_lowercase(), c[3].to_ascii_uppercase(), c[4].replace("\\'", "'"));
+        let (obj, path, op, val) =
+            (c[1].to_ascii_lowercase(), c[2].to_ascii_lowercase(), c[3].to_ascii_uppercase(), c[4].replace("\\'", "'"));
         let kind = match (obj.as_str(), path.as_str(), op.as_str()) {
             ("ipv4-addr", "value", "=") => Some(Kind::Ipv4),
             ("ipv6-addr", "value", "=") => Some(Kind::Ipv6),
             ("ipv4-addr" | "ipv6-addr", "value", "ISSUBSET") => Some(Kind::Cidr),
             ("domain-name", "value", "=") => Some(Kind::Domain),
             ("url", "value", "=") => Some(Kind::Url),
-            ("email-addr", "value", "=") | ("email-message", "from_ref.value", "=") | ("email-message", "sender_ref.value", "=") => Some(Kind::Email),
+            ("email-addr", "value", "=") | ("email-message", "from_ref.value", "=") | ("email-message", "sender_ref.value", "=") => {
+                Some(Kind::Email)
+            }
             ("file" | "artifact", p, "=") if p.starts_with("hashes.") => {
                 let h = p.trim_start_matches("hashes.").trim_matches('\'').replace('-', "");
                 match h.as_str() {
@@ -193,7 +205,9 @@ fn stix(name: &str, v: &Value) -> Imported {
         if o.get("type").and_then(Value::as_str) != Some("relationship") {
             continue;
         }
-        let (Some(src), Some(dst)) = (o.get("source_ref").and_then(Value::as_str), o.get("target_ref").and_then(Value::as_str)) else { continue };
+        let (Some(src), Some(dst)) = (o.get("source_ref").and_then(Value::as_str), o.get("target_ref").and_then(Value::as_str)) else {
+            continue;
+        };
         let Some(target) = by_id.get(dst) else { continue };
         let ttype = target.get("type").and_then(Value::as_str).unwrap_or("");
         if let Some(n) = target.get("name").and_then(Value::as_str) {
@@ -206,7 +220,9 @@ fn stix(name: &str, v: &Value) -> Imported {
             match *t {
                 "threat-actor" | "intrusion-set" => c.actors.push(n.clone()),
                 "campaign" => c.campaigns.push(n.clone()),
-                "malware" | "tool" | "infrastructure" => c.description = if c.description.is_empty() { n.clone() } else { format!("{}; {n}", c.description) },
+                "malware" | "tool" | "infrastructure" => {
+                    c.description = if c.description.is_empty() { n.clone() } else { format!("{}; {n}", c.description) }
+                }
                 _ => {}
             }
         }
@@ -242,13 +258,18 @@ fn stix(name: &str, v: &Value) -> Imported {
                 let (terms, unsupported) = pattern_terms(pattern);
                 out.unsupported += unsupported;
                 if terms.is_empty() {
-                    out.problems.push(Problem { position: pos(), reason: format!("no matchable comparison in pattern {:?}", pattern.chars().take(120).collect::<String>()) });
+                    out.problems.push(Problem {
+                        position: pos(),
+                        reason: format!("no matchable comparison in pattern {:?}", pattern.chars().take(120).collect::<String>()),
+                    });
                     continue;
                 }
                 let ctx = context_of(o, id);
                 for (kind, value) in terms {
                     match normalise(Some(kind), &value) {
-                        Ok((kind, value)) => out.indicators.push(Indicator { kind, value, context: ctx.clone(), stix_id: Some(id.to_string()) }),
+                        Ok((kind, value)) => {
+                            out.indicators.push(Indicator { kind, value, context: ctx.clone(), stix_id: Some(id.to_string()) })
+                        }
                         Err(reason) => out.problems.push(Problem { position: pos(), reason }),
                     }
                 }
@@ -266,7 +287,9 @@ fn stix(name: &str, v: &Value) -> Imported {
                     _ => Kind::Email,
                 };
                 match normalise(Some(kind), value) {
-                    Ok((kind, value)) => out.indicators.push(Indicator { kind, value, context: context_of(o, id), stix_id: Some(id.to_string()) }),
+                    Ok((kind, value)) => {
+                        out.indicators.push(Indicator { kind, value, context: context_of(o, id), stix_id: Some(id.to_string()) })
+                    }
                     Err(reason) => out.problems.push(Problem { position: pos(), reason }),
                 }
             }
@@ -275,7 +298,9 @@ fn stix(name: &str, v: &Value) -> Imported {
                 for (alg, h) in hashes {
                     let Some(kind) = Kind::from_name(&alg.replace('-', "")) else { continue };
                     match normalise(Some(kind), h.as_str().unwrap_or("")) {
-                        Ok((kind, value)) => out.indicators.push(Indicator { kind, value, context: context_of(o, id), stix_id: Some(id.to_string()) }),
+                        Ok((kind, value)) => {
+                            out.indicators.push(Indicator { kind, value, context: context_of(o, id), stix_id: Some(id.to_string()) })
+                        }
                         Err(reason) => out.problems.push(Problem { position: pos(), reason }),
                     }
                 }
@@ -302,7 +327,12 @@ fn misp(name: &str, v: &Value) -> Imported {
     }
     for (ei, e) in events.iter().enumerate() {
         let mut ctx = Context {
-            source: e.get("Orgc").and_then(|o| o.get("name")).and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| short_name(name)),
+            source: e
+                .get("Orgc")
+                .and_then(|o| o.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| short_name(name)),
             description: e.get("info").and_then(Value::as_str).unwrap_or("").chars().take(200).collect(),
             ..Context::default()
         };
@@ -339,7 +369,9 @@ fn misp(name: &str, v: &Value) -> Imported {
         for (pos, a) in attrs {
             let t = a.get("type").and_then(Value::as_str).unwrap_or("");
             let value = a.get("value").and_then(Value::as_str).unwrap_or("");
-            if a.get("to_ids").and_then(Value::as_bool) == Some(false) && !matches!(t, "ip-src" | "ip-dst" | "domain" | "hostname" | "url" | "md5" | "sha1" | "sha256") {
+            if a.get("to_ids").and_then(Value::as_bool) == Some(false)
+                && !matches!(t, "ip-src" | "ip-dst" | "domain" | "hostname" | "url" | "md5" | "sha1" | "sha256")
+            {
                 continue;
             }
             let kind = match Kind::from_name(t) {

@@ -99,15 +99,26 @@ pub struct Indicator {
 pub fn refang(s: &str) -> String {
     let mut t = s.trim().trim_matches(|c| c == '"' || c == '\'' || c == '<' || c == '>').to_string();
     for (from, to) in [
-        ("[.]", "."), ("(.)", "."), ("{.}", "."), ("[dot]", "."), ("(dot)", "."), ("[:]", ":"), ("[://]", "://"), ("[@]", "@"),
-        ("(at)", "@"), ("[at]", "@"), ("[/]", "/"),
+        ("[.]", "."),
+        ("(.)", "."),
+        ("{.}", "."),
+        ("[dot]", "."),
+        ("(dot)", "."),
+        ("[:]", ":"),
+        ("[://]", "://"),
+        ("[@]", "@"),
+        ("(at)", "@"),
+        ("[at]", "@"),
+        ("[/]", "/"),
     ] {
         if t.contains(from) {
             t = t.replace(from, to);
         }
     }
     let lower = t.to_ascii_lowercase();
-    for (from, to) in [("hxxps://", "https://"), ("hxxp://", "http://"), ("hXXps://", "https://"), ("meow://", "http://"), ("fxp://", "ftp://")] {
+    for (from, to) in
+        [("hxxps://", "https://"), ("hxxp://", "http://"), ("hXXps://", "https://"), ("meow://", "http://"), ("fxp://", "ftp://")]
+    {
         if lower.starts_with(from) {
             t = format!("{to}{}", &t[from.len()..]);
             break;
@@ -166,7 +177,8 @@ pub fn normalise(kind: Option<Kind>, raw: &str) -> Result<(Kind, String), String
             let d = v.split('|').next().unwrap_or(&v).trim_end_matches('.').to_ascii_lowercase();
             let ok = d.contains('.')
                 && d.len() <= 253
-                && d.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+                && d.split('.')
+                    .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
                 && d.rsplit('.').next().is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_alphabetic()));
             if ok { Ok((Kind::Domain, d)) } else { bad("a domain name") }
         }
@@ -177,7 +189,9 @@ pub fn normalise(kind: Option<Kind>, raw: &str) -> Result<(Kind, String), String
         Kind::Email => {
             let e = v.to_ascii_lowercase();
             match e.split_once('@') {
-                Some((l, d)) if !l.is_empty() && d.contains('.') && !d.contains('@') && !e.contains(char::is_whitespace) => Ok((Kind::Email, e)),
+                Some((l, d)) if !l.is_empty() && d.contains('.') && !d.contains('@') && !e.contains(char::is_whitespace) => {
+                    Ok((Kind::Email, e))
+                }
                 _ => bad("an email address"),
             }
         }
@@ -188,7 +202,11 @@ pub fn normalise(kind: Option<Kind>, raw: &str) -> Result<(Kind, String), String
                 Kind::Sha1 => 40,
                 _ => 64,
             };
-            if h.len() == want && h.bytes().all(|b| b.is_ascii_hexdigit()) { Ok((kind, h)) } else { bad(&format!("a {}-digit hex hash", want)) }
+            if h.len() == want && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok((kind, h))
+            } else {
+                bad(&format!("a {}-digit hex hash", want))
+            }
         }
     }
 }

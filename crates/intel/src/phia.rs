@@ -43,7 +43,13 @@ pub fn term(percent: u8) -> (&'static str, String) {
 pub fn assess(judgement: &str, base: i32, evidence: &[(i32, String)], confidence: &'static str) -> Assessment {
     let p = evidence.iter().fold(base, |acc, (w, _)| acc + w).clamp(1, 99) as u8;
     let (likelihood, probability) = term(p);
-    Assessment { judgement: judgement.into(), likelihood, probability, confidence, reasoning: evidence.iter().map(|(_, r)| r.clone()).collect() }
+    Assessment {
+        judgement: judgement.into(),
+        likelihood,
+        probability,
+        confidence,
+        reasoning: evidence.iter().map(|(_, r)| r.clone()).collect(),
+    }
 }
 
 #[cfg(test)]

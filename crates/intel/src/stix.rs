@@ -228,7 +228,11 @@ fn relationship(now: &str, producer: &str, src: &str, kind: &str, dst: &str) -> 
 pub fn misp(c: &CaseIntel) -> Value {
     let mut attrs = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let all = c.sighted.iter().map(|s| (s.kind, &s.value, format!("{} (seen {} times)", s.context, s.count))).chain(c.listed.iter().map(|l| (l.kind, &l.value, l.source.clone())));
+    let all = c
+        .sighted
+        .iter()
+        .map(|s| (s.kind, &s.value, format!("{} (seen {} times)", s.context, s.count)))
+        .chain(c.listed.iter().map(|l| (l.kind, &l.value, l.source.clone())));
     for (kind, value, comment) in all {
         if !seen.insert((kind, value.clone())) {
             continue;
@@ -251,7 +255,9 @@ pub fn misp(c: &CaseIntel) -> Value {
 pub fn csv(c: &CaseIntel) -> String {
     let mut out = String::from("type,value,context\n");
     let mut seen = std::collections::HashSet::new();
-    for (kind, value, ctx) in c.sighted.iter().map(|s| (s.kind, &s.value, &s.context)).chain(c.listed.iter().map(|l| (l.kind, &l.value, &l.source))) {
+    for (kind, value, ctx) in
+        c.sighted.iter().map(|s| (s.kind, &s.value, &s.context)).chain(c.listed.iter().map(|l| (l.kind, &l.value, &l.source)))
+    {
         if seen.insert((kind, value.clone())) {
             out.push_str(&format!("{},{},{}\n", kind.as_str(), value, ctx.replace([',', '\n', '"'], " ")));
         }
@@ -284,7 +290,8 @@ mod tests {
     #[test]
     fn ids_and_timestamps_are_stix_shaped() {
         let id = stix_id("indicator", "x");
-        let re = regex::Regex::new(r"^[a-z][a-z0-9-]+[a-z0-9]--[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$").unwrap();
+        let re = regex::Regex::new(r"^[a-z][a-z0-9-]+[a-z0-9]--[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+            .unwrap();
         assert!(re.is_match(&id), "{id}");
         assert_eq!(id, stix_id("indicator", "x"));
         assert_eq!(millis("2021-08-24T02:10:17Z"), "2021-08-24T02:10:17.000Z");

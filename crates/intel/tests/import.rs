@@ -52,7 +52,13 @@ fn stix_bundle_with_context() {
     // Matching: CIDR v4/v6 and subdomains.
     let set = IocSet::new(im.indicators);
     let mut hits = Vec::new();
-    for (v, n) in [("203.0.113.200", 1), ("2001:db8:0:1::9", 1), ("2001:db9::1", 0), ("https://t.nropnews.com/o/x", 1), ("nropnews.com.evil.example", 0)] {
+    for (v, n) in [
+        ("203.0.113.200", 1),
+        ("2001:db8:0:1::9", 1),
+        ("2001:db9::1", 0),
+        ("https://t.nropnews.com/o/x", 1),
+        ("nropnews.com.evil.example", 0),
+    ] {
         hits.clear();
         set.scan(v, &mut hits);
         assert_eq!(hits.len(), n, "{v}");

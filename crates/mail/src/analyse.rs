@@ -9,7 +9,7 @@ use portcullis_event::Timestamp;
 use portcullis_mailbox::{Attachment, Location, Mail};
 use serde::Serialize;
 
-use crate::domain::{Established, Identity, LookAlike, Lists, decode_punycode, skeleton};
+use crate::domain::{Established, Identity, Lists, LookAlike, decode_punycode, skeleton};
 use crate::html;
 use crate::url::{self, registrable};
 
@@ -252,8 +252,16 @@ pub fn analyse(mail: Mail, location: Location, raw_hash: u64, ctx: &Context) -> 
 
 fn is_public(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v) => !(v.is_private() || v.is_loopback() || v.is_link_local() || v.is_unspecified() || v.octets()[0] == 100 && v.octets()[1] >= 64 && v.octets()[1] < 128),
-        IpAddr::V6(v) => !(v.is_loopback() || v.is_unspecified() || (v.segments()[0] & 0xfe00) == 0xfc00 || (v.segments()[0] & 0xffc0) == 0xfe80),
+        IpAddr::V4(v) => {
+            !(v.is_private()
+                || v.is_loopback()
+                || v.is_link_local()
+                || v.is_unspecified()
+                || v.octets()[0] == 100 && v.octets()[1] >= 64 && v.octets()[1] < 128)
+        }
+        IpAddr::V6(v) => {
+            !(v.is_loopback() || v.is_unspecified() || (v.segments()[0] & 0xfe00) == 0xfc00 || (v.segments()[0] & 0xffc0) == 0xfe80)
+        }
     }
 }
 
@@ -268,7 +276,12 @@ fn bulk(mail: &Mail, a: &mut Analysed, ctx: &Context) {
     candidates.extend(mail.dkim_domains.iter().map(String::as_str));
     if let Some(relay) = candidates.into_iter().find(|h| ctx.lists.is_bulk_mailer(h)) {
         let relay = registrable(relay).to_string();
-        a.signals.push(Signal { analyser: Analyser::Bulk, kind: SignalKind::MassMailer, score: 0, what: format!("sent through a mass-mailing service ({relay})") });
+        a.signals.push(Signal {
+            analyser: Analyser::Bulk,
+            kind: SignalKind::MassMailer,
+            score: 0,
+            what: format!("sent through a mass-mailing service ({relay})"),
+        });
         a.bulk_relay = Some(relay);
     }
     if a.bulk_relay.is_none() {
@@ -300,11 +313,13 @@ fn bulk(mail: &Mail, a: &mut Analysed, ctx: &Context) {
 /// software tells which recipient bounced (`bounces+jane=example.org@`, `bounce-8f3KzQ1x@`).
 fn verp(local: &str, recipients: &[String]) -> bool {
     let l = local.to_ascii_lowercase();
-    if recipients.iter().any(|r| r.split_once('@').is_some_and(|(u, d)| u.len() >= 3 && l.contains(u) && (l.contains(d) || l.contains(&d.replace('.', "=")))))
-    {
+    if recipients.iter().any(|r| {
+        r.split_once('@').is_some_and(|(u, d)| u.len() >= 3 && l.contains(u) && (l.contains(d) || l.contains(&d.replace('.', "="))))
+    }) {
         return true;
     }
-    l.split(['+', '-', '.', '=', '_']).any(|part| part.len() >= 8 && part.bytes().any(|b| b.is_ascii_digit()) && part.bytes().any(|b| b.is_ascii_alphabetic()))
+    l.split(['+', '-', '.', '=', '_'])
+        .any(|part| part.len() >= 8 && part.bytes().any(|b| b.is_ascii_digit()) && part.bytes().any(|b| b.is_ascii_alphabetic()))
 }
 
 fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
@@ -327,8 +342,7 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
         if facts.truncated {
             a.problems.push("deeply nested or very long HTML; the rest not examined");
         }
-        let mut candidates: Vec<(String, Vec<&'static str>, bool)> =
-            facts.images.into_iter().map(|i| (i.src, i.hidden, false)).collect();
+        let mut candidates: Vec<(String, Vec<&'static str>, bool)> = facts.images.into_iter().map(|i| (i.src, i.hidden, false)).collect();
         candidates.extend(facts.backgrounds.into_iter().map(|u| (u, Vec::new(), true)));
         for (src, hidden, background) in candidates {
             let Some(u) = url::parse(&src) else { continue };
@@ -392,11 +406,7 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
     a.skeleton = skeletons.first().copied();
     if beacon_score > 0 {
         let score = if a.read_receipt { 1 } else { beacon_score };
-        let what = if a.read_receipt {
-            format!("read-receipt pixel: {}", explained.join("; "))
-        } else {
-            explained.join("; ")
-        };
+        let what = if a.read_receipt { format!("read-receipt pixel: {}", explained.join("; ")) } else { explained.join("; ") };
         let kind = if a.read_receipt { SignalKind::ReadReceipt } else { SignalKind::HiddenImage };
         a.signals.push(Signal { analyser: Analyser::Beacon, kind, score, what });
     }
@@ -522,7 +532,10 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             analyser: Analyser::Impersonation,
             kind: SignalKind::SpoofedDomain,
             score: 3,
-            what: format!("From claims {}'s own domain {reg}, but the receiving gateway's authentication failed ({why})", ctx.lists.identities[*i].name),
+            what: format!(
+                "From claims {}'s own domain {reg}, but the receiving gateway's authentication failed ({why})",
+                ctx.lists.identities[*i].name
+            ),
         }),
         // Said only where it can matter: a message with a beacon or an impersonation.
         _ if a.score(Analyser::Beacon) == 0 && found.is_empty() && a.reply_to.is_empty() => {}
@@ -532,7 +545,12 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             score: 0,
             what: format!("{reg} ({}) authenticated by the receiving gateway ({why})", e.why(&ctx.lists)),
         }),
-        (Some(e), _) => benign.push(Signal { analyser: Analyser::Sender, kind: SignalKind::Established, score: 0, what: format!("{reg} is established: {}", e.why(&ctx.lists)) }),
+        (Some(e), _) => benign.push(Signal {
+            analyser: Analyser::Sender,
+            kind: SignalKind::Established,
+            score: 0,
+            what: format!("{reg} is established: {}", e.why(&ctx.lists)),
+        }),
         _ => {}
     }
     let lookalikes = ctx.lookalikes_of(&label);
@@ -555,7 +573,12 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
         if owner == Some(i) || id.owns(&reg) {
             continue;
         }
-        let exact = id.labels.iter().zip(&id.ordinary).find(|(b, ord)| **b == label && !**ord && b.len() >= 3).map(|(b, _)| (b.clone(), LookAlike::OtherDomain));
+        let exact = id
+            .labels
+            .iter()
+            .zip(&id.ordinary)
+            .find(|(b, ord)| **b == label && !**ord && b.len() >= 3)
+            .map(|(b, _)| (b.clone(), LookAlike::OtherDomain));
         if let Some((brand, how)) = lookalikes.iter().find(|(j, _, _)| *j == i).map(|(_, b, h)| (b.clone(), *h)).or(exact) {
             // A look-alike needs a domain that is neither established nor a known name; under
             // a restricted suffix only a small edit (a coincidence of names) is forgiven.
@@ -627,7 +650,12 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
     if let Some(rt) = a.reply_to.iter().find(|r| registrable(r.rsplit('@').next().unwrap_or("")) != reg) {
         let rt_dom = registrable(rt.rsplit('@').next().unwrap_or("")).to_string();
         let score = if ctx.lists.is_freemail(&rt_dom) && !freemail { 2 } else { 1 };
-        found.push(Signal { analyser: Analyser::Impersonation, kind: SignalKind::ReplyTo, score, what: format!("replies go to {rt_dom}, not {reg}") });
+        found.push(Signal {
+            analyser: Analyser::Impersonation,
+            kind: SignalKind::ReplyTo,
+            score,
+            what: format!("replies go to {rt_dom}, not {reg}"),
+        });
     }
     let claims = found.iter().any(|s| strong_impersonation(s.kind));
     if let AuthVerdict::Fail(why) = auth
@@ -644,7 +672,8 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
     if established.is_none()
         && !freemail
         && found.iter().all(|s| s.score < 3)
-        && let Some(w) = PERSONA_WORDS.iter().find(|w| w.len() >= 4 && label.len() > w.len() + 2 && (label.ends_with(**w) || label.starts_with(**w)))
+        && let Some(w) =
+            PERSONA_WORDS.iter().find(|w| w.len() >= 4 && label.len() > w.len() + 2 && (label.ends_with(**w) || label.starts_with(**w)))
     {
         found.push(Signal {
             analyser: Analyser::Impersonation,

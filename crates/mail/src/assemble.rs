@@ -90,8 +90,10 @@ pub fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members)
     let mut subjects: Vec<(&str, usize)> = subjects.into_iter().collect();
     subjects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     // Per-message signal texts vary (names, counts); keep the most frequent per analyser.
-    let mut signals: Vec<SignalSummary> =
-        signals.into_iter().map(|((analyser, what), (kind, score, messages))| SignalSummary { analyser, kind, score, what: what.to_string(), messages }).collect();
+    let mut signals: Vec<SignalSummary> = signals
+        .into_iter()
+        .map(|((analyser, what), (kind, score, messages))| SignalSummary { analyser, kind, score, what: what.to_string(), messages })
+        .collect();
     signals.sort_by(|a, b| a.analyser.cmp(&b.analyser).then(b.messages.cmp(&a.messages)).then(a.what.cmp(&b.what)));
     let mut per: HashMap<Analyser, usize> = HashMap::new();
     signals.retain(|s| {
@@ -223,4 +225,3 @@ pub fn apply_grades(c: &mut Campaign, g: grade::Graded) {
     c.assessment = a;
     count_grades(c);
 }
-

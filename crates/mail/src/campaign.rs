@@ -65,7 +65,12 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
         let mut signals = Vec::new();
         match domain_first.get(&reg) {
             None => {
-                signals.push(Signal { analyser: Analyser::Novelty, kind: SignalKind::NewDomain, score: 1, what: format!("first mail from {reg}") });
+                signals.push(Signal {
+                    analyser: Analyser::Novelty,
+                    kind: SignalKind::NewDomain,
+                    score: 1,
+                    what: format!("first mail from {reg}"),
+                });
                 domain_first.insert(reg.clone(), t);
             }
             Some(&first) if first != i64::MIN && t != i64::MAX && t - first < NEW_DOMAIN_DAYS * 86_400_000_000 => {
@@ -80,7 +85,12 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
         }
         let new_to: usize = m.recipients.iter().filter(|r| !pairs.contains(&pair(r, &from))).count();
         if new_to > 0 && new_to == m.recipients.len() {
-            signals.push(Signal { analyser: Analyser::Novelty, kind: SignalKind::NewCorrespondent, score: 1, what: "first mail from this sender to its recipients".into() });
+            signals.push(Signal {
+                analyser: Analyser::Novelty,
+                kind: SignalKind::NewCorrespondent,
+                score: 1,
+                what: "first mail from this sender to its recipients".into(),
+            });
         }
         for r in &m.recipients {
             pairs.insert(pair(r, &from));
@@ -94,7 +104,11 @@ pub fn targeting(messages: &mut [Analysed], members: &Members) {
     for m in messages.iter_mut() {
         let names: BTreeSet<&str> = m.recipients.iter().filter_map(|r| members.name_of(r)).collect();
         if !names.is_empty() {
-            let what = if names.len() == 1 { "sent to a protected member".to_string() } else { format!("sent to {} protected members", names.len()) };
+            let what = if names.len() == 1 {
+                "sent to a protected member".to_string()
+            } else {
+                format!("sent to {} protected members", names.len())
+            };
             m.signals.push(Signal { analyser: Analyser::Targeting, kind: SignalKind::ProtectedMember, score: 1, what });
         }
     }
@@ -204,8 +218,7 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
     let tokened = group.iter().filter(|&&i| messages[i].urls.iter().any(|u| !u.tokens.is_empty())).count();
     let personal = group.iter().filter(|&&i| !messages[i].list_mail && !messages[i].automatic).count();
     // Per-recipient sender addresses (a token in the local part) are one account.
-    let senders: BTreeSet<String> =
-        group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| sender_account(&f.address))).collect();
+    let senders: BTreeSet<String> = group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| sender_account(&f.address))).collect();
     let mut added = Vec::new();
     let n_rcpt = recipients.len();
     if n_rcpt >= 10 && tokened * 2 >= group.len() && personal * 2 >= group.len() {
@@ -277,7 +290,13 @@ pub fn message_severity(m: &Analysed) -> Severity {
     if b == 0 && i == 0 && e == 0 {
         return Severity::Informational;
     }
-    let strong = m.signals.iter().filter(|x| x.analyser == Analyser::Impersonation && strong_impersonation(x.kind)).map(|x| x.score as u32).max().unwrap_or(0);
+    let strong = m
+        .signals
+        .iter()
+        .filter(|x| x.analyser == Analyser::Impersonation && strong_impersonation(x.kind))
+        .map(|x| x.score as u32)
+        .max()
+        .unwrap_or(0);
     let spoofed = m.signals.iter().any(|x| x.kind == SignalKind::SpoofedDomain);
     let vouched = !spoofed && m.signals.iter().any(|x| matches!(x.kind, SignalKind::Established | SignalKind::Authenticated));
     let personal_bulk = m.signals.iter().any(|x| x.kind == SignalKind::PersonalBulk) && !vouched;
@@ -304,8 +323,14 @@ mod tests {
 
     #[test]
     fn per_recipient_sender_addresses_are_one_account() {
-        assert_eq!(sender_account("online#3.19578.34-uggtgzfn19nar9rr.1@newsletter.online.com"), "online#{t}.{t}.{t}-{t}.{t}@newsletter.online.com");
-        assert_eq!(sender_account("online#3.21186.45-m2NUOKj6j6GVpsRR.1@newsletter.online.com"), sender_account("online#3.19578.34-uggtgzfn19nar9rr.1@newsletter.online.com"));
+        assert_eq!(
+            sender_account("online#3.19578.34-uggtgzfn19nar9rr.1@newsletter.online.com"),
+            "online#{t}.{t}.{t}-{t}.{t}@newsletter.online.com"
+        );
+        assert_eq!(
+            sender_account("online#3.21186.45-m2NUOKj6j6GVpsRR.1@newsletter.online.com"),
+            sender_account("online#3.19578.34-uggtgzfn19nar9rr.1@newsletter.online.com")
+        );
         assert_eq!(sender_account("d.wright@nropnews.com"), "d.wright@nropnews.com");
         assert_ne!(sender_account("d.wright@nropnews.com"), sender_account("m.hale@nropnews.com"));
     }

@@ -71,7 +71,9 @@ impl Established {
         match self {
             Established::Own(i) => format!("{}'s own domain", lists.identities[*i].name),
             Established::Popular => "a widely used domain".into(),
-            Established::Restricted(suffix) => format!("registered under .{suffix}, where registration is restricted to vetted institutions"),
+            Established::Restricted(suffix) => {
+                format!("registered under .{suffix}, where registration is restricted to vetted institutions")
+            }
         }
     }
 }
@@ -105,7 +107,9 @@ impl Lists {
         for l in lines(include_str!("../data/outlets.tsv")) {
             let mut cols = l.split('\t');
             let name = cols.next().unwrap_or("").to_string();
-            let list = |c: Option<&str>| -> Vec<String> { c.unwrap_or("").split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect() };
+            let list = |c: Option<&str>| -> Vec<String> {
+                c.unwrap_or("").split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect()
+            };
             let domains = list(cols.next());
             let raw_labels = list(cols.next());
             let infrastructure = list(cols.next());
@@ -277,14 +281,16 @@ pub fn decode_punycode(domain: &str) -> std::borrow::Cow<'_, str> {
     if !domain.contains("xn--") && !domain.contains("XN--") {
         return std::borrow::Cow::Borrowed(domain);
     }
-    std::borrow::Cow::Owned(domain
-        .split('.')
-        .map(|l| match l.get(..4) {
-            Some(p) if p.eq_ignore_ascii_case("xn--") => punycode(&l[4..]).unwrap_or_else(|| l.to_string()),
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("."))
+    std::borrow::Cow::Owned(
+        domain
+            .split('.')
+            .map(|l| match l.get(..4) {
+                Some(p) if p.eq_ignore_ascii_case("xn--") => punycode(&l[4..]).unwrap_or_else(|| l.to_string()),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("."),
+    )
 }
 
 fn punycode(input: &str) -> Option<String> {
@@ -312,7 +318,13 @@ fn punycode(input: &str) -> Option<String> {
                 _ => return None,
             } as u32;
             i = i.checked_add(digit.checked_mul(w)?)?;
-            let t = if k <= bias { 1 } else if k >= bias + 26 { 26 } else { k - bias };
+            let t = if k <= bias {
+                1
+            } else if k >= bias + 26 {
+                26
+            } else {
+                k - bias
+            };
             if digit < t {
                 break;
             }
@@ -446,10 +458,59 @@ impl LookAlike {
 
 /// Words attackers add to an outlet's name to make a look-alike (`reuters-news`, `bbcnews-uk`).
 pub const NEWS_WORDS: &[&str] = &[
-    "news", "newsroom", "press", "media", "daily", "today", "online", "world", "global", "live", "tv", "radio", "report", "reports",
-    "journal", "desk", "editor", "editorial", "editors", "wire", "alert", "alerts", "briefing", "briefings", "digest", "weekly",
-    "headlines", "breaking", "politics", "international", "intl", "uk", "us", "usa", "eu", "europe", "asia", "the", "mail", "post",
-    "insider", "review", "update", "updates", "info", "official", "team", "staff", "newsletter", "newsletters", "letters", "hq", "group",
+    "news",
+    "newsroom",
+    "press",
+    "media",
+    "daily",
+    "today",
+    "online",
+    "world",
+    "global",
+    "live",
+    "tv",
+    "radio",
+    "report",
+    "reports",
+    "journal",
+    "desk",
+    "editor",
+    "editorial",
+    "editors",
+    "wire",
+    "alert",
+    "alerts",
+    "briefing",
+    "briefings",
+    "digest",
+    "weekly",
+    "headlines",
+    "breaking",
+    "politics",
+    "international",
+    "intl",
+    "uk",
+    "us",
+    "usa",
+    "eu",
+    "europe",
+    "asia",
+    "the",
+    "mail",
+    "post",
+    "insider",
+    "review",
+    "update",
+    "updates",
+    "info",
+    "official",
+    "team",
+    "staff",
+    "newsletter",
+    "newsletters",
+    "letters",
+    "hq",
+    "group",
 ];
 
 fn is_news_word(w: &str) -> bool {
@@ -701,7 +762,14 @@ mod tests {
     #[test]
     fn benign_pairs_and_look_alikes_that_fire() {
         let la = |l: &str, b: &str| looks_like_skeleton(l, &skeleton(l), b, &skeleton(b), false);
-        for (label, brand) in [("rutgers", "reuters"), ("latimes", "nytimes"), ("politics", "politico"), ("unitedmedia", "dailymail"), ("imakenews", "nprnews"), ("online", "bbc")] {
+        for (label, brand) in [
+            ("rutgers", "reuters"),
+            ("latimes", "nytimes"),
+            ("politics", "politico"),
+            ("unitedmedia", "dailymail"),
+            ("imakenews", "nprnews"),
+            ("online", "bbc"),
+        ] {
             assert_eq!(la(label, brand), None, "{label} is not {brand}");
         }
         for (label, brand, how) in [

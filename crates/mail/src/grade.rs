@@ -136,10 +136,19 @@ pub struct Graded {
 }
 
 const EVIDENCE_PER_RECIPIENT: usize = 10;
-const RULE_WORDS: &[&str] = &["new-inboxrule", "set-inboxrule", "forwardingsmtpaddress", "forwardingaddress", "updateinboxrules", "-forwardto", "-redirectto"];
+const RULE_WORDS: &[&str] =
+    &["new-inboxrule", "set-inboxrule", "forwardingsmtpaddress", "forwardingaddress", "updateinboxrules", "-forwardto", "-redirectto"];
 const USER_FIELDS: &[&str] = &[
-    "cs-username", "userPrincipalName", "properties.userPrincipalName", "actor.alternateId", "TargetUserName", "UserPrincipalName",
-    "user", "username", "user.name", "AuthenticatedUser",
+    "cs-username",
+    "userPrincipalName",
+    "properties.userPrincipalName",
+    "actor.alternateId",
+    "TargetUserName",
+    "UserPrincipalName",
+    "user",
+    "username",
+    "user.name",
+    "AuthenticatedUser",
 ];
 const IP_FIELDS: &[&str] =
     &["c-ip", "ipAddress", "properties.ipAddress", "client.ipAddress", "IpAddress", "ClientIP", "ClientIpAddress", "source.ip", "src_ip"];
@@ -196,7 +205,8 @@ pub fn grade(campaigns: &[CampaignKeys], paths: &[PathBuf], threads: usize) -> (
         patterns.push(w.to_string());
         kinds.push(Pattern::RuleWord);
     }
-    let ac = AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build(&patterns).expect("literal patterns");
+    let ac =
+        AhoCorasickBuilder::new().ascii_case_insensitive(true).match_kind(MatchKind::Standard).build(&patterns).expect("literal patterns");
     // account spellings → recipient address
     let mut accounts: HashMap<String, String> = HashMap::new();
     let mut local_count: HashMap<String, usize> = HashMap::new();
@@ -289,12 +299,18 @@ fn scan_event(
     p: &mut Partial,
 ) {
     let at = format!("{display}:{}", ev.record);
-    let get = |names: &[&str]| names.iter().find_map(|n| ev.get(n)).map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty() && v != "-");
-    let is_web = ev.get("cs-uri-stem").is_some() || ev.get("QueryName").is_some() || ev.get("url").is_some() || ev.get("query").is_some() || ev.get("cs-host").is_some();
+    let get =
+        |names: &[&str]| names.iter().find_map(|n| ev.get(n)).map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty() && v != "-");
+    let is_web = ev.get("cs-uri-stem").is_some()
+        || ev.get("QueryName").is_some()
+        || ev.get("url").is_some()
+        || ev.get("query").is_some()
+        || ev.get("cs-host").is_some();
     if is_web {
         p.coverage.web.add(ev.timestamp);
     }
-    let sign_in = matches!(ev.log_type.as_str(), "okta" | "azure_signinlogs") || (ev.get("EventID") == Some("4624") && ev.get("IpAddress").is_some());
+    let sign_in =
+        matches!(ev.log_type.as_str(), "okta" | "azure_signinlogs") || (ev.get("EventID") == Some("4624") && ev.get("IpAddress").is_some());
     if sign_in {
         p.coverage.sign_in.add(ev.timestamp);
     }
@@ -370,7 +386,9 @@ fn scan_event(
                     let (grade, kind) = if beacon { (Grade::Opened, "open") } else { (Grade::Clicked, "click") };
                     p.hits.push((c, r, grade, Evidence { time: time.clone(), kind: kind.into(), at: at.clone(), detail }));
                 }
-                None => p.unattributed.push((c, Evidence { time: time.clone(), kind: "fetch of campaign host".into(), at: at.clone(), detail })),
+                None => {
+                    p.unattributed.push((c, Evidence { time: time.clone(), kind: "fetch of campaign host".into(), at: at.clone(), detail }))
+                }
             }
         }
     }
@@ -422,7 +440,12 @@ fn judge_compromise(k: &CampaignKeys, g: &mut Graded, sign_ins: &HashMap<String,
         if let Some(list) = sign_ins.get(r) {
             let before: HashSet<&str> = list.iter().filter(|s| s.time < sent).map(|s| s.ip.as_str()).collect();
             for s in list.iter().filter(|s| s.time >= sent) {
-                let e = |kind: &str| Evidence { time: Some(Timestamp(s.time).to_string()), kind: kind.into(), at: s.at.clone(), detail: format!("sign-in from {}", s.ip) };
+                let e = |kind: &str| Evidence {
+                    time: Some(Timestamp(s.time).to_string()),
+                    kind: kind.into(),
+                    at: s.at.clone(),
+                    detail: format!("sign-in from {}", s.ip),
+                };
                 if k.infra_ips.contains(&s.ip) {
                     strong.push(e("sign-in from campaign infrastructure"));
                 } else if !before.is_empty()
@@ -439,14 +462,18 @@ fn judge_compromise(k: &CampaignKeys, g: &mut Graded, sign_ins: &HashMap<String,
         let mut rule_ev: Vec<(Option<i64>, Evidence)> = Vec::new();
         for c in rules.iter().filter(|c| c.time.is_none_or(|t| t >= sent)) {
             let lower = c.text.to_ascii_lowercase();
-            if !(lower.contains(r.as_str()) || lower.contains(&format!("\"{local}\"")) || lower.contains(&format!("\\{local} ")) || lower.contains(&format!(" {local} "))) {
+            if !(lower.contains(r.as_str())
+                || lower.contains(&format!("\"{local}\""))
+                || lower.contains(&format!("\\{local} "))
+                || lower.contains(&format!(" {local} ")))
+            {
                 continue;
             }
             let forwards = lower.contains("forward") || lower.contains("redirect");
             let forward_external = forwards
-                && lower.split(|ch: char| ch.is_whitespace() || ch == '"' || ch == '\'' || ch == ';').any(|w| {
-                    w.contains('@') && !w.trim_matches(|c: char| !c.is_alphanumeric()).ends_with(domain)
-                });
+                && lower
+                    .split(|ch: char| ch.is_whitespace() || ch == '"' || ch == '\'' || ch == ';')
+                    .any(|w| w.contains('@') && !w.trim_matches(|c: char| !c.is_alphanumeric()).ends_with(domain));
             let e = Evidence {
                 time: c.time.map(|t| Timestamp(t).to_string()),
                 kind: if forward_external { "forwarding to another domain".into() } else { "inbox rule change".into() },
@@ -463,7 +490,10 @@ fn judge_compromise(k: &CampaignKeys, g: &mut Graded, sign_ins: &HashMap<String,
         let pairs: Vec<(Evidence, Evidence)> = new_device
             .iter()
             .filter_map(|(t, d)| {
-                rule_ev.iter().find(|(rt, _)| rt.is_some_and(|rt| rt >= *t && rt - *t <= RULE_AFTER_SIGN_IN)).map(|(_, re)| (d.clone(), re.clone()))
+                rule_ev
+                    .iter()
+                    .find(|(rt, _)| rt.is_some_and(|rt| rt >= *t && rt - *t <= RULE_AFTER_SIGN_IN))
+                    .map(|(_, re)| (d.clone(), re.clone()))
             })
             .collect();
         if !strong.is_empty() || !pairs.is_empty() {
@@ -477,10 +507,16 @@ fn judge_compromise(k: &CampaignKeys, g: &mut Graded, sign_ins: &HashMap<String,
         } else {
             let mut notes = Vec::new();
             if !new_device.is_empty() {
-                notes.push(format!("{} sign-in(s) after the send from addresses not seen before it (no other sign of compromise)", new_device.len()));
+                notes.push(format!(
+                    "{} sign-in(s) after the send from addresses not seen before it (no other sign of compromise)",
+                    new_device.len()
+                ));
             }
             if !rule_ev.is_empty() {
-                notes.push(format!("{} inbox rule change(s) after the send, none forwarding outside and none right after a new-address sign-in", rule_ev.len()));
+                notes.push(format!(
+                    "{} inbox rule change(s) after the send, none forwarding outside and none right after a new-address sign-in",
+                    rule_ev.len()
+                ));
             }
             if !notes.is_empty() {
                 g.notes.insert(r.clone(), notes);
@@ -501,7 +537,12 @@ fn statement(k: &CampaignKeys, g: &Graded, cov: &Coverage) -> String {
     if cov.web.covers(from, to) {
         parts.push(format!("web/proxy/DNS logs cover the campaign ({}): {opened} recipient(s) opened or clicked", cov.web.describe()));
     } else {
-        parts.push(format!("opens and clicks only partly assessable: web/proxy/DNS logs {} (campaign {} to {})", cov.web.describe(), day(from), day(to)));
+        parts.push(format!(
+            "opens and clicks only partly assessable: web/proxy/DNS logs {} (campaign {} to {})",
+            cov.web.describe(),
+            day(from),
+            day(to)
+        ));
     }
     if compromised > 0 {
         parts.push(format!("{compromised} recipient(s) compromised"));

@@ -41,8 +41,7 @@ pub struct HtmlFacts {
     pub truncated: bool,
 }
 
-const VOID: &[&str] =
-    &["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
+const VOID: &[&str] = &["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
 
 /// Scans one HTML body.
 pub fn scan(html: &str) -> HtmlFacts {
@@ -240,7 +239,14 @@ fn decode_entities(s: &str) -> Cow<'_, str> {
     if !s.contains('&') {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(s.replace("&amp;", "&").replace("&#38;", "&").replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">"))
+    Cow::Owned(
+        s.replace("&amp;", "&")
+            .replace("&#38;", "&")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">"),
+    )
 }
 
 fn tiny(v: &str) -> bool {
@@ -338,7 +344,9 @@ mod tests {
 
     #[test]
     fn tiny_and_hidden_images() {
-        let f = scan(r#"<p>Hi</p><img src="https://t.example/o/abc.gif" width="1" height="1" alt=""><img src=a.png style="display: none"><img src="logo.png" width="120" height="40" alt="Logo">"#);
+        let f = scan(
+            r#"<p>Hi</p><img src="https://t.example/o/abc.gif" width="1" height="1" alt=""><img src=a.png style="display: none"><img src="logo.png" width="120" height="40" alt="Logo">"#,
+        );
         assert_eq!(f.images.len(), 3);
         assert_eq!(f.images[0].hidden, vec!["width 0–1", "height 0–1"]);
         assert!(f.images[0].alt_empty);
@@ -348,7 +356,9 @@ mod tests {
 
     #[test]
     fn css_sizes_hidden_ancestors_and_backgrounds() {
-        let f = scan(r#"<div style="visibility:hidden"><span><img src="x"></span></div><img src="y"><img src=z style="width:1px;height:1px;max-width:600px"><td style="background-image: url('https://t.example/bg/123')"></td><style>.a{background:url(https://t.example/css.png)}</style>"#);
+        let f = scan(
+            r#"<div style="visibility:hidden"><span><img src="x"></span></div><img src="y"><img src=z style="width:1px;height:1px;max-width:600px"><td style="background-image: url('https://t.example/bg/123')"></td><style>.a{background:url(https://t.example/css.png)}</style>"#,
+        );
         assert_eq!(f.images[0].hidden, vec!["inside a hidden element"]);
         assert!(f.images[1].hidden.is_empty(), "a closed hidden div stops hiding");
         assert_eq!(f.images[2].hidden, vec!["CSS width 0–1", "CSS height 0–1"]);

@@ -196,7 +196,10 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     let done = AtomicU64::new(0);
     let unreadable = Mutex::new((Vec::<String>::new(), 0usize));
     let ctx_lists = &opts.lists;
-    let ctx = analyse::Context::new(ctx_lists.clone(), opts.internal_domains.iter().map(|d| url::registrable(&d.to_ascii_lowercase()).to_string()).collect());
+    let ctx = analyse::Context::new(
+        ctx_lists.clone(),
+        opts.internal_domains.iter().map(|d| url::registrable(&d.to_ascii_lowercase()).to_string()).collect(),
+    );
     type PerFile = (Option<FileReport>, Vec<Analysed>, Vec<&'static str>, Option<String>);
     let per_file: Vec<PerFile> = files
         .par_iter()
@@ -206,41 +209,42 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             let mut batch: Vec<(Location, Vec<u8>, u64)> = Vec::new();
             let mut batch_bytes = 0usize;
             let mut bad = 0usize;
-            let flush = |batch: &mut Vec<(Location, Vec<u8>, u64)>, out: &mut Vec<Analysed>, problems: &mut Vec<&'static str>, bad: &mut usize| {
-                let results: Vec<Result<Analysed, (Location, String)>> = std::mem::take(batch)
-                    .into_par_iter()
-                    .map(|(loc, raw, dropped)| {
-                        let mut mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
-                        if dropped > 0 {
-                            // A mailbox reader dropped header lines over 1 MiB: the same evasion.
-                            mail.header_dropped = Some(mail.header_dropped.unwrap_or(0) + dropped as usize);
-                        }
-                        if opts.parse_only {
-                            return Ok(Analysed::placeholder(loc, mail.problems));
-                        }
-                        let a = analyse::analyse(mail, loc, xxh3_64(&raw), &ctx);
-                        Ok(slim(a))
-                    })
-                    .collect();
-                for r in results {
-                    match r {
-                        Ok(a) => {
-                            problems.extend(a.problems.iter().copied());
-                            if !opts.parse_only {
-                                out.push(a);
+            let flush =
+                |batch: &mut Vec<(Location, Vec<u8>, u64)>, out: &mut Vec<Analysed>, problems: &mut Vec<&'static str>, bad: &mut usize| {
+                    let results: Vec<Result<Analysed, (Location, String)>> = std::mem::take(batch)
+                        .into_par_iter()
+                        .map(|(loc, raw, dropped)| {
+                            let mut mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
+                            if dropped > 0 {
+                                // A mailbox reader dropped header lines over 1 MiB: the same evasion.
+                                mail.header_dropped = Some(mail.header_dropped.unwrap_or(0) + dropped as usize);
                             }
-                        }
-                        Err((loc, why)) => {
-                            *bad += 1;
-                            let mut u = unreadable.lock().unwrap_or_else(|p| p.into_inner());
-                            u.1 += 1;
-                            if u.0.len() < 100 {
-                                u.0.push(format!("{loc}: {why}"));
+                            if opts.parse_only {
+                                return Ok(Analysed::placeholder(loc, mail.problems));
+                            }
+                            let a = analyse::analyse(mail, loc, xxh3_64(&raw), &ctx);
+                            Ok(slim(a))
+                        })
+                        .collect();
+                    for r in results {
+                        match r {
+                            Ok(a) => {
+                                problems.extend(a.problems.iter().copied());
+                                if !opts.parse_only {
+                                    out.push(a);
+                                }
+                            }
+                            Err((loc, why)) => {
+                                *bad += 1;
+                                let mut u = unreadable.lock().unwrap_or_else(|p| p.into_inner());
+                                u.1 += 1;
+                                if u.0.len() < 100 {
+                                    u.0.push(format!("{loc}: {why}"));
+                                }
                             }
                         }
                     }
-                }
-            };
+                };
             let result = portcullis_mailbox::read_file(path, |loc, bytes, dropped| {
                 batch_bytes += bytes.len();
                 batch.push((loc, bytes.to_vec(), dropped));
@@ -271,7 +275,13 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
                         FileKind::Mbox => "mbox",
                         FileKind::NotMail => return (None, out, problems, None),
                     };
-                    let fr = FileReport { path: path.display().to_string(), kind, bytes: s.bytes, messages: s.messages, unreadable: bad + s.skipped.len() };
+                    let fr = FileReport {
+                        path: path.display().to_string(),
+                        kind,
+                        bytes: s.bytes,
+                        messages: s.messages,
+                        unreadable: bad + s.skipped.len(),
+                    };
                     (Some(fr), out, problems, None)
                 }
                 Err(e) => (None, out, problems, Some(format!("{}: {e}", path.display()))),
@@ -295,7 +305,8 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     report.unreadable_count = u.1;
     report.unreadable.sort();
     report.files.sort_by(|a, b| a.path.cmp(&b.path));
-    report.messages = report.files.iter().map(|f| f.messages).sum::<usize>() - report.unreadable_count.min(report.files.iter().map(|f| f.messages).sum());
+    report.messages =
+        report.files.iter().map(|f| f.messages).sum::<usize>() - report.unreadable_count.min(report.files.iter().map(|f| f.messages).sum());
     if opts.parse_only {
         return report;
     }
@@ -304,7 +315,8 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     // the copy read first (largest file first, then path order) stays, later copies add
     // their recipients.
     // In place: a later copy gives its recipients to the first and is dropped.
-    let mut first: HashMap<u128, usize, xxhash_rust::xxh3::Xxh3Builder> = HashMap::with_capacity_and_hasher(messages.len(), Default::default());
+    let mut first: HashMap<u128, usize, xxhash_rust::xxh3::Xxh3Builder> =
+        HashMap::with_capacity_and_hasher(messages.len(), Default::default());
     let mut keep = vec![true; messages.len()];
     for i in 0..messages.len() {
         let key = xxhash_rust::xxh3::xxh3_128(messages[i].message_id.as_bytes());
@@ -354,14 +366,16 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
 
     if !opts.logs.is_empty() {
         let keys: Vec<grade::CampaignKeys> = groups.iter().map(|g| assemble::campaign_keys(&messages, g)).collect();
-        let (graded, coverage) = grade::grade(&keys, &opts.logs, if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads });
+        let (graded, coverage) =
+            grade::grade(&keys, &opts.logs, if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads });
         for (c, g) in campaigns.iter_mut().zip(graded) {
             assemble::apply_grades(c, g);
         }
         report.coverage = Some(coverage);
     } else {
         for c in campaigns.iter_mut() {
-            c.assessment = "no logs supplied (--logs): every recipient is graded 'received'; opens, clicks and compromise were not assessed".into();
+            c.assessment =
+                "no logs supplied (--logs): every recipient is graded 'received'; opens, clicks and compromise were not assessed".into();
         }
     }
     // A large corpus's messages are freed in parallel rather than one by one at return.
@@ -369,7 +383,13 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     for c in campaigns.iter_mut() {
         judge::judge(c, opts.iocs.as_ref());
     }
-    campaigns.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.members_targeted.cmp(&a.members_targeted)).then(b.messages.cmp(&a.messages)).then(a.id.cmp(&b.id)));
+    campaigns.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.members_targeted.cmp(&a.members_targeted))
+            .then(b.messages.cmp(&a.messages))
+            .then(a.id.cmp(&b.id))
+    });
     report.campaigns = campaigns;
     report
 }
@@ -437,7 +457,8 @@ fn skip_relays(messages: &mut [Analysed], lists: &Lists) {
     let relays: std::collections::HashSet<std::net::IpAddr> = domains
         .into_iter()
         .filter(|(_, d)| {
-            d.len() >= RELAY_DOMAINS || (d.len() >= RELAY_SOME && d.iter().filter(|x| lists.established(x).is_some()).count() >= RELAY_ESTABLISHED)
+            d.len() >= RELAY_DOMAINS
+                || (d.len() >= RELAY_SOME && d.iter().filter(|x| lists.established(x).is_some()).count() >= RELAY_ESTABLISHED)
         })
         .map(|(ip, _)| ip)
         .collect();
@@ -464,6 +485,10 @@ fn infer_internal(messages: &[Analysed]) -> Vec<String> {
             *counts.entry(d).or_default() += 1;
         }
     }
-    counts.into_iter().filter(|(d, _)| !d.is_empty()).max_by_key(|(d, n)| (*n, std::cmp::Reverse(*d))).map(|(d, _)| vec![d.to_string()]).unwrap_or_default()
+    counts
+        .into_iter()
+        .filter(|(d, _)| !d.is_empty())
+        .max_by_key(|(d, n)| (*n, std::cmp::Reverse(*d)))
+        .map(|(d, _)| vec![d.to_string()])
+        .unwrap_or_default()
 }
-

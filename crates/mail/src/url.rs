@@ -13,11 +13,8 @@ pub struct Url {
 /// Parses `http://`, `https://` and scheme-relative `//` URLs; anything else is None.
 pub fn parse(raw: &str) -> Option<Url> {
     let s = raw.trim();
-    let rest = if let Some(r) = strip_prefix_ci(s, "https://").or_else(|| strip_prefix_ci(s, "http://")) {
-        r
-    } else {
-        s.strip_prefix("//")?
-    };
+    let rest =
+        if let Some(r) = strip_prefix_ci(s, "https://").or_else(|| strip_prefix_ci(s, "http://")) { r } else { s.strip_prefix("//")? };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];
     let host_port = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
@@ -43,12 +40,78 @@ fn strip_prefix_ci<'a>(s: &'a str, p: &str) -> Option<&'a str> {
 /// Two-label public suffixes common in the mail this tool sees; enough to name the
 /// registrable domain without shipping the whole Public Suffix List.
 const TWO_LABEL_SUFFIXES: &[&str] = &[
-    "co.uk", "org.uk", "ac.uk", "gov.uk", "ltd.uk", "plc.uk", "me.uk", "net.uk", "sch.uk", "nhs.uk", "police.uk", "parliament.uk",
-    "com.au", "net.au", "org.au", "gov.au", "co.nz", "org.nz", "co.jp", "ne.jp", "or.jp", "com.cn", "net.cn", "org.cn", "gov.cn",
-    "com.hk", "com.tw", "com.sg", "co.in", "co.kr", "com.br", "co.za", "com.mx", "com.tr", "com.ru", "eu.com", "co.il",
-    "mod.uk", "edu.au", "ac.nz", "govt.nz", "ac.jp", "go.jp", "ac.kr", "go.kr", "or.kr", "ac.in", "gov.in", "edu.cn", "ac.il",
-    "gov.il", "ac.za", "gov.za", "edu.sg", "gov.sg", "gc.ca", "gouv.fr", "com.ar", "com.my", "co.id", "com.pk", "com.ng",
-    "com.ua", "co.th", "com.vn", "com.ph", "org.za", "org.il", "net.il", "or.at", "ac.at", "gv.at",
+    "co.uk",
+    "org.uk",
+    "ac.uk",
+    "gov.uk",
+    "ltd.uk",
+    "plc.uk",
+    "me.uk",
+    "net.uk",
+    "sch.uk",
+    "nhs.uk",
+    "police.uk",
+    "parliament.uk",
+    "com.au",
+    "net.au",
+    "org.au",
+    "gov.au",
+    "co.nz",
+    "org.nz",
+    "co.jp",
+    "ne.jp",
+    "or.jp",
+    "com.cn",
+    "net.cn",
+    "org.cn",
+    "gov.cn",
+    "com.hk",
+    "com.tw",
+    "com.sg",
+    "co.in",
+    "co.kr",
+    "com.br",
+    "co.za",
+    "com.mx",
+    "com.tr",
+    "com.ru",
+    "eu.com",
+    "co.il",
+    "mod.uk",
+    "edu.au",
+    "ac.nz",
+    "govt.nz",
+    "ac.jp",
+    "go.jp",
+    "ac.kr",
+    "go.kr",
+    "or.kr",
+    "ac.in",
+    "gov.in",
+    "edu.cn",
+    "ac.il",
+    "gov.il",
+    "ac.za",
+    "gov.za",
+    "edu.sg",
+    "gov.sg",
+    "gc.ca",
+    "gouv.fr",
+    "com.ar",
+    "com.my",
+    "co.id",
+    "com.pk",
+    "com.ng",
+    "com.ua",
+    "co.th",
+    "com.vn",
+    "com.ph",
+    "org.za",
+    "org.il",
+    "net.il",
+    "or.at",
+    "ac.at",
+    "gv.at",
 ];
 
 /// `mail.news.bbc.co.uk` → `bbc.co.uk`.
@@ -87,22 +150,61 @@ pub fn main_label(host: &str) -> &str {
 
 /// Path fragments that tracking pixels and open/click trackers use.
 const TRACKING_PATHS: &[&str] = &[
-    "/track/open", "/track/click", "/wf/open", "/wf/click", "/o/", "/open/", "/open.", "/e/o/", "/trk", "/pixel", "/beacon", "/t.gif",
-    "/ss/o/", "/trace/", "/mo/", "/imp", "/view/", "/read/", ".php", "/ls/click", "/e/c/", "/r/",
+    "/track/open",
+    "/track/click",
+    "/wf/open",
+    "/wf/click",
+    "/o/",
+    "/open/",
+    "/open.",
+    "/e/o/",
+    "/trk",
+    "/pixel",
+    "/beacon",
+    "/t.gif",
+    "/ss/o/",
+    "/trace/",
+    "/mo/",
+    "/imp",
+    "/view/",
+    "/read/",
+    ".php",
+    "/ls/click",
+    "/e/c/",
+    "/r/",
 ];
 
 /// The tracking-path fragment in `path`, if any.
 pub fn tracking_path(path: &str) -> Option<&'static str> {
     static AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
-    let ac = AC.get_or_init(|| {
-        aho_corasick::AhoCorasick::builder().ascii_case_insensitive(true).build(TRACKING_PATHS).expect("literal patterns")
-    });
+    let ac = AC
+        .get_or_init(|| aho_corasick::AhoCorasick::builder().ascii_case_insensitive(true).build(TRACKING_PATHS).expect("literal patterns"));
     ac.find(path).map(|m| TRACKING_PATHS[m.pattern().as_usize()])
 }
 
 /// Query keys whose short values identify a recipient.
-const ID_KEYS: &[&str] =
-    &["rid", "uid", "u", "id", "e", "r", "t", "m", "sid", "cid", "eid", "recipient", "subscriber", "upn", "email", "mail", "user", "tid", "k", "c"];
+const ID_KEYS: &[&str] = &[
+    "rid",
+    "uid",
+    "u",
+    "id",
+    "e",
+    "r",
+    "t",
+    "m",
+    "sid",
+    "cid",
+    "eid",
+    "recipient",
+    "subscriber",
+    "upn",
+    "email",
+    "mail",
+    "user",
+    "tid",
+    "k",
+    "c",
+];
 
 /// A token in a URL and why it was taken for one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,10 +323,14 @@ pub fn entropy(s: &str) -> f64 {
         counts[b as usize] += 1;
     }
     let n = s.len() as f64;
-    counts.iter().filter(|c| **c > 0).map(|&c| {
-        let p = c as f64 / n;
-        -p * p.log2()
-    }).sum()
+    counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 /// The URL a redirector points at, from a query value (plain, percent-encoded or base64).

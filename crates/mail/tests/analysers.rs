@@ -47,7 +47,11 @@ fn tiny_hidden_pixel_with_recipient_token() {
 fn css_hidden_background_and_hidden_ancestor_beacons() {
     let a = analysed(&msg("a@news-example.org", "", r#"<td style="background-image:url(https://t.example.org/bg?rid=a81f22)">x</td>"#));
     assert_eq!(signals(&a, Analyser::Beacon).len(), 1, "{:?}", a.signals);
-    let a = analysed(&msg("a@news-example.org", "", r#"<div style="position:absolute;left:-9999px"><img src="https://t.example.org/i.png"></div>"#));
+    let a = analysed(&msg(
+        "a@news-example.org",
+        "",
+        r#"<div style="position:absolute;left:-9999px"><img src="https://t.example.org/i.png"></div>"#,
+    ));
     let b = signals(&a, Analyser::Beacon);
     assert!(b[0].contains("inside a hidden element"), "{b:?}");
     // A visible logo is not a beacon.
@@ -105,7 +109,11 @@ fn protected_journalist_names_from_the_user() {
     let ctx = Context::new(lists, vec!["parliament.example".into()]);
     let raw = msg("\"Maria Ressa\" <maria@rappler-news.org>", "", "<p>Hello</p>");
     let a = analyse::analyse(portcullis_mailbox::parse(raw.as_bytes()).unwrap(), Location { path: "t".into(), index: None }, 0, &ctx);
-    assert!(a.signals.iter().any(|s| s.analyser == Analyser::Impersonation && s.score == 3 && s.what.contains("Maria Ressa")), "{:?}", a.signals);
+    assert!(
+        a.signals.iter().any(|s| s.analyser == Analyser::Impersonation && s.score == 3 && s.what.contains("Maria Ressa")),
+        "{:?}",
+        a.signals
+    );
     let raw = msg("\"Maria Ressa\" <maria@rappler.com>", "", "<p>Hello</p>");
     let a = analyse::analyse(portcullis_mailbox::parse(raw.as_bytes()).unwrap(), Location { path: "t".into(), index: None }, 0, &ctx);
     assert!(a.signals.iter().all(|s| s.analyser != Analyser::Impersonation), "{:?}", a.signals);
@@ -179,7 +187,15 @@ fn lookalike_signals(from: &str) -> Vec<String> {
 #[test]
 fn benign_pairs_are_not_look_alikes() {
     // Real names a small edit apart, real outlets, and widely used domains.
-    for from in ["easmith@beatrice.rutgers.edu", "news@latimes.com", "a@politics.co.uk", "dilbert@ummail4.unitedmedia.com", "guterman@mediaunspun.imakenews.net", "x@cnet.com", "x@youtube.com"] {
+    for from in [
+        "easmith@beatrice.rutgers.edu",
+        "news@latimes.com",
+        "a@politics.co.uk",
+        "dilbert@ummail4.unitedmedia.com",
+        "guterman@mediaunspun.imakenews.net",
+        "x@cnet.com",
+        "x@youtube.com",
+    ] {
         assert!(lookalike_signals(from).is_empty(), "{from}: {:?}", lookalike_signals(from));
     }
     // A link to a real outlet is not a look-alike link.
@@ -188,7 +204,13 @@ fn benign_pairs_are_not_look_alikes() {
     // Under a restricted suffix a small edit is a coincidence of names, and is said to be.
     let a = analysed(&msg("a@reuter.ac.uk", "", "<p>Hello</p>"));
     assert!(a.signals.iter().all(|s| s.kind != portcullis_mail::SignalKind::LookAlikeSender), "{:?}", a.signals);
-    assert!(a.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::Established && s.what.contains("resembles Reuters") && s.what.contains(".ac.uk")), "{:?}", a.signals);
+    assert!(
+        a.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::Established
+            && s.what.contains("resembles Reuters")
+            && s.what.contains(".ac.uk")),
+        "{:?}",
+        a.signals
+    );
 }
 
 #[test]
@@ -216,7 +238,9 @@ fn authentication_the_gateway_wrote_is_believed_and_claims_in_the_message_are_no
     // The gateway (above its Received hop) says DMARC failed for bbc.co.uk: a spoof.
     let spoof = analysed(&msg(
         "\"BBC News\" <news@bbc.co.uk>",
-        &format!("Authentication-Results: mx1.parliament.example; spf=fail smtp.mailfrom=bbc.co.uk; dkim=none; dmarc=fail header.from=bbc.co.uk\r\n{GATEWAY}"),
+        &format!(
+            "Authentication-Results: mx1.parliament.example; spf=fail smtp.mailfrom=bbc.co.uk; dkim=none; dmarc=fail header.from=bbc.co.uk\r\n{GATEWAY}"
+        ),
         pixel,
     ));
     assert!(spoof.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::SpoofedDomain && s.score == 3), "{:?}", spoof.signals);
@@ -229,14 +253,24 @@ fn authentication_the_gateway_wrote_is_believed_and_claims_in_the_message_are_no
     ));
     assert!(claimed.signals.iter().all(|s| s.kind != portcullis_mail::SignalKind::SpoofedDomain), "{:?}", claimed.signals);
     // A forged pass below the gateway does not vouch either; the gateway's own pass does.
-    let forged = analysed(&msg("\"NROP News\" <d@nropnews.com>", &format!("{GATEWAY}Authentication-Results: mx1.parliament.example; dmarc=pass header.from=nropnews.com\r\n"), pixel));
+    let forged = analysed(&msg(
+        "\"NROP News\" <d@nropnews.com>",
+        &format!("{GATEWAY}Authentication-Results: mx1.parliament.example; dmarc=pass header.from=nropnews.com\r\n"),
+        pixel,
+    ));
     assert!(forged.signals.iter().all(|s| s.kind != portcullis_mail::SignalKind::Authenticated), "{:?}", forged.signals);
     let real = analysed(&msg(
         "\"BBC News Daily\" <newsletters@bbc.co.uk>",
-        &format!("Authentication-Results: mx1.parliament.example; dkim=pass header.d=bbc.co.uk; dmarc=pass header.from=bbc.co.uk\r\n{GATEWAY}"),
+        &format!(
+            "Authentication-Results: mx1.parliament.example; dkim=pass header.d=bbc.co.uk; dmarc=pass header.from=bbc.co.uk\r\n{GATEWAY}"
+        ),
         pixel,
     ));
-    assert!(real.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::Authenticated && s.what.contains("dmarc=pass")), "{:?}", real.signals);
+    assert!(
+        real.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::Authenticated && s.what.contains("dmarc=pass")),
+        "{:?}",
+        real.signals
+    );
     assert_eq!(message_severity(&real), Severity::Low);
 }
 
@@ -261,5 +295,9 @@ fn a_real_outlets_own_newsletter_without_list_headers_stays_low_in_a_corpus() {
     let c = &r.campaigns[0];
     assert_eq!(c.severity, Severity::Low, "{:#?}", c.signals);
     assert!(c.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::PersonalBulk));
-    assert!(c.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::Established && s.what.contains("The Economist's own domain")), "{:#?}", c.signals);
+    assert!(
+        c.signals.iter().any(|s| s.kind == portcullis_mail::SignalKind::Established && s.what.contains("The Economist's own domain")),
+        "{:#?}",
+        c.signals
+    );
 }

@@ -62,7 +62,9 @@ fn ten_thousand_nested_multiparts() {
     for i in 0..10_000 {
         raw.push_str(&format!("--b{i}\r\nContent-Type: multipart/mixed; boundary=\"b{}\"\r\n\r\n", i + 1));
     }
-    raw.push_str("--b10000\r\nContent-Type: text/html\r\n\r\n<img src=\"https://t.example/o/Zq81LmV0xR4kT6yB/p.gif\" width=1 height=1>\r\n");
+    raw.push_str(
+        "--b10000\r\nContent-Type: text/html\r\n\r\n<img src=\"https://t.example/o/Zq81LmV0xR4kT6yB/p.gif\" width=1 height=1>\r\n",
+    );
     for i in (0..=10_000).rev() {
         raw.push_str(&format!("--b{i}--\r\n"));
     }
@@ -96,7 +98,9 @@ fn deeply_nested_html_is_cut_not_recursed() {
 #[test]
 fn garbage_and_truncated_mail_never_panics() {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let good = format!("{HEAD}Content-Type: text/html\r\n\r\n<img src=\"https://t.example/o/Zq81LmV0xR4kT6yB/p.gif\" width=1 height=1><a href=\"https://t.example/?u=aHR0cDovL3g=\">x</a>\r\n");
+    let good = format!(
+        "{HEAD}Content-Type: text/html\r\n\r\n<img src=\"https://t.example/o/Zq81LmV0xR4kT6yB/p.gif\" width=1 height=1><a href=\"https://t.example/?u=aHR0cDovL3g=\">x</a>\r\n"
+    );
     for cut in [1, 10, 40, 80, good.len() - 5] {
         files.push((format!("cut{cut}.eml"), good.as_bytes()[..cut].to_vec()));
     }

@@ -93,7 +93,9 @@ pub fn read_file(path: &Path, mut f: impl FnMut(Location, &[u8], u64)) -> io::Re
     } else if has_eml_extension(path) && bytes > 0 {
         // Named as mail but not readable as mail: reported, never silently passed over.
         summary.kind = FileKind::Eml;
-        summary.skipped.push((Location { path: path.to_path_buf(), index: None }, "a .eml file that does not start with mail headers".into()));
+        summary
+            .skipped
+            .push((Location { path: path.to_path_buf(), index: None }, "a .eml file that does not start with mail headers".into()));
     }
     Ok(summary)
 }
@@ -130,7 +132,8 @@ mod tests {
         let eml = "From: a@x.org\r\nTo: b@y.org\r\nSubject: s\r\n\r\nbody\r\n";
         std::fs::create_dir_all(dir.join("Maildir/cur")).unwrap();
         std::fs::write(dir.join("Maildir/cur/1612345678.M1P1.host:2,S"), eml).unwrap();
-        std::fs::write(dir.join("box.mbox"), format!("From a Mon Jan  1 00:00:00 2024\n{eml}\nFrom b Mon Jan  1 00:00:00 2024\n{eml}")).unwrap();
+        std::fs::write(dir.join("box.mbox"), format!("From a Mon Jan  1 00:00:00 2024\n{eml}\nFrom b Mon Jan  1 00:00:00 2024\n{eml}"))
+            .unwrap();
         std::fs::write(dir.join("notes.txt"), "hello").unwrap();
         let (files, errors) = collect_files(std::slice::from_ref(&dir));
         assert!(errors.is_empty());

@@ -190,11 +190,38 @@ pub fn parse(raw: &[u8]) -> Result<Mail, Unreadable> {
                 }
             }
             "x-mailer" | "user-agent" => m.x_mailer = Some(clip(value.trim(), 200)),
-            "list-unsubscribe" | "list-id" | "list-post" | "list-help" | "list-subscribe" | "list-archive" | "list-owner"
-            | "list-unsubscribe-post" | "mailing-list" | "x-mailing-list" | "x-mailman-version" | "x-beenthere" | "feedback-id"
-            | "x-sg-eid" | "x-sg-id" | "x-mailgun-sid" | "x-mailgun-tag" | "x-mailgun-variables" | "x-ses-outgoing" | "x-mc-user"
-            | "x-mandrill-user" | "x-report-abuse" | "x-csa-complaints" | "x-campaign" | "x-campaignid" | "x-campaign-id"
-            | "x-mailchimp-campaign" | "x-sfmc-stack" | "x-job" | "x-msfbl" | "x-rpcampaign" | "x-mailjet-campaign"
+            "list-unsubscribe"
+            | "list-id"
+            | "list-post"
+            | "list-help"
+            | "list-subscribe"
+            | "list-archive"
+            | "list-owner"
+            | "list-unsubscribe-post"
+            | "mailing-list"
+            | "x-mailing-list"
+            | "x-mailman-version"
+            | "x-beenthere"
+            | "feedback-id"
+            | "x-sg-eid"
+            | "x-sg-id"
+            | "x-mailgun-sid"
+            | "x-mailgun-tag"
+            | "x-mailgun-variables"
+            | "x-ses-outgoing"
+            | "x-mc-user"
+            | "x-mandrill-user"
+            | "x-report-abuse"
+            | "x-csa-complaints"
+            | "x-campaign"
+            | "x-campaignid"
+            | "x-campaign-id"
+            | "x-mailchimp-campaign"
+            | "x-sfmc-stack"
+            | "x-job"
+            | "x-msfbl"
+            | "x-rpcampaign"
+            | "x-mailjet-campaign"
             | "x-listmember" => m.bulk_headers.push(lower.clone()),
             "precedence" if matches!(value.trim().to_ascii_lowercase().as_str(), "bulk" | "list" | "junk") => {
                 m.bulk_headers.push("precedence".into())
@@ -267,9 +294,29 @@ pub fn parse(raw: &[u8]) -> Result<Mail, Unreadable> {
 
 /// Header fields the analysers read, kept when a padded header block is cut down.
 const READ_FIELDS: &[&str] = &[
-    "from", "sender", "reply-to", "to", "cc", "bcc", "subject", "date", "message-id", "received", "return-path", "delivered-to",
-    "x-original-to", "dkim-signature", "authentication-results", "x-mailer", "user-agent", "precedence", "feedback-id",
-    "auto-submitted", "mime-version", "content-type", "content-transfer-encoding",
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "date",
+    "message-id",
+    "received",
+    "return-path",
+    "delivered-to",
+    "x-original-to",
+    "dkim-signature",
+    "authentication-results",
+    "x-mailer",
+    "user-agent",
+    "precedence",
+    "feedback-id",
+    "auto-submitted",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
 ];
 
 /// The message with header fields over [`MAX_FIELD_WHEN_PADDED`] left out, and fields the
@@ -382,7 +429,8 @@ fn host_string(h: &mail_parser::Host<'_>) -> String {
 }
 
 /// Mass-mailing software that names itself in a Received header.
-const BULK_MTAS: &[&str] = &["PowerMTA", "StrongMail", "GreenArrow", "MailerQ", "Momentum", "Ecelerity", "ListManager", "LISTSERV", "ezmlm", "Mailman", "Port25"];
+const BULK_MTAS: &[&str] =
+    &["PowerMTA", "StrongMail", "GreenArrow", "MailerQ", "Momentum", "Ecelerity", "ListManager", "LISTSERV", "ezmlm", "Mailman", "Port25"];
 
 fn bulk_mta(received: &str) -> Option<String> {
     let head = &received[..received.len().min(2048)];
@@ -458,7 +506,60 @@ pub fn dkim_domain(value: &str) -> Option<String> {
 
 fn known_charset(label: &str) -> bool {
     let l = label.trim().to_ascii_lowercase();
-    matches!(l.as_str(), "us-ascii" | "ascii" | "utf-8" | "utf8" | "iso-8859-1" | "latin1" | "windows-1252" | "utf-16" | "utf-16le" | "utf-16be" | "iso-8859-15" | "gb2312" | "gbk" | "gb18030" | "big5" | "shift_jis" | "euc-jp" | "iso-2022-jp" | "euc-kr" | "koi8-r" | "koi8-u" | "windows-1251" | "iso-8859-2" | "iso-8859-5" | "iso-8859-7" | "windows-1250" | "windows-1253" | "windows-1254" | "windows-1255" | "windows-1256" | "windows-1257" | "windows-1258" | "iso-8859-3" | "iso-8859-4" | "iso-8859-6" | "iso-8859-8" | "iso-8859-9" | "iso-8859-10" | "iso-8859-13" | "iso-8859-14" | "iso-8859-16" | "tis-620" | "windows-874" | "macintosh" | "utf-7" | "cp1252" | "cp1251" | "cp1250" | "ks_c_5601-1987" | "hz-gb-2312" | "x-user-defined")
+    matches!(
+        l.as_str(),
+        "us-ascii"
+            | "ascii"
+            | "utf-8"
+            | "utf8"
+            | "iso-8859-1"
+            | "latin1"
+            | "windows-1252"
+            | "utf-16"
+            | "utf-16le"
+            | "utf-16be"
+            | "iso-8859-15"
+            | "gb2312"
+            | "gbk"
+            | "gb18030"
+            | "big5"
+            | "shift_jis"
+            | "euc-jp"
+            | "iso-2022-jp"
+            | "euc-kr"
+            | "koi8-r"
+            | "koi8-u"
+            | "windows-1251"
+            | "iso-8859-2"
+            | "iso-8859-5"
+            | "iso-8859-7"
+            | "windows-1250"
+            | "windows-1253"
+            | "windows-1254"
+            | "windows-1255"
+            | "windows-1256"
+            | "windows-1257"
+            | "windows-1258"
+            | "iso-8859-3"
+            | "iso-8859-4"
+            | "iso-8859-6"
+            | "iso-8859-8"
+            | "iso-8859-9"
+            | "iso-8859-10"
+            | "iso-8859-13"
+            | "iso-8859-14"
+            | "iso-8859-16"
+            | "tis-620"
+            | "windows-874"
+            | "macintosh"
+            | "utf-7"
+            | "cp1252"
+            | "cp1251"
+            | "cp1250"
+            | "ks_c_5601-1987"
+            | "hz-gb-2312"
+            | "x-user-defined"
+    )
 }
 
 /// `s` cut to at most `max` bytes at a character boundary.

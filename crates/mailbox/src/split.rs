@@ -116,11 +116,8 @@ pub fn split_mbox<R: Read>(r: R, mut f: impl FnMut(usize, Piece<'_>)) -> io::Res
         if !started || too_big {
             continue;
         }
-        let body: &[u8] = if line.starts_with(b">") && line.iter().skip_while(|b| **b == b'>').take(5).eq(b"From ".iter()) {
-            &line[1..]
-        } else {
-            &line
-        };
+        let body: &[u8] =
+            if line.starts_with(b">") && line.iter().skip_while(|b| **b == b'>').take(5).eq(b"From ".iter()) { &line[1..] } else { &line };
         if msg.len() + body.len() > MAX_MESSAGE {
             too_big = true;
             msg = Vec::new();
@@ -173,9 +170,7 @@ mod tests {
 
     #[test]
     fn mboxrd_and_mboxo_escaping() {
-        let mbox = format!(
-            "From x Mon Jan  1 00:00:00 2024\n{EML}>From the desk\n>>From quoted\n\nFrom y Mon Jan  1 00:00:00 2024\n{EML}"
-        );
+        let mbox = format!("From x Mon Jan  1 00:00:00 2024\n{EML}>From the desk\n>>From quoted\n\nFrom y Mon Jan  1 00:00:00 2024\n{EML}");
         let m = split(&mbox);
         assert_eq!(m.len(), 2);
         assert!(m[0].contains("\nFrom the desk\n>From quoted\n"), "{:?}", m[0]);

@@ -245,8 +245,7 @@ pub fn write_incidents(out: &mut dyn Write, incidents: &[Incident]) -> io::Resul
             i.last_seen,
             human_duration(i.dwell_seconds)
         )?;
-        let ents: Vec<String> =
-            i.entities.iter().take(6).map(|e| format!("{}={}", e.kind, escape_display(&e.value))).collect();
+        let ents: Vec<String> = i.entities.iter().take(6).map(|e| format!("{}={}", e.kind, escape_display(&e.value))).collect();
         writeln!(out, "   entities: {}", ents.join(", "))?;
         if !i.techniques.is_empty() {
             writeln!(out, "   ATT&CK: {} ({})", i.tactics.join(" → "), i.techniques.join(", "))?;
@@ -484,8 +483,7 @@ pub fn write_summary_text(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
         s.rules_unmapped,
         s.rules_failed.len()
     )?;
-    let levels: Vec<String> =
-        s.detections_by_level.iter().rev().filter(|(_, n)| **n > 0).map(|(l, n)| format!("{n} {l}")).collect();
+    let levels: Vec<String> = s.detections_by_level.iter().rev().filter(|(_, n)| **n > 0).map(|(l, n)| format!("{n} {l}")).collect();
     writeln!(
         out,
         "Detections: {}{}; {}; {}; in {:.2}s.",

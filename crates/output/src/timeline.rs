@@ -84,7 +84,16 @@ pub fn write(path: &Path, rows: &[Map<String, Value>]) -> io::Result<()> {
     let mut w = io::BufWriter::new(file);
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
         let mut c = csv::Writer::from_writer(&mut w);
-        c.write_record(["message", "datetime", "timestamp_desc", "timestamp", "portcullis_kind", "portcullis_level", "portcullis_id", "fields"])?;
+        c.write_record([
+            "message",
+            "datetime",
+            "timestamp_desc",
+            "timestamp",
+            "portcullis_kind",
+            "portcullis_level",
+            "portcullis_id",
+            "fields",
+        ])?;
         for r in rows {
             let get = |k: &str| r.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
             let fields: Map<String, Value> =

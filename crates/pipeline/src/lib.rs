@@ -195,7 +195,16 @@ pub fn load_rules(s: &RuleSettings) -> Result<LoadedRules, Error> {
     let engine = Engine::compile(&set, &table);
     let (correlations, correlation_errors) = CorrelationSet::compile(&set.correlations, &engine.rules);
     let compile_seconds = started.elapsed().as_secs_f64() - parse_seconds;
-    Ok(LoadedRules { set, engine, correlations: Arc::new(correlations), correlation_errors, parse_seconds, compile_seconds, ioc_rules: 0, user_rules })
+    Ok(LoadedRules {
+        set,
+        engine,
+        correlations: Arc::new(correlations),
+        correlation_errors,
+        parse_seconds,
+        compile_seconds,
+        ioc_rules: 0,
+        user_rules,
+    })
 }
 
 /// The files under `paths` (directories searched recursively); an error if a path
@@ -297,28 +306,25 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     result.detections.retain(|d| loaded.engine.rules[d.rule].level >= min);
     result.correlations.retain(|c| loaded.correlations.correlations[c.correlation].level >= min);
     let findings = findings(&loaded, &result);
-    let incident_opts = IncidentOptions {
-        window_micros: (s.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64,
-        ..Default::default()
-    };
+    let incident_opts = IncidentOptions { window_micros: (s.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64, ..Default::default() };
     let mut case_new = None;
     let mut case_error = None;
     let recorded = case.as_mut().map(|case| {
-            let sources: Vec<portcullis_case::SourceRecord<'_>> = result
-                .outcomes
-                .iter()
-                .filter_map(|o| match o {
-                    FileOutcome::Read(r) => Some(portcullis_case::SourceRecord {
-                        path: &r.path,
-                        size: r.bytes,
-                        format: r.format.map(|f| f.as_str()),
-                        events: r.events,
-                        skipped: r.skipped,
-                    }),
-                    _ => None,
-                })
-                .collect();
-            case.record_run(&sources, &findings, loaded.engine.rules.len(), result.stats.events, &incident_opts)
+        let sources: Vec<portcullis_case::SourceRecord<'_>> = result
+            .outcomes
+            .iter()
+            .filter_map(|o| match o {
+                FileOutcome::Read(r) => Some(portcullis_case::SourceRecord {
+                    path: &r.path,
+                    size: r.bytes,
+                    format: r.format.map(|f| f.as_str()),
+                    events: r.events,
+                    skipped: r.skipped,
+                }),
+                _ => None,
+            })
+            .collect();
+        case.record_run(&sources, &findings, loaded.engine.rules.len(), result.stats.events, &incident_opts)
     });
     let incidents = match recorded {
         Some(Ok((new, incidents))) => {
@@ -333,13 +339,8 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
         }
     };
     if let Some(path) = &s.timeline {
-        let rows = portcullis_output::timeline::rows(
-            &loaded.engine,
-            &loaded.correlations,
-            &result.detections,
-            &result.correlations,
-            &incidents,
-        );
+        let rows =
+            portcullis_output::timeline::rows(&loaded.engine, &loaded.correlations, &result.detections, &result.correlations, &incidents);
         portcullis_output::timeline::write(path, &rows).map_err(|error| Error::Timeline { path: path.clone(), error })?;
     }
 
@@ -360,18 +361,11 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
 /// (with its event as JSON) and every correlation finding (with its evidence's entities).
 fn findings(loaded: &LoadedRules, result: &HuntResult) -> Vec<(Finding, Option<String>)> {
     let by_id: HashMap<&str, &portcullis_hunt::Detection> = result.detections.iter().map(|d| (d.id.as_str(), d)).collect();
-    let mut findings: Vec<(Finding, Option<String>)> = result
-        .detections
-        .iter()
-        .map(|d| (Finding::from_detection(&loaded.engine, d), Some(d.event.to_json().to_string())))
-        .collect();
+    let mut findings: Vec<(Finding, Option<String>)> =
+        result.detections.iter().map(|d| (Finding::from_detection(&loaded.engine, d), Some(d.event.to_json().to_string()))).collect();
     for c in &result.correlations {
-        let evidence_entities: Vec<_> = c
-            .evidence
-            .iter()
-            .filter_map(|id| by_id.get(id.as_str()))
-            .flat_map(|d| portcullis_finding::entities(&d.event))
-            .collect();
+        let evidence_entities: Vec<_> =
+            c.evidence.iter().filter_map(|id| by_id.get(id.as_str())).flat_map(|d| portcullis_finding::entities(&d.event)).collect();
         findings.push((Finding::from_correlation(&loaded.correlations, c, &evidence_entities), None));
     }
     findings
@@ -428,8 +422,7 @@ pub fn summarise(loaded: &LoadedRules, result: &HuntResult, started: Instant) ->
     s.events_out_of_range = result.stats.out_of_range;
     s.rules_loaded = engine.rules.len() - loaded.ioc_rules;
     s.rules_unmapped = engine.unmapped.len();
-    s.rules_failed =
-        loaded.failures().map(|e| RuleProblem { path: e.path.clone(), line: e.line, reason: e.reason.clone() }).collect();
+    s.rules_failed = loaded.failures().map(|e| RuleProblem { path: e.path.clone(), line: e.line, reason: e.reason.clone() }).collect();
     let applied = engine.applied_rules(&result.group_events);
     s.rules_applied = applied.iter().filter(|a| **a).count();
     s.detections = result.detections.len();
@@ -440,10 +433,8 @@ pub fn summarise(loaded: &LoadedRules, result: &HuntResult, started: Instant) ->
         s.warnings.push(e.clone());
     }
     if result.correlation_stats.untimed > 0 {
-        s.warnings.push(format!(
-            "{} matches of correlated rules had no timestamp and could not be correlated",
-            result.correlation_stats.untimed
-        ));
+        s.warnings
+            .push(format!("{} matches of correlated rules had no timestamp and could not be correlated", result.correlation_stats.untimed));
     }
     let by_level = result.by_level(engine);
     for l in Level::ALL {

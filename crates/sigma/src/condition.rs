@@ -7,7 +7,11 @@ use crate::expr::Expr;
 pub enum Cond {
     Ident(String),
     /// `N of pattern` (`all` is `None`); `them` is the pattern `*` over non-`_` identifiers.
-    Of { count: Option<usize>, pattern: String, them: bool },
+    Of {
+        count: Option<usize>,
+        pattern: String,
+        them: bool,
+    },
     Not(Box<Cond>),
     And(Vec<Cond>),
     Or(Vec<Cond>),

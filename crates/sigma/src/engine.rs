@@ -22,10 +22,10 @@ use portcullis_event::{Event, SourceKind, Timestamp, ValueKind};
 use regex::{Regex, RegexBuilder};
 
 use crate::expr::Expr;
-use crate::par::par_map;
 use crate::loader::RuleSet;
 use crate::logsource::{LogsourceTable, Resolution, Selector};
 use crate::modifiers::{CmpOp, IpNet, LeafSpec, Pred, TimeUnit};
+use crate::par::par_map;
 use crate::pattern::{self, Mode, Shape};
 use crate::rule::{LoadError, Rule};
 
@@ -73,11 +73,24 @@ enum Test {
     Any,
     /// The value is an empty string (not null).
     Empty,
-    Cased { shape: Shape },
-    Cmp { op: CmpOp, value: f64 },
+    Cased {
+        shape: Shape,
+    },
+    Cmp {
+        op: CmpOp,
+        value: f64,
+    },
     Cidr(IpNet),
-    FieldRef { other: FieldId, mode: Mode, cased: bool },
-    Time { unit: TimeUnit, op: CmpOp, value: f64 },
+    FieldRef {
+        other: FieldId,
+        mode: Mode,
+        cased: bool,
+    },
+    Time {
+        unit: TimeUnit,
+        op: CmpOp,
+        value: f64,
+    },
 }
 
 /// A pattern of literals joined by `*` (ASCII case-insensitive), matched by finding
@@ -266,9 +279,8 @@ impl Engine {
         let mut rules: Vec<Rule> = set.rules.clone();
         for f in &set.filters {
             for r in rules.iter_mut() {
-                let named = f.rules.iter().any(|n| {
-                    r.id.as_deref() == Some(n.as_str()) || r.name.as_deref() == Some(n.as_str()) || r.title == *n
-                });
+                let named =
+                    f.rules.iter().any(|n| r.id.as_deref() == Some(n.as_str()) || r.name.as_deref() == Some(n.as_str()) || r.title == *n);
                 if named {
                     let det = std::mem::replace(&mut r.detection, Expr::Const(false));
                     r.detection = Expr::And(vec![det, Expr::not(f.detection.clone())]);
@@ -669,9 +681,7 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
                 let fast = |l: &str| !*cased && !l.is_empty() && pattern::ascii_fold_is_exact(l);
                 match shape {
                     Shape::Any => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Any }),
-                    Shape::Exact(ref l) if l.is_empty() => {
-                        mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Empty })
-                    }
+                    Shape::Exact(ref l) if l.is_empty() => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Empty }),
                     Shape::Exact(ref l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
                         mb.literal(l, leaf_id, How::Exact)
@@ -692,9 +702,7 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
                     _ => {
                         let test = match StarGlob::new(toks) {
                             Some(g) if !*cased => Test::Glob(g),
-                            _ => Test::Regex(
-                                build_regex(&pattern::to_regex(toks, *cased)).expect("an escaped glob is a valid regex"),
-                            ),
+                            _ => Test::Regex(build_regex(&pattern::to_regex(toks, *cased)).expect("an escaped glob is a valid regex")),
                         };
                         match pattern::required_literal(toks).filter(|l| fast(l)) {
                             Some(l) => {
@@ -727,9 +735,7 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
             }
             Pred::Cmp { op, value } => make_lazy(Test::Cmp { op: *op, value: *value }, &mut cost[leaf]),
             Pred::Cidr(net) => make_lazy(Test::Cidr(*net), &mut cost[leaf]),
-            Pred::Time { unit, op, value } => {
-                make_lazy(Test::Time { unit: *unit, op: *op, value: *value }, &mut cost[leaf])
-            }
+            Pred::Time { unit, op, value } => make_lazy(Test::Time { unit: *unit, op: *op, value: *value }, &mut cost[leaf]),
             Pred::FieldRef { other, mode, cased } => {
                 let mut key = String::new();
                 normalise_field_name(other, &mut key);
@@ -742,8 +748,7 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
         }
     }
     let keywords = per_field.remove(&None).map(MatcherBuilder::finish).filter(|m| !m.is_empty());
-    let mut field_matchers: Vec<FieldMatcher> =
-        per_field.into_values().map(MatcherBuilder::finish).filter(|m| !m.is_empty()).collect();
+    let mut field_matchers: Vec<FieldMatcher> = per_field.into_values().map(MatcherBuilder::finish).filter(|m| !m.is_empty()).collect();
     field_matchers.sort_by_key(|m| m.field);
     let mut matcher_of = vec![NONE; fields.len()];
     let mut absence_tests = Vec::new();
@@ -846,9 +851,7 @@ fn necessary_sets(e: &Expr<LeafId>, cost: &[f64]) -> Vec<Vec<LeafId>> {
             }
             let mut union = Vec::new();
             for c in children {
-                let best = necessary_sets(c, cost)
-                    .into_iter()
-                    .min_by(|a, b| set_cost(a, cost).total_cmp(&set_cost(b, cost)));
+                let best = necessary_sets(c, cost).into_iter().min_by(|a, b| set_cost(a, cost).total_cmp(&set_cost(b, cost)));
                 match best {
                     Some(s) => union.extend(s),
                     None => return Vec::new(),
@@ -956,15 +959,17 @@ impl<'e> Scanner<'e> {
             .iter()
             .map(|&g| {
                 let gr = &self.engine.groups[g as usize];
-                let matched: Vec<usize> = (0..ev.len())
-                    .filter(|&i| self.field_ids[i] != NONE && gr.matcher_of[self.field_ids[i] as usize] != NONE)
-                    .collect();
-                let directs: usize = matched.iter().map(|&i| gr.fields[gr.matcher_of[self.field_ids[i] as usize] as usize].direct.len()).sum();
+                let matched: Vec<usize> =
+                    (0..ev.len()).filter(|&i| self.field_ids[i] != NONE && gr.matcher_of[self.field_ids[i] as usize] != NONE).collect();
+                let directs: usize =
+                    matched.iter().map(|&i| gr.fields[gr.matcher_of[self.field_ids[i] as usize] as usize].direct.len()).sum();
                 let acs: Vec<String> = matched
                     .iter()
                     .map(|&i| &gr.fields[gr.matcher_of[self.field_ids[i] as usize] as usize])
                     .chain(gr.keywords.as_ref())
-                    .filter_map(|fm| fm.ac.as_ref().map(|ac| format!("{:?}/{}p/{}KiB", ac.kind(), ac.patterns_len(), ac.memory_usage() / 1024)))
+                    .filter_map(|fm| {
+                        fm.ac.as_ref().map(|ac| format!("{:?}/{}p/{}KiB", ac.kind(), ac.patterns_len(), ac.memory_usage() / 1024))
+                    })
                     .collect();
                 format!(
                     "group {g}: acs {acs:?} {} rules, {} always, {} field matchers ({} on this event, {} directs), keywords {}, lazy {}",
@@ -1379,9 +1384,7 @@ impl<'e> Scanner<'e> {
         let hay = hay.unwrap_or(&self.folded);
         let len = hay.len();
         self.hits.clear();
-        self.hits.extend(
-            ac.find_overlapping_iter(hay).map(|m| (m.pattern().as_usize() as u32, m.start() as u32, m.end() as u32)),
-        );
+        self.hits.extend(ac.find_overlapping_iter(hay).map(|m| (m.pattern().as_usize() as u32, m.start() as u32, m.end() as u32)));
         for k in 0..self.hits.len() {
             let (p, start, end) = self.hits[k];
             let (start, end) = (start as usize, end as usize);

@@ -50,11 +50,7 @@ impl Selector {
 
     /// The event field a Sigma field name reads.
     pub fn map_field<'a>(&'a self, field: &'a str) -> &'a str {
-        self.rename
-            .iter()
-            .find(|(from, _)| from.eq_ignore_ascii_case(field))
-            .map(|(_, to)| to.as_str())
-            .unwrap_or(field)
+        self.rename.iter().find(|(from, _)| from.eq_ignore_ascii_case(field)).map(|(_, to)| to.as_str()).unwrap_or(field)
     }
 }
 
@@ -286,9 +282,6 @@ mod tests {
         assert!(matches!(t.resolve(&ls(Some("linux"), Some("process_creation"), None)), Resolution::Unmapped(_)));
         assert!(matches!(t.resolve(&ls(Some("windows"), Some("file_access"), None)), Resolution::Unmapped(_)));
         // A category and a service that disagree select nothing.
-        assert!(matches!(
-            t.resolve(&ls(Some("windows"), Some("process_creation"), Some("system"))),
-            Resolution::Unmapped(_)
-        ));
+        assert!(matches!(t.resolve(&ls(Some("windows"), Some("process_creation"), Some("system"))), Resolution::Unmapped(_)));
     }
 }

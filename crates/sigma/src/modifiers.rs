@@ -27,18 +27,34 @@ pub struct LeafSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Pred {
     /// A Sigma string pattern, anchored at both ends (match modes add the `*`).
-    Str { toks: Vec<Tok>, cased: bool },
+    Str {
+        toks: Vec<Tok>,
+        cased: bool,
+    },
     /// A regular expression (flags already inlined).
-    Re { pattern: String },
-    Cmp { op: CmpOp, value: f64 },
+    Re {
+        pattern: String,
+    },
+    Cmp {
+        op: CmpOp,
+        value: f64,
+    },
     Cidr(IpNet),
     Exists(bool),
     /// The field is absent, null or empty.
     Null,
     /// The field's value compared with another field's.
-    FieldRef { other: String, mode: Mode, cased: bool },
+    FieldRef {
+        other: String,
+        mode: Mode,
+        cased: bool,
+    },
     /// A part of a timestamp value compared with a number.
-    Time { unit: TimeUnit, op: CmpOp, value: f64 },
+    Time {
+        unit: TimeUnit,
+        op: CmpOp,
+        value: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -29,4 +29,3 @@ pub fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Ve
     });
     outputs.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every item is mapped")).collect()
 }
-

@@ -116,8 +116,7 @@ pub fn windash(toks: &[Tok]) -> Vec<Vec<Tok>> {
                             lits.iter_mut().for_each(|s| s.push(c));
                         }
                     }
-                    variants =
-                        variants.iter().flat_map(|v| lits.iter().map(move |l| push(v, Tok::Lit(l.clone())))).collect();
+                    variants = variants.iter().flat_map(|v| lits.iter().map(move |l| push(v, Tok::Lit(l.clone())))).collect();
                 }
                 other => variants.iter_mut().for_each(|v| v.push(other.clone())),
             }
@@ -182,10 +181,7 @@ pub fn shape(toks: &[Tok]) -> Shape {
 
 /// The longest literal a match must contain, used to skip the regex when it is absent.
 pub fn required_literal(toks: &[Tok]) -> Option<&str> {
-    toks.iter()
-        .filter_map(|t| if let Tok::Lit(l) = t { Some(l.as_str()) } else { None })
-        .max_by_key(|l| l.len())
-        .filter(|l| !l.is_empty())
+    toks.iter().filter_map(|t| if let Tok::Lit(l) = t { Some(l.as_str()) } else { None }).max_by_key(|l| l.len()).filter(|l| !l.is_empty())
 }
 
 /// An anchored regular expression equivalent to the pattern.
@@ -206,9 +202,7 @@ pub fn to_regex(toks: &[Tok], cased: bool) -> String {
 /// Whether ASCII case folding compares this literal the way full case folding would
 /// (true when no non-ASCII character in it has case variants).
 pub fn ascii_fold_is_exact(s: &str) -> bool {
-    s.chars().all(|c| {
-        c.is_ascii() || (c.to_lowercase().eq(std::iter::once(c)) && c.to_uppercase().eq(std::iter::once(c)))
-    })
+    s.chars().all(|c| c.is_ascii() || (c.to_lowercase().eq(std::iter::once(c)) && c.to_uppercase().eq(std::iter::once(c))))
 }
 
 #[cfg(test)]

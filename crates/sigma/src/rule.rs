@@ -154,12 +154,7 @@ impl fmt::Display for LoadError {
 }
 
 pub(crate) fn load_error(path: &str, e: SpecError) -> LoadError {
-    LoadError {
-        path: path.to_string(),
-        line: e.line,
-        needs_placeholder: e.message.contains("--placeholders"),
-        reason: e.message,
-    }
+    LoadError { path: path.to_string(), line: e.line, needs_placeholder: e.message.contains("--placeholders"), reason: e.message }
 }
 
 fn spec_err<T>(line: usize, message: impl Into<String>) -> Result<T, SpecError> {
@@ -210,14 +205,7 @@ pub fn parse_document(doc: &Node, path: &Arc<str>, placeholders: &Placeholders) 
             return spec_err(filter.line, "a filter needs `rules:` naming the rules it applies to");
         }
         let detection = detection(filter, placeholders, &["rules", "condition"])?;
-        return Ok(Document::Filter(Filter {
-            origin,
-            id: opt_str(doc, "id"),
-            title,
-            rules,
-            logsource: logsource(doc)?,
-            detection,
-        }));
+        return Ok(Document::Filter(Filter { origin, id: opt_str(doc, "id"), title, rules, logsource: logsource(doc)?, detection }));
     }
     let Some(det) = doc.get("detection") else {
         return spec_err(doc.line, "no `detection` section");

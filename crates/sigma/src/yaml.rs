@@ -123,10 +123,7 @@ impl Builder {
     fn run(mut self, text: &str) -> Result<Vec<Node>, YamlError> {
         let mut parser = Parser::new_from_str(text);
         loop {
-            let (event, mark) = parser.next_token().map_err(|e| YamlError {
-                line: e.marker().line(),
-                message: e.info().to_string(),
-            })?;
+            let (event, mark) = parser.next_token().map_err(|e| YamlError { line: e.marker().line(), message: e.info().to_string() })?;
             let line = mark.line();
             match event {
                 Event::StreamEnd => break,
@@ -137,11 +134,8 @@ impl Builder {
                     self.push(node, anchor)?;
                 }
                 Event::Alias(id) => {
-                    let node = self
-                        .anchors
-                        .get(&id)
-                        .cloned()
-                        .ok_or_else(|| YamlError { line, message: "alias to an unknown anchor".into() })?;
+                    let node =
+                        self.anchors.get(&id).cloned().ok_or_else(|| YamlError { line, message: "alias to an unknown anchor".into() })?;
                     self.nodes += count_nodes(&node);
                     if self.nodes > MAX_NODES {
                         return Err(YamlError { line, message: "too many nodes after alias expansion".into() });
@@ -159,9 +153,7 @@ impl Builder {
                 Event::SequenceEnd | Event::MappingEnd => {
                     let (node, anchor) = match self.stack.pop() {
                         Some(Frame::Seq { items, line, anchor }) => (Node { kind: NodeKind::Seq(items), line }, anchor),
-                        Some(Frame::Map { entries, line, anchor, .. }) => {
-                            (Node { kind: NodeKind::Map(entries), line }, anchor)
-                        }
+                        Some(Frame::Map { entries, line, anchor, .. }) => (Node { kind: NodeKind::Map(entries), line }, anchor),
                         None => return Err(YamlError { line, message: "unbalanced collection end".into() }),
                     };
                     self.push(node, anchor)?;
@@ -251,7 +243,8 @@ mod tests {
 
     #[test]
     fn lines_and_types() {
-        let docs = parse_documents("title: x\ndetection:\n  sel:\n    EventID: 4688\n    A: '4688'\n    B: null\n---\nk: [1, true]\n").unwrap();
+        let docs =
+            parse_documents("title: x\ndetection:\n  sel:\n    EventID: 4688\n    A: '4688'\n    B: null\n---\nk: [1, true]\n").unwrap();
         assert_eq!(docs.len(), 2);
         let sel = docs[0].get("detection").unwrap().get("sel").unwrap();
         assert_eq!(sel.line, 4);

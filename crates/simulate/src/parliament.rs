@@ -41,9 +41,48 @@ const FIRST: &[&str] = &[
     "Ewan", "Fiona", "Gareth", "Helen", "Isla", "James", "Kieran", "Laura", "Martin", "Niamh", "Owen", "Pippa", "Rhys", "Sian", "Thomas",
 ];
 const LAST: &[&str] = &[
-    "Abbott", "Bennett", "Carter", "Davies", "Evans", "Fletcher", "Graham", "Hughes", "Iqbal", "Jones", "Kaur", "Lewis", "Morgan", "Nash",
-    "Owens", "Patel", "Quinn", "Roberts", "Shah", "Thomas", "Underwood", "Vaughan", "Walsh", "Young", "Ahmed", "Baker", "Clarke", "Doyle",
-    "Ellis", "Foster", "Gill", "Hall", "Jenkins", "Khan", "Lloyd", "Murray", "Price", "Reid", "Stewart", "Turner", "Ward", "Wilson",
+    "Abbott",
+    "Bennett",
+    "Carter",
+    "Davies",
+    "Evans",
+    "Fletcher",
+    "Graham",
+    "Hughes",
+    "Iqbal",
+    "Jones",
+    "Kaur",
+    "Lewis",
+    "Morgan",
+    "Nash",
+    "Owens",
+    "Patel",
+    "Quinn",
+    "Roberts",
+    "Shah",
+    "Thomas",
+    "Underwood",
+    "Vaughan",
+    "Walsh",
+    "Young",
+    "Ahmed",
+    "Baker",
+    "Clarke",
+    "Doyle",
+    "Ellis",
+    "Foster",
+    "Gill",
+    "Hall",
+    "Jenkins",
+    "Khan",
+    "Lloyd",
+    "Murray",
+    "Price",
+    "Reid",
+    "Stewart",
+    "Turner",
+    "Ward",
+    "Wilson",
 ];
 
 #[derive(Clone)]
@@ -202,7 +241,12 @@ fn received(rng: &mut Rng, host: &str, ip: &str, ts: i64) -> String {
 }
 
 fn internal_received(rng: &mut Rng, ts: i64) -> String {
-    format!("Received: from EXCH0{}.{DOMAIN} (10.10.0.{}) by EXCH01.{DOMAIN} with Microsoft SMTP Server id 15.1.2176.2;\n\t{}\n", 1 + rng.below(2), 11 + rng.below(2), rfc2822(ts))
+    format!(
+        "Received: from EXCH0{}.{DOMAIN} (10.10.0.{}) by EXCH01.{DOMAIN} with Microsoft SMTP Server id 15.1.2176.2;\n\t{}\n",
+        1 + rng.below(2),
+        11 + rng.below(2),
+        rfc2822(ts)
+    )
 }
 
 fn addr(name: &str, address: &str) -> String {
@@ -211,8 +255,15 @@ fn addr(name: &str, address: &str) -> String {
 
 fn internal_mail(rng: &mut Rng, everyone: &[&Person], n: usize, start: i64, end: i64, mails: &mut Vec<Mail>) {
     const SUBJECTS: &[&str] = &[
-        "Committee papers for Thursday", "Re: constituency surgery rota", "Draft written question", "Briefing: Environment Bill amendments",
-        "Diary update", "Re: casework follow-up", "Select committee evidence session", "Room booking confirmed", "Recess arrangements",
+        "Committee papers for Thursday",
+        "Re: constituency surgery rota",
+        "Draft written question",
+        "Briefing: Environment Bill amendments",
+        "Diary update",
+        "Re: casework follow-up",
+        "Select committee evidence session",
+        "Room booking confirmed",
+        "Recess arrangements",
     ];
     for i in 0..n {
         let ts = office_hours(rng, start, end);
@@ -236,7 +287,14 @@ fn internal_mail(rng: &mut Rng, everyone: &[&Person], n: usize, start: i64, end:
 
 fn constituent_mail(rng: &mut Rng, everyone: &[&Person], n: usize, start: i64, end: i64, mails: &mut Vec<Mail>) -> usize {
     const FREEMAIL: &[&str] = &["gmail.com", "outlook.com", "hotmail.co.uk", "yahoo.co.uk", "btinternet.com", "icloud.com"];
-    const TOPICS: &[&str] = &["the bus route closure", "my housing repair", "the planning application on Mill Lane", "school places", "a visa delay", "the GP surgery"];
+    const TOPICS: &[&str] = &[
+        "the bus route closure",
+        "my housing repair",
+        "the planning application on Mill Lane",
+        "school places",
+        "a visa delay",
+        "the GP surgery",
+    ];
     let members: Vec<&&Person> = everyone.iter().filter(|p| p.member).collect();
     let mut senders = BTreeSet::new();
     for i in 0..n {
@@ -291,10 +349,20 @@ fn journalist_mail(rng: &mut Rng, everyone: &[&Person], n: usize, start: i64, en
         let first = *rng.pick(FIRST);
         let last = *rng.pick(LAST);
         let (display, address, host, ip) = if i % 10 == 9 {
-            (format!("{first} {last} (freelance journalist)"), format!("{}{}writes@gmail.com", first.to_lowercase(), last.to_lowercase()), "mail-sor-f41.google.com".to_string(), "209.85.220.41".to_string())
+            (
+                format!("{first} {last} (freelance journalist)"),
+                format!("{}{}writes@gmail.com", first.to_lowercase(), last.to_lowercase()),
+                "mail-sor-f41.google.com".to_string(),
+                "209.85.220.41".to_string(),
+            )
         } else {
             let (outlet, dom, net) = *rng.pick(OUTLETS);
-            (format!("{first} {last}, {outlet}"), format!("{}.{}@{dom}", first.to_lowercase(), last.to_lowercase()), format!("mail.{dom}"), format!("{net}{}", 10 + rng.below(200)))
+            (
+                format!("{first} {last}, {outlet}"),
+                format!("{}.{}@{dom}", first.to_lowercase(), last.to_lowercase()),
+                format!("mail.{dom}"),
+                format!("{net}{}", 10 + rng.below(200)),
+            )
         };
         let dom = address.rsplit('@').next().unwrap_or("");
         let text = format!(
@@ -312,7 +380,15 @@ fn journalist_mail(rng: &mut Rng, everyone: &[&Person], n: usize, start: i64, en
 
 /// Newsletters with per-recipient open pixels and List-Unsubscribe, sent through real
 /// mass-mailing services (as such newsletters are); subscribers open some (proxy log lines).
-fn newsletters(rng: &mut Rng, everyone: &[&Person], scale: f64, start: i64, end: i64, mails: &mut Vec<Mail>, logs: &mut Output) -> Vec<String> {
+fn newsletters(
+    rng: &mut Rng,
+    everyone: &[&Person],
+    scale: f64,
+    start: i64,
+    end: i64,
+    mails: &mut Vec<Mail>,
+    logs: &mut Output,
+) -> Vec<String> {
     struct Nl {
         name: &'static str,
         from: &'static str,
@@ -322,11 +398,46 @@ fn newsletters(rng: &mut Rng, everyone: &[&Person], scale: f64, start: i64, end:
         every_days: i64,
     }
     let list = [
-        Nl { name: "Guardian Today", from: "newsletters@theguardian.com", relay_host: "o7.email.sendgrid.net", dkim: "theguardian.com", pixel: "https://u1234.ct.sendgrid.net/wf/open?upn={t}", every_days: 1 },
-        Nl { name: "POLITICO London Playbook", from: "playbook@politico.eu", relay_host: "mail183.atl101.mcsv.net", dkim: "politico.eu", pixel: "https://politico.us1.list-manage.com/track/open.php?u=9b1f2e&id=4c3d2a&e={t}", every_days: 1 },
-        Nl { name: "Institute for Government", from: "bulletin@instituteforgovernment.org.uk", relay_host: "mta12.cmail20.com", dkim: "cmail20.com", pixel: "https://instituteforgovernment.cmail20.com/t/o-{t}.gif", every_days: 7 },
-        Nl { name: "Hansard Society Digest", from: "digest@hansardsociety.org.uk", relay_host: "mail9.suw12.mcsv.net", dkim: "hansardsociety.org.uk", pixel: "https://hansardsociety.us5.list-manage.com/track/open.php?u=77aa&id=12bc&e={t}", every_days: 14 },
-        Nl { name: "BBC News Daily", from: "newsletters@bbc.co.uk", relay_host: "a48-93.smtp-out.eu-west-1.amazonses.com", dkim: "bbc.co.uk", pixel: "https://ping.news.bbc.co.uk/o/{t}.gif", every_days: 1 },
+        Nl {
+            name: "Guardian Today",
+            from: "newsletters@theguardian.com",
+            relay_host: "o7.email.sendgrid.net",
+            dkim: "theguardian.com",
+            pixel: "https://u1234.ct.sendgrid.net/wf/open?upn={t}",
+            every_days: 1,
+        },
+        Nl {
+            name: "POLITICO London Playbook",
+            from: "playbook@politico.eu",
+            relay_host: "mail183.atl101.mcsv.net",
+            dkim: "politico.eu",
+            pixel: "https://politico.us1.list-manage.com/track/open.php?u=9b1f2e&id=4c3d2a&e={t}",
+            every_days: 1,
+        },
+        Nl {
+            name: "Institute for Government",
+            from: "bulletin@instituteforgovernment.org.uk",
+            relay_host: "mta12.cmail20.com",
+            dkim: "cmail20.com",
+            pixel: "https://instituteforgovernment.cmail20.com/t/o-{t}.gif",
+            every_days: 7,
+        },
+        Nl {
+            name: "Hansard Society Digest",
+            from: "digest@hansardsociety.org.uk",
+            relay_host: "mail9.suw12.mcsv.net",
+            dkim: "hansardsociety.org.uk",
+            pixel: "https://hansardsociety.us5.list-manage.com/track/open.php?u=77aa&id=12bc&e={t}",
+            every_days: 14,
+        },
+        Nl {
+            name: "BBC News Daily",
+            from: "newsletters@bbc.co.uk",
+            relay_host: "a48-93.smtp-out.eu-west-1.amazonses.com",
+            dkim: "bbc.co.uk",
+            pixel: "https://ping.news.bbc.co.uk/o/{t}.gif",
+            every_days: 1,
+        },
     ];
     let mut senders = Vec::new();
     let subscribers_per = ((40.0 * scale).round() as usize).clamp(3, everyone.len());
@@ -459,13 +570,15 @@ fn plant_campaign(rng: &mut Rng, targets: &[&Person], mails: &mut Vec<Mail>, log
     }
     for (n, &ti) in sends.iter().enumerate() {
         let p = targets[ti];
-        let wave_day = if n < targets.len() { n as i64 * 10 / targets.len() as i64 } else { 10 + rng.below((CAMPAIGN_DAYS - 10) as u64) as i64 };
+        let wave_day =
+            if n < targets.len() { n as i64 * 10 / targets.len() as i64 } else { 10 + rng.below((CAMPAIGN_DAYS - 10) as u64) as i64 };
         let ts = start + wave_day * DAY + rng.below(9 * 3600) as i64 * SECOND;
         let (display, from) = &senders[n % senders.len()];
         let (subject, slug, body) = ARTICLES[(n / 7) % ARTICLES.len()];
         let tok = token(rng, 16);
         let ip = &ips[n % ips.len()];
-        let reply_to = if n % 2 == 0 { format!("Reply-To: {}.nropnews@gmail.com\n", from.split('@').next().unwrap_or("")) } else { String::new() };
+        let reply_to =
+            if n % 2 == 0 { format!("Reply-To: {}.nropnews@gmail.com\n", from.split('@').next().unwrap_or("")) } else { String::new() };
         let beacon = format!("https://{BEACON_HOST}/o/{tok}/logo.gif");
         let link = format!("https://{CAMPAIGN_DOMAIN}/articles/2021/{slug}?rid={tok}");
         let link_qp = link.replace('=', "=3D");
@@ -496,7 +609,13 @@ fn plant_campaign(rng: &mut Rng, targets: &[&Person], mails: &mut Vec<Mail>, log
                 *g = "opened";
             }
             if rng.chance(0.08) {
-                proxy_fetch(logs, open_ts + 40 * SECOND, p, &link, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/88.0.4324.150 Safari/537.36");
+                proxy_fetch(
+                    logs,
+                    open_ts + 40 * SECOND,
+                    p,
+                    &link,
+                    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/88.0.4324.150 Safari/537.36",
+                );
                 planted.grades.insert(p.address.clone(), "clicked");
             }
         }
@@ -585,7 +704,13 @@ fn background_logs(rng: &mut Rng, everyone: &[&Person], targets: &[&Person], sca
         let ts = office_hours(rng, start, end);
         let p = *rng.pick(everyone);
         let (host, path) = *rng.pick(SITES);
-        proxy_fetch(logs, ts, p, &format!("https://{host}{path}"), "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/88.0.4324.150 Safari/537.36");
+        proxy_fetch(
+            logs,
+            ts,
+            p,
+            &format!("https://{host}{path}"),
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/88.0.4324.150 Safari/537.36",
+        );
     }
     let office_ip = "194.60.38.10";
     for p in everyone {
@@ -614,14 +739,23 @@ fn background_logs(rng: &mut Rng, everyone: &[&Person], targets: &[&Person], sca
     for (i, p) in targets.iter().enumerate().filter(|(i, _)| i % 90 == 11) {
         let ts = campaign_start + (25 + i as i64 % 20) * DAY + 14 * HOUR;
         let local = p.address.split('@').next().unwrap_or("");
-        let ev = cmdlet("New-InboxRule", &format!("-Mailbox \"{local}\" -Name \"Committee\" -From \"committees@{DOMAIN}\" -MoveToFolder \"Committees\""), local);
+        let ev = cmdlet(
+            "New-InboxRule",
+            &format!("-Mailbox \"{local}\" -Name \"Committee\" -From \"committees@{DOMAIN}\" -MoveToFolder \"Committees\""),
+            local,
+        );
         logs.win("Logs/exchange/MSExchange-Management.jsonl", ts, ev, None);
     }
     let mut ts = start + 9 * HOUR;
     while ts < end {
         let p = *rng.pick(everyone);
         let local = p.address.split('@').next().unwrap_or("");
-        logs.win("Logs/exchange/MSExchange-Management.jsonl", ts, cmdlet("Set-Mailbox", &format!("-Identity \"{local}\" -ProhibitSendQuota \"10GB\""), "exadmin"), None);
+        logs.win(
+            "Logs/exchange/MSExchange-Management.jsonl",
+            ts,
+            cmdlet("Set-Mailbox", &format!("-Identity \"{local}\" -ProhibitSendQuota \"10GB\""), "exadmin"),
+            None,
+        );
         ts += 2 * DAY + rng.below(86400) as i64 * SECOND;
     }
 }

@@ -28,20 +28,61 @@ const MAILBOX: &str = "EXCH01/MailboxExports/elections-team.mbox";
 const ARCHIVE_XLSX: &str = "FS01/Shares/Registers/Archive/LA-Eastbridge-register-2020.xlsx";
 
 const SURNAMES: [&str; 32] = [
-    "Abbott", "Barker", "Carver", "Dunmore", "Ellery", "Fenwick", "Garside", "Hollins", "Ingram", "Jessop",
-    "Kettle", "Lomax", "Marlow", "Nuttall", "Orchard", "Pennock", "Quayle", "Ravens", "Sowerby", "Tennant",
-    "Upton", "Varley", "Whitlock", "Yardley", "O'Hara", "Prydderch", "Llewelyn", "Ó Ceallaigh", "MacAulay",
-    "Ashworth", "Brierley", "Cartwright",
+    "Abbott",
+    "Barker",
+    "Carver",
+    "Dunmore",
+    "Ellery",
+    "Fenwick",
+    "Garside",
+    "Hollins",
+    "Ingram",
+    "Jessop",
+    "Kettle",
+    "Lomax",
+    "Marlow",
+    "Nuttall",
+    "Orchard",
+    "Pennock",
+    "Quayle",
+    "Ravens",
+    "Sowerby",
+    "Tennant",
+    "Upton",
+    "Varley",
+    "Whitlock",
+    "Yardley",
+    "O'Hara",
+    "Prydderch",
+    "Llewelyn",
+    "Ó Ceallaigh",
+    "MacAulay",
+    "Ashworth",
+    "Brierley",
+    "Cartwright",
 ];
 const FORENAMES: [&str; 32] = [
-    "Ada", "Bertie", "Clara", "Dennis", "Edith", "Felix", "Gwen", "Horace", "Iris", "Jasper", "Kitty", "Lionel",
-    "Maud", "Nigel", "Olive", "Percy", "Queenie", "Rupert", "Sybil", "Trevor", "Ursula", "Vernon", "Winifred",
-    "Zac", "Siân", "Zoë", "Seán", "Chloé", "Dafydd", "Aoife", "Rhiannon", "Padraig",
+    "Ada", "Bertie", "Clara", "Dennis", "Edith", "Felix", "Gwen", "Horace", "Iris", "Jasper", "Kitty", "Lionel", "Maud", "Nigel", "Olive",
+    "Percy", "Queenie", "Rupert", "Sybil", "Trevor", "Ursula", "Vernon", "Winifred", "Zac", "Siân", "Zoë", "Seán", "Chloé", "Dafydd",
+    "Aoife", "Rhiannon", "Padraig",
 ];
 const STREETS: [&str; 16] = [
-    "High Street", "Station Road", "Church Lane", "Mill Road", "Park Avenue", "Victoria Road", "Green Lane",
-    "Manor Way", "Queens Road", "Orchard Close", "Bridge Street", "Kings Drive", "Chapel Row", "Albert Terrace",
-    "Moor Lane", "Castle View",
+    "High Street",
+    "Station Road",
+    "Church Lane",
+    "Mill Road",
+    "Park Avenue",
+    "Victoria Road",
+    "Green Lane",
+    "Manor Way",
+    "Queens Road",
+    "Orchard Close",
+    "Bridge Street",
+    "Kings Drive",
+    "Chapel Row",
+    "Albert Terrace",
+    "Moor Lane",
+    "Castle View",
 ];
 const SYLLABLES: [&str; 10] = ["ton", "ley", "by", "well", "ford", "wick", "ham", "den", "worth", "field"];
 /// Inward-code unit letters (C, I, K, M, O and V are never used).
@@ -86,7 +127,9 @@ struct Person {
 
 impl Authority {
     fn person(&self, seed: u64, la: u64, i: u64) -> Person {
-        let h = |k: u64| mix(seed ^ mix(la.wrapping_mul(0x1000_0000_01B3) ^ i.wrapping_mul(0x9E37_79B9) ^ k.wrapping_mul(0xA24B_AED4_963E_E407)));
+        let h = |k: u64| {
+            mix(seed ^ mix(la.wrapping_mul(0x1000_0000_01B3) ^ i.wrapping_mul(0x9E37_79B9) ^ k.wrapping_mul(0xA24B_AED4_963E_E407)))
+        };
         let overseas = i >= self.residents;
         let (forename, surname, address1, postcode);
         if overseas {
@@ -291,21 +334,43 @@ pub fn generate(cfg: &Config, out: &Path) -> io::Result<serde_json::Value> {
     v["evidenced_as_accessed"] = figures(count(5));
     v["rows"] = json!(rows_written);
     v["files"] = json!([FILES[0], FILES[1], FILES[2], FILES[3], ARCHIVE_ZIP, ARCHIVE_XLSX, MAILBOX]);
-    v["notes"] = json!("Identity is normalised name + address + postcode; overseas electors are listed by name only. Opt-outs are visible only in Northfield's layout. All files sit on FS01 (compromised); the 2021 and 2022 registers were read by the intruder on 13 Jun 2022.");
+    v["notes"] = json!(
+        "Identity is normalised name + address + postcode; overseas electors are listed by name only. Opt-outs are visible only in Northfield's layout. All files sit on FS01 (compromised); the 2021 and 2022 registers were read by the intruder on 13 Jun 2022."
+    );
     Ok(v)
 }
 
 fn header(layout_a: bool) -> Vec<String> {
     let h: &[&str] = if layout_a {
         &[
-            "Elector Number Prefix", "Elector Number", "Elector Number Suffix", "Elector Markers", "Elector DOB",
-            "Elector Surname", "Elector Forename", "PostCode", "Address1", "Address2", "Address3", "Address4",
-            "Address5", "Address6", "Opted Out",
+            "Elector Number Prefix",
+            "Elector Number",
+            "Elector Number Suffix",
+            "Elector Markers",
+            "Elector DOB",
+            "Elector Surname",
+            "Elector Forename",
+            "PostCode",
+            "Address1",
+            "Address2",
+            "Address3",
+            "Address4",
+            "Address5",
+            "Address6",
+            "Opted Out",
         ]
     } else {
         &[
-            "ElectorNumber", "ElectorSurname", "ElectorForename", "ElectorDOB", "MarkersRegisterText",
-            "PropertyAddress1", "PropertyAddress2", "PropertyAddress3", "PropertyAddress4", "PropertyAddress5",
+            "ElectorNumber",
+            "ElectorSurname",
+            "ElectorForename",
+            "ElectorDOB",
+            "MarkersRegisterText",
+            "PropertyAddress1",
+            "PropertyAddress2",
+            "PropertyAddress3",
+            "PropertyAddress4",
+            "PropertyAddress5",
             "PropertyPostCode",
         ]
     };

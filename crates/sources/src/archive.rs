@@ -288,9 +288,8 @@ impl Walk<'_> {
             return;
         }
         let mut member = FileReport::default();
-        let result = self.with_member(name, &mut member, |member, (opts, sink)| {
-            crate::read_text(format, reader, Path::new(name), opts, member, sink)
-        });
+        let result = self
+            .with_member(name, &mut member, |member, (opts, sink)| crate::read_text(format, reader, Path::new(name), opts, member, sink));
         if let Err(e) = result {
             self.skip(format!("{name}: {e}"));
         }

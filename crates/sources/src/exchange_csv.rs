@@ -93,9 +93,7 @@ pub fn read(
             let v = &values[r.clone()];
             event.push(name, v, if v.is_empty() { ValueKind::Null } else { ValueKind::Str });
         }
-        event.timestamp = ["DateTime", "date-time", "Timestamp", "date"]
-            .iter()
-            .find_map(|n| event.get(n).and_then(Timestamp::parse));
+        event.timestamp = ["DateTime", "date-time", "Timestamp", "date"].iter().find_map(|n| event.get(n).and_then(Timestamp::parse));
         report.events += 1;
         if sink(&event).is_break() {
             break;

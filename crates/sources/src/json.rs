@@ -95,9 +95,7 @@ fn read_objects(
                     Err(e) => report.skip(|| format!("line {line}: invalid JSON object: {e}")),
                 }
             }
-            Piece::TooLarge { line, len } => {
-                report.skip(|| format!("line {line}: JSON object of {len} bytes exceeds the record limit"))
-            }
+            Piece::TooLarge { line, len } => report.skip(|| format!("line {line}: JSON object of {len} bytes exceeds the record limit")),
             Piece::Stray { line } => report.skip(|| format!("line {line}: text outside any JSON object")),
         });
         reader.consume(len);
@@ -254,8 +252,7 @@ fn signed_offset(micros: i64) -> String {
 
 /// Gives a flattened object its source kind, timestamp and record number.
 pub(crate) fn finish_event(event: &mut Event, line: u64) {
-    let windows = event.source == SourceKind::Windows
-        || (event.get("Channel").is_some() && event.get("EventID").is_some());
+    let windows = event.source == SourceKind::Windows || (event.get("Channel").is_some() && event.get("EventID").is_some());
     if windows {
         event.source = SourceKind::Windows;
         let own = event.get("TimeCreated_SystemTime").or_else(|| event.get("TimeCreated")).and_then(Timestamp::parse_zoned);
@@ -315,8 +312,20 @@ pub(crate) fn add_integrity_level(event: &mut Event) {
 }
 
 const JSON_TIME_FIELDS: [&str; 14] = [
-    "@timestamp", "timestamp", "published", "TimeCreated", "TimeGenerated", "EventTime", "eventTime", "time",
-    "createdDateTime", "datetime", "date-time", "DateTime", "UtcTime", "date",
+    "@timestamp",
+    "timestamp",
+    "published",
+    "TimeCreated",
+    "TimeGenerated",
+    "EventTime",
+    "eventTime",
+    "time",
+    "createdDateTime",
+    "datetime",
+    "date-time",
+    "DateTime",
+    "UtcTime",
+    "date",
 ];
 
 /// Pieces the splitter finds in the byte stream.
@@ -564,7 +573,6 @@ impl Flattener {
         self.emit(ev, &number, kind);
         self.number = number;
     }
-
 }
 
 fn segment<'p>(path: &'p str, starts: &[usize], i: usize) -> &'p str {
@@ -745,7 +753,8 @@ mod tests {
         );
         assert_eq!(events[0].log_type, "okta");
         assert_eq!(events[0].timestamp.unwrap().to_string(), "2021-08-24T03:00:00Z");
-        let (_, events, _) = read_all(r#"{"time":"2021-08-24T03:00:00Z","category":"SignInLogs","properties":{"userPrincipalName":"a@b.c"}}"#);
+        let (_, events, _) =
+            read_all(r#"{"time":"2021-08-24T03:00:00Z","category":"SignInLogs","properties":{"userPrincipalName":"a@b.c"}}"#);
         assert_eq!(events[0].log_type, "azure_signinlogs");
     }
 
@@ -759,8 +768,10 @@ mod tests {
 \"TimeCreated\":\"2021-03-14T01:40:1{k}.500Z\",\"@timestamp\":\"2021-03-14T01:40:1{k}.500Z\",\"UtcTime\":\"2021-03-14 06:40:1{k}.400\",\"Image\":\"x\"}}\n"
             ));
         }
-        data.push_str("{\"Hostname\":\"MXS01.x.local\",\"Channel\":\"MSExchange Management\",\"EventID\":1,\"SourceName\":\"MSExchange CmdletLogs\",\
-\"TimeCreated\":\"2021-03-14T01:40:12.987Z\",\"@timestamp\":\"2021-03-14T01:40:12.987Z\",\"Message\":\"Cmdlet suceeded\"}\n");
+        data.push_str(
+            "{\"Hostname\":\"MXS01.x.local\",\"Channel\":\"MSExchange Management\",\"EventID\":1,\"SourceName\":\"MSExchange CmdletLogs\",\
+\"TimeCreated\":\"2021-03-14T01:40:12.987Z\",\"@timestamp\":\"2021-03-14T01:40:12.987Z\",\"Message\":\"Cmdlet suceeded\"}\n",
+        );
         let (_, events, report) = read_all(&data);
         assert_eq!(events[5].get("Computer"), Some("MXS01.x.local"));
         assert_eq!(events[5].get("Provider_Name"), Some("MSExchange CmdletLogs"));

@@ -109,11 +109,19 @@ impl FileReport {
 /// A file that could not be read at all.
 #[derive(Debug)]
 pub enum SourceError {
-    Io { path: PathBuf, error: io::Error },
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
     /// The content matches no supported format.
-    Unrecognised { path: PathBuf },
+    Unrecognised {
+        path: PathBuf,
+    },
     /// The format was recognised but the file is unreadable as a whole (e.g. a bad EVTX header).
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for SourceError {
@@ -207,11 +215,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
 
 /// Reads one file, calling `sink` with each event (the same `Event` value, refilled).
 /// `sink` returns `Break` to stop early.
-pub fn read_file(
-    path: &Path,
-    opts: &ReadOptions,
-    sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
-) -> Result<FileReport, SourceError> {
+pub fn read_file(path: &Path, opts: &ReadOptions, sink: &mut dyn FnMut(&Event) -> ControlFlow<()>) -> Result<FileReport, SourceError> {
     let io_err = |error| SourceError::Io { path: path.to_path_buf(), error };
     let mut file = File::open(path).map_err(io_err)?;
     let bytes = file.metadata().map_err(io_err)?.len();
@@ -234,8 +238,7 @@ pub fn read_file(
             return Ok(report);
         }
         let mut reader = BufReader::with_capacity(256 * 1024, io::Cursor::new(head).chain(reader));
-        let format = sniff(reader.fill_buf().map_err(io_err)?)
-            .ok_or_else(|| SourceError::Unrecognised { path: path.to_path_buf() })?;
+        let format = sniff(reader.fill_buf().map_err(io_err)?).ok_or_else(|| SourceError::Unrecognised { path: path.to_path_buf() })?;
         report.format = Some(format);
         if format == Format::Evtx {
             // The EVTX parser seeks, so the file is unpacked to a temporary file first.

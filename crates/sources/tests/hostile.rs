@@ -29,8 +29,7 @@ fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn shared_evtx() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/evtx/EVTX-ATTACK-SAMPLES/Credential Access/CA_DCSync_4662.evtx");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/evtx/EVTX-ATTACK-SAMPLES/Credential Access/CA_DCSync_4662.evtx");
     if p.exists() {
         Some(p)
     } else {

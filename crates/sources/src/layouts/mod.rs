@@ -66,36 +66,134 @@ pub struct Normaliser {
 
 /// Metadata of OTRF/NXLog/Logstash records that is not EventData.
 const NXLOG_META: &[&str] = &[
-    "tags", "@version", "@timestamp", "host", "port", "EventTime", "EventReceivedTime", "Hostname", "Keywords",
-    "SeverityValue", "Severity", "SourceName", "ProviderGuid", "Version", "Task", "TaskValue", "OpcodeValue", "Opcode",
-    "Category", "RecordNumber", "ProcessID", "ThreadID", "ExecutionProcessID", "ExecutionThreadID", "Channel",
-    "Domain", "AccountName", "UserID", "AccountType", "SourceModuleName", "SourceModuleType", "EventID", "ActivityID",
-    "RelatedActivityID", "ERROR_EVT_UNRESOLVED", "TimeCreated", "Level", "EventSourceName", "Provider",
-    "TimeGenerated", "EventRecordID", "EventData", "Computer",
+    "tags",
+    "@version",
+    "@timestamp",
+    "host",
+    "port",
+    "EventTime",
+    "EventReceivedTime",
+    "Hostname",
+    "Keywords",
+    "SeverityValue",
+    "Severity",
+    "SourceName",
+    "ProviderGuid",
+    "Version",
+    "Task",
+    "TaskValue",
+    "OpcodeValue",
+    "Opcode",
+    "Category",
+    "RecordNumber",
+    "ProcessID",
+    "ThreadID",
+    "ExecutionProcessID",
+    "ExecutionThreadID",
+    "Channel",
+    "Domain",
+    "AccountName",
+    "UserID",
+    "AccountType",
+    "SourceModuleName",
+    "SourceModuleType",
+    "EventID",
+    "ActivityID",
+    "RelatedActivityID",
+    "ERROR_EVT_UNRESOLVED",
+    "TimeCreated",
+    "Level",
+    "EventSourceName",
+    "Provider",
+    "TimeGenerated",
+    "EventRecordID",
+    "EventData",
+    "Computer",
 ];
 
 /// NXLog's own `EventType` values (an EventData `EventType`, Sysmon 12–14, is kept).
-const NXLOG_EVENT_TYPES: &[&str] =
-    &["INFO", "AUDIT_SUCCESS", "AUDIT_FAILURE", "WARNING", "ERROR", "CRITICAL", "VERBOSE"];
+const NXLOG_EVENT_TYPES: &[&str] = &["INFO", "AUDIT_SUCCESS", "AUDIT_FAILURE", "WARNING", "ERROR", "CRITICAL", "VERBOSE"];
 
 /// Log Analytics columns that are not EventData (standard and derived columns).
 const SENTINEL_META: &[&str] = &[
-    "TenantId", "TimeGenerated", "SourceSystem", "Account", "AccountType", "Computer", "EventSourceName", "Channel",
-    "Task", "Level", "EventID", "Activity", "EventData", "TimeCollected", "EventOriginId", "SourceComputerId", "MG",
-    "ManagementGroupName", "Type", "_ResourceId", "_SubscriptionId", "_IsBillable", "_BilledSize", "TableName",
-    "SubjectAccount", "TargetAccount", "Process", "LogonTypeName", "PartitionKey", "AzureDeploymentID", "Role",
-    "Provider", "EventRecordId", "EventLevel", "EventLevelName", "RawEventData", "Keywords", "Opcode", "Version",
-    "SystemProcessId", "SystemThreadId", "SystemUserId", "Correlation", "EventLog", "Source", "EventCategory",
-    "ParameterXml", "RenderedDescription", "UserName", "Message",
+    "TenantId",
+    "TimeGenerated",
+    "SourceSystem",
+    "Account",
+    "AccountType",
+    "Computer",
+    "EventSourceName",
+    "Channel",
+    "Task",
+    "Level",
+    "EventID",
+    "Activity",
+    "EventData",
+    "TimeCollected",
+    "EventOriginId",
+    "SourceComputerId",
+    "MG",
+    "ManagementGroupName",
+    "Type",
+    "_ResourceId",
+    "_SubscriptionId",
+    "_IsBillable",
+    "_BilledSize",
+    "TableName",
+    "SubjectAccount",
+    "TargetAccount",
+    "Process",
+    "LogonTypeName",
+    "PartitionKey",
+    "AzureDeploymentID",
+    "Role",
+    "Provider",
+    "EventRecordId",
+    "EventLevel",
+    "EventLevelName",
+    "RawEventData",
+    "Keywords",
+    "Opcode",
+    "Version",
+    "SystemProcessId",
+    "SystemThreadId",
+    "SystemUserId",
+    "Correlation",
+    "EventLog",
+    "Source",
+    "EventCategory",
+    "ParameterXml",
+    "RenderedDescription",
+    "UserName",
+    "Message",
 ];
 
 /// EventData fields whose EVTX type is a hex integer: tools that decode values to numbers
 /// (Velociraptor, Elastic) print them in decimal, rules compare `0x…` text.
 const HEX_FIELDS: &[&str] = &[
-    "SubjectLogonId", "TargetLogonId", "TargetLinkedLogonId", "LogonId", "NewProcessId", "Status", "SubStatus",
-    "AccessMask", "HandleId", "TicketOptions", "TicketEncryptionType", "FailureCode", "Result", "OldUacValue",
-    "NewUacValue", "UserAccountControl", "ProcessId", "ParentProcessId", "CallerProcessId", "ClientProcessId",
-    "KeyLength", "ErrorCode", "PreAuthType",
+    "SubjectLogonId",
+    "TargetLogonId",
+    "TargetLinkedLogonId",
+    "LogonId",
+    "NewProcessId",
+    "Status",
+    "SubStatus",
+    "AccessMask",
+    "HandleId",
+    "TicketOptions",
+    "TicketEncryptionType",
+    "FailureCode",
+    "Result",
+    "OldUacValue",
+    "NewUacValue",
+    "UserAccountControl",
+    "ProcessId",
+    "ParentProcessId",
+    "CallerProcessId",
+    "ClientProcessId",
+    "KeyLength",
+    "ErrorCode",
+    "PreAuthType",
 ];
 
 /// Hex fields that are decimal in Sysmon (its `ProcessId` is a decimal number).
@@ -175,7 +273,14 @@ fn unmove_ecs(out: &mut Event, src: &Event, prefix: &str, channel: &str, id: u32
                 put(out, name, f.value, if f.kind == ValueKind::Int { ValueKind::Int } else { ValueKind::Str });
             }
         }
-        for ecs in ["process.executable", "process.pid", "process.entity_id", "file.path", "file.pe.original_file_name", "process.pe.original_file_name"] {
+        for ecs in [
+            "process.executable",
+            "process.pid",
+            "process.entity_id",
+            "file.path",
+            "file.pe.original_file_name",
+            "process.pe.original_file_name",
+        ] {
             if let (Some(f), Some(name)) = (get(ecs), ecs_name(ecs, id)) {
                 put(out, name, f.value, f.kind);
             }
@@ -327,16 +432,12 @@ impl Normaliser {
             Layout::SentinelSecurityEvent | Layout::SentinelWindowsEvent | Layout::SentinelEvent => {
                 push_system(out, "EventID", get("EventID"));
                 push_system(out, "Channel", get("Channel").or_else(|| get("EventLog")));
-                push_system(
-                    out,
-                    "Provider_Name",
-                    get("EventSourceName").or_else(|| get("Provider")).or_else(|| get("Source")),
-                );
+                push_system(out, "Provider_Name", get("EventSourceName").or_else(|| get("Provider")).or_else(|| get("Source")));
                 push_system(out, "Computer", get("Computer"));
                 push_system(out, "EventRecordID", get("EventRecordId"));
-                time = get("TimeGenerated").and_then(parse_time).map(|(t, zoned)| {
-                    (t, if zoned { TimeSource::Event } else { TimeSource::Unzoned })
-                });
+                time = get("TimeGenerated")
+                    .and_then(parse_time)
+                    .map(|(t, zoned)| (t, if zoned { TimeSource::Event } else { TimeSource::Unzoned }));
                 // EventData: an object (WindowsEvent), JSON text of one, or XML text.
                 let mut from_object = false;
                 for f in ev.fields() {
@@ -355,7 +456,10 @@ impl Normaliser {
                         push_json_object(t, out);
                     }
                 }
-                if !from_object && out.len() <= 5 && let Some(raw) = get("RawEventData").filter(|f| present(*f)) {
+                if !from_object
+                    && out.len() <= 5
+                    && let Some(raw) = get("RawEventData").filter(|f| present(*f))
+                {
                     xml::push_event_xml(raw.value, out);
                 }
                 if layout == Layout::SentinelSecurityEvent {
@@ -399,9 +503,10 @@ impl Normaliser {
                         f.value.parse::<f64>().ok().map(|s| (Timestamp((s * 1e6).round() as i64), TimeSource::Event))
                     }
                     Some(f) => parse_time(f).map(|(t, _)| (t, TimeSource::Event)),
-                    None => get("EventTime").or_else(|| get("TimeCreated")).and_then(parse_time).map(|(t, z)| {
-                        (t, if z { TimeSource::Event } else { TimeSource::Unzoned })
-                    }),
+                    None => get("EventTime")
+                        .or_else(|| get("TimeCreated"))
+                        .and_then(parse_time)
+                        .map(|(t, z)| (t, if z { TimeSource::Event } else { TimeSource::Unzoned })),
                 };
             }
             Layout::SplunkXml => {
@@ -416,9 +521,7 @@ impl Normaliser {
             }
             Layout::SplunkClassic => {
                 let raw = get("_raw").map(|f| f.value).unwrap_or("");
-                let header = |key: &str| {
-                    raw.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).map(str::trim)
-                };
+                let header = |key: &str| raw.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).map(str::trim);
                 if let Some(v) = header("EventCode") {
                     out.push("EventID", v, if is_int(v) { ValueKind::Int } else { ValueKind::Str });
                 }
@@ -537,7 +640,13 @@ fn is_int(v: &str) -> bool {
 fn push_system(out: &mut Event, name: &str, f: Option<Field<'_>>) {
     let Some(f) = f.filter(|f| present(*f)) else { return };
     let v = f.value.trim();
-    let kind = if is_int(v) { ValueKind::Int } else if f.kind == ValueKind::Int { ValueKind::Int } else { ValueKind::Str };
+    let kind = if is_int(v) {
+        ValueKind::Int
+    } else if f.kind == ValueKind::Int {
+        ValueKind::Int
+    } else {
+        ValueKind::Str
+    };
     out.push(name, v, kind);
 }
 

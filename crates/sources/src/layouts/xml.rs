@@ -173,7 +173,10 @@ mod tests {
         assert_eq!(ev.get("Image"), Some("C:\\x.exe"));
         assert_eq!(ev.get("RuleName"), Some("-"));
         let mut ev = Event::default();
-        assert!(push_event_xml("<Event><UserData><LogFileCleared><SubjectUserName>bob</SubjectUserName></LogFileCleared></UserData></Event>", &mut ev));
+        assert!(push_event_xml(
+            "<Event><UserData><LogFileCleared><SubjectUserName>bob</SubjectUserName></LogFileCleared></UserData></Event>",
+            &mut ev
+        ));
         assert_eq!(ev.get("SubjectUserName"), Some("bob"));
     }
 
