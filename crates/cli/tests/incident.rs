@@ -225,7 +225,7 @@ fn a_killed_run_leaves_the_case_intact() {
     let dir = tempfile::tempdir().unwrap();
     dataset(dir.path());
     // Enough exploit requests that writing the findings takes a while.
-    let mut big = String::from(IIS.lines().take(2).collect::<Vec<_>>().join("\n"));
+    let mut big = IIS.lines().take(2).collect::<Vec<_>>().join("\n");
     big.push('\n');
     for i in 0..60_000 {
         big += &format!(

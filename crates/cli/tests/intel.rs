@@ -170,6 +170,10 @@ fn shared_schemas() -> Option<PathBuf> {
     if d.is_dir() {
         Some(d)
     } else {
+        assert!(
+            std::env::var("PORTCULLIS_REQUIRE_SHARED").as_deref() != Ok("1"),
+            "../shared is required (PORTCULLIS_REQUIRE_SHARED=1) but missing"
+        );
         eprintln!("SKIPPED (part): ../shared/stix2-json-schemas not found; checked against the spec's required properties only");
         None
     }

@@ -112,7 +112,7 @@ fn hunt(inputs: &[PathBuf]) -> (Vec<Det>, Value) {
     let rules = rules_dir();
     let mut args: Vec<&std::ffi::OsStr> = vec!["hunt".as_ref()];
     args.extend(inputs.iter().map(|p| p.as_os_str()));
-    args.extend(["--no-builtin", "--no-builtin-intel", "--format", "jsonl", "--sigma"].iter().map(|s| std::ffi::OsStr::new(s)));
+    args.extend(["--no-builtin", "--no-builtin-intel", "--format", "jsonl", "--sigma"].iter().map(std::ffi::OsStr::new));
     args.push(rules.as_os_str());
     let out = portcullis(&args);
     let recs = jsonl(&out.stdout);
@@ -617,7 +617,7 @@ impl RuleAnalysis {
                     }
                     Pred::Re { pattern } => LeafTest::Re(LazyRe::new(pattern.clone()), false),
                     Pred::Cmp { op, value } => LeafTest::Cmp(*op, *value),
-                    Pred::Cidr(net) => LeafTest::Cidr(net.clone()),
+                    Pred::Cidr(net) => LeafTest::Cidr(*net),
                     Pred::Exists(b) => LeafTest::Exists(*b),
                     Pred::Null => LeafTest::Null,
                     _ => LeafTest::Unknown,
@@ -654,7 +654,7 @@ fn eval(test: &LeafTest, vs: &[V]) -> Option<bool> {
     match test {
         LeafTest::Unknown => return None,
         LeafTest::Exists(b) => {
-            return if vs.iter().any(|v| *v == V::Null) { None } else { Some(!vs.is_empty() == *b) };
+            return if vs.contains(&V::Null) { None } else { Some(vs.is_empty() != *b) };
         }
         LeafTest::Null => {
             return if vs.is_empty() {

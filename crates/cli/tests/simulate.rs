@@ -105,6 +105,10 @@ fn simulated_intrusion_is_found_whole_without_background_noise() {
         assert!(c.background_high.is_empty(), "SigmaHQ rules at high/critical on background: {:#?}", c.background_high);
         println!("With all SigmaHQ rules: {} lower-level background detections: {:#?}", c.background_lower.len(), c.background_lower);
     } else {
+        assert!(
+            std::env::var("PORTCULLIS_REQUIRE_SHARED").as_deref() != Ok("1"),
+            "../shared is required (PORTCULLIS_REQUIRE_SHARED=1) but missing"
+        );
         eprintln!("SKIPPED (part): ../shared/sigma not found, SigmaHQ rules not run over the simulation");
     }
 }

@@ -399,6 +399,10 @@ mod tests {
     fn every_specification_example_loads() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/sigma-specification/tests/schema/correlation");
         if !dir.is_dir() {
+            assert!(
+                std::env::var("PORTCULLIS_REQUIRE_SHARED").as_deref() != Ok("1"),
+                "../shared is required (PORTCULLIS_REQUIRE_SHARED=1) but missing"
+            );
             eprintln!("SKIPPED: ../shared/sigma-specification not found");
             return;
         }

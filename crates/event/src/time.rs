@@ -79,8 +79,8 @@ impl Timestamp {
         if b[4] != b'-' || b[7] != b'-' {
             return None;
         }
-        let month = digits(b, 5, 2)? as u32;
-        let day = digits(b, 8, 2)? as u32;
+        let month = digits(b, 5, 2)?;
+        let day = digits(b, 8, 2)?;
         if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
             return None;
         }

@@ -279,7 +279,7 @@ fn place_of(path: &Path, scope: &Option<Scope>) -> Place {
     let comps = components(&path.to_string_lossy());
     let compromised = scope.compromised_hosts.iter().any(|h| {
         let short = h.split('.').next().unwrap_or(h).to_lowercase();
-        !short.is_empty() && comps.iter().any(|c| *c == short)
+        !short.is_empty() && comps.contains(&short)
     });
     let accessed = scope.accessed.iter().any(|a| path_matches(&comps, &components(a)));
     Place { compromised: compromised || accessed, accessed }

@@ -20,6 +20,9 @@ impl Row {
     pub fn len(&self) -> usize {
         self.cells.len()
     }
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
     /// True when every cell is blank.
     pub fn is_blank(&self) -> bool {
         self.cells.iter().all(|&(s, e)| self.text[s as usize..e as usize].trim().is_empty())

@@ -347,10 +347,8 @@ impl<R: Read> RowSource for SheetRows<'_, R> {
                 }
                 Token::Open { name: "v" | "t", empty: false } => in_value = true,
                 Token::Close("v" | "t") => in_value = false,
-                Token::Text if in_value => {
-                    if value.len() + self.text.len() <= MAX_TOKEN {
-                        value.extend_from_slice(&self.text);
-                    }
+                Token::Text if in_value && value.len() + self.text.len() <= MAX_TOKEN => {
+                    value.extend_from_slice(&self.text);
                 }
                 Token::Close("c") if in_row => {
                     let v = String::from_utf8_lossy(&value);
@@ -371,7 +369,7 @@ impl<R: Read> RowSource for SheetRows<'_, R> {
                     }
                     col += 1;
                 }
-                Token::Eof => return Ok(in_row && row.len() > 0),
+                Token::Eof => return Ok(in_row && !row.is_empty()),
                 _ => {}
             }
         }
@@ -390,33 +388,6 @@ impl<R: Read> RowSource for SheetRows<'_, R> {
             v.push((format!("worksheet tags or texts unterminated or longer than {} bytes", MAX_TOKEN), self.bad_tokens));
         }
         v
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sheet_tokenizer_reads_cells_entities_and_gaps() {
-        let xml = br#"<?xml version="1.0"?><x:worksheet xmlns:x="m"><x:sheetData><x:row r="1"><x:c r="A1" t="inlineStr"><x:is><x:t>Tom &amp; Jo&#233;</x:t></x:is></x:c><x:c r="C1" t="s"><x:v>1</x:v></x:c><x:c r="D1"/></x:row><row/><row><c t="str"><v><![CDATA[a<b]]></v></c></row></x:sheetData></x:worksheet>"#;
-        let shared = vec!["zero".to_string(), "one".to_string()];
-        let mut rows = super::SheetRows::new(&xml[..], &shared);
-        let mut r = crate::table::Row::default();
-        use crate::table::RowSource;
-        assert!(rows.next_row(&mut r).unwrap());
-        assert_eq!(r.cells().collect::<Vec<_>>(), vec!["Tom & Joé", "", "one"]);
-        assert!(rows.next_row(&mut r).unwrap());
-        assert_eq!(r.len(), 0);
-        assert!(rows.next_row(&mut r).unwrap());
-        assert_eq!(r.get(0), "a<b");
-        assert!(!rows.next_row(&mut r).unwrap());
-    }
-
-    #[test]
-    fn cell_references() {
-        assert_eq!(super::column_of(b"A1"), Some(0));
-        assert_eq!(super::column_of(b"Z9"), Some(25));
-        assert_eq!(super::column_of(b"AA3"), Some(26));
-        assert_eq!(super::column_of(b"12"), None);
     }
 }
 
@@ -502,5 +473,32 @@ impl<W: io::Write + Seek> WorkbookWriter<W> {
         use std::io::Write;
         self.zip.write_all(b"</sheetData></worksheet>")?;
         self.zip.finish().map_err(io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sheet_tokenizer_reads_cells_entities_and_gaps() {
+        let xml = br#"<?xml version="1.0"?><x:worksheet xmlns:x="m"><x:sheetData><x:row r="1"><x:c r="A1" t="inlineStr"><x:is><x:t>Tom &amp; Jo&#233;</x:t></x:is></x:c><x:c r="C1" t="s"><x:v>1</x:v></x:c><x:c r="D1"/></x:row><row/><row><c t="str"><v><![CDATA[a<b]]></v></c></row></x:sheetData></x:worksheet>"#;
+        let shared = vec!["zero".to_string(), "one".to_string()];
+        let mut rows = super::SheetRows::new(&xml[..], &shared);
+        let mut r = crate::table::Row::default();
+        use crate::table::RowSource;
+        assert!(rows.next_row(&mut r).unwrap());
+        assert_eq!(r.cells().collect::<Vec<_>>(), vec!["Tom & Joé", "", "one"]);
+        assert!(rows.next_row(&mut r).unwrap());
+        assert_eq!(r.len(), 0);
+        assert!(rows.next_row(&mut r).unwrap());
+        assert_eq!(r.get(0), "a<b");
+        assert!(!rows.next_row(&mut r).unwrap());
+    }
+
+    #[test]
+    fn cell_references() {
+        assert_eq!(super::column_of(b"A1"), Some(0));
+        assert_eq!(super::column_of(b"Z9"), Some(25));
+        assert_eq!(super::column_of(b"AA3"), Some(26));
+        assert_eq!(super::column_of(b"12"), None);
     }
 }

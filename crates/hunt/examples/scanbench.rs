@@ -1,5 +1,7 @@
 //! Scan-only microbenchmark: events are read into memory first, then scanned.
 //! Usage: cargo run --release -p portcullis-hunt --example scanbench -- EVENTS_DIR RULES_DIR...
+#![allow(unsafe_code)] // a counting global allocator for the benchmark
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

@@ -123,6 +123,10 @@ fn csv_and_plain_lists() {
 fn oasis_examples_load_when_present() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/stix2-json-schemas/examples");
     if !dir.is_dir() {
+        assert!(
+            std::env::var("PORTCULLIS_REQUIRE_SHARED").as_deref() != Ok("1"),
+            "../shared is required (PORTCULLIS_REQUIRE_SHARED=1) but missing"
+        );
         eprintln!("SKIPPED: ../shared/stix2-json-schemas not found");
         return;
     }

@@ -598,7 +598,7 @@ fn build_automata(groups: &mut [Group]) {
     let mut sets: Vec<Vec<String>> = Vec::new();
     let mut assign: Vec<(usize, usize, usize)> = Vec::new(); // (group, matcher or usize::MAX for keywords, set)
     for (gi, g) in groups.iter_mut().enumerate() {
-        let matchers = g.fields.iter_mut().enumerate().map(|(i, m)| (i, m)).chain(g.keywords.iter_mut().map(|m| (usize::MAX, m)));
+        let matchers = g.fields.iter_mut().enumerate().chain(g.keywords.iter_mut().map(|m| (usize::MAX, m)));
         for (mi, m) in matchers {
             if m.patterns.is_empty() {
                 continue;
@@ -1486,6 +1486,38 @@ fn normalise_field_name(name: &str, out: &mut String) {
     }
 }
 
+fn compare(value: &str, other: &str, mode: Mode, cased: bool) -> bool {
+    if cased {
+        return match mode {
+            Mode::Exact => value == other,
+            Mode::Contains => value.contains(other),
+            Mode::StartsWith => value.starts_with(other),
+            Mode::EndsWith => value.ends_with(other),
+        };
+    }
+    let (v, o) = (value.to_lowercase(), other.to_lowercase());
+    match mode {
+        Mode::Exact => v == o,
+        Mode::Contains => v.contains(&o),
+        Mode::StartsWith => v.starts_with(&o),
+        Mode::EndsWith => v.ends_with(&o),
+    }
+}
+
+fn parse_number(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        return u64::from_str_radix(hex, 16).ok().map(|v| v as f64);
+    }
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    let s = s.trim().trim_start_matches('[').trim_end_matches(']');
+    let s = s.split('%').next().unwrap_or(s); // IPv6 zone id
+    s.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1539,36 +1571,4 @@ mod tests {
             }
         }
     }
-}
-
-fn compare(value: &str, other: &str, mode: Mode, cased: bool) -> bool {
-    if cased {
-        return match mode {
-            Mode::Exact => value == other,
-            Mode::Contains => value.contains(other),
-            Mode::StartsWith => value.starts_with(other),
-            Mode::EndsWith => value.ends_with(other),
-        };
-    }
-    let (v, o) = (value.to_lowercase(), other.to_lowercase());
-    match mode {
-        Mode::Exact => v == o,
-        Mode::Contains => v.contains(&o),
-        Mode::StartsWith => v.starts_with(&o),
-        Mode::EndsWith => v.ends_with(&o),
-    }
-}
-
-fn parse_number(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        return u64::from_str_radix(hex, 16).ok().map(|v| v as f64);
-    }
-    s.parse::<f64>().ok().filter(|v| v.is_finite())
-}
-
-fn parse_ip(s: &str) -> Option<IpAddr> {
-    let s = s.trim().trim_start_matches('[').trim_end_matches(']');
-    let s = s.split('%').next().unwrap_or(s); // IPv6 zone id
-    s.parse().ok()
 }

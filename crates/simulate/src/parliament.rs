@@ -235,7 +235,7 @@ fn received(rng: &mut Rng, host: &str, ip: &str, ts: i64) -> String {
     format!(
         "Received: from {host} ({host} [{ip}])\n\tby mx{}.{DOMAIN} (Postfix) with ESMTPS id {:X};\n\t{}\n",
         1 + rng.below(2),
-        rng.next() & 0xffff_ffff_ff,
+        rng.next() & 0xff_ffff_ffff,
         rfc2822(ts)
     )
 }
@@ -493,13 +493,14 @@ fn read_receipts(rng: &mut Rng, everyone: &[&Person], n: usize, start: i64, end:
         let sender = format!("{}.{}.{}@gmail.com", first.to_lowercase(), last.to_lowercase(), i % 40);
         senders.insert(sender.clone());
         let text = format!(
-            "{}From: {}\nTo: {}\nSubject: Following up on our meeting\nDate: {}\nMessage-ID: <CAM{:016x}{i}@mail.gmail.com>\nMIME-Version: 1.0\nContent-Type: text/html; charset=\"utf-8\"\n\n<div dir=\"ltr\">Thanks for your time today; notes attached as promised.</div><img width=\"0\" height=\"0\" alt=\"\" style=\"display:none\" src=\"https://mailtrack.io/trace/mail/{}.png?u={}\">\n",
+            "{}From: {}\nTo: {}\nSubject: Following up on our meeting\nDate: {}\nMessage-ID: <CAM{:016x}{i}@mail.gmail.com>\nMIME-Version: 1.0\nContent-Type: text/html; charset=\"utf-8\"\n\n<div dir=\"ltr\">Thanks for your time today; notes attached as promised.</div><img width=\"0\" height=\"0\" alt=\"\" style=\"display:none\" src=\"https://mailtrack.io/trace/mail/{:016x}{:08x}.png?u={}\">\n",
             received(rng, "mail-sor-f41.google.com", "209.85.220.41", ts),
             addr(&format!("{first} {last}"), &sender),
             addr(&to.name, &to.address),
             rfc2822(ts),
             rng.next(),
-            format!("{:016x}{:08x}", rng.next(), rng.next() as u32),
+            rng.next(),
+            rng.next() as u32,
             1000 + rng.below(9000),
         );
         mails.push(Mail { ts, text, to: vec![to.address.clone()] });

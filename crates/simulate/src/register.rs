@@ -291,7 +291,6 @@ pub fn generate(cfg: &Config, out: &Path) -> io::Result<serde_json::Value> {
         emit(1, 1, &mut |cells| book.row(cells))?;
         book.finish()?.flush()?;
     }
-    drop(emit);
     // An extract of the current register sent by mail, in the elections team's mailbox
     // export on the Exchange server: the same electors, so the expected figures stay.
     {
@@ -380,7 +379,7 @@ fn header(layout_a: bool) -> Vec<String> {
 fn row(a: &Authority, p: &Person, year: usize, number: u64, attainer: bool, cells: &mut Vec<String>) {
     cells.clear();
     let district = format!("{}{}", a.code, (b'A' + (number % 3) as u8) as char);
-    let suffix = if number % 17 == 0 { "1" } else { "" };
+    let suffix = if number.is_multiple_of(17) { "1" } else { "" };
     let dob = if attainer { format!("{:02}/{:02}/{}", 1 + number % 28, 1 + number % 12, YEARS[year]) } else { String::new() };
     let marker = if attainer { "E" } else { p.marker };
     let town = if p.overseas { "" } else { a.town };

@@ -203,10 +203,8 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
         match entry.file_type() {
             Ok(t) if t.is_dir() => walk(&path, files, errors),
             Ok(t) if t.is_file() => files.push(path),
-            Ok(t) if t.is_symlink() => {
-                if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-                    files.push(path);
-                }
+            Ok(t) if t.is_symlink() && std::fs::metadata(&path).is_ok_and(|m| m.is_file()) => {
+                files.push(path);
             }
             _ => {}
         }

@@ -33,6 +33,10 @@ fn shared_evtx() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
+        assert!(
+            std::env::var("PORTCULLIS_REQUIRE_SHARED").as_deref() != Ok("1"),
+            "../shared is required (PORTCULLIS_REQUIRE_SHARED=1) but missing"
+        );
         eprintln!("SKIPPED: ../shared/evtx not found; EVTX corruption tests need a real EVTX sample");
         None
     }

@@ -376,10 +376,10 @@ impl Normaliser {
                     if legacy { &["event_data.", "user_data."] } else { &["winlog.event_data.", "winlog.user_data."] };
                 for f in ev.fields() {
                     let Some(name) = f.name.strip_prefix(prefix) else { continue };
-                    if let Some(n) = data_prefixes.iter().find_map(|p| name.strip_prefix(p)) {
-                        if n != "xml_name" {
-                            out.push(n, f.value, f.kind);
-                        }
+                    if let Some(n) = data_prefixes.iter().find_map(|p| name.strip_prefix(p))
+                        && n != "xml_name"
+                    {
+                        out.push(n, f.value, f.kind);
                     }
                 }
                 let channel = channel.map(|c| c.value).unwrap_or("");
@@ -640,13 +640,7 @@ fn is_int(v: &str) -> bool {
 fn push_system(out: &mut Event, name: &str, f: Option<Field<'_>>) {
     let Some(f) = f.filter(|f| present(*f)) else { return };
     let v = f.value.trim();
-    let kind = if is_int(v) {
-        ValueKind::Int
-    } else if f.kind == ValueKind::Int {
-        ValueKind::Int
-    } else {
-        ValueKind::Str
-    };
+    let kind = if is_int(v) || f.kind == ValueKind::Int { ValueKind::Int } else { ValueKind::Str };
     out.push(name, v, kind);
 }
 
