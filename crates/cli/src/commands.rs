@@ -500,7 +500,7 @@ fn low_campaigns_sentence(campaigns: &[portcullis_mail::Campaign]) -> String {
         }
     }
     let mut kinds: Vec<(String, usize)> = kinds.into_iter().collect();
-    kinds.sort_by(|a, b| b.1.cmp(&a.1));
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
     let what: Vec<String> = kinds.iter().take(3).map(|(k, n)| format!("{n} {}", human_kind(k))).collect();
     format!(
         "{} other campaign{} stay below medium{}",
