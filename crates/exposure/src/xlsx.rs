@@ -3,6 +3,7 @@
 
 use std::io::{self, BufReader, Read, Seek};
 
+use portcullis_sources::layouts::xml::push_ref;
 use quick_xml::events::Event;
 use zip::ZipArchive;
 
@@ -64,21 +65,6 @@ pub fn shared_strings<R: Read + Seek>(a: &mut ZipArchive<R>) -> Result<Vec<Strin
         buf.clear();
     }
     Ok(out)
-}
-
-fn push_ref(e: &quick_xml::events::BytesRef<'_>, out: &mut String) {
-    if let Ok(Some(c)) = e.resolve_char_ref() {
-        out.push(c);
-        return;
-    }
-    out.push_str(match e.as_ref() {
-        "amp" => "&",
-        "lt" => "<",
-        "gt" => ">",
-        "quot" => "\"",
-        "apos" => "'",
-        _ => "",
-    });
 }
 
 /// Column index of a cell reference such as `AB12`.

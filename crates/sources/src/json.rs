@@ -36,7 +36,7 @@ pub fn read(
     (&mut reader).take(CLOCK_PRESCAN_BYTES).read_to_end(&mut prefix)?;
     let mut clock = Clock::learn(&prefix, opts);
     let reader = io::Cursor::new(prefix).chain(reader);
-    let result = read_objects(reader, opts, report, &mut |event: &mut Event, _times| {
+    let result = read_objects(reader, opts, report, &mut |event: &mut Event| {
         clock.correct(event, opts);
         sink(event)
     });
@@ -47,13 +47,12 @@ pub fn read(
 /// How much of a file's start is used to learn its collector's clock offset.
 const CLOCK_PRESCAN_BYTES: u64 = 4 << 20;
 
-/// The objects of a JSON stream, flattened and normalised, each given to `sink` with the
-/// times its layout had (for the clock check).
+/// The objects of a JSON stream, flattened and normalised, each given to `sink`.
 fn read_objects(
     mut reader: impl BufRead,
     opts: &ReadOptions,
     report: &mut FileReport,
-    sink: &mut dyn FnMut(&mut Event, Option<Times>) -> ControlFlow<()>,
+    sink: &mut dyn FnMut(&mut Event) -> ControlFlow<()>,
 ) -> io::Result<()> {
     let mut splitter = Splitter::new(opts.max_record_bytes);
     let mut event = Event::new(SourceKind::Json);
@@ -77,18 +76,14 @@ fn read_objects(
                 }
                 match flat.flatten(bytes, &mut event) {
                     Ok(()) => {
-                        let times = match norm.normalise(&mut event, line) {
-                            Some((layout, times)) => {
+                        match norm.normalise(&mut event, line) {
+                            Some((layout, _)) => {
                                 report.layout.get_or_insert(layout);
-                                Some(times)
                             }
-                            None => {
-                                finish_event(&mut event, line);
-                                None
-                            }
-                        };
+                            None => finish_event(&mut event, line),
+                        }
                         report.events += 1;
-                        if sink(&mut event, times).is_break() {
+                        if sink(&mut event).is_break() {
                             stop = true;
                         }
                     }

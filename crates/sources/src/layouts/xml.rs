@@ -123,7 +123,9 @@ fn push_attributes(e: &BytesStart<'_>, element: &str, out: &mut Event) {
     }
 }
 
-fn push_ref(e: &quick_xml::events::BytesRef<'_>, out: &mut String) {
+/// An XML entity or character reference (`&amp;`, `&#x41;`) appended as its text; an
+/// unknown entity adds nothing.
+pub fn push_ref(e: &quick_xml::events::BytesRef<'_>, out: &mut String) {
     if let Ok(Some(c)) = e.resolve_char_ref() {
         out.push(c);
         return;
