@@ -15,9 +15,10 @@ use portcullis_sigma::Level;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The case schema this Portcullis writes; older cases are migrated when opened.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub mod export;
+pub mod read;
 
 /// SQLite `application_id` of a Portcullis case file (`PCUL`), so no other database is
 /// taken for a case and written into.
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     version TEXT NOT NULL,
     rules_loaded INTEGER,
     events INTEGER,
-    findings_new INTEGER
+    findings_new INTEGER,
+    summary TEXT
 );
 CREATE TABLE IF NOT EXISTS sources (
     path TEXT NOT NULL,
@@ -44,6 +46,9 @@ CREATE TABLE IF NOT EXISTS sources (
     events INTEGER NOT NULL,
     skipped INTEGER NOT NULL,
     first_run INTEGER NOT NULL REFERENCES runs(id),
+    first_ts TEXT,
+    last_ts TEXT,
+    notes TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (path, hash)
 );
 CREATE TABLE IF NOT EXISTS findings (
@@ -68,6 +73,7 @@ CREATE TABLE IF NOT EXISTS findings (
     rule_source TEXT NOT NULL DEFAULT 'user'
 );
 CREATE INDEX IF NOT EXISTS findings_time ON findings(first_ts);
+CREATE INDEX IF NOT EXISTS findings_level ON findings(level_rank, first_ts);
 CREATE TABLE IF NOT EXISTS entities (
     finding_id TEXT NOT NULL REFERENCES findings(id),
     kind TEXT NOT NULL,
@@ -87,7 +93,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     entities TEXT NOT NULL,
     stages TEXT NOT NULL,
     explanation TEXT NOT NULL,
-    finding_count INTEGER NOT NULL
+    finding_count INTEGER NOT NULL,
+    record TEXT
 );
 CREATE TABLE IF NOT EXISTS incident_findings (
     incident_id TEXT NOT NULL REFERENCES incidents(id),
@@ -129,6 +136,17 @@ CREATE TABLE IF NOT EXISTS mail_recipients (
     evidence TEXT NOT NULL,
     PRIMARY KEY (campaign_id, address)
 );
+CREATE TABLE IF NOT EXISTS annotations (
+    id INTEGER PRIMARY KEY,
+    target_kind TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    note TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotations_target ON annotations(target_kind, target_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS findings_fts USING fts5(id UNINDEXED, text, tokenize = 'unicode61');
 CREATE TABLE IF NOT EXISTS iocs (
     source TEXT NOT NULL,
     type TEXT NOT NULL,
@@ -310,19 +328,44 @@ pub fn check_file(path: &Path) -> Result<bool, CaseError> {
     Ok(true)
 }
 
+/// What full-text search sees of a finding (SQL over the `findings` columns).
+const FTS_TEXT: &str =
+    "rule_title || ' ' || sentence || ' ' || coalesce(host, '') || ' ' || coalesce(path, '') || ' ' || coalesce(event, '')";
+
+/// Adds a column unless the table has it already.
+fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<(), rusqlite::Error> {
+    let exists: bool = conn.query_row(&format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"), [column], |r| r.get::<_, i64>(0))? > 0;
+    if !exists {
+        conn.execute(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"), [])?;
+    }
+    Ok(())
+}
+
 /// Brings a case up to [`SCHEMA_VERSION`] and stamps the application id.
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     let version: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
     let version = version.and_then(|v| v.parse::<i64>().ok()).unwrap_or(SCHEMA_VERSION);
     if version < 2 {
         // 1 → 2: findings say whether a rule or an indicator matched, and from which log.
+        add_column(conn, "findings", "matcher", "TEXT NOT NULL DEFAULT 'rule'")?;
+        add_column(conn, "findings", "log", "TEXT")?;
+        add_column(conn, "findings", "rule_source", "TEXT NOT NULL DEFAULT 'user'")?;
         conn.execute_batch(
-            "ALTER TABLE findings ADD COLUMN matcher TEXT NOT NULL DEFAULT 'rule';
-             ALTER TABLE findings ADD COLUMN log TEXT;
-             ALTER TABLE findings ADD COLUMN rule_source TEXT NOT NULL DEFAULT 'user';
-             UPDATE findings SET matcher = 'indicator' WHERE rule_id LIKE 'ioc-%';
+            "UPDATE findings SET matcher = 'indicator' WHERE rule_id LIKE 'ioc-%';
              UPDATE findings SET rule_source = 'builtin' WHERE rule_id LIKE 'ioc-%';",
         )?;
+    }
+    if version < 3 {
+        // 2 → 3: the period each source covers and its skip notes, the run's summary, the
+        // incidents' whole records, triage annotations (created by SCHEMA) and full-text
+        // search over the findings already there.
+        add_column(conn, "sources", "first_ts", "TEXT")?;
+        add_column(conn, "sources", "last_ts", "TEXT")?;
+        add_column(conn, "sources", "notes", "TEXT NOT NULL DEFAULT '[]'")?;
+        add_column(conn, "runs", "summary", "TEXT")?;
+        add_column(conn, "incidents", "record", "TEXT")?;
+        conn.execute("DELETE FROM findings_fts", [])?;
+        conn.execute(&format!("INSERT INTO findings_fts (id, text) SELECT id, {FTS_TEXT} FROM findings"), [])?;
     }
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)?;
@@ -362,6 +405,10 @@ pub struct SourceRecord<'a> {
     pub format: Option<&'a str>,
     pub events: u64,
     pub skipped: u64,
+    /// Earliest and latest event time read.
+    pub time_span: Option<(Timestamp, Timestamp)>,
+    /// Why records were skipped (with positions) and what the reader corrected.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -437,8 +484,20 @@ impl Case {
         for s in sources {
             let hash = hash_file(s.path).unwrap_or_else(|e| format!("unhashed: {e}"));
             tx.execute(
-                "INSERT OR IGNORE INTO sources (path, hash, size, format, events, skipped, first_run) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![s.path.display().to_string(), hash, s.size as i64, s.format, s.events as i64, s.skipped as i64, self.run_id],
+                "INSERT OR IGNORE INTO sources (path, hash, size, format, events, skipped, first_run, first_ts, last_ts, notes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    s.path.display().to_string(),
+                    hash,
+                    s.size as i64,
+                    s.format,
+                    s.events as i64,
+                    s.skipped as i64,
+                    self.run_id,
+                    s.time_span.map(|t| t.0.to_string()),
+                    s.time_span.map(|t| t.1.to_string()),
+                    serde_json::to_string(&s.notes).unwrap_or_default(),
+                ],
             )?;
         }
         let mut new = 0;
@@ -448,6 +507,7 @@ impl Case {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
             let mut ent = tx.prepare("INSERT OR IGNORE INTO entities (finding_id, kind, value) VALUES (?1, ?2, ?3)")?;
+            let mut fts = tx.prepare(&format!("INSERT INTO findings_fts (id, text) SELECT id, {FTS_TEXT} FROM findings WHERE id = ?1"))?;
             for (f, event_json) in findings {
                 let added = ins.execute(params![
                     f.id,
@@ -475,6 +535,7 @@ impl Case {
                 ])?;
                 if added > 0 {
                     new += 1;
+                    fts.execute(params![f.id])?;
                     for e in &f.entities {
                         ent.execute(params![f.id, e.kind.as_str(), e.value])?;
                     }
@@ -487,8 +548,8 @@ impl Case {
         tx.execute("DELETE FROM incidents", [])?;
         {
             let mut ins = tx.prepare(
-                "INSERT INTO incidents (id, first_seen, last_seen, dwell_seconds, severity, first_evidence, tactics, techniques, entities, stages, explanation, finding_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                "INSERT INTO incidents (id, first_seen, last_seen, dwell_seconds, severity, first_evidence, tactics, techniques, entities, stages, explanation, finding_count, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             let mut link = tx.prepare("INSERT OR IGNORE INTO incident_findings (incident_id, finding_id) VALUES (?1, ?2)")?;
             for i in &incidents {
@@ -505,6 +566,7 @@ impl Case {
                     serde_json::to_string(&i.stages).unwrap_or_default(),
                     serde_json::to_string(&i.explanation).unwrap_or_default(),
                     i.finding_count as i64,
+                    serde_json::to_string(i).unwrap_or_default(),
                 ])?;
                 for j in &i.explanation {
                     link.execute(params![i.id, j.finding])?;
@@ -596,6 +658,14 @@ impl Case {
         }
         tx.execute("UPDATE runs SET finished = ?1, status = 'complete' WHERE id = ?2", params![now(), self.run_id])?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores the run's summary record (what was read, skipped and loaded) for the report's
+    /// coverage section.
+    pub fn record_summary(&mut self, summary: &impl serde::Serialize) -> Result<(), CaseError> {
+        let text = serde_json::to_string(summary).map_err(|e| CaseError(format!("run summary: {e}")))?;
+        self.conn.execute("UPDATE runs SET summary = ?1 WHERE id = ?2", params![text, self.run_id])?;
         Ok(())
     }
 
@@ -780,8 +850,11 @@ mod tests {
             // The schema-1 layout: no application id, findings without matcher and log.
             let c = Connection::open(&path).unwrap();
             let v1 = SCHEMA
-                .replace(",\n    matcher TEXT NOT NULL DEFAULT 'rule',\n    log TEXT,\n    rule_source TEXT NOT NULL DEFAULT 'user'", "");
-            assert!(!v1.contains("matcher"));
+                .replace(",\n    matcher TEXT NOT NULL DEFAULT 'rule',\n    log TEXT,\n    rule_source TEXT NOT NULL DEFAULT 'user'", "")
+                .replace(",\n    summary TEXT", "")
+                .replace(",\n    first_ts TEXT,\n    last_ts TEXT,\n    notes TEXT NOT NULL DEFAULT '[]'", "")
+                .replace(",\n    record TEXT\n);\nCREATE TABLE IF NOT EXISTS incident_findings", "\n);\nCREATE TABLE IF NOT EXISTS incident_findings");
+            assert!(!v1.contains("matcher") && !v1.contains("summary") && !v1.contains("notes TEXT"), "{v1}");
             c.execute_batch(&v1).unwrap();
             c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", []).unwrap();
             c.execute("INSERT INTO runs (started, status, command, version) VALUES ('x', 'complete', 'old', '0.1.0')", []).unwrap();
@@ -804,5 +877,15 @@ mod tests {
         assert_eq!(app, APPLICATION_ID);
         let v: String = conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION.to_string());
+        // 2 → 3: the old finding is searchable, incidents keep their record.
+        let hits: i64 =
+            conn.query_row("SELECT COUNT(*) FROM findings_fts WHERE findings_fts MATCH '\"IOC\"'", [], |r| r.get(0)).unwrap();
+        assert_eq!(hits, 1);
+        let records: i64 = conn.query_row("SELECT COUNT(*) FROM incidents WHERE record IS NOT NULL", [], |r| r.get(0)).unwrap();
+        assert_eq!(records, 2);
+        let reader = read::CaseReader::open(&path).unwrap();
+        assert!(reader.incidents().unwrap().iter().all(|i| i.assessment.is_some()));
+        let (found, total) = reader.findings(&read::FindingQuery { text: Some("IOC".into()), ..Default::default() }).unwrap();
+        assert_eq!((found.len(), total), (1, 1));
     }
 }

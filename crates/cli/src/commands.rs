@@ -463,8 +463,12 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
         truth.steps.len(),
         first_evidence_sentence(&h, &truth, &data)
     );
+    demo_exposure(&data, &case)?;
     demo_mail(out, &case, a.seed)?;
+    let report = out.join("report.html");
+    crate::report::write(&case, &report)?;
     println!("Open the results:");
+    println!("  {}              the report for leadership and the regulator (open in a browser)", report.display());
     println!("  {}            every finding, incident and the summary (JSONL)", out.join("findings.jsonl").display());
     println!("  {}              sqlite3 {} \"SELECT first_seen, severity, dwell_seconds FROM incidents\"", case.display(), case.display());
     println!("  {}            Timesketch timeline", out.join("timeline.jsonl").display());
@@ -520,6 +524,30 @@ fn human_kind(k: &str) -> String {
         out.push(c.to_ascii_lowercase());
     }
     out
+}
+
+/// Electoral registers in the institution's files, scoped by what the intrusion reached
+/// according to the case, recorded in the case for the report.
+fn demo_exposure(data: &std::path::Path, case: &std::path::Path) -> Result<(), Fatal> {
+    let (hosts, files) = portcullis_case::intrusion_scope(case).map_err(|e| Fatal(e.to_string()))?;
+    let opts = portcullis_exposure::Options {
+        scope: Some(portcullis_exposure::Scope { accessed: files, compromised_hosts: hosts }),
+        ..Default::default()
+    };
+    let report = portcullis_exposure::scan(&[data.to_path_buf()], &opts, &|_| {});
+    let total = report.total_json();
+    portcullis_case::Case::open(case, "exposure (demo)")
+        .and_then(|mut c| c.record_exposure(&report, &total))
+        .map_err(|e| Fatal(e.to_string()))?;
+    let registers = report.files.iter().filter(|f| f.register).count();
+    println!(
+        "Exposure: {} unique electors in {registers} register cop{} on the institution's shares; {} on systems the intrusion reached, {} in files evidenced as accessed.\n",
+        report.tally.unique(0),
+        if registers == 1 { "y" } else { "ies" },
+        report.tally.unique(1),
+        report.tally.unique(2)
+    );
+    Ok(())
 }
 
 /// The demo's second part: a parliament's mail with an APT31-style beacon campaign.

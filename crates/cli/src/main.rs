@@ -17,6 +17,8 @@ mod commands;
 mod export;
 mod exposure;
 mod mail;
+mod report;
+mod serve;
 
 /// Exit codes, documented in `--help` and docs/formats.md.
 pub const EXIT_OK: u8 = 0;
@@ -100,6 +102,18 @@ portcullis export misp case.sqlite -o case.misp.json\n  portcullis export csv ca
 Indicators are those that matched during `hunt --iocs` (with a sighting and observed data each) and the \
 infrastructure of `mail` campaigns; a bundle exported here can be fed back with `hunt --iocs`.")]
     Export(export::ExportArgs),
+    /// Write a case as one self-contained HTML report: summary, notification facts, incidents, mail, exposure, coverage.
+    #[command(after_help = "The report works offline (no network, fonts or scripts), carries a strict Content \
+Security Policy, and prints cleanly: use the browser's Save as PDF for a paper copy. Likelihoods use the PHIA \
+yardstick; the notification facts are a draft for a person to complete.\n\nExamples:\n  \
+portcullis report case.sqlite -o report.html\n  portcullis report portcullis-demo/case.sqlite -o - > r.html")]
+    Report(report::ReportArgs),
+    /// Work through a case in the browser: incidents, findings, pivots, search and triage notes.
+    #[command(after_help = "Listens on 127.0.0.1 only, and every request needs the random token in the printed \
+URL (as Jupyter does). Pages load nothing from elsewhere and run no script. Triage verdicts (confirmed, benign, \
+needs review) are stored in the case as annotations with who and when; findings are never changed.\n\nExamples:\n  \
+portcullis serve case.sqlite\n  portcullis serve case.sqlite --bind 127.0.0.1:0 --author \"J. Smith\"")]
+    Serve(serve::ServeArgs),
     /// Load rules and report which load, which fail (file, line, reason) and which apply to nothing.
     #[command(after_help = "Example:\n  portcullis rules --sigma ../sigma/rules --sigma ../sigma/rules-emerging-threats")]
     Rules(RulesArgs),
@@ -355,6 +369,8 @@ fn main() -> ExitCode {
         Command::Exposure(a) => exposure::run(a),
         Command::Mail(a) => mail::run(a),
         Command::Export(a) => export::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -167,6 +167,7 @@ pub fn run_files<S: Send>(
                         }
                         let path = &files[i];
                         let shared: Arc<Path> = Arc::from(path.as_path());
+                        let mut span: Option<(portcullis_event::Timestamp, portcullis_event::Timestamp)> = None;
                         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                             portcullis_sources::read_file(path, &read, &mut |ev| {
                                 if let Some(ts) = ev.timestamp
@@ -176,12 +177,16 @@ pub fn run_files<S: Send>(
                                     return std::ops::ControlFlow::Continue(());
                                 }
                                 stats.events += 1;
+                                if let Some(ts) = ev.timestamp {
+                                    span = Some(span.map_or((ts, ts), |(a, b)| (a.min(ts), b.max(ts))));
+                                }
                                 per_event(&mut state, &shared, ev);
                                 std::ops::ControlFlow::Continue(())
                             })
                         }));
                         let outcome = match result {
-                            Ok(Ok(report)) => {
+                            Ok(Ok(mut report)) => {
+                                report.time_span = span;
                                 progress.file_done(path, report.bytes);
                                 FileOutcome::Read(report)
                             }

@@ -320,6 +320,8 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
                     format: r.format.map(|f| f.as_str()),
                     events: r.events,
                     skipped: r.skipped,
+                    time_span: r.time_span,
+                    notes: r.notes.iter().chain(&r.warnings).cloned().collect(),
                 }),
                 _ => None,
             })
@@ -354,6 +356,12 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     summary.incidents = incidents.len();
     summary.case = s.case.as_ref().map(|p| p.display().to_string());
     summary.case_new_findings = case_new;
+    if case_error.is_none()
+        && let Some(case) = case.as_mut()
+        && let Err(e) = case.record_summary(&summary)
+    {
+        case_error = Some(Error::Case(e));
+    }
     Ok(HuntOutcome { loaded, result, findings, incidents, summary, case_error })
 }
 

@@ -95,6 +95,10 @@ pub struct FileReport {
     /// What the reader changed or could not trust, once per file (e.g. a collector's clock
     /// offset corrected); not skips.
     pub warnings: Vec<String>,
+    /// The earliest and latest event time read (set by the caller that sees the events,
+    /// after any time filter), for saying which period a log covers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_span: Option<(portcullis_event::Timestamp, portcullis_event::Timestamp)>,
 }
 
 impl FileReport {
