@@ -543,7 +543,7 @@ pub fn evidence(h: &mut Html, f: &FindingRow, links: &dyn Links) {
     h.raw(" · ").text(&f.first_ts.as_deref().map(when).unwrap_or_else(|| "no time".into()));
     if let Some(host) = &f.host {
         h.raw(" · ");
-        match links.entity("host", host) {
+        match links.entity("host", &host_label(host)) {
             Some(href) => h.link(&href, host),
             None => h.text(host),
         };
@@ -903,7 +903,7 @@ pub fn finding_table(h: &mut Html, rows: &[FindingRow], links: &dyn Links) {
         severity_badge(h, Some(f.level));
         h.raw("</td><td>").link(&links.finding(&f.id), &f.rule_title).raw("</td><td>");
         if let Some(host) = &f.host {
-            match links.entity("host", host) {
+            match links.entity("host", &host_label(host)) {
                 Some(href) => h.link(&href, host),
                 None => h.text(host),
             };
