@@ -33,7 +33,8 @@ pub fn report(case: &CaseReader, generated: &str) -> Result<String, CaseError> {
     let links = Anchors;
     let mut h = Html::new();
     h.raw("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
-    h.raw("<meta http-equiv=\"Content-Security-Policy\" content=\"").text(&report_csp()).raw("\">");
+    // Ours, not evidence: quotes as they are (the hash is base64, no `"`).
+    h.raw("<meta http-equiv=\"Content-Security-Policy\" content=\"").raw(&report_csp()).raw("\">");
     h.raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta name=\"referrer\" content=\"no-referrer\">");
     h.raw("<title>Portcullis report — ").text(&file_name(&d.path)).raw("</title><style>").raw(STYLE).raw("</style></head><body>");
     h.raw("<header class=\"top\"><span class=\"brand\">Portcullis</span><span>Breach report</span></header><main>");
