@@ -334,7 +334,9 @@ const FTS_TEXT: &str =
 
 /// Adds a column unless the table has it already.
 fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<(), rusqlite::Error> {
-    let exists: bool = conn.query_row(&format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"), [column], |r| r.get::<_, i64>(0))? > 0;
+    let exists: bool = conn
+        .query_row(&format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"), [column], |r| r.get::<_, i64>(0))?
+        > 0;
     if !exists {
         conn.execute(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"), [])?;
     }
@@ -853,7 +855,10 @@ mod tests {
                 .replace(",\n    matcher TEXT NOT NULL DEFAULT 'rule',\n    log TEXT,\n    rule_source TEXT NOT NULL DEFAULT 'user'", "")
                 .replace(",\n    summary TEXT", "")
                 .replace(",\n    first_ts TEXT,\n    last_ts TEXT,\n    notes TEXT NOT NULL DEFAULT '[]'", "")
-                .replace(",\n    record TEXT\n);\nCREATE TABLE IF NOT EXISTS incident_findings", "\n);\nCREATE TABLE IF NOT EXISTS incident_findings");
+                .replace(
+                    ",\n    record TEXT\n);\nCREATE TABLE IF NOT EXISTS incident_findings",
+                    "\n);\nCREATE TABLE IF NOT EXISTS incident_findings",
+                );
             assert!(!v1.contains("matcher") && !v1.contains("summary") && !v1.contains("notes TEXT"), "{v1}");
             c.execute_batch(&v1).unwrap();
             c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", []).unwrap();
@@ -878,8 +883,7 @@ mod tests {
         let v: String = conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION.to_string());
         // 2 → 3: the old finding is searchable, incidents keep their record.
-        let hits: i64 =
-            conn.query_row("SELECT COUNT(*) FROM findings_fts WHERE findings_fts MATCH '\"IOC\"'", [], |r| r.get(0)).unwrap();
+        let hits: i64 = conn.query_row("SELECT COUNT(*) FROM findings_fts WHERE findings_fts MATCH '\"IOC\"'", [], |r| r.get(0)).unwrap();
         assert_eq!(hits, 1);
         let records: i64 = conn.query_row("SELECT COUNT(*) FROM incidents WHERE record IS NOT NULL", [], |r| r.get(0)).unwrap();
         assert_eq!(records, 2);

@@ -469,6 +469,7 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
     crate::report::write(&case, &report)?;
     println!("Open the results:");
     println!("  {}              the report for leadership and the regulator (open in a browser)", report.display());
+    println!("Work through it in the browser:  portcullis serve {}", case.display());
     println!("  {}            every finding, incident and the summary (JSONL)", out.join("findings.jsonl").display());
     println!("  {}              sqlite3 {} \"SELECT first_seen, severity, dwell_seconds FROM incidents\"", case.display(), case.display());
     println!("  {}            Timesketch timeline", out.join("timeline.jsonl").display());

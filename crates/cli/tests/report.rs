@@ -156,8 +156,9 @@ fn serve_requires_its_token_and_csrf_and_records_triage() {
     assert_eq!(status, 400, "an annotation of nothing is refused");
     // Findings themselves are unchanged: still one level, no verdict column.
     let conn = rusqlite::Connection::open(&case).unwrap();
-    let (n, verdict): (i64, String) =
-        conn.query_row("SELECT COUNT(*), max(verdict) FROM annotations WHERE target_kind = 'finding'", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (n, verdict): (i64, String) = conn
+        .query_row("SELECT COUNT(*), max(verdict) FROM annotations WHERE target_kind = 'finding'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
     assert_eq!((n, verdict.as_str()), (1, "benign"));
 }
 

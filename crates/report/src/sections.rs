@@ -63,6 +63,9 @@ pub struct CaseData {
     pub annotations: Vec<Annotation>,
     pub findings_total: u64,
     pub by_level: [u64; 5],
+    /// Each incident's first evidence as the line in its log file, where the file is a
+    /// text log still at its recorded path.
+    pub original_lines: BTreeMap<String, String>,
 }
 
 impl CaseData {
@@ -82,7 +85,17 @@ impl CaseData {
                 }
             }
         }
+        let mut original_lines = BTreeMap::new();
+        for i in &incidents {
+            if let Some(f) = cited.get(&i.first_evidence)
+                && let (Some(path), Some(line)) = (&f.path, f.record)
+                && let Some(text) = original_line(std::path::Path::new(path), line)
+            {
+                original_lines.insert(f.id.clone(), text);
+            }
+        }
         Ok(CaseData {
+            original_lines,
             path: case.path().display().to_string(),
             runs: case.runs()?,
             sources: case.sources()?,
@@ -103,6 +116,35 @@ impl CaseData {
     fn notable_campaigns(&self) -> impl Iterator<Item = &CampaignView> {
         self.campaigns.iter().filter(|c| c.severity == "high" || c.severity == "medium")
     }
+}
+
+/// Line `n` (1-based) of a plain-text log, if the file is still there and is text (not
+/// EVTX, compressed or an archive member). Bounded: at most 512 MiB read, 64 KiB shown.
+fn original_line(path: &std::path::Path, n: i64) -> Option<String> {
+    use std::io::{BufRead, Read};
+    if n < 1 || !path.is_file() {
+        return None;
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if matches!(ext.as_str(), "evtx" | "gz" | "zip" | "tar" | "tgz" | "xz" | "bz2" | "7z") {
+        return None;
+    }
+    let f = std::fs::File::open(path).ok()?;
+    let mut r = std::io::BufReader::new(f.take(512 << 20));
+    let mut buf = Vec::new();
+    for _ in 1..n {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf).ok()? == 0 {
+            return None;
+        }
+    }
+    buf.clear();
+    r.by_ref().take(64 << 10).read_until(b'\n', &mut buf).ok()?;
+    if buf.contains(&0) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 /// A host as the incident's entities name it: the first DNS label, lower-cased (addresses
@@ -519,7 +561,15 @@ pub fn incident(h: &mut Html, d: &CaseData, i: &IncidentView, links: &dyn Links)
     h.raw("</details>");
     h.raw("<h4>First evidence, as read</h4>");
     match d.cited.get(&i.first_evidence) {
-        Some(f) => evidence(h, f, links),
+        Some(f) => {
+            if let Some(line) = d.original_lines.get(&f.id) {
+                h.raw("<p>The line in <code>")
+                    .text(f.path.as_deref().unwrap_or(""))
+                    .fmt(format_args!(":{}</code>:</p>", f.record.unwrap_or(0)));
+                h.raw("<pre class=\"event original\">").text(line).raw("</pre><p>As Portcullis read it:</p>");
+            }
+            evidence(h, f, links)
+        }
         None => {
             h.raw("<p class=\"muted\">The first evidence finding is not in the case.</p>");
         }
