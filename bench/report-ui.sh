@@ -27,13 +27,16 @@ copies=$(( (target + findings - 1) / findings ))
 sqlite3 "$work/case.sqlite" <<SQL
 PRAGMA journal_mode = WAL;
 BEGIN;
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $copies)
+CREATE TEMP TABLE copies AS
+  WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $copies)
+  SELECT printf('x%07d', n.i) || substr(f.id, 1, 24) AS new_id, f.id AS old_id FROM findings f, n;
 INSERT INTO findings (id, kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id, matcher, log, rule_source)
-SELECT printf('%s%06d', substr(id, 1, 26), i), kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id, matcher, log, rule_source
-FROM findings, n;
-INSERT INTO entities (finding_id, kind, value)
-SELECT f.id, e.kind, e.value FROM findings f JOIN entities e ON e.finding_id = substr(f.id, 1, 26) || substr(e.finding_id, 27) WHERE length(f.id) = 32 AND f.id != e.finding_id;
-INSERT INTO findings_fts (id, text) SELECT id, rule_title || ' ' || sentence || ' ' || coalesce(host, '') || ' ' || coalesce(path, '') || ' ' || coalesce(event, '') FROM findings WHERE length(id) = 32;
+  SELECT c.new_id, kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id, matcher, log, rule_source
+  FROM copies c JOIN findings f ON f.id = c.old_id;
+INSERT INTO entities (finding_id, kind, value) SELECT c.new_id, e.kind, e.value FROM copies c JOIN entities e ON e.finding_id = c.old_id;
+INSERT INTO findings_fts (id, text)
+  SELECT c.new_id, rule_title || ' ' || sentence || ' ' || coalesce(host, '') || ' ' || coalesce(path, '') || ' ' || coalesce(event, '')
+  FROM copies c JOIN findings f ON f.id = c.old_id;
 COMMIT;
 SQL
 big=$(sqlite3 "$work/case.sqlite" "SELECT COUNT(*) FROM findings")
