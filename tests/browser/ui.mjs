@@ -67,7 +67,7 @@ async function text(page, sel) {
   watch(page);
   await page.goto('file://' + env('DEMO_REPORT'));
   assert.match(await text(page, 'h1'), /Breach report/);
-  for (const id of ['summary', 'notification', 'incidents', 'mail', 'exposure', 'coverage', 'evidence']) {
+  for (const id of ['summary', 'notification', 'incidents', 'mail', 'exposure', 'coverage', 'triage', 'evidence']) {
     assert.equal(await page.locator(`section#${id}`).count(), 1, `report section ${id}`);
   }
   assert.ok(await page.locator('svg.chain circle').count() > 5, 'attack chain drawn');
