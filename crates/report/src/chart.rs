@@ -156,14 +156,19 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// Axis ticks for a span: the ends, and month, day or hour boundaries between them.
 fn ticks(t0: i64, t1: i64) -> Vec<(i64, String)> {
-    let label = |t: i64, fine: bool| {
-        let (y, mo, d, h, mi, _) = Timestamp(t).civil();
-        if fine { format!("{mo:02}-{d:02} {h:02}:{mi:02}") } else { format!("{y:04}-{mo:02}-{d:02}") }
-    };
     let span = t1 - t0;
     const DAY: i64 = 86_400_000_000;
-    let fine = span < 3 * DAY;
-    let mut out = vec![(t0, label(t0, fine))];
+    let label = |t: i64| {
+        let (y, mo, d, h, mi, sec) = Timestamp(t).civil();
+        if span < 2 * 3_600_000_000 {
+            format!("{h:02}:{mi:02}:{sec:02}")
+        } else if span < 3 * DAY {
+            format!("{mo:02}-{d:02} {h:02}:{mi:02}")
+        } else {
+            format!("{y:04}-{mo:02}-{d:02}")
+        }
+    };
+    let mut out = vec![(t0, label(t0))];
     let step = if span > 400 * DAY {
         90 * DAY
     } else if span > 60 * DAY {
@@ -177,11 +182,11 @@ fn ticks(t0: i64, t1: i64) -> Vec<(i64, String)> {
     };
     let mut t = t0 + step;
     while t < t1 - step / 2 {
-        out.push((t, label(t, fine)));
+        out.push((t, label(t)));
         t += step;
     }
     if t1 > t0 + 1 {
-        out.push((t1, label(t1, fine)));
+        out.push((t1, label(t1)));
     }
     out
 }

@@ -950,12 +950,20 @@ pub fn cited_evidence(h: &mut Html, d: &CaseData, links: &dyn Links) {
 pub fn triage(h: &mut Html, d: &CaseData, links: &dyn Links) {
     h.raw("<section id=\"triage\"><h2>Triage notes</h2>");
     if d.annotations.is_empty() {
-        h.raw("<p class=\"muted\">No finding, incident or campaign has been triaged yet (<code>portcullis serve CASE</code>).</p></section>");
+        h.raw(
+            "<p class=\"muted\">No finding, incident or campaign has been triaged yet (<code>portcullis serve CASE</code>).</p></section>",
+        );
         return;
     }
     h.raw("<table class=\"triage\"><thead><tr><th>when</th><th>who</th><th>about</th><th>verdict</th><th>note</th></tr></thead><tbody>");
     for a in &d.annotations {
-        h.raw("<tr><td class=\"nowrap\">").text(&when(&a.created)).raw("</td><td>").text(&a.author).raw("</td><td>").text(a.target.as_str()).raw(" ");
+        h.raw("<tr><td class=\"nowrap\">")
+            .text(&when(&a.created))
+            .raw("</td><td>")
+            .text(&a.author)
+            .raw("</td><td>")
+            .text(a.target.as_str())
+            .raw(" ");
         let href = match a.target {
             Target::Finding if d.cited.contains_key(&a.target_id) => Some(links.finding(&a.target_id)),
             Target::Finding => None,
@@ -966,7 +974,13 @@ pub fn triage(h: &mut Html, d: &CaseData, links: &dyn Links) {
             Some(href) => h.link(&href, &a.target_id),
             None => h.el("code", "", &a.target_id),
         };
-        h.raw("</td><td><span class=\"verdict ").raw(a.verdict.as_str()).raw("\">").text(a.verdict.label()).raw("</span></td><td>").text(&a.note).raw("</td></tr>");
+        h.raw("</td><td><span class=\"verdict ")
+            .raw(a.verdict.as_str())
+            .raw("\">")
+            .text(a.verdict.label())
+            .raw("</span></td><td>")
+            .text(&a.note)
+            .raw("</td></tr>");
     }
     h.raw("</tbody></table></section>");
 }
