@@ -5,6 +5,7 @@
 # Baseline: reading the same case's findings with the sqlite3 shell (a full scan).
 #
 #   bench/report-ui.sh [SCALE] [FINDINGS] [REQUESTS]     (default 1, 1000000, 20)
+#   BIG_CASE=case.sqlite bench/report-ui.sh              (only the UI pages, over an existing case)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 scale=${1:-1}; target=${2:-1000000}; requests=${3:-20}
@@ -13,6 +14,8 @@ cargo build --release --quiet --manifest-path "$here/Cargo.toml"
 bin=$here/target/release/portcullis
 work=$(mktemp -d); trap 'kill ${pid:-} 2>/dev/null; rm -rf "$work"' EXIT
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
+
+if [ -z "${BIG_CASE:-}" ]; then
 
 "$bin" simulate electoral-commission --out "$work/sim" --scale "$scale" --seed 1 >/dev/null
 "$bin" hunt "$work/sim" --case "$work/case.sqlite" -q --format jsonl -o /dev/null
@@ -45,6 +48,10 @@ scan=$(secs sqlite3 "$work/case.sqlite" "SELECT * FROM findings")
 printf 'case: %s findings, %s MiB; baseline sqlite3 full scan of findings: %.2fs\n' "$big" "$mib" "$scan"
 report=$(secs "$bin" report "$work/case.sqlite" -o "$work/report-big.html")
 printf 'report over %s findings: %.2fs\n' "$big" "$report"
+else
+  ln "$BIG_CASE" "$work/case.sqlite" 2>/dev/null || ln -s "$(realpath "$BIG_CASE")" "$work/case.sqlite"
+  printf 'case: %s findings\n' "$(sqlite3 "$work/case.sqlite" "SELECT COUNT(*) FROM findings")"
+fi
 
 "$bin" serve "$work/case.sqlite" --bind 127.0.0.1:0 >"$work/serve.log" 2>&1 & pid=$!
 for _ in $(seq 100); do url=$(grep -o 'http://127.0.0.1:[0-9]*/?token=[0-9a-f]*' "$work/serve.log" || true); [ -n "$url" ] && break; sleep 0.1; done

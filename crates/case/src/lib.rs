@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS findings (
     rule_source TEXT NOT NULL DEFAULT 'user'
 );
 CREATE INDEX IF NOT EXISTS findings_time ON findings(first_ts);
+CREATE INDEX IF NOT EXISTS findings_time_id ON findings(first_ts, id);
 CREATE INDEX IF NOT EXISTS findings_level ON findings(level_rank, first_ts);
 CREATE TABLE IF NOT EXISTS entities (
     finding_id TEXT NOT NULL REFERENCES findings(id),

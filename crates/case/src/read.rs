@@ -400,6 +400,9 @@ pub struct Counts {
     pub annotations: u64,
 }
 
+/// Lists count matches exactly up to this many.
+pub const COUNT_CAP: u64 = 10_000;
+
 const FINDING_COLUMNS: &str = "f.id, f.kind, f.rule_id, f.rule_title, f.level, f.first_ts, f.last_ts, f.host, f.sentence, f.path, f.record, f.tags, f.evidence, f.matcher, f.log, f.rule_source";
 
 fn finding_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FindingRow> {
@@ -538,8 +541,9 @@ impl CaseReader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Findings matching `q`, newest filter semantics: every given condition must hold.
-    /// Returns the page asked for and the total that matched.
+    /// Findings matching `q` (every given condition must hold), in time order. Returns the
+    /// page asked for and how many matched, counted up to [`COUNT_CAP`] + 1 (more than the
+    /// cap is reported as `COUNT_CAP + 1`).
     pub fn findings(&self, q: &FindingQuery) -> Result<(Vec<FindingRow>, u64), CaseError> {
         let mut joins = String::new();
         let mut conds: Vec<String> = Vec::new();
@@ -547,10 +551,30 @@ impl CaseReader {
         if let Some(l) = q.min_level {
             conds.push(format!("f.level_rank >= {}", l as i64));
         }
+        // Entities (a host filter, a pivot) go through the entities index. A rare entity is
+        // a small set to look findings up in; a common one (most of a million findings) is
+        // cheaper the other way round: walk findings in time order and check each, which
+        // stops at the first page.
+        let mut entity_conds: Vec<(String, String)> = Vec::new();
         if let Some(h) = &q.host {
-            // `exch01` finds `EXCH01` and `EXCH01.ec.local`, as the host entities do.
-            args.push(h.clone());
-            conds.push(format!("(f.host = ?{0} COLLATE NOCASE OR f.host LIKE ?{0} || '.%')", args.len()));
+            // `exch01` finds `EXCH01` and `EXCH01.ec.local`, as the host entities are named.
+            let h = h.trim();
+            let label = if h.parse::<std::net::IpAddr>().is_ok() { h.to_string() } else { h.split('.').next().unwrap_or(h).to_lowercase() };
+            entity_conds.push(("host".into(), label));
+        }
+        if let Some((kind, value)) = &q.entity {
+            entity_conds.push((kind.clone(), value.to_lowercase()));
+        }
+        for (kind, value) in entity_conds {
+            let common = self.entity_count(&kind, &value, COUNT_CAP)? > COUNT_CAP;
+            args.push(kind);
+            args.push(value);
+            let (k, v) = (args.len() - 1, args.len());
+            conds.push(if common {
+                format!("EXISTS (SELECT 1 FROM entities e WHERE e.finding_id = f.id AND e.kind = ?{k} AND e.value = ?{v})")
+            } else {
+                format!("f.id IN (SELECT finding_id FROM entities WHERE kind = ?{k} AND value = ?{v})")
+            });
         }
         if let Some(rule) = &q.rule {
             args.push(rule.clone());
@@ -564,15 +588,6 @@ impl CaseReader {
             args.push(to.clone());
             conds.push(format!("f.first_ts <= ?{}", args.len()));
         }
-        if let Some((kind, value)) = &q.entity {
-            args.push(kind.clone());
-            args.push(value.to_lowercase());
-            joins.push_str(&format!(
-                " JOIN entities e ON e.finding_id = f.id AND e.kind = ?{} AND e.value = ?{}",
-                args.len() - 1,
-                args.len()
-            ));
-        }
         if let Some(inc) = &q.incident {
             args.push(inc.clone());
             joins.push_str(&format!(" JOIN incident_findings l ON l.finding_id = f.id AND l.incident_id = ?{}", args.len()));
@@ -585,16 +600,29 @@ impl CaseReader {
             conds.push(format!("f.id IN (SELECT id FROM findings_fts WHERE findings_fts MATCH ?{})", args.len()));
         }
         let filter = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
-        let total: i64 =
-            self.conn.query_row(&format!("SELECT COUNT(*) FROM findings f{joins}{filter}"), params_from_iter(args.iter()), |r| r.get(0))?;
+        // Counting is capped: on a million findings an exact count of a broad filter costs
+        // more than the page itself, and "more than 10,000" is what a person needs to know.
+        let total: i64 = self.conn.query_row(
+            &format!("SELECT COUNT(*) FROM (SELECT 1 FROM findings f{joins}{filter} LIMIT {})", COUNT_CAP + 1),
+            params_from_iter(args.iter()),
+            |r| r.get(0),
+        )?;
         let limit = if q.limit == 0 { 100 } else { q.limit };
-        let sql = format!(
-            "SELECT {FINDING_COLUMNS} FROM findings f{joins}{filter} ORDER BY f.first_ts IS NULL, f.first_ts, f.id LIMIT {limit} OFFSET {}",
-            q.offset
-        );
+        // In time order on the (first_ts, id) index; findings without a time come first.
+        let sql =
+            format!("SELECT {FINDING_COLUMNS} FROM findings f{joins}{filter} ORDER BY f.first_ts, f.id LIMIT {limit} OFFSET {}", q.offset);
         let mut st = self.conn.prepare(&sql)?;
         let rows = st.query_map(params_from_iter(args.iter()), finding_row)?;
         Ok((rows.collect::<Result<_, _>>()?, total as u64))
+    }
+
+    /// How many findings name an entity, counted up to `cap` + 1.
+    fn entity_count(&self, kind: &str, value: &str, cap: u64) -> Result<u64, CaseError> {
+        Ok(self.conn.query_row(
+            &format!("SELECT COUNT(*) FROM (SELECT 1 FROM entities WHERE kind = ?1 AND value = ?2 LIMIT {})", cap + 1),
+            params![kind, value],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
     }
 
     /// One finding with its event, if it exists.

@@ -195,7 +195,7 @@ pub async fn incident(State(app): State<Arc<App>>, Path(id): Path<String>) -> Re
         triage_form(&mut h, &app2, Target::Incident, &i.id);
         sections::incident(&mut h, &d, i, &Ui);
         let (rows, total) = sections::incident_findings(case, &i.id, PAGE).map_err(|e| e.0)?;
-        h.fmt(format_args!("<h4>Findings of this incident ({total})</h4>"));
+        h.fmt(format_args!("<h4>Findings of this incident ({})</h4>", i.finding_count));
         sections::finding_table(&mut h, &rows, &Ui);
         if total > rows.len() as u64 {
             h.link(&format!("/findings?incident={}", url_part(&i.id)), "all findings of this incident");
@@ -279,7 +279,11 @@ pub async fn findings(State(app): State<Arc<App>>, Query(p): Query<FindingParams
         }
         let first = q.offset + 1;
         let last = q.offset + rows.len();
-        h.fmt(format_args!("<p class=\"count\"><b>{total}</b> findings match"));
+        if total > portcullis_case::read::COUNT_CAP {
+            h.fmt(format_args!("<p class=\"count\"><b>more than {}</b> findings match", portcullis_case::read::COUNT_CAP));
+        } else {
+            h.fmt(format_args!("<p class=\"count\"><b>{total}</b> findings match"));
+        }
         if total > 0 {
             h.fmt(format_args!("; showing {first}–{last}"));
         }
@@ -316,8 +320,13 @@ fn pager(h: &mut Html, p: &FindingParams, page_no: usize, total: u64) {
     if page_no > 1 {
         h.link(&format!("/findings?{base}page={}", page_no - 1), "← previous").raw(" ");
     }
-    h.fmt(format_args!("page {page_no} of {pages} "));
-    if page_no < pages {
+    let capped = total > portcullis_case::read::COUNT_CAP;
+    if capped {
+        h.fmt(format_args!("page {page_no} of more than {} ", pages - 1));
+    } else {
+        h.fmt(format_args!("page {page_no} of {pages} "));
+    }
+    if page_no < pages || capped {
         h.link(&format!("/findings?{base}page={}", page_no + 1), "next →");
     }
     h.raw("</nav>");
@@ -383,7 +392,11 @@ pub async fn entity(State(app): State<Arc<App>>, Path((kind, value)): Path<(Stri
             }
             h.raw(".</p>");
         }
-        h.fmt(format_args!("<p><b>{total}</b> findings name it"));
+        if total > portcullis_case::read::COUNT_CAP {
+            h.fmt(format_args!("<p><b>more than {}</b> findings name it", portcullis_case::read::COUNT_CAP));
+        } else {
+            h.fmt(format_args!("<p><b>{total}</b> findings name it"));
+        }
         if total > rows.len() as u64 {
             h.raw(" (").link(&format!("/findings?kind={}&value={}", url_part(&kind), url_part(&value)), "all of them").raw(")");
         }
