@@ -67,7 +67,9 @@ fn add(out: &mut AdExport, u: AdUser) {
 
 fn read_csv(text: &str, out: &mut AdExport) -> Result<(), String> {
     // `Export-Csv` writes a `#TYPE …` line first.
-    let body: String = if text.trim_start().starts_with("#TYPE") { text.lines().skip(1).collect::<Vec<_>>().join("\n") } else { text.into() };
+    let type_line = text.trim_start().starts_with("#TYPE");
+    let body: String = if type_line { text.lines().skip(1).collect::<Vec<_>>().join("\n") } else { text.into() };
+    let offset = if type_line { 3 } else { 2 };
     let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(body.as_bytes());
     let headers: Vec<String> = r.headers().map_err(|e| e.to_string())?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
     let col = |names: &[&str]| names.iter().find_map(|n| headers.iter().position(|h| h == n));
@@ -81,7 +83,7 @@ fn read_csv(text: &str, out: &mut AdExport) -> Result<(), String> {
         return Err("row 1: no pwdLastSet (or PasswordLastSet) column".into());
     }
     for (i, rec) in r.records().enumerate() {
-        let row = i as u64 + 2;
+        let row = i as u64 + offset;
         let rec = rec.map_err(|e| format!("row {row}: {e}"))?;
         let cell = |c: Option<usize>| c.and_then(|c| rec.get(c)).map(str::trim).filter(|v| !v.is_empty());
         let Some(account) = cell(Some(acct)).and_then(crate::account_key) else { continue };
@@ -219,7 +221,7 @@ mod tests {
     #[test]
     fn times_in_every_form() {
         let t = Timestamp::parse("2021-08-24T02:13:05Z").unwrap();
-        assert_eq!(parse_time("132742135850000000"), Ok(Some(t)));
+        assert_eq!(parse_time("132742447850000000"), Ok(Some(t)));
         assert_eq!(parse_time("20210824021305.0Z"), Ok(Some(t)));
         assert_eq!(parse_time("8/24/2021 2:13:05 AM"), Ok(Some(t)));
         assert_eq!(parse_time("0"), Ok(None));
@@ -234,7 +236,7 @@ mod tests {
         std::fs::write(
             &csv,
             "#TYPE Microsoft.ActiveDirectory.Management.ADUser\nsAMAccountName,pwdLastSet,whenCreated,lastLogonTimestamp\n\
-             amelia.smith,132742135850000000,8/24/2021 2:13:05 AM,0\nbob,,,\n",
+             amelia.smith,132742447850000000,8/24/2021 2:13:05 AM,0\nbob,,,\n",
         )
         .unwrap();
         let ad = read(&csv).unwrap();
@@ -244,7 +246,7 @@ mod tests {
         let ldif = dir.path().join("users.ldf");
         std::fs::write(
             &ldif,
-            "dn: CN=Amelia Smith,OU=Staff,DC=ec,DC=local\nsAMAccountName:: YW1lbGlhLnNtaXRo\npwdLastSet: 132742135850000000\nwhenCreated: 20210824021305.0Z\n\ndn: CN=x\nsAMAccountName: x\n",
+            "dn: CN=Amelia Smith,OU=Staff,DC=ec,DC=local\nsAMAccountName:: YW1lbGlhLnNtaXRo\npwdLastSet: 132742447850000000\nwhenCreated: 20210824021305.0Z\n\ndn: CN=x\nsAMAccountName: x\n",
         )
         .unwrap();
         let ad = read(&ldif).unwrap();
