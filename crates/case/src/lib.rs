@@ -15,7 +15,7 @@ use portcullis_sigma::Level;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The case schema this Portcullis writes; older cases are migrated when opened.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub mod export;
 
@@ -129,6 +129,24 @@ CREATE TABLE IF NOT EXISTS mail_recipients (
     evidence TEXT NOT NULL,
     PRIMARY KEY (campaign_id, address)
 );
+CREATE TABLE IF NOT EXISTS posture_checks (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    severity TEXT,
+    level_rank INTEGER,
+    subject_kind TEXT,
+    subject TEXT,
+    summary TEXT NOT NULL,
+    first_ts TEXT,
+    last_ts TEXT,
+    evidence TEXT NOT NULL,
+    fix TEXT,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (run_id, id)
+);
+CREATE INDEX IF NOT EXISTS posture_checks_check ON posture_checks(check_name, level_rank);
 CREATE TABLE IF NOT EXISTS iocs (
     source TEXT NOT NULL,
     type TEXT NOT NULL,
@@ -322,6 +340,17 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
              ALTER TABLE findings ADD COLUMN rule_source TEXT NOT NULL DEFAULT 'user';
              UPDATE findings SET matcher = 'indicator' WHERE rule_id LIKE 'ioc-%';
              UPDATE findings SET rule_source = 'builtin' WHERE rule_id LIKE 'ioc-%';",
+        )?;
+    }
+    if version < 3 {
+        // 2 → 3: `posture_checks` (weaknesses and what the logs could not show). The table
+        // and its index are new, so `SCHEMA`'s `CREATE … IF NOT EXISTS` has made them;
+        // nothing existing changes.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS posture_checks (run_id INTEGER NOT NULL REFERENCES runs(id), id TEXT NOT NULL, kind TEXT NOT NULL,
+                check_name TEXT NOT NULL, severity TEXT, level_rank INTEGER, subject_kind TEXT, subject TEXT, summary TEXT NOT NULL,
+                first_ts TEXT, last_ts TEXT, evidence TEXT NOT NULL, fix TEXT, detail TEXT NOT NULL, PRIMARY KEY (run_id, id));
+             CREATE INDEX IF NOT EXISTS posture_checks_check ON posture_checks(check_name, level_rank);",
         )?;
     }
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
@@ -599,6 +628,60 @@ impl Case {
         Ok(())
     }
 
+    /// Records a `posture` run: each weakness and each statement of what the logs could not
+    /// show, one row each, in one transaction.
+    pub fn record_posture(&mut self, report: &portcullis_posture::Report) -> Result<(), CaseError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins = tx.prepare(
+                "INSERT OR REPLACE INTO posture_checks (run_id, id, kind, check_name, severity, level_rank, subject_kind, subject, summary, first_ts, last_ts, evidence, fix, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for w in &report.weaknesses {
+                let (first, last) = w.span();
+                ins.execute(params![
+                    self.run_id,
+                    w.id,
+                    "weakness",
+                    w.check.as_str(),
+                    w.severity.as_str(),
+                    w.severity.rank(),
+                    w.subject.kind(),
+                    w.subject.name(),
+                    w.sentence(),
+                    first.map(|t| t.to_string()),
+                    last.map(|t| t.to_string()),
+                    serde_json::to_string(&w.evidence).unwrap_or_default(),
+                    Option::<String>::None,
+                    serde_json::to_string(&w.detail).unwrap_or_default(),
+                ])?;
+            }
+            for b in &report.could_not_see {
+                let subject = b.subject.as_ref().map(|s| s.name());
+                let id = portcullis_posture::stable_id(&["could_not_see", b.missing.as_str(), subject.as_deref().unwrap_or("")]);
+                ins.execute(params![
+                    self.run_id,
+                    id,
+                    "could_not_see",
+                    b.check.as_str(),
+                    Option::<String>::None,
+                    Option::<i64>::None,
+                    b.subject.as_ref().map(|s| s.kind()),
+                    subject,
+                    b.consequence,
+                    Option::<String>::None,
+                    Option::<String>::None,
+                    "[]",
+                    b.fix,
+                    serde_json::json!({"missing": b.missing.as_str()}).to_string(),
+                ])?;
+            }
+        }
+        tx.execute("UPDATE runs SET finished = ?1, status = 'complete', events = ?2 WHERE id = ?3", params![now(), report.events as i64, self.run_id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Number of findings in the case.
     pub fn finding_count(&self) -> Result<u64, CaseError> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM findings", [], |r| r.get::<_, i64>(0))? as u64)
@@ -770,6 +853,24 @@ mod tests {
         Connection::open(&newer).unwrap().execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
         let e = Case::open(&newer, "t").err().unwrap().0;
         assert!(e.contains("newer Portcullis"), "{e}");
+    }
+
+    #[test]
+    fn schema_2_cases_get_posture_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.sqlite");
+        drop(Case::open(&path, "t").unwrap());
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("DROP TABLE posture_checks; UPDATE meta SET value = '2' WHERE key = 'schema_version';").unwrap();
+        }
+        let mut c = Case::open(&path, "posture").unwrap();
+        c.record_posture(&portcullis_posture::Report::default()).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM posture_checks", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+        let v: String = conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, "3");
     }
 
     #[test]
