@@ -199,8 +199,7 @@ pub struct Weakness {
 pub const EVIDENCE_PER_WEAKNESS: usize = 5;
 
 /// Something the supplied logs could not show, and what fixes that.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Missing {
     /// No Exchange build evidence and no inventory.
     ExchangeBuilds,
@@ -228,6 +227,13 @@ pub enum Missing {
     AuthenticationRequirement,
     /// Okta System Log present: not assessed for single-factor sign-ins.
     OktaFactors,
+}
+
+/// Serialised by [`Missing::as_str`], the name `docs/formats.md` lists.
+impl Serialize for Missing {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl Missing {

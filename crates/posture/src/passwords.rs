@@ -14,8 +14,20 @@ const SAME_SET: i64 = 5 * 60 * 1_000_000;
 #[derive(Clone)]
 struct Reset {
     at: Timestamp,
+    id: u32,
     by: String,
     ev: Evidence,
+}
+
+impl Reset {
+    /// Whether `new` replaces `old` as the latest reset. The 4738 a domain controller logs
+    /// right after a 4724 is the same reset; the 4724 is the better evidence.
+    fn replaces(new: &Reset, old: Option<&Reset>) -> bool {
+        match old {
+            None => true,
+            Some(old) => new.at > old.at && !(new.id == 4738 && old.id == 4724 && new.at.0 - old.at.0 <= 60_000_000),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -42,8 +54,10 @@ impl State {
         for (k, v) in o.accounts {
             let Some(a) = self.entry(k) else { continue };
             a.resets += v.resets;
-            if v.last_reset.as_ref().map(|r| r.at) > a.last_reset.as_ref().map(|r| r.at) {
-                a.last_reset = v.last_reset;
+            if let Some(r) = v.last_reset
+                && Reset::replaces(&r, a.last_reset.as_ref())
+            {
+                a.last_reset = Some(r);
             }
             if v.last_self.as_ref().map(|s| s.0) > a.last_self.as_ref().map(|s| s.0) {
                 a.last_self = v.last_self;
@@ -100,10 +114,14 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
                         a.last_self = Some((t, s.evidence(what("account changed its own"))));
                     }
                 } else {
-                    a.resets += 1;
-                    if a.last_reset.as_ref().is_none_or(|r| t > r.at) {
-                        let ev = s.evidence(what(&format!("{by} set")));
-                        a.last_reset = Some(Reset { at: t, by, ev });
+                    // A 4724 and its 4738 are one reset.
+                    if id != 4738 || a.last_reset.as_ref().is_none_or(|r| r.id != 4724 || (t.0 - r.at.0).abs() > 60_000_000) {
+                        a.resets += 1;
+                    }
+                    let verb = if id == 4724 { format!("{by} reset") } else { format!("{by} set") };
+                    let r = Reset { at: t, id, ev: s.evidence(what(&verb)), by };
+                    if Reset::replaces(&r, a.last_reset.as_ref()) {
+                        a.last_reset = Some(r);
                     }
                 }
             }

@@ -223,6 +223,8 @@ pub fn plant(o: &mut Output, org: &Org, cfg: &Config) -> serde_json::Value {
     let (gap_from, gap_to) = (at(GAP_FROM), at(GAP_TO));
     let file = iis_path(gap_from);
     let (before, after) = o.drop_range(&file, gap_from, gap_to);
+    // IIS writes whole seconds.
+    let second = |t: i64| Timestamp(t - t.rem_euclid(1_000_000)).to_string();
 
     json!({
         "passwords_as_set": never_changed,
@@ -232,8 +234,8 @@ pub fn plant(o: &mut Output, org: &Org, cfg: &Config) -> serde_json::Value {
         "logging_gaps": [{
             "host": EXCH,
             "source": "IIS/W3C",
-            "from": before.map(|t| Timestamp(t).to_string()),
-            "to": after.map(|t| Timestamp(t).to_string()),
+            "from": before.map(second),
+            "to": after.map(second),
         }],
         "patching": [{
             "server": EXCH,
