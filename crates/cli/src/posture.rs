@@ -108,6 +108,8 @@ struct Summary<'a> {
     by_check: Vec<(&'static str, usize)>,
     could_not_see: usize,
     problems: &'a [String],
+    not_logs: u64,
+    not_logs_examples: &'a [String],
     seconds: f64,
 }
 
@@ -132,8 +134,15 @@ pub fn run(a: PostureArgs) -> Result<u8, Fatal> {
     let bar = crate::commands::bytes_bar(&files, show_progress(a.quiet));
     let report = portcullis_posture::run(&settings, &|done| bar.set_position(done)).map_err(Fatal)?;
     bar.finish_and_clear();
-    if report.events == 0 && !report.problems.is_empty() && a.ad.is_none() && a.inventory.is_none() {
-        return Err(Fatal(format!("no event could be read: {}", report.problems.iter().take(5).cloned().collect::<Vec<_>>().join("; "))));
+    if report.events == 0 && a.ad.is_none() && a.inventory.is_none() {
+        let mut why: Vec<String> = report.problems.iter().take(5).cloned().collect();
+        if report.not_logs > 0 {
+            why.push(format!("{} file(s) in no log format Portcullis reads, e.g. {}", report.not_logs, report.not_logs_examples.join(", ")));
+        }
+        if why.is_empty() {
+            why.push("no files found".into());
+        }
+        return Err(Fatal(format!("no event could be read: {}", why.join("; "))));
     }
     let seconds = started.elapsed().as_secs_f64();
     if let Some(case) = &a.case {
@@ -150,6 +159,8 @@ pub fn run(a: PostureArgs) -> Result<u8, Fatal> {
         by_check: Check::ALL.iter().map(|c| (c.as_str(), report.count(*c))).collect(),
         could_not_see: report.could_not_see.len(),
         problems: &report.problems,
+        not_logs: report.not_logs,
+        not_logs_examples: &report.not_logs_examples,
         seconds: (seconds * 1000.0).round() / 1000.0,
     };
     let mut out = crate::commands::open_output(&a.output)?;
@@ -321,6 +332,14 @@ fn write_table(out: &mut dyn Write, r: &Report, seconds: f64) -> std::io::Result
         if rows.len() > 40 {
             writeln!(out, "  … {} more (use --format jsonl for all)", rows.len() - 40)?;
         }
+    }
+    if r.not_logs > 0 {
+        writeln!(
+            out,
+            "\n{} file(s) in no log format Portcullis reads were left aside (mail, documents, exports), e.g. {}",
+            r.not_logs,
+            esc(&r.not_logs_examples.join(", "))
+        )?;
     }
     if !r.problems.is_empty() {
         writeln!(out, "\nProblems ({}):", r.problems.len())?;

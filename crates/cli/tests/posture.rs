@@ -256,11 +256,17 @@ fn hostile_and_empty_inputs_never_panic() {
     let out = bin().arg("posture").arg(dir.path()).arg("-q").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("garbage.bin"), "unreadable files are named: {table}");
+    assert!(table.contains("garbage.bin") && table.contains("broken.json"), "unreadable files are named: {table}");
     assert!(!table.contains('\u{1b}'), "evidence strings are escaped");
     assert!(table.contains("no Entra ID") || table.contains("legacy protocol"));
     let out = bin().args(["posture", "/nonexistent/path"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
+    let only = dir.path().join("only");
+    std::fs::create_dir(&only).unwrap();
+    std::fs::write(only.join("notes.txt"), "hello").unwrap();
+    let out = bin().arg("posture").arg(&only).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("notes.txt"));
 }
 
 fn shared() -> PathBuf {

@@ -135,7 +135,7 @@ pub fn run(s: &Settings, progress: &(dyn Fn(u64) + Sync)) -> Result<Report, Stri
     let opts = portcullis_sources::ReadOptions::default();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(s.threads).build().map_err(|e| e.to_string())?;
     let done = std::sync::atomic::AtomicU64::new(0);
-    let partials: Vec<(Partial, Result<portcullis_sources::FileReport, String>)> = pool.install(|| {
+    let partials: Vec<(Partial, Result<portcullis_sources::FileReport, portcullis_sources::SourceError>)> = pool.install(|| {
         use rayon::prelude::*;
         files
             .par_iter()
@@ -148,7 +148,7 @@ pub fn run(s: &Settings, progress: &(dyn Fn(u64) + Sync)) -> Result<Report, Stri
                 });
                 let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
                 progress(done.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes);
-                (p, res.map_err(|e| e.to_string()))
+                (p, res)
             })
             .collect()
     });
@@ -164,7 +164,13 @@ pub fn run(s: &Settings, progress: &(dyn Fn(u64) + Sync)) -> Result<Report, Stri
                     }
                 }
             }
-            Err(e) => report.problems.push(e),
+            Err(portcullis_sources::SourceError::Unrecognised { path }) => {
+                report.not_logs += 1;
+                if report.not_logs_examples.len() < 5 {
+                    report.not_logs_examples.push(path.display().to_string());
+                }
+            }
+            Err(e) => report.problems.push(e.to_string()),
         }
     }
     report.events = all.events;

@@ -421,6 +421,10 @@ pub struct Report {
     pub skipped: u64,
     /// Unreadable files and skipped records, each naming file and position.
     pub problems: Vec<String>,
+    /// Files in no format Portcullis reads (mail, documents beside the logs): counted, with
+    /// the first few named.
+    pub not_logs: u64,
+    pub not_logs_examples: Vec<String>,
 }
 
 impl Report {
