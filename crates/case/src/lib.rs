@@ -677,7 +677,10 @@ impl Case {
                 ])?;
             }
         }
-        tx.execute("UPDATE runs SET finished = ?1, status = 'complete', events = ?2 WHERE id = ?3", params![now(), report.events as i64, self.run_id])?;
+        tx.execute(
+            "UPDATE runs SET finished = ?1, status = 'complete', events = ?2 WHERE id = ?3",
+            params![now(), report.events as i64, self.run_id],
+        )?;
         tx.commit()?;
         Ok(())
     }

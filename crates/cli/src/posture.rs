@@ -137,7 +137,11 @@ pub fn run(a: PostureArgs) -> Result<u8, Fatal> {
     if report.events == 0 && a.ad.is_none() && a.inventory.is_none() {
         let mut why: Vec<String> = report.problems.iter().take(5).cloned().collect();
         if report.not_logs > 0 {
-            why.push(format!("{} file(s) in no log format Portcullis reads, e.g. {}", report.not_logs, report.not_logs_examples.join(", ")));
+            why.push(format!(
+                "{} file(s) in no log format Portcullis reads, e.g. {}",
+                report.not_logs,
+                report.not_logs_examples.join(", ")
+            ));
         }
         if why.is_empty() {
             why.push("no files found".into());

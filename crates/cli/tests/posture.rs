@@ -115,12 +115,8 @@ fn check_against_truth(recs: &[Value], truth: &Value, data: &Path) {
             (s(&w["subject"]["name"]["host"]), s(&w["subject"]["name"]["source"]), s(&w["detail"]["from"]), s(&w["detail"]["to"]))
         })
         .collect();
-    let want: BTreeSet<(String, String, String, String)> = truth["logging_gaps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| (s(&g["host"]), s(&g["source"]), s(&g["from"]), s(&g["to"])))
-        .collect();
+    let want: BTreeSet<(String, String, String, String)> =
+        truth["logging_gaps"].as_array().unwrap().iter().map(|g| (s(&g["host"]), s(&g["source"]), s(&g["from"]), s(&g["to"]))).collect();
     assert_eq!(gaps, want, "logging gaps");
 
     // Nothing in any other check, and exactly the expected "could not see".
@@ -215,7 +211,8 @@ fn an_ad_export_confirms_clears_and_adds() {
     let planted = truth["passwords_as_set"].as_array().unwrap();
     let (kept, cleared) = (&planted[0], &planted[1]);
     let ad = dir.path().join("users.csv");
-    let mut csv = String::from("#TYPE Microsoft.ActiveDirectory.Management.ADUser\nsAMAccountName,pwdLastSet,whenCreated,lastLogonTimestamp\n");
+    let mut csv =
+        String::from("#TYPE Microsoft.ActiveDirectory.Management.ADUser\nsAMAccountName,pwdLastSet,whenCreated,lastLogonTimestamp\n");
     // Still the service desk's password; changed since (AD knows, the logs do not); an
     // account still on the password it was created with, and used.
     csv.push_str(&format!("{},{},20190301090000.0Z,0\n", s(&kept["account"]), filetime(&s(&kept["reset_at"]))));

@@ -157,7 +157,8 @@ fn read_ldif(text: &str, out: &mut AdExport) -> Result<(), String> {
         }
         let Some((k, v)) = l.split_once(':') else { return Err(format!("line {n}: not `attribute: value`")) };
         let value = if let Some(b64) = v.strip_prefix(':') {
-            let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|e| format!("line {n}: {k}: bad base64 ({e})"))?;
+            let raw =
+                base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|e| format!("line {n}: {k}: bad base64 ({e})"))?;
             String::from_utf8_lossy(&raw).into_owned()
         } else {
             v.trim().to_string()
@@ -173,9 +174,13 @@ fn clip(v: &str) -> String {
     v.chars().take(40).collect()
 }
 
+/// A value that is not a time in any form an AD export writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotATime;
+
 /// FILETIME integers (0 and the maximum mean "not set"), LDAP generalized time
 /// (`20210824021305.0Z`), RFC 3339, or `8/24/2021 2:13:05 AM`.
-pub fn parse_time(v: &str) -> Result<Option<Timestamp>, ()> {
+pub fn parse_time(v: &str) -> Result<Option<Timestamp>, NotATime> {
     let v = v.trim();
     if let Ok(n) = v.parse::<i64>() {
         if n <= 0 || n == i64::MAX {
@@ -184,16 +189,16 @@ pub fn parse_time(v: &str) -> Result<Option<Timestamp>, ()> {
         if n > 100_000_000_000_000_000 {
             return Ok(Some(Timestamp((n - 116_444_736_000_000_000) / 10)));
         }
-        return Err(());
+        return Err(NotATime);
     }
     if v.len() >= 14 && v[..14].bytes().all(|b| b.is_ascii_digit()) && v[14..].starts_with(['.', 'Z']) {
         let s = format!("{}-{}-{}T{}:{}:{}Z", &v[..4], &v[4..6], &v[6..8], &v[8..10], &v[10..12], &v[12..14]);
-        return Timestamp::parse(&s).map(Some).ok_or(());
+        return Timestamp::parse(&s).map(Some).ok_or(NotATime);
     }
     if let Some(t) = Timestamp::parse(v) {
         return Ok(Some(t));
     }
-    us_date(v).map(Some).ok_or(())
+    us_date(v).map(Some).ok_or(NotATime)
 }
 
 /// `8/24/2021 2:13:05 AM` (the US form PowerShell and the Security log's `PasswordLastSet` use).

@@ -268,7 +268,9 @@ pub fn finish(st: &State, servers_from_builds: &BTreeSet<String>, report: &mut R
         }
     }
     let none = HostFlags::default();
-    let blind = |m: Missing, host: &str, report: &mut Report| report.could_not_see.push(crate::Blind::new(m, Some(Subject::Host(host.to_string()))));
+    let blind = |m: Missing, host: &str, report: &mut Report| {
+        report.could_not_see.push(crate::Blind::new(m, Some(Subject::Host(host.to_string()))))
+    };
     for server in &servers {
         let f = st.hosts.get(server).unwrap_or(&none);
         let iis = if f.iis > 0 { f } else { &anonymous_iis };

@@ -73,7 +73,8 @@ pub(crate) struct Seen<'a> {
 impl Seen<'_> {
     pub fn evidence(&self, what: String) -> Evidence {
         let file = if self.ev.member.is_empty() { self.file.to_string() } else { format!("{}!{}", self.file, self.ev.member) };
-        let position = if self.ev.source == SourceKind::Windows { Position::Record(self.ev.record) } else { Position::Line(self.ev.record) };
+        let position =
+            if self.ev.source == SourceKind::Windows { Position::Record(self.ev.record) } else { Position::Line(self.ev.record) };
         Evidence { file, position, time: self.ev.timestamp, what }
     }
     pub fn event_id(&self) -> Option<u32> {

@@ -65,7 +65,10 @@ pub enum Subject {
     Account(String),
     App(String),
     /// One log source on one host (`IIS/W3C` on `EXCH01`).
-    Log { host: String, source: String },
+    Log {
+        host: String,
+        source: String,
+    },
 }
 
 impl Subject {
@@ -163,7 +166,14 @@ pub enum Detail {
         remedy: String,
     },
     /// Only a three-part build (the CU) was seen: whether the update was installed is unknown.
-    MaybeOpenAfterFix { chain: &'static str, cves: &'static str, fix_published: Timestamp, build: String, last_seen: Timestamp, remedy: String },
+    MaybeOpenAfterFix {
+        chain: &'static str,
+        cves: &'static str,
+        fix_published: Timestamp,
+        build: String,
+        last_seen: Timestamp,
+        remedy: String,
+    },
     /// A password set by another account (or at creation) and never changed by its owner.
     PasswordAsSet {
         basis: PasswordBasis,
@@ -270,7 +280,9 @@ impl Missing {
     /// What could not have been seen, plainly.
     pub fn consequence(self) -> &'static str {
         match self {
-            Missing::ExchangeBuilds => "you could not have seen how long any Exchange server stayed unpatched: no build was found in the logs",
+            Missing::ExchangeBuilds => {
+                "you could not have seen how long any Exchange server stayed unpatched: no build was found in the logs"
+            }
             Missing::SecurityUpdateLevel => {
                 "you could not have seen whether the security updates were installed: the logs show only the cumulative update (three-part build)"
             }

@@ -152,7 +152,8 @@ fn status(server: &str, b: Build, chain: Chain) -> (Status, String) {
 
 fn judge(server: &str, chain: Chain, sights: &[Seen2], report: &mut Report) {
     let published = fix_published(chain);
-    let full_cus: BTreeSet<(u32, u32)> = sights.iter().filter(|s| s.build.revision.is_some()).map(|s| (s.build.minor, s.build.build)).collect();
+    let full_cus: BTreeSet<(u32, u32)> =
+        sights.iter().filter(|s| s.build.revision.is_some()).map(|s| (s.build.minor, s.build.build)).collect();
     let mut open: Vec<(&Seen2, String)> = Vec::new();
     let mut fixed: Vec<&Seen2> = Vec::new();
     let mut unknown: Vec<(&Seen2, String)> = Vec::new();
@@ -213,7 +214,8 @@ fn judge(server: &str, chain: Chain, sights: &[Seen2], report: &mut Report) {
     }
     // Only CU-level sightings after publication, and none fixed since.
     let last_fixed = fixed.iter().map(|f| f.last).max();
-    if let Some((s, remedy)) = unknown.iter().filter(|(s, _)| s.last > published && last_fixed.is_none_or(|f| f < s.last)).max_by_key(|(s, _)| s.last)
+    if let Some((s, remedy)) =
+        unknown.iter().filter(|(s, _)| s.last > published && last_fixed.is_none_or(|f| f < s.last)).max_by_key(|(s, _)| s.last)
     {
         report.weaknesses.push(Weakness {
             id: crate::stable_id(&["patching", server, chain.name()]),

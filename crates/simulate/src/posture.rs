@@ -215,7 +215,8 @@ pub fn plant(o: &mut Output, org: &Org, cfg: &Config) -> serde_json::Value {
     for k in 0..5 {
         let ts = at("2022-07-12 03:10:00") + k * 7 * 1_000_000;
         let u = &org.users[30 + k as usize];
-        let line = sign_in(&mut rng, ts, &u.email, "45.155.205.233", "Office 365 Exchange Online", "IMAP4", "singleFactorAuthentication", 50126);
+        let line =
+            sign_in(&mut rng, ts, &u.email, "45.155.205.233", "Office 365 Exchange Online", "IMAP4", "singleFactorAuthentication", 50126);
         o.text(&signin_path(ts), &[], ts, line, None);
     }
 
