@@ -249,7 +249,7 @@ fn write_csv(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
 }
 
 fn day(t: Option<Timestamp>) -> String {
-    t.map(|t| t.to_string()[..10].to_string()).unwrap_or_else(|| "-".into())
+    t.map(portcullis_posture::day).unwrap_or_else(|| "-".into())
 }
 
 fn write_table(out: &mut dyn Write, r: &Report, seconds: f64) -> std::io::Result<()> {

@@ -191,7 +191,8 @@ pub fn parse_time(v: &str) -> Result<Option<Timestamp>, NotATime> {
         }
         return Err(NotATime);
     }
-    if v.len() >= 14 && v[..14].bytes().all(|b| b.is_ascii_digit()) && v[14..].starts_with(['.', 'Z']) {
+    let b = v.as_bytes();
+    if b.len() >= 15 && b[..14].iter().all(u8::is_ascii_digit) && matches!(b[14], b'.' | b'Z') {
         let s = format!("{}-{}-{}T{}:{}:{}Z", &v[..4], &v[4..6], &v[6..8], &v[8..10], &v[10..12], &v[12..14]);
         return Timestamp::parse(&s).map(Some).ok_or(NotATime);
     }
@@ -232,6 +233,8 @@ mod tests {
         assert_eq!(parse_time("0"), Ok(None));
         assert_eq!(parse_time("9223372036854775807"), Ok(None));
         assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("2021082402130é.0Z").is_err(), "a multi-byte character where a digit belongs");
+        assert!(parse_time("12/ab/2021 9").is_err());
     }
 
     #[test]

@@ -320,7 +320,8 @@ fn process_blinds(f: &HostFlags, host: Option<&String>, report: &mut Report) {
 fn gaps(k: &(String, String), src: &Source, report: &mut Report) -> (usize, bool) {
     let (Some(&first_day), Some(&last_day)) = (src.days.keys().next(), src.days.keys().next_back()) else { return (0, false) };
     let span = last_day - first_day + 1;
-    if src.overflow || span < MIN_SPAN_DAYS {
+    // A span of centuries (hostile or broken clocks) is not a log to find gaps in.
+    if src.overflow || !(MIN_SPAN_DAYS..=MAX_DAYS as i64 * 4).contains(&span) {
         return (0, false);
     }
     let mut counts: Vec<u32> = (first_day..=last_day).map(|d| src.days.get(&d).map_or(0, |s| s.count)).collect();

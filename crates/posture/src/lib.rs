@@ -174,15 +174,21 @@ pub fn run(s: &Settings, progress: &(dyn Fn(u64) + Sync)) -> Result<Report, Stri
             Err(e) => report.problems.push(e.to_string()),
         }
     }
+    conclude(all, inventory.as_ref(), ad.as_ref(), &mut report);
+    Ok(report)
+}
+
+/// Runs the checks' conclusions over the merged state.
+fn conclude(all: Partial, inventory: Option<&portcullis_exchange::Inventory>, ad: Option<&ad::AdExport>, report: &mut Report) {
     report.events = all.events;
     let now = Timestamp::now();
     report.as_of = all.last_time.map(|t| t.min(now));
     let as_of = report.as_of.unwrap_or(now);
 
-    let exchange_servers = patching::finish(&all.patching, inventory.as_ref(), as_of, &mut report);
-    passwords::finish(&all.passwords, ad.as_ref(), as_of, &mut report);
-    mfa::finish(&all.mfa, &mut report);
-    coverage::finish(&all.coverage, &exchange_servers, &mut report);
+    let exchange_servers = patching::finish(&all.patching, inventory, as_of, report);
+    passwords::finish(&all.passwords, ad, as_of, report);
+    mfa::finish(&all.mfa, report);
+    coverage::finish(&all.coverage, &exchange_servers, report);
 
     report.weaknesses.sort_by(|a, b| {
         (a.check, std::cmp::Reverse(a.severity), a.subject.clone(), a.id.clone()).cmp(&(
@@ -194,7 +200,6 @@ pub fn run(s: &Settings, progress: &(dyn Fn(u64) + Sync)) -> Result<Report, Stri
     });
     report.could_not_see.sort();
     report.could_not_see.dedup();
-    Ok(report)
 }
 
 fn scan(s: &Seen<'_>, p: &mut Partial) {
@@ -228,6 +233,190 @@ pub(crate) type Map<K, V> = HashMap<K, V>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portcullis_event::SourceKind;
+
+    fn t(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap()
+    }
+
+    fn win(id: u32, time: &str, record: u64, fields: &[(&str, &str)]) -> Event {
+        let mut e = Event::new(SourceKind::Windows);
+        e.push_str("EventID", &id.to_string());
+        e.push_str("Channel", if id == 1 { "Microsoft-Windows-Sysmon/Operational" } else { "Security" });
+        e.push_str("Computer", "DC01.ec.local");
+        for (k, v) in fields {
+            e.push_str(k, v);
+        }
+        e.timestamp = Some(t(time));
+        e.record = record;
+        e
+    }
+
+    /// Each batch is one file (its own partial state), merged in the order given.
+    fn check(batches: &[Vec<Event>]) -> Report {
+        let mut all = Partial::default();
+        for (i, b) in batches.iter().enumerate() {
+            let mut p = Partial::default();
+            let file = format!("file{i}");
+            for ev in b {
+                scan(&Seen { ev, file: &file }, &mut p);
+            }
+            all.merge(p);
+        }
+        let mut report = Report::default();
+        conclude(all, None, None, &mut report);
+        report
+    }
+
+    fn reset(time: &str, target: &str, record: u64) -> Event {
+        win(4724, time, record, &[("SubjectUserName", "helpdesk"), ("SubjectDomainName", "EC"), ("TargetUserName", target)])
+    }
+
+    #[test]
+    fn passwords_in_any_file_order() {
+        let change = |time: &str, who: &str| win(4723, time, 9, &[("SubjectUserName", who), ("TargetUserName", who)]);
+        let helpdesk_4738 = win(
+            4738,
+            "2022-01-10T09:00:00.01Z",
+            2,
+            &[("SubjectUserName", "helpdesk"), ("TargetUserName", "ann"), ("PasswordLastSet", "1/10/2022 9:00:00 AM")],
+        );
+        let network = win(4624, "2022-02-01T09:00:00Z", 3, &[("TargetUserName", "ann"), ("LogonType", "3")]);
+        let desk = win(4624, "2022-02-02T09:00:00Z", 4, &[("TargetUserName", "EC\\bob"), ("LogonType", "2")]);
+        // ann: reset, never changed (an older own change is in another file read first);
+        // bob: reset, used at the desk; cat: reset then changed; dan: own 4738.
+        let r = check(&[
+            vec![change("2021-12-01T00:00:00Z", "ann"), desk, change("2022-01-12T00:00:00Z", "cat")],
+            vec![reset("2022-01-10T09:00:00Z", "ann", 1), helpdesk_4738, network, reset("2022-01-11T09:00:00Z", "bob", 5)],
+            vec![
+                reset("2022-01-11T09:00:00Z", "cat", 6),
+                reset("2022-01-11T09:00:00Z", "dan", 7),
+                win(
+                    4738,
+                    "2022-01-13T00:00:00Z",
+                    8,
+                    &[("SubjectUserName", "dan"), ("TargetUserName", "dan"), ("PasswordLastSet", "1/13/2022")],
+                ),
+                reset("2022-01-11T09:00:00Z", "WS01$", 10),
+            ],
+        ]);
+        let pw: Vec<&Weakness> = r.weaknesses.iter().filter(|w| w.check == Check::PasswordsAsSet).collect();
+        assert_eq!(pw.iter().map(|w| w.subject.name()).collect::<Vec<_>>(), ["bob", "ann"]);
+        let Detail::PasswordAsSet { resets, used_after, set_by, .. } = &pw[1].detail else { panic!() };
+        assert_eq!((*resets, *used_after, set_by.as_deref()), (1, None, Some("EC\\helpdesk")), "a 4724 and its 4738 are one reset");
+        assert_eq!(pw[1].evidence[0].position, Position::Record(1), "the 4724 is the evidence");
+        assert_eq!(pw[1].severity, Severity::Medium);
+        let Detail::PasswordAsSet { used_via, .. } = &pw[0].detail else { panic!() };
+        assert_eq!((*used_via, pw[0].severity), (Some(LogonVia::Interactive), Severity::High));
+    }
+
+    fn sign_in(time: &str, upn: &str, client: &str, req: Option<&str>, error: &str) -> Event {
+        let mut e = Event::new(SourceKind::Json);
+        e.log_type.push_str("azure_signinlogs");
+        e.push_str("properties.userPrincipalName", upn);
+        e.push_str("properties.clientAppUsed", client);
+        e.push_str("properties.appDisplayName", "Office 365 Exchange Online");
+        if let Some(r) = req {
+            e.push_str("properties.authenticationRequirement", r);
+        }
+        e.push_str("properties.status.errorCode", error);
+        e.timestamp = Some(t(time));
+        e
+    }
+
+    #[test]
+    fn single_factor_and_legacy_sign_ins() {
+        let r = check(&[vec![
+            sign_in("2022-03-01T10:00:00Z", "a@x", "Browser", Some("singleFactorAuthentication"), "0"),
+            sign_in("2022-03-01T10:00:00Z", "b@x", "Browser", Some("singleFactorAuthentication"), "50126"),
+            sign_in("2022-03-01T10:00:00Z", "c@x", "Browser", Some("multiFactorAuthentication"), "0"),
+            sign_in("2022-03-01T10:00:00Z", "d@x", "IMAP4", Some("singleFactorAuthentication"), "0"),
+            sign_in("2022-03-01T10:00:00Z", "e@x", "POP3", None, "50053"),
+        ]]);
+        let mfa: Vec<String> = r.weaknesses.iter().filter(|w| w.check == Check::MfaCoverage).map(|w| w.subject.name()).collect();
+        assert_eq!(mfa, ["a@x", "d@x"]);
+        assert!(!r.could_not_see.iter().any(|b| b.check == Check::MfaCoverage));
+        let r = check(&[vec![sign_in("2022-03-01T10:00:00Z", "a@x", "Browser", None, "0")]]);
+        assert!(r.could_not_see.iter().any(|b| b.missing == Missing::AuthenticationRequirement));
+    }
+
+    fn iis(time: Timestamp, line: u64) -> Event {
+        let mut e = Event::new(SourceKind::W3c);
+        e.push_str("s-computername", "EXCH01");
+        e.push_str("cs-uri-stem", "/owa/healthcheck.htm");
+        e.push_str("cs-uri-query", "-");
+        e.push_str("c-ip", "127.0.0.1");
+        e.timestamp = Some(time);
+        e.record = line;
+        e
+    }
+
+    #[test]
+    fn gaps_only_where_the_source_is_continuous() {
+        let start = t("2022-01-01T00:00:00Z").0;
+        let hour = 3_600_000_000;
+        // 6 events a day for 60 days, none on days 30–33; and a sparse source.
+        let mut dense = Vec::new();
+        for h in 0..60 * 24 {
+            if h % 4 == 0 && !(30 * 24..34 * 24).contains(&h) {
+                dense.push(iis(Timestamp(start + h * hour), h as u64));
+            }
+        }
+        let sparse: Vec<Event> = (0..20)
+            .map(|d| win(4624, &Timestamp(start + d * 3 * 24 * hour).to_string(), d as u64, &[("TargetUserName", "x"), ("LogonType", "3")]))
+            .collect();
+        let r = check(&[dense, sparse]);
+        let gaps: Vec<&Weakness> = r.weaknesses.iter().filter(|w| w.check == Check::LoggingCoverage).collect();
+        assert_eq!(gaps.len(), 1, "{gaps:#?}");
+        let Detail::LoggingGap { from, to, hours, .. } = &gaps[0].detail else { panic!() };
+        assert_eq!((*from, *to, *hours), (t("2022-01-30T20:00:00Z"), t("2022-02-04T00:00:00Z"), 100));
+        assert_eq!(gaps[0].subject, Subject::Log { host: "EXCH01".into(), source: "IIS/W3C".into() });
+        let sparse = r.coverage.iter().find(|c| c.host == "DC01").unwrap();
+        assert!(!sparse.continuous);
+        // The IIS log has no user agent: said plainly for the Exchange server it comes from.
+        assert!(r.could_not_see.iter().any(|b| b.missing == Missing::IisUserAgent));
+        assert!(r.could_not_see.iter().any(|b| b.missing == Missing::HttpProxyLogs));
+    }
+
+    fn proxy(time: &str, rev: &str) -> Event {
+        let mut e = Event::new(SourceKind::ExchangeCsv);
+        e.log_type.push_str("HttpProxy Logs");
+        for (k, v) in [
+            ("MajorVersion", "15"),
+            ("MinorVersion", "1"),
+            ("BuildVersion", "2176"),
+            ("RevisionVersion", rev),
+            ("ServerHostName", "EXCH01"),
+        ] {
+            e.push_str(k, v);
+        }
+        e.timestamp = Some(t(time));
+        e.record = 7;
+        e
+    }
+
+    #[test]
+    fn days_open_after_each_fix() {
+        let r = check(&[vec![proxy("2021-06-01T00:00:00Z", "2"), proxy("2021-09-01T00:00:00Z", "2"), proxy("2021-09-10T00:00:00Z", "14")]]);
+        let p: Vec<&Weakness> = r.weaknesses.iter().filter(|w| w.check == Check::Patching).collect();
+        assert_eq!(p.len(), 2, "ProxyLogon and ProxyShell fixed late; ProxyNotShell's fix came after the logs");
+        for w in &p {
+            let Detail::OpenAfterFix { chain, days_open_after_fix, still_open, fixed_build, .. } = &w.detail else { panic!() };
+            assert!(!still_open);
+            assert_eq!(fixed_build.as_deref(), Some("15.1.2176.14"));
+            assert_eq!(w.severity, Severity::Medium);
+            let want = if *chain == "ProxyShell" { 122 } else { 192 };
+            assert_eq!(*days_open_after_fix, want, "{chain}");
+        }
+        let r = check(&[vec![proxy("2021-06-01T00:00:00Z", "2")]]);
+        let sev = |c: &str| {
+            r.weaknesses.iter().find(|w| matches!(&w.detail, Detail::OpenAfterFix { chain, .. } if *chain == c)).map(|w| w.severity)
+        };
+        assert_eq!(sev("ProxyShell"), Some(Severity::High), "still open, 21 days after the fix");
+        assert_eq!(sev("ProxyLogon"), Some(Severity::Critical), "still open, 91 days after the fix");
+        let r = check(&[vec![]]);
+        assert!(r.could_not_see.iter().any(|b| b.missing == Missing::ExchangeBuilds));
+    }
 
     #[test]
     fn keys() {

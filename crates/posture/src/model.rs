@@ -448,7 +448,7 @@ impl Report {
 impl Weakness {
     /// One sentence for people (computed from the typed detail; never parsed back).
     pub fn sentence(&self) -> String {
-        let day = |t: &Timestamp| t.to_string()[..10].to_string();
+        let day = |t: &Timestamp| day(*t);
         match &self.detail {
             Detail::OpenAfterFix { chain, build, fix_published, days_open_after_fix, still_open, fixed_seen, .. } => {
                 if *still_open {
@@ -516,6 +516,12 @@ impl Weakness {
             Detail::LoggingGap { from, to, .. } => (Some(*from), Some(*to)),
         }
     }
+}
+
+/// The date part of a time (`2021-08-24`).
+pub fn day(t: Timestamp) -> String {
+    let s = t.to_string();
+    s.get(..10).unwrap_or(&s).to_string()
 }
 
 /// A stable id from the parts that identify a weakness.

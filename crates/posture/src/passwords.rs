@@ -141,8 +141,7 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
     }
     // OWA in IIS logs: an authenticated request under /owa/.
     if let (Some(stem), Some(user)) = (s.get("cs-uri-stem"), s.get("cs-username"))
-        && stem.len() >= 4
-        && stem[..4].eq_ignore_ascii_case("/owa")
+        && stem.as_bytes().get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"/owa"))
         && s.get("sc-status").is_none_or(|c| c.starts_with('2'))
         && let Some(u) = crate::account_key(user)
     {
