@@ -164,8 +164,23 @@ fn simulated_weaknesses_are_all_found_and_nothing_else() {
         assert_eq!(v, "3");
     }
 
-    // Exit codes and the other formats.
+    // An inventory says what runs now: EXCH01 updated at the end, so both chains were fixed
+    // late (medium) instead of still open.
     let data = dir.path().join("sim11");
+    let inv = dir.path().join("servers.csv");
+    std::fs::write(&inv, "Server,Build\nEXCH01.ec.local,15.1.2176.14\n").unwrap();
+    let (code, recs, err) = posture(&["--inventory", inv.to_str().unwrap()], &[&data]);
+    assert_eq!(code, 0, "{err}");
+    let p = weaknesses(&recs, "patching");
+    assert_eq!(p.len(), 2);
+    for w in p {
+        assert_eq!(w["detail"]["still_open"], false, "{w}");
+        assert_eq!(w["detail"]["fixed_build"], "15.1.2176.14");
+        assert_eq!(w["severity"], "medium");
+        assert!(s(&w["evidence"][1]["file"]).ends_with("servers.csv"));
+    }
+
+    // Exit codes and the other formats.
     let (code, _, _) = posture(&["--fail-on", "critical"], &[&data]);
     assert_eq!(code, 2);
     let out = bin().arg("posture").arg(&data).args(["--format", "csv", "-q"]).output().unwrap();

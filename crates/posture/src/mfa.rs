@@ -149,11 +149,11 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
 }
 
 pub fn finish(st: &State, report: &mut Report) {
+    if st.okta > 0 {
+        report.could_not_see.push(crate::Blind::new(Missing::OktaFactors, None));
+    }
     if st.entra == 0 {
         report.could_not_see.push(crate::Blind::new(Missing::SignInLogs, None));
-        if st.okta > 0 {
-            report.could_not_see.push(crate::Blind::new(Missing::OktaFactors, None));
-        }
     } else if st.with_requirement == 0 {
         report.could_not_see.push(crate::Blind::new(Missing::AuthenticationRequirement, None));
     }

@@ -321,7 +321,9 @@ impl Missing {
             Missing::AuthenticationRequirement => {
                 "you could not have seen which sign-ins used one factor: the sign-in records carry no authenticationRequirement"
             }
-            Missing::OktaFactors => "Okta sign-ins were not assessed for single-factor use (only Entra ID sign-in logs are)",
+            Missing::OktaFactors => {
+                "you could not have seen single-factor sign-ins through Okta here: the Okta System Log was read for coverage only (single-factor and legacy use are judged from Entra ID sign-in logs)"
+            }
         }
     }
 

@@ -243,6 +243,6 @@ pub fn plant(o: &mut Output, org: &Org, cfg: &Config) -> serde_json::Value {
             "build": EXCH_BUILD,
             "open_after_fix": ["ProxyLogon", "ProxyShell"],
         }],
-        "could_not_see": [{"missing": "powershell_script_block", "host": EXCH}],
+        "could_not_see": [{"missing": "powershell_script_block", "host": EXCH}, {"missing": "okta_factors", "host": null}],
     })
 }
