@@ -298,10 +298,22 @@ mod tests {
                     &[("SubjectUserName", "dan"), ("TargetUserName", "dan"), ("PasswordLastSet", "1/13/2022")],
                 ),
                 reset("2022-01-11T09:00:00Z", "WS01$", 10),
+                // eve: reset with "must change at next logon", not logged on since.
+                reset("2022-01-11T09:00:00Z", "eve", 11),
+                win(
+                    4738,
+                    "2022-01-11T09:00:00.5Z",
+                    12,
+                    &[("SubjectUserName", "helpdesk"), ("TargetUserName", "eve"), ("PasswordLastSet", "%%1794")],
+                ),
+                // fay: self-service reset written back by Entra Connect.
+                win(4724, "2022-01-11T09:00:00Z", 13, &[("SubjectUserName", "MSOL_0a1b2c3d4e5f"), ("TargetUserName", "fay")]),
             ],
         ]);
         let pw: Vec<&Weakness> = r.weaknesses.iter().filter(|w| w.check == Check::PasswordsAsSet).collect();
-        assert_eq!(pw.iter().map(|w| w.subject.name()).collect::<Vec<_>>(), ["bob", "ann"]);
+        assert_eq!(pw.iter().map(|w| w.subject.name()).collect::<Vec<_>>(), ["bob", "ann", "eve"]);
+        assert_eq!(pw[2].severity, Severity::Low);
+        assert!(matches!(pw[2].detail, Detail::PasswordAsSet { must_change_at_next_logon: true, .. }));
         let Detail::PasswordAsSet { resets, used_after, set_by, .. } = &pw[1].detail else { panic!() };
         assert_eq!((*resets, *used_after, set_by.as_deref()), (1, None, Some("EC\\helpdesk")), "a 4724 and its 4738 are one reset");
         assert_eq!(pw[1].evidence[0].position, Position::Record(1), "the 4724 is the evidence");

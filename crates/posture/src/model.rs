@@ -182,6 +182,9 @@ pub enum Detail {
         /// Days from `set_at` to the end of the evidence (`as_of`).
         age_days: i64,
         resets: u64,
+        /// The reset also set "must change password at next logon" (a 4738 with
+        /// `PasswordLastSet` `%%1794`): the next logon forces a change.
+        must_change_at_next_logon: bool,
         used_after: Option<Timestamp>,
         used_via: Option<LogonVia>,
     },
@@ -473,7 +476,7 @@ impl Weakness {
                 self.subject.name(),
                 day(fix_published)
             ),
-            Detail::PasswordAsSet { basis, set_by, set_at, age_days, used_after, used_via, .. } => {
+            Detail::PasswordAsSet { basis, set_by, set_at, age_days, used_after, used_via, must_change_at_next_logon, .. } => {
                 let who = match basis {
                     PasswordBasis::InitialPasswordInAd => "set when the account was created".to_string(),
                     _ => format!("reset by {}", set_by.as_deref().unwrap_or("another account")),
@@ -490,6 +493,8 @@ impl Weakness {
                         LogonVia::AdLastLogon => "a logon (AD lastLogonTimestamp)",
                     };
                     s.push_str(&format!("; used with it through {via}, last {}", day(t)));
+                } else if *must_change_at_next_logon {
+                    s.push_str("; set to change at next logon, which has not happened");
                 }
                 s
             }

@@ -32,6 +32,9 @@ impl Reset {
 
 #[derive(Default)]
 struct Account {
+    /// The latest 4738 by another account that set "must change password at next logon"
+    /// (`PasswordLastSet` = `%%1794`).
+    must_change: Option<Timestamp>,
     last_reset: Option<Reset>,
     resets: u64,
     last_self: Option<(Timestamp, Evidence)>,
@@ -59,6 +62,7 @@ impl State {
             {
                 a.last_reset = Some(r);
             }
+            a.must_change = a.must_change.max(v.must_change);
             if v.last_self.as_ref().map(|s| s.0) > a.last_self.as_ref().map(|s| s.0) {
                 a.last_self = v.last_self;
             }
@@ -94,11 +98,18 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
                 }
                 let Some(target) = s.get("TargetUserName").and_then(crate::account_key) else { return };
                 let subject = s.get("SubjectUserName");
-                let by_self = subject.and_then(crate::account_key).as_deref() == Some(target.as_str());
+                let subject_key = subject.and_then(crate::account_key);
+                // Self-service password reset written back by Entra Connect (`MSOL_…`,
+                // `Sync_…`) is the user's own choice of password.
+                let by_self = subject_key.as_deref() == Some(target.as_str()) || subject_key.as_deref().is_some_and(is_writeback);
                 if id == 4738 {
-                    // Only a 4738 that sets a password counts; `%%1794` is "never".
+                    // Only a 4738 that sets a password counts; `%%1794` ("never") by another
+                    // account marks "must change password at next logon".
                     let Some(pls) = s.get("PasswordLastSet") else { return };
                     if pls.starts_with("%%") {
+                        if !by_self && let Some(a) = st.entry(target) {
+                            a.must_change = a.must_change.max(Some(t));
+                        }
                         return;
                     }
                 }
@@ -148,6 +159,11 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
         st.logon_events += 1;
         logon(st, u, t, LogonVia::Owa, || s.evidence(format!("OWA request {stem} as {user}")));
     }
+}
+
+/// The accounts Entra Connect writes self-service password resets back with.
+fn is_writeback(account: &str) -> bool {
+    account.starts_with("msol_") || account.starts_with("sync_") || account.starts_with("aad_")
 }
 
 fn logon(st: &mut State, u: String, t: Timestamp, via: LogonVia, ev: impl FnOnce() -> Evidence) {
@@ -200,7 +216,13 @@ pub fn finish(st: &State, ad: Option<&AdExport>, as_of: Timestamp, report: &mut 
             used_via = Some(LogonVia::AdLastLogon);
             evidence.push(u.evidence(&ad.map(|x| x.path.clone()).unwrap_or_default(), "lastLogonTimestamp after the reset"));
         }
-        let severity = if used_after.is_some() { Severity::High } else { Severity::Medium };
+        // "Must change at next logon" set with the reset: the next logon forces a change.
+        let must_change = a.must_change.is_some_and(|m| (m.0 - r.at.0).abs() <= 60_000_000);
+        let severity = match (used_after.is_some(), must_change) {
+            (true, _) => Severity::High,
+            (false, true) => Severity::Low,
+            (false, false) => Severity::Medium,
+        };
         report.weaknesses.push(Weakness {
             id: crate::stable_id(&["passwords_as_set", name, &r.at.to_string()]),
             check: Check::PasswordsAsSet,
@@ -212,6 +234,7 @@ pub fn finish(st: &State, ad: Option<&AdExport>, as_of: Timestamp, report: &mut 
                 set_at: r.at,
                 age_days: crate::days(r.at, as_of),
                 resets: a.resets,
+                must_change_at_next_logon: must_change,
                 used_after,
                 used_via,
             },
@@ -256,6 +279,7 @@ pub fn finish(st: &State, ad: Option<&AdExport>, as_of: Timestamp, report: &mut 
                 set_at: pls,
                 age_days: crate::days(pls, as_of),
                 resets: 0,
+                must_change_at_next_logon: false,
                 used_after,
                 used_via,
             },
