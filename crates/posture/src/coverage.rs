@@ -124,8 +124,19 @@ impl HostFlags {
     }
 }
 
+/// The last event's raw host and source and the key they made: a file is mostly one host
+/// and one source, so keys are built once per change, not per event.
+struct Last {
+    kind: SourceKind,
+    cloud: Option<&'static str>,
+    raw_host: String,
+    raw_source: String,
+    key: (String, String),
+}
+
 #[derive(Default)]
 pub struct State {
+    last: Option<Last>,
     sources: Map<(String, String), Source>,
     hosts: Map<String, HostFlags>,
     dropped: u64,
@@ -160,13 +171,24 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
         }
         _ => None,
     };
-    let (host, source) = match cloud {
-        Some(c) => ("cloud".to_string(), c.to_string()),
-        None => (ev.host().map(crate::short_host).unwrap_or_else(|| "unknown".into()), ev.log_name()),
+    let raw_host = ev.host().unwrap_or("");
+    let raw_source = match ev.source {
+        SourceKind::Windows => ev.get("Channel").unwrap_or(""),
+        SourceKind::W3c => "",
+        SourceKind::ExchangeCsv | SourceKind::Json => ev.log_type.as_str(),
     };
-    let key = (host, source);
+    let same =
+        st.last.as_ref().is_some_and(|l| l.kind == ev.source && l.cloud == cloud && l.raw_host == raw_host && l.raw_source == raw_source);
+    if !same {
+        let key = match cloud {
+            Some(c) => ("cloud".to_string(), c.to_string()),
+            None => (ev.host().map(crate::short_host).unwrap_or_else(|| "unknown".into()), ev.log_name()),
+        };
+        st.last = Some(Last { kind: ev.source, cloud, raw_host: raw_host.into(), raw_source: raw_source.into(), key });
+    }
+    let Some(key) = st.last.as_ref().map(|l| &l.key) else { return };
     let room = st.sources.len() < crate::MAX_SOURCES;
-    match st.sources.get_mut(&key) {
+    match st.sources.get_mut(key) {
         Some(src) => src.add(ev.timestamp),
         None if room => {
             let mut src = Source::default();
@@ -178,11 +200,14 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
             return;
         }
     }
-    let host = key.0;
-    if st.hosts.len() >= crate::MAX_SOURCES && !st.hosts.contains_key(&host) {
-        return;
+    let host = &key.0;
+    if !st.hosts.contains_key(host) {
+        if st.hosts.len() >= crate::MAX_SOURCES {
+            return;
+        }
+        st.hosts.insert(host.clone(), HostFlags::default());
     }
-    let f = st.hosts.entry(host).or_default();
+    let Some(f) = st.hosts.get_mut(host) else { return };
     match ev.source {
         SourceKind::W3c => {
             f.iis += 1;
