@@ -34,24 +34,30 @@ pub struct AdExport {
     pub users: HashMap<String, AdUser>,
 }
 
-/// Largest export read (an export of a million users is about 300 MB).
-const MAX_BYTES: u64 = 4 << 30;
-
 pub fn read(path: &Path) -> Result<AdExport, String> {
+    use std::io::{BufRead, BufReader, Read};
     let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let meta = std::fs::metadata(path).map_err(|e| at(&e))?;
-    if meta.len() > MAX_BYTES {
-        return Err(at(&format!("larger than {MAX_BYTES} bytes; split the export")));
+    let file = std::fs::File::open(path).map_err(|e| at(&e))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let head = reader.fill_buf().map_err(|e| at(&e))?;
+    if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
+        return Err(at(&"UTF-16 export: re-export as UTF-8 (csvde without -u, or Export-Csv -Encoding UTF8)"));
     }
-    let bytes = std::fs::read(path).map_err(|e| at(&e))?;
-    let text = String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes)).into_owned();
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
-    let lower = first.to_ascii_lowercase();
+    let bom = if head.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    reader.consume(bom);
+    let head = reader.fill_buf().map_err(|e| at(&e))?;
+    let first = head
+        .split(|&b| b == b'\n')
+        .map(|l| String::from_utf8_lossy(l).trim().to_ascii_lowercase())
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or_default();
     let mut out = AdExport { path: path.display().to_string(), users: HashMap::new() };
-    if lower.starts_with("dn:") || lower.starts_with("dn::") || lower.starts_with("version:") {
-        read_ldif(&text, &mut out).map_err(|e| at(&e))?;
+    // Lines longer than this are not an AD export's.
+    let reader = reader.take(MAX_BYTES);
+    if first.starts_with("dn:") || first.starts_with("version:") {
+        read_ldif(reader, &mut out).map_err(|e| at(&e))?;
     } else {
-        read_csv(&text, &mut out).map_err(|e| at(&e))?;
+        read_csv(reader, &mut out).map_err(|e| at(&e))?;
     }
     if out.users.is_empty() {
         return Err(at(&"no user with sAMAccountName (or userPrincipalName) found; expected CSV or LDIF with pwdLastSet"));
@@ -59,32 +65,48 @@ pub fn read(path: &Path) -> Result<AdExport, String> {
     Ok(out)
 }
 
+/// Largest export read (an export of a million users is about 300 MB).
+const MAX_BYTES: u64 = 4 << 30;
+/// Longest LDIF line (unfolded) kept.
+const MAX_LINE: usize = 1 << 20;
+
 fn add(out: &mut AdExport, u: AdUser) {
     if out.users.len() < crate::MAX_ACCOUNTS {
         out.users.insert(u.account.clone(), u);
     }
 }
 
-fn read_csv(text: &str, out: &mut AdExport) -> Result<(), String> {
+fn read_csv(mut reader: impl std::io::BufRead, out: &mut AdExport) -> Result<(), String> {
     // `Export-Csv` writes a `#TYPE …` line first.
-    let type_line = text.trim_start().starts_with("#TYPE");
-    let body: String = if type_line { text.lines().skip(1).collect::<Vec<_>>().join("\n") } else { text.into() };
-    let offset = if type_line { 3 } else { 2 };
-    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(body.as_bytes());
-    let headers: Vec<String> = r.headers().map_err(|e| e.to_string())?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let mut offset = 2;
+    if reader.fill_buf().map_err(|e| e.to_string())?.starts_with(b"#TYPE") {
+        let mut skip = Vec::new();
+        reader.read_until(b'\n', &mut skip).map_err(|e| e.to_string())?;
+        offset = 3;
+    }
+    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let headers: Vec<String> =
+        r.headers().map_err(|e| format!("row {}: {e}", offset - 1))?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
     let col = |names: &[&str]| names.iter().find_map(|n| headers.iter().position(|h| h == n));
     let Some(acct) = col(&["samaccountname", "userprincipalname", "name"]) else {
-        return Err("row 1: no sAMAccountName or userPrincipalName column".into());
+        return Err(format!("row {}: no sAMAccountName or userPrincipalName column", offset - 1));
     };
     let pls = col(&["pwdlastset", "passwordlastset"]);
     let created = col(&["whencreated", "created"]);
     let logon = col(&["lastlogontimestamp", "lastlogondate", "lastlogon"]);
     if pls.is_none() {
-        return Err("row 1: no pwdLastSet (or PasswordLastSet) column".into());
+        return Err(format!("row {}: no pwdLastSet (or PasswordLastSet) column", offset - 1));
     }
-    for (i, rec) in r.records().enumerate() {
-        let row = i as u64 + offset;
-        let rec = rec.map_err(|e| format!("row {row}: {e}"))?;
+    let mut rec = csv::StringRecord::new();
+    let mut i = 0u64;
+    loop {
+        let row = i + offset;
+        match r.read_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(format!("row {row}: {e}")),
+        }
+        i += 1;
         let cell = |c: Option<usize>| c.and_then(|c| rec.get(c)).map(str::trim).filter(|v| !v.is_empty());
         let Some(account) = cell(Some(acct)).and_then(crate::account_key) else { continue };
         let time = |c: Option<usize>, name: &str| -> Result<Option<Timestamp>, String> {
@@ -107,67 +129,84 @@ fn read_csv(text: &str, out: &mut AdExport) -> Result<(), String> {
     Ok(())
 }
 
-fn read_ldif(text: &str, out: &mut AdExport) -> Result<(), String> {
-    // Unfold continuation lines (a leading space continues the previous line).
-    let mut lines: Vec<(u64, String)> = Vec::new();
-    for (i, l) in text.lines().enumerate() {
-        let l = l.trim_end_matches('\r');
-        if let Some(rest) = l.strip_prefix(' ')
-            && let Some(last) = lines.last_mut()
-            && !last.1.is_empty()
-        {
-            last.1.push_str(rest);
-            continue;
-        }
-        lines.push((i as u64 + 1, l.to_string()));
-    }
-    let mut entry: Vec<(String, String)> = Vec::new();
+fn read_ldif(mut reader: impl std::io::BufRead, out: &mut AdExport) -> Result<(), String> {
+    let mut entry: Vec<(u64, String, String)> = Vec::new();
     let mut start = 0u64;
-    let mut flush = |entry: &mut Vec<(String, String)>, start: u64| -> Result<(), String> {
-        let get = |n: &str| entry.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_str());
-        if let Some(account) = get("sAMAccountName").or_else(|| get("userPrincipalName")).and_then(crate::account_key) {
-            let time = |n: &str| -> Result<Option<Timestamp>, String> {
-                match get(n) {
-                    None => Ok(None),
-                    Some(v) => parse_time(v).map_err(|_| format!("line {start}: {n} `{}` is not a time", clip(v))),
-                }
-            };
-            let u = AdUser {
-                pwd_last_set: time("pwdLastSet")?,
-                when_created: time("whenCreated")?,
-                last_logon: time("lastLogonTimestamp")?,
-                account,
-                row: start,
-            };
-            add(out, u);
-        }
-        entry.clear();
-        Ok(())
-    };
-    for (n, l) in lines {
-        if l.trim().is_empty() {
-            flush(&mut entry, start)?;
+    // The current logical line (continuations unfolded) and where it began.
+    let mut logical: Option<(u64, String)> = None;
+    let mut raw = Vec::new();
+    let mut n = 0u64;
+    loop {
+        raw.clear();
+        let got = reader.read_until(b'\n', &mut raw).map_err(|e| format!("line {}: {e}", n + 1))?;
+        n += 1;
+        let line = String::from_utf8_lossy(&raw);
+        let line = line.trim_end_matches(['\n', '\r']);
+        if got > 0
+            && let Some(rest) = line.strip_prefix(' ')
+            && let Some((_, l)) = logical.as_mut()
+        {
+            if l.len() + rest.len() > MAX_LINE {
+                return Err(format!("line {n}: a value longer than {MAX_LINE} bytes"));
+            }
+            l.push_str(rest);
             continue;
         }
-        if l.starts_with('#') {
+        if let Some((ln, l)) = logical.take() {
+            ldif_line(ln, &l, &mut entry, &mut start)?;
+        }
+        if got == 0 {
+            break;
+        }
+        if line.trim().is_empty() {
+            flush_ldif(&mut entry, start, out)?;
             continue;
         }
-        if entry.is_empty() {
-            start = n;
+        if line.starts_with('#') {
+            continue;
         }
-        let Some((k, v)) = l.split_once(':') else { return Err(format!("line {n}: not `attribute: value`")) };
-        let value = if let Some(b64) = v.strip_prefix(':') {
-            let raw =
-                base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|e| format!("line {n}: {k}: bad base64 ({e})"))?;
-            String::from_utf8_lossy(&raw).into_owned()
-        } else {
-            v.trim().to_string()
-        };
-        if entry.len() < 1024 {
-            entry.push((k.trim().to_string(), value));
-        }
+        logical = Some((n, line.to_string()));
     }
-    flush(&mut entry, start)
+    flush_ldif(&mut entry, start, out)
+}
+
+fn ldif_line(n: u64, l: &str, entry: &mut Vec<(u64, String, String)>, start: &mut u64) -> Result<(), String> {
+    if entry.is_empty() {
+        *start = n;
+    }
+    let Some((k, v)) = l.split_once(':') else { return Err(format!("line {n}: not `attribute: value`")) };
+    let value = if let Some(b64) = v.strip_prefix(':') {
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|e| format!("line {n}: {k}: bad base64 ({e})"))?;
+        String::from_utf8_lossy(&raw).into_owned()
+    } else {
+        v.trim().to_string()
+    };
+    if entry.len() < 1024 {
+        entry.push((n, k.trim().to_string(), value));
+    }
+    Ok(())
+}
+
+fn flush_ldif(entry: &mut Vec<(u64, String, String)>, start: u64, out: &mut AdExport) -> Result<(), String> {
+    let get = |n: &str| entry.iter().find(|(_, k, _)| k.eq_ignore_ascii_case(n)).map(|(line, _, v)| (*line, v.as_str()));
+    if let Some(account) = get("sAMAccountName").or_else(|| get("userPrincipalName")).and_then(|(_, v)| crate::account_key(v)) {
+        let time = |n: &str| -> Result<Option<Timestamp>, String> {
+            match get(n) {
+                None => Ok(None),
+                Some((line, v)) => parse_time(v).map_err(|_| format!("line {line}: {n} `{}` is not a time", clip(v))),
+            }
+        };
+        let u = AdUser {
+            pwd_last_set: time("pwdLastSet")?,
+            when_created: time("whenCreated")?,
+            last_logon: time("lastLogonTimestamp")?,
+            account,
+            row: start,
+        };
+        add(out, u);
+    }
+    entry.clear();
+    Ok(())
 }
 
 fn clip(v: &str) -> String {
@@ -254,11 +293,16 @@ mod tests {
         let ldif = dir.path().join("users.ldf");
         std::fs::write(
             &ldif,
-            "dn: CN=Amelia Smith,OU=Staff,DC=ec,DC=local\nsAMAccountName:: YW1lbGlhLnNtaXRo\npwdLastSet: 132742447850000000\nwhenCreated: 20210824021305.0Z\n\ndn: CN=x\nsAMAccountName: x\n",
+            "version: 1\n\ndn: CN=Amelia Smith,OU=Staff,\n DC=ec,DC=local\nsAMAccountName:: YW1lbGlhL\n nNtaXRo\npwdLastSet: 132742447850000000\nwhenCreated: 20210824021305.0Z\n\ndn: CN=x\nsAMAccountName: x\nwhenCreated: soon\n",
         )
         .unwrap();
+        let e = read(&ldif).unwrap_err();
+        assert!(e.contains("users.ldf: line 12: whenCreated"), "{e}");
+        let text = std::fs::read_to_string(&ldif).unwrap().replace("whenCreated: soon\n", "");
+        std::fs::write(&ldif, text).unwrap();
         let ad = read(&ldif).unwrap();
         assert_eq!(ad.users["amelia.smith"].pwd_last_set, ad.users["amelia.smith"].when_created);
+        assert_eq!(ad.users["amelia.smith"].row, 3);
         let bad = dir.path().join("bad.csv");
         std::fs::write(&bad, "sAMAccountName,pwdLastSet\nx,soon\n").unwrap();
         let e = read(&bad).unwrap_err();

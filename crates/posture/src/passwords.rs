@@ -143,8 +143,7 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
                 }
                 let Some(u) = s.get("TargetUserName").and_then(crate::account_key) else { return };
                 st.logon_events += 1;
-                let what = format!("4624 logon type {lt} by {u}");
-                logon(st, u, t, LogonVia::Interactive, || s.evidence(what));
+                logon(st, u, t, LogonVia::Interactive, |u| s.evidence(format!("4624 logon type {lt} by {u}")));
             }
             _ => {}
         }
@@ -157,7 +156,7 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
         && let Some(u) = crate::account_key(user)
     {
         st.logon_events += 1;
-        logon(st, u, t, LogonVia::Owa, || s.evidence(format!("OWA request {stem} as {user}")));
+        logon(st, u, t, LogonVia::Owa, |_| s.evidence(format!("OWA request {stem} as {user}")));
     }
 }
 
@@ -166,12 +165,13 @@ fn is_writeback(account: &str) -> bool {
     account.starts_with("msol_") || account.starts_with("sync_") || account.starts_with("aad_")
 }
 
-fn logon(st: &mut State, u: String, t: Timestamp, via: LogonVia, ev: impl FnOnce() -> Evidence) {
+fn logon(st: &mut State, u: String, t: Timestamp, via: LogonVia, ev: impl FnOnce(&str) -> Evidence) {
     // Only accounts with a reset or a change matter, but order across files is unknown:
     // keep the latest logon of every account (one entry per account).
+    let evidence_for = u.clone();
     let Some(a) = st.entry(u) else { return };
     if a.last_logon.as_ref().is_none_or(|x| t > x.0) {
-        a.last_logon = Some((t, via, ev()));
+        a.last_logon = Some((t, via, ev(&evidence_for)));
     }
 }
 
