@@ -281,6 +281,40 @@ fn hostile_and_empty_inputs_never_panic() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("notes.txt"));
 }
 
+#[test]
+fn other_tools_exports_feed_the_checks() {
+    // Winlogbeat/ECS Security events and a Sentinel SigninLogs export, recognised by content.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("winlogbeat.json"),
+        r#"{"@timestamp":"2022-03-01T10:00:00.000Z","winlog":{"channel":"Security","event_id":4724,"computer_name":"DC01.corp.local","record_id":501,"provider_name":"Microsoft-Windows-Security-Auditing","event_data":{"SubjectUserName":"helpdesk","SubjectDomainName":"CORP","TargetUserName":"jdoe","TargetDomainName":"CORP"}},"event":{"code":"4724","outcome":"success"},"host":{"name":"DC01.corp.local"}}
+{"@timestamp":"2022-03-02T10:00:00.000Z","winlog":{"channel":"Security","event_id":4624,"computer_name":"WS01.corp.local","record_id":77,"provider_name":"Microsoft-Windows-Security-Auditing","event_data":{"TargetUserName":"jdoe","TargetDomainName":"CORP","LogonType":"10","IpAddress":"10.0.0.5"}},"event":{"code":"4624"},"host":{"name":"WS01.corp.local"}}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sentinel.json"),
+        r#"[{"TimeGenerated":"2022-03-05T10:00:00Z","Category":"SignInLogs","OperationName":"Sign-in activity","UserPrincipalName":"Jane@corp.example","AppDisplayName":"Office 365 Exchange Online","ClientAppUsed":"Exchange ActiveSync","AuthenticationRequirement":"singleFactorAuthentication","ResultType":"0"},
+{"TimeGenerated":"2022-03-05T11:00:00Z","Category":"SignInLogs","OperationName":"Sign-in activity","UserPrincipalName":"ken@corp.example","AppDisplayName":"Microsoft Teams","ClientAppUsed":"Browser","AuthenticationRequirement":"singleFactorAuthentication","ResultType":"0"}]"#,
+    )
+    .unwrap();
+    let (code, recs, err) = posture(&[], &[dir.path()]);
+    assert_eq!(code, 0, "{err}");
+    let pw = weaknesses(&recs, "passwords_as_set");
+    assert_eq!(pw.len(), 1);
+    assert_eq!(pw[0]["subject"]["name"], "jdoe");
+    assert_eq!(pw[0]["detail"]["used_via"], "interactive");
+    assert_eq!(pw[0]["evidence"][0]["position"]["record"], 501);
+    let mfa: BTreeSet<(String, String)> =
+        weaknesses(&recs, "mfa_coverage").iter().map(|w| (s(&w["subject"]["name"]), s(&w["detail"]["type"]))).collect();
+    let want: BTreeSet<(String, String)> = [("jane@corp.example", "legacy_protocol"), ("ken@corp.example", "single_factor")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(mfa, want);
+    assert!(!recs.iter().any(|r| r["missing"] == "authentication_requirement"));
+}
+
 fn shared() -> PathBuf {
     let p = std::env::var_os("PORTCULLIS_SHARED")
         .map(PathBuf::from)

@@ -350,6 +350,8 @@ mod tests {
         assert!(!r.could_not_see.iter().any(|b| b.check == Check::MfaCoverage));
         let r = check(&[vec![sign_in("2022-03-01T10:00:00Z", "a@x", "Browser", None, "0")]]);
         assert!(r.could_not_see.iter().any(|b| b.missing == Missing::AuthenticationRequirement));
+        let r = check(&[vec![sign_in("2022-03-01T10:00:00Z", "a@x", "IMAP4", Some("singleFactorAuthentication"), "0")]]);
+        assert!(!r.could_not_see.iter().any(|b| b.missing == Missing::AuthenticationRequirement), "legacy sign-ins carry it too");
     }
 
     fn iis(time: Timestamp, line: u64) -> Event {

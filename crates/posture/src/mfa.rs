@@ -117,6 +117,10 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
         return;
     }
     st.entra += 1;
+    let req = field(s, "authenticationRequirement");
+    if req.is_some() {
+        st.with_requirement += 1;
+    }
     let status = field(s, "status.errorCode").or_else(|| field(s, "resultType"));
     if status.is_some_and(|c| c != "0") {
         return;
@@ -135,8 +139,7 @@ pub fn scan(s: &Seen<'_>, st: &mut State) {
         st.legacy.entry(key).or_default().add(t, app, || s.evidence(what));
         return;
     }
-    let Some(req) = field(s, "authenticationRequirement") else { return };
-    st.with_requirement += 1;
+    let Some(req) = req else { return };
     if !req.eq_ignore_ascii_case("singleFactorAuthentication") {
         return;
     }
