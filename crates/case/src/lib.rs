@@ -418,7 +418,10 @@ impl Case {
         let existing = check_file(path)?;
         let conn = Connection::open(path).map_err(|e| err(&e))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| err(&e))?;
-        if existing {
+        // A SQLite file with no table at all (a run killed while creating the case) holds
+        // nothing to protect: it is made into a case like a new file.
+        let empty = existing && conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).map_err(|e| err(&e))? == 0;
+        if existing && !empty {
             let version: Option<String> = conn
                 .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
                 .optional()
@@ -436,8 +439,13 @@ impl Case {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| err(&e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Tables, migration and the schema version in one transaction: a run killed while
+        // creating a case leaves no half-made case behind (an uncommitted transaction is
+        // rolled back when the file is next opened).
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| err(&e))?;
         conn.execute_batch(SCHEMA).map_err(|e| err(&e))?;
         migrate(&conn).map_err(|e| err(&e))?;
+        conn.execute_batch("COMMIT").map_err(|e| err(&e))?;
         conn.execute(
             "INSERT INTO runs (started, status, command, version) VALUES (?1, 'running', ?2, ?3)",
             params![now(), command, env!("CARGO_PKG_VERSION")],
@@ -832,6 +840,11 @@ mod tests {
         drop(c);
         let e = Case::open(&other, "t").err().unwrap().0;
         assert!(e.contains("another application"), "{e}");
+
+        let empty = dir.path().join("empty.sqlite");
+        Connection::open(&empty).unwrap().pragma_update(None, "journal_mode", "WAL").unwrap();
+        assert!(std::fs::metadata(&empty).unwrap().len() > 0);
+        drop(Case::open(&empty, "t").expect("an empty SQLite file (a killed first run) becomes a case"));
 
         let foreign = dir.path().join("foreign.sqlite");
         Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE t (x);").unwrap();
