@@ -148,6 +148,24 @@ CREATE TABLE IF NOT EXISTS annotations (
 );
 CREATE INDEX IF NOT EXISTS annotations_target ON annotations(target_kind, target_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS findings_fts USING fts5(id UNINDEXED, text, tokenize = 'unicode61');
+CREATE TABLE IF NOT EXISTS posture_checks (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    severity TEXT,
+    level_rank INTEGER,
+    subject_kind TEXT,
+    subject TEXT,
+    summary TEXT NOT NULL,
+    first_ts TEXT,
+    last_ts TEXT,
+    evidence TEXT NOT NULL,
+    fix TEXT,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (run_id, id)
+);
+CREATE INDEX IF NOT EXISTS posture_checks_check ON posture_checks(check_name, level_rank);
 CREATE TABLE IF NOT EXISTS iocs (
     source TEXT NOT NULL,
     type TEXT NOT NULL,
@@ -369,6 +387,15 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
         add_column(conn, "incidents", "record", "TEXT")?;
         conn.execute("DELETE FROM findings_fts", [])?;
         conn.execute(&format!("INSERT INTO findings_fts (id, text) SELECT id, {FTS_TEXT} FROM findings"), [])?;
+        // 2 → 3: `posture_checks` (weaknesses and what the logs could not show). The table
+        // and its index are new, so `SCHEMA`'s `CREATE … IF NOT EXISTS` has made them;
+        // nothing existing changes.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS posture_checks (run_id INTEGER NOT NULL REFERENCES runs(id), id TEXT NOT NULL, kind TEXT NOT NULL,
+                check_name TEXT NOT NULL, severity TEXT, level_rank INTEGER, subject_kind TEXT, subject TEXT, summary TEXT NOT NULL,
+                first_ts TEXT, last_ts TEXT, evidence TEXT NOT NULL, fix TEXT, detail TEXT NOT NULL, PRIMARY KEY (run_id, id));
+             CREATE INDEX IF NOT EXISTS posture_checks_check ON posture_checks(check_name, level_rank);",
+        )?;
     }
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)?;
@@ -439,7 +466,10 @@ impl Case {
         let existing = check_file(path)?;
         let conn = Connection::open(path).map_err(|e| err(&e))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| err(&e))?;
-        if existing {
+        // A SQLite file with no table at all (a run killed while creating the case) holds
+        // nothing to protect: it is made into a case like a new file.
+        let empty = existing && conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).map_err(|e| err(&e))? == 0;
+        if existing && !empty {
             let version: Option<String> = conn
                 .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
                 .optional()
@@ -457,8 +487,13 @@ impl Case {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| err(&e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Tables, migration and the schema version in one transaction: a run killed while
+        // creating a case leaves no half-made case behind (an uncommitted transaction is
+        // rolled back when the file is next opened).
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| err(&e))?;
         conn.execute_batch(SCHEMA).map_err(|e| err(&e))?;
         migrate(&conn).map_err(|e| err(&e))?;
+        conn.execute_batch("COMMIT").map_err(|e| err(&e))?;
         conn.execute(
             "INSERT INTO runs (started, status, command, version) VALUES (?1, 'running', ?2, ?3)",
             params![now(), command, env!("CARGO_PKG_VERSION")],
@@ -672,6 +707,63 @@ impl Case {
         Ok(())
     }
 
+    /// Records a `posture` run: each weakness and each statement of what the logs could not
+    /// show, one row each, in one transaction.
+    pub fn record_posture(&mut self, report: &portcullis_posture::Report) -> Result<(), CaseError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins = tx.prepare(
+                "INSERT OR REPLACE INTO posture_checks (run_id, id, kind, check_name, severity, level_rank, subject_kind, subject, summary, first_ts, last_ts, evidence, fix, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for w in &report.weaknesses {
+                let (first, last) = w.span();
+                ins.execute(params![
+                    self.run_id,
+                    w.id,
+                    "weakness",
+                    w.check.as_str(),
+                    w.severity.as_str(),
+                    w.severity.rank(),
+                    w.subject.kind(),
+                    w.subject.name(),
+                    w.sentence(),
+                    first.map(|t| t.to_string()),
+                    last.map(|t| t.to_string()),
+                    serde_json::to_string(&w.evidence).unwrap_or_default(),
+                    Option::<String>::None,
+                    serde_json::to_string(&w.detail).unwrap_or_default(),
+                ])?;
+            }
+            for b in &report.could_not_see {
+                let subject = b.subject.as_ref().map(|s| s.name());
+                let id = portcullis_posture::stable_id(&["could_not_see", b.missing.as_str(), subject.as_deref().unwrap_or("")]);
+                ins.execute(params![
+                    self.run_id,
+                    id,
+                    "could_not_see",
+                    b.check.as_str(),
+                    Option::<String>::None,
+                    Option::<i64>::None,
+                    b.subject.as_ref().map(|s| s.kind()),
+                    subject,
+                    b.consequence,
+                    Option::<String>::None,
+                    Option::<String>::None,
+                    "[]",
+                    b.fix,
+                    serde_json::json!({"missing": b.missing.as_str()}).to_string(),
+                ])?;
+            }
+        }
+        tx.execute(
+            "UPDATE runs SET finished = ?1, status = 'complete', events = ?2 WHERE id = ?3",
+            params![now(), report.events as i64, self.run_id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Number of findings in the case.
     pub fn finding_count(&self) -> Result<u64, CaseError> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM findings", [], |r| r.get::<_, i64>(0))? as u64)
@@ -820,6 +912,11 @@ mod tests {
         let e = Case::open(&other, "t").err().unwrap().0;
         assert!(e.contains("another application"), "{e}");
 
+        let empty = dir.path().join("empty.sqlite");
+        Connection::open(&empty).unwrap().pragma_update(None, "journal_mode", "WAL").unwrap();
+        assert!(std::fs::metadata(&empty).unwrap().len() > 0);
+        drop(Case::open(&empty, "t").expect("an empty SQLite file (a killed first run) becomes a case"));
+
         let foreign = dir.path().join("foreign.sqlite");
         Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE t (x);").unwrap();
         let e = Case::open(&foreign, "t").err().unwrap().0;
@@ -843,6 +940,24 @@ mod tests {
         Connection::open(&newer).unwrap().execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
         let e = Case::open(&newer, "t").err().unwrap().0;
         assert!(e.contains("newer Portcullis"), "{e}");
+    }
+
+    #[test]
+    fn schema_2_cases_get_posture_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.sqlite");
+        drop(Case::open(&path, "t").unwrap());
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("DROP TABLE posture_checks; UPDATE meta SET value = '2' WHERE key = 'schema_version';").unwrap();
+        }
+        let mut c = Case::open(&path, "posture").unwrap();
+        c.record_posture(&portcullis_posture::Report::default()).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM posture_checks", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+        let v: String = conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, "3");
     }
 
     #[test]

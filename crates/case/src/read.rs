@@ -318,6 +318,46 @@ pub struct ExposureFileRow {
     pub reasons: Vec<String>,
 }
 
+/// The latest `posture` run recorded in the case: weaknesses and what the logs could not show.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PostureView {
+    pub run_id: i64,
+    pub rows: Vec<PostureRow>,
+}
+
+/// One row of `posture_checks`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PostureRow {
+    /// `weakness` or `blind` (could not see).
+    pub kind: String,
+    pub check: String,
+    pub severity: Option<String>,
+    pub subject_kind: Option<String>,
+    pub subject: Option<String>,
+    pub summary: String,
+    pub first_ts: Option<String>,
+    pub last_ts: Option<String>,
+    pub evidence: Vec<PostureEvidence>,
+    /// For a blind spot: the setting or log that would fix it.
+    pub fix: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostureEvidence {
+    pub file: String,
+    pub position: PostureEvidencePosition,
+    pub time: Option<String>,
+    pub what: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostureEvidencePosition {
+    pub line: Option<u64>,
+    pub record: Option<u64>,
+}
+
 /// What a triage annotation is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -740,6 +780,35 @@ impl CaseReader {
             }
         }
         Ok(Some(ExposureView { run_id, totals, files }))
+    }
+
+    /// The latest posture run, if any: weaknesses most severe first, then blind spots.
+    pub fn posture(&self) -> Result<Option<PostureView>, CaseError> {
+        if !self.has_table("posture_checks") {
+            return Ok(None);
+        }
+        let Some(run_id) = self.conn.query_row("SELECT MAX(run_id) FROM posture_checks", [], |r| r.get::<_, Option<i64>>(0))? else {
+            return Ok(None);
+        };
+        let mut st = self.conn.prepare(
+            "SELECT kind, check_name, severity, subject_kind, subject, summary, first_ts, last_ts, evidence, fix FROM posture_checks
+             WHERE run_id = ?1 ORDER BY kind DESC, coalesce(level_rank, -1) DESC, check_name, subject, id",
+        )?;
+        let rows = st.query_map([run_id], |r| {
+            Ok(PostureRow {
+                kind: r.get(0)?,
+                check: r.get(1)?,
+                severity: r.get(2)?,
+                subject_kind: r.get(3)?,
+                subject: r.get(4)?,
+                summary: r.get(5)?,
+                first_ts: r.get(6)?,
+                last_ts: r.get(7)?,
+                evidence: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
+                fix: r.get(9)?,
+            })
+        })?;
+        Ok(Some(PostureView { run_id, rows: rows.collect::<Result<_, _>>()? }))
     }
 
     /// Annotations, newest first; of one target if given.

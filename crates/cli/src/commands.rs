@@ -464,6 +464,7 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
         first_evidence_sentence(&h, &truth, &data)
     );
     demo_exposure(&data, &case)?;
+    demo_posture(&data, &case)?;
     demo_mail(out, &case, a.seed)?;
     let report = out.join("report.html");
     crate::report::write(&case, &report)?;
@@ -547,6 +548,25 @@ fn demo_exposure(data: &std::path::Path, case: &std::path::Path) -> Result<(), F
         if registers == 1 { "y" } else { "ies" },
         report.tally.unique(1),
         report.tally.unique(2)
+    );
+    Ok(())
+}
+
+/// The regulator's findings as checks over the same logs, recorded in the case.
+fn demo_posture(data: &std::path::Path, case: &std::path::Path) -> Result<(), Fatal> {
+    let settings = portcullis_posture::Settings { paths: vec![data.to_path_buf()], ad: None, inventory: None, threads: 0 };
+    let report = portcullis_posture::run(&settings, &|_| {}).map_err(Fatal)?;
+    portcullis_case::Case::open(case, "posture (demo)").and_then(|mut c| c.record_posture(&report)).map_err(|e| Fatal(e.to_string()))?;
+    let mut by_check: BTreeMap<&str, usize> = BTreeMap::new();
+    for w in &report.weaknesses {
+        *by_check.entry(w.check.as_str()).or_default() += 1;
+    }
+    let parts: Vec<String> = by_check.iter().map(|(k, n)| format!("{n} {}", k.replace('_', " "))).collect();
+    println!(
+        "Posture: {} weaknesses ({}); {} things these logs could not show.\n",
+        report.weaknesses.len(),
+        parts.join(", "),
+        report.could_not_see.len()
     );
     Ok(())
 }

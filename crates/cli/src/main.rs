@@ -17,6 +17,7 @@ mod commands;
 mod export;
 mod exposure;
 mod mail;
+mod posture;
 mod report;
 mod serve;
 
@@ -35,7 +36,7 @@ institution already has. It runs Sigma rules (its own and the SigmaHQ community'
 over EVTX, JSON, IIS/W3C and Exchange logs, finds reconnaissance campaigns in mail exports, counts the electors \
 exposed in register copies, and shares what it found as STIX 2.1 or MISP.",
     after_help = "EXIT CODES:\n  0  ran clean\n  1  error (bad arguments, unreadable inputs or rules path, output not writable)\n  \
-2  a finding the command was told to fail on (hunt/mail --fail-on, exposure --fail-if-found, exchange-check --fail-if-open)\n\nExamples:\n  portcullis demo\n  \
+2  a finding the command was told to fail on (hunt/mail/posture --fail-on, exposure --fail-if-found, exchange-check --fail-if-open)\n\nExamples:\n  portcullis demo\n  \
 portcullis hunt C:\\Triage --sigma sigma/rules --min-level medium\n  portcullis hunt logs/ --format jsonl --output findings.jsonl --fail-on high"
 )]
 struct Cli {
@@ -96,6 +97,28 @@ portcullis mail ./mail --members members.csv --logs ./proxy --logs ./signin --lo
 portcullis mail ./mail --format jsonl -o campaigns.jsonl --case case.sqlite --fail-on high\n\n\
 Exit code 2 with --fail-on when a campaign at or above that severity is found.")]
     Mail(mail::MailArgs),
+    /// The regulator's findings as checks: unpatched Exchange, passwords left as the service desk set them, MFA, logging.
+    #[command(after_help = "Four checks over the logs and exports you already have, each answer with its evidence \
+(file and line or record, and time):\n\
+  patching          per Exchange server, the builds seen over time (OWA paths, X-OWA-Version, HttpProxy columns, \
+Exchange binaries' file versions, --inventory) and how long it stayed open to ProxyLogon, ProxyShell, ProxyNotShell \
+and OWASSRF after each fix was published\n\
+  passwords_as_set  Security 4724 (password reset by another account, e.g. the service desk) with no later 4723 \
+(or 4738 with a new PasswordLastSet) by the account itself; the reset's age; whether the account then logged on \
+with it (4624 interactive/RDP, or OWA in IIS logs). --ad confirms or clears each one with pwdLastSet and adds \
+accounts still on the password they were created with\n\
+  mfa_coverage      Entra ID sign-in logs: accounts whose successful sign-ins used a single factor, and legacy \
+protocols (IMAP, POP, SMTP AUTH, EWS/ActiveSync basic, Other clients) still used\n\
+  logging_coverage  per host and source, the period covered and gaps (a day or more without events where the source \
+is otherwise continuous), and whether the logs the Exchange chains need exist: IIS W3C with cs-uri-query, \
+cs(User-Agent) and c-ip, HttpProxy, MSExchange Management, Sysmon or 4688 with command lines, PowerShell 4104\n\n\
+Every run also says what the logs could not show (\"you could not have seen …\") and the Microsoft setting or log \
+that fixes it.\n\nExamples:\n  \
+portcullis posture ./triage\n  \
+portcullis posture ./dc-security ./exchange ./entra-signins --ad users.csv --inventory servers.csv\n  \
+portcullis posture ./triage --case case.sqlite --format jsonl -o posture.jsonl --fail-on high\n\n\
+Exit code 2 with --fail-on when a weakness at or above that severity is found.")]
+    Posture(posture::PostureArgs),
     /// Share what a case found: its indicators, sightings, incidents and campaigns as STIX 2.1, MISP or CSV.
     #[command(after_help = "Examples:\n  portcullis export stix case.sqlite -o case.stix.json --producer \"Example Council SOC\"\n  \
 portcullis export misp case.sqlite -o case.misp.json\n  portcullis export csv case.sqlite\n\n\
@@ -368,6 +391,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => commands::simulate(a),
         Command::Exposure(a) => exposure::run(a),
         Command::Mail(a) => mail::run(a),
+        Command::Posture(a) => posture::run(a),
         Command::Export(a) => export::run(a),
         Command::Report(a) => report::run(a),
         Command::Serve(a) => serve::run(a),

@@ -45,7 +45,7 @@ pub fn report(case: &CaseReader, generated: &str) -> Result<String, CaseError> {
     h.raw(
         "<nav class=\"toc\"><ol><li><a href=\"#summary\">Summary</a></li><li><a href=\"#notification\">Notification facts (draft)</a></li>",
     );
-    h.raw("<li><a href=\"#incidents\">Incidents</a></li><li><a href=\"#mail\">Mail campaigns</a></li><li><a href=\"#exposure\">Exposure</a></li>");
+    h.raw("<li><a href=\"#incidents\">Incidents</a></li><li><a href=\"#mail\">Mail campaigns</a></li><li><a href=\"#exposure\">Exposure</a></li><li><a href=\"#posture\">Posture</a></li>");
     h.raw("<li><a href=\"#coverage\">Coverage</a></li><li><a href=\"#triage\">Triage notes</a></li><li><a href=\"#evidence\">Evidence cited</a></li></ol></nav>");
     sections::summary(&mut h, &d, &links);
     sections::notification(&mut h, &d, &links);
@@ -71,6 +71,7 @@ pub fn report(case: &CaseReader, generated: &str) -> Result<String, CaseError> {
     }
     h.raw("</section>");
     sections::exposure(&mut h, d.exposure.as_ref());
+    sections::posture(&mut h, d.posture.as_ref());
     sections::coverage(&mut h, &d);
     sections::triage(&mut h, &d, &links);
     sections::cited_evidence(&mut h, &d, &links);

@@ -60,6 +60,7 @@ pub struct CaseData {
     pub cited: BTreeMap<String, FindingRow>,
     pub campaigns: Vec<CampaignView>,
     pub exposure: Option<ExposureView>,
+    pub posture: Option<portcullis_case::read::PostureView>,
     pub annotations: Vec<Annotation>,
     pub findings_total: u64,
     pub by_level: [u64; 5],
@@ -103,6 +104,7 @@ impl CaseData {
             cited,
             campaigns: case.campaigns()?,
             exposure: case.exposure()?,
+            posture: case.posture()?,
             annotations: case.annotations(None)?,
             findings_total: counts.findings,
             by_level: counts.by_level,
@@ -792,6 +794,59 @@ pub fn exposure(h: &mut Html, e: Option<&ExposureView>) {
     h.raw("</tbody></table>");
     if registers.len() > 300 {
         h.fmt(format_args!("<p class=\"muted\">{} more register files not shown.</p>", registers.len() - 300));
+    }
+    h.raw("</section>");
+}
+
+/// The regulator's findings as checks (`portcullis posture`): weaknesses with their
+/// evidence, and what the logs could not show with the setting that fixes it.
+pub fn posture(h: &mut Html, p: Option<&portcullis_case::read::PostureView>) {
+    h.raw("<section id=\"posture\"><h2>Posture: patching, passwords, MFA, logging</h2>");
+    let Some(p) = p else {
+        h.raw("<p class=\"muted\">No posture check is recorded in this case (<code>portcullis posture LOGS --case CASE</code> adds one).</p></section>");
+        return;
+    };
+    let (weak, blind): (Vec<_>, Vec<_>) = p.rows.iter().partition(|r| r.kind == "weakness");
+    if weak.is_empty() {
+        h.raw("<p>No weakness found in the logs read.</p>");
+    } else {
+        h.fmt(format_args!("<p>{} found:</p>", plural(weak.len(), "weakness", "weaknesses")));
+        h.raw("<table class=\"posture\"><thead><tr><th>check</th><th>level</th><th>subject</th><th>finding</th><th>evidence</th></tr></thead><tbody>");
+        for r in weak {
+            h.raw("<tr><td>").text(&r.check.replace('_', " ")).raw("</td><td>");
+            let sev = r.severity.as_deref().unwrap_or("info");
+            h.raw("<span class=\"sev ")
+                .text(sev)
+                .raw("\">")
+                .text(sev)
+                .raw("</span></td><td>")
+                .text(r.subject.as_deref().unwrap_or(""))
+                .raw("</td><td>");
+            h.text(&r.summary).raw("</td><td>");
+            for e in r.evidence.iter().take(3) {
+                let pos = e.position.line.map(|l| format!(":{l}")).or(e.position.record.map(|n| format!("#{n}"))).unwrap_or_default();
+                h.raw("<div>")
+                    .text(&e.time.as_deref().map(when).unwrap_or_default())
+                    .raw(" ")
+                    .text(&e.what)
+                    .raw(" <code>")
+                    .text(&format!("{}{pos}", e.file))
+                    .raw("</code></div>");
+            }
+            h.raw("</td></tr>");
+        }
+        h.raw("</tbody></table>");
+    }
+    if !blind.is_empty() {
+        h.raw("<h4>What these logs could not show</h4><ul>");
+        for r in blind {
+            h.raw("<li>").text(&r.summary);
+            if let Some(fix) = &r.fix {
+                h.raw(" <span class=\"muted\">Fix: ").text(fix).raw("</span>");
+            }
+            h.raw("</li>");
+        }
+        h.raw("</ul>");
     }
     h.raw("</section>");
 }

@@ -356,7 +356,7 @@ const BROWSER_UA: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/92.0.4515.131 Safari/537.36";
 const PHONE_UA: &str = "Apple-iPhone13C2/1805.114";
 
-fn working_time(rng: &mut Rng, day: i64) -> i64 {
+pub fn working_time(rng: &mut Rng, day: i64) -> i64 {
     // Mostly office hours (UTC), some evenings.
     let hour = if rng.chance(0.85) { 8 + rng.below(10) as i64 } else { rng.below(24) as i64 };
     day + hour * HOUR + rng.below(3600) as i64 * SECOND + rng.below(1_000_000) as i64
@@ -365,7 +365,7 @@ fn working_time(rng: &mut Rng, day: i64) -> i64 {
 /// Volumes below are per day at scale 1 before this factor, which calibrates scale 1 to ~300 MB.
 const VOLUME: f64 = 2.4;
 
-fn count(rng: &mut Rng, base: f64, scale: f64) -> usize {
+pub fn count(rng: &mut Rng, base: f64, scale: f64) -> usize {
     let x = base * scale * VOLUME;
     let whole = x.floor();
     whole as usize + usize::from(rng.chance(x - whole))

@@ -20,6 +20,7 @@ use serde::Serialize;
 mod background;
 mod intrusion;
 mod parliament;
+mod posture;
 mod register;
 
 pub use parliament::generate as parliament;
@@ -56,6 +57,11 @@ pub struct Truth {
     /// stay low.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub benign_mail: Option<serde_json::Value>,
+    /// For `posture`: the weaknesses planted (passwords left as the service desk set them,
+    /// single-factor and legacy sign-ins, a logging gap, the unpatched server) and what the
+    /// logs cannot show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub posture: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, Clone)]
@@ -150,6 +156,16 @@ impl Output {
         self.seq += 1;
         let seq = self.seq;
         self.file(path, header).push(Entry { ts, seq, body: Body::Text(line), step });
+    }
+
+    /// Removes the background entries of one file in `[from, to)` (a logging gap); planted
+    /// entries stay. Returns the times of the last entry before and the first after.
+    pub fn drop_range(&mut self, path: &str, from: i64, to: i64) -> (Option<i64>, Option<i64>) {
+        let Some((_, entries)) = self.files.get_mut(path) else { return (None, None) };
+        entries.retain(|e| e.step.is_some() || e.ts < from || e.ts >= to);
+        let before = entries.iter().filter(|e| e.ts < from).map(|e| e.ts).max();
+        let after = entries.iter().filter(|e| e.ts >= from).map(|e| e.ts).min();
+        (before, after)
     }
 
     /// Adds a Windows event.
@@ -253,11 +269,12 @@ pub fn electoral_commission(cfg: &Config, out: &Path) -> io::Result<Truth> {
     let mut rng = Rng::new(cfg.seed);
     let org = background::Org::new(&mut rng);
     let exposure = register::generate(cfg, out)?;
-    let steps = if cfg.registers_only {
-        Vec::new()
+    let (steps, posture) = if cfg.registers_only {
+        (Vec::new(), None)
     } else {
         background::generate(&mut o, &org, cfg, &mut rng);
-        intrusion::plant(&mut o, &org, &mut rng)
+        let steps = intrusion::plant(&mut o, &org, &mut rng);
+        (steps, Some(posture::plant(&mut o, &org, cfg)))
     };
     let (evidence, files) = o.write(out, steps.len())?;
     let steps: Vec<Step> = steps
@@ -283,6 +300,7 @@ pub fn electoral_commission(cfg: &Config, out: &Path) -> io::Result<Truth> {
         mail_campaigns: Vec::new(),
         exposure: Some(exposure),
         benign_mail: None,
+        posture,
     };
     let f = std::fs::File::create(out.join("truth.json"))?;
     serde_json::to_writer_pretty(BufWriter::new(f), &truth)?;

@@ -173,6 +173,7 @@ pub fn generate(cfg: &Config, members_targeted: usize, out: &Path) -> io::Result
             "read_receipt_senders": receipt_senders,
             "constituent_senders": constituents,
         })),
+        posture: None,
     };
     let f = std::fs::File::create(out.join("truth.json"))?;
     serde_json::to_writer_pretty(BufWriter::new(f), &truth)?;

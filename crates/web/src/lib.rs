@@ -85,6 +85,7 @@ pub fn bind(s: &ServeSettings) -> Result<Server, String> {
         .route("/entity/{kind}/{value}", get(pages::entity))
         .route("/campaigns/{id}", get(pages::campaign))
         .route("/exposure", get(pages::exposure))
+        .route("/posture", get(pages::posture))
         .route("/coverage", get(pages::coverage))
         .route("/report.html", get(pages::report))
         .route("/annotate", post(pages::annotate))

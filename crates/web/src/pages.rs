@@ -53,7 +53,7 @@ fn page(title: &str, body: &str) -> Response {
     h.raw(
         "<header class=\"top\"><a class=\"brand\" href=\"/\">Portcullis</a><a href=\"/\">Incidents</a><a href=\"/findings\">Findings</a>",
     );
-    h.raw("<a href=\"/exposure\">Exposure</a><a href=\"/coverage\">Coverage</a><a href=\"/report.html\">Report</a>");
+    h.raw("<a href=\"/exposure\">Exposure</a><a href=\"/posture\">Posture</a><a href=\"/coverage\">Coverage</a><a href=\"/report.html\">Report</a>");
     h.raw("<form method=\"get\" action=\"/findings\" role=\"search\"><input type=\"search\" name=\"q\" placeholder=\"Search findings and evidence\" aria-label=\"Search\"> <button>Search</button></form></header><main>");
     h.raw(body).raw("</main></body></html>");
     let mut r = (StatusCode::OK, h.into_string()).into_response();
@@ -426,6 +426,16 @@ pub async fn exposure(State(app): State<Arc<App>>) -> Response {
         let e = case.exposure().map_err(|e| e.0)?;
         let mut h = Html::new();
         sections::exposure(&mut h, e.as_ref());
+        Ok(Some(h.into_string()))
+    })
+    .await
+}
+
+pub async fn posture(State(app): State<Arc<App>>) -> Response {
+    with_case(&app, "Posture".into(), move |case| {
+        let p = case.posture().map_err(|e| e.0)?;
+        let mut h = Html::new();
+        sections::posture(&mut h, p.as_ref());
         Ok(Some(h.into_string()))
     })
     .await
