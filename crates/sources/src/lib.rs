@@ -24,6 +24,7 @@ pub mod exchange_csv;
 pub mod json;
 pub mod layouts;
 pub mod lines;
+pub mod quoted;
 pub mod w3c;
 
 /// A file format Portcullis can read.
@@ -100,6 +101,14 @@ pub struct FileReport {
 impl FileReport {
     pub(crate) fn skip(&mut self, note: impl FnOnce() -> String) {
         self.skipped += 1;
+        if self.notes.len() < MAX_NOTES {
+            self.notes.push(note());
+        }
+    }
+
+    /// Counts `n` records (or lines) skipped for one reason, with one note.
+    pub(crate) fn skip_n(&mut self, n: u64, note: impl FnOnce() -> String) {
+        self.skipped += n;
         if self.notes.len() < MAX_NOTES {
             self.notes.push(note());
         }
