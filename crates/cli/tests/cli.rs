@@ -316,3 +316,82 @@ fn runs_that_would_check_nothing_are_errors_not_silent_passes() {
     assert!(problems.iter().all(|p| p.as_str().unwrap().contains("wide.csv:")), "positions named: {problems:?}");
     assert!(summary["ioc_matches"].as_u64().unwrap() >= 1);
 }
+
+/// Every cell of a CSV: no control, bidi or invisible character, and nothing a spreadsheet
+/// would run as a formula (plain numbers aside).
+fn assert_safe_csv(what: &str, text: &str) {
+    let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut cells = 0;
+    for rec in r.records() {
+        let rec = rec.unwrap_or_else(|e| panic!("{what}: not CSV: {e}\n{text}"));
+        for cell in rec.iter() {
+            cells += 1;
+            assert!(
+                !cell.chars().any(|c| c.is_control() || ('\u{200b}'..='\u{200f}').contains(&c) || ('\u{202a}'..='\u{202e}').contains(&c)),
+                "{what}: raw control or bidi character in {cell:?}"
+            );
+            let number = cell.trim_start_matches('-').parse::<f64>().is_ok();
+            assert!(!cell.starts_with(['=', '+', '-', '@']) || number, "{what}: formula cell {cell:?}");
+        }
+    }
+    assert!(cells > 0, "{what}: empty");
+}
+
+#[test]
+fn hostile_evidence_is_escaped_in_every_csv_and_the_timeline() {
+    let f = Fixture::new();
+    let hostile = "{\"Channel\":\"Security\",\"EventID\":4688,\"TimeCreated\":\"2021-08-24T02:13:00Z\",\
+\"Computer\":\"=HOST\\u001b[31m\",\"SubjectUserName\":\"+admin\\u202e\",\"IpAddress\":\"185.220.101.182\",\
+\"CommandLine\":\"@SUM(1)\\u0007\\r\\nnext\",\"NewProcessName\":\"-C:\\\\x.exe\\u0085\"}\n";
+    std::fs::write(f.path("=evil\x1b[2J.json"), hostile).unwrap();
+    std::fs::create_dir(f.path("hostile-rules")).unwrap();
+    std::fs::write(
+        f.path("hostile-rules/r.yml"),
+        "title: \"=cmd|' /C calc'!A0 \\e]0;owned\\a\"\nid: 88888888-2222-3333-4444-555555555555\nlevel: high\n\
+logsource:\n    product: windows\n    service: security\ndetection:\n    sel:\n        EventID: 4688\n    condition: sel\n",
+    )
+    .unwrap();
+    std::fs::write(f.path("iocs.csv"), "value,context\n185.220.101.182,\"=HYPERLINK(\"\"http://x\"\")\u{1b}[1m\"\n").unwrap();
+    let case = f.path("case.sqlite");
+    let timeline = f.path("timeline.csv");
+    let log = f.path("=evil\x1b[2J.json");
+    let args: [&dyn AsRef<std::ffi::OsStr>; 13] = [
+        &"hunt",
+        &"--no-builtin-intel",
+        &log,
+        &"--sigma",
+        &f.path("hostile-rules"),
+        &"--iocs",
+        &f.path("iocs.csv"),
+        &"--case",
+        &case,
+        &"--timeline",
+        &timeline,
+        &"--format",
+        &"csv",
+    ];
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(csv.contains("'=cmd|"), "{csv}");
+    assert_eq!(csv.lines().count(), 3, "a rule and an indicator matched: {csv}");
+    assert_safe_csv("hunt --format csv", &csv);
+    let rows = std::fs::read_to_string(&timeline).unwrap();
+    assert!(rows.contains("\\u{1b}"), "{rows}");
+    assert_safe_csv("timeline.csv", &rows);
+    // The timeline as JSONL: the same values, escaped as JSON, and a message escaped for display.
+    let jsonl = f.path("timeline.jsonl");
+    let out = run(&[&"hunt", &"--no-builtin-intel", &log, &"--sigma", &f.path("hostile-rules"), &"--timeline", &jsonl, &"-q"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    assert!(!text.chars().any(|c| c != '\n' && (c.is_control() || c == '\u{202e}')), "{text:?}");
+    let row: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(row["SubjectUserName"], "+admin\u{202e}", "fields keep their values");
+    assert!(!row["message"].as_str().unwrap().chars().any(|c| c.is_control() || c == '\u{202e}'), "{row}");
+    // The case's indicators shared as CSV.
+    let out = run(&[&"export", &"csv", &case]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported = String::from_utf8(out.stdout).unwrap();
+    assert!(exported.contains("185.220.101.182"), "{exported}");
+    assert_safe_csv("export csv", &exported);
+}
