@@ -395,3 +395,98 @@ logsource:\n    product: windows\n    service: security\ndetection:\n    sel:\n 
     assert!(exported.contains("185.220.101.182"), "{exported}");
     assert_safe_csv("export csv", &exported);
 }
+
+/// Runs the binary, killing it after `secs` seconds (a hang is a failure, not a stuck test).
+fn run_within(secs: u64, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    for a in args {
+        c.arg(a);
+    }
+    c.arg("--no-builtin").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("portcullis {:?} did not finish within {secs}s", args.iter().map(|a| a.as_ref().to_owned()).collect::<Vec<_>>());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn fifos_truncated_gzip_headerless_w3c_and_untimed_detections_are_said() {
+    use std::io::Write;
+    let f = Fixture::new();
+    let summary = |out: &Output| jsonl(out).into_iter().find(|r| r["kind"] == "summary").unwrap();
+    // A FIFO given directly is skipped with a note; the other input is hunted.
+    #[cfg(unix)]
+    {
+        let fifo = f.path("pipe.log");
+        assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let out = run_within(
+            60,
+            &[&"hunt", &"--no-builtin-intel", &fifo, &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let s = summary(&out);
+        assert_eq!(s["detections"], 2);
+        assert!(
+            s["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("pipe.log: a FIFO (named pipe), not a regular file: skipped")),
+            "{s}"
+        );
+    }
+    // A truncated .gz whose events were hunted: the events count, the cut is a skip.
+    std::fs::create_dir(f.path("win-rules")).unwrap();
+    std::fs::write(
+        f.path("win-rules/r.yml"),
+        "title: whoami\nid: 99999999-2222-3333-4444-555555555555\nlevel: high\nlogsource:\n    product: windows\n    service: security\n\
+detection:\n    sel:\n        CommandLine|contains: whoami\n    condition: sel\n",
+    )
+    .unwrap();
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "{{\"Channel\":\"Security\",\"EventID\":4688,\"TimeCreated\":\"2021-08-24T02:13:00Z\",\"CommandLine\":\"whoami {i}\"}}\n"
+        ));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    let whole = gz.finish().unwrap();
+    std::fs::write(f.path("events.json.gz"), &whole[..whole.len() / 2]).unwrap();
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("events.json.gz"), &"--sigma", &f.path("win-rules"), &"--format", &"jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    assert!(s["events"].as_u64().unwrap() > 100 && s["detections"] == s["events"], "{s}");
+    assert!(s["records_skipped"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["file_problems"].to_string().contains("gzip stream ends early"), "{s}");
+    // An IIS log without its #Fields: line is read with IIS's default fields, and says so.
+    let headerless: String = IIS_LOG.lines().filter(|l| !l.starts_with("#Fields")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(f.path("u_ex210825.log"), headerless).unwrap();
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210825.log"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
+    let s = summary(&out);
+    assert_eq!(s["detections"], 2, "{s}");
+    assert!(s["warnings"].to_string().contains("read with IIS's default W3C fields"), "{s}");
+    // Detections without a time are counted out of the timeline.
+    std::fs::write(f.path("untimed.json"), "{\"Channel\":\"Security\",\"EventID\":4688,\"CommandLine\":\"whoami /all\"}\n").unwrap();
+    let timeline = f.path("t.jsonl");
+    let out = run(&[
+        &"hunt",
+        &"--no-builtin-intel",
+        &f.path("untimed.json"),
+        &"--sigma",
+        &f.path("win-rules"),
+        &"--timeline",
+        &timeline,
+        &"--format",
+        &"jsonl",
+    ]);
+    let s = summary(&out);
+    assert_eq!(s["detections"], 1);
+    assert!(s["warnings"].to_string().contains("t.jsonl: 1 detection without a time left out"), "{s}");
+}

@@ -28,7 +28,13 @@ fn row(ts: Timestamp, desc: &str, message: String, mut extra: Map<String, Value>
     extra
 }
 
-/// The timeline rows, in time order.
+/// Detections the timeline leaves out because their event has no time (a timeline row needs
+/// one); the run says how many.
+pub fn untimed(detections: &[Detection]) -> usize {
+    detections.iter().filter(|d| d.event.timestamp.is_none()).count()
+}
+
+/// The timeline rows, in time order (detections without a time are left out: [`untimed`]).
 pub fn rows(
     engine: &Engine,
     set: &CorrelationSet,
