@@ -436,7 +436,7 @@ fn scan_workbook<R: Read + Seek>(
     let shared = match xlsx::shared_strings(archive) {
         Ok(s) => s,
         Err(e) => {
-            out.push(FileReport::failed(display, "xlsx", format!("malformed workbook: {e}")));
+            out.push(FileReport::failed(display, "xlsx", e.to_string()));
             return;
         }
     };

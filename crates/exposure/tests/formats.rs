@@ -334,3 +334,39 @@ fn an_unclosed_quote_loses_only_its_own_line() {
     assert_eq!(r.tally.unique(0), 61);
     assert!(r.files[0].skipped.is_empty(), "{:?}", r.files[0].skipped);
 }
+
+#[test]
+fn shared_strings_are_bounded_by_count_and_said_to_be_over_the_limit() {
+    // Millions of empty shared strings compress to almost nothing; each would cost an index.
+    let n = portcullis_exposure::xlsx::MAX_SHARED_STRINGS + 1;
+    let mut sst = String::with_capacity(n * 5 + 64);
+    sst.push_str("<sst>");
+    for i in 0..n {
+        sst.push_str(if i % 2 == 0 { "<si/>" } else { "<si></si>" });
+    }
+    sst.push_str("</sst>");
+    let book = zip_of(&[
+        ("xl/workbook.xml", b"<workbook/>"),
+        ("xl/sharedStrings.xml", sst.as_bytes()),
+        ("xl/worksheets/sheet1.xml", b"<worksheet><sheetData><row><c t=\"s\"><v>0</v></c></row></sheetData></worksheet>"),
+    ]);
+    assert!(book.len() < 2 << 20, "{} bytes", book.len());
+    let r = scan_reader("many.xlsx", Cursor::new(book), &Options::default());
+    let f = &r.files[0];
+    assert_eq!(f.errors.len(), 1, "{f:?}");
+    assert!(f.errors[0].contains("shared strings over the limit of 8388608"), "{:?}", f.errors);
+    assert!(!f.errors[0].contains("malformed") && !f.errors[0].contains("corrupt"), "{:?}", f.errors);
+}
+
+#[test]
+fn empty_shared_strings_keep_their_index() {
+    // `<si/>` is a string too: the strings after it must not shift onto the wrong index.
+    let book = zip_of(&[
+        ("xl/workbook.xml", b"<workbook/>"),
+        ("xl/sharedStrings.xml", b"<sst><si/><si><t>Surname</t></si><si></si><si><r><t>Fore</t></r><r><t>name</t></r></si></sst>"),
+    ]);
+    let mut a = zip::ZipArchive::new(Cursor::new(book)).unwrap();
+    let shared = portcullis_exposure::xlsx::shared_strings(&mut a).unwrap();
+    let got: Vec<_> = (0..shared.len()).map(|i| shared.get(i).unwrap()).collect();
+    assert_eq!(got, ["", "Surname", "", "Forename"]);
+}
