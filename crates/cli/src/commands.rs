@@ -212,6 +212,12 @@ pub fn events(a: EventsArgs) -> Result<u8, Fatal> {
                 }
             }
             FileOutcome::Failed(portcullis_sources::SourceError::Unrecognised { .. }) => not_logs += 1,
+            FileOutcome::Failed(e @ portcullis_sources::SourceError::NotRegular { .. }) => {
+                not_logs += 1;
+                if !a.quiet {
+                    eprintln!("note: {}", escape_display(&e.to_string()));
+                }
+            }
             FileOutcome::Failed(e) => {
                 failed += 1;
                 if !a.quiet {

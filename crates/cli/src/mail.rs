@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use portcullis_event::escape_display as esc;
+use portcullis_event::{csv_field, escape_display as esc};
 use portcullis_mail::{Grade, Lists, Members, Options, Report, Severity};
 
 use crate::{EXIT_FINDINGS, EXIT_OK, Fatal, show_progress};
@@ -189,31 +189,25 @@ pub fn run(a: MailArgs) -> Result<u8, Fatal> {
     Ok(if fail { EXIT_FINDINGS } else { EXIT_OK })
 }
 
-fn csv_cell(s: &str) -> String {
-    // Cells that a spreadsheet would run as a formula are prefixed with a quote.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
-}
-
 fn write_csv(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
     writeln!(out, "campaign_id,severity,first_seen,last_seen,recipient,member,grade,messages,first_received,evidence")?;
     for c in &r.campaigns {
         for rc in &c.recipients {
             let ev: Vec<String> = rc.evidence.iter().map(|e| format!("{} {} {}", e.kind, e.at, e.detail)).collect();
-            writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{}",
-                c.id,
+            let messages = rc.messages.to_string();
+            let cells = [
+                c.id.as_str(),
                 c.severity.as_str(),
                 c.first_seen.as_deref().unwrap_or(""),
                 c.last_seen.as_deref().unwrap_or(""),
-                csv_cell(&rc.address),
-                csv_cell(rc.member.as_deref().unwrap_or("")),
+                &rc.address,
+                rc.member.as_deref().unwrap_or(""),
                 rc.grade.as_str(),
-                rc.messages,
+                &messages,
                 rc.first_received.as_deref().unwrap_or(""),
-                csv_cell(&ev.join(" | ")),
-            )?;
+                &ev.join(" | "),
+            ];
+            writeln!(out, "{}", cells.map(csv_field).join(","))?;
         }
     }
     Ok(())

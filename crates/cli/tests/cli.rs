@@ -316,3 +316,177 @@ fn runs_that_would_check_nothing_are_errors_not_silent_passes() {
     assert!(problems.iter().all(|p| p.as_str().unwrap().contains("wide.csv:")), "positions named: {problems:?}");
     assert!(summary["ioc_matches"].as_u64().unwrap() >= 1);
 }
+
+/// Every cell of a CSV: no control, bidi or invisible character, and nothing a spreadsheet
+/// would run as a formula (plain numbers aside).
+fn assert_safe_csv(what: &str, text: &str) {
+    let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut cells = 0;
+    for rec in r.records() {
+        let rec = rec.unwrap_or_else(|e| panic!("{what}: not CSV: {e}\n{text}"));
+        for cell in rec.iter() {
+            cells += 1;
+            assert!(
+                !cell.chars().any(|c| c.is_control() || ('\u{200b}'..='\u{200f}').contains(&c) || ('\u{202a}'..='\u{202e}').contains(&c)),
+                "{what}: raw control or bidi character in {cell:?}"
+            );
+            let number = cell.trim_start_matches('-').parse::<f64>().is_ok();
+            assert!(!cell.starts_with(['=', '+', '-', '@']) || number, "{what}: formula cell {cell:?}");
+        }
+    }
+    assert!(cells > 0, "{what}: empty");
+}
+
+#[test]
+fn hostile_evidence_is_escaped_in_every_csv_and_the_timeline() {
+    let f = Fixture::new();
+    let hostile = "{\"Channel\":\"Security\",\"EventID\":4688,\"TimeCreated\":\"2021-08-24T02:13:00Z\",\
+\"Computer\":\"=HOST\\u001b[31m\",\"SubjectUserName\":\"+admin\\u202e\",\"IpAddress\":\"185.220.101.182\",\
+\"CommandLine\":\"@SUM(1)\\u0007\\r\\nnext\",\"NewProcessName\":\"-C:\\\\x.exe\\u0085\"}\n";
+    std::fs::write(f.path("=evil\x1b[2J.json"), hostile).unwrap();
+    std::fs::create_dir(f.path("hostile-rules")).unwrap();
+    std::fs::write(
+        f.path("hostile-rules/r.yml"),
+        "title: \"=cmd|' /C calc'!A0 \\e]0;owned\\a\"\nid: 88888888-2222-3333-4444-555555555555\nlevel: high\n\
+logsource:\n    product: windows\n    service: security\ndetection:\n    sel:\n        EventID: 4688\n    condition: sel\n",
+    )
+    .unwrap();
+    std::fs::write(f.path("iocs.csv"), "value,context\n185.220.101.182,\"=HYPERLINK(\"\"http://x\"\")\u{1b}[1m\"\n").unwrap();
+    let case = f.path("case.sqlite");
+    let timeline = f.path("timeline.csv");
+    let log = f.path("=evil\x1b[2J.json");
+    let args: [&dyn AsRef<std::ffi::OsStr>; 13] = [
+        &"hunt",
+        &"--no-builtin-intel",
+        &log,
+        &"--sigma",
+        &f.path("hostile-rules"),
+        &"--iocs",
+        &f.path("iocs.csv"),
+        &"--case",
+        &case,
+        &"--timeline",
+        &timeline,
+        &"--format",
+        &"csv",
+    ];
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(csv.contains("'=cmd|"), "{csv}");
+    assert_eq!(csv.lines().count(), 3, "a rule and an indicator matched: {csv}");
+    assert_safe_csv("hunt --format csv", &csv);
+    let rows = std::fs::read_to_string(&timeline).unwrap();
+    assert!(rows.contains("\\u{1b}"), "{rows}");
+    assert_safe_csv("timeline.csv", &rows);
+    // The timeline as JSONL: the same values, escaped as JSON, and a message escaped for display.
+    let jsonl = f.path("timeline.jsonl");
+    let out = run(&[&"hunt", &"--no-builtin-intel", &log, &"--sigma", &f.path("hostile-rules"), &"--timeline", &jsonl, &"-q"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    assert!(!text.chars().any(|c| c != '\n' && (c.is_control() || c == '\u{202e}')), "{text:?}");
+    let row: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(row["SubjectUserName"], "+admin\u{202e}", "fields keep their values");
+    assert!(!row["message"].as_str().unwrap().chars().any(|c| c.is_control() || c == '\u{202e}'), "{row}");
+    // The case's indicators shared as CSV.
+    let out = run(&[&"export", &"csv", &case]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported = String::from_utf8(out.stdout).unwrap();
+    assert!(exported.contains("185.220.101.182"), "{exported}");
+    assert_safe_csv("export csv", &exported);
+}
+
+/// Runs the binary, killing it after `secs` seconds (a hang is a failure, not a stuck test).
+fn run_within(secs: u64, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    for a in args {
+        c.arg(a);
+    }
+    c.arg("--no-builtin").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("portcullis {:?} did not finish within {secs}s", args.iter().map(|a| a.as_ref().to_owned()).collect::<Vec<_>>());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn fifos_truncated_gzip_headerless_w3c_and_untimed_detections_are_said() {
+    use std::io::Write;
+    let f = Fixture::new();
+    let summary = |out: &Output| jsonl(out).into_iter().find(|r| r["kind"] == "summary").unwrap();
+    // A FIFO given directly is skipped with a note; the other input is hunted.
+    #[cfg(unix)]
+    {
+        let fifo = f.path("pipe.log");
+        assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let out = run_within(
+            60,
+            &[&"hunt", &"--no-builtin-intel", &fifo, &f.path("u_ex210824.log"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let s = summary(&out);
+        assert_eq!(s["detections"], 2);
+        assert!(
+            s["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("pipe.log: a FIFO (named pipe), not a regular file: skipped")),
+            "{s}"
+        );
+    }
+    // A truncated .gz whose events were hunted: the events count, the cut is a skip.
+    std::fs::create_dir(f.path("win-rules")).unwrap();
+    std::fs::write(
+        f.path("win-rules/r.yml"),
+        "title: whoami\nid: 99999999-2222-3333-4444-555555555555\nlevel: high\nlogsource:\n    product: windows\n    service: security\n\
+detection:\n    sel:\n        CommandLine|contains: whoami\n    condition: sel\n",
+    )
+    .unwrap();
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "{{\"Channel\":\"Security\",\"EventID\":4688,\"TimeCreated\":\"2021-08-24T02:13:00Z\",\"CommandLine\":\"whoami {i}\"}}\n"
+        ));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    let whole = gz.finish().unwrap();
+    std::fs::write(f.path("events.json.gz"), &whole[..whole.len() / 2]).unwrap();
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("events.json.gz"), &"--sigma", &f.path("win-rules"), &"--format", &"jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    assert!(s["events"].as_u64().unwrap() > 100 && s["detections"] == s["events"], "{s}");
+    assert!(s["records_skipped"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["file_problems"].to_string().contains("gzip stream ends early"), "{s}");
+    // An IIS log without its #Fields: line is read with IIS's default fields, and says so.
+    let headerless: String = IIS_LOG.lines().filter(|l| !l.starts_with("#Fields")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(f.path("u_ex210825.log"), headerless).unwrap();
+    let out = run(&[&"hunt", &"--no-builtin-intel", &f.path("u_ex210825.log"), &"--sigma", &f.path("rules"), &"--format", &"jsonl"]);
+    let s = summary(&out);
+    assert_eq!(s["detections"], 2, "{s}");
+    assert!(s["warnings"].to_string().contains("read with IIS's default W3C fields"), "{s}");
+    // Detections without a time are counted out of the timeline.
+    std::fs::write(f.path("untimed.json"), "{\"Channel\":\"Security\",\"EventID\":4688,\"CommandLine\":\"whoami /all\"}\n").unwrap();
+    let timeline = f.path("t.jsonl");
+    let out = run(&[
+        &"hunt",
+        &"--no-builtin-intel",
+        &f.path("untimed.json"),
+        &"--sigma",
+        &f.path("win-rules"),
+        &"--timeline",
+        &timeline,
+        &"--format",
+        &"jsonl",
+    ]);
+    let s = summary(&out);
+    assert_eq!(s["detections"], 1);
+    assert!(s["warnings"].to_string().contains("t.jsonl: 1 detection without a time left out"), "{s}");
+}

@@ -308,6 +308,64 @@ pub fn escape_display(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Makes a string safe as a CSV cell that a person may open in a spreadsheet: escaped as
+/// for display ([`escape_display`]: control, bidi and invisible characters), and a cell a
+/// spreadsheet would run as a formula (a leading `=`, `+`, `-` or `@`) prefixed with `'`,
+/// unless it is a plain number (`-5`, `1.5`). Every column of every CSV Portcullis writes
+/// goes through this; quoting is left to the CSV writer (or [`csv_field`]).
+pub fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    let escaped = escape_display(s);
+    if !escaped.starts_with(['=', '+', '-', '@']) || is_plain_number(&escaped) {
+        return escaped;
+    }
+    std::borrow::Cow::Owned(format!("'{escaped}"))
+}
+
+/// [`csv_cell`], quoted per RFC 4180 when it holds a delimiter or a quote, for CSV written
+/// by hand.
+pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    let cell = csv_cell(s);
+    if cell.contains([',', '"', ';', '\t']) {
+        return std::borrow::Cow::Owned(format!("\"{}\"", cell.replace('"', "\"\"")));
+    }
+    cell
+}
+
+/// Makes serialized JSON safe to display without changing what it means: the characters
+/// [`escape_display`] escapes (which JSON serializers leave raw: DEL, C1 controls, bidi and
+/// invisible format characters) become `\uXXXX` escapes.
+pub fn escape_json_text(json: &str) -> std::borrow::Cow<'_, str> {
+    // Outside strings a serializer writes only ASCII, and line breaks and tabs only as
+    // whitespace (inside strings they are escaped already).
+    let unsafe_char = |c: char| needs_escape(c) && !matches!(c, '\n' | '\r' | '\t');
+    if !json.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if unsafe_char(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                use fmt::Write;
+                let _ = write!(out, "\\u{:04x}", u);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn is_plain_number(s: &str) -> bool {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let mut parts = digits.splitn(2, '.');
+    let whole = parts.next().unwrap_or("");
+    let frac = parts.next();
+    !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c as u32,
@@ -345,6 +403,31 @@ mod tests {
         e.push_str("Data", "c");
         assert_eq!(e.to_json()["Data"], serde_json::json!(["a", "b", "c"]));
         assert_eq!(e.get_all("data").collect::<Vec<_>>(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn csv_cells_are_escaped_and_guarded() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_cell("-2+3"), "'-2+3");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("+cmd|' /C calc'!A0"), "'+cmd|' /C calc'!A0");
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("-1634567890123"), "-1634567890123");
+        assert_eq!(csv_cell("-1.5"), "-1.5");
+        assert_eq!(csv_cell("-1."), "'-1.");
+        // Control characters never reach the file, and cannot hide a formula behind them.
+        assert_eq!(csv_cell("\t=1+1"), "\\t=1+1");
+        assert_eq!(csv_cell("a\x1b[31mb\r\nc\u{202e}"), "a\\u{1b}[31mb\\r\\nc\\u{202e}");
+        assert_eq!(csv_field("a,b \"c\""), "\"a,b \"\"c\"\"\"");
+        assert_eq!(csv_field("=a,b"), "\"'=a,b\"");
+        assert_eq!(csv_field("x"), "x");
+        let json = serde_json::json!({"v": "a\u{202e}b\u{7f}c\nd"}).to_string();
+        let safe = escape_json_text(&json);
+        assert_eq!(safe, r#"{"v":"a\u202eb\u007fc\nd"}"#);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&safe).unwrap()["v"], "a\u{202e}b\u{7f}c\nd");
+        let pretty = serde_json::to_string_pretty(&serde_json::json!({"v": ["\u{1b}\u{9b}"]})).unwrap();
+        let safe = escape_json_text(&pretty);
+        assert_eq!(safe, "{\n  \"v\": [\n    \"\\u001b\\u009b\"\n  ]\n}");
     }
 
     #[test]

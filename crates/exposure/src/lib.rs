@@ -191,6 +191,8 @@ fn walk(p: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<String>, depth: usi
             }
         }
         Ok(m) if m.is_file() => files.push(p.to_path_buf()),
+        // FIFOs, sockets and devices are never opened; one given directly is named.
+        Ok(m) if depth == 0 => errors.extend(portcullis_sources::not_regular(p, &m).map(|e| e.to_string())),
         Ok(_) => {}
         Err(e) => errors.push(format!("{}: {e}", p.display())),
     }
@@ -434,7 +436,7 @@ fn scan_workbook<R: Read + Seek>(
     let shared = match xlsx::shared_strings(archive) {
         Ok(s) => s,
         Err(e) => {
-            out.push(FileReport::failed(display, "xlsx", format!("malformed workbook: {e}")));
+            out.push(FileReport::failed(display, "xlsx", e.to_string()));
             return;
         }
     };

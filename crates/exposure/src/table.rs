@@ -3,6 +3,8 @@
 
 use std::io::{self, Read};
 
+use portcullis_sources::quoted::QuoteState;
+
 use crate::text::{MAX_RECORD, TextReader};
 
 /// One row: the cell texts stored end to end.
@@ -179,6 +181,11 @@ pub fn split_record(line: &str, d: u8, row: &mut Row) -> bool {
 }
 
 /// Rows of delimited text.
+///
+/// A quoted cell may run on over line breaks; a quote that is never closed does not
+/// swallow the rest of the file: reading recovers at the next line that is a record of
+/// its own (closed quotes, the header's number of cells), and every line of the broken
+/// record is counted as lost with its position.
 pub struct DelimitedRows<R: Read> {
     text: TextReader<R>,
     delimiter: u8,
@@ -186,10 +193,18 @@ pub struct DelimitedRows<R: Read> {
     pending: std::collections::VecDeque<String>,
     line: String,
     record: String,
-    /// Records whose quotes never closed within the record limit.
-    pub broken_quotes: u64,
+    /// The line that ended a broken record, to be read again as a record of its own.
+    retry: bool,
+    /// Cells of the first record (the header, or the first row): what a record looks like.
+    cells: Option<usize>,
+    /// Lines lost to quotes that never closed, and the first few broken records' lines.
+    pub lost_lines: u64,
+    lost_at: Vec<(u64, u64)>,
     position: u64,
 }
+
+/// How many broken records' positions are named in the skip reason.
+const NAMED_POSITIONS: usize = 5;
 
 impl<R: Read> DelimitedRows<R> {
     pub fn new(text: TextReader<R>, delimiter: u8, pending: Vec<String>) -> Self {
@@ -199,7 +214,10 @@ impl<R: Read> DelimitedRows<R> {
             pending: pending.into(),
             line: String::new(),
             record: String::new(),
-            broken_quotes: 0,
+            retry: false,
+            cells: None,
+            lost_lines: 0,
+            lost_at: Vec::new(),
             position: 0,
         }
     }
@@ -214,25 +232,72 @@ impl<R: Read> DelimitedRows<R> {
         self.position = self.text.line;
         Ok(ok)
     }
+
+    fn lose(&mut self, first: u64, last: u64) {
+        self.lost_lines += last + 1 - first;
+        if self.lost_at.len() < NAMED_POSITIONS {
+            self.lost_at.push((first, last));
+        }
+    }
+
+    /// Whether `line` alone is a whole record like the others.
+    fn is_record(&self, line: &str, row: &mut Row) -> bool {
+        !QuoteState::of_line(line, self.delimiter).open && split_record(line, self.delimiter, row) && Some(row.len()) == self.cells
+    }
 }
 
 impl<R: Read> RowSource for DelimitedRows<R> {
     fn next_row(&mut self, row: &mut Row) -> io::Result<bool> {
-        if !self.next_line()? {
-            return Ok(false);
-        }
-        self.record.clear();
-        self.record.push_str(&self.line);
-        while !split_record(&self.record, self.delimiter, row) {
-            if self.record.len() > MAX_RECORD || !self.next_line()? {
-                // An unterminated quote: keep what was split, count it.
-                self.broken_quotes += 1;
+        'record: loop {
+            if !std::mem::take(&mut self.retry) && !self.next_line()? {
+                return Ok(false);
+            }
+            let mut quote = QuoteState::of_line(&self.line, self.delimiter);
+            if !quote.open {
+                split_record(&self.line, self.delimiter, row);
+                self.cells.get_or_insert(row.len());
                 return Ok(true);
             }
-            self.record.push('\n');
+            // A quoted cell runs on: gather lines until it closes, or until it is clear that
+            // it never will.
+            let first = self.position;
+            self.record.clear();
             self.record.push_str(&self.line);
+            loop {
+                if !self.next_line()? {
+                    let last = self.position;
+                    self.lose(first, last);
+                    return Ok(false);
+                }
+                quote.scan(&self.line, self.delimiter);
+                let fits = self.record.len() + 1 + self.line.len() <= MAX_RECORD;
+                if fits {
+                    self.record.push('\n');
+                    self.record.push_str(&self.line);
+                }
+                if fits && !quote.open && !quote.stray {
+                    split_record(&self.record, self.delimiter, row);
+                    if self.cells.is_none_or(|n| n == row.len()) {
+                        self.cells.get_or_insert(row.len());
+                        return Ok(true);
+                    }
+                }
+                let line = std::mem::take(&mut self.line);
+                let alone = self.is_record(&line, row);
+                self.line = line;
+                if alone {
+                    let last = self.position - 1;
+                    self.lose(first, last);
+                    self.retry = true;
+                    continue 'record;
+                }
+                if !quote.open || !fits {
+                    let last = self.position;
+                    self.lose(first, last);
+                    continue 'record;
+                }
+            }
         }
-        Ok(true)
     }
 
     fn position(&self) -> u64 {
@@ -247,8 +312,13 @@ impl<R: Read> RowSource for DelimitedRows<R> {
         if self.text.undecodable > 0 {
             v.push((format!("lines with bytes invalid in {}", self.text.encoding.name()), self.text.undecodable));
         }
-        if self.broken_quotes > 0 {
-            v.push(("records with an unterminated quote".into(), self.broken_quotes));
+        if self.lost_lines > 0 {
+            let mut at: Vec<String> =
+                self.lost_at.iter().map(|&(a, b)| if a == b { format!("line {a}") } else { format!("lines {a}-{b}") }).collect();
+            if self.lost_lines > self.lost_at.iter().map(|&(a, b)| b + 1 - a).sum::<u64>() {
+                at.push("…".into());
+            }
+            v.push((format!("lines of records whose quote never closed ({})", at.join(", ")), self.lost_lines));
         }
         v
     }

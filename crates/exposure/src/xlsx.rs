@@ -9,9 +9,64 @@ use zip::ZipArchive;
 
 use crate::table::{Row, RowSource};
 
-/// Limits on a workbook's shared strings (hostile workbooks must not exhaust memory).
+/// Limits on a workbook's shared strings (hostile workbooks must not exhaust memory): their
+/// text, and their count (a string costs 4 bytes of index however short, so a small file of
+/// millions of empty strings is bounded too).
 const MAX_SHARED_BYTES: usize = 512 << 20;
+pub const MAX_SHARED_STRINGS: usize = 8 << 20;
 const MAX_COLUMNS: usize = 16_384;
+
+/// A workbook's shared strings, end to end in one buffer.
+#[derive(Debug, Default)]
+pub struct SharedStrings {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl SharedStrings {
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.text.get(start..end)
+    }
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len() as u32);
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for SharedStrings {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut out = SharedStrings::default();
+        for s in iter {
+            out.push(s.as_ref());
+        }
+        out
+    }
+}
+
+/// Why a workbook's shared strings were not read.
+#[derive(Debug)]
+pub enum SharedStringsError {
+    /// More than the limits allow: the workbook may be fine, but is not read whole.
+    OverLimit(String),
+    Malformed(String),
+}
+
+impl std::fmt::Display for SharedStringsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SharedStringsError::OverLimit(why) => write!(f, "not read: {why}"),
+            SharedStringsError::Malformed(why) => write!(f, "malformed workbook: {why}"),
+        }
+    }
+}
 
 pub fn is_workbook<R: Read + Seek>(a: &ZipArchive<R>) -> bool {
     a.index_for_name("xl/workbook.xml").is_some()
@@ -28,39 +83,50 @@ pub fn sheet_names<R: Read + Seek>(a: &ZipArchive<R>) -> Vec<String> {
     v
 }
 
-pub fn shared_strings<R: Read + Seek>(a: &mut ZipArchive<R>) -> Result<Vec<String>, String> {
-    let Some(i) = a.index_for_name("xl/sharedStrings.xml") else { return Ok(Vec::new()) };
-    let f = a.by_index(i).map_err(|e| format!("sharedStrings.xml: {e}"))?;
+pub fn shared_strings<R: Read + Seek>(a: &mut ZipArchive<R>) -> Result<SharedStrings, SharedStringsError> {
+    use SharedStringsError::{Malformed, OverLimit};
+    let Some(i) = a.index_for_name("xl/sharedStrings.xml") else { return Ok(SharedStrings::default()) };
+    let f = a.by_index(i).map_err(|e| Malformed(format!("sharedStrings.xml: {e}")))?;
     let mut r = quick_xml::Reader::from_reader(BufReader::new(f.take(MAX_SHARED_BYTES as u64 + 1)));
     let mut buf = Vec::new();
-    let mut out = Vec::new();
+    let mut out = SharedStrings::default();
     let mut cur = String::new();
     let mut in_t = false;
     let mut in_si = false;
-    let mut total = 0usize;
     loop {
         match r.read_event_into(&mut buf) {
             Ok(Event::Start(e)) if e.local_name().as_ref() == "si" => {
                 cur.clear();
                 in_si = true;
             }
+            Ok(Event::Empty(e)) if e.local_name().as_ref() == "si" => {
+                if out.len() >= MAX_SHARED_STRINGS {
+                    return Err(OverLimit(format!("shared strings over the limit of {MAX_SHARED_STRINGS}")));
+                }
+                out.push("");
+            }
             Ok(Event::Start(e)) if e.local_name().as_ref() == "t" => in_t = true,
             Ok(Event::End(e)) if e.local_name().as_ref() == "t" => in_t = false,
             Ok(Event::End(e)) if e.local_name().as_ref() == "si" => {
                 in_si = false;
-                total += cur.len();
-                if total > MAX_SHARED_BYTES {
-                    return Err(format!("shared strings exceed {} MiB", MAX_SHARED_BYTES >> 20));
+                if out.text.len() + cur.len() > MAX_SHARED_BYTES {
+                    return Err(OverLimit(format!("shared strings over the limit of {} MiB of text", MAX_SHARED_BYTES >> 20)));
                 }
-                out.push(std::mem::take(&mut cur));
+                if out.len() >= MAX_SHARED_STRINGS {
+                    return Err(OverLimit(format!("shared strings over the limit of {MAX_SHARED_STRINGS}")));
+                }
+                out.push(&cur);
             }
             Ok(Event::Text(t)) if in_t => cur.push_str(&t.xml10_content()),
             Ok(Event::CData(t)) if in_t => cur.push_str(&t),
             Ok(Event::GeneralRef(e)) if in_t => push_ref(&e, &mut cur),
-            Ok(Event::Eof) if in_si => return Err("sharedStrings.xml ends inside a string (truncated)".into()),
+            Ok(Event::Eof) if in_si => return Err(Malformed("sharedStrings.xml ends inside a string (truncated)".into())),
             Ok(Event::Eof) => break,
-            Err(e) => return Err(format!("sharedStrings.xml at byte {}: {e}", r.buffer_position())),
+            Err(e) => return Err(Malformed(format!("sharedStrings.xml at byte {}: {e}", r.buffer_position()))),
             _ => {}
+        }
+        if in_si && cur.len() > MAX_SHARED_BYTES {
+            return Err(OverLimit(format!("shared strings over the limit of {} MiB of text", MAX_SHARED_BYTES >> 20)));
         }
         buf.clear();
     }
@@ -94,7 +160,7 @@ pub struct SheetRows<'s, R: Read> {
     buf: Vec<u8>,
     pos: usize,
     eof: bool,
-    shared: &'s [String],
+    shared: &'s SharedStrings,
     rows: u64,
     pub bad_cells: u64,
     pub bad_tokens: u64,
@@ -126,7 +192,7 @@ fn element(name: &[u8]) -> &'static str {
 }
 
 impl<'s, R: Read> SheetRows<'s, R> {
-    pub fn new(input: R, shared: &'s [String]) -> Self {
+    pub fn new(input: R, shared: &'s SharedStrings) -> Self {
         SheetRows { input, buf: Vec::new(), pos: 0, eof: false, shared, rows: 0, bad_cells: 0, bad_tokens: 0, text: Vec::new() }
     }
 
@@ -467,7 +533,7 @@ mod tests {
     #[test]
     fn sheet_tokenizer_reads_cells_entities_and_gaps() {
         let xml = br#"<?xml version="1.0"?><x:worksheet xmlns:x="m"><x:sheetData><x:row r="1"><x:c r="A1" t="inlineStr"><x:is><x:t>Tom &amp; Jo&#233;</x:t></x:is></x:c><x:c r="C1" t="s"><x:v>1</x:v></x:c><x:c r="D1"/></x:row><row/><row><c t="str"><v><![CDATA[a<b]]></v></c></row></x:sheetData></x:worksheet>"#;
-        let shared = vec!["zero".to_string(), "one".to_string()];
+        let shared: super::SharedStrings = ["zero", "one"].into_iter().collect();
         let mut rows = super::SheetRows::new(&xml[..], &shared);
         let mut r = crate::table::Row::default();
         use crate::table::RowSource;

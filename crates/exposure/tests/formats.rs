@@ -294,3 +294,79 @@ fn registers_attached_to_mail_are_counted() {
     assert_eq!(mbox.rows, 2);
     assert_eq!(mbox.pii.get("phone_numbers"), Some(&2));
 }
+
+/// `n` distinct electors in layout A (quoted town cells), row `bad` with an address whose
+/// opening quote is never closed.
+fn register_with_broken_quote(n: usize, bad: Option<usize>) -> String {
+    let mut s = String::from("Elector Number,Elector Surname,Elector Forename,PostCode,Address1,Address2\r\n");
+    for i in 0..n {
+        let address = if Some(i) == bad {
+            format!("\"{i} High Street,Northfield")
+        } else {
+            format!("\"{i} High Street, Flat {}\",\"Northfield, Tyne\"", i % 7)
+        };
+        s.push_str(&format!("{},Surname{i},Forename{i},NE8 {}JM,{address}\r\n", i + 1, i % 10));
+    }
+    s
+}
+
+#[test]
+fn an_unclosed_quote_loses_only_its_own_line() {
+    let r = scan_reader("whole.csv", Cursor::new(register_with_broken_quote(300, None).into_bytes()), &Options::default());
+    assert_eq!(r.tally.unique(0), 300);
+    assert!(r.files[0].skipped.is_empty(), "{:?}", r.files[0].skipped);
+    // Row 4 (line 5) opens a quote it never closes: the next line is a record of its own.
+    let r = scan_reader("broken.csv", Cursor::new(register_with_broken_quote(300, Some(3)).into_bytes()), &Options::default());
+    let f = &r.files[0];
+    assert!(f.register);
+    assert_eq!(r.tally.unique(0), 299, "{:?}", f.skipped);
+    assert_eq!(f.skipped.len(), 1, "{:?}", f.skipped);
+    let (why, n) = f.skipped.iter().next().unwrap();
+    assert_eq!((why.as_str(), *n), ("lines of records whose quote never closed (line 5)", 1));
+    // The last row broken: nothing after it closes the quote.
+    let r = scan_reader("last.csv", Cursor::new(register_with_broken_quote(300, Some(299)).into_bytes()), &Options::default());
+    assert_eq!(r.tally.unique(0), 299, "{:?}", r.files[0].skipped);
+    assert_eq!(r.files[0].skipped.values().sum::<u64>(), 1);
+    // A quoted cell over two lines is still one row.
+    let mut s = register_with_broken_quote(60, None);
+    s.push_str("61,Surname61,Forename61,NE8 1JM,\"61 High Street\nFlat 2\",\"Northfield, Tyne\"\r\n");
+    let r = scan_reader("multi.csv", Cursor::new(s.into_bytes()), &Options::default());
+    assert_eq!(r.tally.unique(0), 61);
+    assert!(r.files[0].skipped.is_empty(), "{:?}", r.files[0].skipped);
+}
+
+#[test]
+fn shared_strings_are_bounded_by_count_and_said_to_be_over_the_limit() {
+    // Millions of empty shared strings compress to almost nothing; each would cost an index.
+    let n = portcullis_exposure::xlsx::MAX_SHARED_STRINGS + 1;
+    let mut sst = String::with_capacity(n * 5 + 64);
+    sst.push_str("<sst>");
+    for i in 0..n {
+        sst.push_str(if i % 2 == 0 { "<si/>" } else { "<si></si>" });
+    }
+    sst.push_str("</sst>");
+    let book = zip_of(&[
+        ("xl/workbook.xml", b"<workbook/>"),
+        ("xl/sharedStrings.xml", sst.as_bytes()),
+        ("xl/worksheets/sheet1.xml", b"<worksheet><sheetData><row><c t=\"s\"><v>0</v></c></row></sheetData></worksheet>"),
+    ]);
+    assert!(book.len() < 2 << 20, "{} bytes", book.len());
+    let r = scan_reader("many.xlsx", Cursor::new(book), &Options::default());
+    let f = &r.files[0];
+    assert_eq!(f.errors.len(), 1, "{f:?}");
+    assert!(f.errors[0].contains("shared strings over the limit of 8388608"), "{:?}", f.errors);
+    assert!(!f.errors[0].contains("malformed") && !f.errors[0].contains("corrupt"), "{:?}", f.errors);
+}
+
+#[test]
+fn empty_shared_strings_keep_their_index() {
+    // `<si/>` is a string too: the strings after it must not shift onto the wrong index.
+    let book = zip_of(&[
+        ("xl/workbook.xml", b"<workbook/>"),
+        ("xl/sharedStrings.xml", b"<sst><si/><si><t>Surname</t></si><si></si><si><r><t>Fore</t></r><r><t>name</t></r></si></sst>"),
+    ]);
+    let mut a = zip::ZipArchive::new(Cursor::new(book)).unwrap();
+    let shared = portcullis_exposure::xlsx::shared_strings(&mut a).unwrap();
+    let got: Vec<_> = (0..shared.len()).map(|i| shared.get(i).unwrap()).collect();
+    assert_eq!(got, ["", "Surname", "", "Forename"]);
+}

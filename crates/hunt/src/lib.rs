@@ -125,6 +125,7 @@ impl FileOutcome {
             FileOutcome::Failed(SourceError::Io { path, .. })
             | FileOutcome::Failed(SourceError::Unrecognised { path })
             | FileOutcome::Failed(SourceError::Corrupt { path, .. })
+            | FileOutcome::Failed(SourceError::NotRegular { path, .. })
             | FileOutcome::Crashed { path, .. } => path,
         }
     }

@@ -92,7 +92,7 @@ fn list(name: &str, text: &str) -> Imported {
         if line.is_empty() || line.starts_with('#') || line.starts_with("//") {
             continue;
         }
-        let cells: Vec<&str> = split_csv(line);
+        let cells = split_csv(line);
         if i == 0 || (out.indicators.is_empty() && out.problems.is_empty() && type_col.is_none() && cells.len() > 1) {
             let lower: Vec<String> = cells.iter().map(|c| c.trim().to_ascii_lowercase()).collect();
             if let Some(v) = lower.iter().position(|c| matches!(c.as_str(), "value" | "indicator" | "ioc" | "observable")) {
@@ -103,7 +103,7 @@ fn list(name: &str, text: &str) -> Imported {
                 continue;
             }
         }
-        let value = cells.get(value_col).copied().unwrap_or("").trim();
+        let value = cells.get(value_col).map(String::as_str).unwrap_or("").trim();
         let hint = match type_col.and_then(|t| cells.get(t)) {
             Some(t) if !t.trim().is_empty() => match Kind::from_name(t) {
                 Some(k) => Some(k),
@@ -130,9 +130,37 @@ fn list(name: &str, text: &str) -> Imported {
     out
 }
 
-fn split_csv(line: &str) -> Vec<&str> {
-    // Indicators have no commas or quotes worth keeping; a quoted cell is unquoted.
-    line.split([',', '\t', ';']).map(|c| c.trim().trim_matches('"')).collect()
+/// Cells of one line split at `,`, tab or `;` outside quotes; quoted cells unquoted (`""` is
+/// a quote), and the `'` a CSV writer puts before a cell a spreadsheet would run as a
+/// formula taken off again.
+fn split_csv(line: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            '"' if quoted => quoted = false,
+            '"' if cell.trim().is_empty() => {
+                cell.clear();
+                quoted = true;
+            }
+            ',' | '\t' | ';' if !quoted => cells.push(std::mem::take(&mut cell)),
+            c => cell.push(c),
+        }
+    }
+    cells.push(cell);
+    for c in &mut cells {
+        let t = c.trim();
+        if t.len() > 1 && t.starts_with('\'') && t[1..].starts_with(['=', '+', '-', '@']) {
+            *c = t[1..].to_string();
+        }
+    }
+    cells
 }
 
 fn short_name(name: &str) -> String {

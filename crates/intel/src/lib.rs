@@ -31,8 +31,14 @@ pub struct Loaded {
     pub unsupported: usize,
 }
 
+/// Most indicators one run loads (built-in intel and every file together): the matcher
+/// keeps each one, so memory follows this count. A run past it is an error naming the file
+/// that crossed it.
+pub const MAX_INDICATORS: usize = 1_000_000;
+
 /// Loads the built-in intel (if `builtin`) and each file; a file that cannot be read is an
-/// error, an indicator that cannot be used is a [`Problem`].
+/// error, an indicator that cannot be used is a [`Problem`], more than [`MAX_INDICATORS`]
+/// in all is an error.
 pub fn load(paths: &[std::path::PathBuf], builtin: bool) -> Result<Loaded, String> {
     let mut all = Vec::new();
     let mut out = Loaded::default();
@@ -58,6 +64,16 @@ pub fn load(paths: &[std::path::PathBuf], builtin: bool) -> Result<Loaded, Strin
                 im.format,
                 if im.problems.is_empty() { String::new() } else { format!(" ({} refused", im.problems.len()) },
                 if first.is_empty() { String::new() } else { format!(", e.g. {})", first.join("; ")) }
+            ));
+        }
+        let before: usize = out.files.iter().map(|f| f.2).sum();
+        if before + im.indicators.len() > MAX_INDICATORS {
+            return Err(format!(
+                "{}: {} indicators, {} with those loaded before it: over the limit of {MAX_INDICATORS} indicators per run \
+(split the indicators across runs)",
+                p.display(),
+                im.indicators.len(),
+                before + im.indicators.len()
             ));
         }
         take(p.display().to_string(), im, &mut out);

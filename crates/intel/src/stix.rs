@@ -3,6 +3,7 @@
 //! and campaigns themselves. Ids are deterministic (UUIDv5-style from the content), so
 //! exporting the same case twice gives the same bundle.
 
+use portcullis_event::csv_field;
 use serde_json::{Value, json};
 
 use crate::indicator::{Kind, normalise};
@@ -251,7 +252,8 @@ pub fn misp(c: &CaseIntel) -> Value {
     json!({"Event": {"info": format!("Portcullis case export: {}", c.producer), "date": c.now.get(..10).unwrap_or(""), "threat_level_id": "2", "analysis": "1", "distribution": "0", "Attribute": attrs}})
 }
 
-/// The case as CSV: `type,value,context`.
+/// The case as CSV: `type,value,context`, every cell escaped and guarded against formulas
+/// ([`csv_field`]; the import takes the guard off again).
 pub fn csv(c: &CaseIntel) -> String {
     let mut out = String::from("type,value,context\n");
     let mut seen = std::collections::HashSet::new();
@@ -259,7 +261,7 @@ pub fn csv(c: &CaseIntel) -> String {
         c.sighted.iter().map(|s| (s.kind, &s.value, &s.context)).chain(c.listed.iter().map(|l| (l.kind, &l.value, &l.source)))
     {
         if seen.insert((kind, value.clone())) {
-            out.push_str(&format!("{},{},{}\n", kind.as_str(), value, ctx.replace([',', '\n', '"'], " ")));
+            out.push_str(&format!("{},{},{}\n", kind.as_str(), csv_field(value), csv_field(ctx)));
         }
     }
     out

@@ -142,3 +142,22 @@ fn oasis_examples_load_when_present() {
     let c2 = import::read(&dir.join("indicator-for-c2-ip-address.json")).unwrap();
     assert!(c2.indicators.iter().any(|i| i.kind == Kind::Ipv4), "{:?}", c2.problems);
 }
+
+#[test]
+fn more_indicators_than_a_run_holds_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ips = |n: usize, offset: usize| -> String {
+        (offset..offset + n).map(|i| format!("10.{}.{}.{}\n", (i >> 16) & 255, (i >> 8) & 255, i & 255)).collect()
+    };
+    let half = portcullis_intel::MAX_INDICATORS / 2;
+    std::fs::write(dir.join("a.txt"), ips(half, 0)).unwrap();
+    std::fs::write(dir.join("b.txt"), ips(half + 1, half)).unwrap();
+    // At the limit: loads.
+    let ok = portcullis_intel::load(&[dir.join("a.txt")], false).unwrap();
+    assert_eq!(ok.files[0].2, half);
+    // Past it: an error naming the file that crossed it, the count and the limit.
+    let err = portcullis_intel::load(&[dir.join("a.txt"), dir.join("b.txt")], false).err().expect("over the limit");
+    assert!(err.contains("b.txt") && err.contains("over the limit of 1000000 indicators per run"), "{err}");
+    assert!(err.contains(&format!("{} with those loaded before it", 2 * half + 1)), "{err}");
+}

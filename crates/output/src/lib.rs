@@ -2,21 +2,23 @@
 //!
 //! Every machine record carries a `kind` (`detection`, `summary`, …; see
 //! `docs/formats.md`). Evidence strings are attacker-controlled: the table escapes
-//! control and bidi characters (no terminal injection), CSV cells that a
-//! spreadsheet would run as formulas are prefixed with `'`, and JSON is escaped by
-//! the serializer. Adding a format: a [`Format`] variant and a `write_*` function.
+//! control and bidi characters (no terminal injection); every CSV cell is escaped the
+//! same way and, when a spreadsheet would run it as a formula, prefixed with `'`
+//! ([`csv_cell`]); JSON is escaped by the serializer. Adding a format: a [`Format`] variant and a `write_*` function.
 
 use std::io::{self, Write};
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet};
 use portcullis_event::roles::{self, Role};
-use portcullis_event::{Event, Timestamp, escape_display};
+use portcullis_event::{Event, Timestamp, escape_display, escape_json_text};
 use portcullis_hunt::Detection;
 use portcullis_incident::{Incident, human_duration};
 use portcullis_sigma::{Engine, Level};
 use serde::Serialize;
 
 pub mod timeline;
+
+pub use portcullis_event::csv_cell;
 
 /// Everything a hunt reports.
 pub struct Report<'a> {
@@ -181,24 +183,28 @@ pub struct Summary {
     pub elapsed_seconds: f64,
 }
 
+/// One JSON record and a line break, with the characters a terminal or viewer would act on
+/// or hide (which the serializer leaves raw) as `\uXXXX` escapes: the same JSON value.
+pub fn json_line(out: &mut dyn Write, record: &impl Serialize) -> io::Result<()> {
+    let text = serde_json::to_string(record)?;
+    out.write_all(escape_json_text(&text).as_bytes())?;
+    out.write_all(b"\n")
+}
+
 /// Writes incidents, correlations, detections, then the summary, in the chosen format.
 pub fn write_report(out: &mut dyn Write, format: Format, r: &Report<'_>) -> io::Result<()> {
     match format {
         Format::Jsonl => {
             for i in r.incidents {
-                serde_json::to_writer(&mut *out, i)?;
-                out.write_all(b"\n")?;
+                json_line(out, i)?;
             }
             for c in r.correlations {
-                serde_json::to_writer(&mut *out, &CorrelationRecord::new(r.correlation_set, c))?;
-                out.write_all(b"\n")?;
+                json_line(out, &CorrelationRecord::new(r.correlation_set, c))?;
             }
             for d in r.detections {
-                serde_json::to_writer(&mut *out, &DetectionRecord::new(r.engine, d))?;
-                out.write_all(b"\n")?;
+                json_line(out, &DetectionRecord::new(r.engine, d))?;
             }
-            serde_json::to_writer(&mut *out, r.summary)?;
-            out.write_all(b"\n")?;
+            json_line(out, r.summary)?;
         }
         Format::Json => {
             #[derive(Serialize)]
@@ -214,7 +220,8 @@ pub fn write_report(out: &mut dyn Write, format: Format, r: &Report<'_>) -> io::
                 detections: r.detections.iter().map(|d| DetectionRecord::new(r.engine, d)).collect(),
                 summary: r.summary,
             };
-            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            let text = serde_json::to_string_pretty(&doc)?;
+            out.write_all(escape_json_text(&text).as_bytes())?;
             out.write_all(b"\n")?;
         }
         Format::Csv => write_csv(out, r.engine, r.detections)?,
@@ -534,14 +541,6 @@ pub fn human_bytes(b: u64) -> String {
     if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-/// Guards a CSV cell against spreadsheet formula injection.
-pub fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
-    match s.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => std::borrow::Cow::Owned(format!("'{s}")),
-        _ => std::borrow::Cow::Borrowed(s),
-    }
-}
-
 fn write_csv(out: &mut dyn Write, engine: &Engine, detections: &[Detection]) -> io::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(["timestamp", "level", "rule_title", "rule_id", "host", "path", "record", "id", "details"])?;
@@ -552,17 +551,8 @@ fn write_csv(out: &mut dyn Write, engine: &Engine, detections: &[Detection]) -> 
         let record = d.event.record.to_string();
         let details = details(&d.event, 1000);
         let key = rule.key();
-        w.write_record([
-            csv_cell(&ts).as_ref(),
-            rule.level.as_str(),
-            &csv_cell(&rule.title),
-            &csv_cell(&key),
-            &csv_cell(d.event.host().unwrap_or("")),
-            &csv_cell(&path),
-            &record,
-            &d.id,
-            &csv_cell(&details),
-        ])?;
+        let cells = [ts.as_str(), rule.level.as_str(), &rule.title, &key, d.event.host().unwrap_or(""), &path, &record, &d.id, &details];
+        w.write_record(cells.map(csv_cell).iter().map(|c| c.as_ref()))?;
     }
     w.flush()
 }

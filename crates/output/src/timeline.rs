@@ -2,12 +2,17 @@
 //! Timesketch requires (`message`, `datetime`, `timestamp_desc`, `timestamp`), one
 //! row per detection, correlation and incident stage. JSONL rows also carry the
 //! matched event's fields; CSV rows carry them as one JSON column.
+//!
+//! Evidence is attacker-controlled: `message` is built from escaped parts (rule titles,
+//! group values and sentences as [`escape_display`] shows them), every CSV cell goes
+//! through [`crate::csv_cell`], and JSON (the JSONL rows, the CSV's JSON column) has its
+//! invisible, bidi and C1 control characters as `\uXXXX` escapes.
 
 use std::io::{self, Write};
 use std::path::Path;
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet};
-use portcullis_event::Timestamp;
+use portcullis_event::{Timestamp, escape_display, escape_json_text};
 use portcullis_hunt::Detection;
 use portcullis_incident::Incident;
 use portcullis_sigma::Engine;
@@ -23,7 +28,13 @@ fn row(ts: Timestamp, desc: &str, message: String, mut extra: Map<String, Value>
     extra
 }
 
-/// The timeline rows, in time order.
+/// Detections the timeline leaves out because their event has no time (a timeline row needs
+/// one); the run says how many.
+pub fn untimed(detections: &[Detection]) -> usize {
+    detections.iter().filter(|d| d.event.timestamp.is_none()).count()
+}
+
+/// The timeline rows, in time order (detections without a time are left out: [`untimed`]).
 pub fn rows(
     engine: &Engine,
     set: &CorrelationSet,
@@ -49,19 +60,19 @@ pub fn rows(
         extra.insert("portcullis_tags".into(), json!(rule.tags.join(",")));
         extra.insert("portcullis_path".into(), json!(d.path.display().to_string()));
         extra.insert("portcullis_record".into(), json!(d.event.record));
-        let message = format!("[{}] {}: {}", rule.level, rule.title, crate::details(&d.event, 300));
+        let message = format!("[{}] {}: {}", rule.level, escape_display(&rule.title), crate::details(&d.event, 300));
         out.push(row(ts, "Event Recorded", message, extra));
     }
     for f in correlations {
         let c = &set.correlations[f.correlation];
-        let group: Vec<String> = f.group.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let group: Vec<String> = f.group.iter().map(|(k, v)| format!("{}={}", escape_display(k), escape_display(v))).collect();
         let mut extra = Map::new();
         extra.insert("portcullis_kind".into(), json!("correlation"));
         extra.insert("portcullis_id".into(), json!(f.id));
         extra.insert("portcullis_rule_id".into(), json!(c.key()));
         extra.insert("portcullis_level".into(), json!(c.level.as_str()));
         extra.insert("portcullis_evidence".into(), json!(f.evidence.join(",")));
-        let message = format!("[{}] {}: {} ({} = {})", c.level, c.title, group.join(" "), c.kind.as_str(), f.value);
+        let message = format!("[{}] {}: {} ({} = {})", c.level, escape_display(&c.title), group.join(" "), c.kind.as_str(), f.value);
         out.push(row(Timestamp(f.last_ts), "Correlation Fired", message, extra));
     }
     for i in incidents {
@@ -71,7 +82,7 @@ pub fn rows(
             extra.insert("portcullis_incident".into(), json!(i.id));
             extra.insert("portcullis_level".into(), json!(s.level.as_str()));
             extra.insert("portcullis_findings".into(), json!(s.finding_ids.join(",")));
-            out.push(row(s.time, "Incident Stage", s.sentence.clone(), extra));
+            out.push(row(s.time, "Incident Stage", escape_display(&s.sentence).into_owned(), extra));
         }
     }
     out.sort_by_key(|r| r.get("timestamp").and_then(Value::as_i64).unwrap_or(i64::MAX));
@@ -98,22 +109,23 @@ pub fn write(path: &Path, rows: &[Map<String, Value>]) -> io::Result<()> {
             let get = |k: &str| r.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
             let fields: Map<String, Value> =
                 r.iter().filter(|(k, _)| !RESERVED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-            c.write_record([
-                crate::csv_cell(&get("message")).as_ref(),
-                &get("datetime"),
-                &get("timestamp_desc"),
-                &get("timestamp"),
-                &get("portcullis_kind"),
-                &get("portcullis_level"),
-                &get("portcullis_id"),
-                &crate::csv_cell(&Value::Object(fields).to_string()),
-            ])?;
+            let fields = escape_json_text(&Value::Object(fields).to_string()).into_owned();
+            let cells = [
+                get("message"),
+                get("datetime"),
+                get("timestamp_desc"),
+                get("timestamp"),
+                get("portcullis_kind"),
+                get("portcullis_level"),
+                get("portcullis_id"),
+                fields,
+            ];
+            c.write_record(cells.iter().map(|v| crate::csv_cell(v)).collect::<Vec<_>>().iter().map(|c| c.as_ref()))?;
         }
         c.flush()?;
     } else {
         for r in rows {
-            serde_json::to_writer(&mut w, r)?;
-            w.write_all(b"\n")?;
+            crate::json_line(&mut w, r)?;
         }
     }
     w.flush()

@@ -340,13 +340,24 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
             portcullis_incident::build(&plain, &incident_opts)
         }
     };
+    let mut timeline_warning = None;
     if let Some(path) = &s.timeline {
         let rows =
             portcullis_output::timeline::rows(&loaded.engine, &loaded.correlations, &result.detections, &result.correlations, &incidents);
         portcullis_output::timeline::write(path, &rows).map_err(|error| Error::Timeline { path: path.clone(), error })?;
+        let untimed = portcullis_output::timeline::untimed(&result.detections);
+        if untimed > 0 {
+            timeline_warning = Some(format!(
+                "timeline {}: {} without a time left out (they are in the output{})",
+                path.display(),
+                portcullis_output::plural(untimed, "detection", "detections"),
+                if s.case.is_some() { " and the case" } else { "" }
+            ));
+        }
     }
 
     let mut summary = summarise(&loaded, &result, started);
+    summary.warnings.extend(timeline_warning);
     summary.iocs_loaded = iocs_loaded;
     summary.ioc_matches = result.detections.iter().filter(|d| d.matcher == portcullis_hunt::Matcher::Indicator).count();
     summary.ioc_files = ioc_files;
@@ -405,6 +416,10 @@ pub fn summarise(loaded: &LoadedRules, result: &HuntResult, started: Instant) ->
             }
             FileOutcome::Failed(portcullis_sources::SourceError::Unrecognised { path }) => {
                 s.files_not_logs.push(path.display().to_string());
+            }
+            FileOutcome::Failed(e @ portcullis_sources::SourceError::NotRegular { path, .. }) => {
+                s.files_not_logs.push(path.display().to_string());
+                s.warnings.push(e.to_string());
             }
             FileOutcome::Failed(e) => {
                 s.files_failed += 1;

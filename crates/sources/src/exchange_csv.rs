@@ -9,6 +9,7 @@ use std::ops::{ControlFlow, Range};
 use portcullis_event::{Event, SourceKind, Timestamp, ValueKind};
 
 use crate::lines::{Line, decode_lossy, read_line_bounded};
+use crate::quoted::QuoteState;
 use crate::{FileReport, ReadOptions};
 
 pub fn read(
@@ -20,7 +21,9 @@ pub fn read(
     let mut columns: Vec<String> = Vec::new();
     let mut log_type = String::new();
     let mut buf = Vec::new();
+    // The record being assembled while a quoted value runs on over lines.
     let mut record = String::new();
+    let mut quote = QuoteState::default();
     let mut values = String::new();
     let mut ranges: Vec<Range<usize>> = Vec::new();
     let mut event = Event::new(SourceKind::ExchangeCsv);
@@ -29,16 +32,20 @@ pub fn read(
     loop {
         line_no += 1;
         let step = read_line_bounded(&mut reader, &mut buf, opts.max_record_bytes)?;
-        let continuing = !record.is_empty();
+        let continuing = quote.open;
         match step {
             Line::Eof => {
                 if continuing {
-                    report.skip(|| format!("line {record_line}: quoted value not closed before end of file"));
+                    lose_open_record(report, record_line, line_no - 1, "end of file");
                 }
                 break;
             }
             Line::TooLong { len } => {
-                record.clear();
+                if continuing {
+                    lose_open_record(report, record_line, line_no - 1, &format!("an overlong line {line_no}"));
+                    quote = QuoteState::default();
+                    record.clear();
+                }
                 report.skip(|| format!("line {line_no}: {len} bytes exceeds the record limit"));
                 continue;
             }
@@ -48,35 +55,70 @@ pub fn read(
         if lossy {
             report.lossy += 1;
         }
-        if !continuing {
-            if let Some(directive) = line.strip_prefix('#') {
-                if let Some(fields) = directive.strip_prefix("Fields:") {
-                    columns.clear();
-                    if split_record(fields.trim(), &mut values, &mut ranges) {
-                        columns.extend(ranges.iter().map(|r| values[r.clone()].trim().to_string()));
-                    }
-                } else if let Some(t) = directive.strip_prefix("Log-type:") {
-                    log_type = t.trim().to_string();
+        if continuing {
+            // A quoted value is open: this line either continues it, or the quote was never
+            // closed and this line is where reading recovers.
+            quote.scan(&line, b',');
+            let fits = record.len() + 1 + line.len() <= opts.max_record_bytes;
+            if fits {
+                record.push('\n');
+                record.push_str(&line);
+            }
+            if fits && !quote.open && !quote.stray && split_record(&record, &mut values, &mut ranges) && ranges.len() == columns.len() {
+                record.clear();
+                quote = QuoteState::default();
+                emit(&columns, &log_type, &values, &ranges, record_line, &mut event, report);
+                if sink(&event).is_break() {
+                    break;
                 }
                 continue;
             }
-            if line.trim().is_empty() {
+            let alone = line.starts_with('#')
+                || (!QuoteState::of_line(&line, b',').open
+                    && split_record(&line, &mut values, &mut ranges)
+                    && ranges.len() == columns.len());
+            if !(alone || !quote.open || !fits) {
+                continue; // the quoted value goes on
+            }
+            let why = if alone {
+                format!("line {line_no}, a record of its own")
+            } else if !fits {
+                "the record limit".into()
+            } else {
+                format!("line {line_no}, where a stray quote closes it")
+            };
+            // Every line of the broken record is lost; this one is read afresh unless the
+            // record limit cut it.
+            let last = if alone { line_no - 1 } else { line_no };
+            lose_open_record(report, record_line, last, &why);
+            record.clear();
+            quote = QuoteState::default();
+            if !alone {
                 continue;
             }
-            record_line = line_no;
-        } else {
-            record.push('\n');
         }
-        if record.len() + line.len() > opts.max_record_bytes {
-            record.clear();
-            report.skip(|| format!("line {record_line}: record exceeds the record limit"));
+        if let Some(directive) = line.strip_prefix('#') {
+            if let Some(fields) = directive.strip_prefix("Fields:") {
+                columns.clear();
+                if split_record(fields.trim(), &mut values, &mut ranges) {
+                    columns.extend(ranges.iter().map(|r| values[r.clone()].trim().to_string()));
+                }
+            } else if let Some(t) = directive.strip_prefix("Log-type:") {
+                log_type = t.trim().to_string();
+            }
             continue;
         }
-        record.push_str(&line);
-        if !split_record(&record, &mut values, &mut ranges) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        record_line = line_no;
+        let state = QuoteState::of_line(&line, b',');
+        if state.open {
+            quote = state;
+            record.push_str(&line);
             continue; // a quoted value runs on to the next line
         }
-        record.clear();
+        split_record(&line, &mut values, &mut ranges);
         if columns.is_empty() {
             report.skip(|| format!("line {record_line}: data before any #Fields: directive"));
             continue;
@@ -86,20 +128,39 @@ pub fn read(
             report.skip(|| format!("line {record_line}: {n} columns where #Fields: names {expected}"));
             continue;
         }
-        event.clear(SourceKind::ExchangeCsv);
-        event.log_type.push_str(&log_type);
-        event.record = record_line;
-        for (name, r) in columns.iter().zip(&ranges) {
-            let v = &values[r.clone()];
-            event.push(name, v, if v.is_empty() { ValueKind::Null } else { ValueKind::Str });
-        }
-        event.timestamp = ["DateTime", "date-time", "Timestamp", "date"].iter().find_map(|n| event.get(n).and_then(Timestamp::parse));
-        report.events += 1;
+        emit(&columns, &log_type, &values, &ranges, record_line, &mut event, report);
         if sink(&event).is_break() {
             break;
         }
     }
     Ok(())
+}
+
+/// Counts lines `first..=last` of a record whose quoted value never closed as skipped.
+fn lose_open_record(report: &mut FileReport, first: u64, last: u64, recovered_at: &str) {
+    let n = last + 1 - first;
+    let lines = if n == 1 { format!("line {first}") } else { format!("lines {first}-{last}") };
+    report.skip_n(n, || format!("{lines}: quoted value opened on line {first} not closed before {recovered_at}; {n} line(s) skipped"));
+}
+
+fn emit(
+    columns: &[String],
+    log_type: &str,
+    values: &str,
+    ranges: &[Range<usize>],
+    record_line: u64,
+    event: &mut Event,
+    report: &mut FileReport,
+) {
+    event.clear(SourceKind::ExchangeCsv);
+    event.log_type.push_str(log_type);
+    event.record = record_line;
+    for (name, r) in columns.iter().zip(ranges) {
+        let v = &values[r.clone()];
+        event.push(name, v, if v.is_empty() { ValueKind::Null } else { ValueKind::Str });
+    }
+    event.timestamp = ["DateTime", "date-time", "Timestamp", "date"].iter().find_map(|n| event.get(n).and_then(Timestamp::parse));
+    report.events += 1;
 }
 
 /// Splits one RFC 4180 record into `values` (unquoted text) and `ranges` into it.
@@ -180,5 +241,67 @@ too,few\r\n";
         assert_eq!(events[0].timestamp.unwrap().to_string(), "2021-08-24T02:13:00.120000Z");
         assert_eq!(events[1].get("UrlStem"), Some("/multi\nline"));
         assert_eq!(events[1].record, 7);
+    }
+
+    fn httpproxy(rows: usize, bad: Option<usize>) -> String {
+        let mut s = String::from(
+            "#Software: Microsoft Exchange Server\r\n#Log-type: HttpProxy Logs\r\n\
+#Fields: DateTime,RequestId,UrlStem,ClientIpAddress,UserAgent,HttpStatus\r\n",
+        );
+        for i in 0..rows {
+            let agent = if Some(i) == bad { "\"python, urllib".to_string() } else { format!("\"Mozilla/5.0, {i}\"") };
+            s.push_str(&format!("2021-08-24T02:13:{:02}.000Z,{i},/owa/,10.0.0.{},{agent},200\r\n", i % 60, i % 250));
+        }
+        s
+    }
+
+    fn read_str(data: &str) -> (Vec<Event>, FileReport) {
+        let mut report = FileReport::default();
+        let mut events = Vec::new();
+        read(data.as_bytes(), &ReadOptions::default(), &mut report, &mut |e| {
+            events.push(e.clone());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        (events, report)
+    }
+
+    #[test]
+    fn an_unclosed_quote_loses_only_its_line() {
+        let (events, report) = read_str(&httpproxy(111, None));
+        assert_eq!((events.len(), report.skipped), (111, 0));
+        // Row 5 (line 9) opens a quote it never closes: reading recovers at the next record.
+        let (events, report) = read_str(&httpproxy(111, Some(5)));
+        assert_eq!(events.len(), 110, "{:?}", report.notes);
+        assert_eq!(report.skipped, 1);
+        assert!(report.notes[0].starts_with("line 9: quoted value opened on line 9 not closed"), "{:?}", report.notes);
+        assert_eq!(events[5].get("RequestId"), Some("6"));
+        assert_eq!(events[5].record, 10);
+        // The last row broken: the end of the file closes nothing.
+        let (events, report) = read_str(&httpproxy(111, Some(110)));
+        assert_eq!((events.len(), report.skipped), (110, 1), "{:?}", report.notes);
+        assert!(report.notes[0].contains("end of file"), "{:?}", report.notes);
+    }
+
+    #[test]
+    fn a_stray_quote_that_closes_a_broken_one_loses_only_the_lines_between() {
+        // Line 5 opens a quote; line 6 is not a record of its own (too few columns); line 7's
+        // first quote closes the value with text after it: lines 5-7 are lost, 8 is read.
+        let data = "#Fields: DateTime,RequestId,UrlStem,UserAgent\n\
+2021-08-24T02:13:00Z,1,/a,ok\n\
+2021-08-24T02:13:01Z,2,/b,ok\n\
+2021-08-24T02:13:02Z,3,/c,ok\n\
+2021-08-24T02:13:03Z,4,\"/d,ok\n\
+half a line\n\
+x\"y,z\n\
+2021-08-24T02:13:04Z,5,/e,\"quoted, fine\"\n\
+2021-08-24T02:13:05Z,6,\"/multi\n\
+line\",ok\n";
+        let (events, report) = read_str(data);
+        let ids: Vec<_> = events.iter().map(|e| e.get("RequestId").unwrap().to_string()).collect();
+        assert_eq!(ids, ["1", "2", "3", "5", "6"], "{:?}", report.notes);
+        assert_eq!(report.skipped, 3, "{:?}", report.notes);
+        assert!(report.notes[0].starts_with("lines 5-7:"), "{:?}", report.notes);
+        assert_eq!(events[4].get("UrlStem"), Some("/multi\nline"));
     }
 }

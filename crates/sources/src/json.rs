@@ -32,14 +32,18 @@ pub fn read(
     sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
 ) -> io::Result<()> {
     // The start of the file is read twice: once to learn the collector's clock offset.
+    // A stream that fails inside it (a truncated gzip) still gives the records before.
     let mut prefix = Vec::new();
-    (&mut reader).take(CLOCK_PRESCAN_BYTES).read_to_end(&mut prefix)?;
+    let prefix_error = (&mut reader).take(CLOCK_PRESCAN_BYTES).read_to_end(&mut prefix).err();
     let mut clock = Clock::learn(&prefix, opts);
-    let reader = io::Cursor::new(prefix).chain(reader);
-    let result = read_objects(reader, opts, report, &mut |event: &mut Event| {
+    let mut correct = |event: &mut Event| {
         clock.correct(event, opts);
         sink(event)
-    });
+    };
+    let result = match prefix_error {
+        Some(e) => read_objects(io::Cursor::new(prefix), opts, report, &mut correct).and(Err(e)),
+        None => read_objects(io::Cursor::new(prefix).chain(reader), opts, report, &mut correct),
+    };
     clock.report(report, opts);
     result
 }

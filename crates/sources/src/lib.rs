@@ -24,6 +24,7 @@ pub mod exchange_csv;
 pub mod json;
 pub mod layouts;
 pub mod lines;
+pub mod quoted;
 pub mod w3c;
 
 /// A file format Portcullis can read.
@@ -108,6 +109,14 @@ impl FileReport {
             self.notes.push(note());
         }
     }
+
+    /// Counts `n` records (or lines) skipped for one reason, with one note.
+    pub(crate) fn skip_n(&mut self, n: u64, note: impl FnOnce() -> String) {
+        self.skipped += n;
+        if self.notes.len() < MAX_NOTES {
+            self.notes.push(note());
+        }
+    }
 }
 
 /// A file that could not be read at all.
@@ -126,6 +135,12 @@ pub enum SourceError {
         path: PathBuf,
         reason: String,
     },
+    /// Not a regular file (a FIFO, socket or device): skipped without being opened, since
+    /// opening or reading it could wait for ever.
+    NotRegular {
+        path: PathBuf,
+        what: &'static str,
+    },
 }
 
 impl std::fmt::Display for SourceError {
@@ -136,6 +151,7 @@ impl std::fmt::Display for SourceError {
                 write!(f, "{}: not a format Portcullis reads (EVTX, JSON, W3C, Exchange CSV, or a ZIP/tar of them)", path.display())
             }
             SourceError::Corrupt { path, reason } => write!(f, "{}: {reason}", path.display()),
+            SourceError::NotRegular { path, what } => write!(f, "{}: {what}, not a regular file: skipped", path.display()),
         }
     }
 }
@@ -157,6 +173,11 @@ pub fn sniff(prefix: &[u8]) -> Option<Format> {
             let mut saw_fields = None;
             for line in text.split(|&b| b == b'\n').take(64) {
                 if !line.starts_with(b"#") {
+                    // Data before any #Fields: a W3C log if its directives say so (read with
+                    // IIS's default fields, see `w3c`).
+                    if saw_fields.is_none() && w3c_directive_seen(text, line) {
+                        return Some(Format::W3c);
+                    }
                     break;
                 }
                 if starts_with_ci(line, b"#Software: Microsoft Exchange") || starts_with_ci(line, b"#Log-type:") {
@@ -169,8 +190,17 @@ pub fn sniff(prefix: &[u8]) -> Option<Format> {
             }
             saw_fields
         }
+        b'0'..=b'9' if text.split(|&b| b == b'\n').next().is_some_and(w3c::is_default_iis_line) => Some(Format::W3c),
         _ => None,
     }
+}
+
+/// Whether the directive lines before `data` in `text` are W3C's own.
+fn w3c_directive_seen(text: &[u8], data: &[u8]) -> bool {
+    let head = &text[..(data.as_ptr() as usize - text.as_ptr() as usize).min(text.len())];
+    head.split(|&b| b == b'\n')
+        .any(|l| ["#Software:", "#Version:", "#Date:", "#Start-Date:", "#Remark:"].iter().any(|d| starts_with_ci(l, d.as_bytes())))
+        && w3c::is_default_iis_line(data)
 }
 
 fn starts_with_ci(s: &[u8], p: &[u8]) -> bool {
@@ -219,6 +249,10 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
 /// `sink` returns `Break` to stop early.
 pub fn read_file(path: &Path, opts: &ReadOptions, sink: &mut dyn FnMut(&Event) -> ControlFlow<()>) -> Result<FileReport, SourceError> {
     let io_err = |error| SourceError::Io { path: path.to_path_buf(), error };
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if let Some(e) = not_regular(path, &meta) {
+        return Err(e);
+    }
     let mut file = File::open(path).map_err(io_err)?;
     let bytes = file.metadata().map_err(io_err)?.len();
     let mut report = FileReport { path: path.to_path_buf(), bytes, ..Default::default() };
@@ -245,7 +279,11 @@ pub fn read_file(path: &Path, opts: &ReadOptions, sink: &mut dyn FnMut(&Event) -
         if format == Format::Evtx {
             // The EVTX parser seeks, so the file is unpacked to a temporary file first.
             let mut tmp = tempfile::tempfile().map_err(io_err)?;
-            let copied = io::copy(&mut reader.take(opts.max_gunzip_bytes + 1), &mut tmp).map_err(io_err)?;
+            let (copied, cut) = copy_until_error(&mut reader.take(opts.max_gunzip_bytes + 1), &mut tmp).map_err(io_err)?;
+            if let Some(e) = cut {
+                // What was unpacked is read; the chunk and file headers count what is missing.
+                report.warnings.push(format!("the gzip stream ends early after {copied} bytes ({e}); the EVTX data up to there is read"));
+            }
             if copied > opts.max_gunzip_bytes {
                 return Err(SourceError::Corrupt {
                     path: path.to_path_buf(),
@@ -255,7 +293,17 @@ pub fn read_file(path: &Path, opts: &ReadOptions, sink: &mut dyn FnMut(&Event) -
             tmp.rewind().map_err(io_err)?;
             evtx::read(tmp, path, opts, &mut report, sink)?;
         } else {
-            read_text(format, reader, path, opts, &mut report, sink)?;
+            match read_text(format, reader, path, opts, &mut report, sink) {
+                // A truncated or corrupt stream after some records: what was read stands
+                // (it may already have been hunted); the rest is a counted skip.
+                Err(SourceError::Io { error, .. }) if report.events > 0 || report.skipped > 0 => {
+                    let events = report.events;
+                    report.skip(|| {
+                        format!("the gzip stream ends early after {events} events ({error}); the rest of the file cannot be read")
+                    });
+                }
+                other => other?,
+            }
         }
         return Ok(report);
     }
@@ -298,6 +346,49 @@ pub(crate) fn read_text(
     res.map_err(|error| SourceError::Io { path: path.to_path_buf(), error })
 }
 
+/// The error for a path that is not a regular file (a FIFO, socket or device), which no
+/// reader should open: opening a FIFO waits for a writer, reading a device may never end.
+pub fn not_regular(path: &Path, meta: &std::fs::Metadata) -> Option<SourceError> {
+    (!meta.is_file()).then(|| SourceError::NotRegular { path: path.to_path_buf(), what: file_kind(meta) })
+}
+
+/// What a path that is not a regular file is, for messages.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if meta.is_dir() { "a directory" } else { "a special file" }
+}
+
+/// Copies until the input ends or fails; returns the bytes copied and the read error that
+/// ended it early, if any (a write error is an error).
+fn copy_until_error(r: &mut impl Read, w: &mut impl io::Write) -> io::Result<(u64, Option<io::Error>)> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut copied = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok((copied, None)),
+            Ok(n) => {
+                w.write_all(&buf[..n])?;
+                copied += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Ok((copied, Some(e))),
+        }
+    }
+}
+
 /// Reads until `buf` is full or the input ends; returns how many bytes were read.
 pub fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -330,5 +421,13 @@ mod tests {
         assert_eq!(sniff(b"hello world"), None);
         assert_eq!(sniff(b""), None);
         assert_eq!(sniff(b"# just a comment\nfoo"), None);
+        // IIS data before any #Fields: (a log whose start was cut, or written without it).
+        let data = b"2021-08-24 02:13:00 10.0.0.5 GET /owa/ - 443 - 10.1.1.1 Mozilla/5.0 - 200 0 0 12\r\n";
+        assert_eq!(sniff(data), Some(Format::W3c));
+        let mut with_directives = b"#Software: Microsoft Internet Information Services 10.0\r\n#Version: 1.0\r\n".to_vec();
+        with_directives.extend_from_slice(data);
+        assert_eq!(sniff(&with_directives), Some(Format::W3c));
+        assert_eq!(sniff(b"# comment\n2021-08-24 02:13:00 a b\n"), None);
+        assert_eq!(sniff(b"2021-08-24 02:13:00 not a log line\n"), None);
     }
 }

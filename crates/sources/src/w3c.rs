@@ -2,7 +2,8 @@
 //! space-separated columns and may change mid-file; `-` is an empty value; `+` stands
 //! for a space in user agents. Each column becomes a field under its `#Fields:` name,
 //! with the Sigma webserver aliases added (`cs(User-Agent)` is also `cs-user-agent`)
-//! and `cs-uri` built from stem and query.
+//! and `cs-uri` built from stem and query. Data lines before any `#Fields:` directive are
+//! read with IIS's default field set ([`IIS_DEFAULT_FIELDS`]), and the file's warnings say so.
 
 use std::io::{self, BufRead};
 use std::ops::ControlFlow;
@@ -46,6 +47,37 @@ fn kind_of_log(software: &str, columns: &[Column]) -> &'static str {
     }
 }
 
+/// The fields IIS writes by default, used for data lines before any `#Fields:` directive.
+pub const IIS_DEFAULT_FIELDS: [&str; 15] = [
+    "date",
+    "time",
+    "s-ip",
+    "cs-method",
+    "cs-uri-stem",
+    "cs-uri-query",
+    "s-port",
+    "cs-username",
+    "c-ip",
+    "cs(User-Agent)",
+    "cs(Referer)",
+    "sc-status",
+    "sc-substatus",
+    "sc-win32-status",
+    "time-taken",
+];
+
+/// A data line in IIS's default field set: `YYYY-MM-DD HH:MM:SS` and 15 columns.
+pub fn is_default_iis_line(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let shape = |s: &[u8], pattern: &[u8]| {
+        s.len() == pattern.len() && s.iter().zip(pattern).all(|(c, p)| if *p == b'9' { c.is_ascii_digit() } else { c == p })
+    };
+    let mut cols = line.split(|&b| b == b' ');
+    cols.next().is_some_and(|d| shape(d, b"9999-99-99"))
+        && cols.next().is_some_and(|t| shape(t, b"99:99:99"))
+        && cols.count() == IIS_DEFAULT_FIELDS.len() - 2
+}
+
 pub fn read(
     mut reader: impl BufRead,
     opts: &ReadOptions,
@@ -55,6 +87,8 @@ pub fn read(
     let mut columns: Vec<Column> = Vec::new();
     let mut software = String::new();
     let mut log_type = "w3c";
+    // Whether `columns` are IIS's defaults (no #Fields: directive seen yet).
+    let mut defaulted = false;
     let mut buf = Vec::new();
     let mut value = String::new();
     let mut event = Event::new(SourceKind::W3c);
@@ -76,6 +110,7 @@ pub fn read(
         if let Some(directive) = line.strip_prefix('#') {
             if let Some(fields) = directive.strip_prefix("Fields:") {
                 columns = fields.split_ascii_whitespace().map(column).collect();
+                defaulted = false;
                 log_type = kind_of_log(&software, &columns);
             } else if let Some(sw) = directive.strip_prefix("Software:") {
                 software = sw.trim().to_string();
@@ -87,13 +122,20 @@ pub fn read(
             continue;
         }
         if columns.is_empty() {
-            report.skip(|| format!("line {line_no}: data before any #Fields: directive"));
-            continue;
+            // Data before any #Fields: directive: IIS's default fields, said once per file.
+            columns = IIS_DEFAULT_FIELDS.iter().map(|n| column(n)).collect();
+            log_type = kind_of_log(&software, &columns);
+            defaulted = true;
+            report.warnings.push(format!(
+                "data from line {line_no} on came before any #Fields: directive and is read with IIS's default W3C fields ({})",
+                IIS_DEFAULT_FIELDS.join(" ")
+            ));
         }
         let n = line.split(' ').count();
         if n != columns.len() {
             let expected = columns.len();
-            report.skip(|| format!("line {line_no}: {n} columns where #Fields: names {expected}"));
+            let whose = if defaulted { "IIS's default fields name" } else { "#Fields: names" };
+            report.skip(|| format!("line {line_no}: {n} columns where {whose} {expected}"));
             continue;
         }
         event.clear(SourceKind::W3c);
@@ -206,7 +248,28 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(report.lossy, 1);
         assert_eq!(report.skipped, 2, "{:?}", report.notes);
-        assert!(report.notes[0].contains("before any #Fields"));
+        assert!(report.notes[0].starts_with("line 1: 3 columns where IIS's default fields name 15"), "{:?}", report.notes);
         assert!(report.notes[1].contains("exceeds the record limit"));
+    }
+
+    #[test]
+    fn data_before_fields_is_read_with_iis_default_fields() {
+        // The first lines of a log whose header was cut, then a #Fields: directive.
+        let data = "#Software: Microsoft Internet Information Services 10.0\r\n\
+2021-08-24 02:13:00 10.0.0.5 POST /autodiscover/autodiscover.json a=@evil.corp/powershell 443 - 185.220.101.182 python-requests/2.25.1 - 200 0 0 312\r\n\
+2021-08-24 02:13:01 10.0.0.5 GET /owa/ - 443 - 10.1.1.1 Mozilla/5.0+(Windows) - 200 0 0 12\r\n\
+#Fields: date time c-ip\r\n\
+2021-08-24 02:14:00 10.9.9.9\r\n";
+        let (events, report) = read_all(data.as_bytes());
+        assert_eq!((events.len(), report.skipped), (3, 0), "{:?}", report.notes);
+        assert_eq!(events[0].get("cs-uri-stem"), Some("/autodiscover/autodiscover.json"));
+        assert_eq!(events[0].get("c-ip"), Some("185.220.101.182"));
+        assert_eq!(events[0].log_type, "iis");
+        assert_eq!(events[0].timestamp.unwrap().to_string(), "2021-08-24T02:13:00Z");
+        assert_eq!(events[1].get("cs-user-agent"), Some("Mozilla/5.0 (Windows)"));
+        assert_eq!(events[2].get("c-ip"), Some("10.9.9.9"));
+        assert_eq!(report.warnings.len(), 1, "said once per file: {:?}", report.warnings);
+        assert!(report.warnings[0].starts_with("data from line 2 on came before any #Fields: directive"), "{:?}", report.warnings);
+        assert!(crate::sniff(data.as_bytes()) == Some(crate::Format::W3c));
     }
 }

@@ -145,3 +145,43 @@ fn garbage_and_empty_files_are_clear_errors() {
         assert!(e.to_string().contains(name), "{e}");
     }
 }
+
+#[test]
+fn a_truncated_gzip_keeps_what_was_read_and_counts_the_cut() {
+    let mut text = String::new();
+    for i in 0..5000 {
+        text.push_str(&format!("{{\"Channel\":\"Security\",\"EventID\":4688,\"CommandLine\":\"cmd {i} {}\"}}\n", "x".repeat(i % 97)));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    let whole = gz.finish().unwrap();
+    let (_d, p) = temp_file("events.json.gz", &whole[..whole.len() * 2 / 3]);
+    let (r, n) = read(&p);
+    let report = r.unwrap_or_else(|e| panic!("a truncated gzip whose events were read must not fail the file: {e}"));
+    assert!(n > 1000 && n < 5000, "{n}");
+    assert_eq!(report.events, n);
+    // The object cut by the end of the stream, and the unreadable rest.
+    assert_eq!(report.skipped, 2, "{:?}", report.notes);
+    assert!(report.notes[0].contains("JSON object truncated"), "{:?}", report.notes);
+    assert!(report.notes[1].contains(&format!("gzip stream ends early after {n} events")), "{:?}", report.notes);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_skipped_without_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.log");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let r = read_file(&path, &ReadOptions::default(), &mut |_| ControlFlow::Continue(()));
+        let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let r = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("reading a FIFO must not hang");
+    let e = r.expect_err("a FIFO is not read");
+    assert!(e.contains("pipe.log") && e.contains("FIFO") && e.contains("skipped"), "{e}");
+    // Listed as a file when given directly, so that the skip is said.
+    let (files, errors) = portcullis_sources::collect_files(std::slice::from_ref(&fifo));
+    assert_eq!((files.len(), errors.len()), (1, 0));
+}
