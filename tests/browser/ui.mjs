@@ -67,7 +67,7 @@ async function text(page, sel) {
   watch(page);
   await page.goto('file://' + env('DEMO_REPORT'));
   assert.match(await text(page, 'h1'), /Breach report/);
-  for (const id of ['summary', 'notification', 'incidents', 'mail', 'exposure', 'coverage', 'triage', 'evidence']) {
+  for (const id of ['summary', 'notification', 'incidents', 'mail', 'exposure', 'posture', 'coverage', 'triage', 'evidence']) {
     assert.equal(await page.locator(`section#${id}`).count(), 1, `report section ${id}`);
   }
   assert.ok(await page.locator('svg.chain circle').count() > 5, 'attack chain drawn');
@@ -188,6 +188,9 @@ async function text(page, sel) {
   await shot(page, 'ui-campaign');
   await page.goto(base(DEMO_URL) + '/exposure');
   assert.match(await page.locator('main').innerText(), /unique electors/);
+  await page.goto(base(DEMO_URL) + '/posture');
+  assert.match(await page.locator('main').innerText(), /weaknesses found/);
+  await assertInert(page, 'posture');
   await page.goto(base(DEMO_URL) + '/coverage');
   assert.match(await page.locator('main').innerText(), /log files read/);
   await shot(page, 'ui-coverage');
