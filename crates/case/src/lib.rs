@@ -402,6 +402,50 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
+/// The schema version recorded in a case; an error naming `path` for a database without
+/// one (not a case) or one written by a newer Portcullis.
+fn stored_version(conn: &Connection, path: &Path) -> Result<i64, CaseError> {
+    let err = |e: &dyn std::fmt::Display| CaseError(format!("{}: {e}", path.display()));
+    let version: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .optional()
+        .map_err(|e| err(&format!("not a Portcullis case file ({e})")))?;
+    match version.as_deref().and_then(|v| v.parse::<i64>().ok()) {
+        Some(v) if v > SCHEMA_VERSION => Err(err(&format!(
+            "case schema version {v} was written by a newer Portcullis; this one reads and writes up to version {SCHEMA_VERSION}"
+        ))),
+        Some(v) if v >= 1 => Ok(v),
+        _ => Err(err(&"not a Portcullis case file (no schema version)")),
+    }
+}
+
+/// Opens (or creates) a case for writing: anything that is not a Portcullis case this
+/// version can write is refused before anything is written; the tables, the migration of
+/// an older case and the schema version are made in one transaction.
+fn open_writable(path: &Path) -> Result<Connection, CaseError> {
+    let err = |e: &dyn std::fmt::Display| CaseError(format!("{}: {e}", path.display()));
+    let existing = check_file(path)?;
+    let conn = Connection::open(path).map_err(|e| err(&e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| err(&e))?;
+    // A SQLite file with no table at all (a run killed while creating the case) holds
+    // nothing to protect: it is made into a case like a new file.
+    let empty = existing && conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).map_err(|e| err(&e))? == 0;
+    if existing && !empty {
+        stored_version(&conn, path)?;
+    }
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| err(&e))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Tables, migration and the schema version in one transaction: a run killed while
+    // creating a case leaves no half-made case behind (an uncommitted transaction is
+    // rolled back when the file is next opened).
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| err(&e))?;
+    conn.execute_batch(SCHEMA).map_err(|e| err(&e))?;
+    migrate(&conn).map_err(|e| err(&e))?;
+    conn.execute_batch("COMMIT").map_err(|e| err(&e))?;
+    Ok(conn)
+}
+
 /// An open case file.
 pub struct Case {
     conn: Connection,
@@ -462,43 +506,12 @@ impl Case {
     /// database, a newer schema, a read-only file) is refused before anything is read or
     /// written; an older case is migrated.
     pub fn open(path: &Path, command: &str) -> Result<Case, CaseError> {
-        let err = |e: &dyn std::fmt::Display| CaseError(format!("{}: {e}", path.display()));
-        let existing = check_file(path)?;
-        let conn = Connection::open(path).map_err(|e| err(&e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| err(&e))?;
-        // A SQLite file with no table at all (a run killed while creating the case) holds
-        // nothing to protect: it is made into a case like a new file.
-        let empty = existing && conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).map_err(|e| err(&e))? == 0;
-        if existing && !empty {
-            let version: Option<String> = conn
-                .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
-                .optional()
-                .map_err(|e| err(&format!("not a Portcullis case file ({e})")))?;
-            match version.as_deref().and_then(|v| v.parse::<i64>().ok()) {
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(err(&format!(
-                        "case schema version {v} was written by a newer Portcullis; this one writes version {SCHEMA_VERSION}"
-                    )));
-                }
-                Some(v) if v >= 1 => {}
-                _ => return Err(err(&"not a Portcullis case file (no schema version)")),
-            }
-        }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| err(&e))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Tables, migration and the schema version in one transaction: a run killed while
-        // creating a case leaves no half-made case behind (an uncommitted transaction is
-        // rolled back when the file is next opened).
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| err(&e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| err(&e))?;
-        migrate(&conn).map_err(|e| err(&e))?;
-        conn.execute_batch("COMMIT").map_err(|e| err(&e))?;
+        let conn = open_writable(path)?;
         conn.execute(
             "INSERT INTO runs (started, status, command, version) VALUES (?1, 'running', ?2, ?3)",
             params![now(), command, env!("CARGO_PKG_VERSION")],
         )
-        .map_err(|e| err(&e))?;
+        .map_err(|e| CaseError(format!("{}: {e}", path.display())))?;
         let run_id = conn.last_insert_rowid();
         Ok(Case { conn, run_id })
     }

@@ -13,7 +13,7 @@ use portcullis_sigma::Level;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 
-use crate::{APPLICATION_ID, CaseError, SCHEMA_VERSION};
+use crate::{APPLICATION_ID, CaseError};
 
 /// A case opened for reading.
 pub struct CaseReader {
@@ -487,19 +487,7 @@ impl CaseReader {
         if app != APPLICATION_ID && app != 0 {
             return Err(err(&format!("a SQLite database of another application (application_id {app:#x}), not a Portcullis case file")));
         }
-        let version: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
-            .optional()
-            .map_err(|e| err(&format!("not a Portcullis case file ({e})")))?;
-        let version = match version.as_deref().and_then(|v| v.parse::<i64>().ok()) {
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(err(&format!(
-                    "case schema version {v} was written by a newer Portcullis; this one reads up to {SCHEMA_VERSION}"
-                )));
-            }
-            Some(v) if v >= 1 => v,
-            _ => return Err(err(&"not a Portcullis case file (no schema version)")),
-        };
+        let version = crate::stored_version(&conn, path)?;
         Ok(CaseReader { conn, path: path.to_path_buf(), version })
     }
 
@@ -598,8 +586,8 @@ impl CaseReader {
         let mut entity_conds: Vec<(String, String)> = Vec::new();
         if let Some(h) = &q.host {
             // `exch01` finds `EXCH01` and `EXCH01.ec.local`, as the host entities are named.
-            let h = h.trim();
-            let label = if h.parse::<std::net::IpAddr>().is_ok() { h.to_string() } else { h.split('.').next().unwrap_or(h).to_lowercase() };
+            let label = portcullis_event::entity::normalise(portcullis_event::entity::EntityKind::Host, h)
+                .unwrap_or_else(|| h.trim().to_lowercase());
             entity_conds.push(("host".into(), label));
         }
         if let Some((kind, value)) = &q.entity {
@@ -868,18 +856,8 @@ pub fn annotate(path: &Path, target: Target, target_id: &str, verdict: Verdict, 
     if !crate::check_file(path)? {
         return Err(err(&"no case file here"));
     }
-    // Open through the writer so an older case is migrated (and gains the table) first.
-    let conn = Connection::open(path).map_err(|e| err(&e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| err(&e))?;
-    let version: Option<String> =
-        conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional().map_err(|e| err(&e))?;
-    match version.as_deref().and_then(|v| v.parse::<i64>().ok()) {
-        Some(v) if v > SCHEMA_VERSION => return Err(err(&format!("case schema version {v} was written by a newer Portcullis"))),
-        Some(v) if v >= 1 => {}
-        _ => return Err(err(&"not a Portcullis case file (no schema version)")),
-    }
-    conn.execute_batch(crate::SCHEMA).map_err(|e| err(&e))?;
-    crate::migrate(&conn).map_err(|e| err(&e))?;
+    // Opened as the writer opens it, so an older case is migrated (and gains the table) first.
+    let conn = crate::open_writable(path)?;
     let note: String = note.chars().take(4000).collect();
     let author: String = author.chars().take(200).collect();
     conn.execute(

@@ -31,22 +31,8 @@ pub fn tactic_name(t: &str) -> String {
     s
 }
 
-/// Whole-second, human duration: `14 months 3 days`, `2 h 10 min`, `45 s`.
-pub fn duration(seconds: i64) -> String {
-    let s = seconds.max(0);
-    let (d, h, m) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
-    if d >= 60 {
-        format!("{} months {} days", d / 30, d % 30)
-    } else if d >= 1 {
-        format!("{d} days {h} h")
-    } else if h >= 1 {
-        format!("{h} h {m} min")
-    } else if m >= 1 {
-        format!("{m} min {} s", s % 60)
-    } else {
-        format!("{s} s")
-    }
-}
+/// Durations read as the CLI says them (`14 months 3 days`, `2 hours 10 minutes`).
+pub use portcullis_incident::human_duration as duration;
 
 /// `2021-08-24 02:13 UTC` from an RFC 3339 time (or the text as given).
 pub fn when(t: &str) -> String {
@@ -270,7 +256,7 @@ mod tests {
     #[test]
     fn durations_read_as_people_say_them() {
         assert_eq!(duration(14 * 30 * 86_400 + 3 * 86_400), "14 months 3 days");
-        assert_eq!(duration(7_800), "2 h 10 min");
-        assert_eq!(duration(45), "45 s");
+        assert_eq!(duration(7_800), "2 hours 10 minutes");
+        assert_eq!(duration(45), "45 seconds");
     }
 }

@@ -149,14 +149,10 @@ fn original_line(path: &std::path::Path, n: i64) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// A host as the incident's entities name it: the first DNS label, lower-cased (addresses
-/// as they are), so `EXCH01.ec.local` and `EXCH01` are one lane.
+/// A host as the incident's entities name it (`entity::normalise`: the first DNS label,
+/// lower-cased; addresses as they are), so `EXCH01.ec.local` and `EXCH01` are one lane.
 pub fn host_label(h: &str) -> String {
-    let h = h.trim();
-    if h.parse::<std::net::IpAddr>().is_ok() {
-        return h.to_string();
-    }
-    h.split('.').next().unwrap_or(h).to_lowercase()
+    portcullis_event::entity::normalise(portcullis_event::entity::EntityKind::Host, h).unwrap_or_else(|| h.trim().to_lowercase())
 }
 
 /// Stages grouped for reading: one row per (rule, host), in order of first appearance.
