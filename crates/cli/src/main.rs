@@ -19,6 +19,7 @@ mod exposure;
 mod mail;
 mod posture;
 mod report;
+mod scale;
 mod serve;
 
 /// Exit codes, documented in `--help` and docs/formats.md.
@@ -140,6 +141,8 @@ portcullis serve case.sqlite\n  portcullis serve case.sqlite --bind 127.0.0.1:0 
     /// Load rules and report which load, which fail (file, line, reason) and which apply to nothing.
     #[command(after_help = "Example:\n  portcullis rules --sigma ../sigma/rules --sigma ../sigma/rules-emerging-threats")]
     Rules(RulesArgs),
+    #[command(flatten)]
+    Scale(scale::ScaleCommand),
 }
 
 #[derive(Args, Clone)]
@@ -395,6 +398,7 @@ fn main() -> ExitCode {
         Command::Export(a) => export::run(a),
         Command::Report(a) => report::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Scale(c) => scale::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -278,10 +278,7 @@ pub fn hunt(
         untimed: u64,
         io_error: Option<std::io::Error>,
     }
-    let mut hidden = vec![false; engine.rules.len()];
-    for &r in &correlations.hidden_rules {
-        hidden[r] = true;
-    }
+    let hidden = hidden_rules(engine, correlations);
     let (outcomes, states) = run_files(
         files,
         opts,
@@ -297,47 +294,25 @@ pub fn hunt(
             io_error: None,
         },
         |w, path, ev| {
-            w.matches.clear();
-            w.scanner.scan(ev, &mut w.matches);
-            for &rule in &w.matches {
-                let id = finding_id(&engine.rules[rule].key(), ev);
-                if !correlations.is_empty() {
-                    match ev.timestamp {
-                        Some(ts) => {
-                            let entities: Vec<String> = portcullis_event::entity::entities(ev).iter().map(|e| e.encode()).collect();
-                            let entities = entities.join("\u{1f}");
-                            for input in portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, &entities, |f| {
-                                ev.get(f).map(str::to_string)
-                            }) {
-                                w.inputs += 1;
-                                if let Err(e) = w.sorter.push(input) {
-                                    w.io_error.get_or_insert(e);
-                                }
-                            }
-                        }
-                        None => w.untimed += 1,
+            let Worker { scanner, matches, ioc_hits, detections, sorter, inputs, untimed, io_error } = w;
+            *untimed += scan_event(
+                engine,
+                correlations,
+                &hidden,
+                opts.iocs.as_deref(),
+                scanner,
+                matches,
+                ioc_hits,
+                path,
+                ev,
+                |d| detections.push(d),
+                |input| {
+                    *inputs += 1;
+                    if let Err(e) = sorter.push(input) {
+                        io_error.get_or_insert(e);
                     }
-                }
-                if !hidden[rule] {
-                    w.detections.push(Detection { id, rule, matcher: Matcher::Rule, path: event_path(path, ev), event: ev.clone() });
-                }
-            }
-            if let Some(iocs) = &opts.iocs {
-                let mut found = Vec::new();
-                iocs.scan(ev, &mut w.ioc_hits, &mut found);
-                for (indicator, rule, field) in found {
-                    let rule = rule as usize;
-                    let ind = &iocs.set.indicators[indicator as usize];
-                    let id = finding_id(&format!("{}\n{}\n{}", engine.rules[rule].key(), ind.kind.as_str(), ind.value), ev);
-                    w.detections.push(Detection {
-                        id,
-                        rule,
-                        matcher: Matcher::Indicator,
-                        path: event_path(path, ev),
-                        event: iocs.annotate(ev, indicator, field),
-                    });
-                }
-            }
+                },
+            );
         },
     );
     let mut detections = Vec::new();
@@ -388,6 +363,75 @@ pub fn hunt(
         found.sort_by_key(|f| (f.last_ts, f.correlation));
     }
     HuntResult { detections, correlations: found, correlation_stats, outcomes, stats, group_events }
+}
+
+/// Scans one event: every reported detection goes to `detection` (rules only feeding
+/// correlations, marked in `hidden`, are not reported), every correlation input to
+/// `input`. Returns how many rules feeding correlations matched the event while it has no
+/// time (those matches cannot be correlated). The batch hunt and the distributed workers both call
+/// this, so their detections and ids are the same.
+pub fn scan_event(
+    engine: &Engine,
+    correlations: &CorrelationSet,
+    hidden: &[bool],
+    iocs: Option<&IocRules>,
+    scanner: &mut Scanner<'_>,
+    matches: &mut Vec<usize>,
+    ioc_hits: &mut Vec<portcullis_intel::Hit>,
+    path: &Arc<Path>,
+    ev: &Event,
+    mut detection: impl FnMut(Detection),
+    mut input: impl FnMut(portcullis_correlate::Input),
+) -> u64 {
+    let mut untimed = 0;
+    matches.clear();
+    scanner.scan(ev, matches);
+    for &rule in matches.iter() {
+        let id = finding_id(&engine.rules[rule].key(), ev);
+        if !correlations.is_empty() {
+            match ev.timestamp {
+                Some(ts) => {
+                    let entities: Vec<String> = portcullis_event::entity::entities(ev).iter().map(|e| e.encode()).collect();
+                    let entities = entities.join("\u{1f}");
+                    for i in portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, &entities, |f| ev.get(f).map(str::to_string)) {
+                        input(i);
+                    }
+                }
+                None => untimed += 1,
+            }
+        }
+        if !hidden.get(rule).copied().unwrap_or(false) {
+            detection(Detection { id, rule, matcher: Matcher::Rule, path: event_path(path, ev), event: ev.clone() });
+        }
+    }
+    if let Some(iocs) = iocs {
+        let mut found = Vec::new();
+        iocs.scan(ev, ioc_hits, &mut found);
+        for (indicator, rule, field) in found {
+            let rule = rule as usize;
+            let ind = &iocs.set.indicators[indicator as usize];
+            let id = finding_id(&format!("{}\n{}\n{}", engine.rules[rule].key(), ind.kind.as_str(), ind.value), ev);
+            detection(Detection {
+                id,
+                rule,
+                matcher: Matcher::Indicator,
+                path: event_path(path, ev),
+                event: iocs.annotate(ev, indicator, field),
+            });
+        }
+    }
+    untimed
+}
+
+/// Which rules only feed correlations (not reported as detections), by engine rule index.
+pub fn hidden_rules(engine: &Engine, correlations: &CorrelationSet) -> Vec<bool> {
+    let mut hidden = vec![false; engine.rules.len()];
+    for &r in &correlations.hidden_rules {
+        if let Some(h) = hidden.get_mut(r) {
+            *h = true;
+        }
+    }
+    hidden
 }
 
 /// The stable id of the finding "rule `rule_key` matched `ev`": a hash of the rule key,

@@ -1,0 +1,212 @@
+//! `portcullis agent`: reads log files and publishes their events to the EVENTS stream.
+//! Reading and publishing are separate: a reader thread fills a bounded channel, and a
+//! [`Publisher`] sends each event with a stable `Nats-Msg-Id` and awaits the server's
+//! acks in a bounded window, so a slow server slows the reader instead of filling memory.
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use portcullis_event::Event;
+
+use crate::{Error, Names, StreamSettings};
+
+/// A publish kept until the server acks it, to send again if it does not.
+struct Pending {
+    subject: String,
+    payload: bytes::Bytes,
+    msg_id: String,
+}
+
+/// How many times a publish is sent again when the server does not ack it (a node of the
+/// cluster lost, a leader election): the message id makes a repeat harmless.
+const RETRIES: u32 = 20;
+
+/// Publishes events to EVENTS with at most `window` publishes awaiting their acks.
+pub struct Publisher {
+    js: jetstream::Context,
+    names: Names,
+    host: String,
+    window: usize,
+    /// Each publish awaiting its ack, with what is needed to send it again.
+    in_flight: VecDeque<(PublishAckFuture, Pending)>,
+    /// Events the server stored.
+    pub stored: u64,
+    /// Events the server dropped as already stored (same `Nats-Msg-Id` within its window).
+    pub duplicates: u64,
+}
+
+impl Publisher {
+    /// `host` is the machine the logs are from (the subject's third token).
+    pub fn new(js: jetstream::Context, names: Names, host: &str, window: usize) -> Publisher {
+        Publisher { js, names, host: host.to_string(), window: window.max(1), in_flight: VecDeque::new(), stored: 0, duplicates: 0 }
+    }
+
+    /// Publishes one event read from `path` under `msg_id` (see [`event_msg_id`]); returns
+    /// once the window has room (the oldest ack is awaited when it is full).
+    pub async fn publish(&mut self, event: &Event, path: &str, msg_id: &str) -> Result<(), Error> {
+        while self.in_flight.len() >= self.window {
+            self.settle_one().await?;
+        }
+        let pending = Pending {
+            subject: self.names.event_subject(&self.host, event.source.as_str()),
+            payload: portcullis_event::wire::encode(event, path, &self.host).into(),
+            msg_id: msg_id.to_string(),
+        };
+        let ack = self.send(&pending).await?;
+        self.in_flight.push_back((ack, pending));
+        Ok(())
+    }
+
+    async fn send(&self, p: &Pending) -> Result<PublishAckFuture, Error> {
+        let mut tries = 0;
+        loop {
+            let message = jetstream::message::PublishMessage::build().payload(p.payload.clone()).message_id(&p.msg_id);
+            match self.js.send_publish(p.subject.clone(), message).await {
+                Ok(ack) => return Ok(ack),
+                Err(e) if tries < RETRIES => {
+                    tries += 1;
+                    eprintln!("agent: publishing an event failed ({e}); retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(250 * tries as u64)).await;
+                }
+                Err(e) => return Err(Error::Nats(format!("publishing an event: {e}"))),
+            }
+        }
+    }
+
+    async fn settle_one(&mut self) -> Result<(), Error> {
+        let Some((mut ack, pending)) = self.in_flight.pop_front() else { return Ok(()) };
+        let mut tries = 0;
+        loop {
+            match ack.await {
+                Ok(a) => {
+                    if a.duplicate {
+                        self.duplicates += 1;
+                    } else {
+                        self.stored += 1;
+                    }
+                    return Ok(());
+                }
+                Err(e) if tries < RETRIES => {
+                    tries += 1;
+                    eprintln!("agent: an event was not acked ({e}); sending it again");
+                    tokio::time::sleep(std::time::Duration::from_millis(250 * tries as u64)).await;
+                    ack = self.send(&pending).await?;
+                }
+                Err(e) => return Err(Error::Nats(format!("event not stored: {e}"))),
+            }
+        }
+    }
+
+    /// Waits for every outstanding ack.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The identity of a file for message ids: its canonical path and, on Unix, its device and
+/// inode (a file replaced under the same name is another file).
+pub fn file_identity(path: &Path) -> String {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            return format!("{}:{}:{}", m.dev(), m.ino(), canonical.display());
+        }
+    }
+    canonical.display().to_string()
+}
+
+/// The stable message id of an event: (organisation, file identity, archive member, record)
+/// and the event's content (two events of one record, as in a JSON array on one line, get
+/// two ids; the same event sent again gets the same id).
+pub fn event_msg_id(org: &str, identity: &str, ev: &Event) -> String {
+    let content = portcullis_hunt::finding_id("", ev);
+    crate::stable_id(&[org.as_bytes(), identity.as_bytes(), ev.member.as_bytes(), &ev.record.to_le_bytes(), content.as_bytes()])
+}
+
+/// What `portcullis agent` does.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    pub url: String,
+    pub names: Names,
+    pub streams: StreamSettings,
+    pub paths: Vec<PathBuf>,
+    /// The machine the logs come from.
+    pub host: String,
+    /// Publishes awaiting acks at most.
+    pub window: usize,
+    pub assume_utc_offset_secs: Option<i64>,
+}
+
+/// What an agent run did.
+#[derive(Debug, Default)]
+pub struct AgentReport {
+    pub files: usize,
+    pub files_failed: Vec<String>,
+    pub events: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub seconds: f64,
+}
+
+/// Reads every file once and publishes its events.
+pub async fn run(s: &AgentSettings) -> Result<AgentReport, Error> {
+    let started = Instant::now();
+    let js = crate::connect(&s.url).await?;
+    crate::ensure_streams(&js, &s.names, &s.streams).await?;
+    let files = portcullis_pipeline::collect_inputs(&s.paths).map_err(|e| Error::Input(e.to_string()))?;
+    let read = portcullis_sources::ReadOptions { assume_utc_offset_secs: s.assume_utc_offset_secs, ..Default::default() };
+    // The reader runs on its own thread; the channel is the back-pressure between them.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Event, std::sync::Arc<str>, String)>(1024);
+    let org = s.names.org.clone();
+    let reader_files = files.clone();
+    let reader = std::thread::spawn(move || {
+        let mut failed = Vec::new();
+        for path in &reader_files {
+            let identity = file_identity(path);
+            let shown: std::sync::Arc<str> = std::sync::Arc::from(path.display().to_string());
+            let result = portcullis_sources::read_file(path, &read, &mut |ev| {
+                let id = event_msg_id(&org, &identity, ev);
+                if tx.blocking_send((ev.clone(), shown.clone(), id)).is_err() {
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            });
+            if let Err(e) = result {
+                failed.push(e.to_string());
+            }
+        }
+        failed
+    });
+    let mut publisher = Publisher::new(js, s.names.clone(), &s.host, s.window);
+    let mut events = 0u64;
+    let mut error = None;
+    while let Some((ev, path, id)) = rx.recv().await {
+        if let Err(e) = publisher.publish(&ev, &path, &id).await {
+            error = Some(e);
+            break;
+        }
+        events += 1;
+    }
+    drop(rx);
+    let failed = reader.join().unwrap_or_else(|_| vec!["the reader thread failed".into()]);
+    if let Some(e) = error {
+        return Err(e);
+    }
+    publisher.flush().await?;
+    Ok(AgentReport {
+        files: files.len(),
+        files_failed: failed,
+        events,
+        stored: publisher.stored,
+        duplicates: publisher.duplicates,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,144 @@
+//! `portcullis collector`: a durable consumer on FINDINGS that writes findings into a case
+//! file in batches (up to `batch` findings or one fetch interval), with
+//! `Case::record_run` (INSERT OR IGNORE on stable ids, incidents rebuilt), acking the
+//! batch only after its transaction commits. A malformed message is counted, logged with
+//! its stream sequence and terminated.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures_util::StreamExt;
+use portcullis_event::Timestamp;
+use portcullis_incident::IncidentOptions;
+
+use crate::{Error, FindingMsg, Idle, Names, StreamSettings, nats_err};
+
+/// What `portcullis collector` does.
+#[derive(Clone, Debug)]
+pub struct CollectorSettings {
+    pub url: String,
+    pub names: Names,
+    pub streams: StreamSettings,
+    pub case: PathBuf,
+    pub consumer: String,
+    /// Findings per case transaction at most.
+    pub batch: usize,
+    /// How long a fetch waits for a batch to fill.
+    pub interval: Duration,
+    pub incident_window_days: f64,
+    pub idle: Idle,
+}
+
+/// What a collector did.
+#[derive(Debug, Default)]
+pub struct CollectorReport {
+    pub findings: u64,
+    /// Findings the case did not have yet.
+    pub new: u64,
+    pub malformed: u64,
+    pub batches: u64,
+    pub incidents: usize,
+    /// Seconds from the server receiving an event to its finding committed in the case,
+    /// for each new detection.
+    pub latencies: Vec<f64>,
+}
+
+impl CollectorReport {
+    /// The latency at quantile `q` (0–1), if any was measured.
+    pub fn latency(&self, q: f64) -> Option<f64> {
+        if self.latencies.is_empty() {
+            return None;
+        }
+        let mut v = self.latencies.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        Some(v[i])
+    }
+}
+
+/// Consumes findings until stopped (or idle for `idle.exit_after`).
+pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
+    let mut case = portcullis_case::Case::open(&s.case, "collector").map_err(|e| Error::Case(e.to_string()))?;
+    let js = crate::connect(&s.url).await?;
+    crate::ensure_streams(&js, &s.names, &s.streams).await?;
+    let stream = js.get_stream(&s.names.findings_stream).await.map_err(|e| nats_err("stream")(&e))?;
+    let consumer = stream
+        .get_or_create_consumer(
+            &s.consumer,
+            pull::Config {
+                durable_name: Some(s.consumer.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                filter_subject: s.names.findings_subject(),
+                max_ack_pending: 20_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| nats_err("consumer")(&e))?;
+    let incident_opts = IncidentOptions { window_micros: (s.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64, ..Default::default() };
+    let mut report = CollectorReport::default();
+    let mut last_message = Instant::now();
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(s.batch.max(1))
+            .expires(s.interval)
+            .messages()
+            .await
+            .map_err(|e| nats_err("fetching findings")(&e))?;
+        let mut messages = Vec::new();
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => messages.push(m),
+                Err(e) => eprintln!("collector: fetching findings: {e}"),
+            }
+        }
+        if messages.is_empty() {
+            if s.idle.exit_after.is_some_and(|d| last_message.elapsed() >= d) {
+                break;
+            }
+            continue;
+        }
+        last_message = Instant::now();
+        let mut findings = Vec::with_capacity(messages.len());
+        let mut published = Vec::with_capacity(messages.len());
+        let mut good = Vec::with_capacity(messages.len());
+        for msg in messages {
+            let parsed = serde_json::from_slice::<FindingMsg>(&msg.payload).map_err(|e| e.to_string()).and_then(|m| {
+                let p = m.event_published_us;
+                m.into_finding().map(|f| (f, p))
+            });
+            match parsed {
+                Ok((f, p)) => {
+                    findings.push(f);
+                    published.push(p);
+                    good.push(msg);
+                }
+                Err(e) => {
+                    report.malformed += 1;
+                    eprintln!("collector: malformed finding at {} sequence {}: {e}", s.names.findings_stream, crate::stream_seq(&msg));
+                    if let Err(e) = msg.ack_with(AckKind::Term).await {
+                        eprintln!("collector: terminating a malformed finding: {e}");
+                    }
+                }
+            }
+        }
+        if findings.is_empty() {
+            continue;
+        }
+        let (new, incidents) =
+            case.record_run(&[], &findings, 0, 0, &incident_opts).map_err(|e| Error::Case(format!("{}: {e}", s.case.display())))?;
+        let now = Timestamp::now().0;
+        report.latencies.extend(published.iter().flatten().map(|p| (now - p) as f64 / 1e6));
+        report.findings += findings.len() as u64;
+        report.new += new as u64;
+        report.batches += 1;
+        report.incidents = incidents.len();
+        for msg in good {
+            msg.ack().await.map_err(|e| nats_err("acking a finding")(&e))?;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,470 @@
+//! `portcullis correlator --partition K`: runs the Sigma correlations over the inputs the
+//! workers published to `corr.<org>.K`. Inputs are buffered and released in the batch
+//! hunt's order (time, correlation, position, group, evidence) once the event-time
+//! watermark (latest time seen minus `lateness`) passes them, or when the partition has
+//! been idle for `idle_flush`. After each batch the state is checkpointed in a key-value
+//! bucket: the stream sequence processed, the released inputs still inside a live window
+//! (per group, mirroring the engine's window rules) and the inputs not yet released; only
+//! then are the messages acked. A restarted partition replays the retained inputs through a
+//! fresh `Correlator` (findings it re-derives were published before the checkpoint and are
+//! dropped) and skips messages at or below the checkpoint's sequence.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, consumer::pull, kv};
+use futures_util::StreamExt;
+use portcullis_correlate::{CorrelationSet, Correlator, Input};
+use portcullis_finding::Finding;
+use portcullis_pipeline::RuleSettings;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, FindingMsg, Idle, InputMsg, Names, StreamSettings, nats_err};
+
+/// What `portcullis correlator` does.
+#[derive(Clone, Debug)]
+pub struct CorrelatorSettings {
+    pub url: String,
+    pub names: Names,
+    pub streams: StreamSettings,
+    pub rules: RuleSettings,
+    pub partition: u32,
+    pub partitions: u32,
+    /// How late (in event time) an input may arrive and still be put in order.
+    pub lateness: Duration,
+    /// Release every buffered input after this long without messages.
+    pub idle_flush: Duration,
+    /// Buffered inputs at most; past it the oldest are released.
+    pub max_pending: usize,
+    /// An input not acked within this time (a correlator killed) is delivered again.
+    pub ack_wait: Duration,
+    pub idle: Idle,
+}
+
+/// What a correlator did.
+#[derive(Debug, Default)]
+pub struct CorrelatorReport {
+    pub inputs: u64,
+    pub findings: u64,
+    pub findings_duplicate: u64,
+    pub malformed: u64,
+    pub skipped_redelivered: u64,
+    pub late_inputs: u64,
+    /// Inputs replayed from the checkpoint at start.
+    pub replayed: u64,
+    /// Buffered inputs restored from the checkpoint at start.
+    pub restored_pending: u64,
+}
+
+/// The checkpoint of one partition.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    seq: u64,
+    retained: Vec<InputMsg>,
+    pending: Vec<InputMsg>,
+}
+
+/// The released inputs of one (correlation, group) that are still in its window.
+#[derive(Default)]
+struct Mirror {
+    opened: i64,
+    last: i64,
+    inputs: Vec<InputMsg>,
+}
+
+type Key = (i64, u32, u32, String, String);
+
+struct Partition {
+    set: std::sync::Arc<CorrelationSet>,
+    index: HashMap<String, usize>,
+    correlator: Correlator,
+    pending: BTreeMap<Key, InputMsg>,
+    mirrors: HashMap<(u32, String), Mirror>,
+    max_ts: i64,
+    released_now: i64,
+}
+
+impl Partition {
+    fn new(set: std::sync::Arc<CorrelationSet>) -> Partition {
+        let index = set.correlations.iter().enumerate().map(|(i, c)| (c.key(), i)).collect();
+        Partition {
+            correlator: Correlator::new(set.clone()),
+            set,
+            index,
+            pending: BTreeMap::new(),
+            mirrors: HashMap::new(),
+            max_ts: i64::MIN,
+            released_now: i64::MIN,
+        }
+    }
+
+    fn key(&self, m: &InputMsg) -> Option<Key> {
+        let ci = *self.index.get(&m.correlation)?;
+        let c = &self.set.correlations[ci];
+        if m.pos as usize >= c.sources.len() {
+            return None;
+        }
+        Some((m.ts, ci as u32, m.pos, m.group.clone(), m.evidence.clone()))
+    }
+
+    /// Buffers an input; false if it names a correlation this partition does not have.
+    fn add(&mut self, m: InputMsg) -> bool {
+        let Some(k) = self.key(&m) else { return false };
+        self.max_ts = self.max_ts.max(m.ts);
+        self.pending.insert(k, m);
+        true
+    }
+
+    /// Releases buffered inputs up to `watermark` (all if None), in order; returns the
+    /// findings with the published time of the input that produced them.
+    fn release(&mut self, watermark: Option<i64>, out: &mut Vec<(portcullis_correlate::CorrelationFinding, Option<i64>)>) {
+        while let Some(entry) = self.pending.first_entry() {
+            if watermark.is_some_and(|w| entry.key().0 > w) {
+                break;
+            }
+            let (k, m) = entry.remove_entry();
+            self.push(k.1, m, out);
+        }
+    }
+
+    fn push(&mut self, ci: u32, m: InputMsg, out: &mut Vec<(portcullis_correlate::CorrelationFinding, Option<i64>)>) {
+        let c = &self.set.correlations[ci as usize];
+        let span = c.timespan_micros;
+        let grows = c.condition.grows();
+        let mirror = self.mirrors.entry((ci, m.group.clone())).or_default();
+        if mirror.inputs.is_empty() || (!grows && m.ts - mirror.opened > span) {
+            mirror.inputs.clear();
+            mirror.opened = m.ts;
+        }
+        mirror.last = m.ts;
+        mirror.inputs.push(m.clone());
+        if grows {
+            let ts = m.ts;
+            mirror.inputs.retain(|i| ts - i.ts <= span);
+        }
+        self.released_now = self.released_now.max(m.ts);
+        let published = m.event_published_us;
+        self.correlator.push(Input {
+            ts: m.ts,
+            corr: ci,
+            pos: m.pos,
+            group: m.group,
+            value: m.value,
+            evidence: m.evidence,
+            entities: m.entities,
+        });
+        for f in self.correlator.findings.drain(..) {
+            let fc = &self.set.correlations[f.correlation];
+            if fc.condition.grows() {
+                let group: Vec<&str> = f.group.iter().map(|(_, v)| v.as_str()).collect();
+                self.mirrors.remove(&(f.correlation as u32, group.join("\u{1f}")));
+            }
+            out.push((f, published));
+        }
+    }
+
+    /// Drops the mirrors of groups the engine has expired.
+    fn expire(&mut self) {
+        let now = self.released_now;
+        let set = &self.set;
+        self.mirrors.retain(|(ci, _), m| {
+            let span = set.correlations[*ci as usize].timespan_micros;
+            let expired = now.saturating_sub(m.last) > span && now.saturating_sub(m.opened) > span;
+            !m.inputs.is_empty() && !expired
+        });
+    }
+
+    /// Loads a checkpoint into a fresh partition: the retained inputs replayed (their
+    /// findings were published before the checkpoint was written, so they are dropped),
+    /// the pending ones buffered. Returns (replayed, restored pending).
+    fn restore(&mut self, cp: Checkpoint) -> (u64, u64) {
+        let (mut replayed, mut restored) = (0, 0);
+        let mut discard = Vec::new();
+        for m in cp.retained {
+            if let Some(k) = self.key(&m) {
+                replayed += 1;
+                self.push(k.1, m, &mut discard);
+            }
+        }
+        for m in cp.pending {
+            if self.add(m) {
+                restored += 1;
+            }
+        }
+        (replayed, restored)
+    }
+
+    fn checkpoint(&self, seq: u64) -> Checkpoint {
+        let mut retained: Vec<InputMsg> = self.mirrors.values().flat_map(|m| m.inputs.iter().cloned()).collect();
+        retained.sort_by_key(|m| self.key(m));
+        Checkpoint { seq, retained, pending: self.pending.values().cloned().collect() }
+    }
+}
+
+/// Runs one partition until stopped (or idle for `idle.exit_after`).
+pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
+    if s.partition >= s.partitions.max(1) {
+        return Err(Error::Input(format!("--partition {} is not below --partitions {}", s.partition, s.partitions)));
+    }
+    let loaded = portcullis_pipeline::load_rules(&s.rules).map_err(|e| Error::Rules(e.to_string()))?;
+    let js = crate::connect(&s.url).await?;
+    crate::ensure_streams(&js, &s.names, &s.streams).await?;
+    let bucket = match js.get_key_value(&s.names.corr_bucket).await {
+        Ok(b) => b,
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: s.names.corr_bucket.clone(),
+                history: 1,
+                num_replicas: s.streams.replicas.max(1),
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_err("checkpoint bucket")(&e))?,
+    };
+    let ckey = format!("{}.{}.of.{}", crate::subject_token(&s.names.org), s.partition, s.partitions);
+    let stream = js.get_stream(&s.names.corr_stream).await.map_err(|e| nats_err("stream")(&e))?;
+    let name = format!("corr-{}-{}", crate::subject_token(&s.names.org), s.partition);
+    let consumer = stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: s.ack_wait,
+                filter_subject: s.names.corr_subject(s.partition),
+                max_ack_pending: 20_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| nats_err("consumer")(&e))?;
+
+    let mut report = CorrelatorReport::default();
+    let mut part = Partition::new(loaded.correlations.clone());
+    let mut seq = 0u64;
+    // Resume: replay the retained inputs (their findings were published before the
+    // checkpoint was written), then buffer the pending ones again.
+    match bucket.get(&ckey).await {
+        Ok(Some(bytes)) => {
+            let cp: Checkpoint =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Nats(format!("checkpoint {ckey} is unreadable: {e}")))?;
+            seq = cp.seq;
+            let (replayed, restored) = part.restore(cp);
+            report.replayed = replayed;
+            report.restored_pending = restored;
+        }
+        Ok(None) => {}
+        Err(e) => return Err(Error::Nats(format!("reading checkpoint {ckey}: {e}"))),
+    }
+    let lateness = s.lateness.as_micros().min(i64::MAX as u128) as i64;
+    let findings_subject = s.names.findings_subject();
+    let mut last_message = Instant::now();
+    let mut flushed = true;
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(|e| nats_err("fetching correlation inputs")(&e))?;
+        let mut messages = Vec::new();
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => messages.push(m),
+                Err(e) => eprintln!("correlator: fetching inputs: {e}"),
+            }
+        }
+        let mut found = Vec::new();
+        let mut to_ack = Vec::new();
+        if messages.is_empty() {
+            let idle = last_message.elapsed();
+            if !flushed && idle >= s.idle_flush {
+                part.release(None, &mut found);
+                flushed = true;
+            } else {
+                if s.idle.exit_after.is_some_and(|d| idle >= d) && part.pending.is_empty() {
+                    break;
+                }
+                continue;
+            }
+        } else {
+            last_message = Instant::now();
+            flushed = false;
+            for msg in messages {
+                let sseq = crate::stream_seq(&msg);
+                if sseq <= seq {
+                    report.skipped_redelivered += 1;
+                    to_ack.push(msg);
+                    continue;
+                }
+                seq = sseq;
+                let parsed = serde_json::from_slice::<InputMsg>(&msg.payload).map_err(|e| e.to_string());
+                match parsed.and_then(|m| if part.add(m) { Ok(()) } else { Err("unknown correlation or position".into()) }) {
+                    Ok(()) => {
+                        report.inputs += 1;
+                        to_ack.push(msg);
+                    }
+                    Err(e) => {
+                        report.malformed += 1;
+                        eprintln!("correlator: malformed input at {} sequence {sseq}: {e}", s.names.corr_stream);
+                        if let Err(e) = msg.ack_with(AckKind::Term).await {
+                            eprintln!("correlator: terminating a malformed input: {e}");
+                        }
+                    }
+                }
+            }
+            part.release(Some(part.max_ts.saturating_sub(lateness)), &mut found);
+            while part.pending.len() > s.max_pending {
+                if let Some((k, m)) = part.pending.pop_first() {
+                    part.push(k.1, m, &mut found);
+                }
+            }
+        }
+        // Findings stored, then the checkpoint, then the acks.
+        let mut acks = Vec::new();
+        for (f, published) in &found {
+            let finding = Finding::from_correlation(&part.set, f, &[]);
+            let body = FindingMsg::from_finding(&finding, None, *published);
+            let payload = serde_json::to_vec(&body).map_err(|e| Error::Nats(e.to_string()))?;
+            let ack = js
+                .send_publish(
+                    findings_subject.clone(),
+                    jetstream::message::PublishMessage::build().payload(payload.into()).message_id(&finding.id),
+                )
+                .await
+                .map_err(|e| nats_err("publishing a correlation finding")(&e))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            let ack = ack.await.map_err(|e| nats_err("a correlation finding was not stored")(&e))?;
+            if ack.duplicate {
+                report.findings_duplicate += 1;
+            } else {
+                report.findings += 1;
+            }
+        }
+        part.expire();
+        let cp = serde_json::to_vec(&part.checkpoint(seq)).map_err(|e| Error::Nats(e.to_string()))?;
+        bucket.put(&ckey, cp.into()).await.map_err(|e| nats_err("writing the checkpoint")(&e))?;
+        for msg in to_ack {
+            msg.ack().await.map_err(|e| nats_err("acking an input")(&e))?;
+        }
+    }
+    report.late_inputs = part.correlator.late_inputs;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(key: &str) -> Vec<InputMsg> {
+        // Five groups, bursts and gaps, several firings per group.
+        let mut out = Vec::new();
+        let mut t = 1_600_000_000_000_000i64;
+        let mut x = 7u64;
+        for i in 0..3000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            t += ((x >> 33) % 1_800_000_000) as i64; // up to 30 minutes apart
+            out.push(InputMsg {
+                ts: t,
+                correlation: key.to_string(),
+                pos: 0,
+                group: format!("10.0.0.{}", (x >> 20) % 5),
+                value: String::new(),
+                evidence: format!("{i:032x}"),
+                entities: String::new(),
+                event_published_us: None,
+            });
+        }
+        out
+    }
+
+    fn ids(found: &[(portcullis_correlate::CorrelationFinding, Option<i64>)]) -> Vec<String> {
+        found.iter().map(|(f, _)| f.id.clone()).collect()
+    }
+
+    #[test]
+    fn a_restored_partition_continues_as_if_never_stopped() {
+        let loaded = portcullis_pipeline::load_rules(&RuleSettings::default()).expect("rules");
+        let set = loaded.correlations.clone();
+        let (ci, c) = set
+            .correlations
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.condition.grows())
+            .max_by_key(|(_, c)| c.timespan_micros)
+            .expect("a growing correlation");
+        let all = inputs(&c.key());
+        let mut whole = Partition::new(set.clone());
+        let mut expected = Vec::new();
+        for m in all.clone() {
+            whole.push(ci as u32, m, &mut expected);
+        }
+        assert!(expected.len() > 10, "the inputs should fire often: {}", expected.len());
+        for cut in [1, 500, 1234, 2999] {
+            let mut first = Partition::new(set.clone());
+            let mut got = Vec::new();
+            for m in all[..cut].iter().cloned() {
+                first.push(ci as u32, m, &mut got);
+            }
+            // Some inputs not yet released at the cut: they travel as pending.
+            for m in all[cut..(cut + 3).min(all.len())].iter().cloned() {
+                first.add(m);
+            }
+            first.expire();
+            let cp = first.checkpoint(cut as u64);
+            let bytes = serde_json::to_vec(&cp).expect("serialises");
+            let mut second = Partition::new(set.clone());
+            let (_, restored) = second.restore(serde_json::from_slice(&bytes).expect("parses"));
+            assert_eq!(restored as usize, (cut + 3).min(all.len()) - cut);
+            second.release(None, &mut got);
+            for m in all[(cut + 3).min(all.len())..].iter().cloned() {
+                second.push(ci as u32, m, &mut got);
+            }
+            assert_eq!(ids(&got), ids(&expected), "cut at {cut}");
+            // The checkpoint holds only what live windows need, not the history.
+            assert!(cp.retained.len() < 200, "{} retained at {cut}", cp.retained.len());
+        }
+    }
+
+    #[test]
+    fn inputs_are_released_in_the_batch_order() {
+        let loaded = portcullis_pipeline::load_rules(&RuleSettings::default()).expect("rules");
+        let set = loaded.correlations.clone();
+        let (ci, c) = set
+            .correlations
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.condition.grows())
+            .max_by_key(|(_, c)| c.timespan_micros)
+            .expect("a growing correlation");
+        let all = inputs(&c.key());
+        let mut sorted = Partition::new(set.clone());
+        let mut expected = Vec::new();
+        for m in all.clone() {
+            sorted.push(ci as u32, m, &mut expected);
+        }
+        // The same inputs arriving shuffled (as from many workers) and released at the end.
+        let mut shuffled = all.clone();
+        shuffled.reverse();
+        shuffled.swap(10, 2000);
+        let mut p = Partition::new(set.clone());
+        for m in shuffled {
+            assert!(p.add(m));
+        }
+        let mut got = Vec::new();
+        p.release(None, &mut got);
+        assert_eq!(ids(&got), ids(&expected));
+        assert_eq!(p.correlator.late_inputs, 0);
+        // An input naming an unknown correlation or position is refused.
+        let mut bad = all[0].clone();
+        bad.correlation = "nope".into();
+        assert!(!p.add(bad));
+        let mut bad = all[0].clone();
+        bad.pos = 9;
+        assert!(!p.add(bad));
+    }
+}
