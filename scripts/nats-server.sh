@@ -31,6 +31,13 @@ install() {
   echo "$bin"
 }
 
+port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    echo "port $1 is already in use on 127.0.0.1" >&2
+    exit 1
+  fi
+}
+
 wait_port() {
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -50,6 +57,7 @@ case "$cmd" in
     port=${2:-4222}
     dir=${3:-$(mktemp -d)}
     mkdir -p "$dir"
+    port_free "$port"
     printf 'max_payload: 8MB\n' > "$dir/nats.conf"
     "$bin" -c "$dir/nats.conf" -js -a 127.0.0.1 -p "$port" -sd "$dir/store" -l "$dir/nats.log" </dev/null >>"$dir/nats.out" 2>&1 &
     echo $! > "$dir/nats-$port.pid"
@@ -63,6 +71,7 @@ case "$cmd" in
     mkdir -p "$dir"
     routes="nats://127.0.0.1:$((port + 100)),nats://127.0.0.1:$((port + 101)),nats://127.0.0.1:$((port + 102))"
     urls=()
+    for i in 0 1 2; do port_free $((port + i)); port_free $((port + 100 + i)); done
     printf 'max_payload: 8MB\n' > "$dir/nats.conf"
     for i in 0 1 2; do
       p=$((port + i))

@@ -37,7 +37,8 @@ institution already has. It runs Sigma rules (its own and the SigmaHQ community'
 over EVTX, JSON, IIS/W3C and Exchange logs, finds reconnaissance campaigns in mail exports, counts the electors \
 exposed in register copies, and shares what it found as STIX 2.1 or MISP.",
     after_help = "EXIT CODES:\n  0  ran clean\n  1  error (bad arguments, unreadable inputs or rules path, output not writable)\n  \
-2  a finding the command was told to fail on (hunt/mail/posture --fail-on, exposure --fail-if-found, exchange-check --fail-if-open)\n\nExamples:\n  portcullis demo\n  \
+2  a finding the command was told to fail on (hunt/mail/posture --fail-on, exposure --fail-if-found, exchange-check --fail-if-open); \
+agent/worker/correlator/collector: the NATS server could not be reached\n\nExamples:\n  portcullis demo\n  \
 portcullis hunt C:\\Triage --sigma sigma/rules --min-level medium\n  portcullis hunt logs/ --format jsonl --output findings.jsonl --fail-on high"
 )]
 struct Cli {

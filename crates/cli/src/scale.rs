@@ -120,6 +120,10 @@ pub struct AgentArgs {
     /// The UTC offset of times written without a zone (as for `hunt`).
     #[arg(long, value_name = "OFFSET")]
     pub assume_timezone: Option<String>,
+    /// Publish at most this many events per second (for latency measurements and for
+    /// sharing a thin link); default as fast as the server acks.
+    #[arg(long, value_name = "N")]
+    pub max_rate: Option<u64>,
     #[command(flatten)]
     pub bus: BusArgs,
 }
@@ -218,6 +222,7 @@ pub fn run(cmd: ScaleCommand) -> Result<u8, Fatal> {
                     paths: a.paths.clone(),
                     host: a.host.clone().unwrap_or_else(this_host),
                     window: a.window,
+                    max_rate: a.max_rate,
                     assume_utc_offset_secs: match &a.assume_timezone {
                         None => None,
                         Some(z) => Some(portcullis_event::Timestamp::parse_offset(z).ok_or_else(|| {

@@ -178,7 +178,7 @@ fn compare(batch: &BTreeSet<(String, String)>, case: &Path, collector: &serde_js
 
 #[test]
 #[ignore = "needs nats-server: scripts/nats-server.sh bin, then cargo test -p portcullis-cli --test jetstream -- --ignored"]
-fn agent_workers_collector_equal_the_batch_hunt() {
+fn nats_agent_workers_collector_equal_the_batch_hunt() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sim = simulate(dir.path());
     let expected = batch(dir.path(), &sim);
@@ -207,7 +207,7 @@ fn agent_workers_collector_equal_the_batch_hunt() {
 
 #[test]
 #[ignore = "needs nats-server: scripts/nats-server.sh bin, then cargo test -p portcullis-cli --test jetstream -- --ignored"]
-fn killed_worker_and_partition_lose_and_duplicate_nothing() {
+fn nats_killed_worker_and_partition_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sim = simulate(dir.path());
     let expected = batch(dir.path(), &sim);
@@ -238,7 +238,7 @@ fn killed_worker_and_partition_lose_and_duplicate_nothing() {
 
 #[test]
 #[ignore = "needs nats-server: scripts/nats-server.sh bin, then cargo test -p portcullis-cli --test jetstream -- --ignored"]
-fn three_node_cluster_survives_a_node_killed_mid_stream() {
+fn nats_three_node_cluster_survives_a_node_killed_mid_stream() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sim = simulate(dir.path());
     let expected = batch(dir.path(), &sim);
@@ -300,7 +300,7 @@ fn three_node_cluster_survives_a_node_killed_mid_stream() {
 
 #[test]
 #[ignore = "needs nats-server: scripts/nats-server.sh bin, then cargo test -p portcullis-cli --test jetstream -- --ignored"]
-fn hostile_messages_are_terminated_not_redelivered() {
+fn nats_hostile_messages_are_terminated_not_redelivered() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(false);
     // One real event so the worker has something to do, published by the agent.
@@ -397,7 +397,7 @@ fn publish_raw(url: &str, subject: &str, payloads: &[&str]) -> bool {
 }
 
 #[test]
-fn unreachable_server_is_exit_code_2_naming_the_url() {
+fn nats_unreachable_server_is_exit_code_2_naming_the_url() {
     let port = free_port_block();
     let url = format!("nats://127.0.0.1:{port}");
     let dir = tempfile::tempdir().expect("temp dir");

@@ -143,6 +143,8 @@ pub struct AgentSettings {
     /// Publishes awaiting acks at most.
     pub window: usize,
     pub assume_utc_offset_secs: Option<i64>,
+    /// Events per second at most (None: as fast as the server acks).
+    pub max_rate: Option<u64>,
 }
 
 /// What an agent run did.
@@ -188,7 +190,14 @@ pub async fn run(s: &AgentSettings) -> Result<AgentReport, Error> {
     let mut publisher = Publisher::new(js, s.names.clone(), &s.host, s.window);
     let mut events = 0u64;
     let mut error = None;
+    let paced = Instant::now();
     while let Some((ev, path, id)) = rx.recv().await {
+        if let Some(rate) = s.max_rate.filter(|r| *r > 0) {
+            let due = std::time::Duration::from_secs_f64(events as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(paced.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
         if let Err(e) = publisher.publish(&ev, &path, &id).await {
             error = Some(e);
             break;
@@ -209,4 +218,32 @@ pub async fn run(s: &AgentSettings) -> Result<AgentReport, Error> {
         duplicates: publisher.duplicates,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_event::{SourceKind, Timestamp};
+
+    #[test]
+    fn message_ids_are_stable_and_distinct() {
+        let mut a = Event::new(SourceKind::Json);
+        a.record = 7;
+        a.timestamp = Some(Timestamp(1));
+        a.push_str("k", "v");
+        let mut b = a.clone();
+        b.clear(SourceKind::Json);
+        b.record = 7;
+        b.timestamp = Some(Timestamp(1));
+        b.push_str("k", "w");
+        let id = event_msg_id("org", "1:2:/x", &a);
+        assert_eq!(id, event_msg_id("org", "1:2:/x", &a.clone()));
+        // Two events of one record (a JSON array on one line) are two messages.
+        assert_ne!(id, event_msg_id("org", "1:2:/x", &b));
+        assert_ne!(id, event_msg_id("org", "1:3:/x", &a));
+        assert_ne!(id, event_msg_id("other", "1:2:/x", &a));
+        let mut m = a.clone();
+        m.member = "inner.log".into();
+        assert_ne!(id, event_msg_id("org", "1:2:/x", &m));
+    }
 }

@@ -39,8 +39,8 @@ pub struct CollectorReport {
     pub malformed: u64,
     pub batches: u64,
     pub incidents: usize,
-    /// Seconds from the server receiving an event to its finding committed in the case,
-    /// for each new detection.
+    /// Seconds from the server receiving an event to its detection committed in the case,
+    /// for each detection written (redelivered ones included).
     pub latencies: Vec<f64>,
 }
 
@@ -112,8 +112,9 @@ pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
             });
             match parsed {
                 Ok((f, p)) => {
+                    // Latency is measured on detections (a correlation finding waits for its window).
+                    published.push(p.filter(|_| f.0.kind == portcullis_finding::FindingKind::Detection));
                     findings.push(f);
-                    published.push(p);
                     good.push(msg);
                 }
                 Err(e) => {

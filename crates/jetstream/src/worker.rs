@@ -18,6 +18,9 @@ use portcullis_pipeline::RuleSettings;
 
 use crate::{Error, FindingMsg, Idle, InputMsg, Names, StreamSettings, nats_err};
 
+/// Deliveries after which an event is terminated instead of scanned again.
+pub const MAX_DELIVERIES: i64 = 10;
+
 /// What `portcullis worker` does.
 #[derive(Clone, Debug)]
 pub struct WorkerSettings {
@@ -135,6 +138,20 @@ async fn consume(
         let mut acks = Vec::new();
         let mut good = Vec::with_capacity(messages.len());
         for msg in messages {
+            // An event delivered this often has stopped a worker each time (or never got its
+            // findings stored): give up on it rather than loop.
+            if msg.info().is_ok_and(|i| i.delivered > MAX_DELIVERIES) {
+                report.malformed += 1;
+                eprintln!(
+                    "worker: event at {} sequence {} was delivered {MAX_DELIVERIES} times without completing; terminated",
+                    s.names.events_stream,
+                    crate::stream_seq(&msg)
+                );
+                if let Err(e) = msg.ack_with(AckKind::Term).await {
+                    eprintln!("worker: terminating an event: {e}");
+                }
+                continue;
+            }
             let envelope = match portcullis_event::wire::decode_into(&msg.payload, &mut event) {
                 Ok(env) => env,
                 Err(e) => {
