@@ -138,7 +138,7 @@ pub struct WorkerArgs {
     /// Do not load the built-in intel bundles.
     #[arg(long)]
     pub no_builtin_intel: bool,
-    /// The durable consumer all workers share.
+    /// The durable consumer all workers share (the server's name is NAME-<org>).
     #[arg(long, value_name = "NAME", default_value = "workers")]
     pub consumer: String,
     /// Events fetched per batch (their findings are in flight together).
@@ -185,7 +185,7 @@ pub struct CollectorArgs {
     /// The case file to write (created if missing).
     #[arg(long, value_name = "FILE")]
     pub case: PathBuf,
-    /// The durable consumer of this case.
+    /// The durable consumer of this case (the server's name is NAME-<org>).
     #[arg(long, value_name = "NAME", default_value = "collector")]
     pub consumer: String,
     /// Findings per case transaction at most.

@@ -329,6 +329,13 @@ fn nats_hostile_messages_are_terminated_not_redelivered() {
     let again = report(worker(&server.url, &[]));
     assert_eq!(again["events"], serde_json::json!(0), "{again}");
     assert_eq!(again["malformed"], serde_json::json!(0), "{again}");
+    // Organisations on one server are apart: another organisation's event goes to its own
+    // workers only.
+    run(&["agent", log.to_str().expect("utf-8"), "--host", "web01", "--org", "other"], &server.url);
+    let ours = report(worker(&server.url, &[]));
+    assert_eq!(ours["events"], serde_json::json!(0), "{ours}");
+    let theirs = report(worker(&server.url, &["--org", "other"]));
+    assert_eq!(theirs["events"], serde_json::json!(1), "{theirs}");
 }
 
 /// The number of messages in a stream, asked through the plain NATS protocol (None if the

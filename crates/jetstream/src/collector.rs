@@ -63,11 +63,13 @@ pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
     let js = crate::connect(&s.url).await?;
     crate::ensure_streams(&js, &s.names, &s.streams).await?;
     let stream = js.get_stream(&s.names.findings_stream).await.map_err(|e| nats_err("stream")(&e))?;
+    // One consumer per organisation: its filter is the organisation's subjects.
+    let name = format!("{}-{}", crate::subject_token(&s.consumer), crate::subject_token(&s.names.org));
     let consumer = stream
         .get_or_create_consumer(
-            &s.consumer,
+            &name,
             pull::Config {
-                durable_name: Some(s.consumer.clone()),
+                durable_name: Some(name.clone()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(60),
                 filter_subject: s.names.findings_subject(),

@@ -3,7 +3,7 @@
 //! writes findings into the case file. See `docs/scale-out.md` for the design.
 //!
 //! ```text
-//! agent ──events.<org>.<host>.<source>──► EVENTS (work queue) ──► worker (durable "workers", shared)
+//! agent ──events.<org>.<host>.<source>──► EVENTS (work queue) ──► worker (durable "workers-<org>")
 //!   Nats-Msg-Id = file identity + record          │ detections              │ correlation inputs
 //!                                                  ▼                         ▼
 //!                              FINDINGS ◄── findings.<org>       CORR (corr.<partition>)

@@ -73,11 +73,13 @@ pub async fn run(s: &WorkerSettings) -> Result<WorkerReport, Error> {
     let js = crate::connect(&s.url).await?;
     crate::ensure_streams(&js, &s.names, &s.streams).await?;
     let stream = js.get_stream(&s.names.events_stream).await.map_err(|e| nats_err("stream")(&e))?;
+    // One consumer per organisation: its filter is the organisation's subjects.
+    let name = format!("{}-{}", crate::subject_token(&s.consumer), crate::subject_token(&s.names.org));
     let consumer = stream
         .get_or_create_consumer(
-            &s.consumer,
+            &name,
             pull::Config {
-                durable_name: Some(s.consumer.clone()),
+                durable_name: Some(name.clone()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: s.ack_wait,
                 filter_subject: s.names.events_filter(),
