@@ -95,6 +95,17 @@ fn ids(case: &Path) -> BTreeSet<(String, String)> {
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows").map(|r| r.expect("row")).collect()
 }
 
+/// The incidents (id, findings, first evidence, severity) and the entities of every finding.
+fn incidents_and_entities(case: &Path) -> (BTreeSet<(String, i64, String, String)>, BTreeSet<(String, String, String)>) {
+    let conn = rusqlite::Connection::open(case).expect("open case");
+    let mut st = conn.prepare("SELECT id, finding_count, first_evidence, severity FROM incidents").expect("query");
+    let incidents =
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).expect("rows").map(|r| r.expect("row")).collect();
+    let mut st = conn.prepare("SELECT finding_id, kind, value FROM entities").expect("query");
+    let entities = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("rows").map(|r| r.expect("row")).collect();
+    (incidents, entities)
+}
+
 fn batch(dir: &Path, sim: &Path) -> BTreeSet<(String, String)> {
     let case = dir.join("batch.sqlite");
     let out = Command::new(BIN).arg("hunt").arg(sim).arg("--case").arg(&case).args(["-q", "--format", "jsonl"]).output().expect("hunt");
@@ -168,6 +179,14 @@ fn collect(url: &str, case: &Path) -> serde_json::Value {
 
 fn compare(batch: &BTreeSet<(String, String)>, case: &Path, collector: &serde_json::Value) {
     let dist = ids(case);
+    // Beyond the ids: the same incidents and the same entities on every finding.
+    let batch_case = case.with_file_name("batch.sqlite");
+    let (bi, be) = incidents_and_entities(&batch_case);
+    let (di, de) = incidents_and_entities(case);
+    assert!(!bi.is_empty(), "the batch hunt made no incident to compare");
+    assert_eq!(bi, di, "incidents differ");
+    assert_eq!(be.len(), de.len(), "entity counts differ");
+    assert!(be == de, "entities differ: {:?}", be.symmetric_difference(&de).take(5).collect::<Vec<_>>());
     let lost: Vec<_> = batch.difference(&dist).collect();
     let extra: Vec<_> = dist.difference(batch).collect();
     assert!(lost.is_empty() && extra.is_empty(), "lost {lost:?}\nextra {extra:?}");
