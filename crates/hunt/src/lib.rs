@@ -278,10 +278,7 @@ pub fn hunt(
         untimed: u64,
         io_error: Option<std::io::Error>,
     }
-    let mut hidden = vec![false; engine.rules.len()];
-    for &r in &correlations.hidden_rules {
-        hidden[r] = true;
-    }
+    let hidden = hidden_rules(engine, correlations);
     let (outcomes, states) = run_files(
         files,
         opts,
@@ -297,45 +294,20 @@ pub fn hunt(
             io_error: None,
         },
         |w, path, ev| {
-            w.matches.clear();
-            w.scanner.scan(ev, &mut w.matches);
-            for &rule in &w.matches {
-                let id = finding_id(&engine.rules[rule].key(), ev);
-                if !correlations.is_empty() {
-                    match ev.timestamp {
-                        Some(ts) => {
-                            let entities: Vec<String> = portcullis_event::entity::entities(ev).iter().map(|e| e.encode()).collect();
-                            let entities = entities.join("\u{1f}");
-                            for input in portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, &entities, |f| {
-                                ev.get(f).map(str::to_string)
-                            }) {
-                                w.inputs += 1;
-                                if let Err(e) = w.sorter.push(input) {
-                                    w.io_error.get_or_insert(e);
-                                }
-                            }
-                        }
-                        None => w.untimed += 1,
-                    }
-                }
-                if !hidden[rule] {
-                    w.detections.push(Detection { id, rule, matcher: Matcher::Rule, path: event_path(path, ev), event: ev.clone() });
-                }
-            }
-            if let Some(iocs) = &opts.iocs {
-                let mut found = Vec::new();
-                iocs.scan(ev, &mut w.ioc_hits, &mut found);
-                for (indicator, rule, field) in found {
-                    let rule = rule as usize;
-                    let ind = &iocs.set.indicators[indicator as usize];
-                    let id = finding_id(&format!("{}\n{}\n{}", engine.rules[rule].key(), ind.kind.as_str(), ind.value), ev);
-                    w.detections.push(Detection {
-                        id,
-                        rule,
-                        matcher: Matcher::Indicator,
-                        path: event_path(path, ev),
-                        event: iocs.annotate(ev, indicator, field),
-                    });
+            let mut inputs = Vec::new();
+            let untimed = detect(
+                &mut Scratch { scanner: &mut w.scanner, matches: &mut w.matches, ioc_hits: &mut w.ioc_hits },
+                &Rules { engine, correlations, hidden: &hidden, iocs: opts.iocs.as_deref() },
+                path,
+                ev,
+                &mut w.detections,
+                &mut inputs,
+            );
+            w.untimed += untimed;
+            for input in inputs {
+                w.inputs += 1;
+                if let Err(e) = w.sorter.push(input) {
+                    w.io_error.get_or_insert(e);
                 }
             }
         },
@@ -388,6 +360,83 @@ pub fn hunt(
         found.sort_by_key(|f| (f.last_ts, f.correlation));
     }
     HuntResult { detections, correlations: found, correlation_stats, outcomes, stats, group_events }
+}
+
+/// What detection runs with: compiled rules, correlations and indicators.
+pub struct Rules<'a> {
+    pub engine: &'a Engine,
+    pub correlations: &'a CorrelationSet,
+    /// Per rule: matched only to feed correlations, not reported ([`hidden_rules`]).
+    pub hidden: &'a [bool],
+    pub iocs: Option<&'a IocRules>,
+}
+
+/// Per rule, whether it only feeds correlations (no `generate: true`) and is not reported.
+pub fn hidden_rules(engine: &Engine, correlations: &CorrelationSet) -> Vec<bool> {
+    let mut hidden = vec![false; engine.rules.len()];
+    for &r in &correlations.hidden_rules {
+        hidden[r] = true;
+    }
+    hidden
+}
+
+/// A worker's reusable buffers for [`detect`].
+pub struct Scratch<'s, 'e> {
+    pub scanner: &'s mut Scanner<'e>,
+    pub matches: &'s mut Vec<usize>,
+    pub ioc_hits: &'s mut Vec<portcullis_intel::Hit>,
+}
+
+/// Detection of one event, a pure function of (rules, event): the detections (with
+/// stable ids) go to `detections`, the matches that feed correlations to `inputs`.
+/// Returns how many matches had no time (and could not be correlated).
+pub fn detect(
+    scratch: &mut Scratch<'_, '_>,
+    rules: &Rules<'_>,
+    path: &Arc<Path>,
+    ev: &Event,
+    detections: &mut Vec<Detection>,
+    inputs: &mut Vec<portcullis_correlate::Input>,
+) -> u64 {
+    let Rules { engine, correlations, hidden, iocs } = *rules;
+    let mut untimed = 0;
+    scratch.matches.clear();
+    scratch.scanner.scan(ev, scratch.matches);
+    for &rule in scratch.matches.iter() {
+        let id = finding_id(&engine.rules[rule].key(), ev);
+        if !correlations.is_empty() {
+            match ev.timestamp {
+                Some(ts) => {
+                    let entities: Vec<String> = portcullis_event::entity::entities(ev).iter().map(|e| e.encode()).collect();
+                    let entities = entities.join("\u{1f}");
+                    inputs.extend(portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, &entities, |f| {
+                        ev.get(f).map(str::to_string)
+                    }));
+                }
+                None => untimed += 1,
+            }
+        }
+        if !hidden[rule] {
+            detections.push(Detection { id, rule, matcher: Matcher::Rule, path: event_path(path, ev), event: ev.clone() });
+        }
+    }
+    if let Some(iocs) = iocs {
+        let mut found = Vec::new();
+        iocs.scan(ev, scratch.ioc_hits, &mut found);
+        for (indicator, rule, field) in found {
+            let rule = rule as usize;
+            let ind = &iocs.set.indicators[indicator as usize];
+            let id = finding_id(&format!("{}\n{}\n{}", engine.rules[rule].key(), ind.kind.as_str(), ind.value), ev);
+            detections.push(Detection {
+                id,
+                rule,
+                matcher: Matcher::Indicator,
+                path: event_path(path, ev),
+                event: iocs.annotate(ev, indicator, field),
+            });
+        }
+    }
+    untimed
 }
 
 /// The stable id of the finding "rule `rule_key` matched `ev`": a hash of the rule key,
