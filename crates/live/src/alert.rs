@@ -64,15 +64,34 @@ pub struct Webhook {
 
 /// How many alerts wait for the webhook at most.
 const QUEUE: usize = 10_000;
-/// How many times one batch is tried.
-const ATTEMPTS: u32 = 8;
+
+/// How a batch that failed is tried again.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    /// Tries per batch, the first included.
+    pub attempts: u32,
+    /// Wait after the first failure; doubled after each, up to `max`.
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// Eight tries over about half a minute.
+    fn default() -> Self {
+        Backoff { attempts: 8, first: Duration::from_millis(250), max: Duration::from_secs(30) }
+    }
+}
 
 impl Webhook {
     pub fn start(url: String) -> Webhook {
+        Webhook::with_backoff(url, Backoff::default())
+    }
+
+    pub fn with_backoff(url: String, backoff: Backoff) -> Webhook {
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let stats = Arc::new(WebhookStats::default());
         let s = stats.clone();
-        let thread = std::thread::spawn(move || send_loop(&url, rx, &s));
+        let thread = std::thread::spawn(move || send_loop(&url, rx, &s, backoff));
         Webhook { tx: Some(tx), thread: Some(thread), stats }
     }
 
@@ -95,7 +114,7 @@ impl Webhook {
     }
 }
 
-fn send_loop(url: &str, rx: Receiver<Alert>, stats: &WebhookStats) {
+fn send_loop(url: &str, rx: Receiver<Alert>, stats: &WebhookStats, backoff: Backoff) {
     let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -106,18 +125,18 @@ fn send_loop(url: &str, rx: Receiver<Alert>, stats: &WebhookStats) {
             }
         }
         let body = serde_json::to_string(&batch).unwrap_or_default();
-        let mut delay = Duration::from_millis(250);
+        let mut delay = backoff.first;
         let mut sent = false;
-        for attempt in 1..=ATTEMPTS {
+        for attempt in 1..=backoff.attempts.max(1) {
             let result = agent.post(url).header("Content-Type", "application/json").send(&body);
             if result.is_ok() {
                 sent = true;
                 break;
             }
-            if attempt < ATTEMPTS {
+            if attempt < backoff.attempts {
                 stats.retries.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(30));
+                delay = (delay * 2).min(backoff.max);
             }
         }
         let counter = if sent { &stats.sent } else { &stats.dropped };

@@ -25,7 +25,7 @@ use portcullis_incident::IncidentOptions;
 use portcullis_pipeline::{Error, RuleSettings};
 use portcullis_sources::ReadOptions;
 
-pub use alert::{Alert, Webhook};
+pub use alert::{Alert, Backoff, Webhook};
 pub use follow::{FileState, Follower, PollLimits};
 
 /// What to watch and how.
