@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use portcullis_event::{Event, SourceKind, Timestamp, ValueKind};
@@ -159,8 +160,8 @@ struct FieldMatcher {
     field: FieldId,
     /// Lower-cased whole values → the leaves they set (`field: value` without wildcards).
     exact: HashMap<Box<[u8]>, Vec<LeafId>, FxBuild>,
-    ac: Option<AhoCorasick>,
-    /// The automaton's patterns until it is built.
+    ac: Option<Arc<LazyAutomaton>>,
+    /// The automaton's patterns until they are handed to `ac`.
     patterns: Vec<String>,
     /// Per automaton pattern: the leaves it decides.
     hits: Vec<Vec<(LeafId, How)>>,
@@ -590,9 +591,9 @@ impl MatcherBuilder {
     }
 }
 
-/// Builds every field matcher's automaton. Groups often share a pattern set (the
-/// Sysmon and Security variants of process_creation, for one), so each distinct
-/// set is built once, and the builds are spread over the available cores.
+/// Gives every field matcher its (lazily built) automaton. Groups often share a pattern
+/// set (the Sysmon and Security variants of process_creation, for one), so each distinct
+/// set has one automaton.
 fn build_automata(groups: &mut [Group]) {
     let mut unique: HashMap<Vec<String>, usize> = HashMap::new();
     let mut sets: Vec<Vec<String>> = Vec::new();
@@ -612,42 +613,43 @@ fn build_automata(groups: &mut [Group]) {
             assign.push((gi, mi, si));
         }
     }
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-    let cursor = std::sync::atomic::AtomicUsize::new(0);
-    let built: Vec<std::sync::Mutex<Option<AhoCorasick>>> = sets.iter().map(|_| Default::default()).collect();
-    // Largest sets first, so one big build does not end up alone at the tail.
-    let mut order: Vec<usize> = (0..sets.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(sets[i].len()));
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let k = cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&i) = order.get(k) else { break };
-                    // Patterns are lower-cased and values are lower-cased before the search:
-                    // an ASCII case-insensitive automaton takes five times longer to build.
-                    // Small sets get a DFA (several times faster to search, and small);
-                    // large ones a contiguous NFA (a DFA would take tens of megabytes).
-                    let bytes: usize = sets[i].iter().map(|p| p.len()).sum();
-                    let kind = if bytes <= DFA_PATTERN_BYTES { AhoCorasickKind::DFA } else { AhoCorasickKind::ContiguousNFA };
-                    let ac = AhoCorasick::builder()
-                        .match_kind(MatchKind::Standard)
-                        .kind(Some(kind))
-                        .build(&sets[i])
-                        .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&sets[i]))
-                        .ok();
-                    *built[i].lock().unwrap_or_else(|e| e.into_inner()) = ac;
-                }
-            });
-        }
-    });
-    let built: Vec<Option<AhoCorasick>> = built.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
+    let lazy: Vec<Arc<LazyAutomaton>> =
+        sets.into_iter().map(|patterns| Arc::new(LazyAutomaton { patterns, built: std::sync::OnceLock::new() })).collect();
     for (gi, mi, si) in assign {
         let g = &mut groups[gi];
         let m = if mi == usize::MAX { g.keywords.as_mut() } else { g.fields.get_mut(mi) };
         if let Some(m) = m {
-            m.ac = built[si].clone();
+            m.ac = Some(lazy[si].clone());
         }
+    }
+}
+
+/// A field's Aho-Corasick automaton, built the first time an event needs it: groups whose
+/// log sources never occur in the input cost nothing to compile, and start-up is the
+/// rules' parsing and indexing only. Built once and shared by every scanner thread.
+struct LazyAutomaton {
+    patterns: Vec<String>,
+    built: std::sync::OnceLock<Option<AhoCorasick>>,
+}
+
+impl LazyAutomaton {
+    fn get(&self) -> Option<&AhoCorasick> {
+        self.built
+            .get_or_init(|| {
+                // Patterns are lower-cased and values are lower-cased before the search:
+                // an ASCII case-insensitive automaton takes five times longer to build.
+                // Small sets get a DFA (several times faster to search, and small);
+                // large ones a contiguous NFA (a DFA would take tens of megabytes).
+                let bytes: usize = self.patterns.iter().map(|p| p.len()).sum();
+                let kind = if bytes <= DFA_PATTERN_BYTES { AhoCorasickKind::DFA } else { AhoCorasickKind::ContiguousNFA };
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(kind))
+                    .build(&self.patterns)
+                    .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&self.patterns))
+                    .ok()
+            })
+            .as_ref()
     }
 }
 
@@ -968,7 +970,10 @@ impl<'e> Scanner<'e> {
                     .map(|&i| &gr.fields[gr.matcher_of[self.field_ids[i] as usize] as usize])
                     .chain(gr.keywords.as_ref())
                     .filter_map(|fm| {
-                        fm.ac.as_ref().map(|ac| format!("{:?}/{}p/{}KiB", ac.kind(), ac.patterns_len(), ac.memory_usage() / 1024))
+                        fm.ac
+                            .as_ref()
+                            .and_then(|l| l.get())
+                            .map(|ac| format!("{:?}/{}p/{}KiB", ac.kind(), ac.patterns_len(), ac.memory_usage() / 1024))
                     })
                     .collect();
                 format!(
@@ -1327,7 +1332,7 @@ impl<'e> Scanner<'e> {
                     }
                 }
             }
-            if let Some(ac) = &fm.ac {
+            if let Some(ac) = fm.ac.as_ref().and_then(|l| l.get()) {
                 self.match_literals(fm, ac, if upper { None } else { Some(value.as_bytes()) });
             }
         }
@@ -1340,7 +1345,7 @@ impl<'e> Scanner<'e> {
     /// (it holds every value) plus any value the reader decoded (`+` as space); otherwise
     /// every field value. Built once per event, shared by every group that needs it.
     fn match_keywords(&mut self, kw: &FieldMatcher, ev: &Event) {
-        if let Some(ac) = &kw.ac {
+        if let Some(ac) = kw.ac.as_ref().and_then(|l| l.get()) {
             if self.keyword_text_gen != self.event_gen {
                 self.keyword_text_gen = self.event_gen;
                 let joined = &mut self.keyword_text;
