@@ -14,7 +14,7 @@
 //! - [`engine`]: compilation and scanning.
 //!
 //! Where things go: a new value modifier in `modifiers.rs`; a new log source in
-//! `data/logsources.yml`; a new kind of leaf test in `engine.rs` (`Test`).
+//! `data/logsources.yml`; a new kind of leaf test in `engine/` (`Test`: built in `compile.rs`, evaluated in `scan.rs`).
 
 pub mod condition;
 pub mod engine;
