@@ -22,7 +22,6 @@ pub mod expr;
 pub mod loader;
 pub mod logsource;
 pub mod modifiers;
-pub mod par;
 pub mod pattern;
 pub mod rule;
 pub mod yaml;

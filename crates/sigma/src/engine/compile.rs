@@ -3,6 +3,8 @@
 //! automaton, each rule indexed under its cheapest necessary leaf set and compiled into
 //! a short-circuit program.
 
+use rayon::prelude::*;
+
 use super::*;
 
 fn compile_program(e: &Expr<LeafId>) -> Option<Vec<Op>> {
@@ -67,7 +69,7 @@ impl Engine {
         }
         patterns.sort();
         patterns.dedup();
-        let compiled = par_map(patterns.clone(), |p| build_regex(&p));
+        let compiled: Vec<_> = patterns.par_iter().map(|p| build_regex(p)).collect();
         for (p, re) in patterns.into_iter().zip(compiled) {
             match re {
                 Ok(re) => {
@@ -199,7 +201,7 @@ impl Builder {
     fn finish(self) -> (HashMap<String, FieldId, FxBuild>, Vec<Group>) {
         let fields = self.fields;
         let regexes = self.regexes;
-        let mut groups: Vec<Group> = par_map(self.groups, |g| build_group(g, &fields, &regexes));
+        let mut groups: Vec<Group> = self.groups.into_par_iter().map(|g| build_group(g, &fields, &regexes)).collect();
         build_automata(&mut groups);
         (fields, groups)
     }

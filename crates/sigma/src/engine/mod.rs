@@ -31,33 +31,13 @@ use crate::expr::Expr;
 use crate::loader::RuleSet;
 use crate::logsource::{LogsourceTable, Resolution, Selector};
 use crate::modifiers::{CmpOp, IpNet, LeafSpec, Pred, TimeUnit};
-use crate::par::par_map;
 use crate::pattern::{self, Mode, Shape};
 use crate::rule::{LoadError, Rule};
 
 type FieldId = u32;
-type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
-
-/// A fast non-cryptographic hasher (the rustc "Fx" hash) for short keys looked up per event.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(K);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// The rustc "Fx" hash: fast, non-cryptographic, for short keys looked up per event.
+type FxBuild = rustc_hash::FxBuildHasher;
+pub use rustc_hash::FxHasher;
 type LeafId = u32;
 const NONE: u32 = u32::MAX;
 
