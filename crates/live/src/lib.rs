@@ -220,6 +220,7 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
                 pending.push(i);
             }
         }
+        let released_before = released_until;
         let flush = stopping || (drained && (s.once || last_input.elapsed() >= s.idle_flush));
         let newest_pending = pending.iter().map(|i| i.ts).max();
         let watermark = match newest_pending {
@@ -270,16 +271,23 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
                 )
             })
             .collect();
-        let recorded = case.record_live(&LiveBatch {
-            sources,
-            findings: &findings,
-            inputs: &kept,
-            prune_before,
-            state: vec![(FILES_KEY.into(), files_json), (RELEASED_KEY.into(), released_until.to_string())],
-            incidents: rebuild.then_some(&incident_opts),
-            events: status.events,
-            rules_loaded: engine.rules.len() - detector.loaded.ioc_rules,
-        })?;
+        // Nothing read, found or released: nothing to write (the files' state only changed
+        // in what a poll re-derives, such as an EVTX file's size while it is written).
+        let idle = pieces.is_empty() && findings.is_empty() && kept.is_empty() && !rebuild && released_until == released_before;
+        let recorded = if idle {
+            portcullis_case::LiveRecorded::default()
+        } else {
+            case.record_live(&LiveBatch {
+                sources,
+                findings: &findings,
+                inputs: &kept,
+                prune_before,
+                state: vec![(FILES_KEY.into(), files_json), (RELEASED_KEY.into(), released_until.to_string())],
+                incidents: rebuild.then_some(&incident_opts),
+                events: status.events,
+                rules_loaded: engine.rules.len() - detector.loaded.ioc_rules,
+            })?
+        };
         if let Some(before) = prune_before {
             seen.retain(|_, ts| *ts >= before);
         }
