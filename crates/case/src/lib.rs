@@ -15,7 +15,7 @@ use portcullis_sigma::Level;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The case schema this Portcullis writes; older cases are migrated when opened.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub mod export;
 pub mod read;
@@ -26,6 +26,18 @@ pub const APPLICATION_ID: i32 = 0x5043_554C;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS live_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS live_inputs (
+    correlation TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    grp TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    entities TEXT NOT NULL,
+    PRIMARY KEY (correlation, pos, grp, evidence)
+);
+CREATE INDEX IF NOT EXISTS live_inputs_ts ON live_inputs(ts);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     started TEXT NOT NULL,
@@ -397,6 +409,8 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
              CREATE INDEX IF NOT EXISTS posture_checks_check ON posture_checks(check_name, level_rank);",
         )?;
     }
+    // 3 → 4: `live_state` and `live_inputs` (what `watch` resumes from) are new tables,
+    // made by `SCHEMA`'s `CREATE … IF NOT EXISTS`; nothing existing changes.
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)?;
     Ok(())
@@ -444,6 +458,152 @@ fn open_writable(path: &Path) -> Result<Connection, CaseError> {
     migrate(&conn).map_err(|e| err(&e))?;
     conn.execute_batch("COMMIT").map_err(|e| err(&e))?;
     Ok(conn)
+}
+
+fn insert_source(tx: &rusqlite::Transaction<'_>, s: &SourceRecord<'_>, hash: &str, run_id: i64) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "INSERT OR IGNORE INTO sources (path, hash, size, format, events, skipped, first_run, first_ts, last_ts, notes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            s.path.display().to_string(),
+            hash,
+            s.size as i64,
+            s.format,
+            s.events as i64,
+            s.skipped as i64,
+            run_id,
+            s.time_span.map(|t| t.0.to_string()),
+            s.time_span.map(|t| t.1.to_string()),
+            serde_json::to_string(&s.notes).unwrap_or_default(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Inserts the findings not already in the case; returns the ids of those that were new.
+fn insert_findings(
+    tx: &rusqlite::Transaction<'_>,
+    findings: &[(Finding, Option<String>)],
+    run_id: i64,
+) -> Result<Vec<String>, rusqlite::Error> {
+    let mut new = Vec::new();
+    let mut ins = tx.prepare_cached(
+        "INSERT OR IGNORE INTO findings (id, kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id, matcher, log, rule_source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )?;
+    let mut ent = tx.prepare_cached("INSERT OR IGNORE INTO entities (finding_id, kind, value) VALUES (?1, ?2, ?3)")?;
+    let mut fts = tx.prepare_cached(&format!("INSERT INTO findings_fts (id, text) SELECT id, {FTS_TEXT} FROM findings WHERE id = ?1"))?;
+    for (f, event_json) in findings {
+        let added = ins.execute(params![
+            f.id,
+            match f.kind {
+                FindingKind::Detection => "detection",
+                FindingKind::Correlation => "correlation",
+            },
+            f.rule_id,
+            f.rule_title,
+            f.level.as_str(),
+            f.level as i64,
+            f.first_ts.map(|t| t.to_string()),
+            f.last_ts.map(|t| t.to_string()),
+            f.host,
+            f.sentence,
+            f.path,
+            f.record.map(|r| r as i64),
+            serde_json::to_string(&f.tags).unwrap_or_default(),
+            serde_json::to_string(&f.evidence).unwrap_or_default(),
+            event_json,
+            run_id,
+            f.matcher.as_str(),
+            f.log,
+            f.rule_source.as_str(),
+        ])?;
+        if added > 0 {
+            new.push(f.id.clone());
+            fts.execute(params![f.id])?;
+            for e in &f.entities {
+                ent.execute(params![f.id, e.kind.as_str(), e.value])?;
+            }
+        }
+    }
+    Ok(new)
+}
+
+/// Rebuilds every incident from every finding in the case.
+fn rebuild_incidents(tx: &rusqlite::Transaction<'_>, incident_opts: &IncidentOptions) -> Result<Vec<Incident>, CaseError> {
+    let all = load_findings(tx)?;
+    let incidents = portcullis_incident::build(&all, incident_opts);
+    tx.execute("DELETE FROM incident_findings", [])?;
+    tx.execute("DELETE FROM incidents", [])?;
+    let mut ins = tx.prepare(
+        "INSERT INTO incidents (id, first_seen, last_seen, dwell_seconds, severity, first_evidence, tactics, techniques, entities, stages, explanation, finding_count, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    let mut link = tx.prepare("INSERT OR IGNORE INTO incident_findings (incident_id, finding_id) VALUES (?1, ?2)")?;
+    for i in &incidents {
+        ins.execute(params![
+            i.id,
+            i.first_seen.to_string(),
+            i.last_seen.to_string(),
+            i.dwell_seconds,
+            i.severity.as_str(),
+            i.first_evidence,
+            serde_json::to_string(&i.tactics).unwrap_or_default(),
+            serde_json::to_string(&i.techniques).unwrap_or_default(),
+            serde_json::to_string(&i.entities).unwrap_or_default(),
+            serde_json::to_string(&i.stages).unwrap_or_default(),
+            serde_json::to_string(&i.explanation).unwrap_or_default(),
+            i.finding_count as i64,
+            serde_json::to_string(i).unwrap_or_default(),
+        ])?;
+        for j in &i.explanation {
+            link.execute(params![i.id, j.finding])?;
+        }
+    }
+    Ok(incidents)
+}
+
+/// A match of a correlated rule kept by `watch` until its correlation's window has passed,
+/// so a restart rebuilds the correlation state from them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveInput {
+    /// The correlation's stable key (its id, name or title).
+    pub correlation: String,
+    pub pos: u32,
+    pub group: String,
+    pub evidence: String,
+    /// UTC microseconds.
+    pub ts: i64,
+    pub value: String,
+    pub entities: String,
+}
+
+/// One step of `watch`, written in one transaction: what was read, what was found, the
+/// correlation inputs kept, and where reading stands.
+pub struct LiveBatch<'a> {
+    /// Sources read in this step; counts add to what the case has for the same path and key.
+    pub sources: Vec<(SourceRecord<'a>, String)>,
+    pub findings: &'a [(Finding, Option<String>)],
+    pub inputs: &'a [LiveInput],
+    /// Kept inputs older than this (UTC microseconds) are dropped.
+    pub prune_before: Option<i64>,
+    /// `live_state` keys and values to set.
+    pub state: Vec<(String, String)>,
+    /// Rebuild the incidents (and mark the run's progress) in this step.
+    pub incidents: Option<&'a IncidentOptions>,
+    pub events: u64,
+    pub rules_loaded: usize,
+}
+
+/// What a `watch` step changed.
+#[derive(Debug, Default)]
+pub struct LiveRecorded {
+    /// Ids of findings that were not in the case before.
+    pub new_findings: Vec<String>,
+    /// For each input, whether it was new (a re-read event's inputs are not).
+    pub new_inputs: Vec<bool>,
+    /// The incidents, when they were rebuilt.
+    pub incidents: Option<Vec<Incident>>,
 }
 
 /// An open case file.
@@ -531,105 +691,111 @@ impl Case {
         events: u64,
         incident_opts: &IncidentOptions,
     ) -> Result<(usize, Vec<Incident>), CaseError> {
+        let run_id = self.run_id;
         let tx = self.conn.transaction()?;
         for s in sources {
             let hash = hash_file(s.path).unwrap_or_else(|e| format!("unhashed: {e}"));
-            tx.execute(
-                "INSERT OR IGNORE INTO sources (path, hash, size, format, events, skipped, first_run, first_ts, last_ts, notes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    s.path.display().to_string(),
-                    hash,
-                    s.size as i64,
-                    s.format,
-                    s.events as i64,
-                    s.skipped as i64,
-                    self.run_id,
-                    s.time_span.map(|t| t.0.to_string()),
-                    s.time_span.map(|t| t.1.to_string()),
-                    serde_json::to_string(&s.notes).unwrap_or_default(),
-                ],
-            )?;
+            insert_source(&tx, s, &hash, run_id)?;
         }
-        let mut new = 0;
-        {
-            let mut ins = tx.prepare(
-                "INSERT OR IGNORE INTO findings (id, kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id, matcher, log, rule_source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-            )?;
-            let mut ent = tx.prepare("INSERT OR IGNORE INTO entities (finding_id, kind, value) VALUES (?1, ?2, ?3)")?;
-            let mut fts = tx.prepare(&format!("INSERT INTO findings_fts (id, text) SELECT id, {FTS_TEXT} FROM findings WHERE id = ?1"))?;
-            for (f, event_json) in findings {
-                let added = ins.execute(params![
-                    f.id,
-                    match f.kind {
-                        FindingKind::Detection => "detection",
-                        FindingKind::Correlation => "correlation",
-                    },
-                    f.rule_id,
-                    f.rule_title,
-                    f.level.as_str(),
-                    f.level as i64,
-                    f.first_ts.map(|t| t.to_string()),
-                    f.last_ts.map(|t| t.to_string()),
-                    f.host,
-                    f.sentence,
-                    f.path,
-                    f.record.map(|r| r as i64),
-                    serde_json::to_string(&f.tags).unwrap_or_default(),
-                    serde_json::to_string(&f.evidence).unwrap_or_default(),
-                    event_json,
-                    self.run_id,
-                    f.matcher.as_str(),
-                    f.log,
-                    f.rule_source.as_str(),
-                ])?;
-                if added > 0 {
-                    new += 1;
-                    fts.execute(params![f.id])?;
-                    for e in &f.entities {
-                        ent.execute(params![f.id, e.kind.as_str(), e.value])?;
-                    }
-                }
-            }
-        }
-        let all = load_findings(&tx)?;
-        let incidents = portcullis_incident::build(&all, incident_opts);
-        tx.execute("DELETE FROM incident_findings", [])?;
-        tx.execute("DELETE FROM incidents", [])?;
-        {
-            let mut ins = tx.prepare(
-                "INSERT INTO incidents (id, first_seen, last_seen, dwell_seconds, severity, first_evidence, tactics, techniques, entities, stages, explanation, finding_count, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?;
-            let mut link = tx.prepare("INSERT OR IGNORE INTO incident_findings (incident_id, finding_id) VALUES (?1, ?2)")?;
-            for i in &incidents {
-                ins.execute(params![
-                    i.id,
-                    i.first_seen.to_string(),
-                    i.last_seen.to_string(),
-                    i.dwell_seconds,
-                    i.severity.as_str(),
-                    i.first_evidence,
-                    serde_json::to_string(&i.tactics).unwrap_or_default(),
-                    serde_json::to_string(&i.techniques).unwrap_or_default(),
-                    serde_json::to_string(&i.entities).unwrap_or_default(),
-                    serde_json::to_string(&i.stages).unwrap_or_default(),
-                    serde_json::to_string(&i.explanation).unwrap_or_default(),
-                    i.finding_count as i64,
-                    serde_json::to_string(i).unwrap_or_default(),
-                ])?;
-                for j in &i.explanation {
-                    link.execute(params![i.id, j.finding])?;
-                }
-            }
-        }
+        let new = insert_findings(&tx, findings, run_id)?.len();
+        let incidents = rebuild_incidents(&tx, incident_opts)?;
         tx.execute(
             "UPDATE runs SET finished = ?1, status = 'complete', rules_loaded = ?2, events = ?3, findings_new = ?4 WHERE id = ?5",
             params![now(), rules_loaded as i64, events as i64, new as i64, self.run_id],
         )?;
         tx.commit()?;
         Ok((new, incidents))
+    }
+
+    /// Records one step of `watch` in one transaction (see [`LiveBatch`]): a crash at any
+    /// point leaves the case as it was before the step or after it, never between.
+    pub fn record_live(&mut self, batch: &LiveBatch<'_>) -> Result<LiveRecorded, CaseError> {
+        let run_id = self.run_id;
+        let tx = self.conn.transaction()?;
+        for (s, key) in &batch.sources {
+            tx.execute(
+                "INSERT INTO sources (path, hash, size, format, events, skipped, first_run, first_ts, last_ts, notes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (path, hash) DO UPDATE SET size = excluded.size, events = events + excluded.events,
+                    skipped = skipped + excluded.skipped,
+                    first_ts = min(coalesce(first_ts, excluded.first_ts), coalesce(excluded.first_ts, first_ts)),
+                    last_ts = max(coalesce(last_ts, excluded.last_ts), coalesce(excluded.last_ts, last_ts)),
+                    notes = CASE WHEN notes = '[]' THEN excluded.notes ELSE notes END",
+                params![
+                    s.path.display().to_string(),
+                    format!("live:{key}"),
+                    s.size as i64,
+                    s.format,
+                    s.events as i64,
+                    s.skipped as i64,
+                    run_id,
+                    s.time_span.map(|t| t.0.to_string()),
+                    s.time_span.map(|t| t.1.to_string()),
+                    serde_json::to_string(&s.notes).unwrap_or_default(),
+                ],
+            )?;
+        }
+        let new_findings = insert_findings(&tx, batch.findings, run_id)?;
+        let mut new_inputs = Vec::with_capacity(batch.inputs.len());
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR IGNORE INTO live_inputs (correlation, pos, grp, evidence, ts, value, entities) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for i in batch.inputs {
+                let added = ins.execute(params![i.correlation, i.pos, i.group, i.evidence, i.ts, i.value, i.entities])?;
+                new_inputs.push(added > 0);
+            }
+        }
+        if let Some(before) = batch.prune_before {
+            tx.execute("DELETE FROM live_inputs WHERE ts < ?1", [before])?;
+        }
+        for (k, v) in &batch.state {
+            tx.execute("INSERT OR REPLACE INTO live_state (key, value) VALUES (?1, ?2)", params![k, v])?;
+        }
+        let incidents = match batch.incidents {
+            Some(opts) => {
+                let incidents = rebuild_incidents(&tx, opts)?;
+                tx.execute(
+                    "UPDATE runs SET finished = ?1, status = 'watching', rules_loaded = ?2, events = ?3,
+                        findings_new = (SELECT COUNT(*) FROM findings WHERE run_id = ?4) WHERE id = ?4",
+                    params![now(), batch.rules_loaded as i64, batch.events as i64, run_id],
+                )?;
+                Some(incidents)
+            }
+            None => None,
+        };
+        tx.commit()?;
+        Ok(LiveRecorded { new_findings, new_inputs, incidents })
+    }
+
+    /// A value `watch` stored with [`Case::record_live`].
+    pub fn live_state(&self, key: &str) -> Result<Option<String>, CaseError> {
+        Ok(self.conn.query_row("SELECT value FROM live_state WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    /// The correlation inputs `watch` kept, in time order.
+    pub fn live_inputs(&self) -> Result<Vec<LiveInput>, CaseError> {
+        let mut q = self.conn.prepare(
+            "SELECT correlation, pos, grp, evidence, ts, value, entities FROM live_inputs ORDER BY ts, correlation, grp, pos, evidence",
+        )?;
+        let rows = q.query_map([], |r| {
+            Ok(LiveInput {
+                correlation: r.get(0)?,
+                pos: r.get(1)?,
+                group: r.get(2)?,
+                evidence: r.get(3)?,
+                ts: r.get(4)?,
+                value: r.get(5)?,
+                entities: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks the run as stopped (a `watch` that ends cleanly).
+    pub fn finish_live(&mut self) -> Result<(), CaseError> {
+        self.conn.execute("UPDATE runs SET finished = ?1, status = 'complete' WHERE id = ?2", params![now(), self.run_id])?;
+        Ok(())
     }
 
     /// Records an `exposure` run: one row per file examined and the totals, in one
@@ -970,7 +1136,7 @@ mod tests {
         let n: i64 = conn.query_row("SELECT COUNT(*) FROM posture_checks", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 0);
         let v: String = conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, "3");
+        assert_eq!(v, SCHEMA_VERSION.to_string());
     }
 
     #[test]

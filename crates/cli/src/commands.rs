@@ -49,7 +49,7 @@ impl HuntArgs {
     }
 }
 
-fn parse_offset(s: &Option<String>) -> Result<Option<i64>, Fatal> {
+pub fn parse_offset(s: &Option<String>) -> Result<Option<i64>, Fatal> {
     match s {
         None => Ok(None),
         Some(z) => Timestamp::parse_offset(z)

@@ -21,6 +21,7 @@ mod posture;
 mod report;
 mod scale;
 mod serve;
+mod watch;
 
 /// Exit codes, documented in `--help` and docs/formats.md.
 pub const EXIT_OK: u8 = 0;
@@ -139,6 +140,16 @@ URL (as Jupyter does). Pages load nothing from elsewhere and run no script. Tria
 needs review) are stored in the case as annotations with who and when; findings are never changed.\n\nExamples:\n  \
 portcullis serve case.sqlite\n  portcullis serve case.sqlite --bind 127.0.0.1:0 --author \"J. Smith\"")]
     Serve(serve::ServeArgs),
+    /// Follow logs as they are written: detect, correlate, update incidents in a case, alert.
+    #[command(after_help = "Each new line of a followed log is detected as `hunt` would (same rules, same \
+finding ids), correlations keep their state, and new findings are printed as JSONL alerts on standard output \
+(and POSTed to --webhook). Rotation by rename, truncation and new files in watched folders are followed; \
+EVTX and compressed files are read whole once they stop changing. Every step is one transaction in the case \
+with where each file stands, so stopping, restarting or a crash loses no event and repeats no finding.\n\n\
+Examples:\n  portcullis watch C:\\inetpub\\logs\\LogFiles \"C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Logging\" --case live.sqlite\n  \
+portcullis watch /var/log/collector/ --case live.sqlite --webhook https://hooks.example.org/soc\n  \
+portcullis watch logs/ --case case.sqlite --once   # an incremental hunt for a scheduled job")]
+    Watch(watch::WatchArgs),
     /// Load rules and report which load, which fail (file, line, reason) and which apply to nothing.
     #[command(after_help = "Example:\n  portcullis rules --sigma ../sigma/rules --sigma ../sigma/rules-emerging-threats")]
     Rules(RulesArgs),
@@ -400,6 +411,7 @@ fn main() -> ExitCode {
         Command::Report(a) => report::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Scale(c) => scale::run(c),
+        Command::Watch(a) => watch::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

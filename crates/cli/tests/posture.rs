@@ -161,7 +161,7 @@ fn simulated_weaknesses_are_all_found_and_nothing_else() {
             .unwrap();
         assert_eq!(critical, 2);
         let v: String = conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, "3");
+        assert_eq!(v, "4");
     }
 
     // An inventory says what runs now: EXCH01 updated at the end, so both chains were fixed

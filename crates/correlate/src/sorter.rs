@@ -31,7 +31,8 @@ impl Input {
         48 + self.group.len() + self.value.len() + self.evidence.len() + self.entities.len()
     }
 
-    fn key(&self) -> (i64, u32, u32, &str, &str) {
+    /// The order inputs are correlated in: time, then correlation, source, group and evidence.
+    pub fn key(&self) -> (i64, u32, u32, &str, &str) {
         (self.ts, self.corr, self.pos, &self.group, &self.evidence)
     }
 

@@ -294,25 +294,22 @@ pub fn hunt(
             io_error: None,
         },
         |w, path, ev| {
-            let Worker { scanner, matches, ioc_hits, detections, sorter, inputs, untimed, io_error } = w;
-            *untimed += scan_event(
-                engine,
-                correlations,
-                &hidden,
-                opts.iocs.as_deref(),
-                scanner,
-                matches,
-                ioc_hits,
+            let mut inputs = Vec::new();
+            let untimed = detect(
+                &mut Scratch { scanner: &mut w.scanner, matches: &mut w.matches, ioc_hits: &mut w.ioc_hits },
+                &Rules { engine, correlations, hidden: &hidden, iocs: opts.iocs.as_deref() },
                 path,
                 ev,
-                |d| detections.push(d),
-                |input| {
-                    *inputs += 1;
-                    if let Err(e) = sorter.push(input) {
-                        io_error.get_or_insert(e);
-                    }
-                },
+                &mut w.detections,
+                &mut inputs,
             );
+            w.untimed += untimed;
+            for input in inputs {
+                w.inputs += 1;
+                if let Err(e) = w.sorter.push(input) {
+                    w.io_error.get_or_insert(e);
+                }
+            }
         },
     );
     let mut detections = Vec::new();
@@ -365,53 +362,72 @@ pub fn hunt(
     HuntResult { detections, correlations: found, correlation_stats, outcomes, stats, group_events }
 }
 
-/// Scans one event: every reported detection goes to `detection` (rules only feeding
-/// correlations, marked in `hidden`, are not reported), every correlation input to
-/// `input`. Returns how many rules feeding correlations matched the event while it has no
-/// time (those matches cannot be correlated). The batch hunt and the distributed workers both call
-/// this, so their detections and ids are the same.
-pub fn scan_event(
-    engine: &Engine,
-    correlations: &CorrelationSet,
-    hidden: &[bool],
-    iocs: Option<&IocRules>,
-    scanner: &mut Scanner<'_>,
-    matches: &mut Vec<usize>,
-    ioc_hits: &mut Vec<portcullis_intel::Hit>,
+/// What detection runs with: compiled rules, correlations and indicators.
+pub struct Rules<'a> {
+    pub engine: &'a Engine,
+    pub correlations: &'a CorrelationSet,
+    /// Per rule: matched only to feed correlations, not reported ([`hidden_rules`]).
+    pub hidden: &'a [bool],
+    pub iocs: Option<&'a IocRules>,
+}
+
+/// Per rule, whether it only feeds correlations (no `generate: true`) and is not reported.
+pub fn hidden_rules(engine: &Engine, correlations: &CorrelationSet) -> Vec<bool> {
+    let mut hidden = vec![false; engine.rules.len()];
+    for &r in &correlations.hidden_rules {
+        hidden[r] = true;
+    }
+    hidden
+}
+
+/// A worker's reusable buffers for [`detect`].
+pub struct Scratch<'s, 'e> {
+    pub scanner: &'s mut Scanner<'e>,
+    pub matches: &'s mut Vec<usize>,
+    pub ioc_hits: &'s mut Vec<portcullis_intel::Hit>,
+}
+
+/// Detection of one event, a pure function of (rules, event): the detections (with
+/// stable ids) go to `detections`, the matches that feed correlations to `inputs`.
+/// Returns how many matches had no time (and could not be correlated).
+pub fn detect(
+    scratch: &mut Scratch<'_, '_>,
+    rules: &Rules<'_>,
     path: &Arc<Path>,
     ev: &Event,
-    mut detection: impl FnMut(Detection),
-    mut input: impl FnMut(portcullis_correlate::Input),
+    detections: &mut Vec<Detection>,
+    inputs: &mut Vec<portcullis_correlate::Input>,
 ) -> u64 {
+    let Rules { engine, correlations, hidden, iocs } = *rules;
     let mut untimed = 0;
-    matches.clear();
-    scanner.scan(ev, matches);
-    for &rule in matches.iter() {
+    scratch.matches.clear();
+    scratch.scanner.scan(ev, scratch.matches);
+    for &rule in scratch.matches.iter() {
         let id = finding_id(&engine.rules[rule].key(), ev);
         if !correlations.is_empty() {
             match ev.timestamp {
                 Some(ts) => {
                     let entities: Vec<String> = portcullis_event::entity::entities(ev).iter().map(|e| e.encode()).collect();
                     let entities = entities.join("\u{1f}");
-                    for i in portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, &entities, |f| ev.get(f).map(str::to_string)) {
-                        input(i);
-                    }
+                    inputs.extend(portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, &entities, |f| {
+                        ev.get(f).map(str::to_string)
+                    }));
                 }
                 None => untimed += 1,
             }
         }
-        if !hidden.get(rule).copied().unwrap_or(false) {
-            detection(Detection { id, rule, matcher: Matcher::Rule, path: event_path(path, ev), event: ev.clone() });
+        if !hidden[rule] {
+            detections.push(Detection { id, rule, matcher: Matcher::Rule, path: event_path(path, ev), event: ev.clone() });
         }
     }
     if let Some(iocs) = iocs {
         let mut found = Vec::new();
-        iocs.scan(ev, ioc_hits, &mut found);
+        iocs.scan(ev, scratch.ioc_hits, &mut found);
         for (indicator, rule, field) in found {
             let rule = rule as usize;
             let ind = &iocs.set.indicators[indicator as usize];
             let id = finding_id(&format!("{}\n{}\n{}", engine.rules[rule].key(), ind.kind.as_str(), ind.value), ev);
-            detection(Detection {
+            detections.push(Detection {
                 id,
                 rule,
                 matcher: Matcher::Indicator,
@@ -421,17 +437,6 @@ pub fn scan_event(
         }
     }
     untimed
-}
-
-/// Which rules only feed correlations (not reported as detections), by engine rule index.
-pub fn hidden_rules(engine: &Engine, correlations: &CorrelationSet) -> Vec<bool> {
-    let mut hidden = vec![false; engine.rules.len()];
-    for &r in &correlations.hidden_rules {
-        if let Some(h) = hidden.get_mut(r) {
-            *h = true;
-        }
-    }
-    hidden
 }
 
 /// The stable id of the finding "rule `rule_key` matched `ev`": a hash of the rule key,

@@ -72,6 +72,11 @@ fn malformed_bundles_are_reported_not_fatal() {
         (r#"{"type":"bundle","id":"bundle--1"}"#, "without an objects list"),
         (r#"{"type":"bundle","objects":[{"id":"x"}, {"type":"indicator","id":"indicator--9"}]}"#, "without a pattern"),
         (r#"{"hello":"world"}"#, "neither a STIX bundle nor a MISP event"),
+        // Values of the wrong JSON type are taken as missing, never a reason to drop the bundle.
+        (r#"{"type":"bundle","objects":5}"#, "without an objects list"),
+        (r#"{"type":"bundle","objects":[7, "x"]}"#, "not a JSON object"),
+        (r#"{"type":"bundle","objects":[{"type":"indicator","id":"indicator--1","pattern":5}]}"#, "without a pattern"),
+        (r#"{"type":"bundle","objects":[{"type":["indicator"],"id":"indicator--1"}]}"#, "without a type"),
     ] {
         let im = import::parse("bad.json", text.as_bytes());
         assert!(im.indicators.is_empty());
@@ -160,4 +165,35 @@ fn more_indicators_than_a_run_holds_is_a_clear_error() {
     let err = portcullis_intel::load(&[dir.join("a.txt"), dir.join("b.txt")], false).err().expect("over the limit");
     assert!(err.contains("b.txt") && err.contains("over the limit of 1000000 indicators per run"), "{err}");
     assert!(err.contains(&format!("{} with those loaded before it", 2 * half + 1)), "{err}");
+}
+
+#[test]
+fn a_bundle_file_is_streamed_with_its_context() {
+    // Read from a file (streamed), relationships after the indicators, one shared context.
+    let mut objects = vec![r#"{"type":"identity","id":"identity--p","name":"Partner CERT"}"#.to_string()];
+    for i in 0..1000 {
+        objects.push(format!(
+            r#"{{"type":"indicator","id":"indicator--{i}","created_by_ref":"identity--p","pattern":"[ipv4-addr:value = '198.51.{}.{}']","pattern_type":"stix","extra":{{"deep":[1,2,{{"x":null}}]}}}}"#,
+            i / 256,
+            i % 256
+        ));
+    }
+    for i in 0..1000 {
+        objects.push(format!(r#"{{"type":"relationship","id":"relationship--{i}","relationship_type":"indicates","source_ref":"indicator--{i}","target_ref":"intrusion-set--a"}}"#));
+    }
+    objects.push(r#"{"type":"intrusion-set","id":"intrusion-set--a","name":"APT31"}"#.into());
+    let text = format!("\u{feff}  {{\"type\":\"bundle\",\"id\":\"bundle--1\",\"objects\":[{}]}}", objects.join(",\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.json");
+    std::fs::write(&path, text.as_bytes()).unwrap();
+    let im = import::read(&path).unwrap();
+    assert_eq!(im.format, "stix");
+    assert!(im.problems.is_empty(), "{:?}", im.problems);
+    assert_eq!(im.indicators.len(), 1000);
+    let first = &im.indicators[0];
+    assert_eq!(first.value, "198.51.0.0");
+    assert_eq!(first.context.actors, ["APT31"]);
+    assert_eq!(first.context.source, "Partner CERT");
+    assert!(im.indicators.iter().all(|i| std::sync::Arc::ptr_eq(&i.context, &first.context)), "one shared context");
+    assert_eq!(import::parse("feed.json", text.as_bytes()).indicators.len(), 1000, "bytes and file read alike");
 }

@@ -1,6 +1,6 @@
 //! `portcullis worker`: one shared durable pull consumer on EVENTS (work-queue: each event
 //! goes to one worker). Each event is scanned exactly as the batch hunt scans it
-//! (`portcullis_hunt::scan_event`), each detection published to FINDINGS under its finding
+//! (`portcullis_hunt::detect`), each detection published to FINDINGS under its finding
 //! id, each correlation input to its partition on CORR; the event is acked only after
 //! every one of those publishes is acked. A malformed message is counted, logged with its
 //! stream sequence and terminated (never redelivered).
@@ -53,23 +53,10 @@ pub struct WorkerReport {
     pub busy_seconds: f64,
 }
 
-/// Loads the rules (and indicators) as `hunt` does.
-pub fn load(rules: &RuleSettings, iocs: &[PathBuf], builtin_intel: bool) -> Result<Loaded, Error> {
-    let mut loaded = portcullis_pipeline::load_rules(rules).map_err(|e| Error::Rules(e.to_string()))?;
-    let intel = portcullis_intel::load(iocs, builtin_intel).map_err(Error::Rules)?;
-    let iocs = (!intel.set.is_empty()).then(|| portcullis_hunt::IocRules::install(&mut loaded.engine, intel.set));
-    Ok(Loaded { loaded, iocs })
-}
-
-/// Rules and indicators, ready to scan.
-pub struct Loaded {
-    pub loaded: portcullis_pipeline::LoadedRules,
-    pub iocs: Option<portcullis_hunt::IocRules>,
-}
-
 /// Consumes events until stopped (or idle for `idle.exit_after`).
 pub async fn run(s: &WorkerSettings) -> Result<WorkerReport, Error> {
-    let rules = load(&s.rules, &s.iocs, s.builtin_intel)?;
+    // Rules and indicators loaded as `hunt` loads them, so the finding ids are the same.
+    let rules = portcullis_pipeline::load_detector(&s.rules, &s.iocs, s.builtin_intel).map_err(|e| Error::Rules(e.to_string()))?;
     let js = crate::connect(&s.url).await?;
     crate::ensure_streams(&js, &s.names, &s.streams).await?;
     let stream = js.get_stream(&s.names.events_stream).await.map_err(|e| nats_err("stream")(&e))?;
@@ -96,12 +83,12 @@ async fn consume(
     js: &jetstream::Context,
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     s: &WorkerSettings,
-    rules: &Loaded,
+    rules: &portcullis_pipeline::Detector,
 ) -> Result<WorkerReport, Error> {
     let engine = &rules.loaded.engine;
     let correlations = &rules.loaded.correlations;
     let min = s.rules.min_level;
-    let hidden = portcullis_hunt::hidden_rules(engine, correlations);
+    let view = rules.rules();
     // Correlations of correlations need every input in one place: one partition.
     let chained = correlations.subscribers.keys().any(|k| matches!(k, Source::Correlation(_)));
     let keys: Vec<String> = correlations.correlations.iter().map(|c| c.key()).collect();
@@ -170,18 +157,13 @@ async fn consume(
             let path: Arc<Path> = Arc::from(Path::new(&envelope.path));
             let mut detections = Vec::new();
             let mut inputs = Vec::new();
-            portcullis_hunt::scan_event(
-                engine,
-                correlations,
-                &hidden,
-                rules.iocs.as_ref(),
-                &mut scanner,
-                &mut matches,
-                &mut ioc_hits,
+            portcullis_hunt::detect(
+                &mut portcullis_hunt::Scratch { scanner: &mut scanner, matches: &mut matches, ioc_hits: &mut ioc_hits },
+                &view,
                 &path,
                 &event,
-                |d| detections.push(d),
-                |i| inputs.push(i),
+                &mut detections,
+                &mut inputs,
             );
             for d in detections {
                 if engine.rules[d.rule].level < min {

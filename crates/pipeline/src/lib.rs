@@ -207,6 +207,47 @@ pub fn load_rules(s: &RuleSettings) -> Result<LoadedRules, Error> {
     })
 }
 
+/// Rules and indicators loaded for a front end that scans events itself (`watch`, workers).
+pub struct Detector {
+    pub loaded: LoadedRules,
+    pub iocs: Option<Arc<portcullis_hunt::IocRules>>,
+    /// Per rule: matched only to feed correlations, not reported.
+    pub hidden: Vec<bool>,
+    /// Indicator files read, as "file (format): count".
+    pub ioc_files: Vec<String>,
+    /// Indicators that could not be used, with their position.
+    pub ioc_problems: Vec<String>,
+}
+
+impl Detector {
+    /// The view [`portcullis_hunt::detect`] takes.
+    pub fn rules(&self) -> portcullis_hunt::Rules<'_> {
+        portcullis_hunt::Rules {
+            engine: &self.loaded.engine,
+            correlations: &self.loaded.correlations,
+            hidden: &self.hidden,
+            iocs: self.iocs.as_deref(),
+        }
+    }
+}
+
+/// Loads rules and indicators the way `hunt` does (the same rules give the same finding
+/// ids), refusing `--sigma` paths of which no rule loaded.
+pub fn load_detector(rules: &RuleSettings, iocs: &[PathBuf], builtin_intel: bool) -> Result<Detector, Error> {
+    let mut loaded = load_rules(rules)?;
+    if !rules.sigma.is_empty() && loaded.set.files > 0 && loaded.user_rules == 0 {
+        return Err(Error::NoRuleLoaded { failed: loaded.failures().count() });
+    }
+    let intel = portcullis_intel::load(iocs, builtin_intel).map_err(Error::Intel)?;
+    let ioc_files = intel.files.iter().map(|(f, fmt, n)| format!("{f} ({fmt}): {n}")).collect();
+    let ioc_problems = intel.problems.iter().map(|p| format!("{}: {}", p.position, p.reason)).collect();
+    let before = loaded.engine.rules.len();
+    let iocs = (!intel.set.is_empty()).then(|| Arc::new(portcullis_hunt::IocRules::install(&mut loaded.engine, intel.set)));
+    loaded.ioc_rules = loaded.engine.rules.len() - before;
+    let hidden = portcullis_hunt::hidden_rules(&loaded.engine, &loaded.correlations);
+    Ok(Detector { loaded, iocs, hidden, ioc_files, ioc_problems })
+}
+
 /// The files under `paths` (directories searched recursively); an error if a path
 /// cannot be listed or nothing is found.
 pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {

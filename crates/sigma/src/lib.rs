@@ -14,7 +14,7 @@
 //! - [`engine`]: compilation and scanning.
 //!
 //! Where things go: a new value modifier in `modifiers.rs`; a new log source in
-//! `data/logsources.yml`; a new kind of leaf test in `engine.rs` (`Test`).
+//! `data/logsources.yml`; a new kind of leaf test in `engine/` (`Test`: built in `compile.rs`, evaluated in `scan.rs`).
 
 pub mod condition;
 pub mod engine;
@@ -22,7 +22,6 @@ pub mod expr;
 pub mod loader;
 pub mod logsource;
 pub mod modifiers;
-pub mod par;
 pub mod pattern;
 pub mod rule;
 pub mod yaml;

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::modifiers::Placeholders;
 use crate::rule::{CorrelationDoc, Document, Filter, LoadError, Rule, load_error};
 use crate::yaml::{self, Node};
@@ -62,18 +64,21 @@ impl RuleSet {
                 needs_placeholder: false,
             });
         }
-        let parsed = crate::par::par_map(files, |f| {
-            let label = f.display().to_string();
-            let mut one = RuleSet::default();
-            match read_bounded(&f) {
-                Ok(text) => one.add_text(&text, &label, placeholders),
-                Err(reason) => {
-                    one.files += 1;
-                    one.errors.push(LoadError { path: label, line: 0, reason, needs_placeholder: false })
+        let parsed: Vec<RuleSet> = files
+            .into_par_iter()
+            .map(|f| {
+                let label = f.display().to_string();
+                let mut one = RuleSet::default();
+                match read_bounded(&f) {
+                    Ok(text) => one.add_text(&text, &label, placeholders),
+                    Err(reason) => {
+                        one.files += 1;
+                        one.errors.push(LoadError { path: label, line: 0, reason, needs_placeholder: false })
+                    }
                 }
-            }
-            one
-        });
+                one
+            })
+            .collect();
         for one in parsed {
             self.merge(one);
         }

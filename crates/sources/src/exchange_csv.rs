@@ -27,7 +27,7 @@ pub fn read(
     let mut values = String::new();
     let mut ranges: Vec<Range<usize>> = Vec::new();
     let mut event = Event::new(SourceKind::ExchangeCsv);
-    let mut line_no: u64 = 0;
+    let mut line_no: u64 = opts.first_line.saturating_sub(1);
     let mut record_line: u64 = 0;
     loop {
         line_no += 1;

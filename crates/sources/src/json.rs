@@ -31,6 +31,15 @@ pub fn read(
     report: &mut FileReport,
     sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
 ) -> io::Result<()> {
+    if let crate::CollectorClock::Known(offset) = opts.collector_clock {
+        let mut clock = Clock { offset, ..Default::default() };
+        let result = read_objects(reader, opts, report, &mut |event| {
+            clock.correct(event, opts);
+            sink(event)
+        });
+        clock.report(report, opts);
+        return result;
+    }
     // The start of the file is read twice: once to learn the collector's clock offset.
     // A stream that fails inside it (a truncated gzip) still gives the records before.
     let mut prefix = Vec::new();
@@ -59,6 +68,7 @@ fn read_objects(
     sink: &mut dyn FnMut(&mut Event) -> ControlFlow<()>,
 ) -> io::Result<()> {
     let mut splitter = Splitter::new(opts.max_record_bytes);
+    splitter.start_at_line(opts.first_line);
     let mut event = Event::new(SourceKind::Json);
     let mut flat = Flattener::default();
     let mut norm = Normaliser::default();
@@ -165,6 +175,11 @@ impl Clock {
             clock.offset = Some(best);
         }
         clock
+    }
+
+    /// The offset learned from `prefix` (microseconds to add to a collector's time), if any.
+    pub fn learned_offset(&self) -> Option<i64> {
+        self.offset
     }
 
     /// Puts an event's time right: a collector's time shifted by the learned offset (or
@@ -368,6 +383,12 @@ impl Splitter {
             skipping_line: false,
             seen_first: false,
         }
+    }
+
+    /// Numbers lines from `line` (a stream that starts inside a file).
+    pub fn start_at_line(&mut self, line: u64) {
+        self.line = line.max(1);
+        self.obj_line = self.line;
     }
 
     /// The line of an object left open at end of input, if any.

@@ -25,6 +25,7 @@ pub mod json;
 pub mod layouts;
 pub mod lines;
 pub mod quoted;
+pub mod tail;
 pub mod w3c;
 
 /// A file format Portcullis can read.
@@ -66,12 +67,34 @@ pub struct ReadOptions {
     /// `--assume-timezone`: the UTC offset (seconds) of times written without a zone, and
     /// of collectors' times when no offset could be learned from the events themselves.
     pub assume_utc_offset_secs: Option<i64>,
+    /// The number of the stream's first line (1 for a whole file; later for a followed
+    /// file read piece by piece, so records keep the numbers a whole read gives them).
+    pub first_line: u64,
+    /// How a JSON file's collector clock offset is found.
+    pub collector_clock: CollectorClock,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { max_record_bytes: 16 * 1024 * 1024, evtx_threads: 1, max_gunzip_bytes: 16 << 30, assume_utc_offset_secs: None }
+        ReadOptions {
+            max_record_bytes: 16 * 1024 * 1024,
+            evtx_threads: 1,
+            max_gunzip_bytes: 16 << 30,
+            assume_utc_offset_secs: None,
+            first_line: 1,
+            collector_clock: CollectorClock::Learn,
+        }
     }
+}
+
+/// Where a JSON file's collector clock offset (see [`json::Clock`]) comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CollectorClock {
+    /// Learned from the start of the stream.
+    #[default]
+    Learn,
+    /// Already learned from the start of the file (microseconds to add, or none).
+    Known(Option<i64>),
 }
 
 /// How many skip notes a report keeps verbatim; the rest are only counted.

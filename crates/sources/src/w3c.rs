@@ -92,7 +92,7 @@ pub fn read(
     let mut buf = Vec::new();
     let mut value = String::new();
     let mut event = Event::new(SourceKind::W3c);
-    let mut line_no: u64 = 0;
+    let mut line_no: u64 = opts.first_line.saturating_sub(1);
     loop {
         line_no += 1;
         match read_line_bounded(&mut reader, &mut buf, opts.max_record_bytes)? {

@@ -1,0 +1,559 @@
+//! Compiling a rule set: rules grouped by the event class their log source selects,
+//! every distinct leaf once per group, literal leaves on a field gathered for one
+//! automaton, each rule indexed under its cheapest necessary leaf set and compiled into
+//! a short-circuit program.
+
+use rayon::prelude::*;
+
+use super::*;
+
+fn compile_program(e: &Expr<LeafId>) -> Option<Vec<Op>> {
+    fn emit(e: &Expr<LeafId>, ops: &mut Vec<Op>) -> Option<()> {
+        match e {
+            Expr::Leaf(l) => ops.push(Op::Leaf(*l)),
+            Expr::Not(c) => {
+                emit(c, ops)?;
+                ops.push(Op::Not);
+            }
+            Expr::Const(b) => ops.push(Op::Set(*b)),
+            Expr::And(v) | Expr::Or(v) => {
+                let and = matches!(e, Expr::And(_));
+                let mut jumps = Vec::new();
+                for (i, c) in v.iter().enumerate() {
+                    emit(c, ops)?;
+                    if i + 1 < v.len() {
+                        jumps.push(ops.len());
+                        ops.push(if and { Op::JumpIfFalse(0) } else { Op::JumpIfTrue(0) });
+                    }
+                }
+                if v.is_empty() {
+                    ops.push(Op::Set(and));
+                }
+                let end = ops.len() as u32;
+                for j in jumps {
+                    ops[j] = if and { Op::JumpIfFalse(end) } else { Op::JumpIfTrue(end) };
+                }
+            }
+            Expr::AtLeast(..) => return None,
+        }
+        Some(())
+    }
+    let mut ops = Vec::new();
+    emit(e, &mut ops)?;
+    Some(ops)
+}
+
+impl Engine {
+    /// Compiles a rule set. Filters are applied to the rules they name.
+    pub fn compile(set: &RuleSet, table: &LogsourceTable) -> Engine {
+        let mut rules: Vec<Rule> = set.rules.clone();
+        for f in &set.filters {
+            for r in rules.iter_mut() {
+                let named =
+                    f.rules.iter().any(|n| r.id.as_deref() == Some(n.as_str()) || r.name.as_deref() == Some(n.as_str()) || r.title == *n);
+                if named {
+                    let det = std::mem::replace(&mut r.detection, Expr::Const(false));
+                    r.detection = Expr::And(vec![det, Expr::not(f.detection.clone())]);
+                }
+            }
+        }
+        let mut b = Builder::default();
+        let mut patterns: Vec<String> = Vec::new();
+        for r in &rules {
+            let mut leaves = Vec::new();
+            r.detection.leaves(&mut leaves);
+            patterns.extend(leaves.iter().filter_map(|l| match &l.pred {
+                Pred::Re { pattern } => Some(pattern.clone()),
+                _ => None,
+            }));
+        }
+        patterns.sort();
+        patterns.dedup();
+        let compiled: Vec<_> = patterns.par_iter().map(|p| build_regex(p)).collect();
+        for (p, re) in patterns.into_iter().zip(compiled) {
+            match re {
+                Ok(re) => {
+                    b.regexes.insert(p, re);
+                }
+                Err(e) => {
+                    b.bad_regexes.insert(p, e);
+                }
+            }
+        }
+        let mut unmapped = Vec::new();
+        let mut failed = Vec::new();
+        for (ri, rule) in rules.iter().enumerate() {
+            match table.resolve(&rule.logsource) {
+                Resolution::Unmapped(reason) => unmapped.push(Unmapped { rule: ri, reason }),
+                Resolution::Variants(variants) => {
+                    for v in variants {
+                        let mut parts: Vec<Expr<LeafSpec>> = v
+                            .conditions
+                            .iter()
+                            .map(|(field, values)| {
+                                Expr::or(
+                                    values
+                                        .iter()
+                                        .map(|val| {
+                                            Expr::Leaf(LeafSpec {
+                                                field: Some(field.clone()),
+                                                pred: Pred::Str { toks: vec![pattern::Tok::Lit(val.clone())], cased: false },
+                                            })
+                                        })
+                                        .collect(),
+                                )
+                            })
+                            .collect();
+                        parts.push(rule.detection.clone());
+                        let expr = Expr::and(parts);
+                        if let Err(reason) = b.add(ri as u32, &v.selector, expr) {
+                            failed.push(LoadError {
+                                path: rule.origin.path.to_string(),
+                                line: rule.origin.line,
+                                reason,
+                                needs_placeholder: false,
+                            });
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let (fields, groups) = b.finish();
+        Engine { rules, unmapped, failed, fields, groups }
+    }
+}
+
+#[derive(Default)]
+struct GroupBuilder {
+    selector: Selector,
+    leaves: Vec<(Option<FieldId>, Pred)>,
+    leaf_index: HashMap<String, LeafId>,
+    rules: Vec<GroupRule>,
+}
+
+#[derive(Default)]
+struct Builder {
+    fields: HashMap<String, FieldId, FxBuild>,
+    /// Rule regexes, compiled once when the rule is added (so errors name the rule).
+    regexes: HashMap<String, Regex>,
+    bad_regexes: HashMap<String, String>,
+    groups: Vec<GroupBuilder>,
+    group_index: HashMap<Selector, usize>,
+}
+
+impl Builder {
+    fn field(&mut self, name: &str) -> FieldId {
+        let n = self.fields.len() as FieldId;
+        let mut key = String::new();
+        normalise_field_name(name, &mut key);
+        *self.fields.entry(key).or_insert(n)
+    }
+
+    fn add(&mut self, rule: u32, selector: &Selector, expr: Expr<LeafSpec>) -> Result<(), String> {
+        // Validate what compiles per leaf before touching shared state.
+        let mut leaves = Vec::new();
+        expr.leaves(&mut leaves);
+        for l in &leaves {
+            if let Pred::Re { pattern } = &l.pred
+                && let Some(e) = self.bad_regexes.get(pattern)
+            {
+                return Err(format!("regex `{pattern}`: {e}"));
+            }
+        }
+        let gi = match self.group_index.get(selector) {
+            Some(&g) => g,
+            None => {
+                self.groups.push(GroupBuilder { selector: selector.clone(), ..Default::default() });
+                self.group_index.insert(selector.clone(), self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        let mut intern = |spec: LeafSpec| -> Result<LeafId, String> {
+            let field = spec.field.as_deref().map(|f| selector.map_field(f).to_string());
+            let fid = field.as_deref().map(|f| self.field(f));
+            let pred = match spec.pred {
+                Pred::FieldRef { other, mode, cased } => {
+                    let o = selector.map_field(&other).to_string();
+                    self.field(&o);
+                    Pred::FieldRef { other: o, mode, cased }
+                }
+                p => p,
+            };
+            let key = leaf_key(field.as_deref(), &pred);
+            let g = &mut self.groups[gi];
+            if let Some(&id) = g.leaf_index.get(&key) {
+                return Ok(id);
+            }
+            let id = g.leaves.len() as LeafId;
+            g.leaves.push((fid, pred));
+            g.leaf_index.insert(key, id);
+            Ok(id)
+        };
+        let compiled = expr.try_map(&mut intern)?;
+        let g = &self.groups[gi];
+        let compiled = cheap_first(compiled, &|l| is_costly(&g.leaves[l as usize].1));
+        let program = compile_program(&compiled);
+        self.groups[gi].rules.push(GroupRule { rule, expr: compiled, program });
+        Ok(())
+    }
+
+    fn finish(self) -> (HashMap<String, FieldId, FxBuild>, Vec<Group>) {
+        let fields = self.fields;
+        let regexes = self.regexes;
+        let mut groups: Vec<Group> = self.groups.into_par_iter().map(|g| build_group(g, &fields, &regexes)).collect();
+        build_automata(&mut groups);
+        (fields, groups)
+    }
+}
+
+/// Whether evaluating a leaf may run a regex or parse values (so it should come last).
+fn is_costly(p: &Pred) -> bool {
+    !matches!(p, Pred::Str { .. } | Pred::Exists(_) | Pred::Null)
+}
+
+/// Reorders AND and OR operands so that those without costly leaves are evaluated
+/// first: short-circuiting then often skips regexes altogether. Order does not
+/// change the result.
+fn cheap_first(e: Expr<LeafId>, costly: &impl Fn(LeafId) -> bool) -> Expr<LeafId> {
+    fn has_costly(e: &Expr<LeafId>, costly: &impl Fn(LeafId) -> bool) -> bool {
+        let mut ls = Vec::new();
+        e.leaves(&mut ls);
+        ls.into_iter().any(|l| costly(*l))
+    }
+    let reorder = |v: Vec<Expr<LeafId>>| {
+        let mut v: Vec<Expr<LeafId>> = v.into_iter().map(|c| cheap_first(c, costly)).collect();
+        v.sort_by_key(|c| has_costly(c, costly));
+        v
+    };
+    match e {
+        Expr::And(v) => Expr::And(reorder(v)),
+        Expr::Or(v) => Expr::Or(reorder(v)),
+        Expr::Not(inner) => Expr::Not(Box::new(cheap_first(*inner, costly))),
+        Expr::AtLeast(n, v) => Expr::AtLeast(n, v.into_iter().map(|c| cheap_first(c, costly)).collect()),
+        e => e,
+    }
+}
+
+/// A canonical key for leaf deduplication (case folded where matching is).
+fn leaf_key(field: Option<&str>, pred: &Pred) -> String {
+    let field = field.map(str::to_ascii_lowercase);
+    match pred {
+        Pred::Str { toks, cased: false } => {
+            let folded: Vec<pattern::Tok> = toks
+                .iter()
+                .map(|t| match t {
+                    pattern::Tok::Lit(l) => pattern::Tok::Lit(l.to_lowercase()),
+                    t => t.clone(),
+                })
+                .collect();
+            format!("{field:?}|str|{folded:?}")
+        }
+        Pred::FieldRef { other, mode, cased } => format!("{field:?}|ref|{}|{mode:?}|{cased}", other.to_ascii_lowercase()),
+        p => format!("{field:?}|{p:?}"),
+    }
+}
+
+pub(super) fn build_regex(pattern: &str) -> Result<Regex, String> {
+    RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| e.to_string().lines().last().unwrap_or("invalid").trim().to_string())
+}
+
+#[derive(Default)]
+struct MatcherBuilder {
+    patterns: Vec<String>,
+    pattern_index: HashMap<String, usize>,
+    hits: Vec<Vec<(LeafId, How)>>,
+    m: FieldMatcher,
+}
+
+impl FieldMatcher {
+    fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+            && self.exact.is_empty()
+            && self.direct.is_empty()
+            && self.when_absent.is_empty()
+            && self.when_present.is_empty()
+            && self.when_null.is_empty()
+    }
+}
+
+impl MatcherBuilder {
+    fn literal(&mut self, lit: &str, leaf: LeafId, how: How) {
+        let key = lit.to_ascii_lowercase();
+        // Whole-value matches are a hash lookup, not an automaton search (keywords excepted:
+        // they search the whole event text).
+        if matches!(how, How::Exact) && self.m.field != NONE {
+            self.m.exact.entry(key.into_bytes().into_boxed_slice()).or_default().push(leaf);
+            return;
+        }
+        let idx = match self.pattern_index.get(&key) {
+            Some(&i) => i,
+            None => {
+                self.patterns.push(key.clone());
+                self.hits.push(Vec::new());
+                self.pattern_index.insert(key, self.patterns.len() - 1);
+                self.patterns.len() - 1
+            }
+        };
+        self.hits[idx].push((leaf, how));
+    }
+
+    /// The matcher, with its automaton still to be built from `patterns` (see [`build_automata`]).
+    fn finish(mut self) -> FieldMatcher {
+        self.m.patterns = self.patterns;
+        self.m.hits = self.hits;
+        self.m
+    }
+}
+
+/// Gives every field matcher its (lazily built) automaton. Groups often share a pattern
+/// set (the Sysmon and Security variants of process_creation, for one), so each distinct
+/// set has one automaton.
+fn build_automata(groups: &mut [Group]) {
+    let mut unique: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut sets: Vec<Vec<String>> = Vec::new();
+    let mut assign: Vec<(usize, usize, usize)> = Vec::new(); // (group, matcher or usize::MAX for keywords, set)
+    for (gi, g) in groups.iter_mut().enumerate() {
+        let matchers = g.fields.iter_mut().enumerate().chain(g.keywords.iter_mut().map(|m| (usize::MAX, m)));
+        for (mi, m) in matchers {
+            if m.patterns.is_empty() {
+                continue;
+            }
+            let patterns = std::mem::take(&mut m.patterns);
+            let next = sets.len();
+            let si = *unique.entry(patterns.clone()).or_insert(next);
+            if si == next {
+                sets.push(patterns);
+            }
+            assign.push((gi, mi, si));
+        }
+    }
+    let lazy: Vec<Arc<LazyAutomaton>> =
+        sets.into_iter().map(|patterns| Arc::new(LazyAutomaton { patterns, built: std::sync::OnceLock::new() })).collect();
+    for (gi, mi, si) in assign {
+        let g = &mut groups[gi];
+        let m = if mi == usize::MAX { g.keywords.as_mut() } else { g.fields.get_mut(mi) };
+        if let Some(m) = m {
+            m.ac = Some(lazy[si].clone());
+        }
+    }
+}
+
+fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, regexes: &HashMap<String, Regex>) -> Group {
+    let mut per_field: HashMap<Option<FieldId>, MatcherBuilder> = HashMap::new();
+    let mut n_gates = 0u32;
+    let n_leaves = g.leaves.len();
+    let mut lazy: Vec<(FieldId, Test)> = Vec::new();
+    let mut lazy_index = vec![NONE; n_leaves];
+    // How likely each leaf is to be set, for choosing the triggers rules are indexed under.
+    let mut cost = vec![1.0f64; n_leaves];
+    let mut common = vec![false; fields.len()];
+    for (name, id) in fields {
+        common[*id as usize] = COMMON_FIELDS.contains(&name.as_str());
+    }
+    for (leaf, (fid, pred)) in g.leaves.iter().enumerate() {
+        let field = fid.unwrap_or(NONE);
+        let weight = if field != NONE && common[field as usize] { 20.0 } else { 1.0 };
+        let lit_cost = |l: &str| weight / (1.0 + l.len() as f64);
+        let leaf_id = leaf as LeafId;
+        let mb = per_field.entry(*fid).or_default();
+        mb.m.field = field;
+        let mut make_lazy = |test: Test, cost: &mut f64| {
+            *cost = f64::INFINITY;
+            lazy_index[leaf] = lazy.len() as u32;
+            lazy.push((field, test));
+        };
+        match pred {
+            Pred::Str { toks, cased } => {
+                let shape = pattern::shape(toks);
+                let fast = |l: &str| !*cased && !l.is_empty() && pattern::ascii_fold_is_exact(l);
+                match shape {
+                    Shape::Any => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Any }),
+                    Shape::Exact(ref l) if l.is_empty() => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Empty }),
+                    Shape::Exact(ref l) if fast(l) => {
+                        cost[leaf] = lit_cost(l);
+                        mb.literal(l, leaf_id, How::Exact)
+                    }
+                    Shape::Prefix(ref l) if fast(l) => {
+                        cost[leaf] = lit_cost(l);
+                        mb.literal(l, leaf_id, How::Prefix)
+                    }
+                    Shape::Suffix(ref l) if fast(l) => {
+                        cost[leaf] = lit_cost(l);
+                        mb.literal(l, leaf_id, How::Suffix)
+                    }
+                    Shape::Contains(ref l) if fast(l) => {
+                        cost[leaf] = lit_cost(l);
+                        mb.literal(l, leaf_id, How::Contains)
+                    }
+                    ref s if *cased && *s != Shape::Glob => make_lazy(Test::Cased { shape: s.clone() }, &mut cost[leaf]),
+                    _ => {
+                        let test = match StarGlob::new(toks) {
+                            Some(g) if !*cased => Test::Glob(g),
+                            _ => Test::Regex(build_regex(&pattern::to_regex(toks, *cased)).expect("an escaped glob is a valid regex")),
+                        };
+                        match pattern::required_literal(toks).filter(|l| fast(l)) {
+                            Some(l) => {
+                                let gi = n_gates;
+                                n_gates += 1;
+                                cost[leaf] = lit_cost(l);
+                                mb.literal(l, leaf_id, How::Gate(gi));
+                                mb.m.direct.push(Direct { leaf: leaf_id, gate: Some(gi), test });
+                            }
+                            None => make_lazy(test, &mut cost[leaf]),
+                        }
+                    }
+                }
+            }
+            Pred::Re { pattern } => {
+                let test = Test::Regex(regexes[pattern].clone());
+                match regex_prefixes(pattern) {
+                    Some(lits) => {
+                        let gi = n_gates;
+                        n_gates += 1;
+                        let shortest = lits.iter().map(|l| l.len()).min().unwrap_or(0);
+                        cost[leaf] = weight * lits.len() as f64 / (1.0 + shortest as f64);
+                        for l in &lits {
+                            mb.literal(l, leaf_id, How::Gate(gi));
+                        }
+                        mb.m.direct.push(Direct { leaf: leaf_id, gate: Some(gi), test });
+                    }
+                    None => make_lazy(test, &mut cost[leaf]),
+                }
+            }
+            Pred::Cmp { op, value } => make_lazy(Test::Cmp { op: *op, value: *value }, &mut cost[leaf]),
+            Pred::Cidr(net) => make_lazy(Test::Cidr(*net), &mut cost[leaf]),
+            Pred::Time { unit, op, value } => make_lazy(Test::Time { unit: *unit, op: *op, value: *value }, &mut cost[leaf]),
+            Pred::FieldRef { other, mode, cased } => {
+                let mut key = String::new();
+                normalise_field_name(other, &mut key);
+                let other = fields[&key];
+                make_lazy(Test::FieldRef { other, mode: *mode, cased: *cased }, &mut cost[leaf]);
+            }
+            Pred::Exists(true) => mb.m.when_present.push(leaf_id),
+            Pred::Exists(false) => mb.m.when_absent.push(leaf_id),
+            Pred::Null => mb.m.when_null.push(leaf_id),
+        }
+    }
+    let keywords = per_field.remove(&None).map(MatcherBuilder::finish).filter(|m| !m.is_empty());
+    let mut field_matchers: Vec<FieldMatcher> = per_field.into_values().map(MatcherBuilder::finish).filter(|m| !m.is_empty()).collect();
+    field_matchers.sort_by_key(|m| m.field);
+    let mut matcher_of = vec![NONE; fields.len()];
+    let mut absence_tests = Vec::new();
+    for (i, m) in field_matchers.iter().enumerate() {
+        matcher_of[m.field as usize] = i as u32;
+        if !m.when_absent.is_empty() || !m.when_null.is_empty() {
+            absence_tests.push(i as u32);
+        }
+    }
+
+    // Index each rule under its cheapest necessary leaf set: the rule cannot match
+    // unless one of those leaves is set, so other events never evaluate it.
+    let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n_leaves];
+    let mut always = Vec::new();
+    for (ri, r) in g.rules.iter().enumerate() {
+        let sets = necessary_sets(&r.expr, &cost);
+        let best = sets
+            .into_iter()
+            .filter(|s| s.iter().all(|l| cost[*l as usize].is_finite()))
+            .min_by(|a, b| set_cost(a, &cost).total_cmp(&set_cost(b, &cost)));
+        match best {
+            Some(set) => {
+                for l in set {
+                    rows[l as usize].push(ri as u32);
+                }
+            }
+            None => always.push(ri as u32),
+        }
+    }
+    let mut leaf_rules_start = Vec::with_capacity(n_leaves + 1);
+    let mut leaf_rules = Vec::new();
+    for mut row in rows {
+        row.sort_unstable();
+        row.dedup();
+        leaf_rules_start.push(leaf_rules.len() as u32);
+        leaf_rules.extend(row);
+    }
+    leaf_rules_start.push(leaf_rules.len() as u32);
+    Group {
+        selector: g.selector,
+        fields: field_matchers,
+        matcher_of,
+        absence_tests,
+        keywords,
+        n_leaves,
+        n_gates: n_gates as usize,
+        leaf_rules_start,
+        leaf_rules,
+        rules: g.rules,
+        always,
+        lazy,
+        lazy_index,
+    }
+}
+
+/// Literals every match of a regex starts with (lower-cased), if there is a small set of
+/// non-empty ones: a value containing none of them cannot match, so the regex is only
+/// run after the automaton has seen one.
+fn regex_prefixes(pattern: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
+    let mut ex = Extractor::new();
+    ex.kind(ExtractKind::Prefix).limit_total(64);
+    let seq = ex.extract(&hir);
+    let lits = seq.literals()?;
+    // Short or numerous prefixes open the gate on almost every value: then the regex is
+    // better run lazily, only for rules that are already candidates.
+    if lits.is_empty() || lits.len() > 8 || lits.iter().any(|l| l.as_bytes().len() < 3) {
+        return None;
+    }
+    let mut out: Vec<String> = Vec::with_capacity(lits.len());
+    for l in lits {
+        let s = std::str::from_utf8(l.as_bytes()).ok()?;
+        if s.is_empty() || !pattern::ascii_fold_is_exact(s) {
+            return None;
+        }
+        out.push(s.to_ascii_lowercase());
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+/// Fields whose values repeat across most events of a class (a literal on them says little).
+const COMMON_FIELDS: [&str; 10] =
+    ["eventid", "channel", "provider_name", "eventtype", "level", "task", "opcode", "keywords", "version", "computer"];
+
+fn set_cost(set: &[LeafId], cost: &[f64]) -> f64 {
+    set.iter().map(|l| cost[*l as usize]).sum()
+}
+
+/// Leaf sets such that, if `e` is true, at least one leaf of every set is true.
+fn necessary_sets(e: &Expr<LeafId>, cost: &[f64]) -> Vec<Vec<LeafId>> {
+    match e {
+        Expr::Leaf(l) => vec![vec![*l]],
+        Expr::And(children) => children.iter().flat_map(|c| necessary_sets(c, cost)).collect(),
+        Expr::Or(children) | Expr::AtLeast(_, children) => {
+            if matches!(e, Expr::AtLeast(0, _)) {
+                return Vec::new();
+            }
+            let mut union = Vec::new();
+            for c in children {
+                let best = necessary_sets(c, cost).into_iter().min_by(|a, b| set_cost(a, cost).total_cmp(&set_cost(b, cost)));
+                match best {
+                    Some(s) => union.extend(s),
+                    None => return Vec::new(),
+                }
+            }
+            union.sort_unstable();
+            union.dedup();
+            vec![union]
+        }
+        Expr::Not(_) | Expr::Const(true) => Vec::new(),
+        Expr::Const(false) => vec![Vec::new()],
+    }
+}

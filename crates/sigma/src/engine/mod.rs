@@ -1,0 +1,339 @@
+//! The compiled engine: every rule compiled once into shared matchers.
+//!
+//! Rules are grouped by the event class their log source selects (a [`Selector`]).
+//! Within a group every distinct leaf test (field + predicate) exists once, however
+//! many rules use it, and all literal leaves on one field share one Aho-Corasick
+//! automaton (ASCII case-insensitive, overlapping matches), so a field value is
+//! scanned once for thousands of patterns. Whatever an automaton cannot answer
+//! (regexes, globs, numbers, CIDR, field references, times) is a direct test,
+//! gated where possible by a literal the automaton finds first.
+//!
+//! Scanning an event: find its groups (cached per event class), resolve its field
+//! names to field ids once, run each group's field matchers to set leaf bits,
+//! then evaluate only the rules that have a set leaf (or that can match with
+//! none). Detection is a pure function of (rules, event): a [`Scanner`] holds
+//! only scratch buffers, one per thread.
+
+mod compile;
+mod scan;
+
+pub use scan::Scanner;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use portcullis_event::{Event, SourceKind, Timestamp, ValueKind};
+use regex::{Regex, RegexBuilder};
+
+use crate::expr::Expr;
+use crate::loader::RuleSet;
+use crate::logsource::{LogsourceTable, Resolution, Selector};
+use crate::modifiers::{CmpOp, IpNet, LeafSpec, Pred, TimeUnit};
+use crate::pattern::{self, Mode, Shape};
+use crate::rule::{LoadError, Rule};
+
+type FieldId = u32;
+/// The rustc "Fx" hash: fast, non-cryptographic, for short keys looked up per event.
+type FxBuild = rustc_hash::FxBuildHasher;
+pub use rustc_hash::FxHasher;
+type LeafId = u32;
+const NONE: u32 = u32::MAX;
+
+/// How an automaton hit on a literal decides its leaf.
+#[derive(Clone, Copy, Debug)]
+enum How {
+    Exact,
+    Prefix,
+    Suffix,
+    Contains,
+    /// Opens the gate of a direct test (the literal is required for it to match).
+    Gate(u32),
+}
+
+enum Test {
+    Regex(Regex),
+    Glob(StarGlob),
+    /// Any value that is not null.
+    Any,
+    /// The value is an empty string (not null).
+    Empty,
+    Cased {
+        shape: Shape,
+    },
+    Cmp {
+        op: CmpOp,
+        value: f64,
+    },
+    Cidr(IpNet),
+    FieldRef {
+        other: FieldId,
+        mode: Mode,
+        cased: bool,
+    },
+    Time {
+        unit: TimeUnit,
+        op: CmpOp,
+        value: f64,
+    },
+}
+
+/// A pattern of literals joined by `*` (ASCII case-insensitive), matched by finding
+/// each literal in order: linear time, no regex to compile.
+struct StarGlob {
+    parts: Vec<String>,
+    anchored_start: bool,
+    anchored_end: bool,
+}
+
+impl StarGlob {
+    fn new(toks: &[pattern::Tok]) -> Option<StarGlob> {
+        let mut parts = Vec::new();
+        for t in toks {
+            match t {
+                pattern::Tok::Lit(l) if pattern::ascii_fold_is_exact(l) => parts.push(l.to_ascii_lowercase()),
+                pattern::Tok::Star => {}
+                _ => return None,
+            }
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        Some(StarGlob {
+            parts,
+            anchored_start: matches!(toks.first(), Some(pattern::Tok::Lit(_))),
+            anchored_end: matches!(toks.last(), Some(pattern::Tok::Lit(_))),
+        })
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        let lower = value.to_ascii_lowercase();
+        let hay = lower.as_bytes();
+        let mut pos = 0;
+        let last = self.parts.len() - 1;
+        for (i, part) in self.parts.iter().enumerate() {
+            let p = part.as_bytes();
+            if i == 0 && self.anchored_start {
+                if !hay.starts_with(p) {
+                    return false;
+                }
+                pos = p.len();
+            } else if i == last && self.anchored_end {
+                return hay.len() >= pos + p.len() && hay.ends_with(p);
+            } else {
+                match memchr::memmem::find(&hay[pos..], p) {
+                    Some(at) => pos += at + p.len(),
+                    None => return false,
+                }
+            }
+        }
+        true
+    }
+}
+
+struct Direct {
+    leaf: LeafId,
+    /// Index into the gate bits, if this test only runs after its literal was seen.
+    gate: Option<u32>,
+    test: Test,
+}
+
+/// Every leaf on one field (or, for keywords, on every field).
+#[derive(Default)]
+struct FieldMatcher {
+    field: FieldId,
+    /// Lower-cased whole values → the leaves they set (`field: value` without wildcards).
+    exact: HashMap<Box<[u8]>, Vec<LeafId>, FxBuild>,
+    ac: Option<Arc<LazyAutomaton>>,
+    /// The automaton's patterns until they are handed to `ac`.
+    patterns: Vec<String>,
+    /// Per automaton pattern: the leaves it decides.
+    hits: Vec<Vec<(LeafId, How)>>,
+    direct: Vec<Direct>,
+    /// Leaves true when the field is absent (`null`, `exists: false`).
+    when_absent: Vec<LeafId>,
+    /// Leaves true when the field is present (`exists: true`).
+    when_present: Vec<LeafId>,
+    /// Leaves true when the field is absent or all its values are null (`null`).
+    when_null: Vec<LeafId>,
+}
+
+struct GroupRule {
+    rule: u32,
+    expr: Expr<LeafId>,
+    /// The expression as a flat short-circuit program, if it has no `N of` (see [`Op`]).
+    program: Option<Vec<Op>>,
+}
+
+/// One step of a compiled rule: a single accumulator, jumps for short-circuiting.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Leaf(LeafId),
+    Not,
+    Set(bool),
+    JumpIfFalse(u32),
+    JumpIfTrue(u32),
+}
+
+/// Compiles an expression into ops; None if it uses `N of` (evaluated as a tree).
+struct Group {
+    selector: Selector,
+    fields: Vec<FieldMatcher>,
+    /// Field id → index into `fields`, or NONE.
+    matcher_of: Vec<u32>,
+    /// Matchers with `null`/`exists` leaves, which must also run when the field is absent.
+    absence_tests: Vec<u32>,
+    keywords: Option<FieldMatcher>,
+    n_leaves: usize,
+    n_gates: usize,
+    /// Compressed rows: the group rules that use each leaf.
+    leaf_rules_start: Vec<u32>,
+    leaf_rules: Vec<u32>,
+    rules: Vec<GroupRule>,
+    /// Group rules without an indexable trigger (e.g. `not filter`, or only regexes): always evaluated.
+    always: Vec<u32>,
+    /// Leaves evaluated on demand, only when a candidate rule asks (regexes, numbers,
+    /// CIDR, field references, times): `None` for leaves the field scan decides.
+    lazy: Vec<(FieldId, Test)>,
+    /// Per leaf: index into `lazy`, or NONE for leaves the field scan decides.
+    lazy_index: Vec<u32>,
+}
+
+/// A rule that compiled but applies to no event Portcullis reads.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unmapped {
+    pub rule: usize,
+    pub reason: String,
+}
+
+/// The compiled rule set. Build once, share across threads, scan with a [`Scanner`].
+pub struct Engine {
+    pub rules: Vec<Rule>,
+    pub unmapped: Vec<Unmapped>,
+    /// Rules that parsed but could not be compiled (e.g. a regex the engine rejects).
+    pub failed: Vec<LoadError>,
+    fields: HashMap<String, FieldId, FxBuild>,
+    groups: Vec<Group>,
+}
+
+/// Pattern sets up to this many bytes are searched with a DFA.
+const DFA_PATTERN_BYTES: usize = 16 * 1024;
+
+/// Limits on regexes compiled from rules (hostile rules must not exhaust memory).
+const REGEX_SIZE_LIMIT: usize = 8 << 20;
+
+impl Engine {
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The rules (by index) that belong to groups with a non-zero event count.
+    pub fn applied_rules(&self, group_events: &[u64]) -> Vec<bool> {
+        let mut applied = vec![false; self.rules.len()];
+        for (g, n) in self.groups.iter().zip(group_events) {
+            if *n > 0 {
+                for r in &g.rules {
+                    applied[r.rule as usize] = true;
+                }
+            }
+        }
+        applied
+    }
+}
+
+/// A field's Aho-Corasick automaton, built the first time an event needs it: groups whose
+/// log sources never occur in the input cost nothing to compile, and start-up is the
+/// rules' parsing and indexing only. Built once and shared by every scanner thread.
+struct LazyAutomaton {
+    patterns: Vec<String>,
+    built: std::sync::OnceLock<Option<AhoCorasick>>,
+}
+
+impl LazyAutomaton {
+    fn get(&self) -> Option<&AhoCorasick> {
+        self.built
+            .get_or_init(|| {
+                // Patterns are lower-cased and values are lower-cased before the search:
+                // an ASCII case-insensitive automaton takes five times longer to build.
+                // Small sets get a DFA (several times faster to search, and small);
+                // large ones a contiguous NFA (a DFA would take tens of megabytes).
+                let bytes: usize = self.patterns.iter().map(|p| p.len()).sum();
+                let kind = if bytes <= DFA_PATTERN_BYTES { AhoCorasickKind::DFA } else { AhoCorasickKind::ContiguousNFA };
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(kind))
+                    .build(&self.patterns)
+                    .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&self.patterns))
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
+/// Field names compare case-insensitively and without spaces: the Sigma spec names
+/// Windows fields like `Source Name` as `SourceName`.
+fn normalise_field_name(name: &str, out: &mut String) {
+    out.clear();
+    out.push_str(name);
+    out.make_ascii_lowercase();
+    if out.contains(' ') {
+        out.retain(|c| c != ' ');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compile::build_regex;
+    use super::*;
+    use crate::pattern::parse_sigma_string;
+
+    #[test]
+    fn star_glob_agrees_with_regex() {
+        let patterns = ["a*b", "*a*b*", "ab*ab", "*x*", "a*", "*a*a*a", "abc*abc*c"];
+        let values = ["ab", "aab", "ba", "abab", "xx", "a", "aXa", "AaA", "abcabc", "abcabcc", "abcXabcc", ""];
+        for p in patterns {
+            let toks = parse_sigma_string(p);
+            let g = StarGlob::new(&toks).unwrap();
+            let re = build_regex(&pattern::to_regex(&toks, false)).unwrap();
+            for v in values {
+                assert_eq!(g.matches(v), re.is_match(v), "pattern {p} value {v}");
+            }
+        }
+    }
+
+    /// The value cache must give the same answers as matching afresh, including for a field
+    /// that repeats within one event and for values seen again in later events.
+    #[test]
+    fn value_cache_agrees_with_fresh_matching() {
+        let rule = "title: t\nlogsource: {product: windows}\ndetection:\n  a: {Data|contains: abc}\n  b: {Data|endswith: zz}\n  condition: a and b\n";
+        let mut set = crate::RuleSet::default();
+        set.add_text(rule, "t.yml", &Default::default());
+        let engine = Engine::compile(&set, &crate::LogsourceTable::builtin());
+        let mut scanner = engine.scanner();
+        let event = |values: &[&str]| {
+            let mut e = Event::new(SourceKind::Windows);
+            e.push_str("Channel", "Security");
+            for v in values {
+                e.push_str("Data", v);
+            }
+            e
+        };
+        let cases: [(&[&str], bool); 7] = [
+            (&["abcq", "qzz"], true),
+            (&["qzz"], false),
+            (&["abcq"], false),
+            (&["abcq", "abcq"], false),
+            (&["abczz"], true),
+            (&["qzz", "abcq"], true),
+            (&["abcq", "qzz"], true),
+        ];
+        for round in 0..3 {
+            for (values, expect) in cases {
+                let mut out = Vec::new();
+                scanner.scan(&event(values), &mut out);
+                assert_eq!(!out.is_empty(), expect, "round {round}: {values:?}");
+            }
+        }
+    }
+}
