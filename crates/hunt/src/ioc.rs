@@ -13,6 +13,9 @@ use portcullis_sigma::expr::Expr;
 use portcullis_sigma::rule::Origin;
 use portcullis_sigma::{Engine, Level, Logsource, Rule};
 
+/// Most synthetic rules made from indicator contexts; past it they are grouped coarser.
+pub const MAX_CONTEXT_RULES: usize = 10_000;
+
 /// Indicators compiled for the hunt, each pointing at its synthetic rule.
 pub struct IocRules {
     pub set: IocSet,
@@ -27,13 +30,26 @@ impl std::fmt::Debug for IocRules {
 }
 
 impl IocRules {
-    /// Adds one rule per indicator context to `engine` and returns the matcher.
+    /// Adds one rule per indicator context to `engine` and returns the matcher. A feed that
+    /// gives (nearly) every indicator its own context — a STIX bundle naming each indicator —
+    /// would make a rule per indicator; past [`MAX_CONTEXT_RULES`] contexts, indicators share
+    /// one rule per actor or campaign and source, and keep their own description in
+    /// `ioc.context`.
     pub fn install(engine: &mut Engine, set: IocSet) -> IocRules {
+        let fine = |c: &portcullis_intel::Context| (c.title(), c.source.clone());
+        let coarse = |c: &portcullis_intel::Context| {
+            let names: Vec<&str> = c.actors.iter().chain(&c.campaigns).map(String::as_str).collect();
+            (if names.is_empty() { c.source.clone() } else { names.join(", ") }, c.source.clone())
+        };
+        let distinct: std::collections::HashSet<*const portcullis_intel::Context> =
+            set.indicators.iter().map(|i| Arc::as_ptr(&i.context)).collect();
+        let too_many = distinct.len() > MAX_CONTEXT_RULES
+            && set.indicators.iter().map(|i| fine(&i.context)).collect::<std::collections::HashSet<_>>().len() > MAX_CONTEXT_RULES;
         let mut by_context: HashMap<(String, String), u32> = HashMap::new();
         let mut rule_of = Vec::with_capacity(set.len());
         for ind in &set.indicators {
             let c = &ind.context;
-            let key = (c.title(), c.source.clone());
+            let key = if too_many { coarse(c) } else { fine(c) };
             let next = engine.rules.len() as u32;
             let r = *by_context.entry(key.clone()).or_insert_with(|| {
                 let mut description = format!("Indicator from {}", c.source);
@@ -43,7 +59,7 @@ impl IocRules {
                 if !c.campaigns.is_empty() {
                     description.push_str(&format!("; campaign {}", c.campaigns.join(", ")));
                 }
-                if !c.description.is_empty() {
+                if !c.description.is_empty() && !too_many {
                     description.push_str(&format!("; {}", c.description));
                 }
                 let id = format!("ioc-{:016x}", xxhash_rust::xxh3::xxh3_64(format!("{}\n{}", key.0, key.1).as_bytes()));
