@@ -108,7 +108,7 @@ impl BusArgs {
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// Log files or directories (searched recursively), read once.
+    /// Log files or directories (searched recursively), read once (or followed: --follow).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// The machine the logs come from (default: this machine's name).
@@ -124,6 +124,20 @@ pub struct AgentArgs {
     /// sharing a thin link); default as fast as the server acks.
     #[arg(long, value_name = "N")]
     pub max_rate: Option<u64>,
+    /// Keep following the files as they are written (as `watch` does: new files, rotation,
+    /// truncation) instead of reading them once; needs --state. Stop with Ctrl-C.
+    #[arg(long, requires = "state")]
+    pub follow: bool,
+    /// With --follow: where each file's reading stands, saved once the server has acked
+    /// everything read before it (a restart resumes there; repeats are dropped by message id).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// With --follow: seconds between polls when nothing is new.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub interval: f64,
+    /// With --follow: stop after this many seconds without a new event.
+    #[arg(long, value_name = "SECS")]
+    pub exit_when_idle: Option<f64>,
     #[command(flatten)]
     pub bus: BusArgs,
 }
@@ -223,6 +237,21 @@ pub fn run(cmd: ScaleCommand) -> Result<u8, Fatal> {
                     host: a.host.clone().unwrap_or_else(this_host),
                     window: a.window,
                     max_rate: a.max_rate,
+                    follow: match (&a.state, a.follow) {
+                        (Some(state), true) => {
+                            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                            let flag = stop.clone();
+                            let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed));
+                            let secs = |v: f64| std::time::Duration::from_secs_f64(if v.is_finite() { v.max(0.0) } else { 1.0 });
+                            Some(portcullis_jetstream::agent::Follow {
+                                state: state.clone(),
+                                interval: secs(a.interval),
+                                exit_when_idle: a.exit_when_idle.map(secs),
+                                stop,
+                            })
+                        }
+                        _ => None,
+                    },
                     assume_utc_offset_secs: match &a.assume_timezone {
                         None => None,
                         Some(z) => Some(portcullis_event::Timestamp::parse_offset(z).ok_or_else(|| {

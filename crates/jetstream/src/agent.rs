@@ -2,6 +2,10 @@
 //! Reading and publishing are separate: a reader thread fills a bounded channel, and a
 //! [`Publisher`] sends each event with a stable `Nats-Msg-Id` and awaits the server's
 //! acks in a bounded window, so a slow server slows the reader instead of filling memory.
+//! With `follow`, files are followed as `watch` follows them (`live::Follower`: new files,
+//! rotation, truncation) and where each stands is saved to a state file only once every
+//! event read before it is acked: a restart (or `kill -9`) resends at most what was not yet
+//! saved, and the server drops those repeats by their message ids.
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
@@ -145,6 +149,93 @@ pub struct AgentSettings {
     pub assume_utc_offset_secs: Option<i64>,
     /// Events per second at most (None: as fast as the server acks).
     pub max_rate: Option<u64>,
+    /// Follow the files as they grow instead of reading them once.
+    pub follow: Option<Follow>,
+}
+
+/// How the agent follows files.
+#[derive(Clone, Debug)]
+pub struct Follow {
+    /// Where each file's reading stands (JSON), saved after the server acked what was read.
+    pub state: PathBuf,
+    pub interval: std::time::Duration,
+    /// Stop after this long without a new event (None: until `stop`).
+    pub exit_when_idle: Option<std::time::Duration>,
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What the reader thread hands the publisher.
+enum Item {
+    Event(Event, std::sync::Arc<str>, String),
+    /// Every event before this is read; save this state once they are acked.
+    Checkpoint(String),
+}
+
+/// The reader thread of a following agent: polls, sends the events, then the state to save.
+fn follow_files(
+    f: &Follow,
+    paths: Vec<PathBuf>,
+    read: portcullis_sources::ReadOptions,
+    org: &str,
+    tx: tokio::sync::mpsc::Sender<Item>,
+) -> Vec<String> {
+    use std::sync::atomic::Ordering;
+    let files: Vec<portcullis_live::FileState> =
+        std::fs::read(&f.state).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let mut follower = portcullis_live::Follower::new(paths, read, files);
+    let mut last_saved = String::new();
+    let mut last_event = Instant::now();
+    let mut notes = Vec::new();
+    while !f.stop.load(Ordering::Relaxed) {
+        let mut sent = 0u64;
+        let mut closed = false;
+        let pieces = follower.poll(&portcullis_live::PollLimits::default(), &mut |key, path, ev| {
+            if closed {
+                return;
+            }
+            let id = event_msg_id(org, key, ev);
+            let shown: std::sync::Arc<str> = std::sync::Arc::from(path.display().to_string());
+            closed = tx.blocking_send(Item::Event(ev.clone(), shown, id)).is_err();
+            sent += 1;
+        });
+        if closed {
+            break;
+        }
+        for p in pieces {
+            for n in p.notes.into_iter().chain(p.report.notes.iter().map(|n| format!("{}: {n}", p.report.path.display()))) {
+                eprintln!("portcullis agent: {}", portcullis_event::escape_display(&n));
+                if notes.len() < 100 {
+                    notes.push(n);
+                }
+            }
+        }
+        let state = serde_json::to_string(&follower.files.values().collect::<Vec<_>>()).unwrap_or_default();
+        if state != last_saved {
+            if tx.blocking_send(Item::Checkpoint(state.clone())).is_err() {
+                break;
+            }
+            last_saved = state;
+        }
+        if sent > 0 {
+            last_event = Instant::now();
+        } else if f.exit_when_idle.is_some_and(|idle| last_event.elapsed() >= idle) {
+            break;
+        } else {
+            let until = Instant::now() + f.interval;
+            while Instant::now() < until && !f.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(20).min(f.interval));
+            }
+        }
+    }
+    notes
+}
+
+/// Writes `state` to `path` atomically (a temporary file renamed over it).
+fn save_state(path: &Path, state: &str) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    let fail = |e: std::io::Error| Error::Input(format!("{}: {e}", path.display()));
+    std::fs::write(&tmp, state).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
 }
 
 /// What an agent run did.
@@ -163,11 +254,20 @@ pub async fn run(s: &AgentSettings) -> Result<AgentReport, Error> {
     let started = Instant::now();
     let js = crate::connect(&s.url).await?;
     crate::ensure_streams(&js, &s.names, &s.streams).await?;
-    let files = portcullis_pipeline::collect_inputs(&s.paths).map_err(|e| Error::Input(e.to_string()))?;
     let read = portcullis_sources::ReadOptions { assume_utc_offset_secs: s.assume_utc_offset_secs, ..Default::default() };
     // The reader runs on its own thread; the channel is the back-pressure between them.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Event, std::sync::Arc<str>, String)>(1024);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(1024);
     let org = s.names.org.clone();
+    let (files, reader) = if let Some(f) = s.follow.clone() {
+        for p in &s.paths {
+            if !p.exists() {
+                return Err(Error::Input(format!("{}: no such file or folder", p.display())));
+            }
+        }
+        let paths = s.paths.clone();
+        (Vec::new(), std::thread::spawn(move || follow_files(&f, paths, read, &org, tx)))
+    } else {
+    let files = portcullis_pipeline::collect_inputs(&s.paths).map_err(|e| Error::Input(e.to_string()))?;
     let reader_files = files.clone();
     let reader = std::thread::spawn(move || {
         let mut failed = Vec::new();
@@ -176,7 +276,7 @@ pub async fn run(s: &AgentSettings) -> Result<AgentReport, Error> {
             let shown: std::sync::Arc<str> = std::sync::Arc::from(path.display().to_string());
             let result = portcullis_sources::read_file(path, &read, &mut |ev| {
                 let id = event_msg_id(&org, &identity, ev);
-                if tx.blocking_send((ev.clone(), shown.clone(), id)).is_err() {
+                if tx.blocking_send(Item::Event(ev.clone(), shown.clone(), id)).is_err() {
                     return ControlFlow::Break(());
                 }
                 ControlFlow::Continue(())
@@ -187,11 +287,30 @@ pub async fn run(s: &AgentSettings) -> Result<AgentReport, Error> {
         }
         failed
     });
+    (files, reader)
+    };
     let mut publisher = Publisher::new(js, s.names.clone(), &s.host, s.window);
     let mut events = 0u64;
     let mut error = None;
     let paced = Instant::now();
-    while let Some((ev, path, id)) = rx.recv().await {
+    while let Some(item) = rx.recv().await {
+        let (ev, path, id) = match item {
+            Item::Event(ev, path, id) => (ev, path, id),
+            Item::Checkpoint(state) => {
+                // Saved only once everything read before it is stored.
+                if let Err(e) = publisher.flush().await {
+                    error = Some(e);
+                    break;
+                }
+                if let Some(f) = &s.follow
+                    && let Err(e) = save_state(&f.state, &state)
+                {
+                    error = Some(e);
+                    break;
+                }
+                continue;
+            }
+        };
         if let Some(rate) = s.max_rate.filter(|r| *r > 0) {
             let due = std::time::Duration::from_secs_f64(events as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(paced.elapsed()) {
