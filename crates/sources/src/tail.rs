@@ -66,17 +66,7 @@ impl TailState {
     pub fn complete(&self, bytes: &[u8]) -> usize {
         match self.format {
             TextFormat::W3c => memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1),
-            TextFormat::ExchangeCsv => {
-                let (mut quoted, mut end) = (false, 0);
-                for (i, &b) in bytes.iter().enumerate() {
-                    match b {
-                        b'"' => quoted = !quoted,
-                        b'\n' if !quoted => end = i + 1,
-                        _ => {}
-                    }
-                }
-                end
-            }
+            TextFormat::ExchangeCsv => self.csv_complete(bytes),
             TextFormat::Json => {
                 let (mut depth, mut in_string, mut escaped, mut end) = (0u32, false, false, 0);
                 for (i, &b) in bytes.iter().enumerate() {
@@ -102,6 +92,52 @@ impl TailState {
                 end
             }
         }
+    }
+
+    /// Exchange's CSV: the line breaks after which `exchange_csv::read` has no record open,
+    /// found by its own rules — a quote opens a value only at the value's start (`a,x"y` is
+    /// plain), an open quoted value runs on until it closes, and a directive or a line that
+    /// is a whole record of its own (as many columns as `#Fields:` names) ends it.
+    fn csv_complete(&self, bytes: &[u8]) -> usize {
+        use crate::exchange_csv::split_record;
+        use crate::quoted::QuoteState;
+        let (mut values, mut ranges) = (String::new(), Vec::new());
+        let mut columns_of = |fields: &str| if split_record(fields.trim(), &mut values, &mut ranges) { ranges.len() } else { 0 };
+        let mut columns = 0;
+        for d in &self.directives {
+            if let Some(fields) = d.strip_prefix("#Fields:") {
+                columns = columns_of(fields);
+            }
+        }
+        let (mut values, mut ranges) = (String::new(), Vec::new());
+        let (mut quote, mut open, mut start, mut end) = (QuoteState::default(), false, 0, 0);
+        while let Some(nl) = memchr::memchr(b'\n', &bytes[start..]) {
+            let raw = &bytes[start..start + nl];
+            start += nl + 1;
+            let line = String::from_utf8_lossy(raw.strip_suffix(b"\r").unwrap_or(raw));
+            let fresh = if open {
+                quote.scan(&line, b',');
+                let alone = line.starts_with('#')
+                    || (!QuoteState::of_line(&line, b',').open && split_record(&line, &mut values, &mut ranges) && ranges.len() == columns);
+                open = quote.open && !alone;
+                // A line that is a record of its own is read afresh once the open one is lost.
+                alone
+            } else {
+                true
+            };
+            if fresh {
+                if let Some(fields) = line.strip_prefix("#Fields:") {
+                    columns = columns_of(fields);
+                } else if !line.starts_with('#') && !line.trim().is_empty() {
+                    quote = QuoteState::of_line(&line, b',');
+                    open = quote.open;
+                }
+            }
+            if !open {
+                end = start;
+            }
+        }
+        end
     }
 
     /// Reads `bytes` (whole records, the piece that follows what was read before),
@@ -204,6 +240,18 @@ mod tests {
 2021-08-24T02:10:17.000Z,/ecp/a,\"one\r\ntwo, three\"\r\n2021-08-24T02:10:18.000Z,/owa/b,plain\r\n";
         let whole = events(TextFormat::ExchangeCsv, data, &[]);
         assert_eq!(whole.len(), 2);
+        for cut in 1..data.len() {
+            assert_eq!(events(TextFormat::ExchangeCsv, data, &[cut]), whole, "cut at {cut}");
+        }
+    }
+
+    /// Found by the `tail` fuzz target: a quote inside a value (`x"y`) opens nothing, so
+    /// the line break after `"b` is inside the record, and a piece must not end there.
+    #[test]
+    fn exchange_csv_quote_inside_a_value_opens_nothing() {
+        let data = b"#Fields: a,b,c\na,x\"y,\"b\nc\"\nd,e,f\nm,n\"o,p\n";
+        let whole = events(TextFormat::ExchangeCsv, data, &[]);
+        assert_eq!(whole.len(), 3);
         for cut in 1..data.len() {
             assert_eq!(events(TextFormat::ExchangeCsv, data, &[cut]), whole, "cut at {cut}");
         }
