@@ -46,7 +46,9 @@ mkdir -p "$out_root" "$seeds_root"
 
 # Seeds: the committed hand-made ones, plus (generated here, never committed) samples
 # from the repository's own rules and intel data and from ../shared when it is there.
-seed() {
+# A subshell without pipefail: `find | head` ends find with SIGPIPE, which is no failure.
+seed() (
+  set +o pipefail
   local t=$1 dir=$seeds_root/$1
   rm -rf "$dir"
   mkdir -p "$dir"
@@ -74,7 +76,7 @@ seed() {
       cp crates/intel/data/*.stix.json "$dir"/ 2>/dev/null || true
       ;;
   esac
-}
+)
 
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_QUIET=1
 # Bound to one core when one is free (then compile-time thread pools use one thread too).
