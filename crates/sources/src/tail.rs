@@ -66,17 +66,7 @@ impl TailState {
     pub fn complete(&self, bytes: &[u8]) -> usize {
         match self.format {
             TextFormat::W3c => memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1),
-            TextFormat::ExchangeCsv => {
-                let (mut quoted, mut end) = (false, 0);
-                for (i, &b) in bytes.iter().enumerate() {
-                    match b {
-                        b'"' => quoted = !quoted,
-                        b'\n' if !quoted => end = i + 1,
-                        _ => {}
-                    }
-                }
-                end
-            }
+            TextFormat::ExchangeCsv => self.csv_scan(bytes).0,
             TextFormat::Json => {
                 let (mut depth, mut in_string, mut escaped, mut end) = (0u32, false, false, 0);
                 for (i, &b) in bytes.iter().enumerate() {
@@ -102,6 +92,66 @@ impl TailState {
                 end
             }
         }
+    }
+
+    /// Exchange's CSV: the line breaks after which `exchange_csv::read` has no record open,
+    /// found by its own rules — a quote opens a value only at the value's start (`a,x"y` is
+    /// plain), an open quoted value runs on until it closes, and a directive or a line that
+    /// is a whole record of its own (as many columns as `#Fields:` names) ends it unless it
+    /// completes it — and the `#` lines it reads as directives (not those inside a value).
+    fn csv_scan(&self, bytes: &[u8]) -> (usize, Vec<std::ops::Range<usize>>) {
+        use crate::exchange_csv::split_record;
+        use crate::quoted::QuoteState;
+        let (mut values, mut ranges) = (String::new(), Vec::new());
+        let mut columns_of = |fields: &str| if split_record(fields.trim(), &mut values, &mut ranges) { ranges.len() } else { 0 };
+        let mut columns = 0;
+        for d in &self.directives {
+            if let Some(fields) = d.strip_prefix("#Fields:") {
+                columns = columns_of(fields);
+            }
+        }
+        let (mut values, mut ranges, mut record) = (String::new(), Vec::new(), String::new());
+        let (mut quote, mut open, mut start, mut end) = (QuoteState::default(), false, 0, 0);
+        let mut directives = Vec::new();
+        while let Some(nl) = memchr::memchr(b'\n', &bytes[start..]) {
+            let raw = &bytes[start..start + nl];
+            let line_at = start..start + nl;
+            start += nl + 1;
+            let line = String::from_utf8_lossy(raw.strip_suffix(b"\r").unwrap_or(raw));
+            let fresh = if open {
+                quote.scan(&line, b',');
+                record.push('\n');
+                record.push_str(&line);
+                let whole = !quote.open && !quote.stray && split_record(&record, &mut values, &mut ranges) && ranges.len() == columns;
+                let alone = !whole
+                    && (line.starts_with('#')
+                        || (!QuoteState::of_line(&line, b',').open
+                            && split_record(&line, &mut values, &mut ranges)
+                            && ranges.len() == columns));
+                open = quote.open && !alone && !whole;
+                // A line that is a record of its own is read afresh once the open one is lost.
+                alone
+            } else {
+                true
+            };
+            if fresh {
+                record.clear();
+                if line.starts_with('#') {
+                    directives.push(line_at);
+                    if let Some(fields) = line.strip_prefix("#Fields:") {
+                        columns = columns_of(fields);
+                    }
+                } else if !line.trim().is_empty() {
+                    quote = QuoteState::of_line(&line, b',');
+                    open = quote.open;
+                    record.push_str(&line);
+                }
+            }
+            if !open {
+                end = start;
+            }
+        }
+        (end, directives)
     }
 
     /// Reads `bytes` (whole records, the piece that follows what was read before),
@@ -142,7 +192,12 @@ impl TailState {
         if self.format == TextFormat::Json {
             return;
         }
-        for line in bytes.split(|&b| b == b'\n').filter(|l| l.first() == Some(&b'#')) {
+        // In Exchange's CSV a `#` line inside a quoted value is part of the value.
+        let lines: Vec<&[u8]> = match self.format {
+            TextFormat::ExchangeCsv => self.csv_scan(bytes).1.into_iter().map(|r| &bytes[r]).collect(),
+            _ => bytes.split(|&b| b == b'\n').filter(|l| l.first() == Some(&b'#')).collect(),
+        };
+        for line in lines {
             let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
             let name = line[1..].split(':').next().unwrap_or("");
             if !KEPT_DIRECTIVES.contains(&name) || !line[1..].contains(':') {
@@ -202,6 +257,30 @@ mod tests {
     fn exchange_csv_keeps_quoted_line_breaks_together() {
         let data = b"#Software: Microsoft Exchange Server\r\n#Log-type: HttpProxy Logs\r\n#Fields: DateTime,UrlStem,Cmd\r\n\
 2021-08-24T02:10:17.000Z,/ecp/a,\"one\r\ntwo, three\"\r\n2021-08-24T02:10:18.000Z,/owa/b,plain\r\n";
+        let whole = events(TextFormat::ExchangeCsv, data, &[]);
+        assert_eq!(whole.len(), 2);
+        for cut in 1..data.len() {
+            assert_eq!(events(TextFormat::ExchangeCsv, data, &[cut]), whole, "cut at {cut}");
+        }
+    }
+
+    /// Found by the `tail` fuzz target: a quote inside a value (`x"y`) opens nothing, so
+    /// the line break after `"b` is inside the record, and a piece must not end there.
+    #[test]
+    fn exchange_csv_quote_inside_a_value_opens_nothing() {
+        let data = b"#Fields: a,b,c\na,x\"y,\"b\nc\"\nd,e,f\nm,n\"o,p\n";
+        let whole = events(TextFormat::ExchangeCsv, data, &[]);
+        assert_eq!(whole.len(), 3);
+        for cut in 1..data.len() {
+            assert_eq!(events(TextFormat::ExchangeCsv, data, &[cut]), whole, "cut at {cut}");
+        }
+    }
+
+    /// Found by the `tail` fuzz target: a `#Fields:` line inside a quoted value is part of
+    /// the value, neither a directive for later pieces nor the end of the record.
+    #[test]
+    fn exchange_csv_directive_inside_a_value_is_text() {
+        let data = b"#Fields: a,b,c\r\n1,\"x\r\n#Fields: q,r\",w\r\n2,y,z\r\n";
         let whole = events(TextFormat::ExchangeCsv, data, &[]);
         assert_eq!(whole.len(), 2);
         for cut in 1..data.len() {
