@@ -135,9 +135,7 @@ pub struct AgentArgs {
     /// With --follow: seconds between polls when nothing is new.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub interval: f64,
-    /// With --follow: stop after this many seconds without a new event.
-    #[arg(long, value_name = "SECS")]
-    pub exit_when_idle: Option<f64>,
+
     #[command(flatten)]
     pub bus: BusArgs,
 }
@@ -246,7 +244,7 @@ pub fn run(cmd: ScaleCommand) -> Result<u8, Fatal> {
                             Some(portcullis_jetstream::agent::Follow {
                                 state: state.clone(),
                                 interval: secs(a.interval),
-                                exit_when_idle: a.exit_when_idle.map(secs),
+                                exit_when_idle: a.bus.exit_when_idle.map(secs),
                                 stop,
                             })
                         }

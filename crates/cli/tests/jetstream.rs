@@ -3,7 +3,8 @@
 //! partitions → collector gives exactly the finding ids of a batch `hunt` on the same
 //! simulated institution, also when a worker or a correlation partition is killed with
 //! SIGKILL mid-stream and restarted, and on a three-node cluster losing a node; a hostile
-//! message is terminated, not redelivered; an unreachable server is exit code 2.
+//! message is terminated, not redelivered; an unreachable server is exit code 2; a following
+//! agent (`--follow`) killed with SIGKILL while the logs are written loses and repeats nothing.
 //!
 //! Ignored by default (they need the server); .ci/run installs it and runs them with
 //! `cargo test -p portcullis-cli --test jetstream -- --ignored`. A server that cannot be
@@ -440,4 +441,83 @@ fn nats_unreachable_server_is_exit_code_2_naming_the_url() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(&url) && err.contains("cannot reach"), "{err}");
     }
+}
+
+/// Every file under `dir`, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+#[ignore = "needs nats-server: scripts/nats-server.sh bin, then cargo test -p portcullis-cli --test jetstream -- --ignored"]
+fn nats_following_agent_killed_and_restarted_loses_nothing() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sim = simulate(dir.path());
+    let expected = batch(dir.path(), &sim);
+    let server = Server::start(false);
+    // The institution's logs written piece by piece (lines cut mid-way) while a following
+    // agent ships them; the agent is killed with SIGKILL every few files and started again.
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).expect("mkdir");
+    let state = dir.path().join("agent.state");
+    let agent = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("agent")
+            .arg(&live)
+            .args(["--host", "sim1", "--follow", "--interval", "0.05", "--state"])
+            .arg(&state)
+            .args(extra)
+            .args(["--nats", &server.url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn agent")
+    };
+    let mut child = agent(&[]);
+    let mut kills = 0;
+    for (n, src) in files_under(&sim).iter().enumerate() {
+        let dst = live.join(src.strip_prefix(&sim).expect("under sim"));
+        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        let data = std::fs::read(src).expect("read");
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&dst).expect("open");
+        for w in [0, data.len() / 2 + 3, data.len()].windows(2) {
+            f.write_all(&data[w[0].min(data.len())..w[1].min(data.len())]).expect("write");
+            f.flush().expect("flush");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if n % 45 == 30 {
+            child.kill().expect("SIGKILL the agent");
+            let _ = child.wait();
+            kills += 1;
+            child = agent(&[]);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().expect("SIGKILL the agent");
+    let _ = child.wait();
+    assert!(kills >= 3);
+    // A last run ships what is left and stops when idle.
+    let last = agent(&["--exit-when-idle", "2"]).wait().expect("agent");
+    assert!(last.success());
+    let workers = [worker(&server.url, &[]), worker(&server.url, &[])];
+    let corr = correlators(&server.url);
+    let case = dir.path().join("dist.sqlite");
+    let collected = collect(&server.url, &case);
+    for w in workers {
+        report(w);
+    }
+    for c in corr {
+        report(c);
+    }
+    compare(&expected, &case, &collected);
 }

@@ -157,3 +157,31 @@ fn a_rotated_and_truncated_log_is_followed() {
     std::fs::write(&log, format!("{header}{}", line(5))).unwrap();
     assert_eq!(once() * 2, first, "line 5 after the truncation");
 }
+
+#[test]
+fn a_line_still_being_written_waits_and_once_still_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    std::fs::create_dir(&dir).unwrap();
+    let case = tmp.path().join("c.sqlite");
+    let exploit = "2021-08-24 02:10:17 10.0.0.5 POST /autodiscover/autodiscover.json @evil.corp/powershell/?X-Rps-CAT=x&Email=autodiscover/autodiscover.json%3F@evil.corp 443 - 203.0.113.9 python-requests/2.25.1 200";
+    let header = "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) sc-status\n";
+    let log = dir.join("u_ex.log");
+    // The second line has no line break yet: it is not read.
+    std::fs::write(&log, format!("{header}{exploit}\n{}", &exploit[..60])).unwrap();
+    let once = || {
+        let mut child = bin().args(["watch", "--once", "-q", "--case"]).arg(&case).arg(&dir).stdout(Stdio::piped()).spawn().unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(60), "watch --once must stop although a line is unfinished");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut out = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        out.lines().filter(|l| l.contains("\"record\":2")).count() + 1000 * out.lines().filter(|l| l.contains("\"record\":3")).count()
+    };
+    let first = once();
+    assert!(first > 0 && first < 1000, "line 2 alerts, the unfinished line 3 does not ({first})");
+    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(format!("{}\n", &exploit[60..]).as_bytes()).unwrap();
+    assert_eq!(once(), first * 1000, "line 3 alerts once finished, like line 2");
+}

@@ -267,27 +267,27 @@ pub async fn run(s: &AgentSettings) -> Result<AgentReport, Error> {
         let paths = s.paths.clone();
         (Vec::new(), std::thread::spawn(move || follow_files(&f, paths, read, &org, tx)))
     } else {
-    let files = portcullis_pipeline::collect_inputs(&s.paths).map_err(|e| Error::Input(e.to_string()))?;
-    let reader_files = files.clone();
-    let reader = std::thread::spawn(move || {
-        let mut failed = Vec::new();
-        for path in &reader_files {
-            let identity = file_identity(path);
-            let shown: std::sync::Arc<str> = std::sync::Arc::from(path.display().to_string());
-            let result = portcullis_sources::read_file(path, &read, &mut |ev| {
-                let id = event_msg_id(&org, &identity, ev);
-                if tx.blocking_send(Item::Event(ev.clone(), shown.clone(), id)).is_err() {
-                    return ControlFlow::Break(());
+        let files = portcullis_pipeline::collect_inputs(&s.paths).map_err(|e| Error::Input(e.to_string()))?;
+        let reader_files = files.clone();
+        let reader = std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            for path in &reader_files {
+                let identity = file_identity(path);
+                let shown: std::sync::Arc<str> = std::sync::Arc::from(path.display().to_string());
+                let result = portcullis_sources::read_file(path, &read, &mut |ev| {
+                    let id = event_msg_id(&org, &identity, ev);
+                    if tx.blocking_send(Item::Event(ev.clone(), shown.clone(), id)).is_err() {
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                });
+                if let Err(e) = result {
+                    failed.push(e.to_string());
                 }
-                ControlFlow::Continue(())
-            });
-            if let Err(e) = result {
-                failed.push(e.to_string());
             }
-        }
-        failed
-    });
-    (files, reader)
+            failed
+        });
+        (files, reader)
     };
     let mut publisher = Publisher::new(js, s.names.clone(), &s.host, s.window);
     let mut events = 0u64;

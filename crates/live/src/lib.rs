@@ -199,7 +199,8 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
             status.records_skipped += p.report.skipped;
         }
         status.events += events;
-        let drained = read_bytes == 0 && follower.backlog == 0;
+        // Nothing could be read: what is unread (a line still being written) waits for more.
+        let drained = read_bytes == 0;
         if events > 0 {
             last_input = Instant::now();
         }

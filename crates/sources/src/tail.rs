@@ -84,7 +84,14 @@ impl TailState {
                     match b {
                         b'"' => in_string = true,
                         b'{' | b'[' => depth += 1,
-                        b'}' | b']' => depth = depth.saturating_sub(1),
+                        b'}' | b']' => {
+                            depth = depth.saturating_sub(1);
+                            // A closed object is whole even when no line break follows yet
+                            // (a file's last object often has none).
+                            if depth == 0 {
+                                end = i + 1;
+                            }
+                        }
                         b'\n' if depth == 0 => end = i + 1,
                         _ => {}
                     }
@@ -286,6 +293,15 @@ mod tests {
         for cut in 1..data.len() {
             assert_eq!(events(TextFormat::ExchangeCsv, data, &[cut]), whole, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_last_object_without_a_line_break_is_read() {
+        let data = b"{\"a\": 1}\n{\"b\": {\"c\": 2}}";
+        let state = TailState::new(TextFormat::Json);
+        assert_eq!(state.complete(data), data.len());
+        assert_eq!(state.complete(&data[..data.len() - 1]), 9, "an object still open waits");
+        assert_eq!(events(TextFormat::Json, data, &[5]), events(TextFormat::Json, data, &[]));
     }
 
     #[test]
