@@ -35,8 +35,8 @@ impl HuntArgs {
         Ok(HuntSettings {
             paths: self.paths.clone(),
             rules: self.rules.settings(),
-            iocs: self.iocs.clone(),
-            builtin_intel: !self.no_builtin_intel,
+            iocs: self.intel.iocs.clone(),
+            builtin_intel: !self.intel.no_builtin_intel,
             from: parse_time(&self.from, "--from")?,
             to: parse_time(&self.to, "--to")?,
             assume_utc_offset_secs: parse_offset(&self.assume_timezone)?,

@@ -177,13 +177,9 @@ pub struct RuleArgs {
     pub min_level: LevelArg,
 }
 
-#[derive(Args)]
-pub struct HuntArgs {
-    /// Files or directories to hunt through.
-    #[arg(required = true, value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
-    #[command(flatten)]
-    pub rules: RuleArgs,
+/// Indicators matched in every field of every event (`hunt`, `watch`, `worker`).
+#[derive(Args, Clone)]
+pub struct IntelArgs {
     /// Indicators to match in every field of every event (repeatable): a STIX 2.1 bundle,
     /// a MISP event (JSON), or a CSV/plain list (one value per line, or type,value[,context]).
     /// Defanged values (hxxp, [.]) are fine. IPs match by CIDR, domains with their subdomains.
@@ -192,6 +188,17 @@ pub struct HuntArgs {
     /// Do not load the built-in intel (published Exchange-wave IPs and C2, APT31 infrastructure).
     #[arg(long)]
     pub no_builtin_intel: bool,
+}
+
+#[derive(Args)]
+pub struct HuntArgs {
+    /// Files or directories to hunt through.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    #[command(flatten)]
+    pub intel: IntelArgs,
     /// Skip events before this time (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long, value_name = "TIME")]
     pub from: Option<String>,

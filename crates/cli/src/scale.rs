@@ -144,12 +144,8 @@ pub struct AgentArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub rules: RuleArgs,
-    /// Indicator files (STIX 2.1, MISP, CSV/plain), as for `hunt`.
-    #[arg(long = "iocs", value_name = "FILE")]
-    pub iocs: Vec<PathBuf>,
-    /// Do not load the built-in intel bundles.
-    #[arg(long)]
-    pub no_builtin_intel: bool,
+    #[command(flatten)]
+    pub intel: crate::IntelArgs,
     /// The durable consumer all workers share (the server's name is NAME-<org>).
     #[arg(long, value_name = "NAME", default_value = "workers")]
     pub consumer: String,
@@ -271,8 +267,8 @@ pub fn run(cmd: ScaleCommand) -> Result<u8, Fatal> {
                     names: a.bus.names(),
                     streams: a.bus.streams(),
                     rules: a.rules.settings(),
-                    iocs: a.iocs.clone(),
-                    builtin_intel: !a.no_builtin_intel,
+                    iocs: a.intel.iocs.clone(),
+                    builtin_intel: !a.intel.no_builtin_intel,
                     consumer: a.consumer.clone(),
                     batch: a.batch,
                     ack_wait: Duration::from_secs_f64(a.ack_wait.max(1.0)),

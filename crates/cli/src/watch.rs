@@ -22,12 +22,8 @@ pub struct WatchArgs {
     pub case: PathBuf,
     #[command(flatten)]
     pub rules: RuleArgs,
-    /// Indicators to match in every field (repeatable; as `hunt --iocs`).
-    #[arg(long = "iocs", value_name = "FILE")]
-    pub iocs: Vec<PathBuf>,
-    /// Do not load the built-in intel.
-    #[arg(long)]
-    pub no_builtin_intel: bool,
+    #[command(flatten)]
+    pub intel: crate::IntelArgs,
     /// The UTC offset of times written without a zone (as `hunt --assume-timezone`).
     #[arg(long, value_name = "OFFSET")]
     pub assume_timezone: Option<String>,
@@ -108,8 +104,8 @@ pub fn run(a: WatchArgs) -> Result<u8, Fatal> {
         case: a.case.clone(),
         case_command: std::env::args().collect::<Vec<_>>().join(" "),
         rules: a.rules.settings(),
-        iocs: a.iocs.clone(),
-        builtin_intel: !a.no_builtin_intel,
+        iocs: a.intel.iocs.clone(),
+        builtin_intel: !a.intel.no_builtin_intel,
         assume_utc_offset_secs: crate::commands::parse_offset(&a.assume_timezone)?,
         interval: secs(a.interval, "interval")?,
         from_end: a.from_end,
