@@ -460,10 +460,36 @@ fn open_writable(path: &Path) -> Result<Connection, CaseError> {
     Ok(conn)
 }
 
-fn insert_source(tx: &rusqlite::Transaction<'_>, s: &SourceRecord<'_>, hash: &str, run_id: i64) -> Result<(), rusqlite::Error> {
+/// What recording a source does when the case already has it (same path and hash).
+enum SourceConflict {
+    /// Keep what is there (`hunt`: the same file read again adds nothing).
+    Keep,
+    /// Add this step's counts and widen its period (`watch`: a followed file read on).
+    Accumulate,
+}
+
+fn insert_source(
+    tx: &rusqlite::Transaction<'_>,
+    s: &SourceRecord<'_>,
+    hash: &str,
+    run_id: i64,
+    conflict: SourceConflict,
+) -> Result<(), rusqlite::Error> {
+    let on_conflict = match conflict {
+        SourceConflict::Keep => "ON CONFLICT (path, hash) DO NOTHING",
+        SourceConflict::Accumulate => {
+            "ON CONFLICT (path, hash) DO UPDATE SET size = excluded.size, events = events + excluded.events,
+                skipped = skipped + excluded.skipped,
+                first_ts = min(coalesce(first_ts, excluded.first_ts), coalesce(excluded.first_ts, first_ts)),
+                last_ts = max(coalesce(last_ts, excluded.last_ts), coalesce(excluded.last_ts, last_ts)),
+                notes = CASE WHEN notes = '[]' THEN excluded.notes ELSE notes END"
+        }
+    };
     tx.execute(
-        "INSERT OR IGNORE INTO sources (path, hash, size, format, events, skipped, first_run, first_ts, last_ts, notes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        &format!(
+            "INSERT INTO sources (path, hash, size, format, events, skipped, first_run, first_ts, last_ts, notes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) {on_conflict}"
+        ),
         params![
             s.path.display().to_string(),
             hash,
@@ -695,7 +721,7 @@ impl Case {
         let tx = self.conn.transaction()?;
         for s in sources {
             let hash = hash_file(s.path).unwrap_or_else(|e| format!("unhashed: {e}"));
-            insert_source(&tx, s, &hash, run_id)?;
+            insert_source(&tx, s, &hash, run_id, SourceConflict::Keep)?;
         }
         let new = insert_findings(&tx, findings, run_id)?.len();
         let incidents = rebuild_incidents(&tx, incident_opts)?;
@@ -713,27 +739,7 @@ impl Case {
         let run_id = self.run_id;
         let tx = self.conn.transaction()?;
         for (s, key) in &batch.sources {
-            tx.execute(
-                "INSERT INTO sources (path, hash, size, format, events, skipped, first_run, first_ts, last_ts, notes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (path, hash) DO UPDATE SET size = excluded.size, events = events + excluded.events,
-                    skipped = skipped + excluded.skipped,
-                    first_ts = min(coalesce(first_ts, excluded.first_ts), coalesce(excluded.first_ts, first_ts)),
-                    last_ts = max(coalesce(last_ts, excluded.last_ts), coalesce(excluded.last_ts, last_ts)),
-                    notes = CASE WHEN notes = '[]' THEN excluded.notes ELSE notes END",
-                params![
-                    s.path.display().to_string(),
-                    format!("live:{key}"),
-                    s.size as i64,
-                    s.format,
-                    s.events as i64,
-                    s.skipped as i64,
-                    run_id,
-                    s.time_span.map(|t| t.0.to_string()),
-                    s.time_span.map(|t| t.1.to_string()),
-                    serde_json::to_string(&s.notes).unwrap_or_default(),
-                ],
-            )?;
+            insert_source(&tx, s, &format!("live:{key}"), run_id, SourceConflict::Accumulate)?;
         }
         let new_findings = insert_findings(&tx, batch.findings, run_id)?;
         let mut new_inputs = Vec::with_capacity(batch.inputs.len());

@@ -209,7 +209,7 @@ fn follow_files(
                 }
             }
         }
-        let state = serde_json::to_string(&follower.files.values().collect::<Vec<_>>()).unwrap_or_default();
+        let state = follower.checkpoint();
         if state != last_saved {
             if tx.blocking_send(Item::Checkpoint(state.clone())).is_err() {
                 break;
@@ -221,10 +221,7 @@ fn follow_files(
         } else if f.exit_when_idle.is_some_and(|idle| last_event.elapsed() >= idle) {
             break;
         } else {
-            let until = Instant::now() + f.interval;
-            while Instant::now() < until && !f.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(20).min(f.interval));
-            }
+            portcullis_live::pause(f.interval, &f.stop);
         }
     }
     notes

@@ -131,6 +131,12 @@ impl Follower {
         }
     }
 
+    /// Where every file's reading stands, as JSON (what a checkpoint saves; read back with
+    /// `serde_json` into the `Vec<FileState>` that [`Follower::new`] takes).
+    pub fn checkpoint(&self) -> String {
+        serde_json::to_string(&self.files.values().collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into())
+    }
+
     /// Reads what is new in every file (within `limits`), calling `sink` with each event
     /// and the key of its file. Returns what was read per file.
     pub fn poll(&mut self, limits: &PollLimits, sink: &mut dyn FnMut(&str, &Arc<Path>, &Event)) -> Vec<Piece> {
@@ -340,5 +346,13 @@ fn fingerprint(state: &mut FileState, path: &Path, size: u64) {
     {
         state.fingerprint = h;
         state.fingerprint_len = len;
+    }
+}
+
+/// Waits `interval` between polls, waking every 20 ms to notice `stop` quickly.
+pub fn pause(interval: std::time::Duration, stop: &std::sync::atomic::AtomicBool) {
+    let until = std::time::Instant::now() + interval;
+    while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(20).min(interval));
     }
 }

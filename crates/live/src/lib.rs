@@ -26,7 +26,7 @@ use portcullis_pipeline::{Error, RuleSettings};
 use portcullis_sources::ReadOptions;
 
 pub use alert::{Alert, Backoff, Webhook};
-pub use follow::{FileState, Follower, PollLimits};
+pub use follow::{FileState, Follower, PollLimits, pause};
 
 /// What to watch and how.
 #[derive(Clone, Debug)]
@@ -253,7 +253,6 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
         unrebuilt |= !findings.is_empty();
         let rebuild = unrebuilt && (drained || stopping || last_rebuild.elapsed() >= s.incident_interval);
         let prune_before = (max_span > 0 && released_until > i64::MIN).then(|| released_until.saturating_sub(max_span + s.lateness_micros));
-        let files_json = serde_json::to_string(&follower.files.values().collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into());
         let sources: Vec<(SourceRecord<'_>, String)> = pieces
             .iter()
             .filter(|p| p.report.bytes > 0 || p.report.events > 0)
@@ -283,7 +282,7 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
                 findings: &findings,
                 inputs: &kept,
                 prune_before,
-                state: vec![(FILES_KEY.into(), files_json), (RELEASED_KEY.into(), released_until.to_string())],
+                state: vec![(FILES_KEY.into(), follower.checkpoint()), (RELEASED_KEY.into(), released_until.to_string())],
                 incidents: rebuild.then_some(&incident_opts),
                 events: status.events,
                 rules_loaded: engine.rules.len() - detector.loaded.ioc_rules,
@@ -318,11 +317,7 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
             break;
         }
         if drained {
-            // Sleep in short steps so a stop is noticed quickly.
-            let until = Instant::now() + s.interval;
-            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50).min(s.interval));
-            }
+            follow::pause(s.interval, stop);
         }
     }
     case.finish_live()?;
