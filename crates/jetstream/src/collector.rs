@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
-use futures_util::StreamExt;
 use portcullis_event::Timestamp;
 use portcullis_incident::IncidentOptions;
 
@@ -83,20 +82,7 @@ pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
     let mut report = CollectorReport::default();
     let mut last_message = Instant::now();
     loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(s.batch.max(1))
-            .expires(s.interval)
-            .messages()
-            .await
-            .map_err(|e| nats_err("fetching findings")(&e))?;
-        let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => messages.push(m),
-                Err(e) => eprintln!("collector: fetching findings: {e}"),
-            }
-        }
+        let messages = crate::fetch_batch(&consumer, s.batch, s.interval, "collector", "findings").await?;
         if messages.is_empty() {
             if s.idle.exit_after.is_some_and(|d| last_message.elapsed() >= d) {
                 break;

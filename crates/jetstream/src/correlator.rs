@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, kv};
-use futures_util::StreamExt;
 use portcullis_correlate::{CorrelationSet, Correlator, Input};
 use portcullis_finding::Finding;
 use portcullis_pipeline::RuleSettings;
@@ -262,20 +261,7 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
     let mut last_message = Instant::now();
     let mut flushed = true;
     loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1000)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .map_err(|e| nats_err("fetching correlation inputs")(&e))?;
-        let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => messages.push(m),
-                Err(e) => eprintln!("correlator: fetching inputs: {e}"),
-            }
-        }
+        let messages = crate::fetch_batch(&consumer, 1000, Duration::from_millis(500), "correlator", "correlation inputs").await?;
         let mut found = Vec::new();
         let mut to_ack = Vec::new();
         if messages.is_empty() {

@@ -132,6 +132,33 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// One batch of at most `max` messages from a pull consumer, waiting at most `expires`; a
+/// message that fails to arrive is said (`role: what: error`) and left for redelivery.
+pub(crate) async fn fetch_batch(
+    consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    max: usize,
+    expires: Duration,
+    role: &str,
+    what: &str,
+) -> Result<Vec<jetstream::Message>, Error> {
+    use futures_util::StreamExt;
+    let mut batch = consumer
+        .fetch()
+        .max_messages(max.max(1))
+        .expires(expires)
+        .messages()
+        .await
+        .map_err(|e| nats_err(&format!("fetching {what}"))(&e))?;
+    let mut messages = Vec::new();
+    while let Some(m) = batch.next().await {
+        match m {
+            Ok(m) => messages.push(m),
+            Err(e) => eprintln!("{role}: fetching {what}: {e}"),
+        }
+    }
+    Ok(messages)
+}
+
 pub(crate) fn nats_err(what: &str) -> impl Fn(&dyn fmt::Display) -> Error + '_ {
     move |e| Error::Nats(format!("{what}: {e}"))
 }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
-use futures_util::StreamExt;
 use portcullis_correlate::Source;
 use portcullis_event::Event;
 use portcullis_finding::Finding;
@@ -102,20 +101,7 @@ async fn consume(
     let mut last_message = Instant::now();
     let findings_subject = s.names.findings_subject();
     loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(s.batch.max(1))
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .map_err(|e| nats_err("fetching events")(&e))?;
-        let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => messages.push(m),
-                Err(e) => eprintln!("worker: fetching events: {e}"),
-            }
-        }
+        let messages = crate::fetch_batch(consumer, s.batch, Duration::from_millis(500), "worker", "events").await?;
         if messages.is_empty() {
             if s.idle.exit_after.is_some_and(|d| last_message.elapsed() >= d) {
                 break;
