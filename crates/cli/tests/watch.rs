@@ -185,3 +185,27 @@ fn a_line_still_being_written_waits_and_once_still_stops() {
     std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(format!("{}\n", &exploit[60..]).as_bytes()).unwrap();
     assert_eq!(once(), first * 1000, "line 3 alerts once finished, like line 2");
 }
+
+#[test]
+fn a_complete_compressed_log_is_read_on_the_first_poll() {
+    // Files read whole (EVTX, gzip, ZIP) that are not being written are read at once, so
+    // `watch --once` over a finished collection gives what `hunt` gives.
+    use flate2::{Compression, write::GzEncoder};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    std::fs::create_dir(&dir).unwrap();
+    let header = "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) sc-status\n";
+    let exploit = "2021-08-24 02:10:17 10.0.0.5 POST /autodiscover/autodiscover.json @evil.corp/powershell/?X-Rps-CAT=x&Email=autodiscover/autodiscover.json%3F@evil.corp 443 - 203.0.113.9 python-requests/2.25.1 200\n";
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(format!("{header}{exploit}").as_bytes()).unwrap();
+    std::fs::write(dir.join("u_ex210824.log.gz"), gz.finish().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(2100)); // no longer being written
+    let (batch, live) = (tmp.path().join("b.sqlite"), tmp.path().join("w.sqlite"));
+    let st = bin().arg("hunt").arg(&dir).arg("--case").arg(&batch).args(["-q", "-o"]).arg(tmp.path().join("h.txt")).output().unwrap();
+    assert!(st.status.code().is_some_and(|c| c == 0 || c == 2));
+    let st = bin().args(["watch", "--once", "-q", "--case"]).arg(&live).arg(&dir).output().unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let expected = ids(&batch);
+    assert!(!expected.is_empty());
+    assert_eq!(ids(&live), expected);
+}

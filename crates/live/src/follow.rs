@@ -18,6 +18,9 @@ use portcullis_sources::{FileReport, ReadOptions};
 /// How many first bytes tell one file from another that reused its inode.
 const FINGERPRINT_BYTES: u64 = 1024;
 
+/// A file read whole (EVTX, gzip, ZIP) that has not changed for this long is complete.
+const WHOLE_FILE_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where reading one file stands (what a checkpoint keeps).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileState {
@@ -218,7 +221,10 @@ impl Follower {
             Reading::Unknown | Reading::NotALog => None,
             Reading::Whole { seen, read } => {
                 let now = (size, modified(meta));
-                let stable = *seen == now;
+                // Unchanged since the last poll, or not written for a while (a file that was
+                // already complete when first seen is read at once).
+                let quiet = meta.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= WHOLE_FILE_QUIET);
+                let stable = *seen == now || quiet;
                 *seen = now;
                 if !stable || *read == Some(now) {
                     return None;
