@@ -14,7 +14,7 @@ use portcullis_pipeline::{HuntSettings, Observer, RuleSettings};
 use portcullis_sigma::Level;
 
 use crate::{
-    DemoArgs, EXIT_FINDINGS, EXIT_OK, EventsArgs, ExchangeCheckArgs, Fatal, FormatArg, HuntArgs, RuleArgs, RulesArgs, SimulateArgs,
+    DemoArgs, EXIT_FINDINGS, EXIT_OK, EventsArgs, ExchangeCheckArgs, Fatal, HuntArgs, LevelArg, RuleArgs, RulesArgs, SimulateArgs,
     show_progress,
 };
 
@@ -244,84 +244,18 @@ pub fn events(a: EventsArgs) -> Result<u8, Fatal> {
 
 pub fn rules(a: RulesArgs) -> Result<u8, Fatal> {
     let loaded = portcullis_pipeline::load_rules(&a.rules.settings())?;
-    let engine = &loaded.engine;
-    let mut out = open_output(&None)?;
-    let placeholder_needed = loaded.set.errors.iter().filter(|e| e.needs_placeholder).count();
-    match a.format {
-        crate::FormatArg::Jsonl | crate::FormatArg::Json => {
-            for e in loaded.failures() {
-                serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({
-                        "kind": "rule_failed", "path": e.path, "line": e.line, "reason": e.reason,
-                        "needs_placeholder": e.needs_placeholder,
-                    }),
-                )?;
-                writeln!(out)?;
-            }
-            for u in &engine.unmapped {
-                let r = &engine.rules[u.rule];
-                serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({
-                        "kind": "rule_unmapped", "path": &*r.origin.path, "line": r.origin.line, "rule_id": r.key(), "reason": u.reason,
-                    }),
-                )?;
-                writeln!(out)?;
-            }
-            serde_json::to_writer(
-                &mut out,
-                &serde_json::json!({
-                    "kind": "rules_summary", "files": loaded.set.files, "rules_loaded": engine.rules.len(),
-                    "rules_failed": loaded.set.errors.len() + engine.failed.len() + loaded.correlation_errors.len(),
-                    "needs_placeholder": placeholder_needed,
-                    "rules_unmapped": engine.unmapped.len(), "filters": loaded.set.filters.len(),
-                    "correlations": loaded.correlations.correlations.len(), "matcher_groups": engine.group_count(),
-                    "parse_seconds": loaded.parse_seconds, "compile_seconds": loaded.compile_seconds,
-                }),
-            )?;
-            writeln!(out)?;
-        }
-        _ => {
-            writeln!(
-                out,
-                "{} rule files: {} rules loaded ({} filters, {} correlations) into {} matcher groups \
-(parsed in {:.3}s, compiled in {:.3}s).",
-                loaded.set.files,
-                engine.rules.len(),
-                loaded.set.filters.len(),
-                loaded.set.correlations.len(),
-                engine.group_count(),
-                loaded.parse_seconds,
-                loaded.compile_seconds
-            )?;
-            let failed: Vec<_> = loaded.failures().collect();
-            writeln!(
-                out,
-                "{} failed to load{}:",
-                failed.len(),
-                if placeholder_needed > 0 { format!(" ({placeholder_needed} only need --placeholders)") } else { String::new() }
-            )?;
-            for e in &failed {
-                writeln!(out, "  {}:{}: {}", escape_display(&e.path), e.line, escape_display(&e.reason))?;
-            }
-            let mut reasons: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-            for u in &engine.unmapped {
-                reasons.entry(&u.reason).or_default().push(u.rule);
-            }
-            let mut by_count: Vec<_> = reasons.into_iter().collect();
-            by_count.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
-            writeln!(out, "{} loaded but select no events Portcullis reads:", engine.unmapped.len())?;
-            for (reason, rules) in by_count {
-                writeln!(out, "  {:>5}  {reason}", rules.len())?;
-                if a.verbose {
-                    for r in rules {
-                        writeln!(out, "           {}", engine.rules[r].origin)?;
-                    }
-                }
-            }
-        }
-    }
+    let report = portcullis_output::rules::RulesReport {
+        engine: &loaded.engine,
+        failures: loaded.failures().collect(),
+        files: loaded.set.files,
+        filters: loaded.set.filters.len(),
+        correlations: loaded.correlations.correlations.len(),
+        parse_seconds: loaded.parse_seconds,
+        compile_seconds: loaded.compile_seconds,
+        verbose: a.verbose,
+    };
+    let mut out = open_output(&a.output)?;
+    portcullis_output::rules::write(&mut out, a.format.into(), &report)?;
     out.flush()?;
     Ok(EXIT_OK)
 }
@@ -683,43 +617,16 @@ Exchange's HttpProxy/Rps_Http logs and Sysmon file versions of Exchange binaries
         return Err(Fatal(format!("no Exchange build given or found: pass builds, --inventory or --logs{looked}")));
     }
     let verdicts = inventory.verdicts();
-    let mut out = open_output(&None)?;
-    match a.format {
-        FormatArg::Jsonl | FormatArg::Json => {
-            for v in &verdicts {
-                serde_json::to_writer(&mut out, &serde_json::json!({"kind": "exchange_server", "verdict": v}))?;
-                writeln!(out)?;
-            }
-        }
-        _ => {
-            for v in &verdicts {
-                writeln!(
-                    out,
-                    "{}  {} {} (build {}, {})",
-                    escape_display(&v.server),
-                    v.product,
-                    v.cu,
-                    v.build,
-                    match v.su_revision {
-                        Some(r) => format!("revision {r}"),
-                        None => "security update level unknown".into(),
-                    }
-                )?;
-                for c in &v.chains {
-                    let mark = match c.status {
-                        Status::Fixed => "fixed  ",
-                        Status::Open => "OPEN   ",
-                        Status::Unknown => "unknown",
-                    };
-                    writeln!(out, "   {mark}  {:<14} {:<36} {}", c.chain, c.cves, c.remedy)?;
-                }
-                writeln!(out, "   (build from {})", escape_display(&v.source))?;
-            }
-        }
-    }
+    let mut out = open_output(&a.output)?;
+    portcullis_output::exchange::write(&mut out, a.format.into(), &verdicts)?;
     out.flush()?;
-    if a.fail_if_open && verdicts.iter().any(|v| v.chains.iter().any(|c| c.status == Status::Open)) {
-        return Ok(EXIT_FINDINGS);
-    }
-    Ok(EXIT_OK)
+    // An open chain is critical; a build whose security-update level is unknown, medium.
+    let fail_on = a.fail_on.or(a.fail_if_open.then_some(LevelArg::Critical)).map(Level::from);
+    let level = |st: Status| match st {
+        Status::Open => Some(Level::Critical),
+        Status::Unknown => Some(Level::Medium),
+        Status::Fixed => None,
+    };
+    let fail = fail_on.is_some_and(|min| verdicts.iter().flat_map(|v| &v.chains).filter_map(|c| level(c.status)).any(|l| l >= min));
+    Ok(if fail { EXIT_FINDINGS } else { EXIT_OK })
 }

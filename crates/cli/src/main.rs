@@ -38,7 +38,7 @@ institution already has. It runs Sigma rules (its own and the SigmaHQ community'
 over EVTX, JSON, IIS/W3C and Exchange logs, finds reconnaissance campaigns in mail exports, counts the electors \
 exposed in register copies, and shares what it found as STIX 2.1 or MISP.",
     after_help = "EXIT CODES:\n  0  ran clean\n  1  error (bad arguments, unreadable inputs or rules path, output not writable)\n  \
-2  a finding the command was told to fail on (hunt/mail/posture --fail-on, exposure --fail-if-found, exchange-check --fail-if-open); \
+2  a finding at or above the level given to --fail-on (hunt, mail, posture, exposure, exchange-check); \
 agent/worker/correlator/collector: the NATS server could not be reached\n\nExamples:\n  portcullis demo\n  \
 portcullis hunt C:\\Triage --sigma sigma/rules --min-level medium\n  portcullis hunt logs/ --format jsonl --output findings.jsonl --fail-on high"
 )]
@@ -68,7 +68,7 @@ portcullis hunt ./evtx --sigma rules/ --from 2021-08-01 --to 2022-10-31 --min-le
 server and build columns, and evidence in logs (OWA/ECP paths like /owa/auth/15.1.2176/, X-OWA-Version, \
 and the build columns of Exchange's own HttpProxy/Rps_Http logs).\n\nExamples:\n  \
 portcullis exchange-check EXCH01=15.1.2176.2\n  portcullis exchange-check --inventory servers.csv\n  \
-portcullis exchange-check --logs ./triage --fail-if-open\n\nExit code 2 with --fail-if-open when a chain is open.")]
+portcullis exchange-check --logs ./triage --fail-on critical\n\nExit code 2 with --fail-on when a chain at or above that level is found (open: critical; security-update level unknown: medium).")]
     ExchangeCheck(ExchangeCheckArgs),
     /// Generate a synthetic institution with the 2021–22 intrusion planted (for demos, tests, benchmarks).
     #[command(after_help = "Example:\n  portcullis simulate electoral-commission --out ./ec-sim --seed 7 --scale 0.1\n\n\
@@ -85,7 +85,7 @@ address + postcode. No personal data is printed unless --show-samples (masked).\
 portcullis exposure //fs01/Registers ./mail-export\n  \
 portcullis exposure ./triage --accessed case.sqlite --format jsonl -o exposure.jsonl\n  \
 portcullis exposure ./share --accessed accessed-paths.txt --compromised-host FS01\n\n\
-Exit code 2 with --fail-if-found when a register copy is found.")]
+Exit code 2 with --fail-on when a register copy at or above that level is found (accessed by the intruder: critical; on a compromised system: high; elsewhere: medium).")]
     Exposure(exposure::ExposureArgs),
     /// "Is someone targeting our members?": reconnaissance campaigns in mail, graded per recipient.
     #[command(after_help = "Reads EML files, MBOX mailboxes and Maildir folders (directories searched recursively). \
@@ -269,10 +269,18 @@ struct ExchangeCheckArgs {
     /// Logs to search for build evidence (IIS, Exchange CSV logs).
     #[arg(long, value_name = "PATH", num_args = 1..)]
     logs: Vec<PathBuf>,
+    /// Output format: a table, JSONL (a record per server), JSON, or CSV (a row per server and chain).
     #[arg(long, value_enum, default_value = "table")]
     format: FormatArg,
-    /// Exit with code 2 if any server is open to any chain.
-    #[arg(long)]
+    /// Write results here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Exit with code 2 if a chain at or above this level is found: a server open to a
+    /// chain is critical, one whose security-update level is unknown medium.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    fail_on: Option<LevelArg>,
+    /// Same as --fail-on critical (kept for scripts): exit 2 if a server is open to a chain.
+    #[arg(long, hide = true)]
     fail_if_open: bool,
 }
 
@@ -326,9 +334,12 @@ pub enum Scenario {
 struct RulesArgs {
     #[command(flatten)]
     rules: RuleArgs,
-    /// Output format: a table, or JSONL with one record per problem.
+    /// Output format: a table, JSONL (a record per problem and a summary), JSON, or CSV.
     #[arg(long, value_enum, default_value = "table")]
     format: FormatArg,
+    /// Write results here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// List every rule that applies to no log source Portcullis reads, not just a count per reason.
     #[arg(long)]
     verbose: bool,
@@ -354,6 +365,32 @@ pub enum LevelArg {
 impl From<LevelArg> for portcullis_sigma::Level {
     fn from(l: LevelArg) -> Self {
         use portcullis_sigma::Level::*;
+        match l {
+            LevelArg::Informational => Informational,
+            LevelArg::Low => Low,
+            LevelArg::Medium => Medium,
+            LevelArg::High => High,
+            LevelArg::Critical => Critical,
+        }
+    }
+}
+
+impl From<LevelArg> for portcullis_mail::Severity {
+    fn from(l: LevelArg) -> Self {
+        use portcullis_mail::Severity::*;
+        match l {
+            LevelArg::Informational => Informational,
+            LevelArg::Low => Low,
+            LevelArg::Medium => Medium,
+            LevelArg::High => High,
+            LevelArg::Critical => Critical,
+        }
+    }
+}
+
+impl From<LevelArg> for portcullis_posture::Severity {
+    fn from(l: LevelArg) -> Self {
+        use portcullis_posture::Severity::*;
         match l {
             LevelArg::Informational => Informational,
             LevelArg::Low => Low,

@@ -1,4 +1,6 @@
-//! Output formats for findings: a table for people; JSONL, JSON and CSV for machines.
+//! Every command's output, one printer for all: a table for people; JSONL, JSON and CSV
+//! for machines, chosen by one [`Format`]. This file writes `hunt`'s findings; one module
+//! per other command (`mail`, `exposure`, `posture`, `exchange`, `rules`, `timeline`).
 //!
 //! Every machine record carries a `kind` (`detection`, `summary`, …; see
 //! `docs/formats.md`). Evidence strings are attacker-controlled: the table escapes
@@ -16,6 +18,11 @@ use portcullis_incident::{Incident, human_duration};
 use portcullis_sigma::{Engine, Level};
 use serde::Serialize;
 
+pub mod exchange;
+pub mod exposure;
+pub mod mail;
+pub mod posture;
+pub mod rules;
 pub mod timeline;
 
 pub use portcullis_event::csv_cell;
