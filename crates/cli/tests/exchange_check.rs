@@ -42,3 +42,37 @@ fn verdicts_from_arguments_inventory_and_logs() {
     assert!(out.contains("EXCH9") && out.contains("CU11"), "{out}");
     assert!(out.contains("unknown") && out.contains("15.2.986.36"), "three-part builds leave the update level unknown: {out}");
 }
+
+/// `--fail-on LEVEL`: an open chain is critical, a chain whose security-update level is
+/// unknown (only the CU known) medium; `--fail-if-open` is `--fail-on critical`. CSV has a
+/// row per server and chain, and `-o` writes to a file.
+#[test]
+fn fail_on_levels_and_csv() {
+    // 15.2.1118 (CU12, no revision): ProxyNotShell and OWASSRF unknown, nothing open.
+    let (code, out) = run(&["EX2=15.2.1118", "--fail-on", "critical"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["EX2=15.2.1118", "--fail-if-open"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["EX2=15.2.1118", "--fail-on", "medium"]);
+    assert_eq!(code, 2, "{out}");
+    let (code, out) = run(&["EXCH01=15.1.2176.2", "--fail-on", "critical"]);
+    assert_eq!(code, 2, "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("verdicts.csv");
+    let (code, out) = run(&["EXCH01=15.1.2176.2", "EX2=15.2.1118", "--format", "csv", "-o", csv.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.is_empty(), "-o leaves standard output empty: {out}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let headers = rows.headers().unwrap().clone();
+    assert_eq!(&headers[7], "status");
+    let records: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 8, "{text}");
+    let status = |server: &str, chain: &str| {
+        records.iter().find(|r| &r[0] == server && &r[5] == chain).map(|r| r[7].to_string()).unwrap_or_default()
+    };
+    assert_eq!(status("EXCH01", "ProxyShell"), "open");
+    assert_eq!(status("EX2", "ProxyShell"), "fixed");
+    assert_eq!(status("EX2", "OWASSRF"), "unknown");
+}

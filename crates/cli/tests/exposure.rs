@@ -82,3 +82,29 @@ fn table_output_and_missing_inputs() {
     assert_eq!(st.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&st.stderr).contains("/nonexistent/portcullis"));
 }
+
+/// `--fail-on LEVEL` grades a register copy by where it was: accessed critical, on a
+/// compromised system high, elsewhere medium (`--fail-if-found` is `--fail-on
+/// informational`); `--format csv` has a row per file.
+#[test]
+fn fail_on_levels_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("regs");
+    let st = run(bin().args(["simulate", "electoral-commission", "--registers-only", "--scale", "0.05", "--out"]).arg(&data));
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let code = |args: &[&str]| run(bin().arg("exposure").arg(&data).arg("-q").args(args)).status.code();
+    assert_eq!(code(&["--fail-if-found"]), Some(2));
+    assert_eq!(code(&["--fail-on", "medium"]), Some(2));
+    assert_eq!(code(&["--fail-on", "high"]), Some(0), "no register copy is on a compromised system");
+    assert_eq!(code(&["--fail-on", "high", "--compromised-host", "FS01"]), Some(2));
+    assert_eq!(code(&["--fail-on", "critical", "--compromised-host", "FS01"]), Some(0), "none is evidenced as accessed");
+    assert_eq!(code(&[]), Some(0));
+
+    let st = run(bin().arg("exposure").arg(&data).args(["-q", "--format", "csv", "--compromised-host", "FS01"]));
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let mut rows = csv::Reader::from_reader(&st.stdout[..]);
+    assert_eq!(&rows.headers().unwrap()[2], "register");
+    let records: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    assert_eq!(records.iter().filter(|r| &r[2] == "true").count(), 9);
+    assert!(records.iter().any(|r| &r[2] == "true" && &r[6] == "true" && r[0].contains("FS01")));
+}
