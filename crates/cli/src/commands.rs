@@ -582,29 +582,7 @@ pub fn exchange_check(a: ExchangeCheckArgs) -> Result<u8, Fatal> {
     if let Some(inv) = &a.inventory {
         inventory.add_csv(inv).map_err(Fatal)?;
     }
-    let mut searched = 0u64;
-    if !a.logs.is_empty() {
-        let files = collect_inputs(&a.logs)?;
-        let (_, states) = portcullis_hunt::run_files(
-            &files,
-            &RunOptions::default(),
-            &portcullis_hunt::NoProgress,
-            || (0u64, Vec::new()),
-            |(n, found): &mut (u64, Vec<(String, Build, String)>), path, ev| {
-                *n += 1;
-                for (server, b, evidence) in portcullis_exchange::builds_in_event(ev) {
-                    let place = portcullis_hunt::event_path(path, ev);
-                    found.push((server, b, format!("{} ({}:{})", evidence.describe(), place.display(), ev.record)));
-                }
-            },
-        );
-        for ((n, found), _) in states {
-            searched += n;
-            for (server, b, source) in found {
-                inventory.add(server.to_uppercase(), b, source);
-            }
-        }
-    }
+    let searched = if a.logs.is_empty() { 0 } else { portcullis_pipeline::exchange_builds_in_logs(&mut inventory, &a.logs)? };
     if inventory.servers.is_empty() {
         let looked = if a.logs.is_empty() {
             String::new()

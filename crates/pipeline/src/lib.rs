@@ -261,6 +261,36 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     Ok(files)
 }
 
+/// Adds to `inventory` every Exchange build evidenced in the logs under `paths` (OWA/ECP
+/// paths, X-OWA-Version, the HttpProxy/Rps_Http version columns, Sysmon file versions of
+/// Exchange binaries), each with the file and record it came from. Returns how many events
+/// were searched.
+pub fn exchange_builds_in_logs(inventory: &mut portcullis_exchange::Inventory, paths: &[PathBuf]) -> Result<u64, Error> {
+    use portcullis_exchange::Build;
+    let files = collect_inputs(paths)?;
+    let (_, states) = portcullis_hunt::run_files(
+        &files,
+        &RunOptions::default(),
+        &portcullis_hunt::NoProgress,
+        || (0u64, Vec::new()),
+        |(n, found): &mut (u64, Vec<(String, Build, String)>), path, ev| {
+            *n += 1;
+            for (server, b, evidence) in portcullis_exchange::builds_in_event(ev) {
+                let place = portcullis_hunt::event_path(path, ev);
+                found.push((server, b, format!("{} ({}:{})", evidence.describe(), place.display(), ev.record)));
+            }
+        },
+    );
+    let mut searched = 0;
+    for ((n, found), _) in states {
+        searched += n;
+        for (server, b, source) in found {
+            inventory.add(server.to_uppercase(), b, source);
+        }
+    }
+    Ok(searched)
+}
+
 /// Everything a hunt produced, before it is written out.
 pub struct HuntOutcome {
     pub loaded: LoadedRules,
