@@ -162,40 +162,11 @@ impl Report {
     }
 }
 
-/// Every file under the inputs, sorted, and the inputs that could not be listed.
+/// Every file under the inputs, sorted, and the inputs that could not be listed (the
+/// hunt's walk: directory symlinks are not followed, FIFOs and devices never opened).
 pub fn collect_files(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for p in inputs {
-        walk(p, &mut files, &mut errors, 0);
-    }
-    files.sort();
-    files.dedup();
-    (files, errors)
-}
-
-fn walk(p: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<String>, depth: usize) {
-    match std::fs::metadata(p) {
-        Ok(m) if m.is_dir() => {
-            if depth > 64 {
-                errors.push(format!("{}: directories nested too deep", p.display()));
-                return;
-            }
-            match std::fs::read_dir(p) {
-                Ok(rd) => {
-                    for e in rd.flatten() {
-                        walk(&e.path(), files, errors, depth + 1);
-                    }
-                }
-                Err(e) => errors.push(format!("{}: {e}", p.display())),
-            }
-        }
-        Ok(m) if m.is_file() => files.push(p.to_path_buf()),
-        // FIFOs, sockets and devices are never opened; one given directly is named.
-        Ok(m) if depth == 0 => errors.extend(portcullis_sources::not_regular(p, &m).map(|e| e.to_string())),
-        Ok(_) => {}
-        Err(e) => errors.push(format!("{}: {e}", p.display())),
-    }
+    let (files, errors) = portcullis_sources::collect_regular_files(inputs);
+    (files, errors.into_iter().map(|e| e.to_string()).collect())
 }
 
 /// Fingerprints are handed to the shared counter in batches of this many.

@@ -117,20 +117,8 @@ fn starts_with_header_field(head: &[u8]) -> bool {
 /// Expands files and directories (Maildir `cur/`, `new/` and `tmp/` included) into a sorted
 /// file list, with the paths that could not be read.
 pub fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
-    let (files, errors) = portcullis_sources::collect_files(paths);
-    let mut errors: Vec<(PathBuf, String)> = errors.into_iter().map(|e| (PathBuf::new(), e.to_string())).collect();
-    // FIFOs and devices given directly are named and skipped, never opened.
-    let files = files
-        .into_iter()
-        .filter(|f| match std::fs::metadata(f).ok().and_then(|m| portcullis_sources::not_regular(f, &m)) {
-            Some(e) => {
-                errors.push((f.clone(), e.to_string()));
-                false
-            }
-            None => true,
-        })
-        .collect();
-    (files, errors)
+    let (files, errors) = portcullis_sources::collect_regular_files(paths);
+    (files, errors.into_iter().map(|e| (PathBuf::new(), e.to_string())).collect())
 }
 
 #[cfg(test)]

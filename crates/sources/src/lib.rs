@@ -247,6 +247,24 @@ pub fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<SourceError>) {
     (files, errors)
 }
 
+/// [`collect_files`] without the FIFOs, sockets and devices given directly: each is named in
+/// the errors and never opened (opening a FIFO would wait for a writer). For readers that
+/// open files themselves (`mail`, `exposure`); [`read_file`] refuses them on its own.
+pub fn collect_regular_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<SourceError>) {
+    let (files, mut errors) = collect_files(paths);
+    let files = files
+        .into_iter()
+        .filter(|f| match std::fs::metadata(f).ok().and_then(|m| not_regular(f, &m)) {
+            Some(e) => {
+                errors.push(e);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (files, errors)
+}
+
 fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceError>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
