@@ -454,16 +454,8 @@ fn write_delimited(w: &mut dyn Write, cells: &[String], d: char, enc: Enc) -> io
 
 /// Standard base64 with CRLF every 76 characters, as mail carries attachments.
 fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 38 + 4);
-    for (i, c) in data.chunks(3).enumerate() {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for k in 0..4 {
-            out.push(if k <= c.len() { T[(n >> (18 - 6 * k) & 63) as usize] as char } else { '=' });
-        }
-        if i % 19 == 18 {
-            out.push_str("\r\n");
-        }
-    }
-    out
+    use base64::Engine as _;
+    let flat = base64::engine::general_purpose::STANDARD.encode(data);
+    // The alphabet is ASCII, so every 76-byte chunk is whole characters.
+    flat.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect::<Vec<_>>().join("\r\n")
 }
