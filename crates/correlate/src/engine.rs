@@ -336,7 +336,7 @@ fn finding(c: &Correlation, ci: usize, group: &str, st: &GroupState, value: f64)
     }
     let values: Vec<&str> = group.split('\u{1f}').collect();
     CorrelationFinding {
-        id: format!("{:032x}", h.digest128()),
+        id: portcullis_event::hex_id(h.digest128()),
         correlation: ci,
         group: c.group_by.iter().cloned().zip(values.into_iter().map(str::to_string)).collect(),
         first_ts,

@@ -106,6 +106,12 @@ fn account(v: &str) -> Option<String> {
 
 fn address(v: &str) -> Option<String> {
     let v = v.trim_matches(['[', ']']);
+    // The common case, dotted IPv4: the parser takes only the canonical form (no leading
+    // zeros), so the text is kept as written and not formatted again.
+    if let Ok(a) = v.parse::<std::net::Ipv4Addr>() {
+        let local = a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_broadcast();
+        return (!local).then(|| v.to_string());
+    }
     let ip: std::net::IpAddr = match v.parse() {
         Ok(ip) => ip,
         // Not an address (a host name in an address column): kept as written.

@@ -8,7 +8,6 @@
 //! whatever the export; W3C and Exchange columns by their `#Fields:` names; other JSON
 //! by dotted path). Order matters: within a role the first present name wins.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use crate::Event;
@@ -109,9 +108,21 @@ pub const ROLE_FIELDS: &[(&str, Role)] = &[
 
 /// The role of a field name (ASCII case-insensitive).
 pub fn role_of(name: &str) -> Option<Role> {
-    static TABLE: OnceLock<HashMap<String, Role>> = OnceLock::new();
+    static TABLE: OnceLock<rustc_hash::FxHashMap<String, Role>> = OnceLock::new();
     let table = TABLE.get_or_init(|| ROLE_FIELDS.iter().map(|(n, r)| (n.to_ascii_lowercase(), *r)).collect());
-    if name.bytes().any(|b| b.is_ascii_uppercase()) { table.get(&name.to_ascii_lowercase()).copied() } else { table.get(name).copied() }
+    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return table.get(name).copied();
+    }
+    // Lower-cased on the stack: this runs for every field of every matched event.
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..name.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(name.as_bytes());
+            lower.make_ascii_lowercase();
+            std::str::from_utf8(lower).ok().and_then(|l| table.get(l)).copied()
+        }
+        None => table.get(&name.to_ascii_lowercase()).copied(),
+    }
 }
 
 /// Field names with `role`, in order of preference.

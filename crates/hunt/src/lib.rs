@@ -13,7 +13,6 @@
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet, Correlator, Sorter};
 use portcullis_event::{Event, Timestamp};
@@ -92,6 +91,8 @@ pub struct RunOptions {
     pub to: Option<Timestamp>,
     /// Indicators to look for in every field (their rules already in the engine).
     pub iocs: Option<Arc<IocRules>>,
+    /// A plain W3C log at least this large is cut into pieces for several threads.
+    pub split_min_bytes: u64,
 }
 
 impl Default for RunOptions {
@@ -102,6 +103,7 @@ impl Default for RunOptions {
             from: None,
             to: None,
             iocs: None,
+            split_min_bytes: portcullis_sources::split::MIN_SPLIT_BYTES,
         }
     }
 }
@@ -141,7 +143,9 @@ pub struct RunStats {
 
 /// Runs `per_event` over every event of every file, in parallel. Each worker thread
 /// owns a state made by `init`; the states are returned for merging, with the file
-/// outcomes in input order.
+/// outcomes in input order. With more threads than files, a large W3C log is cut into
+/// pieces read by several threads ([`portcullis_sources::split`]): the same events, record
+/// numbers and outcome as one whole read.
 pub fn run_files<S: Send>(
     files: &[PathBuf],
     opts: &RunOptions,
@@ -149,28 +153,46 @@ pub fn run_files<S: Send>(
     init: impl Fn() -> S + Sync,
     per_event: impl Fn(&mut S, &Arc<Path>, &Event) + Sync,
 ) -> (Vec<FileOutcome>, Vec<(S, RunStats)>) {
-    let threads = opts.threads.max(1).min(files.len().max(1));
+    let cut: Vec<bool> = files.iter().map(|f| opts.threads > 1 && portcullis_sources::split::splittable(f, opts.split_min_bytes)).collect();
+    let threads = if cut.contains(&true) { opts.threads } else { opts.threads.max(1).min(files.len().max(1)) };
     let mut read = opts.read.clone();
     // With fewer files than threads, let the EVTX parser use the spare cores on chunks.
     read.evtx_threads = if files.len() < opts.threads.max(1) { opts.threads.max(1) } else { 1 };
-    let cursor = AtomicUsize::new(0);
-    let outcomes: Vec<std::sync::Mutex<Option<FileOutcome>>> = files.iter().map(|_| Default::default()).collect();
+    let queue = WorkQueue::new(&cut);
+    // Per file: its outcome, or its pieces' outcomes by where each starts.
+    let outcomes: Vec<std::sync::Mutex<Vec<(u64, FileOutcome)>>> = files.iter().map(|_| Default::default()).collect();
     let states = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
                     let mut state = init();
                     let mut stats = RunStats::default();
-                    loop {
-                        let i = cursor.fetch_add(1, Ordering::Relaxed);
-                        if i >= files.len() {
-                            break;
-                        }
+                    while let Some(unit) = queue.next() {
+                        let (i, piece) = match unit {
+                            Unit::Cut(i) => {
+                                // Cut the file; the pieces are queued as they are found, so
+                                // the other threads start on them while this one cuts on.
+                                let cut = portcullis_sources::split::plan(
+                                    &files[i],
+                                    portcullis_sources::split::piece_bytes(&files[i], threads),
+                                    read.max_record_bytes,
+                                    &mut |p| queue.push(Unit::Piece(i, p)),
+                                );
+                                if let Err(error) = cut {
+                                    let path = files[i].clone();
+                                    add_outcome(&outcomes[i], u64::MAX, FileOutcome::Failed(SourceError::Io { path, error }));
+                                }
+                                queue.planned();
+                                continue;
+                            }
+                            Unit::File(i) => (i, None),
+                            Unit::Piece(i, p) => (i, Some(p)),
+                        };
                         let path = &files[i];
                         let shared: Arc<Path> = Arc::from(path.as_path());
                         let mut span: Option<(portcullis_event::Timestamp, portcullis_event::Timestamp)> = None;
                         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            portcullis_sources::read_file(path, &read, &mut |ev| {
+                            let mut sink = |ev: &Event| {
                                 if let Some(ts) = ev.timestamp
                                     && (opts.from.is_some_and(|f| ts < f) || opts.to.is_some_and(|t| ts > t))
                                 {
@@ -183,8 +205,16 @@ pub fn run_files<S: Send>(
                                 }
                                 per_event(&mut state, &shared, ev);
                                 std::ops::ControlFlow::Continue(())
-                            })
+                            };
+                            match &piece {
+                                None => portcullis_sources::read_file(path, &read, &mut sink),
+                                Some(p) => portcullis_sources::split::read_piece(path, p, &read, &mut sink),
+                            }
                         }));
+                        let size = || match &piece {
+                            Some(p) => p.len,
+                            None => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+                        };
                         let outcome = match result {
                             Ok(Ok(mut report)) => {
                                 report.time_span = span;
@@ -192,7 +222,7 @@ pub fn run_files<S: Send>(
                                 FileOutcome::Read(report)
                             }
                             Ok(Err(e)) => {
-                                progress.file_done(path, std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+                                progress.file_done(path, size());
                                 FileOutcome::Failed(e)
                             }
                             Err(panic) => {
@@ -204,7 +234,7 @@ pub fn run_files<S: Send>(
                                 FileOutcome::Crashed { path: path.clone(), message }
                             }
                         };
-                        *outcomes[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+                        add_outcome(&outcomes[i], piece.as_ref().map_or(0, |p| p.start), outcome);
                     }
                     (state, stats)
                 })
@@ -212,9 +242,88 @@ pub fn run_files<S: Send>(
             .collect();
         handles.into_iter().map(|h| h.join().expect("worker threads catch reader panics")).collect::<Vec<_>>()
     });
-    let outcomes =
-        outcomes.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every file is visited")).collect();
+    let outcomes = outcomes
+        .into_iter()
+        .map(|m| {
+            let mut parts = m.into_inner().unwrap_or_else(|e| e.into_inner());
+            parts.sort_by_key(|(start, _)| *start);
+            parts.into_iter().map(|(_, o)| o).reduce(merge_outcomes).expect("every file is visited")
+        })
+        .collect();
     (outcomes, states)
+}
+
+/// A file to read whole, a large file to cut into pieces, or one piece of it.
+enum Unit {
+    File(usize),
+    Cut(usize),
+    Piece(usize, portcullis_sources::split::Piece),
+}
+
+/// The work of a run: files in input order, pieces of cut files first (their file is
+/// already open in the page cache). A worker waits while a file is still being cut.
+struct WorkQueue {
+    inner: std::sync::Mutex<(std::collections::VecDeque<Unit>, usize)>,
+    ready: std::sync::Condvar,
+}
+
+impl WorkQueue {
+    fn new(cut: &[bool]) -> WorkQueue {
+        let units = cut.iter().enumerate().map(|(i, &c)| if c { Unit::Cut(i) } else { Unit::File(i) }).collect();
+        WorkQueue { inner: std::sync::Mutex::new((units, 0)), ready: std::sync::Condvar::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (std::collections::VecDeque<Unit>, usize)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next unit, or None when there is none and no file is being cut. Taking a
+    /// file to cut counts it as being cut until [`planned`](Self::planned).
+    fn next(&self) -> Option<Unit> {
+        let mut g = self.lock();
+        loop {
+            if let Some(u) = g.0.pop_front() {
+                if matches!(u, Unit::Cut(_)) {
+                    g.1 += 1;
+                }
+                return Some(u);
+            }
+            if g.1 == 0 {
+                return None;
+            }
+            g = self.ready.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn push(&self, u: Unit) {
+        self.lock().0.push_front(u);
+        self.ready.notify_one();
+    }
+
+    /// A file taken to be cut is cut: all its pieces are queued.
+    fn planned(&self) {
+        let mut g = self.lock();
+        g.1 = g.1.saturating_sub(1);
+        drop(g);
+        self.ready.notify_all();
+    }
+}
+
+fn add_outcome(slot: &std::sync::Mutex<Vec<(u64, FileOutcome)>>, start: u64, outcome: FileOutcome) {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).push((start, outcome));
+}
+
+/// A file's outcome from its pieces' (in file order): their reports summed; a failure or
+/// crash of any piece stands for the file.
+fn merge_outcomes(a: FileOutcome, b: FileOutcome) -> FileOutcome {
+    match (a, b) {
+        (FileOutcome::Read(mut a), FileOutcome::Read(b)) => {
+            a.merge_piece(b);
+            FileOutcome::Read(a)
+        }
+        (FileOutcome::Read(_), bad) => bad,
+        (bad, _) => bad,
+    }
 }
 
 /// The result of a hunt.
@@ -454,5 +563,5 @@ pub fn finding_id(rule_key: &str, ev: &Event) -> String {
         h.update(f.value.as_bytes());
         h.update(&[1]);
     }
-    format!("{:032x}", h.digest128())
+    portcullis_event::hex_id(h.digest128())
 }

@@ -235,7 +235,7 @@ pub fn stable_id(parts: &[&[u8]]) -> String {
         h.update(&(p.len() as u64).to_le_bytes());
         h.update(p);
     }
-    format!("{:032x}", h.digest128())
+    portcullis_event::hex_id(h.digest128())
 }
 
 /// A finding as published on FINDINGS: everything the case file records, in plain types.

@@ -25,6 +25,7 @@ pub mod json;
 pub mod layouts;
 pub mod lines;
 pub mod quoted;
+pub mod split;
 pub mod tail;
 pub mod w3c;
 

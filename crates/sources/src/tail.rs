@@ -170,9 +170,25 @@ impl TailState {
         report: &mut FileReport,
         sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
     ) -> io::Result<()> {
-        let mut opts = opts.clone();
         if self.format == TextFormat::Json {
-            let clock = *self.clock.get_or_insert_with(|| crate::json::Clock::learn(bytes, &opts).learned_offset());
+            self.clock.get_or_insert_with(|| crate::json::Clock::learn(bytes, opts).learned_offset());
+        }
+        let result = self.read_from(bytes, opts, report, sink);
+        self.skip(bytes);
+        result
+    }
+
+    /// Reads the whole records in `reader` (what follows the point this state describes)
+    /// as a read of the whole file reads them there, without moving the state.
+    pub(crate) fn read_from(
+        &self,
+        reader: impl io::Read,
+        opts: &ReadOptions,
+        report: &mut FileReport,
+        sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
+    ) -> io::Result<()> {
+        let mut opts = opts.clone();
+        if let Some(clock) = self.clock {
             opts.collector_clock = CollectorClock::Known(clock);
         }
         let mut header = String::new();
@@ -182,14 +198,12 @@ impl TailState {
         }
         // The directives are replayed as lines before the piece; numbering starts early by as many.
         opts.first_line = self.line.saturating_sub(self.directives.len() as u64).max(1);
-        let reader = io::BufReader::with_capacity(256 * 1024, Cursor::new(header.into_bytes()).chain(bytes));
-        let result = match crate::read_text(self.format.format(), reader, &report.path.clone(), &opts, report, sink) {
+        let reader = io::BufReader::with_capacity(256 * 1024, Cursor::new(header.into_bytes()).chain(reader));
+        match crate::read_text(self.format.format(), reader, &report.path.clone(), &opts, report, sink) {
             Ok(()) => Ok(()),
             Err(crate::SourceError::Io { error, .. }) => Err(error),
             Err(e) => Err(io::Error::other(e.to_string())),
-        };
-        self.skip(bytes);
-        result
+        }
     }
 
     /// Moves the state past `bytes` (whole lines) without reading their events: the line
