@@ -639,6 +639,29 @@ pub fn looks_like(label: &str, brand: &str) -> Option<&'static str> {
 /// news words added (`guardian-news`) count for it. The exact name (another TLD) is left
 /// to the caller, which knows the whole domain.
 pub fn looks_like_skeleton(label: &str, sl: &str, brand: &str, sb: &str, ordinary: bool) -> Option<LookAlike> {
+    looks_like_forms(&LabelForms::new(label, sl), brand, sb, ordinary)
+}
+
+/// What [`looks_like_forms`] needs of a label whatever the brand, worked out once per label
+/// rather than once per brand compared.
+pub struct LabelForms<'a> {
+    label: &'a str,
+    sl: &'a str,
+    /// Per form (as written, skeleton): without hyphens, and its affix splits.
+    hyphenless: [String; 2],
+    splits: [Vec<(&'a str, &'a str)>; 2],
+}
+
+impl<'a> LabelForms<'a> {
+    pub fn new(label: &'a str, sl: &'a str) -> LabelForms<'a> {
+        let hyphenless = |x: &str| x.chars().filter(|c| *c != '-').collect::<String>();
+        LabelForms { label, sl, hyphenless: [hyphenless(label), hyphenless(sl)], splits: [affix_splits(label), affix_splits(sl)] }
+    }
+}
+
+/// [`looks_like_skeleton`] with the label's forms precomputed.
+pub fn looks_like_forms(f: &LabelForms, brand: &str, sb: &str, ordinary: bool) -> Option<LookAlike> {
+    let (label, sl) = (f.label, f.sl);
     if label == brand || brand.len() < 3 || label.len() > brand.len() + 24 {
         return None;
     }
@@ -647,16 +670,15 @@ pub fn looks_like_skeleton(label: &str, sl: &str, brand: &str, sb: &str, ordinar
     }
     // Compared both as written and as skeletons: the skeleton catches confusables, the
     // written form keeps brands whose letters fold (`nprnews` holds `rn`, folded to `m`).
-    let forms = [(label, brand), (sl, sb)];
-    let hyphenless = |x: &str| x.chars().filter(|c| *c != '-').collect::<String>();
-    if forms.iter().any(|(l, b)| hyphenless(l) == *b) {
+    let brands = [brand, sb];
+    if f.hyphenless.iter().zip(brands).any(|(h, b)| h == b) {
         return Some(LookAlike::Hyphenated);
     }
     // Words added before or after the brand (or a look-alike of it), with or without hyphens.
     let distinctive = !ordinary && sb.len() >= 5;
     let allow = allowance(brand.chars().count());
-    for (l, b) in forms {
-        for (core, rest) in affix_splits(l) {
+    for (splits, b) in f.splits.iter().zip(brands) {
+        for &(core, rest) in splits {
             // Every dropped or added letter costs at least ½: lengths further apart cannot be near.
             let near = core == b || (allow > 0 && core.len().abs_diff(b.len()) <= allow && weighted_distance(core, b, allow) <= allow);
             if !near {
@@ -674,12 +696,11 @@ pub fn looks_like_skeleton(label: &str, sl: &str, brand: &str, sb: &str, ordinar
     if label.len().abs_diff(brand.len()) > 3 {
         return None;
     }
-    let (d, same_len) = forms
+    let (d, same_len) = f
+        .hyphenless
         .iter()
-        .map(|(l, b)| {
-            let h = hyphenless(l);
-            (weighted_distance(&h, b, 4), h.chars().count() == b.chars().count())
-        })
+        .zip(brands)
+        .map(|(h, b)| (weighted_distance(h, b, 4), h.chars().count() == b.chars().count()))
         .min()
         .unwrap_or((5, false));
     if d <= 1 && same_len && brand.len() >= 4 {
