@@ -537,11 +537,26 @@ fn split_news_words(s: &str) -> bool {
 
 /// QWERTY keys next to each other: a slip of the finger, the substitution typosquatters use.
 fn neighbours(a: char, b: char) -> bool {
-    const ROWS: [&str; 4] = ["1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm"];
-    if !a.is_ascii_alphanumeric() || !b.is_ascii_alphanumeric() {
-        return false;
-    }
-    let pos = |c: char| ROWS.iter().enumerate().find_map(|(r, row)| row.find(c).map(|x| (r as i32, x as i32)));
+    // Row and column + 1 of each key by ASCII code (0: not a key); looked up in the edit
+    // distance's inner loop.
+    const KEYS: [(i8, i8); 128] = {
+        const ROWS: [&[u8]; 4] = [b"1234567890", b"qwertyuiop", b"asdfghjkl", b"zxcvbnm"];
+        let mut t = [(0i8, 0i8); 128];
+        let mut r = 0;
+        while r < ROWS.len() {
+            let mut x = 0;
+            while x < ROWS[r].len() {
+                t[ROWS[r][x] as usize] = (r as i8, x as i8 + 1);
+                x += 1;
+            }
+            r += 1;
+        }
+        t
+    };
+    let pos = |c: char| match KEYS.get(c as usize) {
+        Some(&(r, x)) if x > 0 => Some((r, x)),
+        _ => None,
+    };
     match (pos(a), pos(b)) {
         (Some((ra, xa)), Some((rb, xb))) => (ra - rb).abs() <= 1 && (xa - xb).abs() <= 1 && (ra != rb || xa != xb),
         _ => false,
@@ -738,6 +753,24 @@ fn affix_splits(sl: &str) -> Vec<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbouring_keys() {
+        const ROWS: [&str; 4] = ["1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm"];
+        let pos = |c: char| ROWS.iter().enumerate().find_map(|(r, row)| row.find(c).map(|x| (r as i32, x as i32)));
+        let chars: Vec<char> = (0u8..128).map(char::from).chain(['é', 'а', 'Q']).collect();
+        for &a in &chars {
+            for &b in &chars {
+                let want = match (pos(a), pos(b)) {
+                    (Some((ra, xa)), Some((rb, xb))) if a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric() => {
+                        (ra - rb).abs() <= 1 && (xa - xb).abs() <= 1 && (ra != rb || xa != xb)
+                    }
+                    _ => false,
+                };
+                assert_eq!(neighbours(a, b), want, "{a:?} {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn distances() {
