@@ -174,6 +174,7 @@ impl Context {
             return v.clone();
         }
         let sl = skeleton(label);
+        let forms = crate::domain::LabelForms::new(label, &sl);
         let mut found = Vec::new();
         for (i, id) in self.lists.identities.iter().enumerate() {
             // The most telling match among its labels (look-alike characters before added words).
@@ -182,7 +183,7 @@ impl Context {
                 .iter()
                 .zip(&id.label_skeletons)
                 .zip(&id.ordinary)
-                .filter_map(|((b, sb), ord)| crate::domain::looks_like_skeleton(label, &sl, b, sb, *ord).map(|h| (b, h)))
+                .filter_map(|((b, sb), ord)| crate::domain::looks_like_forms(&forms, b, sb, *ord).map(|h| (b, h)))
                 .min_by_key(|(_, h)| h.rank())
             {
                 found.push((i, b.clone(), how));

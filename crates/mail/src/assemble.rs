@@ -1,7 +1,8 @@
 //! Builds a campaign record from a cluster of analysed messages (senders, infrastructure,
 //! recipients, signal summaries, indicators) and applies the grades the logs support.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 
 use portcullis_event::Timestamp;
 
@@ -20,47 +21,54 @@ fn ts(t: Option<i64>) -> Option<String> {
 pub fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> Campaign {
     let ms: Vec<&Analysed> = group.iter().map(|&i| &messages[i]).collect();
     let dates: Vec<i64> = ms.iter().filter_map(|m| m.date.map(|d| d.0)).collect();
-    let mut senders: BTreeMap<String, Sender> = BTreeMap::new();
-    let mut domains = BTreeSet::new();
-    let mut ips = BTreeSet::new();
-    let mut relays = BTreeSet::new();
+    // Borrowed from the messages while counting (a large cluster repeats the same few values
+    // thousands of times); owned once at the end.
+    let mut senders: BTreeMap<&str, Sender> = BTreeMap::new();
+    let mut domains: BTreeSet<&str> = BTreeSet::new();
+    let mut ips: HashSet<IpAddr> = HashSet::new();
+    let mut relays: BTreeSet<&str> = BTreeSet::new();
     let mut templates: HashMap<&str, usize> = HashMap::new();
     let mut subjects: HashMap<&str, usize> = HashMap::new();
     let mut recipients: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
     let mut signals: HashMap<(Analyser, &str), (SignalKind, u8, usize)> = HashMap::new();
-    let mut iocs = BTreeSet::new();
+    let mut iocs: HashSet<(&'static str, &str)> = HashSet::new();
+    let mut ip_iocs: HashSet<IpAddr> = HashSet::new();
     let mut attachments: BTreeMap<&str, AttachmentSummary> = BTreeMap::new();
     let mut severity = Severity::Informational;
     for m in &ms {
         severity = severity.max(campaign::message_severity(m));
         if let Some(f) = &m.from {
-            let s = senders.entry(f.address.clone()).or_insert(Sender { address: f.address.clone(), name: f.name.clone(), messages: 0 });
-            s.messages += 1;
-            domains.insert(url::registrable(f.domain()).to_string());
-            iocs.insert(Ioc { kind: "email", value: f.address.clone() });
-            iocs.insert(Ioc { kind: "domain", value: url::registrable(f.domain()).to_string() });
+            match senders.get_mut(f.address.as_str()) {
+                Some(s) => s.messages += 1,
+                None => {
+                    senders.insert(&f.address, Sender { address: f.address.clone(), name: f.name.clone(), messages: 1 });
+                }
+            }
+            domains.insert(url::registrable(f.domain()));
+            iocs.insert(("email", &f.address));
+            iocs.insert(("domain", url::registrable(f.domain())));
         }
         for r in &m.reply_to {
-            iocs.insert(Ioc { kind: "email", value: r.clone() });
+            iocs.insert(("email", r));
         }
         if let Some(ip) = m.sending_ip {
-            ips.insert(ip.to_string());
+            ips.insert(ip);
             if m.bulk_relay.is_none() {
-                iocs.insert(Ioc { kind: if ip.is_ipv4() { "ipv4" } else { "ipv6" }, value: ip.to_string() });
+                ip_iocs.insert(ip);
             }
         }
-        relays.extend(m.bulk_relay.clone());
+        relays.extend(m.bulk_relay.as_deref());
         for u in &m.urls {
             *templates.entry(u.template.as_str()).or_default() += 1;
-            domains.insert(url::registrable(&u.host).to_string());
+            domains.insert(url::registrable(&u.host));
             if !u.beacon && u.tokens.is_empty() {
                 continue;
             }
-            iocs.insert(Ioc { kind: "domain", value: u.host.clone() });
-            iocs.insert(Ioc { kind: "url_template", value: u.template.clone() });
+            iocs.insert(("domain", &u.host));
+            iocs.insert(("url_template", &u.template));
         }
         for a in &m.attachments {
-            iocs.insert(Ioc { kind: "sha256", value: a.sha256.clone() });
+            iocs.insert(("sha256", &a.sha256));
             attachments
                 .entry(a.sha256.as_str())
                 .or_insert_with(|| AttachmentSummary {
@@ -85,6 +93,10 @@ pub fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members)
             e.2 += 1;
         }
     }
+    let ips: BTreeSet<String> = ips.into_iter().map(|ip| ip.to_string()).collect();
+    let relays: Vec<String> = relays.into_iter().map(str::to_string).collect();
+    let mut iocs: BTreeSet<Ioc> = iocs.into_iter().map(|(kind, value)| Ioc { kind, value: value.to_string() }).collect();
+    iocs.extend(ip_iocs.into_iter().map(|ip| Ioc { kind: if ip.is_ipv4() { "ipv4" } else { "ipv6" }, value: ip.to_string() }));
     let mut templates: Vec<(&str, usize)> = templates.into_iter().collect();
     templates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let mut subjects: Vec<(&str, usize)> = subjects.into_iter().collect();
@@ -126,9 +138,9 @@ pub fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members)
         last_seen: ts(dates.iter().max().copied()),
         messages: ms.len(),
         senders: senders.into_values().collect(),
-        domains: domains.into_iter().filter(|d| !d.is_empty()).collect(),
+        domains: domains.into_iter().filter(|d| !d.is_empty()).map(str::to_string).collect(),
         sending_ips: ips.into_iter().collect(),
-        relays: relays.into_iter().collect(),
+        relays,
         url_templates: templates.into_iter().take(10).map(|(t, _)| t.to_string()).collect(),
         subjects: subjects.into_iter().take(5).map(|(s, _)| s.to_string()).collect(),
         attachments: attachments.into_values().take(50).collect(),

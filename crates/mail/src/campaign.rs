@@ -42,28 +42,58 @@ const NEW_DOMAIN_DAYS: i64 = 14;
 /// Adds novelty signals in time order: a sender domain new to the institution, and a sender
 /// the recipients have never had mail from.
 pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
+    use rayon::prelude::*;
+    // What the time-ordered pass needs of each message, hashed in parallel beforehand so the
+    // pass itself (necessarily one thread) only looks up numbers and borrowed domains.
+    struct Seen<'m> {
+        t: i64,
+        internal: bool,
+        reg: &'m str,
+        from: u64,
+        recipients: Vec<u64>,
+        recipient_domains: Vec<&'m str>,
+    }
+    let seen: Vec<Seen> = messages
+        .par_iter()
+        .map(|m| {
+            let from = m.from.as_ref().map(|f| f.address.as_str()).unwrap_or("");
+            let reg = registrable(m.from_domain());
+            let internal = ctx.is_internal(reg) || from.is_empty();
+            Seen {
+                t: m.date.map(|d| d.0).unwrap_or(i64::MAX),
+                internal,
+                reg,
+                from: xxh3_64(from.as_bytes()),
+                recipients: m.recipients.iter().map(|r| xxh3_64(r.as_bytes())).collect(),
+                recipient_domains: if internal {
+                    m.recipients.iter().map(|r| registrable(r.rsplit('@').next().unwrap_or(""))).collect()
+                } else {
+                    Vec::new()
+                },
+            }
+        })
+        .collect();
     let mut order: Vec<usize> = (0..messages.len()).collect();
-    order.sort_by_key(|&i| (messages[i].date.map(|d| d.0).unwrap_or(i64::MAX), i));
-    let mut domain_first: HashMap<String, i64> = HashMap::new();
-    // (recipient, sender) pairs already in touch, as hashes.
-    let pair = |r: &str, s: &str| xxh3_64(r.as_bytes()) ^ xxh3_64(s.as_bytes()).rotate_left(17);
-    let mut pairs: HashSet<u64> = HashSet::new();
+    order.sort_by_key(|&i| (seen[i].t, i));
+    let mut domain_first: HashMap<&str, i64, xxhash_rust::xxh3::Xxh3Builder> = HashMap::default();
+    // (recipient, sender) pairs already in touch, as hashes of their hashes.
+    let pair = |r: u64, s: u64| r ^ s.rotate_left(17);
+    let mut pairs: HashSet<u64, xxhash_rust::xxh3::Xxh3Builder> = HashSet::default();
+    let mut added: Vec<(usize, Vec<Signal>)> = Vec::new();
     for i in order {
-        let m = &messages[i];
-        let from = m.from.as_ref().map(|f| f.address.clone()).unwrap_or_default();
-        let reg = registrable(m.from_domain()).to_string();
-        let t = m.date.map(|d| d.0).unwrap_or(i64::MAX);
-        if ctx.is_internal(&reg) || from.is_empty() {
+        let m = &seen[i];
+        let t = m.t;
+        if m.internal {
             // The institution writing to a domain makes that domain, and that correspondent, known.
-            for r in &m.recipients {
-                let d = registrable(r.rsplit('@').next().unwrap_or("")).to_string();
+            for (d, r) in m.recipient_domains.iter().zip(&m.recipients) {
                 domain_first.entry(d).or_insert(i64::MIN);
-                pairs.insert(pair(&from, r));
+                pairs.insert(pair(m.from, *r));
             }
             continue;
         }
+        let reg = m.reg;
         let mut signals = Vec::new();
-        match domain_first.get(&reg) {
+        match domain_first.get(reg) {
             None => {
                 signals.push(Signal {
                     analyser: Analyser::Novelty,
@@ -71,7 +101,7 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
                     score: 1,
                     what: format!("first mail from {reg}"),
                 });
-                domain_first.insert(reg.clone(), t);
+                domain_first.insert(reg, t);
             }
             Some(&first) if first != i64::MIN && t != i64::MAX && t - first < NEW_DOMAIN_DAYS * 86_400_000_000 => {
                 signals.push(Signal {
@@ -83,7 +113,7 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
             }
             _ => {}
         }
-        let new_to: usize = m.recipients.iter().filter(|r| !pairs.contains(&pair(r, &from))).count();
+        let new_to: usize = m.recipients.iter().filter(|r| !pairs.contains(&pair(**r, m.from))).count();
         if new_to > 0 && new_to == m.recipients.len() {
             signals.push(Signal {
                 analyser: Analyser::Novelty,
@@ -93,15 +123,22 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
             });
         }
         for r in &m.recipients {
-            pairs.insert(pair(r, &from));
+            pairs.insert(pair(*r, m.from));
         }
+        if !signals.is_empty() {
+            added.push((i, signals));
+        }
+    }
+    drop(seen);
+    for (i, signals) in added {
         messages[i].signals.extend(signals);
     }
 }
 
 /// Adds a targeting signal for messages to protected members.
 pub fn targeting(messages: &mut [Analysed], members: &Members) {
-    for m in messages.iter_mut() {
+    use rayon::prelude::*;
+    messages.par_iter_mut().for_each(|m| {
         let names: BTreeSet<&str> = m.recipients.iter().filter_map(|r| members.name_of(r)).collect();
         if !names.is_empty() {
             let what = if names.len() == 1 {
@@ -111,7 +148,7 @@ pub fn targeting(messages: &mut [Analysed], members: &Members) {
             };
             m.signals.push(Signal { analyser: Analyser::Targeting, kind: SignalKind::ProtectedMember, score: 1, what });
         }
-    }
+    });
 }
 
 /// Whether a message takes part in campaign finding. A read-receipt pixel in a person's
@@ -214,6 +251,12 @@ pub fn cluster(messages: &[Analysed], ctx: &Context) -> Vec<Vec<usize>> {
 /// sent to many recipients with per-recipient tokens, and several sender accounts sharing
 /// the sending infrastructure.
 pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
+    let added = cluster_signal_set(messages, group);
+    add_signals(messages, group, &added);
+}
+
+/// The campaign-level signals for a cluster (see [`cluster_signals`]), without adding them.
+pub fn cluster_signal_set(messages: &[Analysed], group: &[usize]) -> Vec<Signal> {
     let recipients: HashSet<&String> = group.iter().flat_map(|&i| messages[i].recipients.iter()).collect();
     let tokened = group.iter().filter(|&&i| messages[i].urls.iter().any(|u| !u.tokens.is_empty())).count();
     let personal = group.iter().filter(|&&i| !messages[i].list_mail && !messages[i].automatic).count();
@@ -238,6 +281,14 @@ pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
             score: 1,
             what: format!("{} sender accounts share one template and sending infrastructure", senders.len()),
         });
+    }
+    added
+}
+
+/// Adds `added` to each message of `group`.
+pub fn add_signals(messages: &mut [Analysed], group: &[usize], added: &[Signal]) {
+    if added.is_empty() {
+        return;
     }
     for &i in group {
         messages[i].signals.extend(added.iter().cloned());

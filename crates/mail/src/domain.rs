@@ -537,11 +537,26 @@ fn split_news_words(s: &str) -> bool {
 
 /// QWERTY keys next to each other: a slip of the finger, the substitution typosquatters use.
 fn neighbours(a: char, b: char) -> bool {
-    const ROWS: [&str; 4] = ["1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm"];
-    if !a.is_ascii_alphanumeric() || !b.is_ascii_alphanumeric() {
-        return false;
-    }
-    let pos = |c: char| ROWS.iter().enumerate().find_map(|(r, row)| row.find(c).map(|x| (r as i32, x as i32)));
+    // Row and column + 1 of each key by ASCII code (0: not a key); looked up in the edit
+    // distance's inner loop.
+    const KEYS: [(i8, i8); 128] = {
+        const ROWS: [&[u8]; 4] = [b"1234567890", b"qwertyuiop", b"asdfghjkl", b"zxcvbnm"];
+        let mut t = [(0i8, 0i8); 128];
+        let mut r = 0;
+        while r < ROWS.len() {
+            let mut x = 0;
+            while x < ROWS[r].len() {
+                t[ROWS[r][x] as usize] = (r as i8, x as i8 + 1);
+                x += 1;
+            }
+            r += 1;
+        }
+        t
+    };
+    let pos = |c: char| match KEYS.get(c as usize) {
+        Some(&(r, x)) if x > 0 => Some((r, x)),
+        _ => None,
+    };
     match (pos(a), pos(b)) {
         (Some((ra, xa)), Some((rb, xb))) => (ra - rb).abs() <= 1 && (xa - xb).abs() <= 1 && (ra != rb || xa != xb),
         _ => false,
@@ -639,6 +654,29 @@ pub fn looks_like(label: &str, brand: &str) -> Option<&'static str> {
 /// news words added (`guardian-news`) count for it. The exact name (another TLD) is left
 /// to the caller, which knows the whole domain.
 pub fn looks_like_skeleton(label: &str, sl: &str, brand: &str, sb: &str, ordinary: bool) -> Option<LookAlike> {
+    looks_like_forms(&LabelForms::new(label, sl), brand, sb, ordinary)
+}
+
+/// What [`looks_like_forms`] needs of a label whatever the brand, worked out once per label
+/// rather than once per brand compared.
+pub struct LabelForms<'a> {
+    label: &'a str,
+    sl: &'a str,
+    /// Per form (as written, skeleton): without hyphens, and its affix splits.
+    hyphenless: [String; 2],
+    splits: [Vec<(&'a str, &'a str)>; 2],
+}
+
+impl<'a> LabelForms<'a> {
+    pub fn new(label: &'a str, sl: &'a str) -> LabelForms<'a> {
+        let hyphenless = |x: &str| x.chars().filter(|c| *c != '-').collect::<String>();
+        LabelForms { label, sl, hyphenless: [hyphenless(label), hyphenless(sl)], splits: [affix_splits(label), affix_splits(sl)] }
+    }
+}
+
+/// [`looks_like_skeleton`] with the label's forms precomputed.
+pub fn looks_like_forms(f: &LabelForms, brand: &str, sb: &str, ordinary: bool) -> Option<LookAlike> {
+    let (label, sl) = (f.label, f.sl);
     if label == brand || brand.len() < 3 || label.len() > brand.len() + 24 {
         return None;
     }
@@ -647,16 +685,15 @@ pub fn looks_like_skeleton(label: &str, sl: &str, brand: &str, sb: &str, ordinar
     }
     // Compared both as written and as skeletons: the skeleton catches confusables, the
     // written form keeps brands whose letters fold (`nprnews` holds `rn`, folded to `m`).
-    let forms = [(label, brand), (sl, sb)];
-    let hyphenless = |x: &str| x.chars().filter(|c| *c != '-').collect::<String>();
-    if forms.iter().any(|(l, b)| hyphenless(l) == *b) {
+    let brands = [brand, sb];
+    if f.hyphenless.iter().zip(brands).any(|(h, b)| h == b) {
         return Some(LookAlike::Hyphenated);
     }
     // Words added before or after the brand (or a look-alike of it), with or without hyphens.
     let distinctive = !ordinary && sb.len() >= 5;
     let allow = allowance(brand.chars().count());
-    for (l, b) in forms {
-        for (core, rest) in affix_splits(l) {
+    for (splits, b) in f.splits.iter().zip(brands) {
+        for &(core, rest) in splits {
             // Every dropped or added letter costs at least ½: lengths further apart cannot be near.
             let near = core == b || (allow > 0 && core.len().abs_diff(b.len()) <= allow && weighted_distance(core, b, allow) <= allow);
             if !near {
@@ -674,12 +711,11 @@ pub fn looks_like_skeleton(label: &str, sl: &str, brand: &str, sb: &str, ordinar
     if label.len().abs_diff(brand.len()) > 3 {
         return None;
     }
-    let (d, same_len) = forms
+    let (d, same_len) = f
+        .hyphenless
         .iter()
-        .map(|(l, b)| {
-            let h = hyphenless(l);
-            (weighted_distance(&h, b, 4), h.chars().count() == b.chars().count())
-        })
+        .zip(brands)
+        .map(|(h, b)| (weighted_distance(h, b, 4), h.chars().count() == b.chars().count()))
         .min()
         .unwrap_or((5, false));
     if d <= 1 && same_len && brand.len() >= 4 {
@@ -717,6 +753,24 @@ fn affix_splits(sl: &str) -> Vec<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbouring_keys() {
+        const ROWS: [&str; 4] = ["1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm"];
+        let pos = |c: char| ROWS.iter().enumerate().find_map(|(r, row)| row.find(c).map(|x| (r as i32, x as i32)));
+        let chars: Vec<char> = (0u8..128).map(char::from).chain(['é', 'а', 'Q']).collect();
+        for &a in &chars {
+            for &b in &chars {
+                let want = match (pos(a), pos(b)) {
+                    (Some((ra, xa)), Some((rb, xb))) if a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric() => {
+                        (ra - rb).abs() <= 1 && (xa - xb).abs() <= 1 && (ra != rb || xa != xb)
+                    }
+                    _ => false,
+                };
+                assert_eq!(neighbours(a, b), want, "{a:?} {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn distances() {

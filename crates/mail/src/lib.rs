@@ -200,7 +200,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
         ctx_lists.clone(),
         opts.internal_domains.iter().map(|d| url::registrable(&d.to_ascii_lowercase()).to_string()).collect(),
     );
-    type PerFile = (Option<FileReport>, Vec<Analysed>, Vec<&'static str>, Option<String>);
+    type PerFile = (Option<FileReport>, Vec<Vec<Analysed>>, Vec<&'static str>, Option<String>);
     let per_file: Vec<PerFile> = files
         .par_iter()
         .map(|path| {
@@ -209,42 +209,50 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             let mut batch: Vec<(Location, Vec<u8>, u64)> = Vec::new();
             let mut batch_bytes = 0usize;
             let mut bad = 0usize;
-            let flush =
-                |batch: &mut Vec<(Location, Vec<u8>, u64)>, out: &mut Vec<Analysed>, problems: &mut Vec<&'static str>, bad: &mut usize| {
-                    let results: Vec<Result<Analysed, (Location, String)>> = std::mem::take(batch)
-                        .into_par_iter()
-                        .map(|(loc, raw, dropped)| {
-                            let mut mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
-                            if dropped > 0 {
-                                // A mailbox reader dropped header lines over 1 MiB: the same evasion.
-                                mail.header_dropped = Some(mail.header_dropped.unwrap_or(0) + dropped as usize);
+            // Analysed batches are kept as they come and joined once, so a corpus's messages
+            // are not copied again each time one growing vector doubles.
+            let flush = |batch: &mut Vec<(Location, Vec<u8>, u64)>,
+                         out: &mut Vec<Vec<Analysed>>,
+                         problems: &mut Vec<&'static str>,
+                         bad: &mut usize| {
+                let results: Vec<Result<Analysed, (Location, String)>> = std::mem::take(batch)
+                    .into_par_iter()
+                    .map(|(loc, raw, dropped)| {
+                        let mut mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
+                        if dropped > 0 {
+                            // A mailbox reader dropped header lines over 1 MiB: the same evasion.
+                            mail.header_dropped = Some(mail.header_dropped.unwrap_or(0) + dropped as usize);
+                        }
+                        if opts.parse_only {
+                            return Ok(Analysed::placeholder(loc, mail.problems));
+                        }
+                        let a = analyse::analyse(mail, loc, xxh3_64(&raw), &ctx);
+                        Ok(slim(a))
+                    })
+                    .collect();
+                let mut analysed = Vec::with_capacity(if opts.parse_only { 0 } else { results.len() });
+                for r in results {
+                    match r {
+                        Ok(a) => {
+                            problems.extend(a.problems.iter().copied());
+                            if !opts.parse_only {
+                                analysed.push(a);
                             }
-                            if opts.parse_only {
-                                return Ok(Analysed::placeholder(loc, mail.problems));
-                            }
-                            let a = analyse::analyse(mail, loc, xxh3_64(&raw), &ctx);
-                            Ok(slim(a))
-                        })
-                        .collect();
-                    for r in results {
-                        match r {
-                            Ok(a) => {
-                                problems.extend(a.problems.iter().copied());
-                                if !opts.parse_only {
-                                    out.push(a);
-                                }
-                            }
-                            Err((loc, why)) => {
-                                *bad += 1;
-                                let mut u = unreadable.lock().unwrap_or_else(|p| p.into_inner());
-                                u.1 += 1;
-                                if u.0.len() < 100 {
-                                    u.0.push(format!("{loc}: {why}"));
-                                }
+                        }
+                        Err((loc, why)) => {
+                            *bad += 1;
+                            let mut u = unreadable.lock().unwrap_or_else(|p| p.into_inner());
+                            u.1 += 1;
+                            if u.0.len() < 100 {
+                                u.0.push(format!("{loc}: {why}"));
                             }
                         }
                     }
-                };
+                }
+                if !analysed.is_empty() {
+                    out.push(analysed);
+                }
+            };
             let result = portcullis_mailbox::read_file(path, |loc, bytes, dropped| {
                 batch_bytes += bytes.len();
                 batch.push((loc, bytes.to_vec(), dropped));
@@ -288,13 +296,15 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             }
         })
         .collect();
-    let mut messages: Vec<Analysed> = Vec::with_capacity(per_file.iter().map(|f| f.1.len()).sum());
-    for (fr, msgs, problems, err) in per_file {
+    let mut messages: Vec<Analysed> = Vec::with_capacity(per_file.iter().flat_map(|f| &f.1).map(Vec::len).sum());
+    for (fr, batches, problems, err) in per_file {
         if let Some(fr) = fr {
             report.bytes += fr.bytes;
             report.files.push(fr);
         }
-        messages.extend(msgs);
+        for b in batches {
+            messages.extend(b);
+        }
         for p in problems {
             *report.problems.entry(p).or_default() += 1;
         }
@@ -318,8 +328,8 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     let mut first: HashMap<u128, usize, xxhash_rust::xxh3::Xxh3Builder> =
         HashMap::with_capacity_and_hasher(messages.len(), Default::default());
     let mut keep = vec![true; messages.len()];
-    for i in 0..messages.len() {
-        let key = xxhash_rust::xxh3::xxh3_128(messages[i].message_id.as_bytes());
+    let keys: Vec<u128> = messages.par_iter().map(|m| xxhash_rust::xxh3::xxh3_128(m.message_id.as_bytes())).collect();
+    for (i, &key) in keys.iter().enumerate() {
         match first.get(&key) {
             Some(&j) => {
                 report.duplicates += 1;
@@ -347,20 +357,21 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     }
     report.internal_domains = ctx.internal.clone();
     // Internal senders were analysed before their domain was known: their signals go.
-    for m in messages.iter_mut() {
-        if ctx.is_internal(m.from_domain()) {
-            m.signals.retain(|s| s.analyser != Analyser::Impersonation);
-        }
-    }
+    messages.par_iter_mut().filter(|m| ctx.is_internal(m.from_domain())).for_each(|m| {
+        m.signals.retain(|s| s.analyser != Analyser::Impersonation);
+    });
     skip_relays(&mut messages, &ctx.lists);
     campaign::novelty(&mut messages, &ctx);
     campaign::targeting(&mut messages, &opts.members);
     let groups = campaign::cluster(&messages, &ctx);
-    for g in &groups {
-        campaign::cluster_signals(&mut messages, g);
+    // Each cluster's signals are worked out in parallel; clusters share no message.
+    let added: Vec<Vec<analyse::Signal>> = groups.par_iter().map(|g| campaign::cluster_signal_set(&messages, g)).collect();
+    for (g, added) in groups.iter().zip(added) {
+        campaign::add_signals(&mut messages, g, &added);
     }
-    for m in &messages {
-        *report.severities.entry(campaign::message_severity(m).as_str()).or_default() += 1;
+    let severities: Vec<Severity> = messages.par_iter().map(campaign::message_severity).collect();
+    for s in severities {
+        *report.severities.entry(s.as_str()).or_default() += 1;
     }
     let mut campaigns: Vec<Campaign> = groups.par_iter().map(|g| assemble::build_campaign(&messages, g, &opts.members)).collect();
 
@@ -475,16 +486,24 @@ fn skip_relays(messages: &mut [Analysed], lists: &Lists) {
 
 /// The domain most messages are addressed to is the institution's own.
 fn infer_internal(messages: &[Analysed]) -> Vec<String> {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for m in messages {
-        let mut seen = BTreeSet::new();
-        for r in &m.recipients {
-            seen.insert(url::registrable(r.rsplit('@').next().unwrap_or("")));
-        }
-        for d in seen {
-            *counts.entry(d).or_default() += 1;
-        }
-    }
+    let counts: HashMap<&str, usize> = messages
+        .par_iter()
+        .fold(HashMap::new, |mut counts: HashMap<&str, usize>, m| {
+            let mut seen = BTreeSet::new();
+            for r in &m.recipients {
+                seen.insert(url::registrable(r.rsplit('@').next().unwrap_or("")));
+            }
+            for d in seen {
+                *counts.entry(d).or_default() += 1;
+            }
+            counts
+        })
+        .reduce(HashMap::new, |mut a, b| {
+            for (d, n) in b {
+                *a.entry(d).or_default() += n;
+            }
+            a
+        });
     counts
         .into_iter()
         .filter(|(d, _)| !d.is_empty())

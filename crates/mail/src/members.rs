@@ -7,7 +7,7 @@ use std::collections::HashMap;
 /// Member name by lower-cased address.
 #[derive(Clone, Debug, Default)]
 pub struct Members {
-    by_address: HashMap<String, String>,
+    by_address: HashMap<String, String, xxhash_rust::xxh3::Xxh3Builder>,
     pub count: usize,
 }
 
