@@ -61,23 +61,21 @@ pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
     let mut case = portcullis_case::Case::open(&s.case, "collector").map_err(|e| Error::Case(e.to_string()))?;
     let js = crate::connect(&s.url).await?;
     crate::ensure_streams(&js, &s.names, &s.streams).await?;
-    let stream = js.get_stream(&s.names.findings_stream).await.map_err(|e| nats_err("stream")(&e))?;
     // One consumer per organisation: its filter is the organisation's subjects.
     let name = format!("{}-{}", crate::subject_token(&s.consumer), crate::subject_token(&s.names.org));
-    let consumer = stream
-        .get_or_create_consumer(
-            &name,
-            pull::Config {
-                durable_name: Some(name.clone()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
-                filter_subject: s.names.findings_subject(),
-                max_ack_pending: 20_000,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| nats_err("consumer")(&e))?;
+    let consumer = crate::durable_consumer(
+        &js,
+        &s.names.findings_stream,
+        pull::Config {
+            durable_name: Some(name.clone()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(60),
+            filter_subject: s.names.findings_subject(),
+            max_ack_pending: 20_000,
+            ..Default::default()
+        },
+    )
+    .await?;
     let incident_opts = IncidentOptions { window_micros: (s.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64, ..Default::default() };
     let mut report = CollectorReport::default();
     let mut last_message = Instant::now();

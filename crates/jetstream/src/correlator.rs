@@ -222,22 +222,20 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
             .map_err(|e| nats_err("checkpoint bucket")(&e))?,
     };
     let ckey = format!("{}.{}.of.{}", crate::subject_token(&s.names.org), s.partition, s.partitions);
-    let stream = js.get_stream(&s.names.corr_stream).await.map_err(|e| nats_err("stream")(&e))?;
     let name = format!("corr-{}-{}", crate::subject_token(&s.names.org), s.partition);
-    let consumer = stream
-        .get_or_create_consumer(
-            &name,
-            pull::Config {
-                durable_name: Some(name.clone()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: s.ack_wait,
-                filter_subject: s.names.corr_subject(s.partition),
-                max_ack_pending: 20_000,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| nats_err("consumer")(&e))?;
+    let consumer = crate::durable_consumer(
+        &js,
+        &s.names.corr_stream,
+        pull::Config {
+            durable_name: Some(name.clone()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: s.ack_wait,
+            filter_subject: s.names.corr_subject(s.partition),
+            max_ack_pending: 20_000,
+            ..Default::default()
+        },
+    )
+    .await?;
 
     let mut report = CorrelatorReport::default();
     let mut part = Partition::new(loaded.correlations.clone());

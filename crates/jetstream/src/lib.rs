@@ -216,6 +216,32 @@ pub async fn ensure_streams(js: &jetstream::Context, names: &Names, s: &StreamSe
     Ok(())
 }
 
+/// The durable pull consumer `config` on stream `stream_name`, created if missing. A
+/// cluster that has just lost a node answers only once it has elected new stream and
+/// consumer leaders: like [`ensure_streams`], retry for up to half a minute.
+pub async fn durable_consumer(
+    js: &jetstream::Context,
+    stream_name: &str,
+    config: jetstream::consumer::pull::Config,
+) -> Result<jetstream::consumer::Consumer<jetstream::consumer::pull::Config>, Error> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = match js.get_stream(stream_name).await {
+            Ok(stream) => stream.get_or_create_consumer(&name, config.clone()).await.map_err(|e| format!("consumer: {e}")),
+            Err(e) => Err(format!("stream: {e}")),
+        };
+        match attempt {
+            Ok(c) => return Ok(c),
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("portcullis: consumer {name} on {stream_name} not ready ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(Error::Nats(e)),
+        }
+    }
+}
+
 /// A name made safe as one NATS subject token: letters, digits, `-` and `_` kept, anything
 /// else (dots, wildcards, spaces, control characters) as `_`; at most 64 characters; `_`
 /// if empty.

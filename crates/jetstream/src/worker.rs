@@ -58,23 +58,21 @@ pub async fn run(s: &WorkerSettings) -> Result<WorkerReport, Error> {
     let rules = portcullis_pipeline::load_detector(&s.rules, &s.iocs, s.builtin_intel).map_err(|e| Error::Rules(e.to_string()))?;
     let js = crate::connect(&s.url).await?;
     crate::ensure_streams(&js, &s.names, &s.streams).await?;
-    let stream = js.get_stream(&s.names.events_stream).await.map_err(|e| nats_err("stream")(&e))?;
     // One consumer per organisation: its filter is the organisation's subjects.
     let name = format!("{}-{}", crate::subject_token(&s.consumer), crate::subject_token(&s.names.org));
-    let consumer = stream
-        .get_or_create_consumer(
-            &name,
-            pull::Config {
-                durable_name: Some(name.clone()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: s.ack_wait,
-                filter_subject: s.names.events_filter(),
-                max_ack_pending: 20_000,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| nats_err("consumer")(&e))?;
+    let consumer = crate::durable_consumer(
+        &js,
+        &s.names.events_stream,
+        pull::Config {
+            durable_name: Some(name.clone()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: s.ack_wait,
+            filter_subject: s.names.events_filter(),
+            max_ack_pending: 20_000,
+            ..Default::default()
+        },
+    )
+    .await?;
     consume(&js, &consumer, s, &rules).await
 }
 
