@@ -362,44 +362,26 @@ pub enum LevelArg {
     Critical,
 }
 
-impl From<LevelArg> for portcullis_sigma::Level {
-    fn from(l: LevelArg) -> Self {
-        use portcullis_sigma::Level::*;
-        match l {
-            LevelArg::Informational => Informational,
-            LevelArg::Low => Low,
-            LevelArg::Medium => Medium,
-            LevelArg::High => High,
-            LevelArg::Critical => Critical,
+/// `--fail-on` and `--min-severity` take one `LevelArg`; each crate grades with its own
+/// five-step scale of the same names.
+macro_rules! level_from_arg {
+    ($($scale:ident)::+) => {
+        impl From<LevelArg> for $($scale)::+ {
+            fn from(l: LevelArg) -> Self {
+                match l {
+                    LevelArg::Informational => $($scale)::+::Informational,
+                    LevelArg::Low => $($scale)::+::Low,
+                    LevelArg::Medium => $($scale)::+::Medium,
+                    LevelArg::High => $($scale)::+::High,
+                    LevelArg::Critical => $($scale)::+::Critical,
+                }
+            }
         }
-    }
+    };
 }
-
-impl From<LevelArg> for portcullis_mail::Severity {
-    fn from(l: LevelArg) -> Self {
-        use portcullis_mail::Severity::*;
-        match l {
-            LevelArg::Informational => Informational,
-            LevelArg::Low => Low,
-            LevelArg::Medium => Medium,
-            LevelArg::High => High,
-            LevelArg::Critical => Critical,
-        }
-    }
-}
-
-impl From<LevelArg> for portcullis_posture::Severity {
-    fn from(l: LevelArg) -> Self {
-        use portcullis_posture::Severity::*;
-        match l {
-            LevelArg::Informational => Informational,
-            LevelArg::Low => Low,
-            LevelArg::Medium => Medium,
-            LevelArg::High => High,
-            LevelArg::Critical => Critical,
-        }
-    }
-}
+level_from_arg!(portcullis_sigma::Level);
+level_from_arg!(portcullis_mail::Severity);
+level_from_arg!(portcullis_posture::Severity);
 
 impl From<FormatArg> for portcullis_output::Format {
     fn from(f: FormatArg) -> Self {
