@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::jetstream;
 use portcullis_event::Event;
 
 use crate::{Error, Names, StreamSettings};
@@ -22,7 +22,14 @@ struct Pending {
     subject: String,
     payload: bytes::Bytes,
     msg_id: String,
+    /// Times it was sent again after its ack failed.
+    resent: u32,
 }
+
+/// The server's answer to one publish, awaited in its own task so that its timeout runs
+/// from the send, not from when the publisher gets round to it: when a node dies with a
+/// full window in flight, every lost ack then costs one timeout together, not one each.
+type Ack = tokio::task::JoinHandle<Result<async_nats::jetstream::publish::PublishAck, String>>;
 
 /// How many times a publish is sent again when the server does not ack it (a node of the
 /// cluster lost, a leader election): the message id makes a repeat harmless.
@@ -35,7 +42,7 @@ pub struct Publisher {
     host: String,
     window: usize,
     /// Each publish awaiting its ack, with what is needed to send it again.
-    in_flight: VecDeque<(PublishAckFuture, Pending)>,
+    in_flight: VecDeque<(Ack, Pending)>,
     /// Events the server stored.
     pub stored: u64,
     /// Events the server dropped as already stored (same `Nats-Msg-Id` within its window).
@@ -58,18 +65,19 @@ impl Publisher {
             subject: self.names.event_subject(&self.host, event.source.as_str()),
             payload: portcullis_event::wire::encode(event, path, &self.host).into(),
             msg_id: msg_id.to_string(),
+            resent: 0,
         };
         let ack = self.send(&pending).await?;
         self.in_flight.push_back((ack, pending));
         Ok(())
     }
 
-    async fn send(&self, p: &Pending) -> Result<PublishAckFuture, Error> {
+    async fn send(&self, p: &Pending) -> Result<Ack, Error> {
         let mut tries = 0;
         loop {
             let message = jetstream::message::PublishMessage::build().payload(p.payload.clone()).message_id(&p.msg_id);
             match self.js.send_publish(p.subject.clone(), message).await {
-                Ok(ack) => return Ok(ack),
+                Ok(ack) => return Ok(tokio::spawn(async move { ack.await.map_err(|e| e.to_string()) })),
                 Err(e) if tries < RETRIES => {
                     tries += 1;
                     eprintln!("agent: publishing an event failed ({e}); retrying");
@@ -80,28 +88,50 @@ impl Publisher {
         }
     }
 
+    async fn outcome(ack: Ack) -> Result<async_nats::jetstream::publish::PublishAck, String> {
+        ack.await.unwrap_or_else(|e| Err(e.to_string()))
+    }
+
+    fn count(&mut self, ack: &async_nats::jetstream::publish::PublishAck) {
+        if ack.duplicate {
+            self.duplicates += 1;
+        } else {
+            self.stored += 1;
+        }
+    }
+
+    /// Settles the oldest publish. A failed ack starts a recovery round: the acks of every
+    /// publish in flight are collected (each resolves within the ack timeout of its own
+    /// send), then, after one pause, every publish without an ack is sent again in order, and
+    /// the round is said in one line, not a line per event.
     async fn settle_one(&mut self) -> Result<(), Error> {
-        let Some((mut ack, pending)) = self.in_flight.pop_front() else { return Ok(()) };
-        let mut tries = 0;
-        loop {
-            match ack.await {
-                Ok(a) => {
-                    if a.duplicate {
-                        self.duplicates += 1;
-                    } else {
-                        self.stored += 1;
-                    }
-                    return Ok(());
-                }
-                Err(e) if tries < RETRIES => {
-                    tries += 1;
-                    eprintln!("agent: an event was not acked ({e}); sending it again");
-                    tokio::time::sleep(std::time::Duration::from_millis(250 * tries as u64)).await;
-                    ack = self.send(&pending).await?;
-                }
-                Err(e) => return Err(Error::Nats(format!("event not stored: {e}"))),
+        let Some((ack, pending)) = self.in_flight.pop_front() else { return Ok(()) };
+        let first_error = match Self::outcome(ack).await {
+            Ok(a) => {
+                self.count(&a);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let mut failed = vec![pending];
+        for (ack, pending) in std::mem::take(&mut self.in_flight) {
+            match Self::outcome(ack).await {
+                Ok(a) => self.count(&a),
+                Err(_) => failed.push(pending),
             }
         }
+        let round = failed.iter().map(|p| p.resent).max().unwrap_or(0) + 1;
+        if round > RETRIES {
+            return Err(Error::Nats(format!("event not stored after {RETRIES} attempts: {first_error}")));
+        }
+        eprintln!("agent: {} events not acked ({first_error}); sending them again (attempt {round} of {RETRIES})", failed.len());
+        tokio::time::sleep(std::time::Duration::from_millis(250 * round as u64)).await;
+        for mut pending in failed {
+            pending.resent += 1;
+            let ack = self.send(&pending).await?;
+            self.in_flight.push_back((ack, pending));
+        }
+        Ok(())
     }
 
     /// Waits for every outstanding ack.

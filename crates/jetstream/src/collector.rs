@@ -80,7 +80,11 @@ pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
     let mut report = CollectorReport::default();
     let mut last_message = Instant::now();
     loop {
-        let messages = crate::fetch_batch(&consumer, s.batch, s.interval, "collector", "findings").await?;
+        let fetched = crate::fetch_batch(&consumer, s.batch, s.interval, "collector", "findings").await?;
+        if fetched.unavailable {
+            last_message = Instant::now();
+        }
+        let messages = fetched.messages;
         if messages.is_empty() {
             if s.idle.exit_after.is_some_and(|d| last_message.elapsed() >= d) {
                 break;

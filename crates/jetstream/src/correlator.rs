@@ -259,7 +259,11 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
     let mut last_message = Instant::now();
     let mut flushed = true;
     loop {
-        let messages = crate::fetch_batch(&consumer, 1000, Duration::from_millis(500), "correlator", "correlation inputs").await?;
+        let fetched = crate::fetch_batch(&consumer, 1000, Duration::from_millis(500), "correlator", "correlation inputs").await?;
+        if fetched.unavailable {
+            last_message = Instant::now();
+        }
+        let messages = fetched.messages;
         let mut found = Vec::new();
         let mut to_ack = Vec::new();
         if messages.is_empty() {

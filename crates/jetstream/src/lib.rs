@@ -132,15 +132,25 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// One batch of at most `max` messages from a pull consumer, waiting at most `expires`; a
-/// message that fails to arrive is said (`role: what: error`) and left for redelivery.
+/// One fetch from a pull consumer.
+pub(crate) struct Fetched {
+    pub messages: Vec<jetstream::Message>,
+    /// The server could not serve the fetch (a consumer still electing its leader after a
+    /// node was lost answers 503): not idle time, since messages may be waiting.
+    pub unavailable: bool,
+}
+
+/// One batch of at most `max` messages from a pull consumer, waiting at most `expires`. A
+/// fetch the server could not serve is said (`role: what: error`, at most once every ten
+/// seconds with a count of the others) and paused after, so that a leaderless consumer is
+/// not asked in a tight loop.
 pub(crate) async fn fetch_batch(
     consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
     max: usize,
     expires: Duration,
     role: &str,
     what: &str,
-) -> Result<Vec<jetstream::Message>, Error> {
+) -> Result<Fetched, Error> {
     use futures_util::StreamExt;
     let mut batch = consumer
         .fetch()
@@ -150,13 +160,39 @@ pub(crate) async fn fetch_batch(
         .await
         .map_err(|e| nats_err(&format!("fetching {what}"))(&e))?;
     let mut messages = Vec::new();
+    let mut unavailable = false;
     while let Some(m) = batch.next().await {
         match m {
             Ok(m) => messages.push(m),
-            Err(e) => eprintln!("{role}: fetching {what}: {e}"),
+            Err(e) => {
+                unavailable = true;
+                say_now_and_then(&format!("{role}: fetching {what}: {e}"));
+            }
         }
     }
-    Ok(messages)
+    if unavailable && messages.is_empty() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(Fetched { messages, unavailable })
+}
+
+/// Says `line` on stderr unless a line was said in the last ten seconds, in which case it
+/// is counted and the count said with the next line that is: a server down for minutes
+/// fills a log with a line every ten seconds, not thousands.
+fn say_now_and_then(line: &str) {
+    use std::sync::Mutex;
+    static LAST: Mutex<(Option<std::time::Instant>, u64)> = Mutex::new((None, 0));
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    if last.0.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+        last.1 += 1;
+        return;
+    }
+    match last.1 {
+        0 => eprintln!("{line}"),
+        n => eprintln!("{line} ({n} more like it not shown)"),
+    }
+    *last = (Some(now), 0);
 }
 
 pub(crate) fn nats_err(what: &str) -> impl Fn(&dyn fmt::Display) -> Error + '_ {

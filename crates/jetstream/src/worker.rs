@@ -99,7 +99,11 @@ async fn consume(
     let mut last_message = Instant::now();
     let findings_subject = s.names.findings_subject();
     loop {
-        let messages = crate::fetch_batch(consumer, s.batch, Duration::from_millis(500), "worker", "events").await?;
+        let fetched = crate::fetch_batch(consumer, s.batch, Duration::from_millis(500), "worker", "events").await?;
+        if fetched.unavailable {
+            last_message = Instant::now();
+        }
+        let messages = fetched.messages;
         if messages.is_empty() {
             if s.idle.exit_after.is_some_and(|d| last_message.elapsed() >= d) {
                 break;
