@@ -610,10 +610,9 @@ impl RuleAnalysis {
                     }
                 };
                 let test = match pred {
-                    Pred::Str { toks, cased } => {
-                        use portcullis_sigma::pattern::Tok;
-                        let contains = matches!(toks.as_slice(), [Tok::Star, Tok::Lit(l), Tok::Star] if !l.contains(','));
-                        LeafTest::Re(LazyRe::new(portcullis_sigma::pattern::to_regex(toks, *cased)), contains)
+                    p @ Pred::Str { .. } => {
+                        let (re, contains) = p.string_regex().expect("a string pattern");
+                        LeafTest::Re(LazyRe::new(re), contains)
                     }
                     Pred::Re { pattern } => LeafTest::Re(LazyRe::new(pattern.clone()), false),
                     Pred::Cmp { op, value } => LeafTest::Cmp(*op, *value),

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use portcullis_sigma::modifiers::CmpOp;
 use portcullis_sigma::rule::{CorrelationDoc, Level, LoadError, Origin, Rule};
-use portcullis_sigma::yaml::{Node, NodeKind, Scalar};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -248,10 +247,6 @@ fn in_cycle(start: usize, list: &[Option<Correlation>]) -> bool {
     false
 }
 
-fn str_of(n: &Node) -> Option<String> {
-    n.as_str().map(str::to_string)
-}
-
 /// Parses `30s`, `5m`, `1h`, `2d`, `1w` (and `1M`/`1y` for long windows) into microseconds.
 pub fn parse_timespan(s: &str) -> Option<i64> {
     let s = s.trim();
@@ -271,10 +266,8 @@ pub fn parse_timespan(s: &str) -> Option<i64> {
 }
 
 fn parse(d: &CorrelationDoc) -> Result<(Correlation, Vec<String>), (usize, String)> {
-    let doc = &d.node;
-    let corr = doc.get("correlation").ok_or((doc.line, "no `correlation` section".to_string()))?;
-    let err = |n: &Node, m: &str| (n.line, m.to_string());
-    let kind = match corr.get("type").and_then(|t| t.as_str()) {
+    let at = |line: usize, m: &str| (line, m.to_string());
+    let kind = match d.kind.as_deref() {
         Some("event_count") => Kind::EventCount,
         Some("value_count") => Kind::ValueCount,
         Some("temporal") => Kind::Temporal,
@@ -282,35 +275,32 @@ fn parse(d: &CorrelationDoc) -> Result<(Correlation, Vec<String>), (usize, Strin
         Some("value_sum") => Kind::ValueSum,
         Some("value_avg") => Kind::ValueAvg,
         Some("value_percentile") => Kind::ValuePercentile,
-        Some(other) => return Err(err(corr, &format!("unknown correlation type `{other}`"))),
-        None => return Err(err(corr, "correlation needs a `type`")),
+        Some(other) => return Err(at(d.line, &format!("unknown correlation type `{other}`"))),
+        None => return Err(at(d.line, "correlation needs a `type`")),
     };
-    let refs = corr.get("rules").map(Node::string_list).unwrap_or_default();
+    let refs = d.rules.clone();
     if refs.is_empty() {
-        return Err(err(corr, "correlation needs `rules`"));
+        return Err(at(d.line, "correlation needs `rules`"));
     }
-    let group_by = corr.get("group-by").map(Node::string_list).unwrap_or_default();
-    let timespan_node = corr.get("timespan").ok_or_else(|| err(corr, "correlation needs a `timespan`"))?;
-    let timespan_micros = timespan_node
-        .as_str()
+    let group_by = d.group_by.clone();
+    let timespan = d.timespan.as_ref().ok_or_else(|| at(d.line, "correlation needs a `timespan`"))?;
+    let timespan_micros = timespan
+        .value
+        .as_deref()
         .and_then(parse_timespan)
-        .ok_or_else(|| err(timespan_node, "timespan must be a number and s, m, h, d or w (e.g. `1h`)"))?;
+        .ok_or_else(|| at(timespan.line, "timespan must be a number and s, m, h, d or w (e.g. `1h`)"))?;
     let mut tests = Vec::new();
     let mut field = None;
-    match corr.get("condition") {
+    match &d.condition {
         Some(c) => {
-            let Some(entries) = c.as_map() else { return Err(err(c, "condition must be a mapping like `gte: 10`")) };
-            for (k, v) in entries {
-                let key = k.as_str().unwrap_or("");
+            let Some(entries) = &c.value else { return Err(at(c.line, "condition must be a mapping like `gte: 10`")) };
+            for e in entries {
+                let key = e.key.as_str();
                 if key == "field" {
-                    field = str_of(v);
+                    field = e.text.clone();
                     continue;
                 }
-                let number = match &v.kind {
-                    NodeKind::Scalar { value: Scalar::Int(i), .. } => *i as f64,
-                    NodeKind::Scalar { value: Scalar::Float(f), .. } => *f,
-                    _ => return Err(err(v, &format!("condition `{key}` needs a number"))),
-                };
+                let Some(number) = e.number else { return Err(at(e.value_line, &format!("condition `{key}` needs a number"))) };
                 let (op, negate) = match key {
                     "gt" => (CmpOp::Gt, false),
                     "gte" => (CmpOp::Gte, false),
@@ -318,7 +308,7 @@ fn parse(d: &CorrelationDoc) -> Result<(Correlation, Vec<String>), (usize, Strin
                     "lte" => (CmpOp::Lte, false),
                     "eq" => (CmpOp::Eq, false),
                     "neq" => (CmpOp::Eq, true),
-                    other => return Err(err(k, &format!("unknown condition operator `{other}`"))),
+                    other => return Err(at(e.key_line, &format!("unknown condition operator `{other}`"))),
                 };
                 tests.push((op, negate, number));
             }
@@ -326,36 +316,20 @@ fn parse(d: &CorrelationDoc) -> Result<(Correlation, Vec<String>), (usize, Strin
         None if matches!(kind, Kind::Temporal | Kind::TemporalOrdered) => {
             tests.push((CmpOp::Gte, false, refs.len() as f64));
         }
-        None => return Err(err(corr, "this correlation type needs a `condition`")),
+        None => return Err(at(d.line, "this correlation type needs a `condition`")),
     }
     if tests.is_empty() && !matches!(kind, Kind::Temporal | Kind::TemporalOrdered) {
-        return Err(err(corr, "the condition has no comparison"));
+        return Err(at(d.line, "the condition has no comparison"));
     }
     if tests.is_empty() {
         tests.push((CmpOp::Gte, false, refs.len() as f64));
     }
     if matches!(kind, Kind::ValueCount | Kind::ValueSum | Kind::ValueAvg | Kind::ValuePercentile) && field.is_none() {
-        return Err(err(corr, &format!("{} needs `field` in its condition", kind.as_str())));
+        return Err(at(d.line, &format!("{} needs `field` in its condition", kind.as_str())));
     }
-    let mut aliases = HashMap::new();
-    if let Some(a) = corr.get("aliases") {
-        for (alias, map) in a.as_map().unwrap_or(&[]) {
-            let mut m = HashMap::new();
-            for (rule, f) in map.as_map().unwrap_or(&[]) {
-                if let (Some(r), Some(f)) = (rule.as_str(), f.as_str()) {
-                    m.insert(r.to_string(), f.to_string());
-                }
-            }
-            if let Some(alias) = alias.as_str() {
-                aliases.insert(alias.to_string(), m);
-            }
-        }
-    }
-    let generate = matches!(
-        doc.get("generate").or_else(|| corr.get("generate")).map(|n| &n.kind),
-        Some(NodeKind::Scalar { value: Scalar::Bool(true), .. })
-    );
-    let level = doc.get("level").and_then(|n| n.as_str()).and_then(Level::parse).unwrap_or(Level::Medium);
+    let aliases: HashMap<String, HashMap<String, String>> =
+        d.aliases.iter().map(|(alias, pairs)| (alias.clone(), pairs.iter().cloned().collect())).collect();
+    let level = d.level.as_deref().and_then(Level::parse).unwrap_or(Level::Medium);
     Ok((
         Correlation {
             origin: d.origin.clone(),
@@ -363,8 +337,8 @@ fn parse(d: &CorrelationDoc) -> Result<(Correlation, Vec<String>), (usize, Strin
             name: d.name.clone(),
             title: if d.title.is_empty() { "(untitled correlation)".into() } else { d.title.clone() },
             level,
-            tags: doc.get("tags").map(Node::string_list).unwrap_or_default(),
-            description: doc.get("description").and_then(str_of),
+            tags: d.tags.clone(),
+            description: d.description.clone(),
             kind,
             sources: Vec::new(),
             source_names: Vec::new(),
@@ -373,7 +347,7 @@ fn parse(d: &CorrelationDoc) -> Result<(Correlation, Vec<String>), (usize, Strin
             timespan_micros,
             condition: Condition { tests },
             field,
-            generate,
+            generate: d.generate,
         },
         refs,
     ))

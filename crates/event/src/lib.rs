@@ -17,6 +17,7 @@ use std::ops::Range;
 pub mod entity;
 pub mod roles;
 pub mod time;
+pub mod union_find;
 pub mod wire;
 
 pub use time::Timestamp;

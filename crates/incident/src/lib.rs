@@ -17,6 +17,7 @@
 //! evidence and only one rule is uncorroborated and stays at `medium`. Consecutive
 //! findings of one rule form one stage.
 
+use portcullis_event::union_find::UnionFind;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use portcullis_event::Timestamp;
@@ -96,26 +97,6 @@ pub struct Incident {
     pub attribution: Vec<String>,
 }
 
-struct Dsu(Vec<usize>);
-
-impl Dsu {
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.0[x] != x {
-            self.0[x] = self.0[self.0[x]];
-            x = self.0[x];
-        }
-        x
-    }
-    fn union(&mut self, a: usize, b: usize) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            // The earlier finding stays the root.
-            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            self.0[hi] = lo;
-        }
-    }
-}
-
 /// How strongly a finding evidences an attack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,7 +174,7 @@ pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
     }
     let widespread = |e: &Entity| hosts_seen.get(e).is_some_and(|h| h.len() >= 3);
 
-    let mut dsu = Dsu((0..n).collect());
+    let mut dsu = UnionFind::new(n);
     let mut reasons: Vec<Option<String>> = vec![None; n];
     let mut last_seen: HashMap<&Entity, (usize, i64)> = HashMap::new();
     for (k, &i) in idx.iter().enumerate() {

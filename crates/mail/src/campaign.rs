@@ -3,6 +3,7 @@
 //! sender domain, sending address), campaign-level signals, and the severity of each
 //! message and campaign.
 
+use portcullis_event::union_find::UnionFind;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use portcullis_event::Timestamp;
@@ -157,24 +158,6 @@ fn candidate(m: &Analysed) -> bool {
     (m.score(Analyser::Beacon) > 0 && !m.read_receipt) || m.score(Analyser::Impersonation) >= 2 || m.score(Analyser::Evasion) > 0
 }
 
-struct UnionFind(Vec<usize>);
-
-impl UnionFind {
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.0[x] != x {
-            self.0[x] = self.0[self.0[x]];
-            x = self.0[x];
-        }
-        x
-    }
-    fn union(&mut self, a: usize, b: usize) {
-        let (a, b) = (self.find(a), self.find(b));
-        if a != b {
-            self.0[a.max(b)] = a.min(b);
-        }
-    }
-}
-
 /// Groups candidate messages into clusters (indices into `messages`), largest first.
 pub fn cluster(messages: &[Analysed], ctx: &Context) -> Vec<Vec<usize>> {
     use rayon::prelude::*;
@@ -225,7 +208,7 @@ pub fn cluster(messages: &[Analysed], ctx: &Context) -> Vec<Vec<usize>> {
             keys
         })
         .collect();
-    let mut uf = UnionFind((0..messages.len()).collect());
+    let mut uf = UnionFind::new(messages.len());
     let mut first_by_key: HashMap<u64, usize> = HashMap::new();
     for (&i, ks) in cands.iter().zip(&keys) {
         for &k in ks {

@@ -6,9 +6,9 @@
 //!            ─► engine (logsource groups, deduplicated leaves, automata) ─► Scanner::scan
 //! ```
 //!
-//! - [`yaml`]: YAML with line numbers and limits (rules are hostile input).
+//! - `yaml` (private): YAML with line numbers and limits (rules are hostile input).
 //! - [`rule`]: detection rules, filters, correlation documents.
-//! - [`modifiers`]: value modifiers → leaf predicates; [`pattern`]: wildcards and escapes.
+//! - [`modifiers`]: value modifiers → leaf predicates; `pattern` (private): wildcards and escapes.
 //! - [`condition`]: the condition grammar.
 //! - [`logsource`]: which events a log source selects, field renames.
 //! - [`engine`]: compilation and scanning.
@@ -22,9 +22,9 @@ pub mod expr;
 pub mod loader;
 pub mod logsource;
 pub mod modifiers;
-pub mod pattern;
+mod pattern;
 pub mod rule;
-pub mod yaml;
+mod yaml;
 
 pub use engine::{Engine, Scanner, Unmapped};
 pub use loader::{RuleSet, load_placeholders};

@@ -14,7 +14,9 @@ use std::net::IpAddr;
 use base64::Engine as _;
 
 use crate::expr::Expr;
-use crate::pattern::{self, Mode, Tok};
+use crate::pattern;
+/// The pieces of a string pattern, and how a field's value must match one.
+pub use crate::pattern::{Mode, Tok};
 use crate::yaml::{Node, NodeKind, Scalar};
 
 /// What a leaf tests about one field (or, with no field, any field: keywords).
@@ -55,6 +57,16 @@ pub enum Pred {
         op: CmpOp,
         value: f64,
     },
+}
+
+impl Pred {
+    /// For a string pattern: the regular expression it matches like (anchored; case folded
+    /// unless `cased`), and whether it is a plain `contains` of one comma-free literal.
+    pub fn string_regex(&self) -> Option<(String, bool)> {
+        let Pred::Str { toks, cased } = self else { return None };
+        let contains = matches!(toks.as_slice(), [Tok::Star, Tok::Lit(l), Tok::Star] if !l.contains(','));
+        Some((pattern::to_regex(toks, *cased), contains))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::condition;
 use crate::expr::Expr;
 use crate::modifiers::{self, LeafSpec, Placeholders, SpecError};
-use crate::yaml::{Node, NodeKind};
+use crate::yaml::{Node, NodeKind, Scalar};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,14 +119,107 @@ pub struct Filter {
     pub detection: Expr<LeafSpec>,
 }
 
-/// A correlation document, kept whole for the correlation engine.
+/// A correlation document's fields as written, each with its line for errors; what they
+/// mean (the type, the timespan, the operators) is checked by `portcullis-correlate`.
 #[derive(Clone, Debug)]
 pub struct CorrelationDoc {
     pub origin: Origin,
     pub id: Option<String>,
     pub name: Option<String>,
     pub title: String,
-    pub node: Node,
+    /// The line of the `correlation` section.
+    pub line: usize,
+    /// `type`.
+    pub kind: Option<String>,
+    pub rules: Vec<String>,
+    pub group_by: Vec<String>,
+    /// `timespan`: its text (None if not a scalar) and line.
+    pub timespan: Option<Written<Option<String>>>,
+    /// `condition`: its entries (None if it is not a mapping) and line.
+    pub condition: Option<Written<Option<Vec<ConditionEntry>>>>,
+    /// `aliases`: each alias with its (rule, field) pairs.
+    pub aliases: Vec<(String, Vec<(String, String)>)>,
+    /// `generate: true`, in the document or its correlation section.
+    pub generate: bool,
+    pub level: Option<String>,
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+}
+
+/// A value and the line it was written on.
+#[derive(Clone, Debug)]
+pub struct Written<T> {
+    pub value: T,
+    pub line: usize,
+}
+
+/// One `key: value` of a correlation's condition (`gte: 10`, `field: User`).
+#[derive(Clone, Debug)]
+pub struct ConditionEntry {
+    pub key: String,
+    pub key_line: usize,
+    /// The value as text (None for a list or mapping).
+    pub text: Option<String>,
+    /// The value as a number, when it is an integer or a float.
+    pub number: Option<f64>,
+    pub value_line: usize,
+}
+
+fn correlation_doc(doc: &Node, corr: &Node, origin: Origin, title: String) -> CorrelationDoc {
+    let condition = corr.get("condition").map(|c| Written {
+        line: c.line,
+        value: c.as_map().map(|entries| {
+            entries
+                .iter()
+                .map(|(k, v)| ConditionEntry {
+                    key: k.as_str().unwrap_or("").to_string(),
+                    key_line: k.line,
+                    text: v.as_str().map(str::to_string),
+                    number: match &v.kind {
+                        NodeKind::Scalar { value: Scalar::Int(i), .. } => Some(*i as f64),
+                        NodeKind::Scalar { value: Scalar::Float(f), .. } => Some(*f),
+                        _ => None,
+                    },
+                    value_line: v.line,
+                })
+                .collect()
+        }),
+    });
+    let aliases = corr
+        .get("aliases")
+        .and_then(Node::as_map)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|(alias, map)| {
+            let pairs = map
+                .as_map()
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(|(rule, f)| Some((rule.as_str()?.to_string(), f.as_str()?.to_string())))
+                .collect();
+            Some((alias.as_str()?.to_string(), pairs))
+        })
+        .collect();
+    CorrelationDoc {
+        origin,
+        id: opt_str(doc, "id"),
+        name: opt_str(doc, "name"),
+        title,
+        line: corr.line,
+        kind: opt_str(corr, "type"),
+        rules: list(corr, "rules"),
+        group_by: list(corr, "group-by"),
+        timespan: corr.get("timespan").map(|t| Written { value: t.as_str().map(str::to_string), line: t.line }),
+        condition,
+        aliases,
+        generate: matches!(
+            doc.get("generate").or_else(|| corr.get("generate")).map(|n| &n.kind),
+            Some(NodeKind::Scalar { value: Scalar::Bool(true), .. })
+        ),
+        level: opt_str(doc, "level"),
+        tags: list(doc, "tags"),
+        description: opt_str(doc, "description"),
+    }
 }
 
 /// One parsed document.
@@ -188,14 +281,8 @@ pub fn parse_document(doc: &Node, path: &Arc<str>, placeholders: &Placeholders) 
     if let Some(action) = opt_str(doc, "action") {
         return spec_err(doc.line, format!("`action: {action}` rule collections are Sigma 1 syntax and not supported"));
     }
-    if doc.get("correlation").is_some() {
-        return Ok(Document::Correlation(CorrelationDoc {
-            origin,
-            id: opt_str(doc, "id"),
-            name: opt_str(doc, "name"),
-            title,
-            node: doc.clone(),
-        }));
+    if let Some(corr) = doc.get("correlation") {
+        return Ok(Document::Correlation(correlation_doc(doc, corr, origin, title)));
     }
     if let Some(filter) = doc.get("filter")
         && doc.get("detection").is_none()
