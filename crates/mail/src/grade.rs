@@ -7,7 +7,6 @@
 //! only said when it can be.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -136,6 +135,8 @@ pub struct Graded {
 }
 
 const EVIDENCE_PER_RECIPIENT: usize = 10;
+/// Fetches of a campaign's hosts that name no recipient, shown (the earliest by time).
+const UNATTRIBUTED_SHOWN: usize = 20;
 const RULE_WORDS: &[&str] =
     &["new-inboxrule", "set-inboxrule", "forwardingsmtpaddress", "forwardingaddress", "updateinboxrules", "-forwardto", "-redirectto"];
 const USER_FIELDS: &[&str] = &[
@@ -229,33 +230,31 @@ pub fn grade(campaigns: &[CampaignKeys], paths: &[PathBuf], threads: usize) -> (
         }
     }
     let (files, errors) = portcullis_sources::collect_files(paths);
-    let opts = portcullis_sources::ReadOptions::default();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().expect("thread pool");
-    let partials: Vec<(Partial, Option<String>)> = pool.install(|| {
-        use rayon::prelude::*;
-        files
-            .par_iter()
-            .map(|path| {
-                let mut p = Partial::default();
-                let display = path.display().to_string();
-                let res = portcullis_sources::read_file(path, &opts, &mut |ev: &Event| {
-                    scan_event(ev, &display, &ac, &kinds, &patterns, campaigns, &accounts, &mut p);
-                    ControlFlow::Continue(())
-                });
-                (p, res.err().map(|e| e.to_string()))
-            })
-            .collect()
+    // The hunt's file loop: files (and pieces of large web logs) shared out to `threads`
+    // threads, a reader's panic reported as that file's failure rather than ending the run.
+    let opts = portcullis_hunt::RunOptions { threads: threads.max(1), ..Default::default() };
+    let (outcomes, partials) = portcullis_hunt::run_files(&files, &opts, &portcullis_hunt::NoProgress, Partial::default, |p, path, ev| {
+        scan_event(ev, path, &ac, &kinds, &patterns, campaigns, &accounts, p)
     });
     let mut coverage = Coverage { files: files.len(), ..Coverage::default() };
     coverage.unreadable.extend(errors.into_iter().map(|e| e.to_string()));
+    for outcome in &outcomes {
+        match outcome {
+            portcullis_hunt::FileOutcome::Read(_) => {}
+            portcullis_hunt::FileOutcome::Failed(e) => coverage.unreadable.push(e.to_string()),
+            portcullis_hunt::FileOutcome::Crashed { path, message } => {
+                coverage.unreadable.push(format!("{}: the reader failed ({message}); please report this", path.display()))
+            }
+        }
+    }
     let mut out: Vec<Graded> = campaigns.iter().map(|_| Graded::default()).collect();
     let mut sign_ins: HashMap<String, Vec<SignIn>> = HashMap::new();
     let mut rules: Vec<RuleChange> = Vec::new();
-    for (p, err) in partials {
+    // Each thread's partial covers whichever files it was given: merged so that nothing
+    // depends on that (grades by maximum, evidence and lists sorted below).
+    let mut unattributed: Vec<Vec<Evidence>> = campaigns.iter().map(|_| Vec::new()).collect();
+    for (p, _) in partials {
         coverage.merge(&p.coverage);
-        if let Some(e) = err {
-            coverage.unreadable.push(e);
-        }
         for (c, r, g, e) in p.hits {
             let cur = out[c].grades.entry(r.clone()).or_insert(Grade::Received);
             *cur = (*cur).max(g);
@@ -263,8 +262,11 @@ pub fn grade(campaigns: &[CampaignKeys], paths: &[PathBuf], threads: usize) -> (
         }
         for (c, e) in p.unattributed {
             out[c].unattributed_count += 1;
-            if out[c].unattributed.len() < 20 {
-                out[c].unattributed.push(e);
+            let kept = &mut unattributed[c];
+            kept.push(e);
+            if kept.len() >= 10 * UNATTRIBUTED_SHOWN {
+                kept.sort();
+                kept.truncate(UNATTRIBUTED_SHOWN);
             }
         }
         for (a, mut v) in p.sign_ins {
@@ -272,6 +274,15 @@ pub fn grade(campaigns: &[CampaignKeys], paths: &[PathBuf], threads: usize) -> (
         }
         rules.extend(p.rules);
     }
+    for (c, mut kept) in unattributed.into_iter().enumerate() {
+        kept.sort();
+        kept.truncate(UNATTRIBUTED_SHOWN);
+        out[c].unattributed = kept;
+    }
+    for list in sign_ins.values_mut() {
+        list.sort_by(|a, b| (a.time, &a.at, &a.ip).cmp(&(b.time, &b.at, &b.ip)));
+    }
+    rules.sort_by(|a, b| (a.time, &a.at, &a.text).cmp(&(b.time, &b.at, &b.text)));
     for (c, k) in campaigns.iter().enumerate() {
         judge_compromise(k, &mut out[c], &sign_ins, &rules);
         for r in &k.recipients {
@@ -281,7 +292,6 @@ pub fn grade(campaigns: &[CampaignKeys], paths: &[PathBuf], threads: usize) -> (
             v.sort();
             v.truncate(EVIDENCE_PER_RECIPIENT);
         }
-        out[c].unattributed.sort();
         out[c].statement = statement(k, &out[c], &coverage);
     }
     (out, coverage)
@@ -290,7 +300,7 @@ pub fn grade(campaigns: &[CampaignKeys], paths: &[PathBuf], threads: usize) -> (
 #[allow(clippy::too_many_arguments)]
 fn scan_event(
     ev: &Event,
-    display: &str,
+    path: &std::path::Path,
     ac: &AhoCorasick,
     kinds: &[Pattern],
     patterns: &[String],
@@ -298,7 +308,7 @@ fn scan_event(
     accounts: &HashMap<String, String>,
     p: &mut Partial,
 ) {
-    let at = format!("{display}:{}", ev.record);
+    let at = format!("{}:{}", path.display(), ev.record);
     let get =
         |names: &[&str]| names.iter().find_map(|n| ev.get(n)).map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty() && v != "-");
     let is_web = ev.get("cs-uri-stem").is_some()
