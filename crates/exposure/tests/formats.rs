@@ -86,7 +86,7 @@ fn every_shape_of_register_counts_each_elector_once() {
     std::fs::write(p("d.csv"), encoding_rs::WINDOWS_1252.encode(&layout_a('|', &[0, 4])).0).unwrap();
     let mut book = Vec::new();
     {
-        let mut w = portcullis_exposure::xlsx::WorkbookWriter::new(Cursor::new(&mut book)).unwrap();
+        let mut w = portcullis_simulate::xlsx::WorkbookWriter::new(Cursor::new(&mut book)).unwrap();
         // The same layout as a sheet (the semicolon text has no quoting to undo).
         for line in layout_a(';', &[0, 1, 2, 3, 4]).lines() {
             let cells: Vec<&str> = line.split(';').collect();

@@ -22,6 +22,7 @@ mod intrusion;
 mod parliament;
 mod posture;
 mod register;
+pub mod xlsx;
 
 pub use parliament::generate as parliament;
 

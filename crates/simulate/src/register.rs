@@ -287,7 +287,7 @@ pub fn generate(cfg: &Config, out: &Path) -> io::Result<serde_json::Value> {
     }
     {
         let file = BufWriter::with_capacity(1 << 20, std::fs::File::create(out.join(ARCHIVE_XLSX))?);
-        let mut book = portcullis_exposure::xlsx::WorkbookWriter::new(file)?;
+        let mut book = crate::xlsx::WorkbookWriter::new(file)?;
         emit(1, 1, &mut |cells| book.row(cells))?;
         book.finish()?.flush()?;
     }
