@@ -166,29 +166,8 @@ pub fn events(a: EventsArgs) -> Result<u8, Fatal> {
             || 0u64,
             |n, path, ev| {
                 *n += 1;
-                #[derive(serde::Serialize)]
-                struct Rec<'a> {
-                    kind: &'static str,
-                    path: String,
-                    record: u64,
-                    timestamp: Option<String>,
-                    source: &'static str,
-                    #[serde(skip_serializing_if = "str::is_empty")]
-                    log_type: &'a str,
-                    fields: serde_json::Value,
-                }
-                let rec = Rec {
-                    kind: "event",
-                    path: path.display().to_string(),
-                    record: ev.record,
-                    timestamp: ev.timestamp.map(|t| t.to_string()),
-                    source: ev.source.as_str(),
-                    log_type: &ev.log_type,
-                    fields: ev.to_json(),
-                };
                 let mut w = out_ref.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = serde_json::to_writer(&mut **w, &rec);
-                let _ = w.write_all(b"\n");
+                let _ = portcullis_output::events::write_event(&mut **w, path, ev);
             },
         );
         (outcomes, states.iter().map(|(n, _)| *n).sum::<u64>())

@@ -18,6 +18,7 @@ use portcullis_incident::{Incident, human_duration};
 use portcullis_sigma::{Engine, Level};
 use serde::Serialize;
 
+pub mod events;
 pub mod exchange;
 pub mod exposure;
 pub mod mail;
