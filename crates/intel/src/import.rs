@@ -4,10 +4,12 @@
 //! value per line, or `type,value[,context]`). Defanged values are refanged. Every value
 //! that cannot be used is reported with its position, never fatal.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
+use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::indicator::{Context, Indicator, Kind, normalise};
 
@@ -48,6 +50,10 @@ pub fn read(path: &std::path::Path) -> Result<Imported, String> {
     let first = head.iter().copied().find(|b| !(b.is_ascii_whitespace() || matches!(b, 0xef | 0xbb | 0xbf)));
     file.rewind().map_err(|e| format!("{name}: {e}"))?;
     if first == Some(b'{') {
+        if let Some(bundle) = stix_bundle(&name, &mut file).map_err(|e| format!("{name}: {e}"))? {
+            return Ok(bundle);
+        }
+        file.rewind().map_err(|e| format!("{name}: {e}"))?;
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
         skip_bom(&mut reader).map_err(|e| format!("{name}: {e}"))?;
         return Ok(json_object(&name, reader));
@@ -75,6 +81,9 @@ pub fn parse(name: &str, bytes: &[u8]) -> Imported {
     let text = String::from_utf8_lossy(bytes);
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') {
+        if let Ok(Some(bundle)) = stix_bundle(name, &mut trimmed.as_bytes()) {
+            return bundle;
+        }
         return json_object(name, trimmed.as_bytes());
     }
     if trimmed.starts_with('[') {
@@ -192,6 +201,33 @@ fn short_name(name: &str) -> String {
     std::path::Path::new(name).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_string())
 }
 
+/// `[object:path OP 'value']` with `=` or `ISSUBSET` and a value without quotes or
+/// backslashes, split into its parts; anything else is left to the full pattern regex.
+fn simple_comparison(pattern: &str) -> Option<(&str, &str, &str, &str)> {
+    let inner = pattern.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let (lhs, rest) = inner.split_once('\'')?;
+    let val = rest.strip_suffix('\'')?;
+    if val.contains(['\'', '\\']) {
+        return None;
+    }
+    let lhs = lhs.trim_end();
+    let (lhs, op) = if let Some(l) = lhs.strip_suffix('=') {
+        (l, "=")
+    } else if lhs.len() > 8 && lhs[lhs.len() - 8..].eq_ignore_ascii_case("ISSUBSET") {
+        (&lhs[..lhs.len() - 8], "ISSUBSET")
+    } else {
+        return None;
+    };
+    let lhs = lhs.trim_end();
+    if lhs.ends_with(['!', '<', '>']) {
+        return None;
+    }
+    let (obj, path) = lhs.trim_start().split_once(':')?;
+    let ok_obj = !obj.is_empty() && obj.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let ok_path = !path.is_empty() && path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'\'' | b'-'));
+    (ok_obj && ok_path).then_some((obj, path, op, val))
+}
+
 /// STIX comparison expressions Portcullis matches: `[type:path = 'value']` and
 /// `ISSUBSET 'cidr'`.
 fn pattern_terms(pattern: &str) -> (Vec<(Kind, String)>, usize) {
@@ -203,9 +239,18 @@ fn pattern_terms(pattern: &str) -> (Vec<(Kind, String)>, usize) {
     });
     let mut out = Vec::new();
     let mut unsupported = 0;
-    for c in re.captures_iter(pattern) {
-        let (obj, path, op, val) =
-            (c[1].to_ascii_lowercase(), c[2].to_ascii_lowercase(), c[3].to_ascii_uppercase(), c[4].replace("\\'", "'"));
+    // The common shape, one comparison with a plain value, without the regex; it must give
+    // what the regex gives.
+    let single = simple_comparison(pattern)
+        .map(|(obj, path, op, val)| (obj.to_ascii_lowercase(), path.to_ascii_lowercase(), op.to_ascii_uppercase(), val.to_string()));
+    let all: Vec<(String, String, String, String)> = match single {
+        Some(one) => vec![one],
+        None => re
+            .captures_iter(pattern)
+            .map(|c| (c[1].to_ascii_lowercase(), c[2].to_ascii_lowercase(), c[3].to_ascii_uppercase(), c[4].replace("\\'", "'")))
+            .collect(),
+    };
+    for (obj, path, op, val) in all {
         let kind = match (obj.as_str(), path.as_str(), op.as_str()) {
             ("ipv4-addr", "value", "=") => Some(Kind::Ipv4),
             ("ipv6-addr", "value", "=") => Some(Kind::Ipv6),
@@ -234,6 +279,275 @@ fn pattern_terms(pattern: &str) -> (Vec<(Kind, String)>, usize) {
         }
     }
     (out, unsupported)
+}
+
+/// Largest single STIX object accepted in a bundle.
+const MAX_OBJECT: usize = 64 << 20;
+
+/// A STIX bundle read fast: the top-level object is split into the elements of its
+/// `objects` list by a byte scanner (strings skipped with `memchr`, nothing decoded), and
+/// batches of elements are decoded and analysed by worker threads, their outcomes applied
+/// in bundle order. An element that is not valid JSON is reported with its index and the
+/// rest of the bundle still read. `None` when the object has no `objects` list at its top
+/// (a MISP event, or not JSON at all): the caller reads it another way.
+fn stix_bundle(name: &str, reader: &mut dyn std::io::Read) -> std::io::Result<Option<Imported>> {
+    use std::sync::mpsc;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let mut stix = StixReader { name, ..Default::default() };
+    let (work_tx, work_rx) = mpsc::sync_channel::<(usize, Vec<u8>, Vec<(usize, usize)>)>(workers * 2);
+    let work_rx = std::sync::Mutex::new(work_rx);
+    let ended = std::thread::scope(|scope| -> std::io::Result<Split> {
+        // Owned here, so that leaving early (a read error) ends the workers.
+        let work_tx = work_tx;
+        let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<Outcome>)>();
+        for _ in 0..workers {
+            let (work_rx, done_tx) = (&work_rx, done_tx.clone());
+            scope.spawn(move || {
+                loop {
+                    let next = work_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((start, text, bounds)) = next else { break };
+                    let out = bounds.iter().enumerate().map(|(k, &(a, b))| analyse(name, start + k, &text[a..b])).collect();
+                    if done_tx.send((start, out)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut in_flight = 0usize;
+        let mut text = Vec::with_capacity(BATCH * 512);
+        let mut bounds = Vec::with_capacity(BATCH);
+        let mut start = 0usize;
+        // Applies every outcome that is next in bundle order; with `block`, until none is
+        // in flight.
+        let mut apply_ready = |stix: &mut StixReader<'_>, in_flight: &mut usize, block: bool| loop {
+            while let Some(out) = waiting.remove(&stix.index) {
+                stix.apply(out);
+                *in_flight -= 1;
+            }
+            if *in_flight == 0 {
+                break;
+            }
+            let got = if block { done_rx.recv().ok() } else { done_rx.try_recv().ok() };
+            match got {
+                Some((at, out)) => {
+                    waiting.insert(at, out);
+                }
+                None => break,
+            }
+        };
+        let ended = split_objects(reader, &mut |element: &[u8]| {
+            bounds.push((text.len(), text.len() + element.len()));
+            text.extend_from_slice(element);
+            if bounds.len() == BATCH {
+                let batch = (start, std::mem::take(&mut text), std::mem::take(&mut bounds));
+                start += BATCH;
+                in_flight += 1;
+                if work_tx.send(batch).is_err() {
+                    return false;
+                }
+                apply_ready(&mut stix, &mut in_flight, false);
+            }
+            true
+        })?;
+        if !bounds.is_empty() {
+            in_flight += 1;
+            let _ = work_tx.send((start, std::mem::take(&mut text), std::mem::take(&mut bounds)));
+        }
+        drop(work_tx);
+        apply_ready(&mut stix, &mut in_flight, true);
+        Ok(ended)
+    })?;
+    match ended {
+        Split::NoObjects => return Ok(None),
+        Split::Complete => {}
+        Split::Truncated(at) => stix.out.problems.push(Problem {
+            position: format!("{name}: byte {at}"),
+            reason: "the bundle ends early (truncated?); the objects before were read".into(),
+        }),
+        Split::TooLarge(at) => stix.out.problems.push(Problem {
+            position: format!("{name}: byte {at}"),
+            reason: format!("an object larger than {} MiB; the bundle was read up to it", MAX_OBJECT >> 20),
+        }),
+    }
+    stix.objects = Some(true);
+    Ok(Some(stix.finish()))
+}
+
+/// How splitting a bundle ended.
+#[derive(Debug, PartialEq)]
+enum Split {
+    /// The top-level object has no `objects` list.
+    NoObjects,
+    Complete,
+    /// The input ended inside the list (at this byte).
+    Truncated(u64),
+    /// An element longer than [`MAX_OBJECT`] starts at this byte.
+    TooLarge(u64),
+}
+
+/// Hands each element of the top-level object's `objects` list to `element` (which returns
+/// `false` to stop), reading `reader` in chunks. Only structure is scanned: brackets,
+/// commas and string boundaries; the elements' own JSON is checked when they are decoded.
+fn split_objects(reader: &mut dyn std::io::Read, element: &mut dyn FnMut(&[u8]) -> bool) -> std::io::Result<Split> {
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut consumed: u64 = 0; // bytes dropped from the front of `buf`
+    let mut pos = 0usize;
+    let mut depth = 0usize;
+    let mut in_list = false;
+    // At depth 1: whether the last string was `objects` (a key once `:` follows), and
+    // whether the key being valued is.
+    let mut last_string_objects = false;
+    let mut key_is_objects = false;
+    let mut seen_objects = false;
+    let mut elem_start: Option<usize> = None;
+    let mut eof = false;
+    loop {
+        if pos >= buf.len() {
+            if eof {
+                if !seen_objects {
+                    return Ok(Split::NoObjects);
+                }
+                // The last element may be whole (only the list's end is missing): decoding
+                // it tells.
+                if let Some(s) = elem_start.take() {
+                    element(buf[s..].trim_ascii_end());
+                }
+                return Ok(Split::Truncated(consumed + pos as u64));
+            }
+            // Keep only the element in progress (or nothing) before reading on.
+            let keep = elem_start.unwrap_or(pos).min(pos);
+            if keep > 0 {
+                buf.drain(..keep);
+                consumed += keep as u64;
+                pos -= keep;
+                if let Some(s) = elem_start.as_mut() {
+                    *s -= keep;
+                }
+            }
+            if elem_start.is_some() && buf.len() > MAX_OBJECT {
+                return Ok(Split::TooLarge(consumed));
+            }
+            let old = buf.len();
+            buf.resize(old + (1 << 20), 0);
+            let n = loop {
+                match reader.read(&mut buf[old..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            buf.truncate(old + n);
+            eof = n == 0;
+            continue;
+        }
+        let b = buf[pos];
+        match b {
+            b'"' => {
+                // Skip to the closing quote; an escaped quote does not close.
+                let open = pos;
+                let mut i = pos + 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &buf[i..]) {
+                        Some(k) if buf[i + k] == b'\\' => {
+                            if i + k + 1 >= buf.len() {
+                                i = buf.len();
+                                break;
+                            }
+                            i += k + 2;
+                        }
+                        Some(k) => {
+                            i += k;
+                            break;
+                        }
+                        None => {
+                            i = buf.len();
+                            break;
+                        }
+                    }
+                }
+                if i >= buf.len() {
+                    // The string continues past the buffer: read more and scan it again.
+                    if eof {
+                        pos = buf.len();
+                        continue;
+                    }
+                    let keep = elem_start.unwrap_or(open).min(open);
+                    if keep > 0 {
+                        buf.drain(..keep);
+                        consumed += keep as u64;
+                        if let Some(s) = elem_start.as_mut() {
+                            *s -= keep;
+                        }
+                    }
+                    pos = open - keep;
+                    if buf.len() > MAX_OBJECT {
+                        return Ok(Split::TooLarge(consumed + pos as u64));
+                    }
+                    let old = buf.len();
+                    buf.resize(old + (1 << 20), 0);
+                    let n = reader.read(&mut buf[old..])?;
+                    buf.truncate(old + n);
+                    eof = n == 0;
+                    continue;
+                }
+                if depth == 1 {
+                    last_string_objects = &buf[open + 1..i] == b"objects";
+                }
+                if in_list && depth == 2 && elem_start.is_none() {
+                    elem_start = Some(open);
+                }
+                pos = i + 1;
+                continue;
+            }
+            b':' if depth == 1 => {
+                key_is_objects = last_string_objects;
+            }
+            b'{' | b'[' => {
+                if in_list && depth == 2 && elem_start.is_none() {
+                    elem_start = Some(pos);
+                }
+                if depth == 1 && b == b'[' && key_is_objects && !seen_objects {
+                    in_list = true;
+                    seen_objects = true;
+                }
+                depth += 1;
+            }
+            b'}' | b']' => {
+                if in_list && depth == 2 {
+                    // The list closes.
+                    if let Some(s) = elem_start.take()
+                        && !element(buf[s..pos].trim_ascii_end())
+                    {
+                        return Ok(Split::Complete);
+                    }
+                    in_list = false;
+                }
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Ok(if seen_objects { Split::Complete } else { Split::NoObjects });
+                }
+            }
+            b',' if in_list && depth == 2 => {
+                if let Some(s) = elem_start.take()
+                    && !element(buf[s..pos].trim_ascii_end())
+                {
+                    return Ok(Split::Complete);
+                }
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => {
+                if in_list && depth == 2 && elem_start.is_none() {
+                    elem_start = Some(pos);
+                }
+            }
+        }
+        if depth == 1 && b == b',' {
+            key_is_objects = false;
+        }
+        pos += 1;
+    }
 }
 
 /// A top-level JSON object read as a stream: a STIX bundle's `objects` one at a time (a
@@ -319,8 +633,10 @@ impl<'de> serde::de::Visitor<'de> for Objects<'_, '_> {
         f.write_str("a list of STIX objects")
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while let Some(o) = seq.next_element::<RawObject>()? {
-            self.stix.object(o);
+        // Only reached when the fast split (`stix_bundle`) did not take the file.
+        while let Some(raw) = seq.next_element::<Box<serde_json::value::RawValue>>()? {
+            let out = analyse(self.stix.name, self.stix.index, raw.get().as_bytes());
+            self.stix.apply(vec![out]);
         }
         Ok(true)
     }
@@ -351,35 +667,35 @@ impl<'de> serde::de::Visitor<'de> for Objects<'_, '_> {
 /// The parts of one STIX object Portcullis uses; a value of the wrong JSON type is taken as
 /// absent (and reported like a missing one), never a reason to refuse the bundle.
 #[derive(Default)]
-struct RawObject {
+struct RawObject<'a> {
     /// `None` when the element is not a JSON object at all.
     is_object: bool,
-    kind: Option<String>,
-    id: Option<String>,
-    name: Option<String>,
-    description: Option<String>,
-    created_by_ref: Option<String>,
+    kind: Option<Cow<'a, str>>,
+    id: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    description: Option<Cow<'a, str>>,
+    created_by_ref: Option<Cow<'a, str>>,
     revoked: Option<bool>,
-    pattern_type: Option<String>,
-    pattern: Option<String>,
-    value: Option<String>,
+    pattern_type: Option<Cow<'a, str>>,
+    pattern: Option<Cow<'a, str>>,
+    value: Option<Cow<'a, str>>,
     hashes: Option<Value>,
-    source_ref: Option<String>,
-    target_ref: Option<String>,
+    source_ref: Option<Cow<'a, str>>,
+    target_ref: Option<Cow<'a, str>>,
 }
 
-impl<'de> serde::Deserialize<'de> for RawObject {
+impl<'de> serde::Deserialize<'de> for RawObject<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = RawObject;
+            type Value = RawObject<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a STIX object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'de>, A::Error> {
                 let mut o = RawObject { is_object: true, ..Default::default() };
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let slot = match key.as_ref() {
+                while let Some(LenientString(key)) = map.next_key::<LenientString<'de>>()? {
+                    let slot = match key.as_deref().unwrap_or("") {
                         "type" => &mut o.kind,
                         "id" => &mut o.id,
                         "name" => &mut o.name,
@@ -407,26 +723,26 @@ impl<'de> serde::Deserialize<'de> for RawObject {
                 }
                 Ok(o)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawObject, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawObject<'de>, A::Error> {
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
                 Ok(RawObject::default())
             }
-            fn visit_bool<E>(self, _: bool) -> Result<RawObject, E> {
+            fn visit_bool<E>(self, _: bool) -> Result<RawObject<'de>, E> {
                 Ok(RawObject::default())
             }
-            fn visit_i64<E>(self, _: i64) -> Result<RawObject, E> {
+            fn visit_i64<E>(self, _: i64) -> Result<RawObject<'de>, E> {
                 Ok(RawObject::default())
             }
-            fn visit_u64<E>(self, _: u64) -> Result<RawObject, E> {
+            fn visit_u64<E>(self, _: u64) -> Result<RawObject<'de>, E> {
                 Ok(RawObject::default())
             }
-            fn visit_f64<E>(self, _: f64) -> Result<RawObject, E> {
+            fn visit_f64<E>(self, _: f64) -> Result<RawObject<'de>, E> {
                 Ok(RawObject::default())
             }
-            fn visit_str<E>(self, _: &str) -> Result<RawObject, E> {
+            fn visit_str<E>(self, _: &str) -> Result<RawObject<'de>, E> {
                 Ok(RawObject::default())
             }
-            fn visit_unit<E>(self) -> Result<RawObject, E> {
+            fn visit_unit<E>(self) -> Result<RawObject<'de>, E> {
                 Ok(RawObject::default())
             }
         }
@@ -434,16 +750,52 @@ impl<'de> serde::Deserialize<'de> for RawObject {
     }
 }
 
-/// A string, or nothing when the JSON value is of another type.
-struct LenientString(Option<String>);
+/// A string (borrowed from the input when it has no escapes), or nothing when the JSON
+/// value is of another type.
+struct LenientString<'a>(Option<Cow<'a, str>>);
 
-impl<'de> serde::Deserialize<'de> for LenientString {
+impl<'de> serde::Deserialize<'de> for LenientString<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        Ok(LenientString(match v {
-            Value::String(s) => Some(s),
-            _ => None,
-        }))
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LenientString<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(LenientString(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(LenientString(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(LenientString(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LenientString(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LenientString(None))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -457,6 +809,25 @@ struct Pending {
     found: Vec<(Kind, String)>,
 }
 
+/// STIX objects decoded and analysed per batch by a worker thread.
+const BATCH: usize = 1024;
+
+/// What one element of `objects` contributes.
+enum Contribution {
+    Indicator(Pending),
+    Relationship(String, String),
+    /// id, type, name of an object that gives context.
+    Named(String, String, String),
+    Nothing,
+}
+
+/// One element of `objects`, analysed.
+struct Outcome {
+    contribution: Contribution,
+    problems: Vec<Problem>,
+    unsupported: usize,
+}
+
 /// What a streamed bundle keeps: the indicators (normalised), the names of the objects
 /// that give context, and the relationships between them.
 #[derive(Default)]
@@ -467,104 +838,133 @@ struct StixReader<'n> {
     index: usize,
     pending: Vec<Pending>,
     /// id → (type, name) of identities, actors, intrusion sets, campaigns, malware, tools, infrastructure.
-    named: HashMap<String, (String, String)>,
+    named: HashMap<String, (String, String), Xxh3Builder>,
     /// (source, target) of every relationship.
     relationships: Vec<(String, String)>,
     out: Imported,
 }
 
-impl StixReader<'_> {
-    fn object(&mut self, o: RawObject) {
-        let i = self.index;
-        self.index += 1;
-        let name = self.name;
-        let t = o.kind.as_deref().unwrap_or("");
-        let id = o.id.as_deref().unwrap_or("");
-        let pos = || format!("{name}: objects[{i}] ({})", if id.is_empty() { t } else { id });
-        if !o.is_object {
-            self.out.problems.push(Problem { position: format!("{name}: objects[{i}]"), reason: "not a JSON object".into() });
-            return;
+/// Decodes and analyses element `i` of bundle `name`'s `objects`, given as JSON text.
+fn analyse(name: &str, i: usize, raw: &[u8]) -> Outcome {
+    let mut out = Outcome { contribution: Contribution::Nothing, problems: Vec::new(), unsupported: 0 };
+    let o: RawObject<'_> = match serde_json::from_slice(raw) {
+        Ok(o) => o,
+        Err(e) => {
+            out.problems.push(Problem { position: format!("{name}: objects[{i}]"), reason: format!("invalid JSON: {e}") });
+            return out;
         }
-        let own = || o.name.as_deref().or(o.description.as_deref()).map(|d| d.chars().take(200).collect::<String>());
-        let mut found: Vec<(Kind, String)> = Vec::new();
-        match t {
-            "indicator" => {
-                if o.revoked == Some(true) {
-                    return;
-                }
-                let pt = o.pattern_type.as_deref().unwrap_or("stix");
-                if !pt.eq_ignore_ascii_case("stix") {
-                    self.out.problems.push(Problem { position: pos(), reason: format!("pattern_type {pt:?} is not matched (only stix)") });
-                    return;
-                }
-                let Some(pattern) = o.pattern.as_deref() else {
-                    self.out.problems.push(Problem { position: pos(), reason: "indicator without a pattern".into() });
-                    return;
-                };
-                let (terms, unsupported) = pattern_terms(pattern);
-                self.out.unsupported += unsupported;
-                if terms.is_empty() {
-                    self.out.problems.push(Problem {
-                        position: pos(),
-                        reason: format!("no matchable comparison in pattern {:?}", pattern.chars().take(120).collect::<String>()),
-                    });
-                    return;
-                }
-                for (kind, value) in terms {
-                    match normalise(Some(kind), &value) {
-                        Ok(kv) => found.push(kv),
-                        Err(reason) => self.out.problems.push(Problem { position: pos(), reason }),
-                    }
-                }
+    };
+    let t = o.kind.as_deref().unwrap_or("");
+    let id = o.id.as_deref().unwrap_or("");
+    let pos = || format!("{name}: objects[{i}] ({})", if id.is_empty() { t } else { id });
+    if !o.is_object {
+        out.problems.push(Problem { position: format!("{name}: objects[{i}]"), reason: "not a JSON object".into() });
+        return out;
+    }
+    let own = || o.name.as_deref().or(o.description.as_deref()).map(|d| d.chars().take(200).collect::<String>());
+    let mut found: Vec<(Kind, String)> = Vec::new();
+    match t {
+        "indicator" => {
+            if o.revoked == Some(true) {
+                return out;
             }
-            "ipv4-addr" | "ipv6-addr" | "domain-name" | "url" | "email-addr" => {
-                let Some(value) = o.value.as_deref() else {
-                    self.out.problems.push(Problem { position: pos(), reason: "observable without a value".into() });
-                    return;
-                };
-                let kind = match t {
-                    "ipv4-addr" => Kind::Ipv4,
-                    "ipv6-addr" => Kind::Ipv6,
-                    "domain-name" => Kind::Domain,
-                    "url" => Kind::Url,
-                    _ => Kind::Email,
-                };
-                match normalise(Some(kind), value) {
+            let pt = o.pattern_type.as_deref().unwrap_or("stix");
+            if !pt.eq_ignore_ascii_case("stix") {
+                out.problems.push(Problem { position: pos(), reason: format!("pattern_type {pt:?} is not matched (only stix)") });
+                return out;
+            }
+            let Some(pattern) = o.pattern.as_deref() else {
+                out.problems.push(Problem { position: pos(), reason: "indicator without a pattern".into() });
+                return out;
+            };
+            let (terms, unsupported) = pattern_terms(pattern);
+            out.unsupported += unsupported;
+            if terms.is_empty() {
+                out.problems.push(Problem {
+                    position: pos(),
+                    reason: format!("no matchable comparison in pattern {:?}", pattern.chars().take(120).collect::<String>()),
+                });
+                return out;
+            }
+            for (kind, value) in terms {
+                match normalise(Some(kind), &value) {
                     Ok(kv) => found.push(kv),
-                    Err(reason) => self.out.problems.push(Problem { position: pos(), reason }),
+                    Err(reason) => out.problems.push(Problem { position: pos(), reason }),
                 }
             }
-            "file" => {
-                let Some(hashes) = o.hashes.as_ref().and_then(Value::as_object) else { return };
-                for (alg, h) in hashes {
-                    let Some(kind) = Kind::from_name(&alg.replace('-', "")) else { continue };
-                    match normalise(Some(kind), h.as_str().unwrap_or("")) {
-                        Ok(kv) => found.push(kv),
-                        Err(reason) => self.out.problems.push(Problem { position: pos(), reason }),
-                    }
-                }
-            }
-            "relationship" => {
-                if let (Some(src), Some(dst)) = (o.source_ref, o.target_ref) {
-                    self.relationships.push((src, dst));
-                }
-                return;
-            }
-            "identity" | "threat-actor" | "intrusion-set" | "campaign" | "malware" | "tool" | "infrastructure" => {
-                if let (Some(id), Some(n)) = (o.id.clone(), o.name.clone()) {
-                    self.named.insert(id, (t.to_string(), n));
-                }
-                return;
-            }
-            "" => {
-                self.out.problems.push(Problem { position: format!("{name}: objects[{i}]"), reason: "object without a type".into() });
-                return;
-            }
-            _ => return,
         }
-        if !found.is_empty() {
-            let own = own();
-            self.pending.push(Pending { index: i, id: id.to_string(), created_by: o.created_by_ref, own, found });
+        "ipv4-addr" | "ipv6-addr" | "domain-name" | "url" | "email-addr" => {
+            let Some(value) = o.value.as_deref() else {
+                out.problems.push(Problem { position: pos(), reason: "observable without a value".into() });
+                return out;
+            };
+            let kind = match t {
+                "ipv4-addr" => Kind::Ipv4,
+                "ipv6-addr" => Kind::Ipv6,
+                "domain-name" => Kind::Domain,
+                "url" => Kind::Url,
+                _ => Kind::Email,
+            };
+            match normalise(Some(kind), value) {
+                Ok(kv) => found.push(kv),
+                Err(reason) => out.problems.push(Problem { position: pos(), reason }),
+            }
+        }
+        "file" => {
+            let Some(hashes) = o.hashes.as_ref().and_then(Value::as_object) else { return out };
+            for (alg, h) in hashes {
+                let Some(kind) = Kind::from_name(&alg.replace('-', "")) else { continue };
+                match normalise(Some(kind), h.as_str().unwrap_or("")) {
+                    Ok(kv) => found.push(kv),
+                    Err(reason) => out.problems.push(Problem { position: pos(), reason }),
+                }
+            }
+        }
+        "relationship" => {
+            if let (Some(src), Some(dst)) = (&o.source_ref, &o.target_ref) {
+                out.contribution = Contribution::Relationship(src.to_string(), dst.to_string());
+            }
+            return out;
+        }
+        "identity" | "threat-actor" | "intrusion-set" | "campaign" | "malware" | "tool" | "infrastructure" => {
+            if let (Some(id), Some(n)) = (&o.id, &o.name) {
+                out.contribution = Contribution::Named(id.to_string(), t.to_string(), n.to_string());
+            }
+            return out;
+        }
+        "" => {
+            out.problems.push(Problem { position: format!("{name}: objects[{i}]"), reason: "object without a type".into() });
+            return out;
+        }
+        _ => return out,
+    }
+    if !found.is_empty() {
+        out.contribution = Contribution::Indicator(Pending {
+            index: i,
+            id: id.to_string(),
+            created_by: o.created_by_ref.as_deref().map(str::to_string),
+            own: own(),
+            found,
+        });
+    }
+    out
+}
+
+impl StixReader<'_> {
+    /// Takes in one batch's outcomes, the next in bundle order.
+    fn apply(&mut self, batch: Vec<Outcome>) {
+        for o in batch {
+            self.index += 1;
+            self.out.problems.extend(o.problems);
+            self.out.unsupported += o.unsupported;
+            match o.contribution {
+                Contribution::Indicator(p) => self.pending.push(p),
+                Contribution::Relationship(src, dst) => self.relationships.push((src, dst)),
+                Contribution::Named(id, t, n) => {
+                    self.named.insert(id, (t, n));
+                }
+                Contribution::Nothing => {}
+            }
         }
     }
 
@@ -576,53 +976,86 @@ impl StixReader<'_> {
             return self.out;
         }
         // What each indicator or observable indicates, by type and name.
-        let mut indicates: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+        let mut indicates: HashMap<&str, Vec<(&str, &str)>, Xxh3Builder> = HashMap::default();
         for (src, dst) in &self.relationships {
             if let Some((t, n)) = self.named.get(dst) {
                 indicates.entry(src.as_str()).or_default().push((t.as_str(), n.as_str()));
             }
         }
-        // Indicators with the same context share one.
-        let mut contexts: HashMap<Context, Arc<Context>> = HashMap::new();
+        // Each indicator's context, built by several threads over consecutive runs of the
+        // indicators; within a run, indicators with the same context share one.
         let source = short_name(self.name);
         self.pending.sort_by_key(|p| p.index);
-        for p in self.pending {
-            let producer = p.created_by.as_deref().and_then(|r| self.named.get(r)).map(|(_, n)| n.clone());
-            let mut c = Context { source: producer.unwrap_or_else(|| source.clone()), ..Context::default() };
-            for (t, n) in indicates.get(p.id.as_str()).into_iter().flatten() {
-                match *t {
-                    "threat-actor" | "intrusion-set" => c.actors.push(n.to_string()),
-                    "campaign" => c.campaigns.push(n.to_string()),
-                    "malware" | "tool" | "infrastructure" => {
-                        c.description = if c.description.is_empty() { n.to_string() } else { format!("{}; {n}", c.description) }
-                    }
-                    _ => {}
-                }
-            }
-            if c.description.is_empty()
-                && let Some(d) = p.own
-            {
-                c.description = d;
-            }
-            c.actors.sort();
-            c.actors.dedup();
-            c.campaigns.sort();
-            c.campaigns.dedup();
-            let context = match contexts.get(&c) {
-                Some(shared) => shared.clone(),
-                None => {
-                    let shared = Arc::new(c.clone());
-                    contexts.insert(c, shared.clone());
-                    shared
-                }
-            };
-            let stix_id = (!p.id.is_empty()).then_some(p.id);
-            for (kind, value) in p.found {
-                self.out.indicators.push(Indicator { kind, value, context: context.clone(), stix_id: stix_id.clone() });
-            }
+        let pending = std::mem::take(&mut self.pending);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+        let run = pending.len().div_ceil(threads).max(4096);
+        let mut runs: Vec<Vec<Pending>> = Vec::new();
+        let mut rest = pending;
+        while rest.len() > run {
+            let tail = rest.split_off(run);
+            runs.push(rest);
+            rest = tail;
+        }
+        runs.push(rest);
+        let (named, indicates, source) = (&self.named, &indicates, &source);
+        let built: Vec<Vec<Indicator>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = runs.into_iter().map(|run| scope.spawn(move || contexts_for(run, named, indicates, source))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        });
+        self.out.indicators.reserve(built.iter().map(Vec::len).sum());
+        for b in built {
+            self.out.indicators.extend(b);
         }
         self.out
     }
+}
+
+/// The indicators of `run` with their contexts: the producer (`created_by_ref`), what each
+/// indicates, else its own name; equal contexts shared.
+fn contexts_for(
+    run: Vec<Pending>,
+    named: &HashMap<String, (String, String), Xxh3Builder>,
+    indicates: &HashMap<&str, Vec<(&str, &str)>, Xxh3Builder>,
+    source: &str,
+) -> Vec<Indicator> {
+    let mut contexts: std::collections::HashSet<Arc<Context>, Xxh3Builder> = Default::default();
+    let mut out = Vec::with_capacity(run.len());
+    for p in run {
+        let producer = p.created_by.as_deref().and_then(|r| named.get(r)).map(|(_, n)| n.clone());
+        let mut c = Context { source: producer.unwrap_or_else(|| source.to_string()), ..Context::default() };
+        for (t, n) in indicates.get(p.id.as_str()).into_iter().flatten() {
+            match *t {
+                "threat-actor" | "intrusion-set" => c.actors.push(n.to_string()),
+                "campaign" => c.campaigns.push(n.to_string()),
+                "malware" | "tool" | "infrastructure" => {
+                    c.description = if c.description.is_empty() { n.to_string() } else { format!("{}; {n}", c.description) }
+                }
+                _ => {}
+            }
+        }
+        if c.description.is_empty()
+            && let Some(d) = p.own
+        {
+            c.description = d;
+        }
+        c.actors.sort();
+        c.actors.dedup();
+        c.campaigns.sort();
+        c.campaigns.dedup();
+        let context = match contexts.get(&c) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared = Arc::new(c);
+                contexts.insert(shared.clone());
+                shared
+            }
+        };
+        let stix_id = (!p.id.is_empty()).then_some(p.id);
+        for (kind, value) in p.found {
+            out.push(Indicator { kind, value, context: context.clone(), stix_id: stix_id.clone() });
+        }
+    }
+    out
 }
 
 fn misp(name: &str, v: &Value) -> Imported {
@@ -717,4 +1150,116 @@ fn misp(name: &str, v: &Value) -> Imported {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out `step` bytes at a time, to cross every chunk boundary.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn split(text: &str, step: usize) -> (Vec<String>, Split) {
+        let mut got = Vec::new();
+        let end = split_objects(&mut Trickle { data: text.as_bytes(), step }, &mut |e| {
+            got.push(String::from_utf8_lossy(e).into_owned());
+            true
+        })
+        .unwrap();
+        (got, end)
+    }
+
+    #[test]
+    fn simple_comparisons_read_as_the_regex_reads_them() {
+        let re = regex::Regex::new(r"(?i)([a-z0-9-]+):([a-z0-9_.'\-]+)\s*(=|ISSUBSET|LIKE|MATCHES|!=|IN)\s*'((?:[^'\\]|\\.)*)'").unwrap();
+        for p in [
+            "[ipv4-addr:value = '203.0.113.7']",
+            " [ipv4-addr:value ISSUBSET '203.0.113.0/24'] ",
+            "[domain-name:value='evil.example']",
+            "[file:hashes.'SHA-256' = 'aa']",
+            "[url:value = 'http://x.example/a?b=c']",
+            "[process:name = 'x']",
+            "[ipv4-addr:value != '1.2.3.4']",
+            "[ipv4-addr:value = '1.2.3.4'] OR [domain-name:value = 'a.example']",
+            "[email-addr:value = 'o\\'brien@example.org']",
+        ] {
+            let by_regex: Vec<(String, String, String, String)> =
+                re.captures_iter(p).map(|c| (c[1].to_string(), c[2].to_string(), c[3].to_string(), c[4].to_string())).collect();
+            if let Some((o, pa, op, v)) = simple_comparison(p) {
+                assert_eq!(by_regex, vec![(o.to_string(), pa.to_string(), op.to_string(), v.to_string())], "{p}");
+            }
+        }
+        assert!(simple_comparison("[ipv4-addr:value = '203.0.113.7']").is_some());
+        assert!(simple_comparison("[ipv4-addr:value = '1.2.3.4'] OR [domain-name:value = 'a.example']").is_none());
+        assert!(simple_comparison("[ipv4-addr:value != '1.2.3.4']").is_none());
+        assert_eq!(pattern_terms("[ipv4-addr:value = '203.0.113.7']").0, vec![(Kind::Ipv4, "203.0.113.7".to_string())]);
+        assert_eq!(pattern_terms("[ipv4-addr:value ISSUBSET '203.0.113.0/24']").0, vec![(Kind::Cidr, "203.0.113.0/24".to_string())]);
+        assert_eq!(pattern_terms("[file:hashes.'SHA-256' = 'aa']").0, vec![(Kind::Sha256, "aa".to_string())]);
+        assert_eq!(pattern_terms("[process:name = 'x']"), (vec![], 1));
+    }
+
+    #[test]
+    fn the_objects_list_is_split_whatever_comes_around_it() {
+        let text = r#"{"id":"bundle--1","note":{"objects":[1,2]},"x":"objects","objects" : [ {"a":"}],\"{["} , [1,[2]] ,"s\\",3,{} ],"type":"bundle"}"#;
+        for step in [1, 2, 7, 1 << 20] {
+            let (got, end) = split(text, step);
+            assert_eq!(got, vec![r#"{"a":"}],\"{["}"#, "[1,[2]]", r#""s\\""#, "3", "{}"], "step {step}");
+            assert_eq!(end, Split::Complete);
+        }
+    }
+
+    #[test]
+    fn no_list_truncation_and_garbage_are_told_apart() {
+        assert_eq!(split(r#"{"Event":{"Attribute":[]}}"#, 3).1, Split::NoObjects);
+        assert_eq!(split(r#"{"objects":{"a":1}}"#, 3).1, Split::NoObjects);
+        let (got, end) = split(r#"{"objects":[{"a":1},{"b":"#, 5);
+        // The unfinished last element is handed over too: decoding it reports it.
+        assert_eq!(got, vec![r#"{"a":1}"#, r#"{"b":"#]);
+        assert_eq!(end, Split::Truncated(25));
+        assert_eq!(split("{\"objects\":[\"never closed", 4).1, Split::Truncated(25));
+    }
+
+    #[test]
+    fn a_bundle_reads_the_same_split_or_streamed() {
+        let bundle = r#"{"type":"bundle","objects":[
+            {"type":"identity","id":"identity--1","name":"Partner CERT"},
+            {"type":"indicator","id":"indicator--1","created_by_ref":"identity--1","name":"C2","pattern":"[ipv4-addr:value = '203.0.113.7'] OR [domain-name:value = 'evil.example']","pattern_type":"stix"},
+            not json,
+            {"type":"relationship","source_ref":"indicator--1","target_ref":"intrusion-set--1"},
+            {"type":"intrusion-set","id":"intrusion-set--1","name":"APT31"},
+            {"type":"indicator","id":"indicator--2","pattern":"[process:name = 'x']"}
+        ]}"#;
+        let fast = stix_bundle("b.json", &mut bundle.as_bytes()).unwrap().expect("a bundle");
+        let values: Vec<&str> = fast.indicators.iter().map(|i| i.value.as_str()).collect();
+        assert_eq!(values, vec!["203.0.113.7", "evil.example"]);
+        assert_eq!(fast.indicators[0].context.actors, vec!["APT31".to_string()]);
+        assert_eq!(fast.indicators[0].context.source, "Partner CERT");
+        assert_eq!(fast.indicators[0].stix_id.as_deref(), Some("indicator--1"));
+        // The element that is not JSON is reported by index, and the rest still read.
+        assert!(
+            fast.problems.iter().any(|p| p.position == "b.json: objects[2]" && p.reason.starts_with("invalid JSON")),
+            "{:?}",
+            fast.problems
+        );
+        assert!(fast.problems.iter().any(|p| p.position.contains("objects[5]")));
+        assert_eq!(fast.unsupported, 1);
+        // Without the bad element, the streamed (serde) reading agrees.
+        let clean = bundle.replace("not json,", "");
+        let fast = stix_bundle("b.json", &mut clean.as_bytes()).unwrap().expect("a bundle");
+        let slow = json_object("b.json", clean.as_bytes());
+        let key = |im: &Imported| im.indicators.iter().map(|i| (i.value.clone(), i.context.clone(), i.stix_id.clone())).collect::<Vec<_>>();
+        assert_eq!(key(&fast), key(&slow));
+        assert_eq!(fast.problems, slow.problems);
+    }
 }
