@@ -483,7 +483,15 @@ fn split_objects(reader: &mut dyn std::io::Read, element: &mut dyn FnMut(&[u8]) 
                     }
                     pos = open - keep;
                     if buf.len() > MAX_OBJECT {
-                        return Ok(Split::TooLarge(consumed + pos as u64));
+                        // Too long for an object of the list; elsewhere, not a bundle this
+                        // reader takes (the caller's streaming reader has its own limits).
+                        return Ok(if in_list {
+                            Split::TooLarge(consumed + pos as u64)
+                        } else if seen_objects {
+                            Split::Complete
+                        } else {
+                            Split::NoObjects
+                        });
                     }
                     let old = buf.len();
                     buf.resize(old + (1 << 20), 0);
@@ -1223,6 +1231,11 @@ mod tests {
     fn no_list_truncation_and_garbage_are_told_apart() {
         assert_eq!(split(r#"{"Event":{"Attribute":[]}}"#, 3).1, Split::NoObjects);
         assert_eq!(split(r#"{"objects":{"a":1}}"#, 3).1, Split::NoObjects);
+        // A string longer than an object may be, outside the list: not taken, not refused.
+        let long = format!(r#"{{"Event":{{"info":"{}"}}}}"#, "x".repeat(MAX_OBJECT + (2 << 20)));
+        assert_eq!(split(&long, 1 << 20).1, Split::NoObjects);
+        let long = format!(r#"{{"objects":["{}"]}}"#, "x".repeat(MAX_OBJECT + (2 << 20)));
+        assert!(matches!(split(&long, 1 << 20).1, Split::TooLarge(_)));
         let (got, end) = split(r#"{"objects":[{"a":1},{"b":"#, 5);
         // The unfinished last element is handed over too: decoding it reports it.
         assert_eq!(got, vec![r#"{"a":1}"#, r#"{"b":"#]);
