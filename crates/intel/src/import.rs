@@ -213,7 +213,8 @@ fn simple_comparison(pattern: &str) -> Option<(&str, &str, &str, &str)> {
     let lhs = lhs.trim_end();
     let (lhs, op) = if let Some(l) = lhs.strip_suffix('=') {
         (l, "=")
-    } else if lhs.len() > 8 && lhs[lhs.len() - 8..].eq_ignore_ascii_case("ISSUBSET") {
+    } else if lhs.len() > 8 && lhs.as_bytes()[lhs.len() - 8..].eq_ignore_ascii_case(b"ISSUBSET") {
+        // Eight ASCII bytes: cutting before them is on a character boundary.
         (&lhs[..lhs.len() - 8], "ISSUBSET")
     } else {
         return None;
@@ -1211,6 +1212,9 @@ mod tests {
         assert!(simple_comparison("[ipv4-addr:value = '203.0.113.7']").is_some());
         assert!(simple_comparison("[ipv4-addr:value = '1.2.3.4'] OR [domain-name:value = 'a.example']").is_none());
         assert!(simple_comparison("[ipv4-addr:value != '1.2.3.4']").is_none());
+        // Found by fuzzing: a multi-byte character where `ISSUBSET` would end.
+        assert!(simple_comparison("[domain-name:val\u{fffd}\u{fffd}\u{fffd} 'x']").is_none());
+        assert!(simple_comparison("[a:b\u{fffd}SSUBSET 'x']").is_none());
         assert_eq!(pattern_terms("[ipv4-addr:value = '203.0.113.7']").0, vec![(Kind::Ipv4, "203.0.113.7".to_string())]);
         assert_eq!(pattern_terms("[ipv4-addr:value ISSUBSET '203.0.113.0/24']").0, vec![(Kind::Cidr, "203.0.113.0/24".to_string())]);
         assert_eq!(pattern_terms("[file:hashes.'SHA-256' = 'aa']").0, vec![(Kind::Sha256, "aa".to_string())]);
