@@ -388,6 +388,35 @@ enum Split {
     TooLarge(u64),
 }
 
+/// Drops `buf[..keep]`, counting it in `consumed` and moving `elem_start` with the rest.
+fn drop_front(buf: &mut Vec<u8>, keep: usize, consumed: &mut u64, elem_start: &mut Option<usize>) {
+    if keep > 0 {
+        buf.drain(..keep);
+        *consumed += keep as u64;
+        if let Some(s) = elem_start.as_mut() {
+            *s -= keep;
+        }
+    }
+}
+
+/// Appends up to 1 MiB read from `reader` to `buf`; how many bytes (0 at the end).
+fn read_more(reader: &mut dyn std::io::Read, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let old = buf.len();
+    buf.resize(old + (1 << 20), 0);
+    let n = loop {
+        match reader.read(&mut buf[old..]) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                buf.truncate(old);
+                return Err(e);
+            }
+        }
+    };
+    buf.truncate(old + n);
+    Ok(n)
+}
+
 /// Hands each element of the top-level object's `objects` list to `element` (which returns
 /// `false` to stop), reading `reader` in chunks. Only structure is scanned: brackets,
 /// commas and string boundaries; the elements' own JSON is checked when they are decoded.
@@ -419,28 +448,12 @@ fn split_objects(reader: &mut dyn std::io::Read, element: &mut dyn FnMut(&[u8]) 
             }
             // Keep only the element in progress (or nothing) before reading on.
             let keep = elem_start.unwrap_or(pos).min(pos);
-            if keep > 0 {
-                buf.drain(..keep);
-                consumed += keep as u64;
-                pos -= keep;
-                if let Some(s) = elem_start.as_mut() {
-                    *s -= keep;
-                }
-            }
+            drop_front(&mut buf, keep, &mut consumed, &mut elem_start);
+            pos -= keep;
             if elem_start.is_some() && buf.len() > MAX_OBJECT {
                 return Ok(Split::TooLarge(consumed));
             }
-            let old = buf.len();
-            buf.resize(old + (1 << 20), 0);
-            let n = loop {
-                match reader.read(&mut buf[old..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            buf.truncate(old + n);
-            eof = n == 0;
+            eof = read_more(reader, &mut buf)? == 0;
             continue;
         }
         let b = buf[pos];
@@ -475,13 +488,7 @@ fn split_objects(reader: &mut dyn std::io::Read, element: &mut dyn FnMut(&[u8]) 
                         continue;
                     }
                     let keep = elem_start.unwrap_or(open).min(open);
-                    if keep > 0 {
-                        buf.drain(..keep);
-                        consumed += keep as u64;
-                        if let Some(s) = elem_start.as_mut() {
-                            *s -= keep;
-                        }
-                    }
+                    drop_front(&mut buf, keep, &mut consumed, &mut elem_start);
                     pos = open - keep;
                     if buf.len() > MAX_OBJECT {
                         // Too long for an object of the list; elsewhere, not a bundle this
@@ -494,11 +501,7 @@ fn split_objects(reader: &mut dyn std::io::Read, element: &mut dyn FnMut(&[u8]) 
                             Split::NoObjects
                         });
                     }
-                    let old = buf.len();
-                    buf.resize(old + (1 << 20), 0);
-                    let n = reader.read(&mut buf[old..])?;
-                    buf.truncate(old + n);
-                    eof = n == 0;
+                    eof = read_more(reader, &mut buf)? == 0;
                     continue;
                 }
                 if depth == 1 {
