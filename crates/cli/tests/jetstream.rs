@@ -274,7 +274,9 @@ fn nats_three_node_cluster_survives_a_node_killed_mid_stream() {
     let mut agent = Command::new(BIN)
         .arg("agent")
         .arg(&sim)
-        .args(["--host", "sim1", "--replicas", "3", "--nats", &all])
+        // Paced (about 5 s for the 21k events) so that the node dies mid-stream on any
+        // machine: unpaced, a fast one stores them all before the first poll sees 2,000.
+        .args(["--host", "sim1", "--replicas", "3", "--max-rate", "4000", "--nats", &all])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -283,7 +285,13 @@ fn nats_three_node_cluster_survives_a_node_killed_mid_stream() {
     let started = Instant::now();
     while stream_messages(urls[0], "EVENTS").unwrap_or(0) < 2000 {
         assert!(started.elapsed() < Duration::from_secs(60), "no events stored within a minute");
-        assert!(agent.try_wait().expect("poll").is_none(), "the agent ended before a node could be killed");
+        if let Some(status) = agent.try_wait().expect("poll") {
+            let mut err = String::new();
+            if let Some(mut e) = agent.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("the agent ended ({status}) before a node could be killed: {err}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     server.kill_node(urls[2]);
