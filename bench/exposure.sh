@@ -5,6 +5,9 @@
 #
 #   bench/exposure.sh [SCALE] [MEMORY_MB]   (default scale 890 ≈ 40 million rows, 2.1 GB;
 #                                            MEMORY_MB bounds fingerprints before spilling)
+#
+# Then one large register file (the UTF-8 CSV registers joined end to end, headers repeated
+# as concatenated exports do) on one thread and on every core: one file must use them all.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 scale=${1:-890}; mem=${2:-2048}
@@ -41,3 +44,22 @@ printf 'raw read (cat):  %6.2fs  %7.1f MiB/s\n' "$raw" "$(echo "$mib/$raw" | bc 
 printf 'exposure:        %6.2fs  %7.1f MiB/s  %5.2f M rows/s  peak RSS %s MiB, %s spilled runs (budget %s MiB)\n' \
   "$wall" "$(echo "$mib/$wall" | bc -l)" "$(echo "$rows/$wall/1000000" | bc -l)" "$((rss / 1024))" "$spilled" "$mem"
 printf 'unique electors: %s (%s against truth.json)\n' "$unique" "$ok"
+one=$work/one
+rm -rf "$one"; mkdir -p "$one"
+cat "$work"/regs/FS01/Shares/Registers/*/LA-Northfield-register-*.csv > "$one/register.csv"
+onemib=$(du -m "$one/register.csv" | awk '{print $1}')
+timed() { local s e; s=$(date +%s.%N); "$@" > /dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; }
+t1=$(RAYON_NUM_THREADS=1 timed "$bin" exposure "$one" --format jsonl -q --memory-mb "$mem" -o "$work/one1.jsonl")
+tn=$(timed "$bin" exposure "$one" --format jsonl -q --memory-mb "$mem" -o "$work/onen.jsonl")
+same=$(python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+a, b = ([json.loads(l) for l in open(f"{w}/{n}.jsonl")] for n in ("one1", "onen"))
+for r in a + b:
+    r.pop("seconds", None)
+print("identical" if a == b else "DIFFERENT")
+PY
+)
+onerows=$(python3 -c "import json,sys; print([json.loads(l) for l in open('$work/onen.jsonl')][-1]['rows'])")
+printf 'one file (%s MiB, %s rows): 1 thread %6.2fs (%.2f M rows/s), %s cores %6.2fs (%.2f M rows/s, %.2fx); results %s\n' \
+  "$onemib" "$onerows" "$t1" "$(echo "$onerows/$t1/1000000" | bc -l)" "$cores" "$tn" "$(echo "$onerows/$tn/1000000" | bc -l)" "$(echo "$t1/$tn" | bc -l)" "$same"

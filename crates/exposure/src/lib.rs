@@ -625,6 +625,13 @@ fn scan_mail<R: Read>(
 }
 
 /// Reads a table: classifies it from its first rows, then keys every register row.
+///
+/// Past the sample, rows are read on this thread and keyed (or counted for personal data)
+/// in parts of [`ROWS_PER_PART`] on every core, so one large register uses them all. At most
+/// [`PARTS_IN_FLIGHT`] parts wait at a time (bounded memory); past that, or with one
+/// thread, this thread keys the part itself, so it never waits on a pool that may be busy
+/// with other files. The parts' figures are sums and the fingerprints a set, so the result
+/// does not depend on the order the parts finish in; samples are taken in row order.
 fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, ctx: &Ctx) {
     report.on_compromised_system = place.compromised;
     report.accessed = place.accessed;
@@ -649,40 +656,96 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
     report.confidence = (layout.confidence * 100.0).round() / 100.0;
     report.reasons = layout.reasons.clone();
     report.register = layout.is_register();
-    let mut state = TableState {
+    let table = Table {
+        register: report.register,
+        skip_header: usize::from(layout.header),
+        // Concatenated exports repeat their header: such rows are not electors.
+        header: layout.header.then(|| sample[0].cells().map(String::from).collect()),
         keyer: Keyer::new(&layout),
-        batch: Vec::with_capacity(if report.register { BATCH } else { 0 }),
-        pii: pii::Counts::default(),
-        categories: [0u64; 5],
-        no_name: 0,
+        layout,
+        place,
     };
-    let skip_header = usize::from(layout.header);
-    // Concatenated exports repeat their header: such rows are not electors.
-    let header: Option<Vec<String>> = layout.header.then(|| sample[0].cells().map(String::from).collect());
-    let is_header = |r: &Row| header.as_ref().is_some_and(|h| r.len() == h.len() && r.cells().zip(h).all(|(a, b)| a == b));
-    for r in sample.iter().skip(skip_header) {
-        if is_header(r) {
-            continue;
+    let mut state = table.state(if report.register { BATCH } else { 0 });
+    let mut keyer = table.keyer.clone();
+    for r in sample.iter().skip(table.skip_header) {
+        if !table.is_header(r) {
+            state.row(&table, &mut keyer, r, ctx);
         }
-        state.row(&layout, r, report, place, ctx);
     }
     if failed.is_none() && sample.len() == 50 {
-        loop {
-            match rows.next_row(&mut row) {
-                Ok(true) => {
-                    if !row.is_blank() && !is_header(&row) {
-                        state.row(&layout, &row, report, place, ctx);
+        // The parts' sums, and their samples by part (taken in row order at the end).
+        let sums = Mutex::new(table.state(0));
+        let samples: Mutex<Vec<(usize, Vec<String>)>> = Mutex::new(Vec::new());
+        let spare: Mutex<Vec<Vec<Row>>> = Mutex::new(Vec::new());
+        let in_flight = std::sync::atomic::AtomicUsize::new(0);
+        let alone = rayon::current_num_threads() <= 1;
+        // Keys the first `n` rows of a part and gives the part back for reuse.
+        let key = |index: usize, n: usize, part: Vec<Row>| {
+            let mut st = table.state(n);
+            let mut keyer = table.keyer.clone();
+            for r in &part[..n] {
+                if !r.is_blank() && !table.is_header(r) {
+                    st.row(&table, &mut keyer, r, ctx);
+                }
+            }
+            st.flush(ctx);
+            if !st.samples.is_empty() {
+                samples.lock().unwrap_or_else(|p| p.into_inner()).push((index, std::mem::take(&mut st.samples)));
+            }
+            sums.lock().unwrap_or_else(|p| p.into_inner()).merge(st);
+            spare.lock().unwrap_or_else(|p| p.into_inner()).push(part);
+        };
+        rayon::in_place_scope(|s| {
+            for index in 0.. {
+                let mut part = spare.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+                let mut n = 0;
+                let mut end = false;
+                while n < ROWS_PER_PART {
+                    if part.len() == n {
+                        part.push(Row::default());
+                    }
+                    match rows.next_row(&mut part[n]) {
+                        Ok(true) => n += 1,
+                        Ok(false) => {
+                            end = true;
+                            break;
+                        }
+                        Err(e) => {
+                            failed = Some(format!("row {}: {e}", rows.position()));
+                            end = true;
+                            break;
+                        }
                     }
                 }
-                Ok(false) => break,
-                Err(e) => {
-                    failed = Some(format!("row {}: {e}", rows.position()));
+                if n > 0 {
+                    if alone || in_flight.load(Ordering::Acquire) >= PARTS_IN_FLIGHT {
+                        key(index, n, part);
+                    } else {
+                        in_flight.fetch_add(1, Ordering::AcqRel);
+                        let (key, in_flight) = (&key, &in_flight);
+                        s.spawn(move |_| {
+                            key(index, n, part);
+                            in_flight.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    }
+                }
+                if end {
                     break;
                 }
             }
+        });
+        state.merge(sums.into_inner().unwrap_or_else(|p| p.into_inner()));
+        let mut samples = samples.into_inner().unwrap_or_else(|p| p.into_inner());
+        samples.sort_unstable_by_key(|p| p.0);
+        for (_, s) in samples {
+            let room = 3usize.saturating_sub(state.samples.len());
+            state.samples.extend(s.into_iter().take(room));
         }
     }
-    state.flush(ctx, report);
+    state.flush(ctx);
+    report.rows += state.rows;
+    report.samples.extend(state.samples);
+    report.errors.extend(state.errors);
     if let Some(e) = failed {
         report.errors.push(e);
     }
@@ -700,41 +763,77 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
     report.pii = state.pii.into_map();
 }
 
-struct TableState {
+/// Rows keyed together by one task when a table is spread over the cores.
+const ROWS_PER_PART: usize = 1024;
+/// Parts of one table queued for the pool at most.
+const PARTS_IN_FLIGHT: usize = 16;
+
+/// What every part of one table is read with.
+struct Table {
+    register: bool,
+    skip_header: usize,
+    header: Option<Vec<String>>,
     keyer: Keyer,
+    layout: Layout,
+    place: Place,
+}
+
+impl Table {
+    fn is_header(&self, r: &Row) -> bool {
+        self.header.as_ref().is_some_and(|h| r.len() == h.len() && r.cells().zip(h).all(|(a, b)| a == b))
+    }
+
+    fn state(&self, batch: usize) -> TableState {
+        TableState {
+            batch: Vec::with_capacity(if self.register { batch.min(BATCH) } else { 0 }),
+            pii: pii::Counts::default(),
+            categories: [0u64; 5],
+            no_name: 0,
+            rows: 0,
+            samples: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// The figures of a table, or of one part of it.
+struct TableState {
     batch: Vec<u128>,
     pii: pii::Counts,
     categories: [u64; 5],
     no_name: u64,
+    rows: u64,
+    samples: Vec<String>,
+    errors: Vec<String>,
 }
 
 impl TableState {
-    fn row(&mut self, layout: &Layout, row: &Row, report: &mut FileReport, place: Place, ctx: &Ctx) {
-        report.rows += 1;
-        if !report.register {
+    fn row(&mut self, table: &Table, keyer: &mut Keyer, row: &Row, ctx: &Ctx) {
+        self.rows += 1;
+        if !table.register {
             for c in row.cells() {
                 self.pii.add_text(c);
             }
             return;
         }
-        match self.keyer.key(row) {
+        match keyer.key(row) {
             Some(k) => {
                 for (i, n) in self.categories.iter_mut().enumerate() {
                     if k.categories & (1 << i) != 0 {
                         *n += 1;
                     }
                 }
-                if ctx.opts.show_samples && report.samples.len() < 3 {
-                    report.samples.push(register::masked_sample(layout, row));
+                if ctx.opts.show_samples && self.samples.len() < 3 {
+                    self.samples.push(register::masked_sample(&table.layout, row));
                 }
-                self.batch.push(count::entry(k.hash, k.categories, place.compromised, place.accessed));
+                self.batch.push(count::entry(k.hash, k.categories, table.place.compromised, table.place.accessed));
                 if self.batch.len() >= BATCH {
-                    self.flush(ctx, report);
+                    self.flush(ctx);
                 }
             }
             None => self.no_name += 1,
         }
-        for &(c, r) in &layout.columns {
+        for &(c, r) in &table.layout.columns {
             match r {
                 register::Role::Email if !row.get(c).is_empty() => self.pii.add("email_addresses", 1),
                 register::Role::Phone if !row.get(c).is_empty() => self.pii.add("phone_numbers", 1),
@@ -744,7 +843,8 @@ impl TableState {
         }
     }
 
-    fn flush(&mut self, ctx: &Ctx, report: &mut FileReport) {
+    /// Hands the fingerprints kept so far to the shared counter.
+    fn flush(&mut self, ctx: &Ctx) {
         if self.batch.is_empty() {
             return;
         }
@@ -752,10 +852,28 @@ impl TableState {
         if let Ok(counter) = c.as_mut()
             && let Err(e) = counter.extend(&self.batch)
         {
-            report.errors.push(format!("counting: {e}"));
+            self.errors.push(format!("counting: {e}"));
             *c = Err(e);
         }
         self.batch.clear();
+    }
+
+    /// Adds another part's figures (its fingerprints are already with the counter).
+    fn merge(&mut self, p: TableState) {
+        self.pii.merge(p.pii);
+        for (a, b) in self.categories.iter_mut().zip(p.categories) {
+            *a += b;
+        }
+        self.no_name += p.no_name;
+        self.rows += p.rows;
+        let room = 3usize.saturating_sub(self.samples.len());
+        self.samples.extend(p.samples.into_iter().take(room));
+        // One failed counter is named once.
+        for e in p.errors {
+            if !self.errors.contains(&e) {
+                self.errors.push(e);
+            }
+        }
     }
 }
 

@@ -62,6 +62,13 @@ impl Counts {
         }
     }
 
+    /// Adds another count's figures (counts of parts of one table, kept apart while in parallel).
+    pub fn merge(&mut self, other: Counts) {
+        for (k, n) in other.0 {
+            self.add(k, n);
+        }
+    }
+
     pub fn into_map(self) -> BTreeMap<String, u64> {
         self.0.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }

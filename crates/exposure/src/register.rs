@@ -290,7 +290,8 @@ pub const CATEGORY_BITS: u32 = 5;
 pub const CATEGORIES: [&str; 5] = ["full_register", "open_register_opt_outs", "attainers", "overseas_electors", "other_markers"];
 
 /// Turns register rows into elector fingerprints, for one table's layout. Reusable
-/// scratch; no allocation per row once warmed up.
+/// scratch; no allocation per row once warmed up. Cloned for each core keying one table.
+#[derive(Clone)]
 pub struct Keyer {
     names: Vec<usize>,
     /// Address columns in line order.

@@ -370,3 +370,36 @@ fn empty_shared_strings_keep_their_index() {
     let got: Vec<_> = (0..shared.len()).map(|i| shared.get(i).unwrap()).collect();
     assert_eq!(got, ["", "Surname", "", "Forename"]);
 }
+
+/// One large register is keyed on several cores in parts; the result is the same as on one
+/// thread: every count, the repeated headers and blank lines left out, a broken quote
+/// counted once, duplicates counted once, and the samples the first three rows'.
+#[test]
+fn one_large_register_read_in_parts_on_every_core_counts_as_on_one() {
+    let mut s = register_with_broken_quote(20_000, Some(12_345));
+    // Concatenated exports: the same rows again after a repeated header, and blank lines.
+    let again = register_with_broken_quote(3_000, None);
+    s.push_str("\r\n,,,,,\r\n");
+    s.push_str(&again);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("register.csv"), s).unwrap();
+    let opts = Options { show_samples: true, ..Default::default() };
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| scan(&[dir.path().to_path_buf()], &opts, &|_| {}))
+    };
+    let one = on(1);
+    let f = &one.files[0];
+    assert!(f.register);
+    assert_eq!(one.tally.unique(0), 19_999, "{:?}", f.skipped);
+    assert_eq!(f.rows, 20_000 - 1 + 3_000, "repeated header and blank rows are not electors");
+    assert_eq!(f.skipped.values().sum::<u64>(), 1, "{:?}", f.skipped);
+    assert_eq!(f.samples.len(), 3);
+    for threads in [2, 4] {
+        let many = on(threads);
+        let g = &many.files[0];
+        assert_eq!(many.tally.counts, one.tally.counts, "{threads} threads");
+        assert_eq!(many.tally.appearances, one.tally.appearances);
+        assert_eq!((g.rows, &g.skipped, &g.samples, &g.categories, &g.pii), (f.rows, &f.skipped, &f.samples, &f.categories, &f.pii));
+    }
+}
