@@ -626,8 +626,8 @@ fn scan_mail<R: Read>(
 
 /// Reads a table: classifies it from its first rows, then keys every register row.
 ///
-/// Past the sample, rows are read on this thread and keyed (or counted for personal data)
-/// in parts of [`ROWS_PER_PART`] on every core, so one large register uses them all. At most
+/// Past the sample, rows are read on this thread and split into cells and keyed (or counted
+/// for personal data) in parts of [`ROWS_PER_PART`] on every core, so one large register uses them all. At most
 /// [`PARTS_IN_FLIGHT`] parts wait at a time (bounded memory); past that, or with one
 /// thread, this thread keys the part itself, so it never waits on a pool that may be busy
 /// with other files. The parts' figures are sums and the fingerprints a set, so the result
@@ -680,10 +680,11 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
         let in_flight = std::sync::atomic::AtomicUsize::new(0);
         let alone = rayon::current_num_threads() <= 1;
         // Keys the first `n` rows of a part and gives the part back for reuse.
-        let key = |index: usize, n: usize, part: Vec<Row>| {
+        let key = |index: usize, n: usize, mut part: Vec<Row>| {
             let mut st = table.state(n);
             let mut keyer = table.keyer.clone();
-            for r in &part[..n] {
+            for r in &mut part[..n] {
+                r.split_pending();
                 if !r.is_blank() && !table.is_header(r) {
                     st.row(&table, &mut keyer, r, ctx);
                 }
@@ -704,7 +705,7 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
                     if part.len() == n {
                         part.push(Row::default());
                     }
-                    match rows.next_row(&mut part[n]) {
+                    match rows.next_row_unsplit(&mut part[n]) {
                         Ok(true) => n += 1,
                         Ok(false) => {
                             end = true;

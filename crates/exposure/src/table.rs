@@ -12,9 +12,22 @@ use crate::text::{MAX_RECORD, TextReader};
 pub struct Row {
     text: String,
     cells: Vec<(u32, u32)>,
+    /// A record read but not yet split ([`RowSource::next_row_unsplit`]), and its delimiter.
+    raw: String,
+    unsplit: Option<u8>,
 }
 
 impl Row {
+    /// Splits a record read by [`RowSource::next_row_unsplit`] into its cells (nothing to
+    /// do for a row read whole): the costly part, done on the thread that uses the row.
+    pub fn split_pending(&mut self) {
+        if let Some(d) = self.unsplit.take() {
+            let raw = std::mem::take(&mut self.raw);
+            split_record(&raw, d, self);
+            self.raw = raw;
+        }
+    }
+
     pub fn clear(&mut self) {
         self.text.clear();
         self.cells.clear();
@@ -72,6 +85,11 @@ impl Row {
 pub trait RowSource {
     /// Reads the next row; false at the end.
     fn next_row(&mut self, row: &mut Row) -> io::Result<bool>;
+    /// Reads the next row, possibly leaving it to be split by [`Row::split_pending`] (on
+    /// another thread); by default, as [`RowSource::next_row`].
+    fn next_row_unsplit(&mut self, row: &mut Row) -> io::Result<bool> {
+        self.next_row(row)
+    }
     /// Where the last row came from (line or row number), for messages.
     fn position(&self) -> u64;
     /// Rows skipped as unreadable (overlong, undecodable bytes), with the reason.
@@ -247,6 +265,26 @@ impl<R: Read> DelimitedRows<R> {
 }
 
 impl<R: Read> RowSource for DelimitedRows<R> {
+    /// A line that is a record by itself (no quote left open) is handed over as it is, once
+    /// the first record has set how many cells a record has; anything else (a quoted cell
+    /// over lines, a broken record) is read by [`RowSource::next_row`].
+    fn next_row_unsplit(&mut self, row: &mut Row) -> io::Result<bool> {
+        row.unsplit = None;
+        if self.cells.is_some() && !self.retry && self.pending.is_empty() {
+            if !self.next_line()? {
+                return Ok(false);
+            }
+            if !QuoteState::of_line(&self.line, self.delimiter).open {
+                std::mem::swap(&mut row.raw, &mut self.line);
+                row.unsplit = Some(self.delimiter);
+                return Ok(true);
+            }
+            // Read again by next_row as the first line of a record.
+            self.retry = true;
+        }
+        self.next_row(row)
+    }
+
     fn next_row(&mut self, row: &mut Row) -> io::Result<bool> {
         'record: loop {
             if !std::mem::take(&mut self.retry) && !self.next_line()? {
