@@ -1,7 +1,9 @@
 //! Builds a campaign record from a cluster of analysed messages (senders, infrastructure,
 //! recipients, signal summaries, indicators) and applies the grades the logs support.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::net::IpAddr;
 
 use portcullis_event::Timestamp;
@@ -17,26 +19,27 @@ fn ts(t: Option<i64>) -> Option<String> {
     t.map(|t| Timestamp(t).to_string())
 }
 
-/// The campaign record for one cluster of messages (every recipient graded `received`).
-pub fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members) -> Campaign {
+/// The campaign record for one cluster of messages (every recipient graded `received`);
+/// `severities` are the messages' own ([`campaign::message_severity`]), by index.
+pub fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members, severities: &[Severity]) -> Campaign {
     let ms: Vec<&Analysed> = group.iter().map(|&i| &messages[i]).collect();
     let dates: Vec<i64> = ms.iter().filter_map(|m| m.date.map(|d| d.0)).collect();
     // Borrowed from the messages while counting (a large cluster repeats the same few values
     // thousands of times); owned once at the end.
     let mut senders: BTreeMap<&str, Sender> = BTreeMap::new();
     let mut domains: BTreeSet<&str> = BTreeSet::new();
-    let mut ips: HashSet<IpAddr> = HashSet::new();
+    let mut ips: HashSet<IpAddr> = HashSet::default();
     let mut relays: BTreeSet<&str> = BTreeSet::new();
-    let mut templates: HashMap<&str, usize> = HashMap::new();
-    let mut subjects: HashMap<&str, usize> = HashMap::new();
-    let mut recipients: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
-    let mut signals: HashMap<(Analyser, &str), (SignalKind, u8, usize)> = HashMap::new();
-    let mut iocs: HashSet<(&'static str, &str)> = HashSet::new();
-    let mut ip_iocs: HashSet<IpAddr> = HashSet::new();
+    let mut templates: HashMap<&str, usize> = HashMap::default();
+    let mut subjects: HashMap<&str, usize> = HashMap::default();
+    let mut recipients: HashMap<&str, (usize, Option<i64>)> = HashMap::default();
+    let mut signals: HashMap<(Analyser, &str), (SignalKind, u8, usize)> = HashMap::default();
+    let mut iocs: HashSet<(&'static str, &str)> = HashSet::default();
+    let mut ip_iocs: HashSet<IpAddr> = HashSet::default();
     let mut attachments: BTreeMap<&str, AttachmentSummary> = BTreeMap::new();
     let mut severity = Severity::Informational;
-    for m in &ms {
-        severity = severity.max(campaign::message_severity(m));
+    for (m, &i) in ms.iter().zip(group) {
+        severity = severity.max(severities[i]);
         if let Some(f) = &m.from {
             match senders.get_mut(f.address.as_str()) {
                 Some(s) => s.messages += 1,
@@ -107,7 +110,7 @@ pub fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members)
         .map(|((analyser, what), (kind, score, messages))| SignalSummary { analyser, kind, score, what: what.to_string(), messages })
         .collect();
     signals.sort_by(|a, b| a.analyser.cmp(&b.analyser).then(b.messages.cmp(&a.messages)).then(a.what.cmp(&b.what)));
-    let mut per: HashMap<Analyser, usize> = HashMap::new();
+    let mut per: HashMap<Analyser, usize> = HashMap::default();
     signals.retain(|s| {
         let n = per.entry(s.analyser).or_default();
         *n += 1;
@@ -172,9 +175,9 @@ pub fn campaign_keys(messages: &[Analysed], group: &[usize]) -> grade::CampaignK
     let mut k = grade::CampaignKeys {
         beacon_hosts: Vec::new(),
         link_hosts: Vec::new(),
-        tokens: HashMap::new(),
+        tokens: Default::default(),
         recipients: Vec::new(),
-        first_sent: HashMap::new(),
+        first_sent: Default::default(),
         infra_ips: Default::default(),
         first_seen: i64::MAX,
         last_seen: i64::MIN,

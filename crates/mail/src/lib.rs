@@ -370,10 +370,11 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
         campaign::add_signals(&mut messages, g, &added);
     }
     let severities: Vec<Severity> = messages.par_iter().map(campaign::message_severity).collect();
-    for s in severities {
+    for s in &severities {
         *report.severities.entry(s.as_str()).or_default() += 1;
     }
-    let mut campaigns: Vec<Campaign> = groups.par_iter().map(|g| assemble::build_campaign(&messages, g, &opts.members)).collect();
+    let mut campaigns: Vec<Campaign> =
+        groups.par_iter().map(|g| assemble::build_campaign(&messages, g, &opts.members, &severities)).collect();
 
     if !opts.logs.is_empty() {
         let keys: Vec<grade::CampaignKeys> = groups.iter().map(|g| assemble::campaign_keys(&messages, g)).collect();
@@ -389,8 +390,9 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
                 "no logs supplied (--logs): every recipient is graded 'received'; opens, clicks and compromise were not assessed".into();
         }
     }
-    // A large corpus's messages are freed in parallel rather than one by one at return.
-    messages.into_par_iter().for_each(drop);
+    // A large corpus's messages are freed on a thread of their own while the campaigns are
+    // judged and printed, rather than one by one before returning.
+    std::thread::spawn(move || drop(messages));
     for c in campaigns.iter_mut() {
         judge::judge(c, opts.iocs.as_ref());
     }
