@@ -627,9 +627,10 @@ fn scan_mail<R: Read>(
 /// Reads a table: classifies it from its first rows, then keys every register row.
 ///
 /// Past the sample, rows are read on this thread and split into cells and keyed (or counted
-/// for personal data) in parts of [`ROWS_PER_PART`] on every core, so one large register uses them all. At most
-/// [`PARTS_IN_FLIGHT`] parts wait at a time (bounded memory); past that, or with one
-/// thread, this thread keys the part itself, so it never waits on a pool that may be busy
+/// for personal data) in parts of [`ROWS_PER_PART`] rows or [`PART_BYTES`] on every core,
+/// so one large register uses them all. At most [`BYTES_IN_FLIGHT`] wait at a time, and
+/// parts are reused only while small (memory stays bounded when rows are long); past that,
+/// or with one thread, this thread keys the part itself, so it never waits on a pool that may be busy
 /// with other files. The parts' figures are sums and the fingerprints a set, so the result
 /// does not depend on the order the parts finish in; samples are taken in row order.
 fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, ctx: &Ctx) {
@@ -677,7 +678,7 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
         let sums = Mutex::new(table.state(0));
         let samples: Mutex<Vec<(usize, Vec<String>)>> = Mutex::new(Vec::new());
         let spare: Mutex<Vec<Vec<Row>>> = Mutex::new(Vec::new());
-        let in_flight = std::sync::atomic::AtomicUsize::new(0);
+        let in_flight = std::sync::atomic::AtomicUsize::new(0); // bytes
         let alone = rayon::current_num_threads() <= 1;
         // Keys the first `n` rows of a part and gives the part back for reuse.
         let key = |index: usize, n: usize, mut part: Vec<Row>| {
@@ -694,19 +695,25 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
                 samples.lock().unwrap_or_else(|p| p.into_inner()).push((index, std::mem::take(&mut st.samples)));
             }
             sums.lock().unwrap_or_else(|p| p.into_inner()).merge(st);
-            spare.lock().unwrap_or_else(|p| p.into_inner()).push(part);
+            if part.iter().map(Row::capacity).sum::<usize>() <= 2 * PART_BYTES {
+                spare.lock().unwrap_or_else(|p| p.into_inner()).push(part);
+            }
         };
         rayon::in_place_scope(|s| {
             for index in 0.. {
                 let mut part = spare.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
                 let mut n = 0;
+                let mut bytes = 0;
                 let mut end = false;
-                while n < ROWS_PER_PART {
+                while n < ROWS_PER_PART && bytes < PART_BYTES {
                     if part.len() == n {
                         part.push(Row::default());
                     }
                     match rows.next_row_unsplit(&mut part[n]) {
-                        Ok(true) => n += 1,
+                        Ok(true) => {
+                            bytes += part[n].size();
+                            n += 1;
+                        }
                         Ok(false) => {
                             end = true;
                             break;
@@ -719,14 +726,14 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
                     }
                 }
                 if n > 0 {
-                    if alone || in_flight.load(Ordering::Acquire) >= PARTS_IN_FLIGHT {
+                    if alone || in_flight.load(Ordering::Acquire) + bytes > BYTES_IN_FLIGHT {
                         key(index, n, part);
                     } else {
-                        in_flight.fetch_add(1, Ordering::AcqRel);
+                        in_flight.fetch_add(bytes, Ordering::AcqRel);
                         let (key, in_flight) = (&key, &in_flight);
                         s.spawn(move |_| {
                             key(index, n, part);
-                            in_flight.fetch_sub(1, Ordering::AcqRel);
+                            in_flight.fetch_sub(bytes, Ordering::AcqRel);
                         });
                     }
                 }
@@ -766,8 +773,10 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
 
 /// Rows keyed together by one task when a table is spread over the cores.
 const ROWS_PER_PART: usize = 1024;
-/// Parts of one table queued for the pool at most.
-const PARTS_IN_FLIGHT: usize = 16;
+/// A part ends at this many bytes of rows too (long rows: fewer per part).
+const PART_BYTES: usize = 1 << 20;
+/// Bytes of one table's rows queued for the pool at most.
+const BYTES_IN_FLIGHT: usize = 4 << 20;
 
 /// What every part of one table is read with.
 struct Table {

@@ -35,6 +35,14 @@ impl Row {
     pub fn len(&self) -> usize {
         self.cells.len()
     }
+    /// Bytes of text the row holds now (split or not).
+    pub fn size(&self) -> usize {
+        if self.unsplit.is_some() { self.raw.len() } else { self.text.len() }
+    }
+    /// Bytes its buffers keep allocated.
+    pub fn capacity(&self) -> usize {
+        self.text.capacity() + self.raw.capacity() + self.cells.capacity() * std::mem::size_of::<(u32, u32)>()
+    }
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()
     }

@@ -403,3 +403,24 @@ fn one_large_register_read_in_parts_on_every_core_counts_as_on_one() {
         assert_eq!((g.rows, &g.skipped, &g.samples, &g.categories, &g.pii), (f.rows, &f.skipped, &f.samples, &f.categories, &f.pii));
     }
 }
+
+/// Long rows end a part early (parts are bounded in bytes as well as rows): the same
+/// electors on one thread and on four.
+#[test]
+fn long_rows_are_read_in_small_parts_with_the_same_result() {
+    let mut s = register_with_broken_quote(60, None);
+    let padding = "x".repeat(200_000);
+    for i in 60..120 {
+        s.push_str(&format!("{},Surname{i},Forename{i},NE8 {}JM,{i} High Street {padding},Northfield\r\n", i + 1, i % 10));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("long.csv"), s).unwrap();
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| scan(&[dir.path().to_path_buf()], &Options::default(), &|_| {}))
+    };
+    let (one, four) = (on(1), on(4));
+    assert_eq!(one.tally.unique(0), 120, "{:?}", one.files[0].skipped);
+    assert_eq!(four.tally.counts, one.tally.counts);
+    assert_eq!(four.files[0].rows, 120);
+}
