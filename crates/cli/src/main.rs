@@ -441,6 +441,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // Output piped into `head` and closed early: as the panic hook above.
+        Err(Fatal(msg)) if msg.ends_with("Broken pipe (os error 32)") => ExitCode::from(141),
         Err(Fatal(msg)) => {
             let _ = writeln!(std::io::stderr(), "portcullis: error: {msg}");
             ExitCode::from(EXIT_ERROR)
