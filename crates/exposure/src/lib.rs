@@ -630,9 +630,10 @@ fn scan_mail<R: Read>(
 /// for personal data) in parts of [`ROWS_PER_PART`] rows or [`PART_BYTES`] on every core,
 /// so one large register uses them all. At most [`BYTES_IN_FLIGHT`] wait at a time, and
 /// parts are reused only while small (memory stays bounded when rows are long); past that,
-/// or with one thread, this thread keys the part itself, so it never waits on a pool that may be busy
-/// with other files. The parts' figures are sums and the fingerprints a set, so the result
-/// does not depend on the order the parts finish in; samples are taken in row order.
+/// or with one thread, this thread keys the part itself, so it never waits on a pool that
+/// may be busy with other files. The parts' figures are sums and the fingerprints a set, so
+/// the result does not depend on the order the parts finish in; samples are taken in row
+/// order.
 fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, ctx: &Ctx) {
     report.on_compromised_system = place.compromised;
     report.accessed = place.accessed;
@@ -678,7 +679,7 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
         let sums = Mutex::new(table.state(0));
         let samples: Mutex<Vec<(usize, Vec<String>)>> = Mutex::new(Vec::new());
         let spare: Mutex<Vec<Vec<Row>>> = Mutex::new(Vec::new());
-        let in_flight = std::sync::atomic::AtomicUsize::new(0); // bytes
+        let bytes_in_flight = std::sync::atomic::AtomicUsize::new(0);
         let alone = rayon::current_num_threads() <= 1;
         // Keys the first `n` rows of a part and gives the part back for reuse.
         let key = |index: usize, n: usize, mut part: Vec<Row>| {
@@ -726,14 +727,14 @@ fn read_table(rows: &mut dyn RowSource, report: &mut FileReport, place: Place, c
                     }
                 }
                 if n > 0 {
-                    if alone || in_flight.load(Ordering::Acquire) + bytes > BYTES_IN_FLIGHT {
+                    if alone || bytes_in_flight.load(Ordering::Acquire) + bytes > BYTES_IN_FLIGHT {
                         key(index, n, part);
                     } else {
-                        in_flight.fetch_add(bytes, Ordering::AcqRel);
-                        let (key, in_flight) = (&key, &in_flight);
+                        bytes_in_flight.fetch_add(bytes, Ordering::AcqRel);
+                        let (key, bytes_in_flight) = (&key, &bytes_in_flight);
                         s.spawn(move |_| {
                             key(index, n, part);
-                            in_flight.fetch_sub(bytes, Ordering::AcqRel);
+                            bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
                         });
                     }
                 }

@@ -31,6 +31,7 @@ impl Row {
     pub fn clear(&mut self) {
         self.text.clear();
         self.cells.clear();
+        self.unsplit = None;
     }
     pub fn len(&self) -> usize {
         self.cells.len()
@@ -277,7 +278,6 @@ impl<R: Read> RowSource for DelimitedRows<R> {
     /// the first record has set how many cells a record has; anything else (a quoted cell
     /// over lines, a broken record) is read by [`RowSource::next_row`].
     fn next_row_unsplit(&mut self, row: &mut Row) -> io::Result<bool> {
-        row.unsplit = None;
         if self.cells.is_some() && !self.retry && self.pending.is_empty() {
             if !self.next_line()? {
                 return Ok(false);

@@ -2,11 +2,10 @@
 //! recipients, signal summaries, indicators) and applies the grades the logs support.
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::net::IpAddr;
 
 use portcullis_event::Timestamp;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::analyse::{Analysed, Analyser, SignalKind};
 use crate::campaign::{self, Severity};
