@@ -383,12 +383,24 @@ pub fn skeleton(s: &str) -> String {
             'х' | 'χ' => 'x',
             'у' | 'γ' | 'ý' | 'ÿ' => 'y',
             'ᴢ' => 'z',
+            // `i` and `l` and `1` look alike.
+            'i' => 'l',
             other => other,
         };
-        out.push(m);
+        // So do `rn` and `m`, `vv` and `w` (each pair folded once, from the left).
+        match (m, out.as_bytes().last()) {
+            ('n', Some(b'r')) => {
+                out.pop();
+                out.push('m');
+            }
+            ('v', Some(b'v')) => {
+                out.pop();
+                out.push('w');
+            }
+            _ => out.push(m),
+        }
     }
-    // `i` and `l` and `1` look alike; so do `rn` and `m`, `vv` and `w`.
-    out.replace('i', "l").replace("rn", "m").replace("vv", "w")
+    out
 }
 
 /// How a domain label imitates a brand label, in the ways attackers register look-alikes.
@@ -570,6 +582,14 @@ fn neighbours(a: char, b: char) -> bool {
 /// `max`. Transpositions are unrestricted (Damerau), so `nprnews`→`nropnews` (a swap and an
 /// added letter) costs 3, while `reuters`→`rutgers` costs 4 and `nytimes`→`latimes` 8.
 pub fn weighted_distance(a: &str, b: &str, max: usize) -> usize {
+    if letters_apart(a, b) > max {
+        return max + 1;
+    }
+    distance_table(a, b, max)
+}
+
+/// [`weighted_distance`] by its table (Damerau with weights), whatever the letters.
+fn distance_table(a: &str, b: &str, max: usize) -> usize {
     let a: Vec<char> = a.chars().take(128).collect();
     let b: Vec<char> = b.chars().take(128).collect();
     if a.len().abs_diff(b.len()) > max {
@@ -629,6 +649,31 @@ pub fn weighted_distance(a: &str, b: &str, max: usize) -> usize {
         }
     }
     d[(n + 1) * w + m + 1].min(max + 1)
+}
+
+/// A lower bound of [`weighted_distance`] worked out without it, so that most pairs of
+/// labels, far apart, cost a count rather than the table: letters of one that the other
+/// lacks (as multisets, every letter beyond ASCII counted as one) must each be dropped,
+/// added or replaced, and every such edit costs at least one half-unit and mends at most
+/// one letter on each side. Reads the same first 128 characters as the distance.
+fn letters_apart(a: &str, b: &str) -> usize {
+    let mut count = [0i16; 129];
+    let slot = |c: char| if c.is_ascii() { c as usize } else { 128 };
+    for c in a.chars().take(128) {
+        count[slot(c)] += 1;
+    }
+    for c in b.chars().take(128) {
+        count[slot(c)] -= 1;
+    }
+    let (mut only_a, mut only_b) = (0usize, 0usize);
+    for n in count {
+        if n > 0 {
+            only_a += n as usize;
+        } else {
+            only_b += n.unsigned_abs() as usize;
+        }
+    }
+    only_a.max(only_b)
 }
 
 /// The weighted distance a brand of this length allows (half-units): 1.5 edits from 7
@@ -770,6 +815,53 @@ mod tests {
                 assert_eq!(neighbours(a, b), want, "{a:?} {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn skeleton_folds_pairs_as_replacing_them_in_turn_would() {
+        let by_replacing = |s: &str| {
+            let mapped: String = s.chars().map(|c| skeleton(&c.to_string())).collect();
+            mapped.replace('i', "l").replace("rn", "m").replace("vv", "w")
+        };
+        let alphabet: Vec<char> = "rnvwmiIRNVп1".chars().collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 9) as usize;
+            let s: String = (0..len).map(|k| alphabet[((x >> (4 * k + 8)) % alphabet.len() as u64) as usize]).collect();
+            assert_eq!(skeleton(&s), by_replacing(&s), "{s:?}");
+        }
+        assert_eq!(skeleton("Rnvvvrrn"), "mwvrm");
+    }
+
+    #[test]
+    fn letter_count_bound_never_changes_a_distance() {
+        // Pseudo-random labels over small alphabets (so near pairs are common), with
+        // doubled letters, hyphens and a confusable beyond ASCII.
+        let alphabet: Vec<char> = "aeinorst-ábc".chars().collect();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let mut pruned = 0;
+        for _ in 0..20_000 {
+            let word = |next: &mut dyn FnMut(usize) -> usize| -> String {
+                let len = 1 + next(9);
+                (0..len).map(|_| alphabet[next(alphabet.len())]).collect()
+            };
+            let a = word(&mut next);
+            let b = if next(2) == 0 { word(&mut next) } else { a.chars().rev().chain(['s']).collect() };
+            for max in [1, 2, 3, 4, 8] {
+                assert_eq!(weighted_distance(&a, &b, max), distance_table(&a, &b, max), "{a:?} {b:?} {max}");
+                pruned += usize::from(letters_apart(&a, &b) > max);
+            }
+        }
+        assert!(pruned > 10_000, "the bound prunes most far pairs ({pruned})");
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn scan(html: &str) -> HtmlFacts {
     let mut stack: Vec<(Cow<'_, str>, bool)> = Vec::new();
     let mut overflow_depth = 0usize;
     let mut skeleton = String::new();
+    let mut attrs: Attributes<'_> = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let Some(lt) = memchr::memchr(b'<', &b[i..]) else { break };
@@ -73,7 +74,7 @@ pub fn scan(html: &str) -> HtmlFacts {
             continue;
         }
         let name = lower(&html[name_start..j]);
-        let (attrs, end) = attributes(html, j);
+        let end = attributes(html, j, &mut attrs);
         i = end;
         facts.tags += 1;
         if facts.tags > MAX_TAGS {
@@ -90,20 +91,24 @@ pub fn scan(html: &str) -> HtmlFacts {
         }
         if facts.tags <= SKELETON_TAGS {
             skeleton.push_str(&name);
-            let mut names: Vec<&str> = attrs.iter().map(|(k, _)| k.as_ref()).collect();
+            let mut names = [""; MAX_ATTRIBUTES];
+            for (slot, (k, _)) in names.iter_mut().zip(&attrs) {
+                *slot = k.as_ref();
+            }
+            let names = &mut names[..attrs.len()];
             names.sort_unstable();
-            for n in names {
+            for n in names.iter() {
                 skeleton.push(' ');
                 skeleton.push_str(n);
             }
             skeleton.push('|');
         }
         let attr = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_ref());
-        let style = attr("style").map(|s| s.to_ascii_lowercase().replace([' ', '\t', '\n', '\r'], "")).unwrap_or_default();
+        let style = attr("style").map(compact_css).unwrap_or_default();
         let hidden_by_style = style_hidden(&style);
         let ancestor_hidden = stack.last().is_some_and(|(_, h)| *h);
-        for url in css_urls(&style) {
-            facts.backgrounds.push(url);
+        if !style.is_empty() {
+            facts.backgrounds.extend(css_urls(&style));
         }
         if let Some(bg) = attr("background").filter(|v| !v.is_empty()) {
             facts.backgrounds.push(bg.to_string());
@@ -148,7 +153,7 @@ pub fn scan(html: &str) -> HtmlFacts {
             }
             "style" => {
                 let end = find_ci(b, i, b"</style").unwrap_or(b.len());
-                let css = html[i..end].to_ascii_lowercase().replace([' ', '\t', '\n', '\r'], "");
+                let css = compact_css(&html[i..end]);
                 facts.backgrounds.extend(css_urls(&css));
                 i = end;
                 continue;
@@ -176,25 +181,28 @@ pub fn scan(html: &str) -> HtmlFacts {
     facts
 }
 
-/// Parses attributes from `start` (just after the tag name) to the closing `>`; returns
-/// them (names lower-cased, values with entities for `&`, quotes and angle brackets decoded)
-/// and the index after `>`.
 /// Attribute names and values of a tag.
 type Attributes<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
-fn attributes(html: &str, start: usize) -> (Attributes<'_>, usize) {
+/// Attributes kept per tag; the rest are read past.
+const MAX_ATTRIBUTES: usize = 64;
+
+/// Parses attributes from `start` (just after the tag name) to the closing `>` into `out`
+/// (cleared first; names lower-cased, values with entities for `&`, quotes and angle
+/// brackets decoded) and returns the index after `>`.
+fn attributes<'a>(html: &'a str, start: usize, out: &mut Attributes<'a>) -> usize {
     let b = html.as_bytes();
-    let mut out = Vec::new();
+    out.clear();
     let mut i = start;
     loop {
         while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
             i += 1;
         }
         if i >= b.len() {
-            return (out, b.len());
+            return b.len();
         }
         if b[i] == b'>' {
-            return (out, i + 1);
+            return i + 1;
         }
         let ns = i;
         while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'=' | b'>' | b'/') {
@@ -224,10 +232,17 @@ fn attributes(html: &str, start: usize) -> (Attributes<'_>, usize) {
                 value = decode_entities(&html[vs..i]);
             }
         }
-        if out.len() < 64 && !name.is_empty() {
+        if out.len() < MAX_ATTRIBUTES && !name.is_empty() {
             out.push((name, value));
         }
     }
+}
+
+/// CSS lower-cased (ASCII) without spaces, tabs and line breaks, as the checks below read it.
+fn compact_css(css: &str) -> String {
+    let mut out = String::with_capacity(css.len());
+    out.extend(css.chars().filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r')).map(|c| c.to_ascii_lowercase()));
+    out
 }
 
 /// Lower-cased, borrowing when it already is.
@@ -287,7 +302,7 @@ fn style_hidden(style: &str) -> Option<&'static str> {
 
 fn style_size_tiny(style: &str, key: &str) -> bool {
     let mut from = 0;
-    while let Some(p) = style[from..].find(key) {
+    while let Some(p) = memchr::memmem::find(&style.as_bytes()[from..], key.as_bytes()) {
         let at = from + p;
         // `max-width:` and `min-width:` are other properties.
         let standalone = at == 0 || matches!(style.as_bytes()[at - 1], b';' | b'{' | b'"');
@@ -304,7 +319,7 @@ fn style_size_tiny(style: &str, key: &str) -> bool {
 fn css_urls(css: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut from = 0;
-    while let Some(p) = css[from..].find("url(") {
+    while let Some(p) = memchr::memmem::find(&css.as_bytes()[from..], b"url(") {
         let at = from + p;
         let decl_start = css[..at].rfind([';', '{', '"']).map(|i| i + 1).unwrap_or(0);
         let end = css[at..].find(')').map(|e| at + e).unwrap_or(css.len());

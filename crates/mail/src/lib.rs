@@ -200,7 +200,8 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
         ctx_lists.clone(),
         opts.internal_domains.iter().map(|d| url::registrable(&d.to_ascii_lowercase()).to_string()).collect(),
     );
-    type PerFile = (Option<FileReport>, Vec<Vec<Analysed>>, Vec<&'static str>, Option<String>);
+    type Analysis = Result<Analysed, (Location, String)>;
+    type PerFile = (Option<FileReport>, Vec<Vec<Analysis>>, Vec<&'static str>, Option<String>);
     let per_file: Vec<PerFile> = files
         .par_iter()
         .map(|path| {
@@ -212,10 +213,10 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             // Analysed batches are kept as they come and joined once, so a corpus's messages
             // are not copied again each time one growing vector doubles.
             let flush = |batch: &mut Vec<(Location, Vec<u8>, u64)>,
-                         out: &mut Vec<Vec<Analysed>>,
+                         out: &mut Vec<Vec<Analysis>>,
                          problems: &mut Vec<&'static str>,
                          bad: &mut usize| {
-                let results: Vec<Result<Analysed, (Location, String)>> = std::mem::take(batch)
+                let results: Vec<Analysis> = std::mem::take(batch)
                     .into_par_iter()
                     .map(|(loc, raw, dropped)| {
                         let mut mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
@@ -230,15 +231,9 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
                         Ok(slim(a))
                     })
                     .collect();
-                let mut analysed = Vec::with_capacity(if opts.parse_only { 0 } else { results.len() });
-                for r in results {
+                for r in &results {
                     match r {
-                        Ok(a) => {
-                            problems.extend(a.problems.iter().copied());
-                            if !opts.parse_only {
-                                analysed.push(a);
-                            }
-                        }
+                        Ok(a) => problems.extend(a.problems.iter().copied()),
                         Err((loc, why)) => {
                             *bad += 1;
                             let mut u = unreadable.lock().unwrap_or_else(|p| p.into_inner());
@@ -249,8 +244,9 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
                         }
                     }
                 }
-                if !analysed.is_empty() {
-                    out.push(analysed);
+                // Moved once, into the corpus below (each message is a few hundred bytes).
+                if !opts.parse_only && !results.is_empty() {
+                    out.push(results);
                 }
             };
             let result = portcullis_mailbox::read_file(path, |loc, bytes, dropped| {
@@ -303,7 +299,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             report.files.push(fr);
         }
         for b in batches {
-            messages.extend(b);
+            messages.extend(b.into_iter().flatten());
         }
         for p in problems {
             *report.problems.entry(p).or_default() += 1;
@@ -458,15 +454,31 @@ const RELAY_ESTABLISHED: usize = 2;
 /// public hop of mail from many sender domains) with the next public hop below it, so one
 /// forwarder does not join every message into one campaign or become a campaign indicator.
 fn skip_relays(messages: &mut [Analysed], lists: &Lists) {
-    let mut domains: HashMap<std::net::IpAddr, BTreeSet<&str>> = HashMap::new();
-    for m in messages.iter() {
-        if let Some(ip) = m.sending_ip {
-            let d = domains.entry(ip).or_default();
-            if d.len() < RELAY_DOMAINS {
-                d.insert(url::registrable(m.from_domain()));
-            }
+    // Sender domains per sending address, gathered on every thread and joined. A set stops
+    // growing at RELAY_DOMAINS: whatever it then holds, the address is a relay.
+    type Domains<'m> = HashMap<std::net::IpAddr, BTreeSet<&'m str>, rustc_hash::FxBuildHasher>;
+    fn add<'m>(d: &mut BTreeSet<&'m str>, domain: &'m str) {
+        if d.len() < RELAY_DOMAINS {
+            d.insert(domain);
         }
     }
+    let domains: Domains = messages
+        .par_iter()
+        .fold(Domains::default, |mut domains, m| {
+            if let Some(ip) = m.sending_ip {
+                add(domains.entry(ip).or_default(), url::registrable(m.from_domain()));
+            }
+            domains
+        })
+        .reduce(Domains::default, |mut a, b| {
+            for (ip, ds) in b {
+                let d = a.entry(ip).or_default();
+                for x in ds {
+                    add(d, x);
+                }
+            }
+            a
+        });
     let relays: std::collections::HashSet<std::net::IpAddr> = domains
         .into_iter()
         .filter(|(_, d)| {
@@ -478,12 +490,12 @@ fn skip_relays(messages: &mut [Analysed], lists: &Lists) {
     if relays.is_empty() {
         return;
     }
-    for m in messages.iter_mut() {
+    messages.par_iter_mut().for_each(|m| {
         if m.sending_ip.is_some_and(|ip| relays.contains(&ip)) {
             m.sending_ip = m.public_hops.iter().find(|ip| !relays.contains(ip)).copied();
             m.sending_host = None;
         }
-    }
+    });
 }
 
 /// The domain most messages are addressed to is the institution's own.
