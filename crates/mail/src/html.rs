@@ -107,9 +107,7 @@ pub fn scan(html: &str) -> HtmlFacts {
         let style = attr("style").map(compact_css).unwrap_or_default();
         let hidden_by_style = style_hidden(&style);
         let ancestor_hidden = stack.last().is_some_and(|(_, h)| *h);
-        if !style.is_empty() {
-            facts.backgrounds.extend(css_urls(&style));
-        }
+        facts.backgrounds.extend(css_urls(&style));
         if let Some(bg) = attr("background").filter(|v| !v.is_empty()) {
             facts.backgrounds.push(bg.to_string());
         }
