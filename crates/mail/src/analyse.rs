@@ -96,6 +96,8 @@ pub struct Signal {
 /// A URL in a message worth following into the logs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UrlRef {
+    /// The URL as written (clipped to 2 KiB), for telling a message's URLs apart while it is
+    /// analysed; emptied afterwards, as nothing later reads it.
     pub url: String,
     pub host: String,
     /// Host and path with tokens blanked, query keys sorted.

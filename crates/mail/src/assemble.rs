@@ -20,8 +20,8 @@ fn ts(t: Option<i64>) -> Option<String> {
 
 /// The campaign record for one cluster of messages (every recipient graded `received`);
 /// `severities` are the messages' own ([`campaign::message_severity`]), by index.
-pub fn build_campaign(messages: &[Analysed], group: &[usize], members: &Members, severities: &[Severity]) -> Campaign {
-    let ms: Vec<&Analysed> = group.iter().map(|&i| &messages[i]).collect();
+pub fn build_campaign(messages: &[Box<Analysed>], group: &[usize], members: &Members, severities: &[Severity]) -> Campaign {
+    let ms: Vec<&Analysed> = group.iter().map(|&i| &*messages[i]).collect();
     let dates: Vec<i64> = ms.iter().filter_map(|m| m.date.map(|d| d.0)).collect();
     // Borrowed from the messages while counting (a large cluster repeats the same few values
     // thousands of times); owned once at the end.
@@ -170,7 +170,7 @@ pub(crate) fn count_grades(c: &mut Campaign) {
 }
 
 /// What grading looks for in the logs for one cluster: hosts, tokens, recipients, times.
-pub fn campaign_keys(messages: &[Analysed], group: &[usize]) -> grade::CampaignKeys {
+pub fn campaign_keys(messages: &[Box<Analysed>], group: &[usize]) -> grade::CampaignKeys {
     let mut k = grade::CampaignKeys {
         beacon_hosts: Vec::new(),
         link_hosts: Vec::new(),

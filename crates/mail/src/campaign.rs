@@ -40,9 +40,9 @@ impl Severity {
 /// A domain seen within this many days of its first message is still new.
 const NEW_DOMAIN_DAYS: i64 = 14;
 
-/// Adds novelty signals in time order: a sender domain new to the institution, and a sender
-/// the recipients have never had mail from.
-pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
+/// Novelty signals, learned in time order, by message index: a sender domain new to the
+/// institution, and a sender the recipients have never had mail from.
+pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize, Vec<Signal>)> {
     use rayon::prelude::*;
     // What the time-ordered pass needs of each message, hashed in parallel beforehand so the
     // pass itself (necessarily one thread) only looks up numbers and borrowed domains.
@@ -130,26 +130,28 @@ pub fn novelty(messages: &mut [Analysed], ctx: &Context) {
             added.push((i, signals));
         }
     }
-    drop(seen);
-    for (i, signals) in added {
-        messages[i].signals.extend(signals);
-    }
+    added
 }
 
-/// Adds a targeting signal for messages to protected members.
-pub fn targeting(messages: &mut [Analysed], members: &Members) {
+/// A targeting signal for each message to protected members, by message index.
+pub fn targeting_signals(messages: &[Box<Analysed>], members: &Members) -> Vec<(usize, Signal)> {
     use rayon::prelude::*;
-    messages.par_iter_mut().for_each(|m| {
-        let names: BTreeSet<&str> = m.recipients.iter().filter_map(|r| members.name_of(r)).collect();
-        if !names.is_empty() {
+    messages
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let names: BTreeSet<&str> = m.recipients.iter().filter_map(|r| members.name_of(r)).collect();
+            if names.is_empty() {
+                return None;
+            }
             let what = if names.len() == 1 {
                 "sent to a protected member".to_string()
             } else {
                 format!("sent to {} protected members", names.len())
             };
-            m.signals.push(Signal { analyser: Analyser::Targeting, kind: SignalKind::ProtectedMember, score: 1, what });
-        }
-    });
+            Some((i, Signal { analyser: Analyser::Targeting, kind: SignalKind::ProtectedMember, score: 1, what }))
+        })
+        .collect()
 }
 
 /// Whether a message takes part in campaign finding. A read-receipt pixel in a person's
@@ -159,7 +161,7 @@ fn candidate(m: &Analysed) -> bool {
 }
 
 /// Groups candidate messages into clusters (indices into `messages`), largest first.
-pub fn cluster(messages: &[Analysed], ctx: &Context) -> Vec<Vec<usize>> {
+pub fn cluster(messages: &[Box<Analysed>], ctx: &Context) -> Vec<Vec<usize>> {
     use rayon::prelude::*;
     let cands: Vec<usize> = (0..messages.len()).filter(|&i| candidate(&messages[i])).collect();
     // Each candidate's keys (hashed), computed in parallel; joined in order below.
@@ -233,18 +235,21 @@ pub fn cluster(messages: &[Analysed], ctx: &Context) -> Vec<Vec<usize>> {
 /// Campaign-level signals added to each message of a cluster: one personal-looking message
 /// sent to many recipients with per-recipient tokens, and several sender accounts sharing
 /// the sending infrastructure.
-pub fn cluster_signals(messages: &mut [Analysed], group: &[usize]) {
+pub fn cluster_signals(messages: &mut [Box<Analysed>], group: &[usize]) {
     let added = cluster_signal_set(messages, group);
     add_signals(messages, group, &added);
 }
 
 /// The campaign-level signals for a cluster (see [`cluster_signals`]), without adding them.
-pub fn cluster_signal_set(messages: &[Analysed], group: &[usize]) -> Vec<Signal> {
-    let recipients: HashSet<&String> = group.iter().flat_map(|&i| messages[i].recipients.iter()).collect();
+pub fn cluster_signal_set(messages: &[Box<Analysed>], group: &[usize]) -> Vec<Signal> {
+    let recipients: rustc_hash::FxHashSet<&str> = group.iter().flat_map(|&i| messages[i].recipients.iter().map(String::as_str)).collect();
     let tokened = group.iter().filter(|&&i| messages[i].urls.iter().any(|u| !u.tokens.is_empty())).count();
     let personal = group.iter().filter(|&&i| !messages[i].list_mail && !messages[i].automatic).count();
-    // Per-recipient sender addresses (a token in the local part) are one account.
-    let senders: BTreeSet<String> = group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| sender_account(&f.address))).collect();
+    // Per-recipient sender addresses (a token in the local part) are one account. A large
+    // cluster repeats a few addresses thousands of times: each is reduced once.
+    let addresses: rustc_hash::FxHashSet<&str> =
+        group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| f.address.as_str())).collect();
+    let senders: BTreeSet<String> = addresses.into_iter().map(sender_account).collect();
     let mut added = Vec::new();
     let n_rcpt = recipients.len();
     if n_rcpt >= 10 && tokened * 2 >= group.len() && personal * 2 >= group.len() {
@@ -269,7 +274,7 @@ pub fn cluster_signal_set(messages: &[Analysed], group: &[usize]) -> Vec<Signal>
 }
 
 /// Adds `added` to each message of `group`.
-pub fn add_signals(messages: &mut [Analysed], group: &[usize], added: &[Signal]) {
+pub fn add_signals(messages: &mut [Box<Analysed>], group: &[usize], added: &[Signal]) {
     if added.is_empty() {
         return;
     }
@@ -346,7 +351,7 @@ pub fn message_severity(m: &Analysed) -> Severity {
 }
 
 /// A stable id for a cluster: from its smallest Message-ID.
-pub fn campaign_id(messages: &[Analysed], group: &[usize]) -> String {
+pub fn campaign_id(messages: &[Box<Analysed>], group: &[usize]) -> String {
     let min = group.iter().map(|&i| messages[i].message_id.as_str()).min().unwrap_or("");
     format!("camp-{:012x}", xxh3_64(min.as_bytes()) & 0xffff_ffff_ffff)
 }

@@ -200,7 +200,9 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
         ctx_lists.clone(),
         opts.internal_domains.iter().map(|d| url::registrable(&d.to_ascii_lowercase()).to_string()).collect(),
     );
-    type Analysis = Result<Analysed, (Location, String)>;
+    // Boxed: the batches analysed in parallel are joined into one corpus by moving pointers,
+    // not copying each ~500-byte record (and touching that much fresh memory) again.
+    type Analysis = Result<Box<Analysed>, (Location, String)>;
     type PerFile = (Option<FileReport>, Vec<Vec<Analysis>>, Vec<&'static str>, Option<String>);
     let per_file: Vec<PerFile> = files
         .par_iter()
@@ -225,10 +227,10 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
                             mail.header_dropped = Some(mail.header_dropped.unwrap_or(0) + dropped as usize);
                         }
                         if opts.parse_only {
-                            return Ok(Analysed::placeholder(loc, mail.problems));
+                            return Ok(Box::new(Analysed::placeholder(loc, mail.problems)));
                         }
                         let a = analyse::analyse(mail, loc, xxh3_64(&raw), &ctx);
-                        Ok(slim(a))
+                        Ok(Box::new(slim(a)))
                     })
                     .collect();
                 for r in &results {
@@ -292,7 +294,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
             }
         })
         .collect();
-    let mut messages: Vec<Analysed> = Vec::with_capacity(per_file.iter().flat_map(|f| &f.1).map(Vec::len).sum());
+    let mut messages: Vec<Box<Analysed>> = Vec::with_capacity(per_file.iter().flat_map(|f| &f.1).map(Vec::len).sum());
     for (fr, batches, problems, err) in per_file {
         if let Some(fr) = fr {
             report.bytes += fr.bytes;
@@ -357,15 +359,33 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
         m.signals.retain(|s| s.analyser != Analyser::Impersonation);
     });
     skip_relays(&mut messages, &ctx.lists);
-    campaign::novelty(&mut messages, &ctx);
-    campaign::targeting(&mut messages, &opts.members);
-    let groups = campaign::cluster(&messages, &ctx);
-    // Each cluster's signals are worked out in parallel; clusters share no message.
-    let added: Vec<Vec<analyse::Signal>> = groups.par_iter().map(|g| campaign::cluster_signal_set(&messages, g)).collect();
-    for (g, added) in groups.iter().zip(added) {
+    // Novelty (a walk in time order, on one thread), targeting and clustering read the
+    // messages independently, so they run side by side; their signals are added afterwards
+    // in that order.
+    let (novel, (targeted, (groups, clustered))) = rayon::join(
+        || campaign::novelty_signals(&messages, &ctx),
+        || {
+            rayon::join(
+                || campaign::targeting_signals(&messages, &opts.members),
+                || {
+                    let groups = campaign::cluster(&messages, &ctx);
+                    // Each cluster's signals are worked out in parallel; clusters share no message.
+                    let added: Vec<Vec<analyse::Signal>> = groups.par_iter().map(|g| campaign::cluster_signal_set(&messages, g)).collect();
+                    (groups, added)
+                },
+            )
+        },
+    );
+    for (i, signals) in novel {
+        messages[i].signals.extend(signals);
+    }
+    for (i, signal) in targeted {
+        messages[i].signals.push(signal);
+    }
+    for (g, added) in groups.iter().zip(clustered) {
         campaign::add_signals(&mut messages, g, &added);
     }
-    let severities: Vec<Severity> = messages.par_iter().map(campaign::message_severity).collect();
+    let severities: Vec<Severity> = messages.par_iter().map(|m| campaign::message_severity(m)).collect();
     for s in &severities {
         *report.severities.entry(s.as_str()).or_default() += 1;
     }
@@ -433,11 +453,17 @@ impl Analysed {
     }
 }
 
-/// Drops what only campaign candidates need, to keep a large corpus small in memory.
+/// Drops what only campaign candidates need, and what nothing reads after analysis (each
+/// URL as written, up to 2 KiB), to keep a large corpus small in memory.
 fn slim(mut a: Analysed) -> Analysed {
     if a.score(Analyser::Beacon) == 0 && a.score(Analyser::Impersonation) < 2 && a.score(Analyser::Evasion) == 0 {
         a.urls = Vec::new();
         a.attachments = Vec::new();
+    } else {
+        for u in &mut a.urls {
+            u.url = String::new();
+        }
+        a.urls.shrink_to_fit();
     }
     a
 }
@@ -453,7 +479,7 @@ const RELAY_ESTABLISHED: usize = 2;
 /// Replaces a sending address that is really a relay in front of the institution (the first
 /// public hop of mail from many sender domains) with the next public hop below it, so one
 /// forwarder does not join every message into one campaign or become a campaign indicator.
-fn skip_relays(messages: &mut [Analysed], lists: &Lists) {
+fn skip_relays(messages: &mut [Box<Analysed>], lists: &Lists) {
     // Sender domains per sending address, gathered on every thread and joined. A set stops
     // growing at RELAY_DOMAINS: whatever it then holds, the address is a relay.
     type Domains<'m> = HashMap<std::net::IpAddr, BTreeSet<&'m str>, rustc_hash::FxBuildHasher>;
@@ -499,20 +525,23 @@ fn skip_relays(messages: &mut [Analysed], lists: &Lists) {
 }
 
 /// The domain most messages are addressed to is the institution's own.
-fn infer_internal(messages: &[Analysed]) -> Vec<String> {
-    let counts: HashMap<&str, usize> = messages
+fn infer_internal(messages: &[Box<Analysed>]) -> Vec<String> {
+    type Counts<'m> = HashMap<&'m str, usize, rustc_hash::FxBuildHasher>;
+    let counts: Counts = messages
         .par_iter()
-        .fold(HashMap::new, |mut counts: HashMap<&str, usize>, m| {
-            let mut seen = BTreeSet::new();
+        .fold(Counts::default, |mut counts, m| {
+            // Each domain once per message; most messages have one or two recipients.
+            let mut seen: Vec<&str> = Vec::with_capacity(m.recipients.len());
             for r in &m.recipients {
-                seen.insert(url::registrable(r.rsplit('@').next().unwrap_or("")));
-            }
-            for d in seen {
-                *counts.entry(d).or_default() += 1;
+                let d = url::registrable(r.rsplit('@').next().unwrap_or(""));
+                if !seen.contains(&d) {
+                    seen.push(d);
+                    *counts.entry(d).or_default() += 1;
+                }
             }
             counts
         })
-        .reduce(HashMap::new, |mut a, b| {
+        .reduce(Counts::default, |mut a, b| {
             for (d, n) in b {
                 *a.entry(d).or_default() += n;
             }
