@@ -2,7 +2,8 @@
 # Runs every fuzz target (or the ones named) under AFL++ for SECONDS each, one after the
 # other, on the stable toolchain: installs cargo-afl and builds AFL++ if missing, builds
 # the targets, seeds each corpus, and prints executions, crashes and hangs per target.
-# Exits non-zero if any target found a crash or a hang.
+# Exits non-zero if any target found a crash or a hang. CPU seconds per target (user +
+# system, the fuzzer and its targets, through fuzz/cputime.py) are in the summary.
 #
 #   fuzz/run.sh SECONDS [TARGET...]
 #
@@ -82,7 +83,7 @@ export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AF
 # Bound to one core when one is free (then compile-time thread pools use one thread too).
 export AFL_TRY_AFFINITY=1 AFL_SKIP_CRASHES=1
 failed=0
-printf '%-16s %8s %12s %8s %8s %8s %8s\n' target seconds executions exec/s paths crashes hangs > "$out_root/summary.txt"
+printf '%-16s %8s %8s %12s %8s %8s %8s %8s\n' target seconds cpu-s executions exec/s paths crashes hangs > "$out_root/summary.txt"
 for t in "${targets[@]}"; do
   if [[ ! " ${all[*]} " == *" $t "* ]]; then
     echo "unknown target $t (targets: ${all[*]})" >&2
@@ -98,7 +99,8 @@ for t in "${targets[@]}"; do
   fi
   echo "== $t for ${seconds}s"
   # -V: stop after SECONDS; -t: a run over 2 s is a hang. AFL's own output goes to a log.
-  cargo afl fuzz -V "$seconds" -t 2000 -m none -i "$input" -o "$out" -- "$bin" "$t" > "$out_root/$t.log" 2>&1 || {
+  python3 fuzz/cputime.py "$out_root/$t.cpu" \
+    cargo afl fuzz -V "$seconds" -t 2000 -m none -i "$input" -o "$out" -- "$bin" "$t" > "$out_root/$t.log" 2>&1 || {
     echo "afl-fuzz failed for $t; see $out_root/$t.log" >&2
     tail -20 "$out_root/$t.log" >&2
     failed=1
@@ -108,7 +110,8 @@ for t in "${targets[@]}"; do
   get() { awk -F' *: *' -v k="$1" '$1 == k { print $2 }' "$stats"; }
   crashes=$(find "$out/default/crashes" -type f -name 'id:*' 2>/dev/null | wc -l)
   hangs=$(find "$out/default/hangs" -type f -name 'id:*' 2>/dev/null | wc -l)
-  printf '%-16s %8s %12s %8s %8s %8s %8s\n' "$t" "$(get run_time)" "$(get execs_done)" "$(get execs_per_sec)" \
+  cpu=$(awk '{ printf "%.0f", $1 + $2 }' "$out_root/$t.cpu")
+  printf '%-16s %8s %8s %12s %8s %8s %8s %8s\n' "$t" "$(get run_time)" "$cpu" "$(get execs_done)" "$(get execs_per_sec)" \
     "$(get corpus_count)" "$crashes" "$hangs" | tee -a "$out_root/summary.txt"
   if [ "$crashes" -gt 0 ] || [ "$hangs" -gt 0 ]; then
     echo "   findings in $out/default/crashes and hangs; replay one with: $bin $t < FILE"
