@@ -530,14 +530,13 @@ fn infer_internal(messages: &[Box<Analysed>]) -> Vec<String> {
     let counts: Counts = messages
         .par_iter()
         .fold(Counts::default, |mut counts, m| {
-            // Each domain once per message; most messages have one or two recipients.
-            let mut seen: Vec<&str> = Vec::with_capacity(m.recipients.len());
-            for r in &m.recipients {
-                let d = url::registrable(r.rsplit('@').next().unwrap_or(""));
-                if !seen.contains(&d) {
-                    seen.push(d);
-                    *counts.entry(d).or_default() += 1;
-                }
+            // Each domain once per message (sorted, not a linear search: a hostile message
+            // may name any number of recipients).
+            let mut domains: Vec<&str> = m.recipients.iter().map(|r| url::registrable(r.rsplit('@').next().unwrap_or(""))).collect();
+            domains.sort_unstable();
+            domains.dedup();
+            for d in domains {
+                *counts.entry(d).or_default() += 1;
             }
             counts
         })
