@@ -232,15 +232,9 @@ pub fn cluster(messages: &[Box<Analysed>], ctx: &Context) -> Vec<Vec<usize>> {
     out
 }
 
-/// Campaign-level signals added to each message of a cluster: one personal-looking message
-/// sent to many recipients with per-recipient tokens, and several sender accounts sharing
-/// the sending infrastructure.
-pub fn cluster_signals(messages: &mut [Box<Analysed>], group: &[usize]) {
-    let added = cluster_signal_set(messages, group);
-    add_signals(messages, group, &added);
-}
-
-/// The campaign-level signals for a cluster (see [`cluster_signals`]), without adding them.
+/// The campaign-level signals for a cluster, to add to each of its messages
+/// ([`add_signals`]): one personal-looking message sent to many recipients with
+/// per-recipient tokens, and several sender accounts sharing the sending infrastructure.
 pub fn cluster_signal_set(messages: &[Box<Analysed>], group: &[usize]) -> Vec<Signal> {
     let recipients: rustc_hash::FxHashSet<&str> = group.iter().flat_map(|&i| messages[i].recipients.iter().map(String::as_str)).collect();
     let tokened = group.iter().filter(|&&i| messages[i].urls.iter().any(|u| !u.tokens.is_empty())).count();
