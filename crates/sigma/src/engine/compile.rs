@@ -62,18 +62,15 @@ impl Engine {
         for r in &rules {
             let mut leaves = Vec::new();
             r.detection.leaves(&mut leaves);
-            patterns.extend(leaves.iter().filter_map(|l| match &l.pred {
-                Pred::Re { pattern } => Some(pattern.clone()),
-                _ => None,
-            }));
+            patterns.extend(leaves.iter().filter_map(|l| leaf_regex(&l.pred)));
         }
         patterns.sort();
         patterns.dedup();
-        let compiled: Vec<_> = patterns.par_iter().map(|p| build_regex(p)).collect();
-        for (p, re) in patterns.into_iter().zip(compiled) {
+        let prepared: Vec<_> = patterns.par_iter().map(|p| prepare_regex(p)).collect();
+        for (p, re) in patterns.into_iter().zip(prepared) {
             match re {
                 Ok(re) => {
-                    b.regexes.insert(p, re);
+                    b.regexes.insert(p, Arc::new(re));
                 }
                 Err(e) => {
                     b.bad_regexes.insert(p, e);
@@ -119,8 +116,8 @@ impl Engine {
                 }
             }
         }
-        let (fields, groups) = b.finish();
-        Engine { rules, unmapped, failed, fields, groups }
+        let (fields, groups, regexes) = b.finish();
+        Engine { rules, unmapped, failed, fields, groups, regexes }
     }
 }
 
@@ -128,15 +125,16 @@ impl Engine {
 struct GroupBuilder {
     selector: Selector,
     leaves: Vec<(Option<FieldId>, Pred)>,
-    leaf_index: HashMap<String, LeafId>,
+    leaf_index: HashMap<LeafKey, LeafId, FxBuild>,
     rules: Vec<GroupRule>,
 }
 
 #[derive(Default)]
 struct Builder {
     fields: HashMap<String, FieldId, FxBuild>,
-    /// Rule regexes, compiled once when the rule is added (so errors name the rule).
-    regexes: HashMap<String, Regex>,
+    /// Every regex the rules need, by pattern: checked before any rule is added (so
+    /// errors name the rule), compiled on first use, shared by every group.
+    regexes: HashMap<String, Arc<LazyRegex>>,
     bad_regexes: HashMap<String, String>,
     groups: Vec<GroupBuilder>,
     group_index: HashMap<Selector, usize>,
@@ -152,13 +150,15 @@ impl Builder {
 
     fn add(&mut self, rule: u32, selector: &Selector, expr: Expr<LeafSpec>) -> Result<(), String> {
         // Validate what compiles per leaf before touching shared state.
-        let mut leaves = Vec::new();
-        expr.leaves(&mut leaves);
-        for l in &leaves {
-            if let Pred::Re { pattern } = &l.pred
-                && let Some(e) = self.bad_regexes.get(pattern)
-            {
-                return Err(format!("regex `{pattern}`: {e}"));
+        if !self.bad_regexes.is_empty() {
+            let mut leaves = Vec::new();
+            expr.leaves(&mut leaves);
+            for l in &leaves {
+                if let Some(pattern) = leaf_regex(&l.pred)
+                    && let Some(e) = self.bad_regexes.get(&pattern)
+                {
+                    return Err(format!("regex `{}`: {e}", abbreviated(&pattern)));
+                }
             }
         }
         let gi = match self.group_index.get(selector) {
@@ -198,12 +198,12 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(self) -> (HashMap<String, FieldId, FxBuild>, Vec<Group>) {
+    fn finish(self) -> (HashMap<String, FieldId, FxBuild>, Vec<Group>, Vec<Arc<LazyRegex>>) {
         let fields = self.fields;
         let regexes = self.regexes;
         let mut groups: Vec<Group> = self.groups.into_par_iter().map(|g| build_group(g, &fields, &regexes)).collect();
         build_automata(&mut groups);
-        (fields, groups)
+        (fields, groups, regexes.into_values().collect())
     }
 }
 
@@ -236,21 +236,125 @@ fn cheap_first(e: Expr<LeafId>, costly: &impl Fn(LeafId) -> bool) -> Expr<LeafId
 }
 
 /// A canonical key for leaf deduplication (case folded where matching is).
-fn leaf_key(field: Option<&str>, pred: &Pred) -> String {
+#[derive(PartialEq, Eq, Hash)]
+enum LeafKey {
+    Str {
+        field: Option<String>,
+        toks: Vec<pattern::Tok>,
+        cased: bool,
+    },
+    FieldRef {
+        field: Option<String>,
+        other: String,
+        mode: Mode,
+        cased: bool,
+    },
+    /// Every other predicate, by its debug form (they are few, and some hold floats).
+    Other {
+        field: Option<String>,
+        pred: String,
+    },
+}
+
+fn leaf_key(field: Option<&str>, pred: &Pred) -> LeafKey {
     let field = field.map(str::to_ascii_lowercase);
     match pred {
-        Pred::Str { toks, cased: false } => {
-            let folded: Vec<pattern::Tok> = toks
-                .iter()
-                .map(|t| match t {
-                    pattern::Tok::Lit(l) => pattern::Tok::Lit(l.to_lowercase()),
-                    t => t.clone(),
-                })
-                .collect();
-            format!("{field:?}|str|{folded:?}")
+        Pred::Str { toks, cased } => {
+            let toks = if *cased {
+                toks.clone()
+            } else {
+                toks.iter()
+                    .map(|t| match t {
+                        pattern::Tok::Lit(l) => pattern::Tok::Lit(l.to_lowercase()),
+                        t => t.clone(),
+                    })
+                    .collect()
+            };
+            LeafKey::Str { field, toks, cased: *cased }
         }
-        Pred::FieldRef { other, mode, cased } => format!("{field:?}|ref|{}|{mode:?}|{cased}", other.to_ascii_lowercase()),
-        p => format!("{field:?}|{p:?}"),
+        Pred::FieldRef { other, mode, cased } => LeafKey::FieldRef { field, other: other.to_ascii_lowercase(), mode: *mode, cased: *cased },
+        p => LeafKey::Other { field, pred: format!("{p:?}") },
+    }
+}
+
+/// The regex a leaf is tested with, if it needs one: a `re` pattern, or a string
+/// pattern that neither the automata nor a [`StarGlob`] can answer (the last arm of the
+/// string case in [`build_group`], which asks for the same pattern).
+pub(super) fn leaf_regex(pred: &Pred) -> Option<String> {
+    match pred {
+        Pred::Re { pattern } => Some(pattern.clone()),
+        Pred::Str { toks, cased } => {
+            let fast = |l: &str| !*cased && !l.is_empty() && pattern::ascii_fold_is_exact(l);
+            match pattern::shape(toks) {
+                Shape::Any => None,
+                Shape::Exact(l) if l.is_empty() => None,
+                Shape::Exact(l) | Shape::Prefix(l) | Shape::Suffix(l) | Shape::Contains(l) if fast(&l) => None,
+                s if *cased && s != Shape::Glob => None,
+                _ if !*cased && StarGlob::new(toks).is_some() => None,
+                _ => Some(pattern::to_regex(toks, *cased)),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A pattern short enough to quote in a message: a hostile rule's can be megabytes.
+pub(super) fn abbreviated(pattern: &str) -> String {
+    const MAX: usize = 200;
+    match pattern.char_indices().nth(MAX) {
+        None => pattern.to_string(),
+        Some((end, _)) => format!("{}… ({} characters)", &pattern[..end], pattern.chars().count()),
+    }
+}
+
+/// The prepared regex for a pattern ([`leaf_regex`] put every one in the map; a miss
+/// would be a bug, and gets a regex of its own rather than a panic).
+fn shared_regex(regexes: &HashMap<String, Arc<LazyRegex>>, pattern: &str) -> Arc<LazyRegex> {
+    match regexes.get(pattern) {
+        Some(re) => re.clone(),
+        None => Arc::new(LazyRegex { pattern: pattern.to_string(), prefixes: None, compiled: std::sync::OnceLock::new() }),
+    }
+}
+
+/// Above this many estimated NFA states a regex is compiled at load, to learn whether it
+/// fits the size limit while the rule can still fail to load; below it, compiling is
+/// left to the first use. The limit itself is about 400,000 states (`a{400000}` exceeds
+/// it); the estimate is within about twice the real count (`\w` is estimated at ~2,500
+/// states and takes 1,300–2,600), so regexes under this mark fit.
+const EAGER_REGEX_STATES: u64 = 200_000;
+
+/// Checks a regex's syntax and gives it its prefixes; compiles it now only if it might
+/// be too big to compile at all.
+fn prepare_regex(pattern: &str) -> Result<LazyRegex, String> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(pattern)
+        .map_err(|e| e.to_string().lines().last().unwrap_or("invalid").trim().to_string())?;
+    let compiled = std::sync::OnceLock::new();
+    if nfa_states_estimate(&hir) > EAGER_REGEX_STATES {
+        let _ = compiled.set(Ok(build_regex(pattern)?));
+    }
+    Ok(LazyRegex { pattern: pattern.to_string(), prefixes: regex_prefixes(&hir), compiled })
+}
+
+/// A generous estimate of the states a Thompson NFA for `hir` takes: repetitions copy
+/// their body; a Unicode class takes a state per byte of each UTF-8 sequence it becomes.
+fn nfa_states_estimate(hir: &regex_syntax::hir::Hir) -> u64 {
+    use regex_syntax::hir::{Class, HirKind};
+    use regex_syntax::utf8::Utf8Sequences;
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(l) => l.0.len() as u64,
+        HirKind::Class(Class::Unicode(c)) => {
+            c.ranges().iter().flat_map(|r| Utf8Sequences::new(r.start(), r.end())).map(|seq| seq.len() as u64).sum()
+        }
+        HirKind::Class(Class::Bytes(c)) => c.ranges().len() as u64,
+        HirKind::Repetition(r) => {
+            let copies = u64::from(r.max.unwrap_or(r.min).max(r.min)) + 1;
+            nfa_states_estimate(&r.sub).saturating_mul(copies)
+        }
+        HirKind::Capture(c) => nfa_states_estimate(&c.sub).saturating_add(2),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().fold(v.len() as u64, |n, h| n.saturating_add(nfa_states_estimate(h))),
     }
 }
 
@@ -343,7 +447,7 @@ fn build_automata(groups: &mut [Group]) {
     }
 }
 
-fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, regexes: &HashMap<String, Regex>) -> Group {
+fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, regexes: &HashMap<String, Arc<LazyRegex>>) -> Group {
     let mut per_field: HashMap<Option<FieldId>, MatcherBuilder> = HashMap::new();
     let mut n_gates = 0u32;
     let n_leaves = g.leaves.len();
@@ -394,7 +498,7 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
                     _ => {
                         let test = match StarGlob::new(toks) {
                             Some(g) if !*cased => Test::Glob(g),
-                            _ => Test::Regex(build_regex(&pattern::to_regex(toks, *cased)).expect("an escaped glob is a valid regex")),
+                            _ => Test::Regex(shared_regex(regexes, &pattern::to_regex(toks, *cased))),
                         };
                         match pattern::required_literal(toks).filter(|l| fast(l)) {
                             Some(l) => {
@@ -410,8 +514,10 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
                 }
             }
             Pred::Re { pattern } => {
-                let test = Test::Regex(regexes[pattern].clone());
-                match regex_prefixes(pattern) {
+                let re = shared_regex(regexes, pattern);
+                let prefixes = re.prefixes.clone();
+                let test = Test::Regex(re);
+                match prefixes {
                     Some(lits) => {
                         let gi = n_gates;
                         n_gates += 1;
@@ -499,12 +605,11 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
 /// Literals every match of a regex starts with (lower-cased), if there is a small set of
 /// non-empty ones: a value containing none of them cannot match, so the regex is only
 /// run after the automaton has seen one.
-fn regex_prefixes(pattern: &str) -> Option<Vec<String>> {
+fn regex_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
     let mut ex = Extractor::new();
     ex.kind(ExtractKind::Prefix).limit_total(64);
-    let seq = ex.extract(&hir);
+    let seq = ex.extract(hir);
     let lits = seq.literals()?;
     // Short or numerous prefixes open the gate on almost every value: then the regex is
     // better run lazily, only for rules that are already candidates.
@@ -555,5 +660,46 @@ fn necessary_sets(e: &Expr<LeafId>, cost: &[f64]) -> Vec<Vec<LeafId>> {
         }
         Expr::Not(_) | Expr::Const(true) => Vec::new(),
         Expr::Const(false) => vec![Vec::new()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every regex left to compile on first use must compile: the estimate may be
+    /// generous but must not let a regex past the size limit slip through to the scan.
+    #[test]
+    fn lazily_compiled_regexes_fit_the_size_limit() {
+        let bodies = ["a", "(?i)a", ".", "(?s).", r"\w", r"(?i)\w", r"\pL", r"[^a]", r"[\x{80}-\x{10FFFF}]", r"\d", r"(?i)[a-z]"];
+        for body in bodies {
+            for n in [100u32, 300, 1000, 2000, 3000, 5000, 8000, 12000, 20000, 50000, 100000, 200000, 400000] {
+                let pattern = format!("(?:{body}){{{n}}}");
+                let hir = regex_syntax::ParserBuilder::new().build().parse(&pattern).unwrap();
+                let estimate = nfa_states_estimate(&hir);
+                if estimate <= EAGER_REGEX_STATES {
+                    assert!(build_regex(&pattern).is_ok(), "{pattern}: estimated {estimate} states, but too big to compile");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_regex_too_big_fails_its_rule_at_load_not_the_scan() {
+        let rules = [
+            format!(
+                "title: glob\nlogsource: {{product: windows}}\ndetection:\n  s: {{CommandLine: 'a{}b'}}\n  condition: s\n",
+                "?".repeat(300_000)
+            ),
+            "title: re\nlogsource: {product: windows}\ndetection:\n  s: {CommandLine|re: '(a{1000}){1000}'}\n  condition: s\n".to_string(),
+        ];
+        for text in rules {
+            let mut set = crate::RuleSet::default();
+            set.add_text(&text, "t.yml", &Default::default());
+            let engine = Engine::compile(&set, &crate::LogsourceTable::builtin());
+            assert_eq!(engine.failed.len(), 1, "{:?}", engine.failed);
+            assert!(engine.failed[0].reason.contains("size limit"), "{}", engine.failed[0].reason);
+            assert!(engine.failed[0].reason.len() < 400, "the message quotes the whole pattern");
+        }
     }
 }

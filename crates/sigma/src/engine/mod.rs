@@ -53,7 +53,7 @@ enum How {
 }
 
 enum Test {
-    Regex(Regex),
+    Regex(Arc<LazyRegex>),
     Glob(StarGlob),
     /// Any value that is not null.
     Any,
@@ -215,6 +215,8 @@ pub struct Engine {
     pub failed: Vec<LoadError>,
     fields: HashMap<String, FieldId, FxBuild>,
     groups: Vec<Group>,
+    /// Every distinct regex, for [`Engine::regex_failures`].
+    regexes: Vec<Arc<LazyRegex>>,
 }
 
 /// Pattern sets up to this many bytes are searched with a DFA.
@@ -228,6 +230,34 @@ impl Engine {
         self.groups.len()
     }
 
+    /// Regexes that passed the checks at load but could not be compiled when first used
+    /// (the size estimate let them through): each made its leaf false, so the rules using
+    /// it (named here) may have missed or wrongly matched. Empty in practice; reported so
+    /// that it is never silent.
+    pub fn regex_failures(&self) -> Vec<LoadError> {
+        let mut out = Vec::new();
+        for re in &self.regexes {
+            let Some(reason) = re.failure() else { continue };
+            for rule in &self.rules {
+                let mut leaves = Vec::new();
+                rule.detection.leaves(&mut leaves);
+                let uses = leaves.iter().any(|l| compile::leaf_regex(&l.pred).as_deref() == Some(re.pattern.as_str()));
+                if uses {
+                    out.push(LoadError {
+                        path: rule.origin.path.to_string(),
+                        line: rule.origin.line,
+                        reason: format!(
+                            "regex `{}` could not be compiled when first used, so it matched nothing: {reason}",
+                            compile::abbreviated(&re.pattern)
+                        ),
+                        needs_placeholder: false,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// The rules (by index) that belong to groups with a non-zero event count.
     pub fn applied_rules(&self, group_events: &[u64]) -> Vec<bool> {
         let mut applied = vec![false; self.rules.len()];
@@ -239,6 +269,35 @@ impl Engine {
             }
         }
         applied
+    }
+}
+
+/// A rule's regular expression (written with `re`, or a glob the automata cannot
+/// answer), compiled the first time a value is tested against it: most regexes never run
+/// on a given input, and compiling all of them up front was a sixth of start-up. Syntax
+/// is checked when the rule set compiles, and so is the size of any regex that might
+/// outgrow the limit, so a rule with a bad regex still fails to load.
+pub(crate) struct LazyRegex {
+    pattern: String,
+    /// Literals every match starts with (lower-cased), if a small set: see `regex_prefixes`.
+    prefixes: Option<Vec<String>>,
+    compiled: std::sync::OnceLock<Result<Regex, String>>,
+}
+
+impl LazyRegex {
+    fn is_match(&self, value: &str) -> bool {
+        match self.compiled.get_or_init(|| compile::build_regex(&self.pattern)) {
+            Ok(re) => re.is_match(value),
+            Err(_) => false,
+        }
+    }
+
+    /// Why the regex could not be compiled when first used, if it could not.
+    fn failure(&self) -> Option<&str> {
+        match self.compiled.get() {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        }
     }
 }
 
