@@ -26,8 +26,18 @@ impl RuleArgs {
             placeholders: self.placeholders.clone(),
             logsources: self.logsources.clone(),
             min_level: self.min_level.into(),
+            cache_dir: if self.no_rule_cache { None } else { rule_cache_dir() },
         }
     }
+}
+
+/// Where parsed rule files are cached: $PORTCULLIS_CACHE_DIR, else the user's cache
+/// directory ($XDG_CACHE_HOME or ~/.cache) under `portcullis`. None when none is known.
+fn rule_cache_dir() -> Option<std::path::PathBuf> {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    env("PORTCULLIS_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("portcullis")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache").join("portcullis")))
 }
 
 impl HuntArgs {
@@ -115,7 +125,9 @@ pub fn open_output(path: &Option<PathBuf>) -> Result<Box<dyn Write + Send>, Fata
 
 pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
     let bar = Bar(bytes_bar(&[], show_progress(a.quiet)));
-    let h = portcullis_pipeline::hunt(&a.settings()?, &bar, started)?;
+    // The outcome holds the compiled rules, hundreds of thousands of small allocations. The
+    // process exits after this command, so it is not freed piece by piece.
+    let h = std::mem::ManuallyDrop::new(portcullis_pipeline::hunt(&a.settings()?, &bar, started)?);
     bar.0.finish_and_clear();
     let summary = &h.summary;
     let format: portcullis_output::Format = a.format.into();

@@ -175,6 +175,12 @@ pub struct RuleArgs {
     /// correlations keep the inputs their base rules give them).
     #[arg(long, value_enum, default_value = "informational")]
     pub min_level: LevelArg,
+    /// Parse every `--sigma` file afresh instead of taking unchanged ones from the
+    /// parsed-rule cache ($PORTCULLIS_CACHE_DIR, else $XDG_CACHE_HOME/portcullis, else
+    /// ~/.cache/portcullis). The cache is keyed by each file's text and this binary, so it
+    /// never changes what is detected; it only saves start-up time.
+    #[arg(long)]
+    pub no_rule_cache: bool,
 }
 
 /// Indicators matched in every field of every event (`hunt`, `watch`, `worker`).

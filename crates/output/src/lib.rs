@@ -186,6 +186,8 @@ pub struct Summary {
     pub warnings: Vec<String>,
     pub rules_parse_seconds: f64,
     pub rules_compile_seconds: f64,
+    /// Rule files taken from the parsed-rule cache rather than parsed (of `--sigma` files).
+    pub rules_files_cached: usize,
     /// Reading and scanning the inputs (excludes loading rules and writing output).
     pub hunt_seconds: f64,
     pub elapsed_seconds: f64,

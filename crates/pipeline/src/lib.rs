@@ -32,11 +32,21 @@ pub struct RuleSettings {
     /// Only findings at or above this level are reported. Every rule is still evaluated, so
     /// correlations keep the inputs their base rules give them.
     pub min_level: Level,
+    /// Where parsed `--sigma` rule files are cached between runs (see
+    /// [`portcullis_sigma::cache`]); None parses every file every time.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for RuleSettings {
     fn default() -> Self {
-        RuleSettings { sigma: Vec::new(), builtin: true, placeholders: None, logsources: None, min_level: Level::Informational }
+        RuleSettings {
+            sigma: Vec::new(),
+            builtin: true,
+            placeholders: None,
+            logsources: None,
+            min_level: Level::Informational,
+            cache_dir: None,
+        }
     }
 }
 
@@ -142,6 +152,7 @@ impl From<portcullis_case::CaseError> for Error {
 
 /// Rules loaded and compiled, with what failed.
 pub struct LoadedRules {
+    /// What was loaded, less its rules: they moved into `engine.rules`.
     pub set: RuleSet,
     pub engine: Engine,
     pub correlations: Arc<CorrelationSet>,
@@ -155,6 +166,8 @@ pub struct LoadedRules {
     pub ioc_rules: usize,
     /// Rules (and correlations) loaded from `--sigma` paths.
     pub user_rules: usize,
+    /// What the parsed-rule cache gave.
+    pub cache: portcullis_sigma::CacheUse,
 }
 
 impl LoadedRules {
@@ -184,15 +197,17 @@ pub fn load_rules(s: &RuleSettings) -> Result<LoadedRules, Error> {
         }
     }
     let builtin = set.rules.len() + set.correlations.len();
+    let rule_cache = s.cache_dir.as_ref().map(|dir| portcullis_sigma::RuleCache::new(dir.clone(), &placeholders));
+    let mut cache = portcullis_sigma::CacheUse::default();
     for p in &s.sigma {
         if !p.exists() {
             return Err(Error::RulesPathMissing(p.clone()));
         }
-        set.add_path(p, &placeholders);
+        cache.add(set.add_path_cached(p, &placeholders, rule_cache.as_ref()));
     }
     let user_rules = set.rules.len() + set.correlations.len() - builtin;
     let parse_seconds = started.elapsed().as_secs_f64();
-    let engine = Engine::compile(&set, &table);
+    let engine = Engine::compile_rules(std::mem::take(&mut set.rules), &set.filters, &table);
     let (correlations, correlation_errors) = CorrelationSet::compile(&set.correlations, &engine.rules);
     let compile_seconds = started.elapsed().as_secs_f64() - parse_seconds;
     Ok(LoadedRules {
@@ -204,6 +219,7 @@ pub fn load_rules(s: &RuleSettings) -> Result<LoadedRules, Error> {
         compile_seconds,
         ioc_rules: 0,
         user_rules,
+        cache,
     })
 }
 
@@ -516,7 +532,10 @@ pub fn summarise(loaded: &LoadedRules, result: &HuntResult, started: Instant) ->
     s.events_out_of_range = result.stats.out_of_range;
     s.rules_loaded = engine.rules.len() - loaded.ioc_rules;
     s.rules_unmapped = engine.unmapped.len();
-    s.rules_failed = loaded.failures().map(|e| RuleProblem { path: e.path.clone(), line: e.line, reason: e.reason.clone() }).collect();
+    // Regexes compile on first use; one that could not is reported with the load failures.
+    let late = engine.regex_failures();
+    s.rules_failed =
+        loaded.failures().chain(&late).map(|e| RuleProblem { path: e.path.clone(), line: e.line, reason: e.reason.clone() }).collect();
     let applied = engine.applied_rules(&result.group_events);
     s.rules_applied = applied.iter().filter(|a| **a).count();
     s.detections = result.detections.len();
@@ -558,6 +577,10 @@ Run `portcullis events` on an input to see its fields and `portcullis rules` for
     }
     s.rules_parse_seconds = loaded.parse_seconds;
     s.rules_compile_seconds = loaded.compile_seconds;
+    s.rules_files_cached = loaded.cache.hits;
+    for p in &loaded.cache.problems {
+        s.warnings.push(format!("rule cache: {p}"));
+    }
     s.elapsed_seconds = started.elapsed().as_secs_f64();
     s
 }

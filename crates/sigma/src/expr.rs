@@ -29,16 +29,16 @@ impl<L> Expr<L> {
         if v.len() == 1 { v.pop().unwrap() } else { Expr::Or(v) }
     }
 
-    /// Replaces every leaf, failing on the first error.
-    pub fn try_map<M, E>(self, f: &mut impl FnMut(L) -> Result<M, E>) -> Result<Expr<M>, E> {
-        Ok(match self {
-            Expr::Leaf(l) => Expr::Leaf(f(l)?),
-            Expr::Not(e) => Expr::Not(Box::new(e.try_map(f)?)),
-            Expr::And(v) => Expr::And(v.into_iter().map(|e| e.try_map(f)).collect::<Result<_, _>>()?),
-            Expr::Or(v) => Expr::Or(v.into_iter().map(|e| e.try_map(f)).collect::<Result<_, _>>()?),
-            Expr::AtLeast(n, v) => Expr::AtLeast(n, v.into_iter().map(|e| e.try_map(f)).collect::<Result<_, _>>()?),
-            Expr::Const(b) => Expr::Const(b),
-        })
+    /// Replaces every leaf, leaving this expression as it is.
+    pub fn map_ref<M>(&self, f: &mut impl FnMut(&L) -> M) -> Expr<M> {
+        match self {
+            Expr::Leaf(l) => Expr::Leaf(f(l)),
+            Expr::Not(e) => Expr::Not(Box::new(e.map_ref(f))),
+            Expr::And(v) => Expr::And(v.iter().map(|e| e.map_ref(f)).collect()),
+            Expr::Or(v) => Expr::Or(v.iter().map(|e| e.map_ref(f)).collect()),
+            Expr::AtLeast(n, v) => Expr::AtLeast(*n, v.iter().map(|e| e.map_ref(f)).collect()),
+            Expr::Const(b) => Expr::Const(*b),
+        }
     }
 
     pub fn leaves<'a>(&'a self, out: &mut Vec<&'a L>) {
@@ -70,6 +70,102 @@ impl<L> Expr<L> {
                 *n == 0
             }
             Expr::Const(b) => *b,
+        }
+    }
+}
+
+/// The deepest expression read back from the rule cache. Rules parsed from YAML stay far
+/// below it (conditions nest at most 64 levels); a cache file is input like any other,
+/// and a deeper tree would overflow the stack of every recursive walk.
+pub const MAX_CACHED_DEPTH: usize = 256;
+
+/// An expression in postfix order, for serialising without recursion on the way in.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Postfix<L> {
+    Leaf(L),
+    Not,
+    And(u32),
+    Or(u32),
+    AtLeast(u64, u32),
+    Const(bool),
+}
+
+impl<L> Expr<L> {
+    fn postfix<'a>(&'a self, out: &mut Vec<Postfix<&'a L>>) {
+        match self {
+            Expr::Leaf(l) => out.push(Postfix::Leaf(l)),
+            Expr::Not(e) => {
+                e.postfix(out);
+                out.push(Postfix::Not);
+            }
+            Expr::And(v) | Expr::Or(v) | Expr::AtLeast(_, v) => {
+                v.iter().for_each(|e| e.postfix(out));
+                let n = v.len() as u32;
+                out.push(match self {
+                    Expr::And(_) => Postfix::And(n),
+                    Expr::Or(_) => Postfix::Or(n),
+                    Expr::AtLeast(k, _) => Postfix::AtLeast(*k as u64, n),
+                    _ => unreachable!("matched above"),
+                });
+            }
+            Expr::Const(b) => out.push(Postfix::Const(*b)),
+        }
+    }
+}
+
+impl<L: serde::Serialize> serde::Serialize for Expr<L> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = Vec::new();
+        self.postfix(&mut out);
+        out.serialize(s)
+    }
+}
+
+impl<'de, L: serde::Deserialize<'de>> serde::Deserialize<'de> for Expr<L> {
+    /// Rebuilds the tree with an explicit stack, refusing anything malformed or deeper
+    /// than [`MAX_CACHED_DEPTH`].
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let ops: Vec<Postfix<L>> = Vec::deserialize(d)?;
+        let mut stack: Vec<(Expr<L>, usize)> = Vec::new();
+        let take = |stack: &mut Vec<(Expr<L>, usize)>, n: u32| -> Result<(Vec<Expr<L>>, usize), D::Error> {
+            let n = n as usize;
+            if n > stack.len() {
+                return Err(D::Error::custom("expression operator without its operands"));
+            }
+            let children = stack.split_off(stack.len() - n);
+            let depth = children.iter().map(|(_, d)| *d).max().unwrap_or(0) + 1;
+            if depth > MAX_CACHED_DEPTH {
+                return Err(D::Error::custom("expression nests too deeply"));
+            }
+            Ok((children.into_iter().map(|(e, _)| e).collect(), depth))
+        };
+        for op in ops {
+            let node = match op {
+                Postfix::Leaf(l) => (Expr::Leaf(l), 1),
+                Postfix::Const(b) => (Expr::Const(b), 1),
+                Postfix::Not => {
+                    let (mut v, depth) = take(&mut stack, 1)?;
+                    (Expr::Not(Box::new(v.remove(0))), depth)
+                }
+                Postfix::And(n) => {
+                    let (v, depth) = take(&mut stack, n)?;
+                    (Expr::And(v), depth)
+                }
+                Postfix::Or(n) => {
+                    let (v, depth) = take(&mut stack, n)?;
+                    (Expr::Or(v), depth)
+                }
+                Postfix::AtLeast(k, n) => {
+                    let (v, depth) = take(&mut stack, n)?;
+                    (Expr::AtLeast(k as usize, v), depth)
+                }
+            };
+            stack.push(node);
+        }
+        match (stack.pop(), stack.is_empty()) {
+            (Some((e, _)), true) => Ok(e),
+            _ => Err(D::Error::custom("expression is not one tree")),
         }
     }
 }

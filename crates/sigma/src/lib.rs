@@ -12,10 +12,12 @@
 //! - [`condition`]: the condition grammar.
 //! - [`logsource`]: which events a log source selects, field renames.
 //! - [`engine`]: compilation and scanning.
+//! - [`cache`]: parsed rule files kept on disk between runs, keyed by their text.
 //!
 //! Where things go: a new value modifier in `modifiers.rs`; a new log source in
 //! `data/logsources.yml`; a new kind of leaf test in `engine/` (`Test`: built in `compile.rs`, evaluated in `scan.rs`).
 
+pub mod cache;
 pub mod condition;
 pub mod engine;
 pub mod expr;
@@ -26,6 +28,7 @@ mod pattern;
 pub mod rule;
 mod yaml;
 
+pub use cache::{CacheUse, RuleCache};
 pub use engine::{Engine, Scanner, Unmapped};
 pub use loader::{RuleSet, load_placeholders};
 pub use logsource::LogsourceTable;

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::cache::{Body, CacheFile, CacheUse, NewEntry, RuleCache};
 use crate::modifiers::Placeholders;
 use crate::rule::{CorrelationDoc, Document, Filter, LoadError, Rule, load_error};
 use crate::yaml::{self, Node};
 
 /// Everything loaded from rule sources.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
     pub filters: Vec<Filter>,
@@ -49,10 +50,20 @@ impl RuleSet {
 
     /// Loads rule files, and `.yml`/`.yaml` files under directories (recursively).
     pub fn add_path(&mut self, path: &Path, placeholders: &Placeholders) {
+        self.add_path_cached(path, placeholders, None);
+    }
+
+    /// [`RuleSet::add_path`], taking each rule file whose text is unchanged from the cache
+    /// (see [`crate::cache`]) and updating the cache when any file was parsed afresh.
+    pub fn add_path_cached(&mut self, path: &Path, placeholders: &Placeholders, cache: Option<&RuleCache>) -> CacheUse {
         let mut files = Vec::new();
         if path.is_dir() {
             collect_yaml(path, &mut files);
-            files.sort();
+            // Path order (component by component), from a key made once per path: comparing
+            // paths parses their components on every comparison.
+            files.sort_by_cached_key(|p| {
+                p.as_os_str().as_encoded_bytes().iter().map(|&b| if b == b'/' { 0 } else { b }).collect::<Vec<u8>>()
+            });
         } else {
             files.push(path.to_path_buf());
         }
@@ -64,24 +75,60 @@ impl RuleSet {
                 needs_placeholder: false,
             });
         }
-        let parsed: Vec<RuleSet> = files
+        let mut used = CacheUse::default();
+        let old = match cache.map(|c| c.read(path)) {
+            Some(Ok(file)) => file,
+            Some(Err(problem)) => {
+                used.problems.push(problem);
+                CacheFile::default()
+            }
+            None => CacheFile::default(),
+        };
+        let parsed: Vec<(RuleSet, Option<NewEntry>, bool)> = files
             .into_par_iter()
             .map(|f| {
                 let label = f.display().to_string();
                 let mut one = RuleSet::default();
                 match read_bounded(&f) {
-                    Ok(text) => one.add_text(&text, &label, placeholders),
+                    Ok(text) => {
+                        if cache.is_none() {
+                            one.add_text(&text, &label, placeholders);
+                            return (one, None, false);
+                        }
+                        let text_hash = RuleCache::text_hash(&text);
+                        if let Some((cached, range)) = old.get(&label, text_hash) {
+                            return (cached, Some(NewEntry { path: label, text_hash, body: Body::Cached(range) }), true);
+                        }
+                        one.add_text(&text, &label, placeholders);
+                        let entry =
+                            postcard::to_allocvec(&one).ok().map(|body| NewEntry { path: label, text_hash, body: Body::Fresh(body) });
+                        (one, entry, false)
+                    }
                     Err(reason) => {
                         one.files += 1;
-                        one.errors.push(LoadError { path: label, line: 0, reason, needs_placeholder: false })
+                        one.errors.push(LoadError { path: label, line: 0, reason, needs_placeholder: false });
+                        (one, None, false)
                     }
                 }
-                one
             })
             .collect();
-        for one in parsed {
+        let mut entries = Vec::new();
+        for (one, entry, hit) in parsed {
+            if hit {
+                used.hits += 1;
+            } else if cache.is_some() {
+                used.misses += 1;
+            }
+            entries.extend(entry);
             self.merge(one);
         }
+        if let Some(cache) = cache
+            && (used.misses > 0 || entries.len() != old.entries.len())
+            && let Err(problem) = cache.write(path, &entries, &old)
+        {
+            used.problems.push(problem);
+        }
+        used
     }
 
     pub fn merge(&mut self, other: RuleSet) {

@@ -20,13 +20,13 @@ pub use crate::pattern::{Mode, Tok};
 use crate::yaml::{Node, NodeKind, Scalar};
 
 /// What a leaf tests about one field (or, with no field, any field: keywords).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LeafSpec {
     pub field: Option<String>,
     pub pred: Pred,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Pred {
     /// A Sigma string pattern, anchored at both ends (match modes add the `*`).
     Str {
@@ -69,7 +69,7 @@ impl Pred {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CmpOp {
     Eq,
     Lt,
@@ -90,7 +90,7 @@ impl CmpOp {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TimeUnit {
     Minute,
     Hour,
@@ -101,7 +101,7 @@ pub enum TimeUnit {
 }
 
 /// An IPv4 or IPv6 network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct IpNet {
     pub addr: IpAddr,
     pub prefix: u8,

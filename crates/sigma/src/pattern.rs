@@ -4,7 +4,7 @@
 //! expression for everything else).
 
 /// A token of a Sigma string pattern.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Tok {
     Lit(String),
     /// `*`: any run of characters.
@@ -61,7 +61,7 @@ pub fn plain_text(toks: &[Tok]) -> Option<String> {
 }
 
 /// How a value is matched against a field (the `contains`/`startswith`/`endswith` modifiers).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
     Exact,
     Contains,

@@ -51,7 +51,7 @@ impl fmt::Display for Level {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Logsource {
     pub product: Option<String>,
     pub category: Option<String>,
@@ -69,7 +69,7 @@ impl fmt::Display for Logsource {
 }
 
 /// Where a document came from: a file on disk or the built-in pack.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Origin {
     pub path: Arc<str>,
     pub line: usize,
@@ -82,7 +82,7 @@ impl fmt::Display for Origin {
 }
 
 /// A Sigma detection rule with its detection resolved.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Rule {
     pub origin: Origin,
     pub id: Option<String>,
@@ -109,7 +109,7 @@ impl Rule {
 }
 
 /// A Sigma filter document: an exclusion applied to the rules it names.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
     pub origin: Origin,
     pub id: Option<String>,
@@ -121,7 +121,7 @@ pub struct Filter {
 
 /// A correlation document's fields as written, each with its line for errors; what they
 /// mean (the type, the timespan, the operators) is checked by `portcullis-correlate`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CorrelationDoc {
     pub origin: Origin,
     pub id: Option<String>,
@@ -147,14 +147,14 @@ pub struct CorrelationDoc {
 }
 
 /// A value and the line it was written on.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Written<T> {
     pub value: T,
     pub line: usize,
 }
 
 /// One `key: value` of a correlation's condition (`gte: 10`, `field: User`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ConditionEntry {
     pub key: String,
     pub key_line: usize,
@@ -231,7 +231,7 @@ pub enum Document {
 }
 
 /// A document that could not be used, with where and why.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LoadError {
     pub path: String,
     pub line: usize,

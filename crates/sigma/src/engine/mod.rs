@@ -32,7 +32,7 @@ use crate::loader::RuleSet;
 use crate::logsource::{LogsourceTable, Resolution, Selector};
 use crate::modifiers::{CmpOp, IpNet, LeafSpec, Pred, TimeUnit};
 use crate::pattern::{self, Mode, Shape};
-use crate::rule::{LoadError, Rule};
+use crate::rule::{Filter, LoadError, Rule};
 
 type FieldId = u32;
 /// The rustc "Fx" hash: fast, non-cryptographic, for short keys looked up per event.
@@ -286,10 +286,14 @@ pub(crate) struct LazyRegex {
 
 impl LazyRegex {
     fn is_match(&self, value: &str) -> bool {
-        match self.compiled.get_or_init(|| compile::build_regex(&self.pattern)) {
+        match self.compile_now() {
             Ok(re) => re.is_match(value),
             Err(_) => false,
         }
+    }
+
+    fn compile_now(&self) -> &Result<Regex, String> {
+        self.compiled.get_or_init(|| compile::build_regex(&self.pattern))
     }
 
     /// Why the regex could not be compiled when first used, if it could not.
