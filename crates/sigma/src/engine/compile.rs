@@ -261,23 +261,39 @@ fn is_costly(p: &Pred) -> bool {
 /// first: short-circuiting then often skips regexes altogether. Order does not
 /// change the result.
 fn cheap_first(e: Expr<LeafId>, costly: &impl Fn(LeafId) -> bool) -> Expr<LeafId> {
-    fn has_costly(e: &Expr<LeafId>, costly: &impl Fn(LeafId) -> bool) -> bool {
-        let mut ls = Vec::new();
-        e.leaves(&mut ls);
-        ls.into_iter().any(|l| costly(*l))
+    /// The reordered expression, and whether it has a costly leaf (found on the way up,
+    /// so each subtree is walked once).
+    fn walk(e: Expr<LeafId>, costly: &impl Fn(LeafId) -> bool) -> (Expr<LeafId>, bool) {
+        let children = |v: Vec<Expr<LeafId>>, reorder: bool| {
+            let mut v: Vec<(Expr<LeafId>, bool)> = v.into_iter().map(|c| walk(c, costly)).collect();
+            if reorder {
+                v.sort_by_key(|(_, c)| *c);
+            }
+            let any = v.iter().any(|(_, c)| *c);
+            (v.into_iter().map(|(e, _)| e).collect::<Vec<_>>(), any)
+        };
+        match e {
+            Expr::Leaf(l) => (Expr::Leaf(l), costly(l)),
+            Expr::And(v) => {
+                let (v, any) = children(v, true);
+                (Expr::And(v), any)
+            }
+            Expr::Or(v) => {
+                let (v, any) = children(v, true);
+                (Expr::Or(v), any)
+            }
+            Expr::AtLeast(n, v) => {
+                let (v, any) = children(v, false);
+                (Expr::AtLeast(n, v), any)
+            }
+            Expr::Not(inner) => {
+                let (inner, any) = walk(*inner, costly);
+                (Expr::Not(Box::new(inner)), any)
+            }
+            Expr::Const(b) => (Expr::Const(b), false),
+        }
     }
-    let reorder = |v: Vec<Expr<LeafId>>| {
-        let mut v: Vec<Expr<LeafId>> = v.into_iter().map(|c| cheap_first(c, costly)).collect();
-        v.sort_by_key(|c| has_costly(c, costly));
-        v
-    };
-    match e {
-        Expr::And(v) => Expr::And(reorder(v)),
-        Expr::Or(v) => Expr::Or(reorder(v)),
-        Expr::Not(inner) => Expr::Not(Box::new(cheap_first(*inner, costly))),
-        Expr::AtLeast(n, v) => Expr::AtLeast(n, v.into_iter().map(|c| cheap_first(c, costly)).collect()),
-        e => e,
-    }
+    walk(e, costly).0
 }
 
 /// A canonical key for leaf deduplication (case folded where matching is).
