@@ -172,7 +172,11 @@ impl RuleCache {
         out.extend_from_slice(&sum.to_le_bytes());
         let fail = |e: std::io::Error| format!("{}: {e}", path.display());
         create_private_dir(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        // A name no other writer uses, in this process or another: each writes a whole
+        // file and renames it into place, so the last one wins and none is torn.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
         std::fs::write(&tmp, &out).map_err(fail)?;
         std::fs::rename(&tmp, &path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
@@ -318,6 +322,22 @@ mod tests {
         let used = load(rules.path(), &cache).1;
         assert!(used.problems[0].contains("not a Portcullis rule cache"), "{:?}", used.problems);
         assert_eq!(load(rules.path(), &cache).1.hits, 4, "rewritten after the damage");
+    }
+
+    /// Loads of one directory at the same time (threads of one process) each write the
+    /// cache whole; none reports a problem, and the file left is a good one.
+    #[test]
+    fn loads_at_the_same_time_leave_a_good_cache() {
+        let rules = rules_dir(20);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = RuleCache::new(dir.path().to_path_buf(), &Placeholders::new());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| assert!(load(rules.path(), &cache).1.problems.is_empty()));
+            }
+        });
+        let used = load(rules.path(), &cache).1;
+        assert_eq!((used.hits, used.problems.len()), (21, 0));
     }
 
     /// A cache file is input: one written by someone else, with a valid checksum, whose
