@@ -262,6 +262,8 @@ mod tests {
             std::fs::write(dir.path().join(format!("r{i}.yml")), RULE.replace("{n}", &i.to_string())).unwrap();
         }
         std::fs::write(dir.path().join("bad.yml"), "title: [unclosed\n").unwrap();
+        // Not UTF-8: unreadable, so never cached, and no reason to rewrite the cache.
+        std::fs::write(dir.path().join("latin1.yml"), b"title: caf\xe9\n").unwrap();
         dir
     }
 
@@ -288,7 +290,7 @@ mod tests {
         assert_eq!((used.hits, used.misses, used.problems.len()), (5, 0, 0));
         assert_eq!(format!("{first:?}"), format!("{second:?}"));
         assert_eq!(format!("{second:?}"), uncached(rules.path()));
-        assert_eq!(second.errors.len(), 1, "the YAML error is cached too");
+        assert_eq!(second.errors.len(), 2, "the YAML error is cached too, and the unreadable file named");
 
         // One file changed: only it is parsed again, and the cache follows.
         std::fs::write(rules.path().join("r2.yml"), RULE.replace("{n}", "2").replace("admin", "root")).unwrap();

@@ -84,7 +84,7 @@ impl RuleSet {
             }
             None => CacheFile::default(),
         };
-        let parsed: Vec<(RuleSet, Option<NewEntry>, bool)> = files
+        let parsed: Vec<(RuleSet, Option<NewEntry>)> = files
             .into_par_iter()
             .map(|f| {
                 let label = f.display().to_string();
@@ -93,31 +93,33 @@ impl RuleSet {
                     Ok(text) => {
                         if cache.is_none() {
                             one.add_text(&text, &label, placeholders);
-                            return (one, None, false);
+                            return (one, None);
                         }
                         let text_hash = RuleCache::text_hash(&text);
                         if let Some((cached, range)) = old.get(&label, text_hash) {
-                            return (cached, Some(NewEntry { path: label, text_hash, body: Body::Cached(range) }), true);
+                            return (cached, Some(NewEntry { path: label, text_hash, body: Body::Cached(range) }));
                         }
                         one.add_text(&text, &label, placeholders);
                         let entry =
                             postcard::to_allocvec(&one).ok().map(|body| NewEntry { path: label, text_hash, body: Body::Fresh(body) });
-                        (one, entry, false)
+                        (one, entry)
                     }
                     Err(reason) => {
                         one.files += 1;
                         one.errors.push(LoadError { path: label, line: 0, reason, needs_placeholder: false });
-                        (one, None, false)
+                        (one, None)
                     }
                 }
             })
             .collect();
         let mut entries = Vec::new();
-        for (one, entry, hit) in parsed {
-            if hit {
-                used.hits += 1;
-            } else if cache.is_some() {
-                used.misses += 1;
+        for (one, entry) in parsed {
+            // A file that could not be read is neither: it has no text to cache, and
+            // counting it as parsed would rewrite the cache on every run.
+            match entry.as_ref().map(|e| &e.body) {
+                Some(Body::Cached(_)) => used.hits += 1,
+                Some(Body::Fresh(_)) => used.misses += 1,
+                None => {}
             }
             entries.extend(entry);
             self.merge(one);
