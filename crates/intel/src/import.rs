@@ -205,9 +205,11 @@ fn short_name(name: &str) -> String {
 /// backslashes, split into its parts; anything else is left to the full pattern regex.
 fn simple_comparison(pattern: &str) -> Option<(&str, &str, &str, &str)> {
     let inner = pattern.trim().strip_prefix('[')?.strip_suffix(']')?;
-    let (lhs, rest) = inner.split_once('\'')?;
-    let val = rest.strip_suffix('\'')?;
-    if val.contains(['\'', '\\']) {
+    // The value is the last quoted string (a path may quote too: `hashes.'SHA-256'`).
+    let body = inner.strip_suffix('\'')?;
+    let open = body.rfind('\'')?;
+    let (lhs, val) = (&body[..open], &body[open + 1..]);
+    if val.contains('\\') || lhs.ends_with('\\') {
         return None;
     }
     let lhs = lhs.trim_end();
@@ -240,46 +242,62 @@ fn pattern_terms(pattern: &str) -> (Vec<(Kind, String)>, usize) {
     });
     let mut out = Vec::new();
     let mut unsupported = 0;
+    let mut take = |obj: &str, path: &str, op: &str, val: Cow<'_, str>| match comparison_kind(obj, path, op) {
+        // `=` on an address may hold a CIDR too.
+        Some(Kind::Ipv4 | Kind::Ipv6) if val.contains('/') => out.push((Kind::Cidr, val.into_owned())),
+        Some(k) => out.push((k, val.into_owned())),
+        None => unsupported += 1,
+    };
     // The common shape, one comparison with a plain value, without the regex; it must give
     // what the regex gives.
-    let single = simple_comparison(pattern)
-        .map(|(obj, path, op, val)| (obj.to_ascii_lowercase(), path.to_ascii_lowercase(), op.to_ascii_uppercase(), val.to_string()));
-    let all: Vec<(String, String, String, String)> = match single {
-        Some(one) => vec![one],
-        None => re
-            .captures_iter(pattern)
-            .map(|c| (c[1].to_ascii_lowercase(), c[2].to_ascii_lowercase(), c[3].to_ascii_uppercase(), c[4].replace("\\'", "'")))
-            .collect(),
-    };
-    for (obj, path, op, val) in all {
-        let kind = match (obj.as_str(), path.as_str(), op.as_str()) {
-            ("ipv4-addr", "value", "=") => Some(Kind::Ipv4),
-            ("ipv6-addr", "value", "=") => Some(Kind::Ipv6),
-            ("ipv4-addr" | "ipv6-addr", "value", "ISSUBSET") => Some(Kind::Cidr),
-            ("domain-name", "value", "=") => Some(Kind::Domain),
-            ("url", "value", "=") => Some(Kind::Url),
-            ("email-addr", "value", "=") | ("email-message", "from_ref.value", "=") | ("email-message", "sender_ref.value", "=") => {
-                Some(Kind::Email)
+    match simple_comparison(pattern) {
+        Some((obj, path, op, val)) => take(obj, path, op, Cow::Borrowed(val)),
+        None => {
+            for c in re.captures_iter(pattern) {
+                take(&c[1], &c[2], &c[3], Cow::Owned(c[4].replace("\\'", "'")));
             }
-            ("file" | "artifact", p, "=") if p.starts_with("hashes.") => {
-                let h = p.trim_start_matches("hashes.").trim_matches('\'').replace('-', "");
-                match h.as_str() {
-                    "md5" => Some(Kind::Md5),
-                    "sha1" => Some(Kind::Sha1),
-                    "sha256" => Some(Kind::Sha256),
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        match kind {
-            // `=` on an address may hold a CIDR too.
-            Some(Kind::Ipv4 | Kind::Ipv6) if val.contains('/') => out.push((Kind::Cidr, val)),
-            Some(k) => out.push((k, val)),
-            None => unsupported += 1,
         }
     }
     (out, unsupported)
+}
+
+/// The indicator kind a comparison `obj:path op` gives, if Portcullis matches it.
+fn comparison_kind(obj: &str, path: &str, op: &str) -> Option<Kind> {
+    let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let (eq, subset) = (op == "=", is(op, "ISSUBSET"));
+    let value = is(path, "value");
+    if is(obj, "ipv4-addr") && value {
+        return if eq { Some(Kind::Ipv4) } else { subset.then_some(Kind::Cidr) };
+    }
+    if is(obj, "ipv6-addr") && value {
+        return if eq { Some(Kind::Ipv6) } else { subset.then_some(Kind::Cidr) };
+    }
+    if !eq {
+        return None;
+    }
+    if is(obj, "domain-name") && value {
+        return Some(Kind::Domain);
+    }
+    if is(obj, "url") && value {
+        return Some(Kind::Url);
+    }
+    if (is(obj, "email-addr") && value) || (is(obj, "email-message") && (is(path, "from_ref.value") || is(path, "sender_ref.value"))) {
+        return Some(Kind::Email);
+    }
+    // `get`: the regex's case-insensitive classes take some non-ASCII letters (the Kelvin sign).
+    if (is(obj, "file") || is(obj, "artifact"))
+        && let (Some(head), Some(alg)) = (path.get(..7), path.get(7..))
+        && is(head, "hashes.")
+    {
+        let h = alg.trim_matches('\'').replace('-', "").to_ascii_lowercase();
+        return match h.as_str() {
+            "md5" => Some(Kind::Md5),
+            "sha1" => Some(Kind::Sha1),
+            "sha256" => Some(Kind::Sha256),
+            _ => None,
+        };
+    }
+    None
 }
 
 /// Largest single STIX object accepted in a bundle.
@@ -296,24 +314,33 @@ fn stix_bundle(name: &str, reader: &mut dyn std::io::Read) -> std::io::Result<Op
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let mut stix = StixReader { name, ..Default::default() };
     let (work_tx, work_rx) = mpsc::sync_channel::<(usize, Vec<u8>, Vec<(usize, usize)>)>(workers * 2);
+    // Batch buffers go back to the reader once analysed, so they are not allocated (and
+    // their pages faulted in) again for every batch.
+    let (spare_tx, spare_rx) = mpsc::channel::<(Vec<u8>, Vec<(usize, usize)>)>();
     let work_rx = std::sync::Mutex::new(work_rx);
     let ended = std::thread::scope(|scope| -> std::io::Result<Split> {
         // Owned here, so that leaving early (a read error) ends the workers.
         let work_tx = work_tx;
         let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<Outcome>)>();
         for _ in 0..workers {
-            let (work_rx, done_tx) = (&work_rx, done_tx.clone());
+            let (work_rx, done_tx, spare_tx) = (&work_rx, done_tx.clone(), spare_tx.clone());
             scope.spawn(move || {
                 loop {
                     let next = work_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((start, text, bounds)) = next else { break };
+                    let Ok((start, mut text, mut bounds)) = next else { break };
                     let out = bounds.iter().enumerate().map(|(k, &(a, b))| analyse(name, start + k, &text[a..b])).collect();
                     if done_tx.send((start, out)).is_err() {
                         break;
                     }
+                    if text.capacity() <= 4 * BATCH * 512 {
+                        text.clear();
+                        bounds.clear();
+                        let _ = spare_tx.send((text, bounds));
+                    }
                 }
             });
         }
+        drop(spare_tx);
         drop(done_tx);
         let mut waiting = std::collections::BTreeMap::new();
         let mut in_flight = 0usize;
@@ -342,7 +369,9 @@ fn stix_bundle(name: &str, reader: &mut dyn std::io::Read) -> std::io::Result<Op
             bounds.push((text.len(), text.len() + element.len()));
             text.extend_from_slice(element);
             if bounds.len() == BATCH {
-                let batch = (start, std::mem::take(&mut text), std::mem::take(&mut bounds));
+                let (spare_text, spare_bounds) =
+                    spare_rx.try_recv().unwrap_or_else(|_| (Vec::with_capacity(BATCH * 512), Vec::with_capacity(BATCH)));
+                let batch = (start, std::mem::replace(&mut text, spare_text), std::mem::replace(&mut bounds, spare_bounds));
                 start += BATCH;
                 in_flight += 1;
                 if work_tx.send(batch).is_err() {
@@ -417,6 +446,27 @@ fn read_more(reader: &mut dyn std::io::Read, buf: &mut Vec<u8>) -> std::io::Resu
     Ok(n)
 }
 
+/// The first `"` or `\\` in `hay`. Most JSON strings are short: eight bytes at a time
+/// finds their end before `memchr2` would have set up.
+fn quote_or_escape(hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while i < 32
+        && let Some(word) = hay.get(i..i + 8)
+    {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let (q, e) = (w ^ (ONES * u64::from(b'"')), w ^ (ONES * u64::from(b'\\')));
+        // A zero byte in `q` or `e`; the lowest flag is exact (later ones may not be).
+        let found = ((q.wrapping_sub(ONES) & !q) | (e.wrapping_sub(ONES) & !e)) & HIGH;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    memchr::memchr2(b'"', b'\\', &hay[i..]).map(|k| k + i)
+}
+
 /// Hands each element of the top-level object's `objects` list to `element` (which returns
 /// `false` to stop), reading `reader` in chunks. Only structure is scanned: brackets,
 /// commas and string boundaries; the elements' own JSON is checked when they are decoded.
@@ -463,7 +513,7 @@ fn split_objects(reader: &mut dyn std::io::Read, element: &mut dyn FnMut(&[u8]) 
                 let open = pos;
                 let mut i = pos + 1;
                 loop {
-                    match memchr::memchr2(b'"', b'\\', &buf[i..]) {
+                    match quote_or_escape(&buf[i..]) {
                         Some(k) if buf[i + k] == b'\\' => {
                             if i + k + 1 >= buf.len() {
                                 i = buf.len();
@@ -811,15 +861,26 @@ impl<'de> serde::Deserialize<'de> for LenientString<'de> {
     }
 }
 
-/// An indicator or observable read, waiting for the relationships that give its context.
+/// An indicator or observable read by a worker.
 struct Pending {
-    index: usize,
     id: String,
     created_by: Option<String>,
     /// Its own name or description (at most 200 characters).
     own: Option<String>,
     found: Vec<(Kind, String)>,
 }
+
+/// An indicator or observable kept until the relationships that give its context are read:
+/// a million of them wait at once, so the producer is a number and the strings are boxed.
+struct Waiting {
+    id: Box<str>,
+    /// Index into [`StixReader::producer_refs`], or [`NO_PRODUCER`].
+    producer: u32,
+    own: Option<Box<str>>,
+    found: Vec<(Kind, String)>,
+}
+
+const NO_PRODUCER: u32 = u32::MAX;
 
 /// STIX objects decoded and analysed per batch by a worker thread.
 const BATCH: usize = 1024;
@@ -848,7 +909,10 @@ struct StixReader<'n> {
     /// Whether `objects` was seen, and was a list.
     objects: Option<bool>,
     index: usize,
-    pending: Vec<Pending>,
+    pending: Vec<Waiting>,
+    /// Each distinct `created_by_ref`, numbered in [`Waiting::producer`].
+    producers: HashMap<String, u32, Xxh3Builder>,
+    producer_refs: Vec<String>,
     /// id → (type, name) of identities, actors, intrusion sets, campaigns, malware, tools, infrastructure.
     named: HashMap<String, (String, String), Xxh3Builder>,
     /// (source, target) of every relationship.
@@ -952,7 +1016,6 @@ fn analyse(name: &str, i: usize, raw: &[u8]) -> Outcome {
     }
     if !found.is_empty() {
         out.contribution = Contribution::Indicator(Pending {
-            index: i,
             id: id.to_string(),
             created_by: o.created_by_ref.as_deref().map(str::to_string),
             own: own(),
@@ -970,7 +1033,27 @@ impl StixReader<'_> {
             self.out.problems.extend(o.problems);
             self.out.unsupported += o.unsupported;
             match o.contribution {
-                Contribution::Indicator(p) => self.pending.push(p),
+                Contribution::Indicator(p) => {
+                    let producer = match p.created_by {
+                        Some(r) => match self.producers.get(&r) {
+                            Some(&k) => k,
+                            None if self.producer_refs.len() < NO_PRODUCER as usize => {
+                                let k = self.producer_refs.len() as u32;
+                                self.producer_refs.push(r.clone());
+                                self.producers.insert(r, k);
+                                k
+                            }
+                            None => NO_PRODUCER,
+                        },
+                        None => NO_PRODUCER,
+                    };
+                    self.pending.push(Waiting {
+                        id: p.id.into_boxed_str(),
+                        producer,
+                        own: p.own.map(String::into_boxed_str),
+                        found: p.found,
+                    });
+                }
                 Contribution::Relationship(src, dst) => self.relationships.push((src, dst)),
                 Contribution::Named(id, t, n) => {
                     self.named.insert(id, (t, n));
@@ -994,26 +1077,22 @@ impl StixReader<'_> {
                 indicates.entry(src.as_str()).or_default().push((t.as_str(), n.as_str()));
             }
         }
+        // The producer's name for each `created_by_ref`.
+        let producer_names: Vec<Option<&str>> = self.producer_refs.iter().map(|r| self.named.get(r).map(|(_, n)| n.as_str())).collect();
         // Each indicator's context, built by several threads over consecutive runs of the
-        // indicators; within a run, indicators with the same context share one.
+        // indicators (taken out of the list in place); within a run, indicators with the
+        // same context share one.
         let source = short_name(self.name);
-        self.pending.sort_by_key(|p| p.index);
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
         let run = pending.len().div_ceil(threads).max(4096);
-        let mut runs: Vec<Vec<Pending>> = Vec::new();
-        let mut rest = pending;
-        while rest.len() > run {
-            let tail = rest.split_off(run);
-            runs.push(rest);
-            rest = tail;
-        }
-        runs.push(rest);
-        let (named, indicates, source) = (&self.named, &indicates, &source);
+        let (indicates, source, producer_names) = (&indicates, &source, &producer_names);
         let built: Vec<Vec<Indicator>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = runs.into_iter().map(|run| scope.spawn(move || contexts_for(run, named, indicates, source))).collect();
+            let handles: Vec<_> =
+                pending.chunks_mut(run).map(|run| scope.spawn(move || contexts_for(run, producer_names, indicates, source))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         });
+        drop(pending);
         self.out.indicators.reserve(built.iter().map(Vec::len).sum());
         for b in built {
             self.out.indicators.extend(b);
@@ -1022,20 +1101,43 @@ impl StixReader<'_> {
     }
 }
 
+/// A hasher for keys that are already hashes.
+#[derive(Default)]
+struct HashIsKey(u64);
+
+impl std::hash::Hasher for HashIsKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The indicators of `run` with their contexts: the producer (`created_by_ref`), what each
 /// indicates, else its own name; equal contexts shared.
 fn contexts_for(
-    run: Vec<Pending>,
-    named: &HashMap<String, (String, String), Xxh3Builder>,
+    run: &mut [Waiting],
+    producer_names: &[Option<&str>],
     indicates: &HashMap<&str, Vec<(&str, &str)>, Xxh3Builder>,
     source: &str,
 ) -> Vec<Indicator> {
-    let mut contexts: std::collections::HashSet<Arc<Context>, Xxh3Builder> = Default::default();
+    // Keyed by the context's hash, computed once: a set of `Arc<Context>` would hash every
+    // context's strings again each time it grows. Equal hashes of unequal contexts (rare)
+    // only cost the sharing.
+    let hasher = Xxh3Builder::new();
+    let mut contexts: HashMap<u64, Arc<Context>, std::hash::BuildHasherDefault<HashIsKey>> =
+        HashMap::with_capacity_and_hasher(run.len(), Default::default());
     let mut out = Vec::with_capacity(run.len());
     for p in run {
-        let producer = p.created_by.as_deref().and_then(|r| named.get(r)).map(|(_, n)| n.clone());
-        let mut c = Context { source: producer.unwrap_or_else(|| source.to_string()), ..Context::default() };
-        for (t, n) in indicates.get(p.id.as_str()).into_iter().flatten() {
+        let producer = producer_names.get(p.producer as usize).copied().flatten();
+        let mut c = Context { source: producer.unwrap_or(source).to_string(), ..Context::default() };
+        for (t, n) in indicates.get(&*p.id).into_iter().flatten() {
             match *t {
                 "threat-actor" | "intrusion-set" => c.actors.push(n.to_string()),
                 "campaign" => c.campaigns.push(n.to_string()),
@@ -1046,25 +1148,31 @@ fn contexts_for(
             }
         }
         if c.description.is_empty()
-            && let Some(d) = p.own
+            && let Some(d) = p.own.take()
         {
-            c.description = d;
+            c.description = d.into_string();
         }
         c.actors.sort();
         c.actors.dedup();
         c.campaigns.sort();
         c.campaigns.dedup();
-        let context = match contexts.get(&c) {
-            Some(shared) => shared.clone(),
+        let h = std::hash::BuildHasher::hash_one(&hasher, &c);
+        let context = match contexts.get(&h) {
+            Some(shared) if **shared == c => shared.clone(),
+            Some(_) => Arc::new(c),
             None => {
                 let shared = Arc::new(c);
-                contexts.insert(shared.clone());
+                contexts.insert(h, shared.clone());
                 shared
             }
         };
-        let stix_id = (!p.id.is_empty()).then_some(p.id);
-        for (kind, value) in p.found {
-            out.push(Indicator { kind, value, context: context.clone(), stix_id: stix_id.clone() });
+        let mut stix_id = (!p.id.is_empty()).then(|| std::mem::take(&mut p.id).into_string());
+        let found = std::mem::take(&mut p.found);
+        let last = found.len().saturating_sub(1);
+        for (k, (kind, value)) in found.into_iter().enumerate() {
+            // The last value takes the id; the others copy it.
+            let stix_id = if k == last { stix_id.take() } else { stix_id.clone() };
+            out.push(Indicator { kind, value, context: context.clone(), stix_id });
         }
     }
     out
@@ -1205,9 +1313,13 @@ mod tests {
             "[ipv4-addr:value != '1.2.3.4']",
             "[ipv4-addr:value = '1.2.3.4'] OR [domain-name:value = 'a.example']",
             "[email-addr:value = 'o\\'brien@example.org']",
+            "[a:b = 'x' = 'v']",
+            "[file:hashes.MD5 = 'aa']",
+            "[IPv4-Addr:Value issubset '10.0.0.0/8']",
+            "[ipv4-addr:value = 'a' AND x:z = 'b']",
         ] {
             let by_regex: Vec<(String, String, String, String)> =
-                re.captures_iter(p).map(|c| (c[1].to_string(), c[2].to_string(), c[3].to_string(), c[4].to_string())).collect();
+                re.captures_iter(p).map(|c| (c[1].to_string(), c[2].to_string(), c[3].to_ascii_uppercase(), c[4].to_string())).collect();
             if let Some((o, pa, op, v)) = simple_comparison(p) {
                 assert_eq!(by_regex, vec![(o.to_string(), pa.to_string(), op.to_string(), v.to_string())], "{p}");
             }
@@ -1218,10 +1330,34 @@ mod tests {
         // Found by fuzzing: a multi-byte character where `ISSUBSET` would end.
         assert!(simple_comparison("[domain-name:val\u{fffd}\u{fffd}\u{fffd} 'x']").is_none());
         assert!(simple_comparison("[a:b\u{fffd}SSUBSET 'x']").is_none());
+        assert!(simple_comparison("[file:hashes.'SHA-256' = 'aa']").is_some());
+        for p in ["[a:b = 'x' = 'v']", "[email-addr:value = 'o\\'brien@example.org']", "[ipv4-addr:value = 'a' AND x:z = 'b']"] {
+            assert!(simple_comparison(p).is_none(), "{p}");
+        }
         assert_eq!(pattern_terms("[ipv4-addr:value = '203.0.113.7']").0, vec![(Kind::Ipv4, "203.0.113.7".to_string())]);
         assert_eq!(pattern_terms("[ipv4-addr:value ISSUBSET '203.0.113.0/24']").0, vec![(Kind::Cidr, "203.0.113.0/24".to_string())]);
         assert_eq!(pattern_terms("[file:hashes.'SHA-256' = 'aa']").0, vec![(Kind::Sha256, "aa".to_string())]);
         assert_eq!(pattern_terms("[process:name = 'x']"), (vec![], 1));
+    }
+
+    #[test]
+    fn quote_or_escape_finds_what_memchr2_finds() {
+        let mut text = Vec::new();
+        for n in 0..80usize {
+            text.clear();
+            text.extend((0..n).map(|k| b'a' + (k % 26) as u8));
+            assert_eq!(quote_or_escape(&text), None);
+            for at in 0..n {
+                for mark in [b'"', b'\\'] {
+                    let mut t = text.clone();
+                    t[at] = mark;
+                    // A later mark, and bytes that differ from a mark by one bit, change nothing.
+                    t.extend([b'#', b'!', 0xa2, b'"']);
+                    assert_eq!(quote_or_escape(&t), memchr::memchr2(b'"', b'\\', &t), "{n} {at}");
+                    assert_eq!(quote_or_escape(&t), Some(at));
+                }
+            }
+        }
     }
 
     #[test]

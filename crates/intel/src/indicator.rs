@@ -97,34 +97,61 @@ pub struct Indicator {
 
 /// Undoes common defanging: `hxxp`, `[.]`, `(.)`, `{.}`, `[dot]`, `[:]`, `[@]`, `(at)`.
 pub fn refang(s: &str) -> String {
-    let mut t = s.trim().trim_matches(|c| c == '"' || c == '\'' || c == '<' || c == '>').to_string();
-    for (from, to) in [
-        ("[.]", "."),
-        ("(.)", "."),
-        ("{.}", "."),
-        ("[dot]", "."),
-        ("(dot)", "."),
-        ("[:]", ":"),
-        ("[://]", "://"),
-        ("[@]", "@"),
-        ("(at)", "@"),
-        ("[at]", "@"),
-        ("[/]", "/"),
-    ] {
-        if t.contains(from) {
-            t = t.replace(from, to);
+    let t = s.trim().trim_matches(|c| c == '"' || c == '\'' || c == '<' || c == '>');
+    // Most values are not defanged: every bracketed form needs a bracket, every scheme an
+    // `x`, `f` or `m` first; a value with neither is copied as it is.
+    let bracketed = memchr::memchr3(b'[', b'(', b'{', t.as_bytes()).is_some();
+    let scheme = t.as_bytes().first().is_some_and(|b| matches!(b | 0x20, b'h' | b'm' | b'f'));
+    if !bracketed && !scheme {
+        return t.to_string();
+    }
+    let mut t = t.to_string();
+    if bracketed {
+        for (from, to) in [
+            ("[.]", "."),
+            ("(.)", "."),
+            ("{.}", "."),
+            ("[dot]", "."),
+            ("(dot)", "."),
+            ("[:]", ":"),
+            ("[://]", "://"),
+            ("[@]", "@"),
+            ("(at)", "@"),
+            ("[at]", "@"),
+            ("[/]", "/"),
+        ] {
+            if t.contains(from) {
+                t = t.replace(from, to);
+            }
         }
     }
-    let lower = t.to_ascii_lowercase();
     for (from, to) in
         [("hxxps://", "https://"), ("hxxp://", "http://"), ("hXXps://", "https://"), ("meow://", "http://"), ("fxp://", "ftp://")]
     {
-        if lower.starts_with(from) {
+        if t.len() >= from.len() && t.as_bytes()[..from.len()].eq_ignore_ascii_case(from.as_bytes()) {
             t = format!("{to}{}", &t[from.len()..]);
             break;
         }
     }
     t
+}
+
+/// `a` in dotted decimal, as `Ipv4Addr`'s `Display` writes it, without the formatter.
+pub fn ipv4_text(a: std::net::Ipv4Addr) -> String {
+    let mut out = String::with_capacity(15);
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if o >= 100 {
+            out.push((b'0' + o / 100) as char);
+        }
+        if o >= 10 {
+            out.push((b'0' + o / 10 % 10) as char);
+        }
+        out.push((b'0' + o % 10) as char);
+    }
+    out
 }
 
 /// Parses and normalises `raw` as `kind` (or guesses the kind when None).
@@ -168,7 +195,7 @@ pub fn normalise(kind: Option<Kind>, raw: &str) -> Result<(Kind, String), String
             }
             let core = if core.matches(':').count() == 1 { core.split(':').next().unwrap_or(core) } else { core };
             match core.trim_matches(['[', ']']).parse::<IpAddr>() {
-                Ok(IpAddr::V4(a)) => Ok((Kind::Ipv4, a.to_string())),
+                Ok(IpAddr::V4(a)) => Ok((Kind::Ipv4, ipv4_text(a))),
                 Ok(IpAddr::V6(a)) => Ok((Kind::Ipv6, a.to_string())),
                 Err(_) => bad("an IP address"),
             }
@@ -307,5 +334,15 @@ mod tests {
         assert!(normalise(Some(Kind::Md5), "abc").is_err());
         assert!(normalise(Some(Kind::Domain), "not a domain").is_err());
         assert!(normalise(None, "hello").is_err());
+        assert_eq!(refang("HXXP://a[.]b"), "http://a.b");
+        assert_eq!(refang("  'plain.example'  "), "plain.example");
+    }
+
+    #[test]
+    fn ipv4_text_writes_what_display_writes() {
+        for a in [0u32, 1, 9, 10, 99, 100, 255, 0x0a00_0001, 0xc0a8_6401, 0x6464_6464, u32::MAX, 0x0109_630a] {
+            let ip = std::net::Ipv4Addr::from(a);
+            assert_eq!(ipv4_text(ip), ip.to_string());
+        }
     }
 }

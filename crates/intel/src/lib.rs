@@ -46,7 +46,12 @@ pub fn load(paths: &[std::path::PathBuf], builtin: bool) -> Result<Loaded, Strin
         out.files.push((name, im.format, im.indicators.len()));
         out.problems.extend(im.problems);
         out.unsupported += im.unsupported;
-        all.extend(im.indicators);
+        if all.is_empty() {
+            // The first file's list is kept, not copied: a million indicators are 64 MB.
+            all = im.indicators;
+        } else {
+            all.extend(im.indicators);
+        }
     };
     if builtin {
         for (name, text) in BUILTIN {

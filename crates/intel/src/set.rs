@@ -42,11 +42,33 @@ pub struct IocSet {
 static GENERATION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 impl IocSet {
-    pub fn new(indicators: Vec<Indicator>) -> IocSet {
+    /// The set of `indicators`, each (kind, value) once: later duplicates are dropped in
+    /// place, so the list is not copied.
+    pub fn new(mut indicators: Vec<Indicator>) -> IocSet {
         let mut s = IocSet::default();
-        for ind in indicators {
-            s.add(ind);
+        // Sized once: growing a map of a million entries rehashes each entry several times.
+        let mut counts = [0usize; 9];
+        for ind in &indicators {
+            counts[ind.kind as usize] += 1;
         }
+        s.ipv4.reserve(counts[Kind::Ipv4 as usize]);
+        s.ipv6.reserve(counts[Kind::Ipv6 as usize]);
+        s.domains.reserve(counts[Kind::Domain as usize]);
+        s.urls.reserve(counts[Kind::Url as usize]);
+        s.emails.reserve(counts[Kind::Email as usize]);
+        s.hashes.reserve(counts[Kind::Md5 as usize] + counts[Kind::Sha1 as usize] + counts[Kind::Sha256 as usize]);
+        s.generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut kept = 0u32;
+        indicators.retain(|ind| {
+            let fresh = s.index(ind, kept);
+            if fresh {
+                kept += 1;
+            } else {
+                s.duplicates += 1;
+            }
+            fresh
+        });
+        s.indicators = indicators;
         s
     }
 
@@ -61,7 +83,16 @@ impl IocSet {
     pub fn add(&mut self, ind: Indicator) {
         self.generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let i = self.indicators.len() as u32;
-        let fresh = match ind.kind {
+        if self.index(&ind, i) {
+            self.indicators.push(ind);
+        } else {
+            self.duplicates += 1;
+        }
+    }
+
+    /// Enters `ind` in its kind's map as indicator `i`; false if its value was there already.
+    fn index(&mut self, ind: &Indicator, i: u32) -> bool {
+        match ind.kind {
             Kind::Ipv4 => ind.value.parse::<std::net::Ipv4Addr>().is_ok_and(|a| insert_new(&mut self.ipv4, a.into(), i)),
             Kind::Ipv6 => ind.value.parse::<std::net::Ipv6Addr>().is_ok_and(|a| insert_new(&mut self.ipv6, a.into(), i)),
             Kind::Cidr => match parse_cidr(&ind.value) {
@@ -103,11 +134,6 @@ impl IocSet {
                 insert_new(&mut self.emails, ind.value.as_str().into(), i)
             }
             Kind::Md5 | Kind::Sha1 | Kind::Sha256 => insert_new(&mut self.hashes, ind.value.as_str().into(), i),
-        };
-        if fresh {
-            self.indicators.push(ind);
-        } else {
-            self.duplicates += 1;
         }
     }
 
