@@ -43,33 +43,86 @@ static GENERATION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 
 impl IocSet {
     /// The set of `indicators`, each (kind, value) once: later duplicates are dropped in
-    /// place, so the list is not copied.
+    /// place, so the list is not copied. Addresses and the other kinds are indexed on two
+    /// threads (a kind's duplicates are only ever of its own kind).
     pub fn new(mut indicators: Vec<Indicator>) -> IocSet {
-        let mut s = IocSet::default();
-        // Sized once: growing a map of a million entries rehashes each entry several times.
         let mut counts = [0usize; 9];
         for ind in &indicators {
             counts[ind.kind as usize] += 1;
         }
-        s.ipv4.reserve(counts[Kind::Ipv4 as usize]);
-        s.ipv6.reserve(counts[Kind::Ipv6 as usize]);
-        s.domains.reserve(counts[Kind::Domain as usize]);
-        s.urls.reserve(counts[Kind::Url as usize]);
-        s.emails.reserve(counts[Kind::Email as usize]);
-        s.hashes.reserve(counts[Kind::Md5 as usize] + counts[Kind::Sha1 as usize] + counts[Kind::Sha256 as usize]);
-        s.generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut kept = 0u32;
-        indicators.retain(|ind| {
-            let fresh = s.index(ind, kept);
-            if fresh {
-                kept += 1;
+        let address = |k: Kind| matches!(k, Kind::Ipv4 | Kind::Ipv6);
+        // Each part maps values to positions in `indicators`, and lists the positions of
+        // duplicates. Sized once: growing a map of a million entries rehashes each entry
+        // several times.
+        let part = |addresses: bool| {
+            let mut s = IocSet::default();
+            if addresses {
+                s.ipv4.reserve(counts[Kind::Ipv4 as usize]);
+                s.ipv6.reserve(counts[Kind::Ipv6 as usize]);
             } else {
-                s.duplicates += 1;
+                s.domains.reserve(counts[Kind::Domain as usize]);
+                s.urls.reserve(counts[Kind::Url as usize]);
+                s.emails.reserve(counts[Kind::Email as usize]);
+                s.hashes.reserve(counts[Kind::Md5 as usize] + counts[Kind::Sha1 as usize] + counts[Kind::Sha256 as usize]);
             }
-            fresh
+            let mut dropped = Vec::new();
+            for (j, ind) in indicators.iter().enumerate() {
+                if address(ind.kind) == addresses && !s.index(ind, j as u32) {
+                    dropped.push(j as u32);
+                }
+            }
+            (s, dropped)
+        };
+        let ((mut s, mut dropped), (rest, more)) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| part(false));
+            let mine = part(true);
+            (mine, other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
         });
+        s.cidr4 = rest.cidr4;
+        s.cidr6 = rest.cidr6;
+        s.domains = rest.domains;
+        s.tlds = rest.tlds;
+        s.urls = rest.urls;
+        s.emails = rest.emails;
+        s.hashes = rest.hashes;
+        dropped.extend(more);
+        if !dropped.is_empty() {
+            // Positions become indices in the list without the duplicates.
+            dropped.sort_unstable();
+            let mut keep = vec![true; indicators.len()];
+            for &j in &dropped {
+                keep[j as usize] = false;
+            }
+            let mut index = Vec::with_capacity(indicators.len());
+            let mut kept = 0u32;
+            for &k in &keep {
+                index.push(kept);
+                kept += u32::from(k);
+            }
+            s.renumber(&index);
+            let mut flags = keep.iter();
+            indicators.retain(|_| flags.next().copied().unwrap_or(false));
+        }
+        s.duplicates = dropped.len();
+        s.generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         s.indicators = indicators;
         s
+    }
+
+    /// Replaces every indicator number `i` in the maps with `index[i]`.
+    fn renumber(&mut self, index: &[u32]) {
+        let apply = |v: &mut u32| *v = index[*v as usize];
+        self.ipv4.values_mut().for_each(apply);
+        self.ipv6.values_mut().for_each(apply);
+        for (_, m) in &mut self.cidr4 {
+            m.values_mut().for_each(apply);
+        }
+        for (_, m) in &mut self.cidr6 {
+            m.values_mut().for_each(apply);
+        }
+        for m in [&mut self.domains, &mut self.urls, &mut self.emails, &mut self.hashes] {
+            m.values_mut().for_each(apply);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -482,5 +535,39 @@ mod tests {
         // A duplicate does not shift the indicators after it.
         assert_eq!(hits(&s, "evil.com"), vec!["evil.com"]);
         assert_eq!(hits(&s, "other.org"), vec!["other.org"]);
+    }
+
+    #[test]
+    fn building_at_once_gives_what_adding_in_turn_gives() {
+        let values = [
+            "evil.com",
+            "1.2.3.4",
+            "EVIL.com",
+            "10.0.0.0/8",
+            "1.2.3[.]4",
+            "2001:db8::1",
+            "a@b.example",
+            "10.0.0.0/8",
+            "http://x.example/p",
+            "2001:DB8::1",
+            "other.org",
+            "5.6.7.8",
+            "http://X.example/p",
+            "a@b.example",
+            "9.9.9.9",
+        ];
+        let at_once = set(&values);
+        let ctx = Arc::new(Context::default());
+        let mut in_turn = IocSet::default();
+        for v in values {
+            let (kind, value) = normalise(None, v).unwrap();
+            in_turn.add(Indicator { kind, value, context: ctx.clone(), stix_id: None });
+        }
+        let list = |s: &IocSet| s.indicators.iter().map(|i| (i.kind, i.value.clone())).collect::<Vec<_>>();
+        assert_eq!(list(&at_once), list(&in_turn));
+        assert_eq!((at_once.len(), at_once.duplicates), (9, 6));
+        for v in values.iter().chain(&["sub.evil.com", "10.9.8.7", "nothing here"]) {
+            assert_eq!(hits(&at_once, v), hits(&in_turn, v), "{v}");
+        }
     }
 }
