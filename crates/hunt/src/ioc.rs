@@ -58,21 +58,13 @@ impl IocRules {
         // its key text and id are made once per rule.
         type Parts<'c> = (&'c [String], &'c [String], &'c str, &'c str);
         let mut by_parts: HashMap<Parts<'_>, u32> = HashMap::new();
-        let mut last: Option<(*const Context, u32)> = None;
         let mut by_context: HashMap<(String, String), u32> = HashMap::new();
         let mut rule_of = Vec::with_capacity(set.len());
         for ind in &set.indicators {
             let c: &Context = &ind.context;
-            if let Some((ptr, r)) = last
-                && ptr == Arc::as_ptr(&ind.context)
-            {
-                rule_of.push(r);
-                continue;
-            }
             // The description is part of a fine key (the title), not of a coarse one.
             let p: Parts<'_> = (&c.actors, &c.campaigns, &c.source, if too_many { "" } else { &c.description });
             if let Some(&r) = by_parts.get(&p) {
-                last = Some((Arc::as_ptr(&ind.context), r));
                 rule_of.push(r);
                 continue;
             }
@@ -109,7 +101,6 @@ impl IocRules {
                 next
             });
             by_parts.insert(p, r);
-            last = Some((Arc::as_ptr(&ind.context), r));
             rule_of.push(r);
         }
         IocRules { set, rule_of }

@@ -332,6 +332,7 @@ fn stix_bundle(name: &str, reader: &mut dyn std::io::Read) -> std::io::Result<Op
                     if done_tx.send((start, out)).is_err() {
                         break;
                     }
+                    // A buffer that one huge element grew is not kept.
                     if text.capacity() <= 4 * BATCH * 512 {
                         text.clear();
                         bounds.clear();
@@ -874,7 +875,7 @@ struct Pending {
 /// a million of them wait at once, so the producer is a number and the strings are boxed.
 struct Waiting {
     id: Box<str>,
-    /// Index into [`StixReader::producer_refs`], or [`NO_PRODUCER`].
+    /// The number [`StixReader::producers`] gives its `created_by_ref`, or [`NO_PRODUCER`].
     producer: u32,
     own: Option<Box<str>>,
     found: Vec<(Kind, String)>,
@@ -912,7 +913,6 @@ struct StixReader<'n> {
     pending: Vec<Waiting>,
     /// Each distinct `created_by_ref`, numbered in [`Waiting::producer`].
     producers: HashMap<String, u32, Xxh3Builder>,
-    producer_refs: Vec<String>,
     /// id → (type, name) of identities, actors, intrusion sets, campaigns, malware, tools, infrastructure.
     named: HashMap<String, (String, String), Xxh3Builder>,
     /// (source, target) of every relationship.
@@ -1037,9 +1037,8 @@ impl StixReader<'_> {
                     let producer = match p.created_by {
                         Some(r) => match self.producers.get(&r) {
                             Some(&k) => k,
-                            None if self.producer_refs.len() < NO_PRODUCER as usize => {
-                                let k = self.producer_refs.len() as u32;
-                                self.producer_refs.push(r.clone());
+                            None if self.producers.len() < NO_PRODUCER as usize => {
+                                let k = self.producers.len() as u32;
                                 self.producers.insert(r, k);
                                 k
                             }
@@ -1077,8 +1076,11 @@ impl StixReader<'_> {
                 indicates.entry(src.as_str()).or_default().push((t.as_str(), n.as_str()));
             }
         }
-        // The producer's name for each `created_by_ref`.
-        let producer_names: Vec<Option<&str>> = self.producer_refs.iter().map(|r| self.named.get(r).map(|(_, n)| n.as_str())).collect();
+        // The producer's name for each number `producers` gave.
+        let mut producer_names: Vec<Option<&str>> = vec![None; self.producers.len()];
+        for (r, &k) in &self.producers {
+            producer_names[k as usize] = self.named.get(r).map(|(_, n)| n.as_str());
+        }
         // Each indicator's context, built by several threads over consecutive runs of the
         // indicators (taken out of the list in place); within a run, indicators with the
         // same context share one.
@@ -1101,24 +1103,6 @@ impl StixReader<'_> {
     }
 }
 
-/// A hasher for keys that are already hashes.
-#[derive(Default)]
-struct HashIsKey(u64);
-
-impl std::hash::Hasher for HashIsKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// The indicators of `run` with their contexts: the producer (`created_by_ref`), what each
 /// indicates, else its own name; equal contexts shared.
 fn contexts_for(
@@ -1131,7 +1115,7 @@ fn contexts_for(
     // context's strings again each time it grows. Equal hashes of unequal contexts (rare)
     // only cost the sharing.
     let hasher = Xxh3Builder::new();
-    let mut contexts: HashMap<u64, Arc<Context>, std::hash::BuildHasherDefault<HashIsKey>> =
+    let mut contexts: HashMap<u64, Arc<Context>, rustc_hash::FxBuildHasher> =
         HashMap::with_capacity_and_hasher(run.len(), Default::default());
     let mut out = Vec::with_capacity(run.len());
     for p in run {

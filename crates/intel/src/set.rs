@@ -88,7 +88,6 @@ impl IocSet {
         dropped.extend(more);
         if !dropped.is_empty() {
             // Positions become indices in the list without the duplicates.
-            dropped.sort_unstable();
             let mut keep = vec![true; indicators.len()];
             for &j in &dropped {
                 keep[j as usize] = false;
