@@ -9,19 +9,16 @@
 # Prints: rule parse and compile time, hunt wall time, parse-only wall time, and
 # their ratio (target: compile < 0.5 s, hunt within 1.5x of parse-only).
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-shared=${PORTCULLIS_SHARED:-$here/../shared}
+. "$(dirname "$0")/common.sh"
 copies=${1:-8}
 runs=${2:-3}
 [ -d "$shared/evtx/EVTX-ATTACK-SAMPLES" ] || { echo "needs $shared/evtx/EVTX-ATTACK-SAMPLES (set PORTCULLIS_SHARED)"; exit 1; }
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-bin=$here/target/release/portcullis
+release_binary
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for i in $(seq 1 "$copies"); do cp -r "$shared/evtx/EVTX-ATTACK-SAMPLES" "$work/copy$i"; done
 bytes=$(du -sb "$work" | cut -f1)
-rules=(--sigma "$shared/sigma/rules" --sigma "$shared/sigma/rules-emerging-threats"
-       --sigma "$shared/sigma/rules-threat-hunting" --sigma "$shared/sigma/rules-compliance")
+rules=("${every_sigma_rule[@]}")
 
 best() { sort -g | head -1; }
 parse_only=$(for _ in $(seq "$runs"); do

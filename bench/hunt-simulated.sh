@@ -5,19 +5,14 @@
 #
 #   bench/hunt-simulated.sh [SCALE] [RUNS]      (default scale 5 ≈ 1.1 GB of IIS+Exchange logs)
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-shared=${PORTCULLIS_SHARED:-$here/../shared}
+. "$(dirname "$0")/common.sh"
 scale=${1:-5}; runs=${2:-2}
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-bin=$here/target/release/portcullis
+release_binary
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 "$bin" simulate electoral-commission --out "$work/sim" --scale "$scale" --seed 1 >/dev/null
 inputs=("$work/sim/EXCH01/inetpub" "$work/sim/EXCH01/Exchange")
 mib=$(du -sm "${inputs[@]}" | awk '{s+=$1} END {print s}')
-rules=()
-if [ -d "$shared/sigma/rules" ]; then
-  for d in rules rules-emerging-threats rules-threat-hunting rules-compliance; do rules+=(--sigma "$shared/sigma/$d"); done
-fi
+rules=("${every_sigma_rule[@]}")
 cores=$(nproc)
 best() { sort -g | head -1; }
 parse=$(for _ in $(seq "$runs"); do s=$(date +%s.%N); "$bin" events --count -q "${inputs[@]}" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; done | best)

@@ -5,11 +5,9 @@
 #
 #   bench/iocs.sh [SCALE] [INDICATORS] [RUNS]   (default scale 2 ≈ 450 MiB, 500000, best of 2)
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-shared=${PORTCULLIS_SHARED:-$here/../shared}
+. "$(dirname "$0")/common.sh"
 scale=${1:-2}; n=${2:-500000}; runs=${3:-2}
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-bin=$here/target/release/portcullis
+release_binary
 work=${BENCH_DIR:-$(mktemp -d)}
 [ -z "${BENCH_DIR:-}" ] && trap 'rm -rf "$work"' EXIT
 [ -d "$work/sim" ] || "$bin" simulate electoral-commission --out "$work/sim" --scale "$scale" --seed 1 >/dev/null
@@ -36,10 +34,7 @@ with open(path, "w") as f:
         else:
             f.write(f"sha256,{r.getrandbits(256):064x},feed\n")
 PY
-rules=()
-if [ -d "$shared/sigma/rules" ]; then
-  for d in rules rules-emerging-threats rules-threat-hunting rules-compliance; do rules+=(--sigma "$shared/sigma/$d"); done
-fi
+rules=("${every_sigma_rule[@]}")
 best() {
   local b=999999
   for _ in $(seq "$runs"); do

@@ -11,17 +11,14 @@
 #   warm cache  the cache from the run before: unchanged files are not parsed
 # Target (issue 18): warm ≤ 0.1 s; cold no slower than no cache.
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-shared=${PORTCULLIS_SHARED:-$here/../shared}
+. "$(dirname "$0")/common.sh"
 runs=${1:-7}
 [ -d "$shared/sigma/rules" ] || { echo "needs $shared/sigma (set PORTCULLIS_SHARED)"; exit 1; }
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-bin=$here/target/release/portcullis
+release_binary
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo '{"EventID": 4624, "Channel": "Security", "TargetUserName": "x"}' > "$work/one.json"
-rules=(--sigma "$shared/sigma/rules" --sigma "$shared/sigma/rules-emerging-threats"
-       --sigma "$shared/sigma/rules-threat-hunting" --sigma "$shared/sigma/rules-compliance")
+rules=("${every_sigma_rule[@]}")
 
 # Prints "seconds kib" for one run of the command.
 one() {
