@@ -207,23 +207,31 @@ impl Context {
 const URLS_PER_MESSAGE: usize = 64;
 
 /// Analyses one parsed message.
-pub fn analyse(mail: Mail, location: Location, raw_hash: u64, ctx: &Context) -> Analysed {
-    let recipients: Vec<String> = mail.recipients.iter().map(|r| r.address.clone()).collect();
+pub fn analyse(mut mail: Mail, location: Location, raw_hash: u64, ctx: &Context) -> Analysed {
+    // What the analysers below do not read of `mail` is moved, not copied. Addresses go into
+    // vectors of their own size: collected in place, they would keep the larger buffer.
+    let addresses = |list: Vec<portcullis_mailbox::Mailbox>| {
+        let mut out = Vec::with_capacity(list.len());
+        out.extend(list.into_iter().map(|r| r.address));
+        out
+    };
+    let recipients: Vec<String> = addresses(std::mem::take(&mut mail.recipients));
     let sending = mail.received.iter().find(|h| h.from_ip.is_some_and(is_public));
     let public_hops: Vec<IpAddr> = mail.received.iter().filter_map(|h| h.from_ip.filter(|ip| is_public(*ip))).skip(1).take(4).collect();
+    let subject = if mail.subject.len() <= 300 { std::mem::take(&mut mail.subject) } else { clip(&mail.subject, 300) };
     let mut a = Analysed {
         location,
-        message_id: mail.message_id.clone().unwrap_or_else(|| format!("sha:{raw_hash:016x}")),
+        message_id: mail.message_id.take().unwrap_or_else(|| format!("sha:{raw_hash:016x}")),
         date: mail.date,
-        from: mail.from.clone().or_else(|| mail.sender.clone()),
-        reply_to: mail.reply_to.iter().map(|r| r.address.clone()).collect(),
+        from: mail.from.take().or_else(|| mail.sender.take()),
+        reply_to: addresses(std::mem::take(&mut mail.reply_to)),
         return_path: mail.return_path.clone(),
         recipients,
-        subject: clip(&mail.subject, 300),
+        subject,
         sending_ip: sending.and_then(|h| h.from_ip),
         sending_host: sending.and_then(|h| h.from_host.clone()),
         dkim_domains: mail.dkim_domains.clone(),
-        x_mailer: mail.x_mailer.clone(),
+        x_mailer: mail.x_mailer.take(),
         bulk_relay: None,
         list_mail: !mail.bulk_headers.is_empty(),
         automatic: mail.automatic,
@@ -231,9 +239,9 @@ pub fn analyse(mail: Mail, location: Location, raw_hash: u64, ctx: &Context) -> 
         public_hops,
         urls: Vec::new(),
         skeleton: None,
-        attachments: mail.attachments.clone(),
+        attachments: std::mem::take(&mut mail.attachments),
         signals: Vec::new(),
-        problems: mail.problems.clone(),
+        problems: std::mem::take(&mut mail.problems),
         size: mail.size,
     };
     bulk(&mail, &mut a, ctx);

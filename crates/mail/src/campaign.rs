@@ -65,7 +65,14 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
                 internal,
                 reg,
                 from: xxh3_64(from.as_bytes()),
-                recipients: m.recipients.iter().map(|r| xxh3_64(r.as_bytes())).collect(),
+                // Each recipient once, so that the walk below can learn whether a pair is new
+                // from the one insertion that records it.
+                recipients: {
+                    let mut r: Vec<u64> = m.recipients.iter().map(|r| xxh3_64(r.as_bytes())).collect();
+                    r.sort_unstable();
+                    r.dedup();
+                    r
+                },
                 recipient_domains: if internal {
                     m.recipients.iter().map(|r| registrable(r.rsplit('@').next().unwrap_or(""))).collect()
                 } else {
@@ -74,20 +81,25 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
             }
         })
         .collect();
-    let mut order: Vec<usize> = (0..messages.len()).collect();
-    order.sort_by_key(|&i| (seen[i].t, i));
+    // Sorted as (time, index) pairs, not indices compared through `seen`.
+    let mut order: Vec<(i64, usize)> = seen.iter().enumerate().map(|(i, m)| (m.t, i)).collect();
+    order.sort_unstable();
     let mut domain_first: HashMap<&str, i64, xxhash_rust::xxh3::Xxh3Builder> = HashMap::default();
-    // (recipient, sender) pairs already in touch, as hashes of their hashes.
+    // (recipient, sender) pairs already in touch, as hashes of their hashes: already spread,
+    // so they are their own hash.
     let pair = |r: u64, s: u64| r ^ s.rotate_left(17);
-    let mut pairs: HashSet<u64, xxhash_rust::xxh3::Xxh3Builder> = HashSet::default();
+    let mut pairs: HashSet<u64, std::hash::BuildHasherDefault<HashedAlready>> =
+        HashSet::with_capacity_and_hasher(seen.iter().map(|m| m.recipients.len()).sum(), Default::default());
     let mut added: Vec<(usize, Vec<Signal>)> = Vec::new();
-    for i in order {
+    for (_, i) in order {
         let m = &seen[i];
         let t = m.t;
         if m.internal {
             // The institution writing to a domain makes that domain, and that correspondent, known.
-            for (d, r) in m.recipient_domains.iter().zip(&m.recipients) {
+            for d in &m.recipient_domains {
                 domain_first.entry(d).or_insert(i64::MIN);
+            }
+            for r in &m.recipients {
                 pairs.insert(pair(m.from, *r));
             }
             continue;
@@ -114,7 +126,8 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
             }
             _ => {}
         }
-        let new_to: usize = m.recipients.iter().filter(|r| !pairs.contains(&pair(**r, m.from))).count();
+        // Recording each pair says whether it was new (the recipients are distinct).
+        let new_to: usize = m.recipients.iter().filter(|r| pairs.insert(pair(**r, m.from))).count();
         if new_to > 0 && new_to == m.recipients.len() {
             signals.push(Signal {
                 analyser: Analyser::Novelty,
@@ -123,14 +136,29 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
                 what: "first mail from this sender to its recipients".into(),
             });
         }
-        for r in &m.recipients {
-            pairs.insert(pair(*r, m.from));
-        }
         if !signals.is_empty() {
             added.push((i, signals));
         }
     }
     added
+}
+
+/// A hasher for keys that are hashes already: it keeps the `u64` it is given.
+#[derive(Default)]
+struct HashedAlready(u64);
+
+impl std::hash::Hasher for HashedAlready {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// A targeting signal for each message to protected members, by message index.

@@ -49,8 +49,8 @@ pub fn scan(html: &str) -> HtmlFacts {
     let mut facts = HtmlFacts::default();
     let mut stack: Vec<(Cow<'_, str>, bool)> = Vec::new();
     let mut overflow_depth = 0usize;
-    let mut skeleton = String::new();
-    let mut attrs: Attributes<'_> = Vec::new();
+    let mut skeleton = String::with_capacity(1024);
+    let mut attrs: Attributes<'_> = Vec::with_capacity(16);
     let mut i = 0;
     while i < b.len() {
         let Some(lt) = memchr::memchr(b'<', &b[i..]) else { break };
@@ -107,7 +107,9 @@ pub fn scan(html: &str) -> HtmlFacts {
         let style = attr("style").map(compact_css).unwrap_or_default();
         let hidden_by_style = style_hidden(&style);
         let ancestor_hidden = stack.last().is_some_and(|(_, h)| *h);
-        facts.backgrounds.extend(css_urls(&style));
+        if !style.is_empty() {
+            facts.backgrounds.extend(css_urls(&style));
+        }
         if let Some(bg) = attr("background").filter(|v| !v.is_empty()) {
             facts.backgrounds.push(bg.to_string());
         }
@@ -248,18 +250,30 @@ fn lower(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) }
 }
 
+/// `&amp;`, `&#38;`, `&quot;`, `&#39;`, `&lt;` and `&gt;` decoded in one pass, as a browser
+/// does: a decoded `&` does not start another entity (`&amp;lt;` is the text `&lt;`).
 fn decode_entities(s: &str) -> Cow<'_, str> {
-    if !s.contains('&') {
-        return Cow::Borrowed(s);
+    const ENTITIES: [(&str, &str); 6] = [("&amp;", "&"), ("&#38;", "&"), ("&quot;", "\""), ("&#39;", "'"), ("&lt;", "<"), ("&gt;", ">")];
+    let Some(first) = memchr::memchr(b'&', s.as_bytes()) else { return Cow::Borrowed(s) };
+    let mut out = String::with_capacity(s.len());
+    out.push_str(&s[..first]);
+    let mut rest = &s[first..];
+    while let Some(at) = memchr::memchr(b'&', rest.as_bytes()) {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match ENTITIES.iter().find(|(e, _)| rest.starts_with(e)) {
+            Some((e, d)) => {
+                out.push_str(d);
+                rest = &rest[e.len()..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
     }
-    Cow::Owned(
-        s.replace("&amp;", "&")
-            .replace("&#38;", "&")
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">"),
-    )
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 fn tiny(v: &str) -> bool {
@@ -299,6 +313,9 @@ fn style_hidden(style: &str) -> Option<&'static str> {
 }
 
 fn style_size_tiny(style: &str, key: &str) -> bool {
+    if style.is_empty() {
+        return false;
+    }
     let mut from = 0;
     while let Some(p) = memchr::memmem::find(&style.as_bytes()[from..], key.as_bytes()) {
         let at = from + p;
@@ -386,6 +403,22 @@ mod tests {
         assert_eq!(a.links, vec!["https://x.example/r?u=1&t=2"]);
         assert_eq!(a.skeleton, b.skeleton, "skeleton ignores values and text");
         assert_ne!(a.skeleton, scan("<p><a href=x>y</a></p>").skeleton);
+    }
+
+    #[test]
+    fn entities_are_decoded_once_as_a_browser_does() {
+        for (raw, text) in [
+            ("plain", "plain"),
+            ("a&amp;b", "a&b"),
+            ("&lt;&gt;&quot;&#39;&#38;", "<>\"'&"),
+            ("u=1&amp;amp;t=2", "u=1&amp;t=2"),
+            ("&amp;lt;", "&lt;"),
+            ("& &x; &amp", "& &x; &amp"),
+            ("caf\u{e9}&amp;\u{1f600}", "caf\u{e9}&\u{1f600}"),
+            ("&", "&"),
+        ] {
+            assert_eq!(decode_entities(raw), text, "{raw}");
+        }
     }
 
     #[test]

@@ -322,30 +322,28 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     // The same message from several exports (journal, mailbox, user report) is one message:
     // the copy read first (largest file first, then path order) stays, later copies add
     // their recipients.
-    // In place: a later copy gives its recipients to the first and is dropped.
-    let mut first: HashMap<u128, usize, xxhash_rust::xxh3::Xxh3Builder> =
-        HashMap::with_capacity_and_hasher(messages.len(), Default::default());
+    // In place: a later copy gives its recipients to the first and is dropped. Copies are
+    // found by sorting (message-id hash, index) pairs on every core: the first of a run is
+    // the copy read first, and the rest give it their recipients in the order they were read.
     let mut keep = vec![true; messages.len()];
-    let keys: Vec<u128> = messages.par_iter().map(|m| xxhash_rust::xxh3::xxh3_128(m.message_id.as_bytes())).collect();
-    for (i, &key) in keys.iter().enumerate() {
-        match first.get(&key) {
-            Some(&j) => {
-                report.duplicates += 1;
-                keep[i] = false;
-                let rs = std::mem::take(&mut messages[i].recipients);
-                let last = &mut messages[j];
-                for r in rs {
-                    if !last.recipients.contains(&r) {
-                        last.recipients.push(r);
-                    }
+    let mut keys: Vec<(u128, usize)> =
+        messages.par_iter().enumerate().map(|(i, m)| (xxhash_rust::xxh3::xxh3_128(m.message_id.as_bytes()), i)).collect();
+    keys.par_sort_unstable();
+    for run in keys.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+        let j = run[0].1;
+        for &(_, i) in &run[1..] {
+            report.duplicates += 1;
+            keep[i] = false;
+            let rs = std::mem::take(&mut messages[i].recipients);
+            let last = &mut messages[j];
+            for r in rs {
+                if !last.recipients.contains(&r) {
+                    last.recipients.push(r);
                 }
-            }
-            None => {
-                first.insert(key, i);
             }
         }
     }
-    drop(first);
+    drop(keys);
     let mut k = keep.iter();
     messages.retain(|_| *k.next().unwrap_or(&true));
 
@@ -465,6 +463,9 @@ fn slim(mut a: Analysed) -> Analysed {
         }
         a.urls.shrink_to_fit();
     }
+    // Signals were pushed one at a time (room for four, then eight); most messages get at
+    // most one more, from the corpus-wide analysis.
+    a.signals.shrink_to_fit();
     a
 }
 
