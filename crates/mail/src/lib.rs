@@ -451,12 +451,18 @@ impl Analysed {
     }
 }
 
-/// Drops what only campaign candidates need, and what nothing reads after analysis (each
-/// URL as written, up to 2 KiB), to keep a large corpus small in memory.
+/// Drops what only campaign candidates need (URLs, attachments, the text of signals), and
+/// what nothing reads after analysis (each URL as written, up to 2 KiB), to keep a large
+/// corpus small in memory.
 fn slim(mut a: Analysed) -> Analysed {
     if a.score(Analyser::Beacon) == 0 && a.score(Analyser::Impersonation) < 2 && a.score(Analyser::Evasion) == 0 {
         a.urls = Vec::new();
         a.attachments = Vec::new();
+        // Not a campaign candidate: its signals count towards its severity by kind and
+        // score, but their text is only ever read in a campaign's summary.
+        for s in &mut a.signals {
+            s.what = String::new();
+        }
     } else {
         for u in &mut a.urls {
             u.url = String::new();
