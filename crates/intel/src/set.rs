@@ -201,10 +201,7 @@ impl IocSet {
             return;
         }
         // Log values repeat (server addresses, paths, user agents): a value already seen to
-        // hold no indicator is not cut up again. Per thread, direct-mapped, bounded; the
-        // values of the last few events are found in a small table that stays in the
-        // processor's nearest cache, the rest in a larger one (a miss there, into memory
-        // the rules' automata keep evicting, was a third of this function's time).
+        // hold no indicator is not cut up again. Per thread, direct-mapped, bounded.
         let cacheable = b.len() <= 512;
         let key = if cacheable { xxhash_rust::xxh3::xxh3_64(b) | 1 } else { 0 };
         if cacheable
@@ -213,17 +210,8 @@ impl IocSet {
                 if c.owner != self.generation {
                     c.owner = self.generation;
                     c.slots.fill(0);
-                    c.recent = [0; RECENT_SLOTS];
                 }
-                let r = (key >> 48) as usize & (RECENT_SLOTS - 1);
-                if c.recent[r] == key {
-                    return true;
-                }
-                let seen = c.slots[(key as usize) & (NO_MATCH_SLOTS - 1)] == key;
-                if seen {
-                    c.recent[r] = key;
-                }
-                seen
+                c.slots[(key as usize) & (NO_MATCH_SLOTS - 1)] == key
             })
         {
             return;
@@ -319,11 +307,7 @@ impl IocSet {
         }
         dedup_from(out, start);
         if cacheable && out.len() == start {
-            NO_MATCH.with(|c| {
-                let mut c = c.borrow_mut();
-                c.slots[(key as usize) & (NO_MATCH_SLOTS - 1)] = key;
-                c.recent[(key >> 48) as usize & (RECENT_SLOTS - 1)] = key;
-            });
+            NO_MATCH.with(|c| c.borrow_mut().slots[(key as usize) & (NO_MATCH_SLOTS - 1)] = key);
         }
     }
 
@@ -397,20 +381,16 @@ fn dedup_from(out: &mut Vec<Hit>, start: usize) {
 }
 
 const NO_MATCH_SLOTS: usize = 16 * 1024;
-/// Slots of the small table in front of it (2 KiB).
-const RECENT_SLOTS: usize = 256;
 
 /// Hashes of values known to hold no indicator (0 = empty slot), for the set `owner`;
 /// cleared when a thread scans with another set.
 struct NoMatch {
     owner: usize,
     slots: Vec<u64>,
-    recent: [u64; RECENT_SLOTS],
 }
 
 thread_local! {
-    static NO_MATCH: std::cell::RefCell<NoMatch> =
-        std::cell::RefCell::new(NoMatch { owner: 0, slots: vec![0; NO_MATCH_SLOTS], recent: [0; RECENT_SLOTS] });
+    static NO_MATCH: std::cell::RefCell<NoMatch> = std::cell::RefCell::new(NoMatch { owner: 0, slots: vec![0; NO_MATCH_SLOTS] });
 }
 
 const TOKEN: u8 = 1;
