@@ -301,3 +301,36 @@ fn a_real_outlets_own_newsletter_without_list_headers_stays_low_in_a_corpus() {
         c.signals
     );
 }
+
+/// A plain message, for the corpus-wide walks.
+fn plain(from: &str, to: &str, date: &str, id: &str) -> Box<analyse::Analysed> {
+    let raw = format!("From: {from}\r\nTo: {to}\r\nSubject: hi\r\nDate: {date}\r\nMessage-ID: <{id}@x>\r\n\r\nHello\r\n");
+    Box::new(analysed(&raw))
+}
+
+#[test]
+fn novelty_learns_domains_and_correspondents_in_time_order() {
+    use analyse::SignalKind::{NewCorrespondent, NewDomain, RecentDomain};
+    let jane = "jane.doe@parliament.example";
+    // Out of time order on purpose: the walk sorts by date.
+    let messages = vec![
+        // 4: a correspondent the institution wrote to first is neither new nor a new domain.
+        plain("y@known.example", jane, "Mon, 18 Jan 2021 12:00:00 +0000", "m4"),
+        // 1: a new domain and a new correspondent, even with its recipient named twice.
+        plain("x@new.example", &format!("{jane}, {jane}"), "Mon, 18 Jan 2021 09:00:00 +0000", "m1"),
+        // 2: the same sender to the same member: the domain is recent, the pair known.
+        plain("x@new.example", jane, "Mon, 18 Jan 2021 10:00:00 +0000", "m2"),
+        // 3: to the member and to someone new: not new to all of its recipients.
+        plain("x@new.example", &format!("{jane}, bob.roe@parliament.example"), "Mon, 18 Jan 2021 11:00:00 +0000", "m3"),
+        // 0: the institution writes first.
+        plain(jane, "y@known.example", "Mon, 18 Jan 2021 08:00:00 +0000", "m0"),
+    ];
+    let found = portcullis_mail::campaign::novelty_signals(&messages, &ctx());
+    let kinds = |i: usize| -> Vec<analyse::SignalKind> {
+        found.iter().filter(|(j, _)| *j == i).flat_map(|(_, s)| s.iter().map(|s| s.kind)).collect()
+    };
+    assert_eq!(kinds(1), vec![NewDomain, NewCorrespondent]);
+    assert_eq!(kinds(2), vec![RecentDomain]);
+    assert_eq!(kinds(3), vec![RecentDomain]);
+    assert!(kinds(0).is_empty() && kinds(4).is_empty(), "{found:?}");
+}
