@@ -10,10 +10,9 @@
 #
 #   bench/stix-load.sh [INDICATORS] [RUNS]   (default 1000000, 5)
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/common.sh"
 n=${1:-1000000}; runs=${2:-5}
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-bin=$here/target/release/portcullis
+release_binary
 work=${BENCH_DIR:-$(mktemp -d)}
 [ -z "${BENCH_DIR:-}" ] && trap 'rm -rf "$work"' EXIT
 [ -f "$work/bundle-$n.json" ] || python3 - "$work/bundle-$n.json" "$n" <<'PY'

@@ -99,7 +99,7 @@ pub struct Indicator {
 pub fn refang(s: &str) -> String {
     let t = s.trim().trim_matches(|c| c == '"' || c == '\'' || c == '<' || c == '>');
     // Most values are not defanged: every bracketed form needs a bracket, every scheme an
-    // `x`, `f` or `m` first; a value with neither is copied as it is.
+    // `h`, `m` or `f` first (`hxxp`, `meow`, `fxp`); a value with neither is copied as it is.
     let bracketed = memchr::memchr3(b'[', b'(', b'{', t.as_bytes()).is_some();
     let scheme = t.as_bytes().first().is_some_and(|b| matches!(b | 0x20, b'h' | b'm' | b'f'));
     if !bracketed && !scheme {

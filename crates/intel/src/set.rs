@@ -73,18 +73,13 @@ impl IocSet {
             }
             (s, dropped)
         };
-        let ((mut s, mut dropped), (rest, more)) = std::thread::scope(|scope| {
+        let ((addresses, mut dropped), (rest, more)) = std::thread::scope(|scope| {
             let other = scope.spawn(|| part(false));
             let mine = part(true);
             (mine, other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
         });
-        s.cidr4 = rest.cidr4;
-        s.cidr6 = rest.cidr6;
-        s.domains = rest.domains;
-        s.tlds = rest.tlds;
-        s.urls = rest.urls;
-        s.emails = rest.emails;
-        s.hashes = rest.hashes;
+        // The address maps from one part, every other map from the other.
+        let mut s = IocSet { ipv4: addresses.ipv4, ipv6: addresses.ipv6, ..rest };
         dropped.extend(more);
         if !dropped.is_empty() {
             // Positions become indices in the list without the duplicates.

@@ -85,10 +85,9 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
     let mut order: Vec<(i64, usize)> = seen.iter().enumerate().map(|(i, m)| (m.t, i)).collect();
     order.sort_unstable();
     let mut domain_first: HashMap<&str, i64, xxhash_rust::xxh3::Xxh3Builder> = HashMap::default();
-    // (recipient, sender) pairs already in touch, as hashes of their hashes: already spread,
-    // so they are their own hash.
+    // (recipient, sender) pairs already in touch, as hashes of their hashes.
     let pair = |r: u64, s: u64| r ^ s.rotate_left(17);
-    let mut pairs: HashSet<u64, std::hash::BuildHasherDefault<HashedAlready>> =
+    let mut pairs: HashSet<u64, rustc_hash::FxBuildHasher> =
         HashSet::with_capacity_and_hasher(seen.iter().map(|m| m.recipients.len()).sum(), Default::default());
     let mut added: Vec<(usize, Vec<Signal>)> = Vec::new();
     for (_, i) in order {
@@ -141,24 +140,6 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
         }
     }
     added
-}
-
-/// A hasher for keys that are hashes already: it keeps the `u64` it is given.
-#[derive(Default)]
-struct HashedAlready(u64);
-
-impl std::hash::Hasher for HashedAlready {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ b as u64;
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// A targeting signal for each message to protected members, by message index.

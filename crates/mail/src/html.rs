@@ -107,9 +107,7 @@ pub fn scan(html: &str) -> HtmlFacts {
         let style = attr("style").map(compact_css).unwrap_or_default();
         let hidden_by_style = style_hidden(&style);
         let ancestor_hidden = stack.last().is_some_and(|(_, h)| *h);
-        if !style.is_empty() {
-            facts.backgrounds.extend(css_urls(&style));
-        }
+        facts.backgrounds.extend(css_urls(&style));
         if let Some(bg) = attr("background").filter(|v| !v.is_empty()) {
             facts.backgrounds.push(bg.to_string());
         }
@@ -332,6 +330,9 @@ fn style_size_tiny(style: &str, key: &str) -> bool {
 
 /// URLs inside `url(...)` in compact CSS, where the declaration is a background.
 fn css_urls(css: &str) -> Vec<String> {
+    if css.is_empty() {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     let mut from = 0;
     while let Some(p) = memchr::memmem::find(&css.as_bytes()[from..], b"url(") {

@@ -312,17 +312,18 @@ fn plain(from: &str, to: &str, date: &str, id: &str) -> Box<analyse::Analysed> {
 fn novelty_learns_domains_and_correspondents_in_time_order() {
     use analyse::SignalKind::{NewCorrespondent, NewDomain, RecentDomain};
     let jane = "jane.doe@parliament.example";
-    // Out of time order on purpose: the walk sorts by date.
+    // Listed out of time order on purpose (the walk sorts by date); the comments give each
+    // message's index, which the assertions use, and its place in time.
     let messages = vec![
-        // 4: a correspondent the institution wrote to first is neither new nor a new domain.
+        // [0], sent last: a correspondent the institution wrote to first is neither new nor a new domain.
         plain("y@known.example", jane, "Mon, 18 Jan 2021 12:00:00 +0000", "m4"),
-        // 1: a new domain and a new correspondent, even with its recipient named twice.
+        // [1], second: a new domain and a new correspondent, even with its recipient named twice.
         plain("x@new.example", &format!("{jane}, {jane}"), "Mon, 18 Jan 2021 09:00:00 +0000", "m1"),
-        // 2: the same sender to the same member: the domain is recent, the pair known.
+        // [2], third: the same sender to the same member: the domain is recent, the pair known.
         plain("x@new.example", jane, "Mon, 18 Jan 2021 10:00:00 +0000", "m2"),
-        // 3: to the member and to someone new: not new to all of its recipients.
+        // [3], fourth: to the member and to someone new: not new to all of its recipients.
         plain("x@new.example", &format!("{jane}, bob.roe@parliament.example"), "Mon, 18 Jan 2021 11:00:00 +0000", "m3"),
-        // 0: the institution writes first.
+        // [4], first: the institution writes to y@known.example.
         plain(jane, "y@known.example", "Mon, 18 Jan 2021 08:00:00 +0000", "m0"),
     ];
     let found = portcullis_mail::campaign::novelty_signals(&messages, &ctx());
