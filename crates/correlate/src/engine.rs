@@ -39,8 +39,8 @@ pub const MAX_ENTITIES: usize = 32;
 
 #[derive(Default)]
 struct GroupState {
-    /// (time, position, value, evidence), oldest first.
-    window: VecDeque<(i64, u32, Arc<str>, Arc<str>)>,
+    /// Oldest first.
+    window: VecDeque<Entry>,
     /// Distinct values in the window with their counts (value_count, value_percentile).
     counts: FxMap<Arc<str>, u32>,
     sum: f64,
@@ -52,6 +52,14 @@ struct GroupState {
     entities: std::collections::BTreeSet<Arc<str>>,
     /// The entity list of the last input, to skip re-adding the same list.
     last_entities: String,
+}
+
+/// One input in a group's window.
+struct Entry {
+    ts: i64,
+    value: Arc<str>,
+    /// The finding id of the matched event.
+    evidence: Box<str>,
 }
 
 /// Runs every correlation over a time-ordered input stream.
@@ -134,26 +142,28 @@ impl Correlator {
     }
 
     fn process(&mut self, inp: Input) -> Option<CorrelationFinding> {
-        let ci = inp.corr as usize;
-        let set = self.set.clone();
+        let Input { ts, corr, pos, group, value, evidence, entities } = inp;
+        let ci = corr as usize;
+        let Correlator { set, states: all_states, peak_groups, .. } = self;
         let c = &set.correlations[ci];
         let span = c.timespan_micros;
-        let states = &mut self.states[ci];
-        if !states.contains_key(inp.group.as_str()) {
-            states.insert(inp.group.clone(), GroupState { opened: inp.ts, marks: vec![None; c.sources.len() + 1], ..Default::default() });
-            let live: usize = self.states.iter().map(|s| s.len()).sum();
-            self.peak_groups = self.peak_groups.max(live);
+        if !all_states[ci].contains_key(group.as_str()) {
+            let fresh = GroupState { opened: ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
+            all_states[ci].insert(group.clone(), fresh);
+            let live: usize = all_states.iter().map(|s| s.len()).sum();
+            *peak_groups = (*peak_groups).max(live);
         }
-        let st = self.states[ci].get_mut(inp.group.as_str()).expect("just inserted");
+        let states = &mut all_states[ci];
+        let st = states.get_mut(group.as_str()).expect("just inserted");
         // A window that opened at a group's first event closes after `timespan`.
         let mut closed = None;
-        if !c.condition.grows() && inp.ts - st.opened > span {
-            closed = evaluate(c, ci, &inp.group, st);
-            *st = GroupState { opened: inp.ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
+        if !c.condition.grows() && ts - st.opened > span {
+            closed = evaluate(c, ci, &group, st);
+            *st = GroupState { opened: ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
         }
-        st.last = inp.ts;
-        if st.last_entities != inp.entities && st.entities.len() < MAX_ENTITIES {
-            for e in inp.entities.split('\u{1f}').filter(|e| !e.is_empty()) {
+        st.last = ts;
+        if st.last_entities != entities && st.entities.len() < MAX_ENTITIES {
+            for e in entities.split('\u{1f}').filter(|e| !e.is_empty()) {
                 if st.entities.len() >= MAX_ENTITIES {
                     break;
                 }
@@ -161,50 +171,52 @@ impl Correlator {
                     st.entities.insert(Arc::from(e));
                 }
             }
-            st.last_entities.clone_from(&inp.entities);
+            st.last_entities = entities;
         }
-        // Only value correlations need the values kept.
-        let value: Arc<str> = if inp.value.is_empty() { empty() } else { Arc::from(inp.value.as_str()) };
-        let evidence: Arc<str> = Arc::from(inp.evidence.as_str());
-        st.window.push_back((inp.ts, inp.pos, value.clone(), evidence));
+        // Only value correlations need the values kept. A counted value is the key already
+        // counted, when there is one: one allocation per distinct value, not per input.
+        let value: Arc<str> = match c.kind {
+            Kind::ValueCount | Kind::ValuePercentile => match st.counts.get_key_value(value.as_str()) {
+                Some((known, _)) => known.clone(),
+                None => Arc::from(value),
+            },
+            _ if value.is_empty() => empty(),
+            _ => Arc::from(value),
+        };
+        st.window.push_back(Entry { ts, value: value.clone(), evidence: evidence.into_boxed_str() });
         if c.condition.grows() {
             // Sliding window: drop what fell out of it.
-            while let Some(&(t, _, ref v, _)) = st.window.front() {
-                if inp.ts - t <= span {
-                    break;
+            while st.window.front().is_some_and(|old| ts - old.ts > span) {
+                if let Some(old) = st.window.pop_front() {
+                    forget(c.kind, st, &old);
                 }
-                let v = v.clone();
-                let old = st.window.pop_front();
-                forget(c.kind, st, &v, old.as_ref());
             }
         }
         match c.kind {
             Kind::ValueCount | Kind::ValuePercentile => *st.counts.entry(value.clone()).or_insert(0) += 1,
-            Kind::ValueSum | Kind::ValueAvg => st.sum += inp.value.trim().parse::<f64>().unwrap_or(0.0),
-            Kind::Temporal => st.marks[inp.pos as usize] = Some(inp.ts),
-            Kind::TemporalOrdered => advance_chain(c, st, inp.pos as usize, inp.ts),
+            Kind::ValueSum | Kind::ValueAvg => st.sum += value.trim().parse::<f64>().unwrap_or(0.0),
+            Kind::Temporal => st.marks[pos as usize] = Some(ts),
+            Kind::TemporalOrdered => advance_chain(c, st, pos as usize, ts),
             Kind::EventCount => {}
         }
         if closed.is_some() {
             return closed;
         }
         if c.condition.grows() {
-            let st = self.states[ci].get_mut(&inp.group).expect("just inserted");
             let measured = match c.kind {
                 Kind::ValuePercentile => percentile_of(st, &value),
-                _ => measure(c.kind, st, inp.ts, span),
+                _ => measure(c.kind, st, ts, span),
             };
             if c.condition.holds(measured) {
-                let f = finding(c, ci, &inp.group, st, measured);
-                self.states[ci].remove(&inp.group);
+                let f = finding(c, ci, &group, st, measured);
+                states.remove(&group);
                 return Some(f);
             }
         } else if c.kind == Kind::ValuePercentile {
             // Percentile with lte/lt: the value is rare *so far* in this window.
-            let st = self.states[ci].get_mut(&inp.group).expect("just inserted");
             let measured = percentile_of(st, &value);
             if st.window.len() >= 2 && c.condition.holds(measured) {
-                return Some(finding(c, ci, &inp.group, st, measured));
+                return Some(finding(c, ci, &group, st, measured));
             }
         }
         None
@@ -252,19 +264,17 @@ fn empty() -> Arc<str> {
     EMPTY.with(|e| e.clone())
 }
 
-fn forget(kind: Kind, st: &mut GroupState, v: &Arc<str>, old: Option<&(i64, u32, Arc<str>, Arc<str>)>) {
+fn forget(kind: Kind, st: &mut GroupState, old: &Entry) {
     match kind {
         Kind::ValueCount | Kind::ValuePercentile => {
-            if let Some(n) = st.counts.get_mut(v) {
+            if let Some(n) = st.counts.get_mut(&old.value) {
                 *n -= 1;
                 if *n == 0 {
-                    st.counts.remove(v);
+                    st.counts.remove(&old.value);
                 }
             }
         }
-        Kind::ValueSum | Kind::ValueAvg => {
-            st.sum -= old.map(|o| o.2.trim().parse::<f64>().unwrap_or(0.0)).unwrap_or(0.0);
-        }
+        Kind::ValueSum | Kind::ValueAvg => st.sum -= old.value.trim().parse::<f64>().unwrap_or(0.0),
         _ => {}
     }
 }
@@ -323,8 +333,8 @@ fn evaluate(c: &Correlation, ci: usize, group: &str, st: &GroupState) -> Option<
 
 fn finding(c: &Correlation, ci: usize, group: &str, st: &GroupState, value: f64) -> CorrelationFinding {
     use xxhash_rust::xxh3::Xxh3;
-    let first_ts = st.window.front().map(|w| w.0).unwrap_or(st.opened);
-    let last_ts = st.window.back().map(|w| w.0).unwrap_or(st.last);
+    let first_ts = st.window.front().map(|w| w.ts).unwrap_or(st.opened);
+    let last_ts = st.window.back().map(|w| w.ts).unwrap_or(st.last);
     let mut h = Xxh3::new();
     h.update(c.key().as_bytes());
     h.update(&[0]);
@@ -332,7 +342,7 @@ fn finding(c: &Correlation, ci: usize, group: &str, st: &GroupState, value: f64)
     h.update(&first_ts.to_le_bytes());
     h.update(&last_ts.to_le_bytes());
     for w in &st.window {
-        h.update(w.3.as_bytes());
+        h.update(w.evidence.as_bytes());
     }
     let values: Vec<&str> = group.split('\u{1f}').collect();
     CorrelationFinding {
@@ -342,7 +352,7 @@ fn finding(c: &Correlation, ci: usize, group: &str, st: &GroupState, value: f64)
         first_ts,
         last_ts,
         value,
-        evidence: st.window.iter().take(MAX_EVIDENCE).map(|w| w.3.to_string()).collect(),
+        evidence: st.window.iter().take(MAX_EVIDENCE).map(|w| w.evidence.to_string()).collect(),
         evidence_total: st.window.len() as u64,
         entities: st.entities.iter().map(|e| e.to_string()).collect(),
     }

@@ -364,6 +364,8 @@ pub struct CorrelationStats {
     pub untimed: u64,
     /// Problems spilling or merging correlation inputs (results may be incomplete).
     pub errors: Vec<String>,
+    /// Time spent merging the inputs into time order and correlating them.
+    pub seconds: f64,
 }
 
 /// Memory each worker may use for buffering correlation inputs before spilling.
@@ -448,6 +450,7 @@ pub fn hunt(
     });
     let mut found = Vec::new();
     if !correlations.is_empty() {
+        let started = std::time::Instant::now();
         let mut correlator = Correlator::new(correlations.clone());
         match Sorter::merge(sorters) {
             Ok(merged) => {
@@ -465,6 +468,7 @@ pub fn hunt(
         }
         correlator.finish();
         correlation_stats.peak_groups = correlator.peak_groups;
+        correlation_stats.seconds = started.elapsed().as_secs_f64();
         found = correlator.findings;
         found.sort_by_key(|f| (f.last_ts, f.correlation));
     }

@@ -190,6 +190,9 @@ pub struct Summary {
     pub rules_files_cached: usize,
     /// Reading and scanning the inputs (excludes loading rules and writing output).
     pub hunt_seconds: f64,
+    /// Of `hunt_seconds`, putting correlation inputs in time order and correlating them
+    /// (on one thread, after scanning).
+    pub correlation_seconds: f64,
     pub elapsed_seconds: f64,
 }
 

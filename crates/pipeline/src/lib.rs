@@ -546,6 +546,7 @@ pub fn summarise(loaded: &LoadedRules, result: &HuntResult, started: Instant) ->
     s.correlations_loaded = loaded.correlations.correlations.len();
     s.correlation_findings = result.correlations.len();
     s.correlation_inputs = result.correlation_stats.inputs;
+    s.correlation_seconds = result.correlation_stats.seconds;
     for e in &result.correlation_stats.errors {
         s.warnings.push(e.clone());
     }
