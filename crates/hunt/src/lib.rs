@@ -515,14 +515,15 @@ pub fn detect(
     let mut untimed = 0;
     scratch.matches.clear();
     scratch.scanner.scan(ev, scratch.matches);
+    // The event's entities as correlations carry them, worked out once for all its matches.
+    let mut entities: Option<String> = None;
     for &rule in scratch.matches.iter() {
         let id = finding_id(&engine.rules[rule].key(), ev);
         if !correlations.is_empty() {
             match ev.timestamp {
                 Some(ts) => {
-                    let entities: Vec<String> = portcullis_event::entity::entities(ev).iter().map(|e| e.encode()).collect();
-                    let entities = entities.join("\u{1f}");
-                    inputs.extend(portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, &entities, |f| {
+                    let entities = entities.get_or_insert_with(|| encoded_entities(ev));
+                    inputs.extend(portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, entities, |f| {
                         ev.get(f).map(str::to_string)
                     }));
                 }
@@ -552,6 +553,23 @@ pub fn detect(
     untimed
 }
 
+/// The event's entities, each `kind=value`, joined by U+001F (as [`Entity::encode`] and
+/// `join` would write them, without a string per entity).
+///
+/// [`Entity::encode`]: portcullis_event::entity::Entity::encode
+fn encoded_entities(ev: &Event) -> String {
+    let mut out = String::new();
+    for e in portcullis_event::entity::entities(ev) {
+        if !out.is_empty() {
+            out.push('\u{1f}');
+        }
+        out.push_str(e.kind.as_str());
+        out.push('=');
+        out.push_str(&e.value);
+    }
+    out
+}
+
 /// The stable id of the finding "rule `rule_key` matched `ev`": a hash of the rule key,
 /// the event's record number and time, and every field name and value.
 pub fn finding_id(rule_key: &str, ev: &Event) -> String {
@@ -568,4 +586,21 @@ pub fn finding_id(rule_key: &str, ev: &Event) -> String {
         h.update(&[1]);
     }
     portcullis_event::hex_id(h.digest128())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entities_are_encoded_as_each_entity_encodes_joined() {
+        let mut ev = Event::default();
+        for (n, v) in [("Computer", "EXCH01.corp.local"), ("c-ip", "203.0.113.9"), ("TargetUserName", "CORP\\alice"), ("Image", "-")] {
+            ev.push_str(n, v);
+        }
+        let by_entity: Vec<String> = portcullis_event::entity::entities(&ev).iter().map(|e| e.encode()).collect();
+        assert!(by_entity.len() >= 3, "{by_entity:?}");
+        assert_eq!(encoded_entities(&ev), by_entity.join("\u{1f}"));
+        assert_eq!(encoded_entities(&Event::default()), "");
+    }
 }
