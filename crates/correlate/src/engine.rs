@@ -158,7 +158,15 @@ impl Correlator {
         // A window that opened at a group's first event closes after `timespan`.
         let mut closed = None;
         if !c.condition.grows() && ts - st.opened > span {
-            closed = evaluate(c, ci, &group, st);
+            // As a sweep closes it (a percentile is judged per event, not at the close).
+            if c.kind != Kind::ValuePercentile {
+                closed = evaluate(c, ci, &group, st);
+            }
+            *st = GroupState { opened: ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
+        } else if c.condition.grows() && ts - st.last > span && ts - st.opened > span {
+            // Every input of the sliding window has passed: start afresh, as if a sweep had
+            // dropped the group, so that findings (their entities) do not depend on when
+            // sweeps happen to run, or on which other groups share the stream.
             *st = GroupState { opened: ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
         }
         st.last = ts;

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! base-rule matches ─► Input (ts, correlation, position, group key, value)
-//!   ─► sorter (external merge sort: global time order at bounded memory)
+//!   ─► share (by correlation and group, one thread each; see `shard`)
+//!   ─► sorter (external merge sort: time order at bounded memory)
 //!   ─► Correlator (per correlation, per group state; expires with the timespan)
 //!   ─► CorrelationFinding ─► (inputs of outer correlations)
 //! ```
@@ -21,8 +22,10 @@
 
 pub mod engine;
 pub mod parse;
+pub mod shard;
 pub mod sorter;
 
 pub use engine::{CorrelationFinding, Correlator, inputs_for};
 pub use parse::{Condition, Correlation, CorrelationSet, Kind, Source};
+pub use shard::{Correlated, correlate_shares, share_of, shares_for};
 pub use sorter::{Input, Sorter};

@@ -32,6 +32,8 @@ impl Input {
     }
 
     /// The order inputs are correlated in: time, then correlation, source, group and evidence.
+    /// Inputs with equal keys are the same match (one event's, for one source of one
+    /// correlation), so an unstable sort loses no order.
     pub fn key(&self) -> (i64, u32, u32, &str, &str) {
         (self.ts, self.corr, self.pos, &self.group, &self.evidence)
     }
@@ -96,7 +98,7 @@ impl Sorter {
     }
 
     fn spill(&mut self) -> io::Result<()> {
-        self.buffer.sort_by(|a, b| a.key().cmp(&b.key()));
+        self.buffer.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
         let mut f = BufWriter::new(tempfile::tempfile()?);
         for i in self.buffer.drain(..) {
             i.write(&mut f)?;
@@ -115,7 +117,7 @@ impl Sorter {
     pub fn merge(sorters: Vec<Sorter>) -> io::Result<Merged> {
         let mut sources: Vec<RunReader> = Vec::new();
         for mut s in sorters {
-            s.buffer.sort_by(|a, b| a.key().cmp(&b.key()));
+            s.buffer.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
             sources.push(RunReader::Memory(std::mem::take(&mut s.buffer).into_iter()));
             for f in s.runs {
                 sources.push(RunReader::File(BufReader::with_capacity(64 * 1024, f)));

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use portcullis_correlate::{CorrelationFinding, CorrelationSet, Correlator, Sorter, inputs_for};
+use portcullis_correlate::{CorrelationFinding, CorrelationSet, Correlator, Sorter, correlate_shares, inputs_for, share_of, shares_for};
 use portcullis_sigma::{Placeholders, RuleSet};
 
 const S: i64 = 1_000_000;
@@ -65,7 +65,26 @@ impl Harness {
             c.push(inp.unwrap());
         }
         c.finish();
+        // The same inputs in three shares, correlated side by side, give the same findings.
+        let mut one: Vec<String> = c.findings.iter().map(|f| format!("{f:?}")).collect();
+        one.sort();
+        let mut shared: Vec<String> = self.run_in_shares(3).iter().map(|f| format!("{f:?}")).collect();
+        shared.sort();
+        assert_eq!(one, shared);
         c.findings
+    }
+
+    fn run_in_shares(&self, threads: usize) -> Vec<CorrelationFinding> {
+        let n = shares_for(&self.set, threads);
+        let mut shares: Vec<Vec<Sorter>> = (0..n).map(|_| vec![Sorter::new(1 << 16), Sorter::new(1 << 16)]).collect();
+        for (i, (ts, r, fields)) in self.events.iter().enumerate().rev() {
+            for inp in inputs_for(&self.set, *r, *ts, &format!("ev{i}"), "", |f| fields.get(f).cloned()) {
+                shares[share_of(&inp, n)][i % 2].push(inp).unwrap();
+            }
+        }
+        let out = correlate_shares(&self.set, shares);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        out.findings
     }
 }
 
@@ -262,4 +281,36 @@ fn state_is_dropped_after_its_window() {
     assert!(c.peak_groups < 1000, "peak live groups {}", c.peak_groups);
     c.finish();
     assert_eq!(c.live_groups(), 0);
+}
+
+#[test]
+fn findings_do_not_depend_on_the_other_groups_in_the_stream() {
+    // 12,000 inputs (sweeps run every 4,096) over 40 groups that go quiet for longer than
+    // the window and come back, each input naming its own host: one stream and three
+    // shares must give the same findings, entities included.
+    let corr = "title: burst\nid: c1\ncorrelation: {type: event_count, rules: [failed_login], group-by: [User], timespan: 1m, condition: {gte: 3}}\n";
+    let h = Harness::new(corr);
+    let mut seed = 11u64;
+    let mut inputs = Vec::new();
+    for i in 0..12_000i64 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let user = format!("u{}", (seed >> 40) % 40);
+        let ts = i * S / 2 + ((seed >> 20) % 1000) as i64;
+        let entities = format!("host=h{}\u{1f}account={user}", (seed >> 30) % 9);
+        inputs.extend(inputs_for(&h.set, 0, ts, &format!("ev{i}"), &entities, |f| (f == "User").then(|| user.clone())));
+    }
+    let run = |threads: usize| {
+        let n = shares_for(&h.set, threads);
+        let mut shares: Vec<Vec<Sorter>> = (0..n).map(|_| vec![Sorter::new(1 << 16)]).collect();
+        for inp in &inputs {
+            shares[share_of(inp, n)][0].push(inp.clone()).unwrap();
+        }
+        correlate_shares(&h.set, shares).findings.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>()
+    };
+    let (one, three) = (run(1), run(3));
+    assert!(one.len() > 100, "{} findings", one.len());
+    assert_eq!(one.len(), three.len());
+    if let Some((a, b)) = one.iter().zip(&three).find(|(a, b)| a != b) {
+        panic!("one stream:\n{a}\nthree shares:\n{b}");
+    }
 }

@@ -14,7 +14,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use portcullis_correlate::{CorrelationFinding, CorrelationSet, Correlator, Sorter};
+use portcullis_correlate::{CorrelationFinding, CorrelationSet, Sorter};
 use portcullis_event::{Event, Timestamp};
 use portcullis_sigma::{Engine, Scanner};
 use portcullis_sources::{FileReport, ReadOptions, SourceError};
@@ -358,13 +358,14 @@ pub struct CorrelationStats {
     pub inputs: u64,
     /// Of those, spilled to temporary files to keep memory bounded.
     pub spilled: u64,
-    /// Most (correlation, group) states alive at once.
+    /// Most (correlation, group) states alive at once (each share's most, added up).
     pub peak_groups: usize,
     /// Base matches without a timestamp (cannot be correlated in time).
     pub untimed: u64,
     /// Problems spilling or merging correlation inputs (results may be incomplete).
     pub errors: Vec<String>,
-    /// Time spent merging the inputs into time order and correlating them.
+    /// Time spent merging the inputs into time order and correlating them (the shares
+    /// side by side).
     pub seconds: f64,
 }
 
@@ -384,12 +385,14 @@ pub fn hunt(
         matches: Vec<usize>,
         ioc_hits: Vec<portcullis_intel::Hit>,
         detections: Vec<Detection>,
-        sorter: Sorter,
+        /// One per share of the correlation inputs ([`portcullis_correlate::share_of`]).
+        sorters: Vec<Sorter>,
         inputs: u64,
         untimed: u64,
         io_error: Option<std::io::Error>,
     }
     let hidden = hidden_rules(engine, correlations);
+    let shares = portcullis_correlate::shares_for(correlations, opts.threads);
     let (outcomes, states) = run_files(
         files,
         opts,
@@ -399,7 +402,7 @@ pub fn hunt(
             matches: Vec::new(),
             ioc_hits: Vec::new(),
             detections: Vec::new(),
-            sorter: Sorter::new(CORRELATION_BUFFER_BYTES),
+            sorters: (0..shares).map(|_| Sorter::new(CORRELATION_BUFFER_BYTES / shares)).collect(),
             inputs: 0,
             untimed: 0,
             io_error: None,
@@ -417,7 +420,7 @@ pub fn hunt(
             w.untimed += untimed;
             for input in inputs {
                 w.inputs += 1;
-                if let Err(e) = w.sorter.push(input) {
+                if let Err(e) = w.sorters[portcullis_correlate::share_of(&input, shares)].push(input) {
                     w.io_error.get_or_insert(e);
                 }
             }
@@ -426,17 +429,19 @@ pub fn hunt(
     let mut detections = Vec::new();
     let mut stats = RunStats::default();
     let mut group_events = vec![0u64; engine.group_count()];
-    let mut sorters = Vec::new();
+    let mut by_share: Vec<Vec<Sorter>> = (0..shares).map(|_| Vec::new()).collect();
     let mut correlation_stats = CorrelationStats::default();
     for (w, s) in states {
         detections.extend(w.detections);
         correlation_stats.inputs += w.inputs;
         correlation_stats.untimed += w.untimed;
-        correlation_stats.spilled += w.sorter.spilled;
         if let Some(e) = w.io_error {
             correlation_stats.errors.push(format!("spilling correlation inputs failed: {e}"));
         }
-        sorters.push(w.sorter);
+        for (share, sorter) in by_share.iter_mut().zip(w.sorters) {
+            correlation_stats.spilled += sorter.spilled;
+            share.push(sorter);
+        }
         stats.events += s.events;
         stats.out_of_range += s.out_of_range;
         for (g, n) in group_events.iter_mut().zip(&w.scanner.group_events) {
@@ -451,26 +456,12 @@ pub fn hunt(
     let mut found = Vec::new();
     if !correlations.is_empty() {
         let started = std::time::Instant::now();
-        let mut correlator = Correlator::new(correlations.clone());
-        match Sorter::merge(sorters) {
-            Ok(merged) => {
-                for input in merged {
-                    match input {
-                        Ok(i) => correlator.push(i),
-                        Err(e) => {
-                            correlation_stats.errors.push(format!("reading spilled correlation inputs failed: {e}"));
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => correlation_stats.errors.push(format!("merging correlation inputs failed: {e}")),
-        }
-        correlator.finish();
-        correlation_stats.peak_groups = correlator.peak_groups;
+        // Each share is put into time order and correlated on a thread of its own.
+        let correlated = portcullis_correlate::correlate_shares(correlations, by_share);
+        correlation_stats.errors.extend(correlated.errors);
+        correlation_stats.peak_groups = correlated.peak_groups;
         correlation_stats.seconds = started.elapsed().as_secs_f64();
-        found = correlator.findings;
-        found.sort_by_key(|f| (f.last_ts, f.correlation));
+        found = correlated.findings;
     }
     HuntResult { detections, correlations: found, correlation_stats, outcomes, stats, group_events }
 }

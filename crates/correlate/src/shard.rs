@@ -1,0 +1,86 @@
+//! Correlating on several threads: inputs are split by (correlation, group) into shares,
+//! and each share is put into time order and correlated on a thread of its own. A group's
+//! state only ever sees its own inputs, so every share gives the findings it would have
+//! given in one stream; a set whose correlations feed other correlations stays in one
+//! share, because an outer correlation groups its inner findings differently.
+
+use std::sync::Arc;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::engine::{CorrelationFinding, Correlator};
+use crate::parse::CorrelationSet;
+use crate::sorter::{Input, Sorter};
+
+/// How many shares `set`'s inputs may be split into on `threads` threads.
+pub fn shares_for(set: &CorrelationSet, threads: usize) -> usize {
+    if set.hidden_correlations.is_empty() { threads.max(1) } else { 1 }
+}
+
+/// The share of `shares` an input belongs to: every input of one (correlation, group)
+/// goes to the same one.
+pub fn share_of(input: &Input, shares: usize) -> usize {
+    if shares <= 1 {
+        return 0;
+    }
+    let mut h = Xxh3::new();
+    h.update(&input.corr.to_le_bytes());
+    h.update(input.group.as_bytes());
+    (h.digest() % shares as u64) as usize
+}
+
+/// What correlating every share gave.
+#[derive(Debug, Default)]
+pub struct Correlated {
+    /// Findings to report, ordered by last time, correlation and id.
+    pub findings: Vec<CorrelationFinding>,
+    /// The shares' largest numbers of live groups, added up (an upper bound of the
+    /// groups alive at once).
+    pub peak_groups: usize,
+    /// Problems reading spilled inputs back (results may be incomplete).
+    pub errors: Vec<String>,
+}
+
+/// Merges each share's sorters into time order and correlates the shares side by side,
+/// one thread each (the calling thread takes the first).
+pub fn correlate_shares(set: &Arc<CorrelationSet>, shares: Vec<Vec<Sorter>>) -> Correlated {
+    let mut shares = shares.into_iter();
+    let first = shares.next().unwrap_or_default();
+    let parts: Vec<Correlated> = std::thread::scope(|scope| {
+        let others: Vec<_> = shares.map(|sorters| scope.spawn(move || correlate_one(set, sorters))).collect();
+        let mut parts = vec![correlate_one(set, first)];
+        for h in others {
+            parts.push(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        parts
+    });
+    let mut all = Correlated::default();
+    for p in parts {
+        all.findings.extend(p.findings);
+        all.peak_groups += p.peak_groups;
+        all.errors.extend(p.errors);
+    }
+    all.findings.sort_by(|a, b| (a.last_ts, a.correlation, &a.id).cmp(&(b.last_ts, b.correlation, &b.id)));
+    all
+}
+
+fn correlate_one(set: &Arc<CorrelationSet>, sorters: Vec<Sorter>) -> Correlated {
+    let mut errors = Vec::new();
+    let mut correlator = Correlator::new(set.clone());
+    match Sorter::merge(sorters) {
+        Ok(merged) => {
+            for input in merged {
+                match input {
+                    Ok(i) => correlator.push(i),
+                    Err(e) => {
+                        errors.push(format!("reading spilled correlation inputs failed: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        Err(e) => errors.push(format!("merging correlation inputs failed: {e}")),
+    }
+    correlator.finish();
+    Correlated { findings: correlator.findings, peak_groups: correlator.peak_groups, errors }
+}
