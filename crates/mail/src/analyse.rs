@@ -514,22 +514,23 @@ pub fn strong_impersonation(kind: SignalKind) -> bool {
 }
 
 fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
-    let Some(from) = a.from.clone() else { return };
-    let domain_raw = from.domain().to_string();
-    let domain = decode_punycode(&domain_raw).into_owned();
-    let reg = registrable(&domain).to_string();
-    let label = reg.split('.').next().unwrap_or("").to_string();
-    let freemail = ctx.lists.is_freemail(&reg);
-    let established = ctx.lists.established(&reg);
-    let display = from.name.clone().unwrap_or_default();
-    let display_sk = skeleton(&display);
+    // Taken for the analysis and put back at the end, not copied.
+    let Some(from) = a.from.take() else { return };
+    let domain_raw = from.domain();
+    let domain = decode_punycode(domain_raw);
+    let reg = registrable(&domain);
+    let label = reg.split('.').next().unwrap_or("");
+    let freemail = ctx.lists.is_freemail(reg);
+    let established = ctx.lists.established(reg);
+    let display = from.name.as_deref().unwrap_or("");
+    let display_sk = skeleton(display);
     let display_parts: Vec<Vec<&str>> = display_sk
         .split([',', '(', ')', '|', '/', '-', '<', '>', '[', ']'])
         .map(|part| part.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect())
         .collect();
     let mut found: Vec<Signal> = Vec::new();
     let mut benign: Vec<Signal> = Vec::new();
-    if domain != domain_raw {
+    if *domain != *domain_raw {
         found.push(Signal {
             analyser: Analyser::Impersonation,
             kind: SignalKind::Punycode,
@@ -564,13 +565,13 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
         }),
         _ => {}
     }
-    let lookalikes = ctx.lookalikes_of(&label);
+    let lookalikes = ctx.lookalikes_of(label);
     // Only identities something points at: a look-alike label, the exact label, or the first
     // word of their name in the display name. The user's protected identities first: they
     // are the more specific claim.
     let lists = &ctx.lists;
     let mut candidates: Vec<usize> = lookalikes.iter().map(|(j, _, _)| *j).collect();
-    candidates.extend(lists.by_label.get(&label).into_iter().flatten());
+    candidates.extend(lists.by_label.get(label).into_iter().flatten());
     for part in &display_parts {
         for w in part {
             candidates.extend(lists.by_first_word.get(*w).into_iter().flatten());
@@ -578,10 +579,10 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
     }
     candidates.sort_unstable_by_key(|&j| (!lists.identities[j].user_supplied, j));
     candidates.dedup();
-    let owner = lists.owner_of(&reg);
+    let owner = lists.owner_of(reg);
     for i in candidates {
         let id = &lists.identities[i];
-        if owner == Some(i) || id.owns(&reg) {
+        if owner == Some(i) || id.owns(reg) {
             continue;
         }
         let exact = id
@@ -621,9 +622,9 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             let (score, on) = if freemail {
                 (3, format!("{reg} (free webmail)"))
             } else if id.user_supplied {
-                (3, reg.clone())
+                (3, reg.to_string())
             } else {
-                (2, reg.clone())
+                (2, reg.to_string())
             };
             found.push(Signal {
                 analyser: Analyser::Impersonation,
@@ -716,6 +717,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
     }
     benign.truncate(2);
     a.signals.extend(benign);
+    a.from = Some(from);
 }
 
 /// Whether a display name (as a confusable skeleton) names `identity`: its words appear

@@ -180,13 +180,14 @@ pub fn cluster(messages: &[Box<Analysed>], ctx: &Context) -> Vec<Vec<usize>> {
             let m = &messages[i];
             let from_reg = registrable(m.from_domain());
             let own_domain = !from_reg.is_empty() && !ctx.lists.is_freemail(from_reg) && !ctx.is_internal(from_reg);
-            let h = |parts: &[&str]| {
+            let h = |parts: &[&[u8]]| {
                 let mut x = 0u64;
                 for p in parts {
-                    x = x.rotate_left(23) ^ xxh3_64(p.as_bytes());
+                    x = x.rotate_left(23) ^ xxh3_64(p);
                 }
                 x
             };
+            let from_b = from_reg.as_bytes();
             let mut keys: Vec<u64> = Vec::new();
             for u in m.urls.iter().filter(|u| u.beacon || !u.tokens.is_empty()) {
                 // A mass-mailing service's tracking host is shared by its customers, and an
@@ -194,33 +195,34 @@ pub fn cluster(messages: &[Box<Analysed>], ctx: &Context) -> Vec<Vec<usize>> {
                 // who embeds it: key by sender too. A campaign's own tracker joins across senders.
                 let host_reg = registrable(&u.host);
                 if ctx.lists.is_bulk_mailer(&u.host) || (host_reg != from_reg && ctx.lists.established(host_reg).is_some()) {
-                    keys.push(h(&["tpl", &u.template, from_reg]));
+                    keys.push(h(&[b"tpl", u.template.as_bytes(), from_b]));
                 } else {
-                    keys.push(h(&["tpl", &u.template]));
+                    keys.push(h(&[b"tpl", u.template.as_bytes()]));
                 }
             }
             if let Some(s) = m.skeleton {
                 // A mass-mailing service's customers share its templates' skeletons too.
-                let sk = s.to_string();
+                let sk = s.to_le_bytes();
                 match (&m.bulk_relay, m.sending_ip) {
-                    (Some(relay), _) => keys.push(h(&["skel", &sk, relay, from_reg])),
-                    (None, Some(ip)) => keys.push(h(&["skel", &sk, &ip.to_string()])),
-                    (None, None) => keys.push(h(&["skel", &sk, from_reg])),
+                    (Some(relay), _) => keys.push(h(&[b"skel", &sk, relay.as_bytes(), from_b])),
+                    (None, Some(ip)) => keys.push(h(&[b"skel", &sk, &ip_bytes(ip)])),
+                    (None, None) => keys.push(h(&[b"skel", &sk, from_b])),
                 }
             }
             if own_domain {
-                keys.push(h(&["dom", from_reg]));
+                keys.push(h(&[b"dom", from_b]));
             }
             if let Some(ip) = m.sending_ip
                 && m.bulk_relay.is_none()
             {
-                keys.push(h(&["ip", &ip.to_string()]));
+                keys.push(h(&[b"ip", &ip_bytes(ip)]));
             }
             keys
         })
         .collect();
     let mut uf = UnionFind::new(messages.len());
-    let mut first_by_key: HashMap<u64, usize> = HashMap::new();
+    let mut first_by_key: HashMap<u64, usize, rustc_hash::FxBuildHasher> =
+        HashMap::with_capacity_and_hasher(keys.iter().map(Vec::len).sum(), Default::default());
     for (&i, ks) in cands.iter().zip(&keys) {
         for &k in ks {
             match first_by_key.get(&k) {
@@ -238,6 +240,22 @@ pub fn cluster(messages: &[Box<Analysed>], ctx: &Context) -> Vec<Vec<usize>> {
     }
     let mut out: Vec<Vec<usize>> = groups.into_values().collect();
     out.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    out
+}
+
+/// An address as bytes for a cluster key: a family tag, then its octets.
+fn ip_bytes(ip: std::net::IpAddr) -> [u8; 17] {
+    let mut out = [0u8; 17];
+    match ip {
+        std::net::IpAddr::V4(a) => {
+            out[0] = 4;
+            out[1..5].copy_from_slice(&a.octets());
+        }
+        std::net::IpAddr::V6(a) => {
+            out[0] = 6;
+            out[1..].copy_from_slice(&a.octets());
+        }
+    }
     out
 }
 
