@@ -170,7 +170,12 @@ pub fn read(
                 ("", ValueKind::Null)
             } else if col.plus_is_space && raw.contains('+') {
                 value.clear();
-                value.extend(raw.chars().map(|c| if c == '+' { ' ' } else { c }));
+                for (k, part) in raw.split('+').enumerate() {
+                    if k > 0 {
+                        value.push(' ');
+                    }
+                    value.push_str(part);
+                }
                 (value.as_str(), ValueKind::Str)
             } else {
                 (raw, ValueKind::Str)
