@@ -357,12 +357,14 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
         candidates.extend(facts.backgrounds.into_iter().map(|u| (u, Vec::new(), true)));
         for (src, hidden, background) in candidates {
             let Some(u) = url::parse(&src) else { continue };
-            let (tokens, template) = url::tokens_and_template(&u, &a.recipients);
+            let found = url::tokens(&u, &a.recipients);
             let tracking = url::tracking_path(&u.path);
-            let is_beacon = !hidden.is_empty() || tracking.is_some() || (background && !tokens.is_empty());
+            let is_beacon = !hidden.is_empty() || tracking.is_some() || (background && !found.list.is_empty());
             if !is_beacon {
                 continue;
             }
+            let template = url::template(&u, &found);
+            let tokens = found.list;
             if ctx.lists.is_read_receipt_host(&u.host) {
                 a.read_receipt = true;
             }
@@ -407,9 +409,10 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
                     what: format!("link through a redirector: {} → {}", u.host, target.host),
                 });
             }
-            let (tokens, template) = url::tokens_and_template(&u, &a.recipients);
-            if !tokens.is_empty() {
-                push_url(a, &href, u, template, tokens, false);
+            let found = url::tokens(&u, &a.recipients);
+            if !found.list.is_empty() {
+                let template = url::template(&u, &found);
+                push_url(a, &href, u, template, found.list, false);
             }
         }
     }

@@ -6,10 +6,11 @@
 
 use std::collections::HashSet;
 
-use xxhash_rust::xxh3::Xxh3Builder;
-
-/// A set of domains hashed with xxh3 (lookups happen several times per message).
-pub type DomainSet = HashSet<String, Xxh3Builder>;
+/// A set of domains hashed with FxHash (lookups happen several times per message, and the
+/// sets hold only the built-in and user-supplied lists: no input is ever inserted).
+pub type DomainSet = HashSet<String, rustc_hash::FxBuildHasher>;
+/// A map keyed by the built-in and user-supplied lists (as [`DomainSet`]).
+type ListMap<V> = std::collections::HashMap<String, V, rustc_hash::FxBuildHasher>;
 
 use crate::url::{main_label, registrable};
 
@@ -91,9 +92,9 @@ pub struct Lists {
     pub restricted_suffixes: Vec<String>,
     /// Indexes over `identities` (see [`Lists::reindex`]): owner by domain, identities by
     /// exact brand label, and by the first word of their name.
-    pub owners: std::collections::HashMap<String, usize, Xxh3Builder>,
-    pub by_label: std::collections::HashMap<String, Vec<usize>, Xxh3Builder>,
-    pub by_first_word: std::collections::HashMap<String, Vec<usize>, Xxh3Builder>,
+    pub owners: ListMap<usize>,
+    pub by_label: ListMap<Vec<usize>>,
+    pub by_first_word: ListMap<Vec<usize>>,
 }
 
 fn lines(text: &str) -> impl Iterator<Item = &str> {

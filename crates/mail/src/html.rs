@@ -41,7 +41,13 @@ pub struct HtmlFacts {
     pub truncated: bool,
 }
 
-const VOID: &[&str] = &["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
+/// Elements that never have content or a closing tag.
+fn is_void(name: &str) -> bool {
+    matches!(
+        name,
+        "area" | "base" | "br" | "col" | "embed" | "hr" | "img" | "input" | "link" | "meta" | "param" | "source" | "track" | "wbr"
+    )
+}
 
 /// Scans one HTML body.
 pub fn scan(html: &str) -> HtmlFacts {
@@ -165,7 +171,7 @@ pub fn scan(html: &str) -> HtmlFacts {
         if hidden_by_style.is_some() || attr("hidden").is_some() {
             facts.hidden_elements += 1;
         }
-        if VOID.contains(&name.as_ref()) || html[..i].ends_with("/>") {
+        if is_void(&name) || html[..i].ends_with("/>") {
             continue;
         }
         if stack.len() >= MAX_STACK {
@@ -238,9 +244,10 @@ fn attributes<'a>(html: &'a str, start: usize, out: &mut Attributes<'a>) -> usiz
 
 /// CSS lower-cased (ASCII) without spaces, tabs and line breaks, as the checks below read it.
 fn compact_css(css: &str) -> String {
-    let mut out = String::with_capacity(css.len());
-    out.extend(css.chars().filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r')).map(|c| c.to_ascii_lowercase()));
-    out
+    // Byte by byte: dropping and lower-casing ASCII bytes leaves UTF-8 valid.
+    let mut out = Vec::with_capacity(css.len());
+    out.extend(css.bytes().filter(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r')).map(|c| c.to_ascii_lowercase()));
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Lower-cased, borrowing when it already is.
@@ -276,6 +283,11 @@ fn decode_entities(s: &str) -> Cow<'_, str> {
 
 fn tiny(v: &str) -> bool {
     let v = v.trim().trim_end_matches("px");
+    // Most sizes are whole numbers: 0 or 1 after any leading zeros, without parsing a float.
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        let n = v.trim_start_matches('0');
+        return n.is_empty() || n == "1";
+    }
     v.parse::<f64>().is_ok_and(|n| (0.0..=1.0).contains(&n))
 }
 
@@ -319,8 +331,9 @@ fn style_size_tiny(style: &str, key: &str) -> bool {
         let at = from + p;
         // `max-width:` and `min-width:` are other properties.
         let standalone = at == 0 || matches!(style.as_bytes()[at - 1], b';' | b'{' | b'"');
-        let v: String = style[at + key.len()..].chars().take_while(|c| *c != ';' && *c != '}').collect();
-        if standalone && tiny(&v) {
+        let rest = &style[at + key.len()..];
+        let v = &rest[..rest.find([';', '}']).unwrap_or(rest.len())];
+        if standalone && tiny(v) {
             return true;
         }
         from = at + key.len();

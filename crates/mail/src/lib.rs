@@ -192,7 +192,8 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     let (mut files, errors) = portcullis_mailbox::collect_files(paths);
     report.errors.extend(errors.into_iter().map(|(_, e)| e));
     // Largest first, so one big mailbox does not start last.
-    files.sort_by_key(|f| std::cmp::Reverse(std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)));
+    // Each file's size is read once, not at every comparison: a Maildir holds many files.
+    files.sort_by_cached_key(|f| std::cmp::Reverse(std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)));
     let done = AtomicU64::new(0);
     let unreadable = Mutex::new((Vec::<String>::new(), 0usize));
     let ctx_lists = &opts.lists;

@@ -225,7 +225,53 @@ pub struct Token {
 /// `recipients` are the message's recipient addresses, looked for plain, URL-encoded and
 /// in base64.
 pub fn tokens_and_template(url: &Url, recipients: &[String]) -> (Vec<Token>, String) {
-    let mut tokens = Vec::new();
+    let found = tokens(url, recipients);
+    let template = template(url, &found);
+    (found.list, template)
+}
+
+/// The tokens found in a URL: those of its path first, then those of its query.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    pub list: Vec<Token>,
+    /// How many of `list` are path segments.
+    pub in_path: usize,
+}
+
+/// The per-recipient tokens of `url` (see [`tokens_and_template`]). Most links carry none,
+/// and their template is never needed: it is made apart, by [`template`].
+pub fn tokens(url: &Url, recipients: &[String]) -> Tokens {
+    let mut list = Vec::new();
+    for seg in url.path.split('/').skip(1).filter(|s| !s.is_empty()) {
+        let stem = path_stem(seg).0;
+        if let Some(why) = classify(stem, None, recipients) {
+            list.push(Token { value: stem.to_string(), why });
+        }
+    }
+    let in_path = list.len();
+    for pair in url.query.split('&').filter(|p| !p.is_empty()).take(64) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if let Some(why) = classify(v, Some(k), recipients) {
+            list.push(Token { value: v.to_string(), why });
+        }
+    }
+    Tokens { list, in_path }
+}
+
+/// A path segment as its stem and its extension, if it is a file name: `abc123.gif` →
+/// (`abc123`, `gif`), so that the template keeps the extension (`{t}.gif`).
+fn path_stem(seg: &str) -> (&str, Option<&str>) {
+    match seg.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() && e.len() <= 4 && e.bytes().all(|c| c.is_ascii_alphabetic()) => (s, Some(e)),
+        _ => (seg, None),
+    }
+}
+
+/// The template of `url`: its path segments that are `found` tokens blanked as `{t}`,
+/// numbers as `{n}`, and its query keys sorted. A path segment's classification depends
+/// only on its text, so a segment is a token here exactly when [`tokens`] found it one.
+pub fn template(url: &Url, found: &Tokens) -> String {
+    let path_tokens = &found.list[..found.in_path.min(found.list.len())];
     let mut template = String::with_capacity(url.host.len() + url.path.len() + 16);
     template.push_str(&url.host);
     for seg in url.path.split('/').skip(1) {
@@ -233,39 +279,28 @@ pub fn tokens_and_template(url: &Url, recipients: &[String]) -> (Vec<Token>, Str
         if seg.is_empty() {
             continue;
         }
-        // A file name keeps its extension in the template: `abc123.gif` → `{t}.gif`.
-        let (stem, ext) = match seg.rsplit_once('.') {
-            Some((s, e)) if !s.is_empty() && e.len() <= 4 && e.bytes().all(|c| c.is_ascii_alphabetic()) => (s, Some(e)),
-            _ => (seg, None),
-        };
-        match classify(stem, None, recipients) {
-            Some(why) => {
-                tokens.push(Token { value: stem.to_string(), why });
-                template.push_str("{t}");
-            }
-            None if stem.bytes().all(|c| c.is_ascii_digit()) => template.push_str("{n}"),
-            None => template.push_str(&stem.to_ascii_lowercase()),
+        let (stem, ext) = path_stem(seg);
+        if path_tokens.iter().any(|t| t.value == stem) {
+            template.push_str("{t}");
+        } else if stem.bytes().all(|c| c.is_ascii_digit()) {
+            template.push_str("{n}");
+        } else {
+            template.push_str(&stem.to_ascii_lowercase());
         }
         if let Some(e) = ext {
             template.push('.');
             template.push_str(&e.to_ascii_lowercase());
         }
     }
-    let mut keys: Vec<&str> = Vec::new();
-    for pair in url.query.split('&').filter(|p| !p.is_empty()).take(64) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        keys.push(k);
-        if let Some(why) = classify(v, Some(k), recipients) {
-            tokens.push(Token { value: v.to_string(), why });
-        }
-    }
+    let mut keys: Vec<&str> =
+        url.query.split('&').filter(|p| !p.is_empty()).take(64).map(|pair| pair.split_once('=').map_or(pair, |(k, _)| k)).collect();
     if !keys.is_empty() {
         keys.sort_unstable();
         keys.dedup();
         template.push('?');
         template.push_str(&keys.join("&").to_ascii_lowercase());
     }
-    (tokens, template)
+    template
 }
 
 /// Why `value` (a path segment, or the value of query key `key`) is a per-recipient token.
