@@ -112,19 +112,18 @@ pub struct UrlRef {
 #[derive(Clone, Debug)]
 pub struct Analysed {
     pub location: Location,
-    /// `Message-ID`, or a hash of the message's bytes when it has none.
+    /// `Message-ID`, or a hash of the message's bytes when it has none (emptied after
+    /// analysis unless the message is a campaign candidate: see `id_hash`).
     pub message_id: String,
+    /// A 128-bit hash of `message_id`, by which copies of one message are found.
+    pub id_hash: u128,
     pub date: Option<Timestamp>,
     pub from: Option<portcullis_mailbox::Mailbox>,
     pub reply_to: Vec<String>,
-    pub return_path: Option<String>,
     pub recipients: Vec<String>,
     pub subject: String,
     /// The first public address in the Received chain (the host that handed the message over).
     pub sending_ip: Option<IpAddr>,
-    pub sending_host: Option<String>,
-    pub dkim_domains: Vec<String>,
-    pub x_mailer: Option<String>,
     /// The mass-mailing service it went through, if recognised.
     pub bulk_relay: Option<String>,
     /// List or bulk headers (List-Unsubscribe, Precedence: bulk…).
@@ -218,20 +217,18 @@ pub fn analyse(mut mail: Mail, location: Location, raw_hash: u64, ctx: &Context)
     let recipients: Vec<String> = addresses(std::mem::take(&mut mail.recipients));
     let sending = mail.received.iter().find(|h| h.from_ip.is_some_and(is_public));
     let public_hops: Vec<IpAddr> = mail.received.iter().filter_map(|h| h.from_ip.filter(|ip| is_public(*ip))).skip(1).take(4).collect();
+    let message_id = mail.message_id.take().unwrap_or_else(|| format!("sha:{raw_hash:016x}"));
     let subject = if mail.subject.len() <= 300 { std::mem::take(&mut mail.subject) } else { clip(&mail.subject, 300) };
     let mut a = Analysed {
         location,
-        message_id: mail.message_id.take().unwrap_or_else(|| format!("sha:{raw_hash:016x}")),
+        id_hash: xxhash_rust::xxh3::xxh3_128(message_id.as_bytes()),
+        message_id,
         date: mail.date,
         from: mail.from.take().or_else(|| mail.sender.take()),
         reply_to: addresses(std::mem::take(&mut mail.reply_to)),
-        return_path: mail.return_path.clone(),
         recipients,
         subject,
         sending_ip: sending.and_then(|h| h.from_ip),
-        sending_host: sending.and_then(|h| h.from_host.clone()),
-        dkim_domains: mail.dkim_domains.clone(),
-        x_mailer: mail.x_mailer.take(),
         bulk_relay: None,
         list_mail: !mail.bulk_headers.is_empty(),
         automatic: mail.automatic,
@@ -335,7 +332,7 @@ fn verp(local: &str, recipients: &[String]) -> bool {
 
 fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
     let from_reg = registrable(a.from_domain()).to_string();
-    let dkim: Vec<String> = a.dkim_domains.iter().map(|d| registrable(d).to_string()).collect();
+    let dkim: Vec<String> = mail.dkim_domains.iter().map(|d| registrable(d).to_string()).collect();
     let owner = ctx.lists.owner_of(&from_reg).map(|i| &ctx.lists.identities[i]);
     let own = |host: &str| {
         let r = registrable(host);

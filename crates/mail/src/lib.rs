@@ -327,8 +327,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     // found by sorting (message-id hash, index) pairs on every core: the first of a run is
     // the copy read first, and the rest give it their recipients in the order they were read.
     let mut keep = vec![true; messages.len()];
-    let mut keys: Vec<(u128, usize)> =
-        messages.par_iter().enumerate().map(|(i, m)| (xxhash_rust::xxh3::xxh3_128(m.message_id.as_bytes()), i)).collect();
+    let mut keys: Vec<(u128, usize)> = messages.par_iter().enumerate().map(|(i, m)| (m.id_hash, i)).collect();
     keys.par_sort_unstable();
     for run in keys.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
         let j = run[0].1;
@@ -427,16 +426,13 @@ impl Analysed {
         Analysed {
             location,
             message_id: String::new(),
+            id_hash: 0,
             date: None,
             from: None,
             reply_to: Vec::new(),
-            return_path: None,
             recipients: Vec::new(),
             subject: String::new(),
             sending_ip: None,
-            sending_host: None,
-            dkim_domains: Vec::new(),
-            x_mailer: None,
             bulk_relay: None,
             list_mail: false,
             automatic: false,
@@ -459,6 +455,11 @@ fn slim(mut a: Analysed) -> Analysed {
     if a.score(Analyser::Beacon) == 0 && a.score(Analyser::Impersonation) < 2 && a.score(Analyser::Evasion) == 0 {
         a.urls = Vec::new();
         a.attachments = Vec::new();
+        // Only a campaign's record reads these (its id, indicators and subjects); copies
+        // of one message are found by `id_hash`.
+        a.message_id = String::new();
+        a.subject = String::new();
+        a.reply_to = Vec::new();
         // Not a campaign candidate: its signals count towards its severity by kind and
         // score, but their text is only ever read in a campaign's summary.
         for s in &mut a.signals {
@@ -527,7 +528,6 @@ fn skip_relays(messages: &mut [Box<Analysed>], lists: &Lists) {
     messages.par_iter_mut().for_each(|m| {
         if m.sending_ip.is_some_and(|ip| relays.contains(&ip)) {
             m.sending_ip = m.public_hops.iter().find(|ip| !relays.contains(ip)).copied();
-            m.sending_host = None;
         }
     });
 }

@@ -1,8 +1,6 @@
 //! Each analyser on hand-made messages: beacons, tokens, impersonation and confusables,
 //! and the benign look-alikes that must stay low (read receipts, newsletters, real outlets).
 
-use std::path::PathBuf;
-
 use portcullis_mail::analyse::{self, Analyser, Context};
 use portcullis_mail::campaign::{Severity, message_severity};
 use portcullis_mail::{Lists, Members, Options};
@@ -21,7 +19,7 @@ fn msg(from: &str, extra_headers: &str, html: &str) -> String {
 
 fn analysed(raw: &str) -> analyse::Analysed {
     let mail = portcullis_mailbox::parse(raw.as_bytes()).expect("a message");
-    analyse::analyse(mail, Location { path: PathBuf::from("t.eml"), index: None }, 0, &ctx())
+    analyse::analyse(mail, Location { path: std::path::Path::new("t.eml").into(), index: None }, 0, &ctx())
 }
 
 fn signals(a: &analyse::Analysed, which: Analyser) -> Vec<String> {
@@ -108,14 +106,24 @@ fn protected_journalist_names_from_the_user() {
     lists.add_protected("name,domains\nMaria Ressa,rappler.com\n").unwrap();
     let ctx = Context::new(lists, vec!["parliament.example".into()]);
     let raw = msg("\"Maria Ressa\" <maria@rappler-news.org>", "", "<p>Hello</p>");
-    let a = analyse::analyse(portcullis_mailbox::parse(raw.as_bytes()).unwrap(), Location { path: "t".into(), index: None }, 0, &ctx);
+    let a = analyse::analyse(
+        portcullis_mailbox::parse(raw.as_bytes()).unwrap(),
+        Location { path: std::path::Path::new("t").into(), index: None },
+        0,
+        &ctx,
+    );
     assert!(
         a.signals.iter().any(|s| s.analyser == Analyser::Impersonation && s.score == 3 && s.what.contains("Maria Ressa")),
         "{:?}",
         a.signals
     );
     let raw = msg("\"Maria Ressa\" <maria@rappler.com>", "", "<p>Hello</p>");
-    let a = analyse::analyse(portcullis_mailbox::parse(raw.as_bytes()).unwrap(), Location { path: "t".into(), index: None }, 0, &ctx);
+    let a = analyse::analyse(
+        portcullis_mailbox::parse(raw.as_bytes()).unwrap(),
+        Location { path: std::path::Path::new("t").into(), index: None },
+        0,
+        &ctx,
+    );
     assert!(a.signals.iter().all(|s| s.analyser != Analyser::Impersonation), "{:?}", a.signals);
 }
 

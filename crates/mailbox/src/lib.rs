@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub mod message;
 pub mod split;
@@ -16,7 +17,8 @@ pub use split::{MAX_MESSAGE, Piece, is_eml, is_mbox, split_mbox};
 /// Where a message was read from.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Location {
-    pub path: PathBuf,
+    /// Shared by every message of a file (a mailbox holds many).
+    pub path: Arc<Path>,
     /// Position in a mailbox (0-based) and the line of its `From ` separator; None for a
     /// file holding one message.
     pub index: Option<(usize, u64)>,
@@ -61,15 +63,16 @@ pub fn read_file(path: &Path, mut f: impl FnMut(Location, &[u8], u64)) -> io::Re
     let mut head = vec![0u8; 64 * 1024];
     let n = portcullis_sources::read_up_to(&mut file, &mut head)?;
     head.truncate(n);
+    let shared: Arc<Path> = Arc::from(path);
     let mut summary =
         FileSummary { path: path.to_path_buf(), kind: FileKind::NotMail, bytes, messages: 0, skipped: Vec::new(), long_lines: 0 };
     if is_mbox(&head) {
         summary.kind = FileKind::Mbox;
         let rest = io::Cursor::new(head).chain(file);
         let stats = split_mbox(rest, |i, piece| match piece {
-            Piece::Message { bytes, line, dropped } => f(Location { path: path.to_path_buf(), index: Some((i, line)) }, bytes, dropped),
+            Piece::Message { bytes, line, dropped } => f(Location { path: shared.clone(), index: Some((i, line)) }, bytes, dropped),
             Piece::TooBig { line } => summary.skipped.push((
-                Location { path: path.to_path_buf(), index: Some((i, line)) },
+                Location { path: shared.clone(), index: Some((i, line)) },
                 format!("message larger than {} MiB", MAX_MESSAGE >> 20),
             )),
         })?;
@@ -77,7 +80,7 @@ pub fn read_file(path: &Path, mut f: impl FnMut(Location, &[u8], u64)) -> io::Re
         summary.long_lines = stats.long_lines;
     } else if is_eml(&head) || (has_eml_extension(path) && starts_with_header_field(&head)) {
         summary.kind = FileKind::Eml;
-        let loc = Location { path: path.to_path_buf(), index: None };
+        let loc = Location { path: shared.clone(), index: None };
         if bytes > MAX_MESSAGE as u64 {
             summary.skipped.push((loc, format!("message larger than {} MiB", MAX_MESSAGE >> 20)));
         } else {
@@ -93,9 +96,7 @@ pub fn read_file(path: &Path, mut f: impl FnMut(Location, &[u8], u64)) -> io::Re
     } else if has_eml_extension(path) && bytes > 0 {
         // Named as mail but not readable as mail: reported, never silently passed over.
         summary.kind = FileKind::Eml;
-        summary
-            .skipped
-            .push((Location { path: path.to_path_buf(), index: None }, "a .eml file that does not start with mail headers".into()));
+        summary.skipped.push((Location { path: shared.clone(), index: None }, "a .eml file that does not start with mail headers".into()));
     }
     Ok(summary)
 }
