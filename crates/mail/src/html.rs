@@ -282,7 +282,10 @@ fn decode_entities(s: &str) -> Cow<'_, str> {
 }
 
 fn tiny(v: &str) -> bool {
-    let v = v.trim().trim_end_matches("px");
+    let mut v = v.trim();
+    while let Some(rest) = v.strip_suffix("px") {
+        v = rest;
+    }
     // Most sizes are whole numbers: 0 or 1 after any leading zeros, without parsing a float.
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         let n = v.trim_start_matches('0');
@@ -296,23 +299,26 @@ fn style_hidden(style: &str) -> Option<&'static str> {
     if style.is_empty() {
         return None;
     }
-    if style.contains("display:none") {
+    // memmem, not str::contains: most inline styles are short, and memmem searches a short
+    // haystack without first building a searcher for the needle.
+    let find = |needle: &str| memchr::memmem::find(style.as_bytes(), needle.as_bytes());
+    if find("display:none").is_some() {
         return Some("display:none");
     }
-    if style.contains("visibility:hidden") {
+    if find("visibility:hidden").is_some() {
         return Some("visibility:hidden");
     }
-    if let Some(p) = style.find("opacity:") {
+    if let Some(p) = find("opacity:") {
         let v: String = style[p + 8..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
         if v.parse::<f64>().is_ok_and(|o| o < 0.05) {
             return Some("opacity:0");
         }
     }
-    if style.contains("max-height:0") || style.contains("max-width:0") {
+    if find("max-height:0").is_some() || find("max-width:0").is_some() {
         return Some("max size 0");
     }
     for key in ["left:-", "top:-", "text-indent:-"] {
-        if let Some(p) = style.find(key) {
+        if let Some(p) = find(key) {
             let v: String = style[p + key.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
             if v.parse::<u64>().is_ok_and(|n| n >= 500) {
                 return Some("positioned off-screen");
@@ -432,6 +438,35 @@ mod tests {
             ("&", "&"),
         ] {
             assert_eq!(decode_entities(raw), text, "{raw}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_without_a_float_agree_with_one() {
+        let reference = |v: &str| v.trim().trim_end_matches("px").parse::<f64>().is_ok_and(|n| (0.0..=1.0).contains(&n));
+        for v in [
+            "0",
+            "1",
+            "2",
+            "10",
+            "01",
+            "0001",
+            "000",
+            "1px",
+            "1pxpx",
+            " 1 ",
+            "0.5",
+            "1.0",
+            "1.5",
+            "-0",
+            "+1",
+            "",
+            "px",
+            "1e0",
+            "99999999999999999999",
+            "１",
+        ] {
+            assert_eq!(tiny(v), reference(v), "{v:?}");
         }
     }
 
