@@ -455,11 +455,15 @@ fn slim(mut a: Analysed) -> Analysed {
     if a.score(Analyser::Beacon) == 0 && a.score(Analyser::Impersonation) < 2 && a.score(Analyser::Evasion) == 0 {
         a.urls = Vec::new();
         a.attachments = Vec::new();
-        // Only a campaign's record reads these (its id, indicators and subjects); copies
-        // of one message are found by `id_hash`.
+        // Only a campaign's record and clustering read these (its id, senders, indicators,
+        // subjects and relays); copies of one message are found by `id_hash`.
         a.message_id = String::new();
         a.subject = String::new();
         a.reply_to = Vec::new();
+        a.bulk_relay = None;
+        if let Some(f) = &mut a.from {
+            f.name = None;
+        }
         // Not a campaign candidate: its signals count towards its severity by kind and
         // score, but their text is only ever read in a campaign's summary.
         for s in &mut a.signals {
