@@ -10,7 +10,7 @@ use std::collections::HashSet;
 /// sets hold only the built-in and user-supplied lists: no input is ever inserted).
 pub type DomainSet = HashSet<String, rustc_hash::FxBuildHasher>;
 /// A map keyed by the built-in and user-supplied lists (as [`DomainSet`]).
-type ListMap<V> = std::collections::HashMap<String, V, rustc_hash::FxBuildHasher>;
+pub type ListMap<V> = std::collections::HashMap<String, V, rustc_hash::FxBuildHasher>;
 
 use crate::url::{main_label, registrable};
 

@@ -299,26 +299,26 @@ fn style_hidden(style: &str) -> Option<&'static str> {
     if style.is_empty() {
         return None;
     }
-    // memmem, not str::contains: most inline styles are short, and memmem searches a short
-    // haystack without first building a searcher for the needle.
-    let find = |needle: &str| memchr::memmem::find(style.as_bytes(), needle.as_bytes());
-    if find("display:none").is_some() {
+    // memmem (through `find`), not str::contains: most inline styles are short, and memmem
+    // searches a short haystack without first building a searcher for the needle.
+    let at = |needle: &str| find(style.as_bytes(), 0, needle.as_bytes());
+    if at("display:none").is_some() {
         return Some("display:none");
     }
-    if find("visibility:hidden").is_some() {
+    if at("visibility:hidden").is_some() {
         return Some("visibility:hidden");
     }
-    if let Some(p) = find("opacity:") {
+    if let Some(p) = at("opacity:") {
         let v: String = style[p + 8..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
         if v.parse::<f64>().is_ok_and(|o| o < 0.05) {
             return Some("opacity:0");
         }
     }
-    if find("max-height:0").is_some() || find("max-width:0").is_some() {
+    if at("max-height:0").is_some() || at("max-width:0").is_some() {
         return Some("max size 0");
     }
     for key in ["left:-", "top:-", "text-indent:-"] {
-        if let Some(p) = find(key) {
+        if let Some(p) = at(key) {
             let v: String = style[p + key.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
             if v.parse::<u64>().is_ok_and(|n| n >= 500) {
                 return Some("positioned off-screen");

@@ -495,6 +495,16 @@ mod tests {
     }
 
     #[test]
+    fn a_query_token_does_not_blank_a_path_segment_of_the_same_text() {
+        let rcpt = vec!["jane.doe@parliament.example".to_string()];
+        // `1234a` is a short recipient id as the value of `rid`, but not as a path segment.
+        let u = parse("https://x.example/1234a/view?rid=1234a").unwrap();
+        let found = tokens(&u, &rcpt);
+        assert_eq!((found.list.len(), found.in_path), (1, 0), "{:?}", found.list);
+        assert_eq!(template(&u, &found), "x.example/1234a/view?rid");
+    }
+
+    #[test]
     fn tracking_paths_and_redirects() {
         assert_eq!(tracking_path("/wf/open"), Some("/wf/open"));
         assert_eq!(tracking_path("/news/article"), None);
