@@ -41,8 +41,8 @@ detections, detections_duplicate, inputs, malformed, busy_seconds, events_per_se
     Worker(WorkerArgs),
     /// Scale-out: run the Sigma correlations of one partition of CORR and publish their findings.
     #[command(after_help = concat!("Run one per partition (0 .. --partitions-1), with the same rules and --partitions as the \
-workers. Inputs are put back in time order within --lateness (event time) or after --idle-flush without input; \
-state is checkpointed to the key-value bucket after every batch, so a restarted partition resumes without loss \
+workers. Inputs are put back in time order within --lateness (event time) or after --idle-flush without input \
+(held while the workers still have events queued, which may yet bring earlier inputs); state is checkpointed to the key-value bucket after every batch, so a restarted partition resumes without loss \
 or double counting. For a back-fill of old files, where events of one window arrive far apart, give a large \
 --lateness (e.g. 31536000).\n\nExample:\n  portcullis correlator --partition 0 --partitions 4 --org ec", bus_help!()))]
     Correlator(CorrelatorArgs),
@@ -175,7 +175,8 @@ pub struct CorrelatorArgs {
     /// Seconds of event time an input may arrive late and still be put in order.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub lateness: u64,
-    /// Seconds without input after which every buffered input is processed.
+    /// Seconds without input after which every buffered input is processed (put off while
+    /// the workers still have events of the organisation queued).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub idle_flush: f64,
     /// Buffered inputs at most (past it the oldest are processed).
@@ -297,7 +298,7 @@ pub fn run(cmd: ScaleCommand) -> Result<u8, Fatal> {
                 let r = portcullis_jetstream::correlator::run(&s).await?;
                 Ok(serde_json::json!({"kind": "correlator", "partition": a.partition, "inputs": r.inputs, "findings": r.findings,
                     "findings_duplicate": r.findings_duplicate, "malformed": r.malformed, "replayed": r.replayed, "restored_pending": r.restored_pending,
-                    "skipped_redelivered": r.skipped_redelivered, "late_inputs": r.late_inputs}))
+                    "skipped_redelivered": r.skipped_redelivered, "late_inputs": r.late_inputs, "flushes_deferred": r.flushes_deferred}))
             }
             ScaleCommand::Collector(a) => {
                 let s = portcullis_jetstream::collector::CollectorSettings {

@@ -53,6 +53,9 @@ pub struct CorrelatorReport {
     pub replayed: u64,
     /// Buffered inputs restored from the checkpoint at start.
     pub restored_pending: u64,
+    /// Idle flushes put off because workers still had events of the organisation queued
+    /// (or inputs were still undelivered): releasing then would correlate out of order.
+    pub flushes_deferred: u64,
 }
 
 /// The checkpoint of one partition.
@@ -269,6 +272,10 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
         if messages.is_empty() {
             let idle = last_message.elapsed();
             if !flushed && idle >= s.idle_flush {
+                if !upstream_drained(&js, &consumer, &s.names).await {
+                    report.flushes_deferred += 1;
+                    continue;
+                }
                 part.release(None, &mut found);
                 flushed = true;
             } else {
@@ -342,6 +349,26 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
     }
     report.late_inputs = part.correlator.late_inputs;
     Ok(report)
+}
+
+/// Whether every input this partition will receive has been delivered to it: none left
+/// undelivered on its own consumer, and no event of the organisation still queued for the
+/// workers (EVENTS is a work queue and a worker acks an event only after the inputs it made
+/// are stored, so an event still there may yet produce inputs with earlier times). An idle
+/// flush before that point would push those later inputs out of order. A question the
+/// servers cannot answer (a leader moving) counts as "not yet".
+async fn upstream_drained(js: &jetstream::Context, consumer: &jetstream::consumer::Consumer<pull::Config>, names: &Names) -> bool {
+    use futures_util::TryStreamExt;
+    match consumer.get_info().await {
+        Ok(info) if info.num_pending == 0 => {}
+        _ => return false,
+    }
+    let Ok(events) = js.get_stream_no_info(&names.events_stream).await else { return false };
+    // Only subjects holding messages are listed: an empty listing is an empty queue.
+    match events.info_with_subjects(names.events_filter()).await {
+        Ok(mut subjects) => matches!(subjects.try_next().await, Ok(None)),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
