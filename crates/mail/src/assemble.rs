@@ -21,80 +21,41 @@ fn ts(t: Option<i64>) -> Option<String> {
 /// The campaign record for one cluster of messages (every recipient graded `received`);
 /// `severities` are the messages' own ([`campaign::message_severity`]), by index.
 pub fn build_campaign(messages: &[Box<Analysed>], group: &[usize], members: &Members, severities: &[Severity]) -> Campaign {
+    use rayon::prelude::*;
     let ms: Vec<&Analysed> = group.iter().map(|&i| &*messages[i]).collect();
-    let dates: Vec<i64> = ms.iter().filter_map(|m| m.date.map(|d| d.0)).collect();
-    // Borrowed from the messages while counting (a large cluster repeats the same few values
-    // thousands of times); owned once at the end.
-    let mut senders: BTreeMap<&str, Sender> = BTreeMap::new();
-    let mut domains: BTreeSet<&str> = BTreeSet::new();
-    let mut ips: HashSet<IpAddr> = HashSet::default();
-    let mut relays: BTreeSet<&str> = BTreeSet::new();
-    let mut templates: HashMap<&str, usize> = HashMap::default();
-    let mut subjects: HashMap<&str, usize> = HashMap::default();
-    let mut recipients: HashMap<&str, (usize, Option<i64>)> = HashMap::default();
-    let mut signals: HashMap<(Analyser, &str), (SignalKind, u8, usize)> = HashMap::default();
-    let mut iocs: HashSet<(&'static str, &str)> = HashSet::default();
-    let mut ip_iocs: HashSet<IpAddr> = HashSet::default();
-    let mut attachments: BTreeMap<&str, AttachmentSummary> = BTreeMap::new();
-    let mut severity = Severity::Informational;
-    for (m, &i) in ms.iter().zip(group) {
-        severity = severity.max(severities[i]);
-        if let Some(f) = &m.from {
-            match senders.get_mut(f.address.as_str()) {
-                Some(s) => s.messages += 1,
-                None => {
-                    senders.insert(&f.address, Sender { address: f.address.clone(), name: f.name.clone(), messages: 1 });
-                }
-            }
-            domains.insert(url::registrable(f.domain()));
-            iocs.insert(("email", &f.address));
-            iocs.insert(("domain", url::registrable(f.domain())));
+    fn tally_of<'m>(ms: &[&'m Analysed], group: &[usize], severities: &[Severity]) -> Tally<'m> {
+        let mut t = Tally::default();
+        for (m, &i) in ms.iter().zip(group) {
+            t.add(m, severities[i]);
         }
-        for r in &m.reply_to {
-            iocs.insert(("email", r));
-        }
-        if let Some(ip) = m.sending_ip {
-            ips.insert(ip);
-            if m.bulk_relay.is_none() {
-                ip_iocs.insert(ip);
-            }
-        }
-        relays.extend(m.bulk_relay.as_deref());
-        for u in &m.urls {
-            *templates.entry(u.template.as_str()).or_default() += 1;
-            domains.insert(url::registrable(&u.host));
-            if !u.beacon && u.tokens.is_empty() {
-                continue;
-            }
-            iocs.insert(("domain", &u.host));
-            iocs.insert(("url_template", &u.template));
-        }
-        for a in &m.attachments {
-            iocs.insert(("sha256", &a.sha256));
-            attachments
-                .entry(a.sha256.as_str())
-                .or_insert_with(|| AttachmentSummary {
-                    name: a.name.clone(),
-                    content_type: a.content_type.clone(),
-                    size: a.size,
-                    sha256: a.sha256.clone(),
-                    messages: 0,
-                })
-                .messages += 1;
-        }
-        *subjects.entry(m.subject.as_str()).or_default() += 1;
-        for r in &m.recipients {
-            let e = recipients.entry(r.as_str()).or_insert((0, None));
-            e.0 += 1;
-            if let Some(d) = m.date {
-                e.1 = Some(e.1.map_or(d.0, |x: i64| x.min(d.0)));
-            }
-        }
-        for s in &m.signals {
-            let e = signals.entry((s.analyser, s.what.as_str())).or_insert((s.kind, s.score, 0));
-            e.2 += 1;
-        }
+        t
     }
+    // A large cluster (a newsletter's year) is counted in slices on every core and the
+    // slices merged in order, so the first sender name or signal kind met still wins.
+    let tally = if ms.len() > TALLY_SLICE {
+        ms.par_chunks(TALLY_SLICE)
+            .zip(group.par_chunks(TALLY_SLICE))
+            .map(|(m, g)| tally_of(m, g, severities))
+            .reduce(Tally::default, Tally::merge)
+    } else {
+        tally_of(&ms, group, severities)
+    };
+    let Tally {
+        first,
+        last,
+        senders,
+        domains,
+        ips,
+        relays,
+        templates,
+        subjects,
+        recipients,
+        signals,
+        iocs,
+        ip_iocs,
+        attachments,
+        severity,
+    } = tally;
     let ips: BTreeSet<String> = ips.into_iter().map(|ip| ip.to_string()).collect();
     let relays: Vec<String> = relays.into_iter().map(str::to_string).collect();
     let mut iocs: BTreeSet<Ioc> = iocs.into_iter().map(|(kind, value)| Ioc { kind, value: value.to_string() }).collect();
@@ -136,8 +97,8 @@ pub fn build_campaign(messages: &[Box<Analysed>], group: &[usize], members: &Mem
         kind: "campaign",
         id: campaign::campaign_id(messages, group),
         severity,
-        first_seen: ts(dates.iter().min().copied()),
-        last_seen: ts(dates.iter().max().copied()),
+        first_seen: ts(first),
+        last_seen: ts(last),
         messages: ms.len(),
         senders: senders.into_values().collect(),
         domains: domains.into_iter().filter(|d| !d.is_empty()).map(str::to_string).collect(),
@@ -160,6 +121,135 @@ pub fn build_campaign(messages: &[Box<Analysed>], group: &[usize], members: &Mem
     };
     count_grades(&mut c);
     c
+}
+
+/// Messages a slice of a cluster holds when a large one is counted on every core.
+const TALLY_SLICE: usize = 4096;
+
+/// What a campaign record counts over its messages, borrowed from them while counting (a
+/// large cluster repeats the same few values thousands of times) and owned once at the end.
+#[derive(Default)]
+struct Tally<'m> {
+    first: Option<i64>,
+    last: Option<i64>,
+    senders: BTreeMap<&'m str, Sender>,
+    domains: BTreeSet<&'m str>,
+    ips: HashSet<IpAddr>,
+    relays: BTreeSet<&'m str>,
+    templates: HashMap<&'m str, usize>,
+    subjects: HashMap<&'m str, usize>,
+    recipients: HashMap<&'m str, (usize, Option<i64>)>,
+    signals: HashMap<(Analyser, &'m str), (SignalKind, u8, usize)>,
+    iocs: HashSet<(&'static str, &'m str)>,
+    ip_iocs: HashSet<IpAddr>,
+    attachments: BTreeMap<&'m str, AttachmentSummary>,
+    severity: Severity,
+}
+
+impl<'m> Tally<'m> {
+    fn add(&mut self, m: &'m Analysed, severity: Severity) {
+        self.severity = self.severity.max(severity);
+        if let Some(d) = m.date {
+            self.first = Some(self.first.map_or(d.0, |x| x.min(d.0)));
+            self.last = Some(self.last.map_or(d.0, |x| x.max(d.0)));
+        }
+        if let Some(f) = &m.from {
+            match self.senders.get_mut(f.address.as_str()) {
+                Some(s) => s.messages += 1,
+                None => {
+                    self.senders.insert(&f.address, Sender { address: f.address.clone(), name: f.name.clone(), messages: 1 });
+                }
+            }
+            self.domains.insert(url::registrable(f.domain()));
+            self.iocs.insert(("email", &f.address));
+            self.iocs.insert(("domain", url::registrable(f.domain())));
+        }
+        for r in &m.reply_to {
+            self.iocs.insert(("email", r));
+        }
+        if let Some(ip) = m.sending_ip {
+            self.ips.insert(ip);
+            if m.bulk_relay.is_none() {
+                self.ip_iocs.insert(ip);
+            }
+        }
+        self.relays.extend(m.bulk_relay.as_deref());
+        for u in &m.urls {
+            *self.templates.entry(u.template.as_str()).or_default() += 1;
+            self.domains.insert(url::registrable(&u.host));
+            if !u.beacon && u.tokens.is_empty() {
+                continue;
+            }
+            self.iocs.insert(("domain", &u.host));
+            self.iocs.insert(("url_template", &u.template));
+        }
+        for a in &m.attachments {
+            self.iocs.insert(("sha256", &a.sha256));
+            self.attachments
+                .entry(a.sha256.as_str())
+                .or_insert_with(|| AttachmentSummary {
+                    name: a.name.clone(),
+                    content_type: a.content_type.clone(),
+                    size: a.size,
+                    sha256: a.sha256.clone(),
+                    messages: 0,
+                })
+                .messages += 1;
+        }
+        *self.subjects.entry(m.subject.as_str()).or_default() += 1;
+        for r in &m.recipients {
+            let e = self.recipients.entry(r.as_str()).or_insert((0, None));
+            e.0 += 1;
+            if let Some(d) = m.date {
+                e.1 = Some(e.1.map_or(d.0, |x: i64| x.min(d.0)));
+            }
+        }
+        for s in &m.signals {
+            let e = self.signals.entry((s.analyser, s.what.as_str())).or_insert((s.kind, s.score, 0));
+            e.2 += 1;
+        }
+    }
+
+    /// This slice's counts followed by the next slice's: where the two disagree on a
+    /// first-met value (a sender's name, a signal's kind), this slice's stands.
+    fn merge(mut self, other: Tally<'m>) -> Tally<'m> {
+        let min = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.first = min(self.first, other.first);
+        self.last = match (self.last, other.last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        for (k, s) in other.senders {
+            self.senders.entry(k).and_modify(|x| x.messages += s.messages).or_insert(s);
+        }
+        self.domains.extend(other.domains);
+        self.ips.extend(other.ips);
+        self.relays.extend(other.relays);
+        for (k, n) in other.templates {
+            *self.templates.entry(k).or_default() += n;
+        }
+        for (k, n) in other.subjects {
+            *self.subjects.entry(k).or_default() += n;
+        }
+        for (k, (n, t)) in other.recipients {
+            let e = self.recipients.entry(k).or_insert((0, None));
+            e.0 += n;
+            e.1 = min(e.1, t);
+        }
+        for (k, (kind, score, n)) in other.signals {
+            self.signals.entry(k).or_insert((kind, score, 0)).2 += n;
+        }
+        self.iocs.extend(other.iocs);
+        self.ip_iocs.extend(other.ip_iocs);
+        for (k, a) in other.attachments {
+            self.attachments.entry(k).and_modify(|x| x.messages += a.messages).or_insert(a);
+        }
+        self.severity = self.severity.max(other.severity);
+        self
+    }
 }
 
 pub(crate) fn count_grades(c: &mut Campaign) {

@@ -15,9 +15,10 @@ use crate::members::Members;
 use crate::url::registrable;
 
 /// How serious a message or campaign is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    #[default]
     Informational,
     Low,
     Medium,

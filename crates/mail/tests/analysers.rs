@@ -343,3 +343,42 @@ fn novelty_learns_domains_and_correspondents_in_time_order() {
     assert_eq!(kinds(3), vec![RecentDomain]);
     assert!(kinds(0).is_empty() && kinds(4).is_empty(), "{found:?}");
 }
+
+#[test]
+fn a_large_cluster_counted_in_slices_keeps_first_names_and_whole_counts() {
+    // More messages than one slice of a campaign's tally, so they are counted on several
+    // threads and merged; each address's name is the one on its first message, counts are
+    // whole and the first and last times span every slice.
+    let n = 9_000usize;
+    let day = |i: usize| format!("{:02} Feb 2021 {:02}:{:02}:00 +0000", 1 + (i * 7919) % 28, (i / 60) % 24, i % 60);
+    let messages: Vec<Box<analyse::Analysed>> = (0..n)
+        .map(|i| {
+            plain(&format!("\"Alias {i}\" <s{}@x.example>", i % 7), &format!("r{}@parliament.example", i % 50), &day(i), &format!("m{i}"))
+        })
+        .collect();
+    let group: Vec<usize> = (0..n).collect();
+    let severities = vec![Severity::Low; n];
+    let members = Members::parse("name,addresses\nR Zero,r0@parliament.example\n").unwrap();
+    let c = portcullis_mail::assemble::build_campaign(&messages, &group, &members, &severities);
+    assert_eq!(c.messages, n);
+    assert_eq!(c.senders.len(), 7);
+    for s in &c.senders {
+        let k: usize = s.address[1..s.address.find('@').unwrap()].parse().unwrap();
+        assert_eq!(s.name.as_deref(), Some(format!("Alias {k}").as_str()), "{s:?}");
+        assert_eq!(s.messages, (0..n).filter(|i| i % 7 == k).count());
+    }
+    assert_eq!(c.recipients.len(), 50);
+    assert_eq!(c.members_targeted, 1);
+    let times: Vec<i64> = messages.iter().filter_map(|m| m.date.map(|d| d.0)).collect();
+    assert_eq!(times.len(), n);
+    let ts = |t: i64| portcullis_event::Timestamp(t).to_string();
+    assert_eq!(c.first_seen, Some(ts(*times.iter().min().unwrap())));
+    assert_eq!(c.last_seen, Some(ts(*times.iter().max().unwrap())));
+    for r in &c.recipients {
+        let k: usize = r.address[1..r.address.find('@').unwrap()].parse().unwrap();
+        let mine: Vec<i64> = (0..n).filter(|i| i % 50 == k).map(|i| times[i]).collect();
+        assert_eq!(r.messages, mine.len());
+        assert_eq!(r.first_received, Some(ts(*mine.iter().min().unwrap())), "{r:?}");
+    }
+    assert_eq!(c.severity, Severity::Low);
+}
