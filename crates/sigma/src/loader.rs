@@ -143,11 +143,21 @@ impl RuleSet {
 }
 
 fn read_bounded(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() > yaml::MAX_YAML_BYTES as u64 {
-        return Err(format!("rule file is larger than {} bytes", yaml::MAX_YAML_BYTES));
+    use std::io::Read;
+    let too_big = || format!("rule file is larger than {} bytes", yaml::MAX_YAML_BYTES);
+    // Opened once and sized from the handle: the path is looked up once (thousands of rule
+    // files make that a fifth of a warm start), and a file that grows after the check is
+    // still read no further than the bound.
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len > yaml::MAX_YAML_BYTES as u64 {
+        return Err(too_big());
     }
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(yaml::MAX_YAML_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() > yaml::MAX_YAML_BYTES {
+        return Err(too_big());
+    }
     String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
 }
 
@@ -176,4 +186,25 @@ pub fn load_placeholders(path: &Path) -> Result<Placeholders, String> {
         out.insert(name.trim_matches('%').to_string(), v.string_list());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_files_are_read_within_the_bound_and_text_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("ok.yml");
+        std::fs::write(&ok, "title: t\n").unwrap();
+        assert_eq!(read_bounded(&ok).unwrap(), "title: t\n");
+        let big = dir.path().join("big.yml");
+        std::fs::write(&big, vec![b'#'; yaml::MAX_YAML_BYTES + 1]).unwrap();
+        assert!(read_bounded(&big).unwrap_err().contains("larger than"));
+        let bin = dir.path().join("bin.yml");
+        std::fs::write(&bin, b"title: \xff\n").unwrap();
+        assert_eq!(read_bounded(&bin).unwrap_err(), "not UTF-8 text (byte 7)");
+        assert!(read_bounded(&dir.path().join("missing.yml")).is_err());
+        assert!(read_bounded(dir.path()).is_err(), "a directory is not a rule file");
+    }
 }
