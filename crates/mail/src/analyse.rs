@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::domain::{Established, Identity, Lists, LookAlike, decode_punycode, skeleton};
 use crate::html;
+use crate::text_hash::TextHash;
 use crate::url::{self, registrable};
 
 /// Which analyser raised a signal.
@@ -151,7 +152,7 @@ impl Analysed {
     }
 }
 
-type LookalikeCache = std::collections::HashMap<String, Vec<(usize, String, LookAlike)>, xxhash_rust::xxh3::Xxh3Builder>;
+type LookalikeCache = std::collections::HashMap<String, Vec<(usize, String, LookAlike)>, TextHash>;
 
 /// Settings the analysers share.
 pub struct Context {

@@ -5,14 +5,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use portcullis_event::Timestamp;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::analyse::{Analysed, Analyser, SignalKind};
 use crate::campaign::{self, Severity};
 use crate::grade::{self, Grade};
 use crate::members::Members;
+use crate::text_hash::TextHash;
 use crate::url;
 use crate::{AttachmentSummary, Campaign, Ioc, Recipient, Sender, SignalSummary};
+
+/// Keys here are text from the messages: hashed with this process's seed.
+type HashMap<K, V> = std::collections::HashMap<K, V, TextHash>;
+type HashSet<K> = std::collections::HashSet<K, TextHash>;
 
 fn ts(t: Option<i64>) -> Option<String> {
     t.map(|t| Timestamp(t).to_string())

@@ -12,6 +12,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::analyse::{Analysed, Analyser, Context, Signal, SignalKind, strong_impersonation};
 use crate::members::Members;
+use crate::text_hash::TextHash;
 use crate::url::registrable;
 
 /// How serious a message or campaign is.
@@ -85,10 +86,10 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
     // Sorted as (time, index) pairs, not indices compared through `seen`.
     let mut order: Vec<(i64, usize)> = seen.iter().enumerate().map(|(i, m)| (m.t, i)).collect();
     order.sort_unstable();
-    let mut domain_first: HashMap<&str, i64, xxhash_rust::xxh3::Xxh3Builder> = HashMap::default();
+    let mut domain_first: HashMap<&str, i64, TextHash> = HashMap::default();
     // (recipient, sender) pairs already in touch, as hashes of their hashes.
     let pair = |r: u64, s: u64| r ^ s.rotate_left(17);
-    let mut pairs: HashSet<u64, rustc_hash::FxBuildHasher> =
+    let mut pairs: HashSet<u64, TextHash> =
         HashSet::with_capacity_and_hasher(seen.iter().map(|m| m.recipients.len()).sum(), Default::default());
     let mut added: Vec<(usize, Vec<Signal>)> = Vec::new();
     for (_, i) in order {
@@ -222,7 +223,7 @@ pub fn cluster(messages: &[Box<Analysed>], ctx: &Context) -> Vec<Vec<usize>> {
         })
         .collect();
     let mut uf = UnionFind::new(messages.len());
-    let mut first_by_key: HashMap<u64, usize, rustc_hash::FxBuildHasher> =
+    let mut first_by_key: HashMap<u64, usize, TextHash> =
         HashMap::with_capacity_and_hasher(keys.iter().map(Vec::len).sum(), Default::default());
     for (&i, ks) in cands.iter().zip(&keys) {
         for &k in ks {
@@ -264,12 +265,13 @@ fn ip_bytes(ip: std::net::IpAddr) -> [u8; 17] {
 /// ([`add_signals`]): one personal-looking message sent to many recipients with
 /// per-recipient tokens, and several sender accounts sharing the sending infrastructure.
 pub fn cluster_signal_set(messages: &[Box<Analysed>], group: &[usize]) -> Vec<Signal> {
-    let recipients: rustc_hash::FxHashSet<&str> = group.iter().flat_map(|&i| messages[i].recipients.iter().map(String::as_str)).collect();
+    let recipients: std::collections::HashSet<&str, TextHash> =
+        group.iter().flat_map(|&i| messages[i].recipients.iter().map(String::as_str)).collect();
     let tokened = group.iter().filter(|&&i| messages[i].urls.iter().any(|u| !u.tokens.is_empty())).count();
     let personal = group.iter().filter(|&&i| !messages[i].list_mail && !messages[i].automatic).count();
     // Per-recipient sender addresses (a token in the local part) are one account. A large
     // cluster repeats a few addresses thousands of times: each is reduced once.
-    let addresses: rustc_hash::FxHashSet<&str> =
+    let addresses: std::collections::HashSet<&str, TextHash> =
         group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| f.address.as_str())).collect();
     let senders: BTreeSet<String> = addresses.into_iter().map(sender_account).collect();
     let mut added = Vec::new();

@@ -27,6 +27,7 @@ pub mod grade;
 pub mod html;
 pub mod judge;
 pub mod members;
+pub mod text_hash;
 pub mod url;
 
 pub use analyse::{Analysed, Analyser, Signal, SignalKind};
@@ -495,7 +496,7 @@ const RELAY_ESTABLISHED: usize = 2;
 fn skip_relays(messages: &mut [Box<Analysed>], lists: &Lists) {
     // Sender domains per sending address, gathered on every thread and joined. A set stops
     // growing at RELAY_DOMAINS: whatever it then holds, the address is a relay.
-    type Domains<'m> = HashMap<std::net::IpAddr, BTreeSet<&'m str>, rustc_hash::FxBuildHasher>;
+    type Domains<'m> = HashMap<std::net::IpAddr, BTreeSet<&'m str>, text_hash::TextHash>;
     fn add<'m>(d: &mut BTreeSet<&'m str>, domain: &'m str) {
         if d.len() < RELAY_DOMAINS {
             d.insert(domain);
@@ -538,7 +539,7 @@ fn skip_relays(messages: &mut [Box<Analysed>], lists: &Lists) {
 
 /// The domain most messages are addressed to is the institution's own.
 fn infer_internal(messages: &[Box<Analysed>]) -> Vec<String> {
-    type Counts<'m> = HashMap<&'m str, usize, rustc_hash::FxBuildHasher>;
+    type Counts<'m> = HashMap<&'m str, usize, text_hash::TextHash>;
     let counts: Counts = messages
         .par_iter()
         .fold(Counts::default, |mut counts, m| {

@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 
+use crate::text_hash::TextHash;
+
 /// Member name by lower-cased address.
 #[derive(Clone, Debug, Default)]
 pub struct Members {
-    by_address: HashMap<String, String, xxhash_rust::xxh3::Xxh3Builder>,
+    by_address: HashMap<String, String, TextHash>,
     pub count: usize,
 }
 
