@@ -132,11 +132,11 @@ impl RuleCache {
     /// Reads the cache file for a rule directory. No file is an empty cache, not a problem.
     pub(crate) fn read(&self, root: &Path) -> Result<CacheFile, String> {
         let path = self.file_for(root);
-        let bytes = match std::fs::metadata(&path) {
+        let bytes = match crate::loader::read_capped(&path, MAX_CACHE_BYTES) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CacheFile::default()),
             Err(e) => return Err(format!("{}: {e}", path.display())),
-            Ok(m) if m.len() > MAX_CACHE_BYTES => return Err(format!("{}: larger than {MAX_CACHE_BYTES} bytes", path.display())),
-            Ok(_) => std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+            Ok(None) => return Err(format!("{}: larger than {MAX_CACHE_BYTES} bytes", path.display())),
+            Ok(Some(bytes)) => bytes,
         };
         match parse(bytes, self.stamp) {
             Ok(Some(file)) => Ok(file),
