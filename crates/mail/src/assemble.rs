@@ -40,7 +40,8 @@ pub fn build_campaign(messages: &[Box<Analysed>], group: &[usize], members: &Mem
         ms.par_chunks(TALLY_SLICE)
             .zip(group.par_chunks(TALLY_SLICE))
             .map(|(m, g)| tally_of(m, g, severities))
-            .reduce(Tally::default, Tally::merge)
+            .reduce_with(Tally::merge)
+            .unwrap_or_default()
     } else {
         tally_of(&ms, group, severities)
     };
@@ -153,10 +154,9 @@ struct Tally<'m> {
 impl<'m> Tally<'m> {
     fn add(&mut self, m: &'m Analysed, severity: Severity) {
         self.severity = self.severity.max(severity);
-        if let Some(d) = m.date {
-            self.first = Some(self.first.map_or(d.0, |x| x.min(d.0)));
-            self.last = Some(self.last.map_or(d.0, |x| x.max(d.0)));
-        }
+        let date = m.date.map(|d| d.0);
+        self.first = earliest(self.first, date);
+        self.last = latest(self.last, date);
         if let Some(f) = &m.from {
             match self.senders.get_mut(f.address.as_str()) {
                 Some(s) => s.messages += 1,
@@ -204,9 +204,7 @@ impl<'m> Tally<'m> {
         for r in &m.recipients {
             let e = self.recipients.entry(r.as_str()).or_insert((0, None));
             e.0 += 1;
-            if let Some(d) = m.date {
-                e.1 = Some(e.1.map_or(d.0, |x: i64| x.min(d.0)));
-            }
+            e.1 = earliest(e.1, date);
         }
         for s in &m.signals {
             let e = self.signals.entry((s.analyser, s.what.as_str())).or_insert((s.kind, s.score, 0));
@@ -217,15 +215,8 @@ impl<'m> Tally<'m> {
     /// This slice's counts followed by the next slice's: where the two disagree on a
     /// first-met value (a sender's name, a signal's kind), this slice's stands.
     fn merge(mut self, other: Tally<'m>) -> Tally<'m> {
-        let min = |a: Option<i64>, b: Option<i64>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.first = min(self.first, other.first);
-        self.last = match (self.last, other.last) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        self.first = earliest(self.first, other.first);
+        self.last = latest(self.last, other.last);
         for (k, s) in other.senders {
             self.senders.entry(k).and_modify(|x| x.messages += s.messages).or_insert(s);
         }
@@ -241,7 +232,7 @@ impl<'m> Tally<'m> {
         for (k, (n, t)) in other.recipients {
             let e = self.recipients.entry(k).or_insert((0, None));
             e.0 += n;
-            e.1 = min(e.1, t);
+            e.1 = earliest(e.1, t);
         }
         for (k, (kind, score, n)) in other.signals {
             self.signals.entry(k).or_insert((kind, score, 0)).2 += n;
@@ -253,6 +244,22 @@ impl<'m> Tally<'m> {
         }
         self.severity = self.severity.max(other.severity);
         self
+    }
+}
+
+/// The earlier of two times where either may be unknown.
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The later of two times where either may be unknown.
+fn latest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 

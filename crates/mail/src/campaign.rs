@@ -265,14 +265,12 @@ fn ip_bytes(ip: std::net::IpAddr) -> [u8; 17] {
 /// ([`add_signals`]): one personal-looking message sent to many recipients with
 /// per-recipient tokens, and several sender accounts sharing the sending infrastructure.
 pub fn cluster_signal_set(messages: &[Box<Analysed>], group: &[usize]) -> Vec<Signal> {
-    let recipients: std::collections::HashSet<&str, TextHash> =
-        group.iter().flat_map(|&i| messages[i].recipients.iter().map(String::as_str)).collect();
+    let recipients: HashSet<&str, TextHash> = group.iter().flat_map(|&i| messages[i].recipients.iter().map(String::as_str)).collect();
     let tokened = group.iter().filter(|&&i| messages[i].urls.iter().any(|u| !u.tokens.is_empty())).count();
     let personal = group.iter().filter(|&&i| !messages[i].list_mail && !messages[i].automatic).count();
     // Per-recipient sender addresses (a token in the local part) are one account. A large
     // cluster repeats a few addresses thousands of times: each is reduced once.
-    let addresses: std::collections::HashSet<&str, TextHash> =
-        group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| f.address.as_str())).collect();
+    let addresses: HashSet<&str, TextHash> = group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| f.address.as_str())).collect();
     let senders: BTreeSet<String> = addresses.into_iter().map(sender_account).collect();
     let mut added = Vec::new();
     let n_rcpt = recipients.len();
