@@ -42,8 +42,8 @@ detections, detections_duplicate, inputs, malformed, busy_seconds, events_per_se
     /// Scale-out: run the Sigma correlations of one partition of CORR and publish their findings.
     #[command(after_help = concat!("Run one per partition (0 .. --partitions-1), with the same rules and --partitions as the \
 workers. Inputs are put back in time order within --lateness (event time) or after --idle-flush without input \
-(held while the workers still have events queued, which may yet bring earlier inputs); state is checkpointed to the key-value bucket after every batch, so a restarted partition resumes without loss \
-or double counting. For a back-fill of old files, where events of one window arrive far apart, give a large \
+(held while the workers still have events queued, which may yet bring earlier inputs); state is checkpointed \
+to the key-value bucket after every batch, so a restarted partition resumes without loss or double counting. For a back-fill of old files, where events of one window arrive far apart, give a large \
 --lateness (e.g. 31536000).\n\nExample:\n  portcullis correlator --partition 0 --partitions 4 --org ec", bus_help!()))]
     Correlator(CorrelatorArgs),
     /// Scale-out: write the findings on NATS JetStream into a case file (incidents rebuilt as they come).

@@ -53,8 +53,9 @@ pub struct CorrelatorReport {
     pub replayed: u64,
     /// Buffered inputs restored from the checkpoint at start.
     pub restored_pending: u64,
-    /// Idle flushes put off because workers still had events of the organisation queued
-    /// (or inputs were still undelivered): releasing then would correlate out of order.
+    /// Idle-flush checks (one per empty fetch, about every half second) that put the flush
+    /// off because workers still had events of the organisation queued or inputs were still
+    /// undelivered: releasing then would correlate out of order.
     pub flushes_deferred: u64,
 }
 
