@@ -215,7 +215,7 @@ impl Event {
     /// The host the event is about (the `Host` role; the server's address when no name is
     /// given).
     pub fn host(&self) -> Option<&str> {
-        roles::first(self, roles::Role::Host).or_else(|| roles::first(self, roles::Role::ServerAddress))
+        roles::Firsts::of(self).host()
     }
 
     /// Which log the event came from, for people and for counting independent sources:
@@ -249,6 +249,50 @@ impl Event {
             }
         }
         serde_json::Value::Object(map)
+    }
+}
+
+impl Event {
+    /// [`Event::to_json`] as text, without building the JSON value first.
+    pub fn json_text(&self) -> String {
+        serde_json::to_string(&JsonFields(self)).unwrap_or_else(|_| self.to_json().to_string())
+    }
+
+    /// Whether no two fields share a name (compared as JSON keys are, exactly).
+    fn names_distinct(&self) -> bool {
+        let n = self.fields.len();
+        if n <= 16 {
+            return (1..n).all(|i| {
+                let name = self.field(i).name;
+                (0..i).all(|j| self.field(j).name != name)
+            });
+        }
+        let mut names: Vec<&str> = self.fields().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.windows(2).all(|w| w[0] != w[1])
+    }
+}
+
+/// An event serialized as [`Event::to_json`] gives it, without building the JSON value:
+/// fields in order, each with its restored type. An event that repeats a name (whose
+/// values become arrays) is serialized through `to_json`.
+pub struct JsonFields<'a>(pub &'a Event);
+
+impl serde::Serialize for JsonFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let ev = self.0;
+        if !ev.names_distinct() {
+            return ev.to_json().serialize(s);
+        }
+        let mut map = s.serialize_map(Some(ev.len()))?;
+        for f in ev.fields() {
+            match f.kind {
+                ValueKind::Str => map.serialize_entry(f.name, f.value)?,
+                _ => map.serialize_entry(f.name, &json_value(f))?,
+            }
+        }
+        map.end()
     }
 }
 
@@ -353,7 +397,7 @@ pub fn escape_json_text(json: &str) -> std::borrow::Cow<'_, str> {
     // Outside strings a serializer writes only ASCII, and line breaks and tabs only as
     // whitespace (inside strings they are escaped already).
     let unsafe_char = |c: char| needs_escape(c) && !matches!(c, '\n' | '\r' | '\t');
-    if !json.chars().any(unsafe_char) {
+    if plain_json(json.as_bytes()) || !json.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 8);
@@ -379,6 +423,25 @@ fn is_plain_number(s: &str) -> bool {
     !whole.is_empty()
         && whole.bytes().all(|b| b.is_ascii_digit())
         && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether a byte of UTF-8 text may begin a character [`needs_escape`] (other than the
+/// three whitespace controls): an ASCII control or DEL, or the lead byte of U+0080..U+009F
+/// (0xC2), U+2000..U+2FFF (0xE2) or U+F000..U+FFFF (0xEF). A byte-wise test the compiler
+/// vectorises, so JSON that is plain (nearly all of it) is let through quickly.
+fn may_start_escape(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t')) || matches!(b, 0x7f | 0xc2 | 0xe2 | 0xef)
+}
+
+/// No byte of `b` [`may_start_escape`]: tested 32 bytes at a time without a branch per byte.
+fn plain_json(b: &[u8]) -> bool {
+    let mut chunks = b.chunks_exact(32);
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |hit, &x| hit | may_start_escape(x)) {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().any(|&x| may_start_escape(x))
 }
 
 fn needs_escape(c: char) -> bool {
@@ -450,6 +513,48 @@ mod tests {
         let pretty = serde_json::to_string_pretty(&serde_json::json!({"v": ["\u{1b}\u{9b}"]})).unwrap();
         let safe = escape_json_text(&pretty);
         assert_eq!(safe, "{\n  \"v\": [\n    \"\\u001b\\u009b\"\n  ]\n}");
+    }
+
+    #[test]
+    fn the_byte_prefilter_misses_no_character_that_needs_escaping() {
+        for c in (0..=0x10ffff_u32).filter_map(char::from_u32) {
+            if needs_escape(c) && !matches!(c, '\n' | '\r' | '\t') {
+                let mut buf = [0u8; 4];
+                let first = c.encode_utf8(&mut buf).as_bytes()[0];
+                assert!(may_start_escape(first), "{c:?}");
+            }
+        }
+        // Text with a lead byte but nothing to escape is let through unchanged.
+        assert!(matches!(escape_json_text("{\"v\":\"\u{2019}\u{e9}\u{fe00}\"}"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn json_text_is_to_json_written_out() {
+        let mut e = Event::new(SourceKind::Windows);
+        e.push_str("Zeta", "z \"quoted\" \u{202e}");
+        e.push("EventID", "4688", ValueKind::Int);
+        e.push("Big", "18446744073709551615", ValueKind::Int);
+        e.push("NotInt", "12x", ValueKind::Int);
+        e.push("Ratio", "0.25", ValueKind::Float);
+        e.push("Inf", "inf", ValueKind::Float);
+        e.push("Flag", "true", ValueKind::Bool);
+        e.push("Nothing", "", ValueKind::Null);
+        e.push_str("alpha", "");
+        e.push_str("ALPHA", "case differs, so a distinct key");
+        assert_eq!(e.json_text(), e.to_json().to_string());
+        // Repeated names (arrays), and more than sixteen fields, take the other paths.
+        e.push_str("Zeta", "again");
+        assert_eq!(e.json_text(), e.to_json().to_string());
+        for i in 0..40 {
+            e.push_str(&format!("f{i}"), "v");
+        }
+        assert_eq!(e.json_text(), e.to_json().to_string());
+        let mut many = Event::default();
+        for i in 0..40 {
+            many.push_str(&format!("f{i}"), &i.to_string());
+        }
+        assert_eq!(many.json_text(), many.to_json().to_string());
+        assert_eq!(Event::default().json_text(), "{}");
     }
 
     #[test]

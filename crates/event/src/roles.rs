@@ -108,8 +108,13 @@ pub const ROLE_FIELDS: &[(&str, Role)] = &[
 
 /// The role of a field name (ASCII case-insensitive).
 pub fn role_of(name: &str) -> Option<Role> {
-    static TABLE: OnceLock<rustc_hash::FxHashMap<String, Role>> = OnceLock::new();
-    let table = TABLE.get_or_init(|| ROLE_FIELDS.iter().map(|(n, r)| (n.to_ascii_lowercase(), *r)).collect());
+    lookup(name).map(|(role, _)| role)
+}
+
+/// The role of a field name and the name's place in [`ROLE_FIELDS`].
+fn lookup(name: &str) -> Option<(Role, usize)> {
+    static TABLE: OnceLock<rustc_hash::FxHashMap<String, (Role, usize)>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| ROLE_FIELDS.iter().enumerate().map(|(rank, (n, r))| (n.to_ascii_lowercase(), (*r, rank))).collect());
     if !name.bytes().any(|b| b.is_ascii_uppercase()) {
         return table.get(name).copied();
     }
@@ -122,6 +127,37 @@ pub fn role_of(name: &str) -> Option<Role> {
             std::str::from_utf8(lower).ok().and_then(|l| table.get(l)).copied()
         }
         None => table.get(&name.to_ascii_lowercase()).copied(),
+    }
+}
+
+/// What [`first`] gives for every role of one event, from one pass over its fields, for
+/// code that asks about several roles (a finding's sentence, host and columns).
+pub struct Firsts<'a> {
+    /// The value of the first field with each name of [`ROLE_FIELDS`], by its place there.
+    by_name: [Option<&'a str>; ROLE_FIELDS.len()],
+}
+
+impl<'a> Firsts<'a> {
+    pub fn of(ev: &'a Event) -> Firsts<'a> {
+        let mut by_name = [None; ROLE_FIELDS.len()];
+        for f in ev.fields() {
+            if let Some((_, rank)) = lookup(f.name)
+                && by_name[rank].is_none()
+            {
+                by_name[rank] = Some(f.value);
+            }
+        }
+        Firsts { by_name }
+    }
+
+    /// The preferred non-blank value of `role`, as [`first`].
+    pub fn first(&self, role: Role) -> Option<&'a str> {
+        ROLE_FIELDS.iter().zip(&self.by_name).filter(|((_, r), _)| *r == role).find_map(|(_, v)| v.filter(|v| !blank(v)))
+    }
+
+    /// The host the event is about, as [`Event::host`].
+    pub fn host(&self) -> Option<&'a str> {
+        self.first(Role::Host).or_else(|| self.first(Role::ServerAddress))
     }
 }
 
@@ -156,6 +192,44 @@ mod tests {
         ev.push_str("TargetUserName", "");
         assert_eq!(first(&ev, Role::Account), Some("CORP\\jdoe"));
         assert_eq!(first(&ev, Role::Host), None);
+    }
+
+    #[test]
+    fn firsts_agree_with_first_role_by_role() {
+        let roles = [
+            Role::Host,
+            Role::ServerAddress,
+            Role::Account,
+            Role::SourceAddress,
+            Role::DestinationAddress,
+            Role::Process,
+            Role::ParentProcess,
+            Role::CommandLine,
+            Role::File,
+            Role::Url,
+            Role::Mailbox,
+            Role::UserAgent,
+            Role::Status,
+        ];
+        let events: [&[(&str, &str)]; 4] = [
+            // A blank first field of a name hides a later one of the same name; the next
+            // name of the role is tried.
+            &[("SubjectUserName", "-"), ("subjectusername", "CORP\\late"), ("User", "CORP\\jdoe"), ("Computer", "")],
+            &[("s-ip", "10.0.0.5"), ("c-ip", "203.0.113.9"), ("cs-username", "-"), ("sc-status", "200"), ("cs-uri-stem", "/owa/")],
+            &[("COMPUTER", "WS1"), ("Computer", "WS2"), ("Image", "C:\\x.exe"), ("CommandLine", "x -y"), ("TargetFilename", "C:\\t")],
+            &[],
+        ];
+        for fields in events {
+            let mut ev = Event::default();
+            for (n, v) in fields {
+                ev.push_str(n, v);
+            }
+            let firsts = Firsts::of(&ev);
+            for role in roles {
+                assert_eq!(firsts.first(role), first(&ev, role), "{role:?} in {fields:?}");
+            }
+            assert_eq!(firsts.host(), ev.host(), "{fields:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet};
 pub use portcullis_event::entity::{Entity, EntityKind, entities, kind_of_field, normalise, trivial};
-use portcullis_event::roles::{Role, first};
+use portcullis_event::roles::{Firsts, Role};
 use portcullis_event::{Event, Timestamp};
 use portcullis_hunt::Detection;
 pub use portcullis_hunt::Matcher;
@@ -130,37 +130,44 @@ fn day_time(t: Timestamp) -> String {
 
 /// One plain sentence for a detection: when, what, where, from whom, and the outcome.
 pub fn sentence(title: &str, ev: &Event) -> String {
-    let mut s = String::new();
+    sentence_with(title, ev, &Firsts::of(ev))
+}
+
+fn sentence_with(title: &str, ev: &Event, roles: &Firsts<'_>) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(title.len() + 96);
     if let Some(t) = ev.timestamp {
         s.push_str(&day_time(t));
         s.push_str(" — ");
     }
     s.push_str(title);
-    if let (Some(v), Some(t), Some(f)) = (ev.get("ioc.value"), ev.get("ioc.type"), ev.get("ioc.field")) {
-        s.push_str(&format!(" — {t} {v} in {f}"));
+    if let Some(v) = ev.get("ioc.value")
+        && let (Some(t), Some(f)) = (ev.get("ioc.type"), ev.get("ioc.field"))
+    {
+        let _ = write!(s, " — {t} {v} in {f}");
     }
-    if let Some(ip) = first(ev, Role::SourceAddress) {
-        s.push_str(&format!(" from {ip}"));
+    if let Some(ip) = roles.first(Role::SourceAddress) {
+        let _ = write!(s, " from {ip}");
     }
-    if let Some(h) = ev.host() {
-        s.push_str(&format!(" on {h}"));
+    if let Some(h) = roles.host() {
+        let _ = write!(s, " on {h}");
     }
-    if let Some(u) = first(ev, Role::Account) {
-        s.push_str(&format!(" as {u}"));
+    if let Some(u) = roles.first(Role::Account) {
+        let _ = write!(s, " as {u}");
     }
-    if let Some(status) = first(ev, Role::Status) {
+    if let Some(status) = roles.first(Role::Status) {
         let outcome = match status.trim().parse::<u16>() {
             Ok(200..=299) => "succeeded",
             Ok(300..=399) => "was redirected",
             Ok(401 | 403) => "was refused",
             _ => "answered",
         };
-        s.push_str(&format!(" ({outcome}, HTTP {status})"));
-    } else if let Some(cmd) = first(ev, Role::CommandLine) {
-        let cmd: String = cmd.chars().take(120).collect();
-        s.push_str(&format!(": {cmd}"));
-    } else if let Some(f) = first(ev, Role::File) {
-        s.push_str(&format!(": {f}"));
+        let _ = write!(s, " ({outcome}, HTTP {status})");
+    } else if let Some(cmd) = roles.first(Role::CommandLine) {
+        s.push_str(": ");
+        s.extend(cmd.chars().take(120));
+    } else if let Some(f) = roles.first(Role::File) {
+        let _ = write!(s, ": {f}");
     }
     s
 }
@@ -168,6 +175,7 @@ pub fn sentence(title: &str, ev: &Event) -> String {
 impl Finding {
     pub fn from_detection(engine: &Engine, d: &Detection) -> Finding {
         let rule = &engine.rules[d.rule];
+        let roles = Firsts::of(&d.event);
         Finding {
             id: d.id.clone(),
             kind: FindingKind::Detection,
@@ -180,9 +188,9 @@ impl Finding {
             tags: rule.tags.clone(),
             first_ts: d.event.timestamp,
             last_ts: d.event.timestamp,
-            host: d.event.host().map(str::to_string),
+            host: roles.host().map(str::to_string),
             entities: entities(&d.event),
-            sentence: sentence(&rule.title, &d.event),
+            sentence: sentence_with(&rule.title, &d.event, &roles),
             path: Some(d.path.display().to_string()),
             record: Some(d.event.record),
             evidence: Vec::new(),

@@ -18,7 +18,7 @@
 //! findings of one rule form one stage.
 
 use portcullis_event::union_find::UnionFind;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use portcullis_event::Timestamp;
 use portcullis_finding::{Entity, EntityKind, Finding, FindingKind, Matcher, RuleSource, TACTICS};
@@ -140,15 +140,21 @@ impl Evidence {
 
 /// Groups findings into incidents, most severe first, then by time.
 pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
+    build_from(findings.iter(), opts)
+}
+
+/// [`build`] over findings held elsewhere (beside their events, say), without copying them.
+pub fn build_from<'f>(findings: impl Iterator<Item = &'f Finding>, opts: &IncidentOptions) -> Vec<Incident> {
+    let findings: Vec<&'f Finding> = findings.collect();
     let mut idx: Vec<usize> =
         (0..findings.len()).filter(|&i| findings[i].level >= opts.min_level && findings[i].first_ts.is_some()).collect();
-    idx.sort_by_key(|&i| (findings[i].first_ts, findings[i].id.clone()));
+    idx.sort_by(|&a, &b| (findings[a].first_ts, &findings[a].id).cmp(&(findings[b].first_ts, &findings[b].id)));
     let n = idx.len();
-    let host_of = |f: &Finding| f.entities.iter().find(|e| e.kind == EntityKind::Host).map(|e| e.value.clone());
+    let host_of = |f: &'f Finding| f.entities.iter().find(|e| e.kind == EntityKind::Host).map(|e| e.value.as_str());
     // Noisy stacks: one community rule firing again and again on one host.
-    let mut stack_size: HashMap<(&str, Option<String>), usize> = HashMap::new();
+    let mut stack_size: HashMap<(&str, Option<&str>), usize> = HashMap::new();
     for &i in &idx {
-        let f = &findings[i];
+        let f = findings[i];
         if f.kind == FindingKind::Detection && f.rule_source == RuleSource::User {
             *stack_size.entry((f.rule_id.as_str(), host_of(f))).or_default() += 1;
         }
@@ -156,19 +162,19 @@ pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
     let noisy: Vec<bool> = idx
         .iter()
         .map(|&i| {
-            let f = &findings[i];
+            let f = findings[i];
             f.kind == FindingKind::Detection
                 && f.rule_source == RuleSource::User
                 && stack_size.get(&(f.rule_id.as_str(), host_of(f))).is_some_and(|&c| c >= opts.noisy_stack)
         })
         .collect();
     // Entities seen on three or more hosts (lab, service and admin accounts) join nothing.
-    let mut hosts_seen: HashMap<&Entity, BTreeSet<String>> = HashMap::new();
+    let mut hosts_seen: HashMap<&Entity, BTreeSet<&str>> = HashMap::new();
     for &i in &idx {
-        let f = &findings[i];
+        let f = findings[i];
         if let Some(h) = host_of(f) {
             for e in f.entities.iter().filter(|e| e.kind != EntityKind::Host) {
-                hosts_seen.entry(e).or_default().insert(h.clone());
+                hosts_seen.entry(e).or_default().insert(h);
             }
         }
     }
@@ -181,14 +187,14 @@ pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
         if noisy[k] {
             continue;
         }
-        let f = &findings[i];
+        let f = findings[i];
         let ts = f.first_ts.expect("filtered").0;
         for e in f.entities.iter().filter(|e| !widespread(e)) {
             if let Some(&(prev, pts)) = last_seen.get(e)
                 && ts - pts <= opts.window_micros
             {
                 if dsu.find(prev) != dsu.find(k) && reasons[k].is_none() {
-                    let p = &findings[idx[prev]];
+                    let p = findings[idx[prev]];
                     reasons[k] = Some(format!("shares {} `{}` with \"{}\" at {}", e.kind.as_str(), e.value, p.rule_title, Timestamp(pts)));
                 }
                 dsu.union(prev, k);
@@ -205,7 +211,7 @@ pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
     }
     let mut out = Vec::new();
     for members in groups.values() {
-        let fs: Vec<&Finding> = members.iter().map(|&k| &findings[idx[k]]).collect();
+        let fs: Vec<&Finding> = members.iter().map(|&k| findings[idx[k]]).collect();
         let ranks: Vec<Evidence> = fs.iter().map(|f| Evidence::of(f, false)).collect();
         let strongest = ranks.iter().copied().max().unwrap_or(Evidence::Weak);
         if strongest < Evidence::Medium {
@@ -213,14 +219,12 @@ pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
         }
         // The first evidence: the earliest finding of the strongest rank, or an earlier
         // one of some weight linked to such a finding by more than the host.
-        let linked =
-            |a: &Finding, b: &Finding| a.entities.iter().any(|e| e.kind != EntityKind::Host && !widespread(e) && b.entities.contains(e));
-        let first = (0..fs.len())
-            .find(|&j| {
-                ranks[j] == strongest
-                    || (ranks[j] >= Evidence::Medium && (0..fs.len()).any(|m| ranks[m] == strongest && linked(fs[j], fs[m])))
-            })
-            .unwrap_or(0);
+        let strongest_entities: HashSet<&Entity> = (0..fs.len())
+            .filter(|&m| ranks[m] == strongest)
+            .flat_map(|m| fs[m].entities.iter().filter(|e| e.kind != EntityKind::Host && !widespread(e)))
+            .collect();
+        let linked = |a: &Finding| a.entities.iter().any(|e| strongest_entities.contains(e));
+        let first = (0..fs.len()).find(|&j| ranks[j] == strongest || (ranks[j] >= Evidence::Medium && linked(fs[j]))).unwrap_or(0);
         let why_first = if ranks[first] == strongest {
             format!("first evidence: the earliest {} in this incident", strongest.describe())
         } else {

@@ -106,7 +106,7 @@ pub struct DetectionRecord<'a> {
     pub log_type: &'a str,
     pub tags: &'a [String],
     pub rule_path: &'a str,
-    pub fields: serde_json::Value,
+    pub fields: portcullis_event::JsonFields<'a>,
 }
 
 impl<'a> DetectionRecord<'a> {
@@ -126,7 +126,7 @@ impl<'a> DetectionRecord<'a> {
             log_type: &d.event.log_type,
             tags: &rule.tags,
             rule_path: &rule.origin.path,
-            fields: d.event.to_json(),
+            fields: portcullis_event::JsonFields(&d.event),
         }
     }
 }
@@ -204,6 +204,22 @@ pub fn json_line(out: &mut dyn Write, record: &impl Serialize) -> io::Result<()>
     out.write_all(b"\n")
 }
 
+/// Formats `items` a chunk at a time on every core and writes the text in their order,
+/// one bounded batch of chunks at a time, so a million detections are never all held as
+/// text.
+fn write_in_parallel<T: Sync>(out: &mut dyn Write, items: &[T], format: impl Fn(&[T]) -> io::Result<Vec<u8>> + Sync) -> io::Result<()> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1024;
+    let batch = CHUNK * 4 * rayon::current_num_threads().max(1);
+    for group in items.chunks(batch) {
+        let texts: Vec<io::Result<Vec<u8>>> = group.par_chunks(CHUNK).map(&format).collect();
+        for text in texts {
+            out.write_all(&text?)?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes incidents, correlations, detections, then the summary, in the chosen format.
 pub fn write_report(out: &mut dyn Write, format: Format, r: &Report<'_>) -> io::Result<()> {
     match format {
@@ -214,9 +230,13 @@ pub fn write_report(out: &mut dyn Write, format: Format, r: &Report<'_>) -> io::
             for c in r.correlations {
                 json_line(out, &CorrelationRecord::new(r.correlation_set, c))?;
             }
-            for d in r.detections {
-                json_line(out, &DetectionRecord::new(r.engine, d))?;
-            }
+            write_in_parallel(out, r.detections, |chunk| {
+                let mut text = Vec::with_capacity(chunk.len() * 512);
+                for d in chunk {
+                    json_line(&mut text, &DetectionRecord::new(r.engine, d))?;
+                }
+                Ok(text)
+            })?;
             json_line(out, r.summary)?;
         }
         Format::Json => {
@@ -555,19 +575,26 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 fn write_csv(out: &mut dyn Write, engine: &Engine, detections: &[Detection]) -> io::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
+    let mut w = csv::Writer::from_writer(&mut *out);
     w.write_record(["timestamp", "level", "rule_title", "rule_id", "host", "path", "record", "id", "details"])?;
-    for d in detections {
-        let rule = &engine.rules[d.rule];
-        let ts = d.event.timestamp.map(|t| t.to_string()).unwrap_or_default();
-        let path = d.path.display().to_string();
-        let record = d.event.record.to_string();
-        let details = details(&d.event, 1000);
-        let key = rule.key();
-        let cells = [ts.as_str(), rule.level.as_str(), &rule.title, &key, d.event.host().unwrap_or(""), &path, &record, &d.id, &details];
-        w.write_record(cells.map(csv_cell).iter().map(|c| c.as_ref()))?;
-    }
-    w.flush()
+    w.flush()?;
+    drop(w);
+    write_in_parallel(out, detections, |chunk| {
+        let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::with_capacity(chunk.len() * 256));
+        for d in chunk {
+            let rule = &engine.rules[d.rule];
+            let ts = d.event.timestamp.map(|t| t.to_string()).unwrap_or_default();
+            let path = d.path.display().to_string();
+            let record = d.event.record.to_string();
+            let details = details(&d.event, 1000);
+            let key = rule.key();
+            let cells =
+                [ts.as_str(), rule.level.as_str(), &rule.title, &key, d.event.host().unwrap_or(""), &path, &record, &d.id, &details];
+            w.write_record(cells.map(csv_cell).iter().map(|c| c.as_ref()))?;
+        }
+        w.into_inner().map_err(|e| e.into_error())
+    })?;
+    out.flush()
 }
 
 #[cfg(test)]

@@ -396,7 +396,7 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     let min = s.rules.min_level;
     result.detections.retain(|d| loaded.engine.rules[d.rule].level >= min);
     result.correlations.retain(|c| loaded.correlations.correlations[c.correlation].level >= min);
-    let findings = findings(&loaded, &result);
+    let findings = findings(&loaded, &result, case.is_some());
     let incident_opts = IncidentOptions { window_micros: (s.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64, ..Default::default() };
     let mut case_new = None;
     let mut case_error = None;
@@ -427,8 +427,7 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
         // The run's own results are kept and reported; the caller says the case failed.
         other => {
             case_error = other.and_then(|r| r.err()).map(Error::Case);
-            let plain: Vec<Finding> = findings.iter().map(|(f, _)| f.clone()).collect();
-            portcullis_incident::build(&plain, &incident_opts)
+            portcullis_incident::build_from(findings.iter().map(|(f, _)| f), &incident_opts)
         }
     };
     let mut timeline_warning = None;
@@ -468,11 +467,21 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
 }
 
 /// One finding type for incidents, the case file and the timeline: every detection
-/// (with its event as JSON) and every correlation finding (with its evidence's entities).
-fn findings(loaded: &LoadedRules, result: &HuntResult) -> Vec<(Finding, Option<String>)> {
+/// (with its event as JSON) and every correlation finding (with its evidence's entities),
+/// detections made on every core.
+/// The event JSON is made only for a case file (`with_events`), the one place it is kept.
+fn findings(loaded: &LoadedRules, result: &HuntResult, with_events: bool) -> Vec<(Finding, Option<String>)> {
+    use rayon::prelude::*;
+    let mut findings: Vec<(Finding, Option<String>)> = result
+        .detections
+        .par_iter()
+        .with_min_len(1024)
+        .map(|d| (Finding::from_detection(&loaded.engine, d), with_events.then(|| d.event.json_text())))
+        .collect();
+    if result.correlations.is_empty() {
+        return findings;
+    }
     let by_id: HashMap<&str, &portcullis_hunt::Detection> = result.detections.iter().map(|d| (d.id.as_str(), d)).collect();
-    let mut findings: Vec<(Finding, Option<String>)> =
-        result.detections.iter().map(|d| (Finding::from_detection(&loaded.engine, d), Some(d.event.to_json().to_string()))).collect();
     for c in &result.correlations {
         let evidence_entities: Vec<_> =
             c.evidence.iter().filter_map(|id| by_id.get(id.as_str())).flat_map(|d| portcullis_finding::entities(&d.event)).collect();
