@@ -5,12 +5,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use portcullis_sigma::engine::FxHasher;
+use portcullis_event::text_hash::TextHash;
 
 use crate::parse::{Correlation, CorrelationSet, Kind, Source};
-
-type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 use crate::sorter::Input;
+
+/// Keyed by event values (group keys, counted values): seeded, so that keys which collide
+/// cannot be prepared in the logs.
+type Map<K, V> = HashMap<K, V, TextHash>;
 
 /// At most this many evidence ids are kept per finding.
 pub const MAX_EVIDENCE: usize = 64;
@@ -42,7 +44,7 @@ struct GroupState {
     /// Oldest first.
     window: VecDeque<Entry>,
     /// Distinct values in the window with their counts (value_count, value_percentile).
-    counts: FxMap<Arc<str>, u32>,
+    counts: Map<Arc<str>, u32>,
     sum: f64,
     /// temporal: latest time each position was seen; temporal_ordered: start of the best
     /// chain that has completed each prefix length.
@@ -65,7 +67,7 @@ struct Entry {
 /// Runs every correlation over a time-ordered input stream.
 pub struct Correlator {
     set: Arc<CorrelationSet>,
-    states: Vec<FxMap<String, GroupState>>,
+    states: Vec<Map<String, GroupState>>,
     now: i64,
     since_sweep: u32,
     /// Findings of correlations nobody else consumes (the ones to report).
@@ -83,7 +85,7 @@ impl Correlator {
         let n = set.correlations.len();
         Correlator {
             set,
-            states: (0..n).map(|_| FxMap::default()).collect(),
+            states: (0..n).map(|_| Map::default()).collect(),
             now: i64::MIN,
             since_sweep: 0,
             findings: Vec::new(),
@@ -253,6 +255,9 @@ impl Correlator {
                 false
             });
         }
+        // In an order of their own, not the maps' (which the seed changes from run to run),
+        // so that correlations fed by these findings see them in the same order every time.
+        out.sort_by(|a, b| (a.last_ts, a.correlation, &a.id).cmp(&(b.last_ts, b.correlation, &b.id)));
         let mut queue = Vec::new();
         for f in out {
             self.emit(f, &mut queue);

@@ -8,8 +8,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use portcullis_event::text_hash::TextHash;
 use serde_json::Value;
-use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::indicator::{Context, Indicator, Kind, normalise};
 
@@ -912,9 +912,9 @@ struct StixReader<'n> {
     index: usize,
     pending: Vec<Waiting>,
     /// Each distinct `created_by_ref`, numbered in [`Waiting::producer`].
-    producers: HashMap<String, u32, Xxh3Builder>,
+    producers: HashMap<String, u32, TextHash>,
     /// id → (type, name) of identities, actors, intrusion sets, campaigns, malware, tools, infrastructure.
-    named: HashMap<String, (String, String), Xxh3Builder>,
+    named: HashMap<String, (String, String), TextHash>,
     /// (source, target) of every relationship.
     relationships: Vec<(String, String)>,
     out: Imported,
@@ -1070,7 +1070,7 @@ impl StixReader<'_> {
             return self.out;
         }
         // What each indicator or observable indicates, by type and name.
-        let mut indicates: HashMap<&str, Vec<(&str, &str)>, Xxh3Builder> = HashMap::default();
+        let mut indicates: HashMap<&str, Vec<(&str, &str)>, TextHash> = HashMap::default();
         for (src, dst) in &self.relationships {
             if let Some((t, n)) = self.named.get(dst) {
                 indicates.entry(src.as_str()).or_default().push((t.as_str(), n.as_str()));
@@ -1108,13 +1108,13 @@ impl StixReader<'_> {
 fn contexts_for(
     run: &mut [Waiting],
     producer_names: &[Option<&str>],
-    indicates: &HashMap<&str, Vec<(&str, &str)>, Xxh3Builder>,
+    indicates: &HashMap<&str, Vec<(&str, &str)>, TextHash>,
     source: &str,
 ) -> Vec<Indicator> {
     // Keyed by the context's hash, computed once: a set of `Arc<Context>` would hash every
     // context's strings again each time it grows. Equal hashes of unequal contexts (rare)
     // only cost the sharing.
-    let hasher = Xxh3Builder::new();
+    let hasher = TextHash::default();
     let mut contexts: HashMap<u64, Arc<Context>, rustc_hash::FxBuildHasher> =
         HashMap::with_capacity_and_hasher(run.len(), Default::default());
     let mut out = Vec::with_capacity(run.len());

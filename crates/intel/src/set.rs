@@ -7,11 +7,11 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use xxhash_rust::xxh3::Xxh3Builder;
+use portcullis_event::text_hash::TextHash;
 
 use crate::indicator::{Indicator, Kind, normalise_url, parse_cidr};
 
-type Map<K> = HashMap<K, u32, Xxh3Builder>;
+type Map<K> = HashMap<K, u32, TextHash>;
 
 /// One indicator seen in one value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct IocSet {
     cidr6: Vec<(u8, Map<u128>)>,
     domains: Map<Box<str>>,
     /// Last labels of indicator domains: a token ending elsewhere is not looked up.
-    tlds: HashSet<Box<str>, Xxh3Builder>,
+    tlds: HashSet<Box<str>, TextHash>,
     urls: Map<Box<str>>,
     emails: Map<Box<str>>,
     hashes: Map<Box<str>>,
@@ -196,9 +196,11 @@ impl IocSet {
             return;
         }
         // Log values repeat (server addresses, paths, user agents): a value already seen to
-        // hold no indicator is not cut up again. Per thread, direct-mapped, bounded.
+        // hold no indicator is not cut up again. Per thread, direct-mapped, bounded. Keyed by
+        // the hash alone, so the hash is seeded: a value carrying an indicator cannot be made
+        // to share the hash of a clean one seen before, and so be skipped.
         let cacheable = b.len() <= 512;
-        let key = if cacheable { xxhash_rust::xxh3::xxh3_64(b) | 1 } else { 0 };
+        let key = if cacheable { TextHash::default().hash_bytes(b) | 1 } else { 0 };
         if cacheable
             && NO_MATCH.with(|c| {
                 let mut c = c.borrow_mut();

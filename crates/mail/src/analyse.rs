@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::domain::{Established, Identity, Lists, LookAlike, decode_punycode, skeleton};
 use crate::html;
-use crate::text_hash::TextHash;
 use crate::url::{self, registrable};
+use portcullis_event::text_hash::TextHash;
 
 /// Which analyser raised a signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -10,9 +10,9 @@ use crate::analyse::{Analysed, Analyser, SignalKind};
 use crate::campaign::{self, Severity};
 use crate::grade::{self, Grade};
 use crate::members::Members;
-use crate::text_hash::TextHash;
 use crate::url;
 use crate::{AttachmentSummary, Campaign, Ioc, Recipient, Sender, SignalSummary};
+use portcullis_event::text_hash::TextHash;
 
 /// Keys here are text from the messages: hashed with this process's seed.
 type HashMap<K, V> = std::collections::HashMap<K, V, TextHash>;

@@ -12,8 +12,8 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::analyse::{Analysed, Analyser, Context, Signal, SignalKind, strong_impersonation};
 use crate::members::Members;
-use crate::text_hash::TextHash;
 use crate::url::registrable;
+use portcullis_event::text_hash::TextHash;
 
 /// How serious a message or campaign is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

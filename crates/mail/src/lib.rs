@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use portcullis_event::text_hash::TextHash;
 use portcullis_mailbox::{FileKind, Location};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -27,7 +28,6 @@ pub mod grade;
 pub mod html;
 pub mod judge;
 pub mod members;
-pub mod text_hash;
 pub mod url;
 
 pub use analyse::{Analysed, Analyser, Signal, SignalKind};
@@ -496,7 +496,7 @@ const RELAY_ESTABLISHED: usize = 2;
 fn skip_relays(messages: &mut [Box<Analysed>], lists: &Lists) {
     // Sender domains per sending address, gathered on every thread and joined. A set stops
     // growing at RELAY_DOMAINS: whatever it then holds, the address is a relay.
-    type Domains<'m> = HashMap<std::net::IpAddr, BTreeSet<&'m str>, text_hash::TextHash>;
+    type Domains<'m> = HashMap<std::net::IpAddr, BTreeSet<&'m str>, TextHash>;
     fn add<'m>(d: &mut BTreeSet<&'m str>, domain: &'m str) {
         if d.len() < RELAY_DOMAINS {
             d.insert(domain);
@@ -539,7 +539,7 @@ fn skip_relays(messages: &mut [Box<Analysed>], lists: &Lists) {
 
 /// The domain most messages are addressed to is the institution's own.
 fn infer_internal(messages: &[Box<Analysed>]) -> Vec<String> {
-    type Counts<'m> = HashMap<&'m str, usize, text_hash::TextHash>;
+    type Counts<'m> = HashMap<&'m str, usize, TextHash>;
     let counts: Counts = messages
         .par_iter()
         .fold(Counts::default, |mut counts, m| {

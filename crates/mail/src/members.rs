@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::text_hash::TextHash;
+use portcullis_event::text_hash::TextHash;
 
 /// Member name by lower-cased address.
 #[derive(Clone, Debug, Default)]

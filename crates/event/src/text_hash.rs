@@ -1,6 +1,7 @@
-//! The hasher for maps keyed by text taken from mail (addresses, domains): xxh3 over each
-//! write in one call, not through its streaming state (which buffers every small write),
-//! seeded once per process so that colliding keys cannot be prepared in advance.
+//! The hasher for maps keyed by attacker-controlled input (mail addresses and domains,
+//! correlation group keys and values, indicators): xxh3 over each write in one call, not
+//! through its streaming state (which buffers every small write), seeded once per process
+//! so that keys that collide cannot be prepared in advance to make inserts quadratic.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
@@ -19,6 +20,14 @@ impl Default for TextHash {
         // The standard library's per-process random keys, drawn once.
         let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64));
         TextHash { seed }
+    }
+}
+
+impl TextHash {
+    /// The seeded hash of one byte string, for a cache keyed by the hash alone: an attacker
+    /// cannot make a value of theirs share the hash of one seen earlier.
+    pub fn hash_bytes(&self, bytes: &[u8]) -> u64 {
+        xxh3_64_with_seed(bytes, self.seed)
     }
 }
 
