@@ -131,7 +131,7 @@ impl Correlator {
                 for &(ci, pos) in subs {
                     let outer = &self.set.correlations[ci];
                     let fields: HashMap<&str, &str> = f.group.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    let Some(group) = group_key(outer, pos, |name| fields.get(name).map(|v| v.to_string())) else {
+                    let Some(group) = group_key(outer, pos, |name| fields.get(name).copied()) else {
                         continue;
                     };
                     let value = outer.field.as_deref().and_then(|fname| fields.get(fname).map(|v| v.to_string())).unwrap_or_default();
@@ -372,14 +372,14 @@ fn finding(c: &Correlation, ci: usize, group: &str, st: &GroupState, value: f64)
 }
 
 /// The group key for an event feeding `c` at `pos`, or None if a group-by field is missing.
-pub fn group_key(c: &Correlation, pos: usize, mut get: impl FnMut(&str) -> Option<String>) -> Option<String> {
+pub fn group_key<V: AsRef<str>>(c: &Correlation, pos: usize, mut get: impl FnMut(&str) -> Option<V>) -> Option<String> {
     let mut key = String::new();
     for (i, g) in c.group_by.iter().enumerate() {
-        let v = get(c.group_field(g, pos)).filter(|v| !v.is_empty())?;
+        let v = get(c.group_field(g, pos)).filter(|v| !v.as_ref().is_empty())?;
         if i > 0 {
             key.push('\u{1f}');
         }
-        key.push_str(&v);
+        key.push_str(v.as_ref());
     }
     Some(key)
 }
@@ -387,13 +387,13 @@ pub fn group_key(c: &Correlation, pos: usize, mut get: impl FnMut(&str) -> Optio
 /// The correlation inputs one rule match produces: one per correlation (and position)
 /// the rule feeds, with its group key and field value read through `get`. Matches
 /// missing a group-by field produce nothing for that correlation.
-pub fn inputs_for(
+pub fn inputs_for<V: AsRef<str>>(
     set: &CorrelationSet,
     rule: usize,
     ts: i64,
     evidence: &str,
     entities: &str,
-    mut get: impl FnMut(&str) -> Option<String>,
+    mut get: impl FnMut(&str) -> Option<V>,
 ) -> Vec<Input> {
     let Some(subs) = set.subscribers.get(&Source::Rule(rule)) else { return Vec::new() };
     let mut out = Vec::with_capacity(subs.len());
@@ -402,7 +402,7 @@ pub fn inputs_for(
         let Some(group) = group_key(c, pos, &mut get) else { continue };
         let value = match &c.field {
             Some(f) => match get(c.group_field(f, pos)) {
-                Some(v) => v,
+                Some(v) => v.as_ref().to_string(),
                 None if matches!(c.kind, Kind::ValueCount | Kind::ValuePercentile) => continue,
                 None => String::new(),
             },

@@ -1,8 +1,6 @@
 //! Entities: the hosts, accounts, source IPs, mailboxes and file paths an event
 //! involves, normalised so that findings about the same thing can be joined.
 
-use std::collections::BTreeSet;
-
 use crate::Event;
 use crate::roles::{Role, role_of};
 
@@ -145,7 +143,8 @@ fn path_like(v: &str) -> bool {
 
 /// The entities of an event, from the fields whose role names one.
 pub fn entities(ev: &Event) -> Vec<Entity> {
-    let mut set = BTreeSet::new();
+    // Few per event: a vector sorted and deduplicated at the end, in the order a set gives.
+    let mut set = Vec::new();
     let mut host_fallback = None;
     for f in ev.fields() {
         let Some(role) = role_of(f.name) else { continue };
@@ -156,15 +155,17 @@ pub fn entities(ev: &Event) -> Vec<Entity> {
             host_fallback = Some(f.value);
         }
         if let Some(value) = normalise(kind, f.value) {
-            set.insert(Entity { kind, value });
+            set.push(Entity { kind, value });
         }
     }
     if !set.iter().any(|e| e.kind == EntityKind::Host)
         && let Some(value) = host_fallback.and_then(|h| normalise(EntityKind::SourceIp, h))
     {
-        set.insert(Entity { kind: EntityKind::Host, value });
+        set.push(Entity { kind: EntityKind::Host, value });
     }
-    set.into_iter().collect()
+    set.sort_unstable();
+    set.dedup();
+    set
 }
 
 /// `exch01.corp.local` and `EXCH01` are one host; an IP address stays whole.
