@@ -158,7 +158,7 @@ async fn consume(
                     continue;
                 }
                 let finding = Finding::from_detection(engine, &d);
-                let body = FindingMsg::from_finding(&finding, Some(d.event.to_json().to_string()), published);
+                let body = FindingMsg::from_finding(&finding, Some(d.event.json_text()), published);
                 let payload = serde_json::to_vec(&body).map_err(|e| Error::Nats(e.to_string()))?;
                 let ack = js
                     .send_publish(

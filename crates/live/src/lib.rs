@@ -243,7 +243,7 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
         let mut findings: Vec<(Finding, Option<String>)> = detections
             .iter()
             .filter(|d| engine.rules[d.rule].level >= min)
-            .map(|d| (Finding::from_detection(engine, d), Some(d.event.to_json().to_string())))
+            .map(|d| (Finding::from_detection(engine, d), Some(d.event.json_text())))
             .collect();
         for c in carried.drain(..) {
             if correlations.correlations[c.correlation].level >= min {

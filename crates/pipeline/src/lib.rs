@@ -468,8 +468,8 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
 
 /// One finding type for incidents, the case file and the timeline: every detection
 /// (with its event as JSON) and every correlation finding (with its evidence's entities),
-/// detections made on every core.
-/// The event JSON is made only for a case file (`with_events`), the one place it is kept.
+/// detections made on every core. The event JSON is made only for a case file
+/// (`with_events`), the one place it is kept.
 fn findings(loaded: &LoadedRules, result: &HuntResult, with_events: bool) -> Vec<(Finding, Option<String>)> {
     use rayon::prelude::*;
     let mut findings: Vec<(Finding, Option<String>)> = result
