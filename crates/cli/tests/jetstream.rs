@@ -131,6 +131,8 @@ fn report(child: Child) -> serde_json::Value {
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
+    // Shown by the harness only when the test fails: what each process said and counted.
+    eprintln!("{}{}", String::from_utf8_lossy(&out.stderr), text.lines().last().unwrap_or_default());
     serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("report {text:?}: {e}"))
 }
 
@@ -184,13 +186,14 @@ fn compare(batch: &BTreeSet<(String, String)>, case: &Path, collector: &serde_js
     let batch_case = case.with_file_name("batch.sqlite");
     let (bi, be) = incidents_and_entities(&batch_case);
     let (di, de) = incidents_and_entities(case);
+    // Lost and extra findings first: they say why incidents or entities would differ.
+    let lost: Vec<_> = batch.difference(&dist).collect();
+    let extra: Vec<_> = dist.difference(batch).collect();
+    assert!(lost.is_empty() && extra.is_empty(), "lost {lost:?}\nextra {extra:?}\ncollector {collector}");
     assert!(!bi.is_empty(), "the batch hunt made no incident to compare");
     assert_eq!(bi, di, "incidents differ");
     assert_eq!(be.len(), de.len(), "entity counts differ");
     assert!(be == de, "entities differ: {:?}", be.symmetric_difference(&de).take(5).collect::<Vec<_>>());
-    let lost: Vec<_> = batch.difference(&dist).collect();
-    let extra: Vec<_> = dist.difference(batch).collect();
-    assert!(lost.is_empty() && extra.is_empty(), "lost {lost:?}\nextra {extra:?}");
     // Every finding message was stored once on FINDINGS: none duplicated on the stream.
     assert_eq!(collector["findings"], serde_json::json!(batch.len()), "{collector}");
     assert_eq!(collector["new"], serde_json::json!(batch.len()), "{collector}");

@@ -56,7 +56,12 @@ impl CollectorReport {
     }
 }
 
-/// Consumes findings until stopped (or idle for `idle.exit_after`).
+/// An idle collector waits at most this many times its idle time for correlation
+/// partitions to release what they hold (a partition no correlator runs never does).
+const DRAIN_PATIENCE: u32 = 5;
+
+/// Consumes findings until stopped (or idle for `idle.exit_after` with every correlation
+/// partition drained; see [`crate::correlator::partitions_drained`]).
 pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
     let mut case = portcullis_case::Case::open(&s.case, "collector").map_err(|e| Error::Case(e.to_string()))?;
     let js = crate::connect(&s.url).await?;
@@ -86,8 +91,22 @@ pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
         }
         let messages = fetched.messages;
         if messages.is_empty() {
-            if s.idle.exit_after.is_some_and(|d| last_message.elapsed() >= d) {
-                break;
+            if let Some(d) = s.idle.exit_after
+                && last_message.elapsed() >= d
+            {
+                // Idle is not done while a correlation partition still holds inputs: its
+                // findings come at its idle flush, perhaps after this collector's idle time.
+                match crate::correlator::partitions_drained(&js, &s.names).await {
+                    Ok(()) => break,
+                    Err(why) if last_message.elapsed() >= d * DRAIN_PATIENCE => {
+                        eprintln!(
+                            "collector: exiting after {:.0?} idle with correlation findings maybe still to come: {why}",
+                            last_message.elapsed()
+                        );
+                        break;
+                    }
+                    Err(why) => crate::say_now_and_then(&format!("collector: idle, but waiting for the correlators: {why}")),
+                }
             }
             continue;
         }

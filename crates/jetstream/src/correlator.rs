@@ -7,9 +7,9 @@
 //! (per group, mirroring the engine's window rules) and the inputs not yet released; only
 //! then are the messages acked. A restarted partition replays the retained inputs through a
 //! fresh `Correlator` (findings it re-derives were published before the checkpoint and are
-//! dropped) and skips messages at or below the checkpoint's sequence.
+//! dropped) and skips the messages the checkpoint says it had taken in (see [`Taken`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, kv};
@@ -62,9 +62,53 @@ pub struct CorrelatorReport {
 /// The checkpoint of one partition.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Checkpoint {
+    /// The highest stream sequence taken in.
     seq: u64,
+    /// The sequences taken in whose acks the server may not have yet (above the consumer's
+    /// ack floor when written). A checkpoint written before this field existed has none:
+    /// its `seq` is then taken as the floor, as it was then.
+    #[serde(default)]
+    taken: Option<Vec<u64>>,
     retained: Vec<InputMsg>,
     pending: Vec<InputMsg>,
+}
+
+/// The stream sequences a partition has taken in and may be delivered again: those above
+/// the consumer's ack floor (the server never redelivers what it holds acked). A high-water
+/// mark is not enough: a message lost on its way (a node lost, a fetch that expired) is
+/// delivered again after later ones were taken in, and must be taken in then, not skipped.
+#[derive(Debug, Default)]
+struct Taken {
+    /// Everything at or below was taken in (from a checkpoint without `taken`).
+    legacy_floor: u64,
+    above_floor: BTreeSet<u64>,
+    highest: u64,
+}
+
+impl Taken {
+    /// Past this many sequences the set is pruned to the consumer's ack floor.
+    const PRUNE_AT: usize = 1024;
+
+    fn from_checkpoint(cp: &Checkpoint) -> Taken {
+        match &cp.taken {
+            Some(seqs) => Taken { legacy_floor: 0, above_floor: seqs.iter().copied().collect(), highest: cp.seq },
+            None => Taken { legacy_floor: cp.seq, above_floor: BTreeSet::new(), highest: cp.seq },
+        }
+    }
+
+    fn contains(&self, seq: u64) -> bool {
+        seq <= self.legacy_floor || self.above_floor.contains(&seq)
+    }
+
+    fn insert(&mut self, seq: u64) {
+        self.above_floor.insert(seq);
+        self.highest = self.highest.max(seq);
+    }
+
+    /// Forgets what the server holds acked (`ack_floor`: every sequence at or below it).
+    fn prune(&mut self, ack_floor: u64) {
+        self.above_floor = self.above_floor.split_off(&ack_floor.saturating_add(1));
+    }
 }
 
 /// The released inputs of one (correlation, group) that are still in its window.
@@ -197,10 +241,15 @@ impl Partition {
         (replayed, restored)
     }
 
-    fn checkpoint(&self, seq: u64) -> Checkpoint {
+    fn checkpoint(&self, taken: &Taken) -> Checkpoint {
         let mut retained: Vec<InputMsg> = self.mirrors.values().flat_map(|m| m.inputs.iter().cloned()).collect();
         retained.sort_by_key(|m| self.key(m));
-        Checkpoint { seq, retained, pending: self.pending.values().cloned().collect() }
+        Checkpoint {
+            seq: taken.highest.max(taken.legacy_floor),
+            taken: Some(taken.above_floor.iter().copied().collect()),
+            retained,
+            pending: self.pending.values().cloned().collect(),
+        }
     }
 }
 
@@ -243,14 +292,14 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
 
     let mut report = CorrelatorReport::default();
     let mut part = Partition::new(loaded.correlations.clone());
-    let mut seq = 0u64;
+    let mut taken = Taken::default();
     // Resume: replay the retained inputs (their findings were published before the
     // checkpoint was written), then buffer the pending ones again.
     match bucket.get(&ckey).await {
         Ok(Some(bytes)) => {
             let cp: Checkpoint =
                 serde_json::from_slice(&bytes).map_err(|e| Error::Nats(format!("checkpoint {ckey} is unreadable: {e}")))?;
-            seq = cp.seq;
+            taken = Taken::from_checkpoint(&cp);
             let (replayed, restored) = part.restore(cp);
             report.replayed = replayed;
             report.restored_pending = restored;
@@ -290,12 +339,12 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
             flushed = false;
             for msg in messages {
                 let sseq = crate::stream_seq(&msg);
-                if sseq <= seq {
+                if taken.contains(sseq) {
                     report.skipped_redelivered += 1;
                     to_ack.push(msg);
                     continue;
                 }
-                seq = sseq;
+                taken.insert(sseq);
                 let parsed = serde_json::from_slice::<InputMsg>(&msg.payload).map_err(|e| e.to_string());
                 match parsed.and_then(|m| if part.add(m) { Ok(()) } else { Err("unknown correlation or position".into()) }) {
                     Ok(()) => {
@@ -342,7 +391,12 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
             }
         }
         part.expire();
-        let cp = serde_json::to_vec(&part.checkpoint(seq)).map_err(|e| Error::Nats(e.to_string()))?;
+        if taken.above_floor.len() > Taken::PRUNE_AT
+            && let Ok(info) = consumer.get_info().await
+        {
+            taken.prune(info.ack_floor.stream_sequence);
+        }
+        let cp = serde_json::to_vec(&part.checkpoint(&taken)).map_err(|e| Error::Nats(e.to_string()))?;
         bucket.put(&ckey, cp.into()).await.map_err(|e| nats_err("writing the checkpoint")(&e))?;
         for msg in to_ack {
             msg.ack().await.map_err(|e| nats_err("acking an input")(&e))?;
@@ -370,6 +424,49 @@ async fn upstream_drained(js: &jetstream::Context, consumer: &jetstream::consume
         Ok(mut subjects) => matches!(subjects.try_next().await, Ok(None)),
         Err(_) => false,
     }
+}
+
+/// Whether no correlation finding of the organisation can still come: no input on CORR
+/// waiting for (or unacked by) a partition, and no partition's checkpoint holding inputs
+/// it has not released. A partition publishes its findings before it writes its
+/// checkpoint, so by then they are stored. `Err` says what is still outstanding (or which
+/// question the servers could not answer: a leader moving).
+pub(crate) async fn partitions_drained(js: &jetstream::Context, names: &Names) -> Result<(), String> {
+    use futures_util::TryStreamExt;
+    let corr = js.get_stream_no_info(&names.corr_stream).await.map_err(|e| format!("stream {}: {e}", names.corr_stream))?;
+    // CORR is a work queue: an input is there until its partition acks it.
+    let filter = format!("corr.{}.>", crate::subject_token(&names.org));
+    let mut subjects = corr.info_with_subjects(&filter).await.map_err(|e| format!("stream {}: {e}", names.corr_stream))?;
+    if let Some((subject, n)) = subjects.try_next().await.map_err(|e| format!("stream {}: {e}", names.corr_stream))? {
+        return Err(format!("{n} correlation inputs on {subject} not yet taken in"));
+    }
+    let bucket = match js.get_key_value(&names.corr_bucket).await {
+        Ok(b) => b,
+        // No bucket: no partition has taken in anything (a partition makes it first).
+        Err(e) if bucket_missing(&e) => return Ok(()),
+        Err(e) => return Err(format!("checkpoint bucket {}: {e}", names.corr_bucket)),
+    };
+    let prefix = format!("{}.", crate::subject_token(&names.org));
+    let mut keys = bucket.keys().await.map_err(|e| format!("checkpoint bucket {}: {e}", names.corr_bucket))?;
+    while let Some(key) = keys.try_next().await.map_err(|e| format!("checkpoint bucket {}: {e}", names.corr_bucket))? {
+        if !key.starts_with(&prefix) {
+            continue;
+        }
+        let Some(bytes) = bucket.get(&key).await.map_err(|e| format!("checkpoint {key}: {e}"))? else { continue };
+        let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| format!("checkpoint {key} is unreadable: {e}"))?;
+        if !cp.pending.is_empty() {
+            return Err(format!("partition {key} holds {} inputs not yet released", cp.pending.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the server said the bucket does not exist (not that it could not answer).
+fn bucket_missing(e: &jetstream::context::KeyValueError) -> bool {
+    use jetstream::context::{GetStreamError, GetStreamErrorKind};
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<GetStreamError>())
+        .is_some_and(|g| matches!(g.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND))
 }
 
 #[cfg(test)]
@@ -431,7 +528,7 @@ mod tests {
                 first.add(m);
             }
             first.expire();
-            let cp = first.checkpoint(cut as u64);
+            let cp = first.checkpoint(&Taken { highest: cut as u64, ..Taken::default() });
             let bytes = serde_json::to_vec(&cp).expect("serialises");
             let mut second = Partition::new(set.clone());
             let (_, restored) = second.restore(serde_json::from_slice(&bytes).expect("parses"));
@@ -444,6 +541,30 @@ mod tests {
             // The checkpoint holds only what live windows need, not the history.
             assert!(cp.retained.len() < 200, "{} retained at {cut}", cp.retained.len());
         }
+    }
+
+    #[test]
+    fn a_message_lost_on_its_way_is_taken_in_when_delivered_again() {
+        let mut taken = Taken::default();
+        // 4 is lost in flight; 5 and 6 are taken in, then 4 comes again and 5's ack was lost.
+        for seq in [1, 2, 3, 5, 6] {
+            assert!(!taken.contains(seq));
+            taken.insert(seq);
+        }
+        assert!(!taken.contains(4), "a sequence never taken in is not skipped for being below the highest");
+        taken.insert(4);
+        assert!(taken.contains(5), "a redelivery of what was taken in is skipped");
+        // The server holds 1..=4 acked: those are forgotten, the rest survive a checkpoint.
+        taken.prune(4);
+        assert_eq!(taken.above_floor.iter().copied().collect::<Vec<_>>(), vec![5, 6]);
+        let cp = Checkpoint { seq: taken.highest, taken: Some(taken.above_floor.iter().copied().collect()), ..Default::default() };
+        let back: Checkpoint = serde_json::from_slice(&serde_json::to_vec(&cp).expect("serialises")).expect("parses");
+        let again = Taken::from_checkpoint(&back);
+        assert!(again.contains(6) && !again.contains(7) && again.highest == 6);
+        // A checkpoint written before `taken` existed keeps its sequence as the floor.
+        let old: Checkpoint = serde_json::from_str(r#"{"seq":9,"retained":[],"pending":[]}"#).expect("old checkpoint");
+        let legacy = Taken::from_checkpoint(&old);
+        assert!(legacy.contains(9) && !legacy.contains(10));
     }
 
     #[test]

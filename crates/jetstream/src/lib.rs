@@ -179,7 +179,7 @@ pub(crate) async fn fetch_batch(
 /// Says `line` on stderr unless a line was said in the last ten seconds, in which case it
 /// is counted and the count said with the next line that is: a server down for minutes
 /// fills a log with a line every ten seconds, not thousands.
-fn say_now_and_then(line: &str) {
+pub(crate) fn say_now_and_then(line: &str) {
     use std::sync::Mutex;
     static LAST: Mutex<(Option<std::time::Instant>, u64)> = Mutex::new((None, 0));
     let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
