@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use portcullis_event::text_hash::TextHash;
 use portcullis_mailbox::{FileKind, Location};
@@ -185,7 +185,11 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-const BATCH_BYTES: usize = 16 << 20;
+/// Messages analysed together by one task of the pool.
+const BATCH_BYTES: usize = 1 << 20;
+/// Bytes of one file's messages waiting for the pool at most; past it the file's own
+/// thread analyses the next batch itself (which also bounds memory).
+const BYTES_IN_FLIGHT: usize = 16 << 20;
 
 /// Reads, analyses and grades.
 pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -> Report {
@@ -209,19 +213,15 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     let per_file: Vec<PerFile> = files
         .par_iter()
         .map(|path| {
-            let mut out = Vec::new();
-            let mut problems = Vec::new();
-            let mut batch: Vec<(Location, Vec<u8>, u64)> = Vec::new();
-            let mut batch_bytes = 0usize;
-            let mut bad = 0usize;
-            // Analysed batches are kept as they come and joined once, so a corpus's messages
-            // are not copied again each time one growing vector doubles.
-            let flush = |batch: &mut Vec<(Location, Vec<u8>, u64)>,
-                         out: &mut Vec<Vec<Analysis>>,
-                         problems: &mut Vec<&'static str>,
-                         bad: &mut usize| {
-                let results: Vec<Analysis> = std::mem::take(batch)
-                    .into_par_iter()
+            // The file's thread reads and splits; its batches are analysed by the pool while
+            // it reads on (a batch is done here when too many bytes already wait), and put
+            // back in file order at the end.
+            let analysed: Mutex<Vec<(usize, Vec<Analysis>)>> = Mutex::new(Vec::new());
+            let bytes_in_flight = AtomicUsize::new(0);
+            let alone = rayon::current_num_threads() <= 1;
+            let analyse_batch = |index: usize, batch: Vec<(Location, Vec<u8>, u64)>| {
+                let results: Vec<Analysis> = batch
+                    .into_iter()
                     .map(|(loc, raw, dropped)| {
                         let mut mail = portcullis_mailbox::parse(&raw).map_err(|e| (loc.clone(), e.to_string()))?;
                         if dropped > 0 {
@@ -235,11 +235,50 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
                         Ok(Box::new(slim(a)))
                     })
                     .collect();
+                analysed.lock().unwrap_or_else(|p| p.into_inner()).push((index, results));
+            };
+            let mut batch: Vec<(Location, Vec<u8>, u64)> = Vec::new();
+            let mut batch_bytes = 0usize;
+            let mut batches = 0usize;
+            let result = rayon::in_place_scope(|scope| {
+                let mut hand_over = |batch: Vec<(Location, Vec<u8>, u64)>, bytes: usize| {
+                    let index = batches;
+                    batches += 1;
+                    if alone || bytes_in_flight.load(Ordering::Acquire) + bytes > BYTES_IN_FLIGHT {
+                        analyse_batch(index, batch);
+                    } else {
+                        bytes_in_flight.fetch_add(bytes, Ordering::AcqRel);
+                        let (analyse_batch, bytes_in_flight) = (&analyse_batch, &bytes_in_flight);
+                        scope.spawn(move |_| {
+                            analyse_batch(index, batch);
+                            bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
+                        });
+                    }
+                };
+                let result = portcullis_mailbox::read_file(path, |loc, bytes, dropped| {
+                    batch_bytes += bytes.len();
+                    batch.push((loc, bytes.to_vec(), dropped));
+                    if batch_bytes >= BATCH_BYTES {
+                        hand_over(std::mem::take(&mut batch), batch_bytes);
+                        batch_bytes = 0;
+                    }
+                });
+                if !batch.is_empty() {
+                    hand_over(std::mem::take(&mut batch), batch_bytes);
+                }
+                result
+            });
+            let mut analysed = analysed.into_inner().unwrap_or_else(|p| p.into_inner());
+            analysed.sort_unstable_by_key(|(index, _)| *index);
+            let mut out = Vec::new();
+            let mut problems = Vec::new();
+            let mut bad = 0usize;
+            for (_, results) in analysed {
                 for r in &results {
                     match r {
                         Ok(a) => problems.extend(a.problems.iter().copied()),
                         Err((loc, why)) => {
-                            *bad += 1;
+                            bad += 1;
                             let mut u = unreadable.lock().unwrap_or_else(|p| p.into_inner());
                             u.1 += 1;
                             if u.0.len() < 100 {
@@ -252,16 +291,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
                 if !opts.parse_only && !results.is_empty() {
                     out.push(results);
                 }
-            };
-            let result = portcullis_mailbox::read_file(path, |loc, bytes, dropped| {
-                batch_bytes += bytes.len();
-                batch.push((loc, bytes.to_vec(), dropped));
-                if batch_bytes >= BATCH_BYTES {
-                    flush(&mut batch, &mut out, &mut problems, &mut bad);
-                    batch_bytes = 0;
-                }
-            });
-            flush(&mut batch, &mut out, &mut problems, &mut bad);
+            }
             let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             progress(done.fetch_add(bytes, Ordering::Relaxed) + bytes);
             match result {

@@ -309,8 +309,10 @@ fn classify(value: &str, key: Option<&str>, recipients: &[String]) -> Option<&'s
         return None;
     }
     let decoded = percent_decode(value);
+    // An address holds an `@`: text without one cannot hold it (most values, checked once).
+    let has_at = decoded.as_bytes().contains(&b'@');
     for r in recipients {
-        if r.len() >= 3 && contains_ci(&decoded, r) {
+        if r.len() >= 3 && (has_at || !r.contains('@')) && contains_ci(&decoded, r) {
             return Some("the recipient's address");
         }
     }
