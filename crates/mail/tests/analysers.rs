@@ -382,3 +382,35 @@ fn a_large_cluster_counted_in_slices_keeps_first_names_and_whole_counts() {
     }
     assert_eq!(c.severity, Severity::Low);
 }
+
+#[test]
+fn a_large_mailbox_is_read_in_file_order_across_batches() {
+    // About 4 MiB in one mbox: several batches analysed by the pool, put back in file order.
+    // Each message is padded to ~2 KiB; the last copies repeat earlier Message-IDs (the same
+    // message exported twice), and the first copy read must be the one kept.
+    let dir = tempfile::tempdir().unwrap();
+    let pad = "x".repeat(2000);
+    let mut mbox = String::new();
+    let n = 2000;
+    for i in 0..n + 20 {
+        let id = if i < n { i } else { i - n };
+        mbox.push_str(&format!(
+            "From sender@example Mon Jan 18 09:00:00 2021\nFrom: \"Daniel Wright, NPR News\" <d.wright@nprnevvs.com>\nTo: m{i}@parliament.example\nSubject: Interview\nDate: Mon, 18 Jan 2021 09:00:00 +0000\nMessage-ID: <c{id}@x>\nContent-Type: text/html\n\n<p>Dear member {pad}</p><img src=\"https://t.nprnevvs.com/o/{id}Zq81LmV0x/l.gif\" style=\"display:none\">\n\n"
+        ));
+    }
+    std::fs::write(dir.path().join("journal.mbox"), &mbox).unwrap();
+    assert!(mbox.len() > 4 << 20);
+    for threads in [1, 2, 4] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let r = pool.install(|| portcullis_mail::run(&[dir.path().to_path_buf()], &Options::default(), &|_| {}));
+        assert_eq!((r.messages, r.duplicates), (n + 20, 20), "{threads} threads");
+        assert_eq!(r.campaigns.len(), 1, "{threads} threads: {:#?}", r.campaigns.len());
+        let c = &r.campaigns[0];
+        assert_eq!(c.messages, n, "{threads} threads");
+        // The first three messages of the file, in order; a copy's recipient joined the first.
+        let numbers: Vec<&str> =
+            c.examples.iter().map(|e| e.split("(message ").nth(1).and_then(|r| r.split(',').next()).unwrap_or("")).collect();
+        assert_eq!(numbers, ["1", "2", "3"], "{threads} threads: {:?}", c.examples);
+        assert_eq!(c.recipients.len(), n + 20, "{threads} threads");
+    }
+}
