@@ -82,6 +82,7 @@ struct Taken {
     /// Everything at or below was taken in (from a checkpoint without `taken`).
     legacy_floor: u64,
     above_floor: BTreeSet<u64>,
+    /// The highest sequence taken in (never below `legacy_floor`).
     highest: u64,
 }
 
@@ -245,7 +246,7 @@ impl Partition {
         let mut retained: Vec<InputMsg> = self.mirrors.values().flat_map(|m| m.inputs.iter().cloned()).collect();
         retained.sort_by_key(|m| self.key(m));
         Checkpoint {
-            seq: taken.highest.max(taken.legacy_floor),
+            seq: taken.highest,
             taken: Some(taken.above_floor.iter().copied().collect()),
             retained,
             pending: self.pending.values().cloned().collect(),
@@ -413,17 +414,20 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
 /// flush before that point would push those later inputs out of order. A question the
 /// servers cannot answer (a leader moving) counts as "not yet".
 async fn upstream_drained(js: &jetstream::Context, consumer: &jetstream::consumer::Consumer<pull::Config>, names: &Names) -> bool {
-    use futures_util::TryStreamExt;
     match consumer.get_info().await {
         Ok(info) if info.num_pending == 0 => {}
         _ => return false,
     }
-    let Ok(events) = js.get_stream_no_info(&names.events_stream).await else { return false };
-    // Only subjects holding messages are listed: an empty listing is an empty queue.
-    match events.info_with_subjects(names.events_filter()).await {
-        Ok(mut subjects) => matches!(subjects.try_next().await, Ok(None)),
-        Err(_) => false,
-    }
+    matches!(first_queued(js, &names.events_stream, &names.events_filter()).await, Ok(None))
+}
+
+/// The first subject under `filter` still holding messages on work-queue stream `stream`,
+/// with its count (`None`: the queue is empty). Only subjects holding messages are listed.
+async fn first_queued(js: &jetstream::Context, stream: &str, filter: &str) -> Result<Option<(String, usize)>, String> {
+    use futures_util::TryStreamExt;
+    let s = js.get_stream_no_info(stream).await.map_err(|e| format!("stream {stream}: {e}"))?;
+    let mut subjects = s.info_with_subjects(filter).await.map_err(|e| format!("stream {stream}: {e}"))?;
+    subjects.try_next().await.map_err(|e| format!("stream {stream}: {e}"))
 }
 
 /// Whether no correlation finding of the organisation can still come: no input on CORR
@@ -433,11 +437,9 @@ async fn upstream_drained(js: &jetstream::Context, consumer: &jetstream::consume
 /// question the servers could not answer: a leader moving).
 pub(crate) async fn partitions_drained(js: &jetstream::Context, names: &Names) -> Result<(), String> {
     use futures_util::TryStreamExt;
-    let corr = js.get_stream_no_info(&names.corr_stream).await.map_err(|e| format!("stream {}: {e}", names.corr_stream))?;
     // CORR is a work queue: an input is there until its partition acks it.
     let filter = format!("corr.{}.>", crate::subject_token(&names.org));
-    let mut subjects = corr.info_with_subjects(&filter).await.map_err(|e| format!("stream {}: {e}", names.corr_stream))?;
-    if let Some((subject, n)) = subjects.try_next().await.map_err(|e| format!("stream {}: {e}", names.corr_stream))? {
+    if let Some((subject, n)) = first_queued(js, &names.corr_stream, &filter).await? {
         return Err(format!("{n} correlation inputs on {subject} not yet taken in"));
     }
     let bucket = match js.get_key_value(&names.corr_bucket).await {
