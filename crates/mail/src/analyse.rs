@@ -367,16 +367,32 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
                 a.read_receipt = true;
             }
             if explained.len() < 3 {
-                let mut why: Vec<String> = hidden.iter().map(|h| h.to_string()).collect();
+                // Written into one string: every beacon of a newsletter's every copy says this.
+                let mut s = String::with_capacity(96 + u.host.len());
+                s.push_str("hidden image from ");
+                s.push_str(&u.host);
+                s.push_str(" (");
+                let mut parts = 0;
+                let mut why = |s: &mut String, words: &[&str]| {
+                    if parts > 0 {
+                        s.push_str(", ");
+                    }
+                    parts += 1;
+                    words.iter().for_each(|w| s.push_str(w));
+                };
+                for h in &hidden {
+                    why(&mut s, &[h]);
+                }
                 if let Some(t) = tracking {
-                    why.push(format!("tracking path {t}"));
+                    why(&mut s, &["tracking path ", t]);
                 }
                 if background {
-                    why.push("CSS background".into());
+                    why(&mut s, &["CSS background"]);
                 }
-                let mut s = format!("hidden image from {} ({})", u.host, why.join(", "));
+                s.push(')');
                 if let Some(t) = tokens.first() {
-                    s.push_str(&format!("; URL carries {}", t.why));
+                    s.push_str("; URL carries ");
+                    s.push_str(t.why);
                 }
                 if !own(&u.host) {
                     s.push_str("; host unrelated to the sender");

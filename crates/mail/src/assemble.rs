@@ -32,6 +32,7 @@ pub fn build_campaign(messages: &[Box<Analysed>], group: &[usize], members: &Mem
         for (m, &i) in ms.iter().zip(group) {
             t.add(m, severities[i]);
         }
+        t.end_run();
         t
     }
     // A large cluster (a newsletter's year) is counted in slices on every core and the
@@ -60,6 +61,7 @@ pub fn build_campaign(messages: &[Box<Analysed>], group: &[usize], members: &Mem
         ip_iocs,
         attachments,
         severity,
+        run: _,
     } = tally;
     let ips: BTreeSet<String> = ips.into_iter().map(|ip| ip.to_string()).collect();
     let relays: Vec<String> = relays.into_iter().map(str::to_string).collect();
@@ -149,6 +151,27 @@ struct Tally<'m> {
     ip_iocs: HashSet<IpAddr>,
     attachments: BTreeMap<&'m str, AttachmentSummary>,
     severity: Severity,
+    /// A run of messages alike in everything counted per message but their recipients,
+    /// times and addresses (a newsletter's copies): its first message, and how many. It is
+    /// counted once, times the run's length, when a different message ends it.
+    run: Option<(&'m Analysed, usize)>,
+}
+
+/// Whether `b` adds to a tally exactly what `a` adds, apart from its date, sending address
+/// and recipients.
+fn alike(a: &Analysed, b: &Analysed) -> bool {
+    a.from.as_ref().map(|f| &f.address) == b.from.as_ref().map(|f| &f.address)
+        && a.reply_to == b.reply_to
+        && a.bulk_relay == b.bulk_relay
+        && a.subject == b.subject
+        && a.urls.len() == b.urls.len()
+        && a.urls.iter().zip(&b.urls).all(|(x, y)| {
+            x.template == y.template && x.host == y.host && x.beacon == y.beacon && x.tokens.is_empty() == y.tokens.is_empty()
+        })
+        && a.attachments.len() == b.attachments.len()
+        && a.attachments.iter().zip(&b.attachments).all(|(x, y)| x.sha256 == y.sha256)
+        && a.signals.len() == b.signals.len()
+        && a.signals.iter().zip(&b.signals).all(|(x, y)| x.analyser == y.analyser && x.what == y.what)
 }
 
 impl<'m> Tally<'m> {
@@ -157,11 +180,35 @@ impl<'m> Tally<'m> {
         let date = m.date.map(|d| d.0);
         self.first = earliest(self.first, date);
         self.last = latest(self.last, date);
+        if let Some(ip) = m.sending_ip {
+            self.ips.insert(ip);
+            if m.bulk_relay.is_none() {
+                self.ip_iocs.insert(ip);
+            }
+        }
+        for r in &m.recipients {
+            let e = self.recipients.entry(r.as_str()).or_insert((0, None));
+            e.0 += 1;
+            e.1 = earliest(e.1, date);
+        }
+        match &mut self.run {
+            Some((first, n)) if alike(first, m) => *n += 1,
+            _ => {
+                self.end_run();
+                self.run = Some((m, 1));
+            }
+        }
+    }
+
+    /// Counts the current run: its first message's values, `n` times over. A run's first
+    /// message is met before the rest, so first-met values (a sender's name) stay the same.
+    fn end_run(&mut self) {
+        let Some((m, n)) = self.run.take() else { return };
         if let Some(f) = &m.from {
             match self.senders.get_mut(f.address.as_str()) {
-                Some(s) => s.messages += 1,
+                Some(s) => s.messages += n,
                 None => {
-                    self.senders.insert(&f.address, Sender { address: f.address.clone(), name: f.name.clone(), messages: 1 });
+                    self.senders.insert(&f.address, Sender { address: f.address.clone(), name: f.name.clone(), messages: n });
                 }
             }
             self.domains.insert(url::registrable(f.domain()));
@@ -171,15 +218,9 @@ impl<'m> Tally<'m> {
         for r in &m.reply_to {
             self.iocs.insert(("email", r));
         }
-        if let Some(ip) = m.sending_ip {
-            self.ips.insert(ip);
-            if m.bulk_relay.is_none() {
-                self.ip_iocs.insert(ip);
-            }
-        }
         self.relays.extend(m.bulk_relay.as_deref());
         for u in &m.urls {
-            *self.templates.entry(u.template.as_str()).or_default() += 1;
+            *self.templates.entry(u.template.as_str()).or_default() += n;
             self.domains.insert(url::registrable(&u.host));
             if !u.beacon && u.tokens.is_empty() {
                 continue;
@@ -198,23 +239,20 @@ impl<'m> Tally<'m> {
                     sha256: a.sha256.clone(),
                     messages: 0,
                 })
-                .messages += 1;
+                .messages += n;
         }
-        *self.subjects.entry(m.subject.as_str()).or_default() += 1;
-        for r in &m.recipients {
-            let e = self.recipients.entry(r.as_str()).or_insert((0, None));
-            e.0 += 1;
-            e.1 = earliest(e.1, date);
-        }
+        *self.subjects.entry(m.subject.as_str()).or_default() += n;
         for s in &m.signals {
             let e = self.signals.entry((s.analyser, s.what.as_str())).or_insert((s.kind, s.score, 0));
-            e.2 += 1;
+            e.2 += n;
         }
     }
 
     /// This slice's counts followed by the next slice's: where the two disagree on a
     /// first-met value (a sender's name, a signal's kind), this slice's stands.
-    fn merge(mut self, other: Tally<'m>) -> Tally<'m> {
+    fn merge(mut self, mut other: Tally<'m>) -> Tally<'m> {
+        self.end_run();
+        other.end_run();
         self.first = earliest(self.first, other.first);
         self.last = latest(self.last, other.last);
         for (k, s) in other.senders {
@@ -339,4 +377,57 @@ pub fn apply_grades(c: &mut Campaign, g: grade::Graded) {
     }
     c.assessment = a;
     count_grades(c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyse::{Signal, UrlRef};
+    use portcullis_mailbox::{Location, Mailbox};
+
+    fn message(i: usize, from: &str, name: &str, subject: &str, kind: SignalKind, to: &str) -> Box<Analysed> {
+        let mut m =
+            Analysed::placeholder(Location { path: std::path::Path::new("box.mbox").into(), index: Some((i, i as u64)) }, Vec::new());
+        m.from = Some(Mailbox { name: Some(name.into()), address: from.into() });
+        m.subject = subject.into();
+        m.recipients = vec![to.into()];
+        m.date = Some(Timestamp(1_000 + i as i64));
+        m.urls = vec![UrlRef {
+            url: String::new(),
+            host: "t.example.org".into(),
+            template: "t.example.org/{t}.gif".into(),
+            tokens: vec![format!("tok{i}")],
+            beacon: true,
+        }];
+        m.signals = vec![Signal { analyser: Analyser::Beacon, kind, score: 2, what: "hidden image from t.example.org".into() }];
+        Box::new(m)
+    }
+
+    /// Runs of alike messages are counted once, times their length; the record must be the
+    /// one counting message by message gives, first-met sender names and signal kinds too.
+    #[test]
+    fn runs_of_alike_messages_count_as_each_message_would() {
+        let messages: Vec<Box<Analysed>> = vec![
+            message(0, "a@news.example", "First name", "Hello", SignalKind::HiddenImage, "x@p.example"),
+            message(1, "a@news.example", "Second name", "Hello", SignalKind::ReadReceipt, "y@p.example"),
+            message(2, "a@news.example", "Second name", "Hello", SignalKind::HiddenImage, "x@p.example"),
+            message(3, "b@news.example", "B", "Other", SignalKind::ReadReceipt, "z@p.example"),
+            message(4, "a@news.example", "Third name", "Hello", SignalKind::ReadReceipt, "z@p.example"),
+            message(5, "a@news.example", "Third name", "Hello", SignalKind::HiddenImage, "y@p.example"),
+            message(6, "a@news.example", "Third name", "Again", SignalKind::HiddenImage, "x@p.example"),
+        ];
+        let group: Vec<usize> = (0..messages.len()).collect();
+        let severities = vec![Severity::Low; messages.len()];
+        let c = build_campaign(&messages, &group, &Members::default(), &severities);
+        let a = c.senders.iter().find(|s| s.address == "a@news.example").unwrap();
+        assert_eq!((a.name.as_deref(), a.messages), (Some("First name"), 6));
+        assert_eq!(c.senders.iter().find(|s| s.address == "b@news.example").unwrap().messages, 1);
+        assert_eq!(c.subjects, ["Hello", "Again", "Other"]);
+        let beacon = c.signals.iter().find(|s| s.analyser == Analyser::Beacon).unwrap();
+        assert_eq!((beacon.kind, beacon.messages), (SignalKind::HiddenImage, 7));
+        let counts: Vec<(&str, usize)> = c.recipients.iter().map(|r| (r.address.as_str(), r.messages)).collect();
+        assert_eq!(counts, [("x@p.example", 3), ("y@p.example", 2), ("z@p.example", 2)]);
+        assert_eq!(c.url_templates, ["t.example.org/{t}.gif"]);
+        assert_eq!(c.messages, 7);
+    }
 }

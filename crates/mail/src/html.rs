@@ -97,15 +97,17 @@ pub fn scan(html: &str) -> HtmlFacts {
         }
         if facts.tags <= SKELETON_TAGS {
             skeleton.push_str(&name);
-            let mut names = [""; MAX_ATTRIBUTES];
-            for (slot, (k, _)) in names.iter_mut().zip(&attrs) {
-                *slot = k.as_ref();
+            // Attribute names in sorted order, sorted as indices: a 64-byte array to set up
+            // per tag, not 64 string slices (1 KiB).
+            let mut order = [0u8; MAX_ATTRIBUTES];
+            for (slot, k) in order.iter_mut().zip(0u8..) {
+                *slot = k;
             }
-            let names = &mut names[..attrs.len()];
-            names.sort_unstable();
-            for n in names.iter() {
+            let order = &mut order[..attrs.len()];
+            order.sort_unstable_by(|&x, &y| attrs[x as usize].0.cmp(&attrs[y as usize].0));
+            for &k in order.iter() {
                 skeleton.push(' ');
-                skeleton.push_str(n);
+                skeleton.push_str(&attrs[k as usize].0);
             }
             skeleton.push('|');
         }

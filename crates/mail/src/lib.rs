@@ -379,15 +379,25 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
     messages.retain(|_| *k.next().unwrap_or(&true));
 
     let mut ctx = ctx;
-    if ctx.internal.is_empty() {
-        ctx.internal = infer_internal(&messages);
+    // One pass over the corpus gathers what finding the institution's domain (unless given)
+    // and the relays in front of it need, and one more applies both.
+    let inferring = ctx.internal.is_empty();
+    let (addressed, senders_by_ip) = domains_seen(&messages, inferring);
+    if inferring {
+        ctx.internal = most_addressed(addressed);
     }
     report.internal_domains = ctx.internal.clone();
-    // Internal senders were analysed before their domain was known: their signals go.
-    messages.par_iter_mut().filter(|m| ctx.is_internal(m.from_domain())).for_each(|m| {
-        m.signals.retain(|s| s.analyser != Analyser::Impersonation);
+    let relays = relays(senders_by_ip, &ctx.lists);
+    messages.par_iter_mut().for_each(|m| {
+        // Internal senders were analysed before their domain was known: their signals go.
+        if inferring && ctx.is_internal(m.from_domain()) {
+            m.signals.retain(|s| s.analyser != Analyser::Impersonation);
+        }
+        // A relay in front of the institution is not the sender: the next public hop is.
+        if m.sending_ip.is_some_and(|ip| relays.contains(&ip)) {
+            m.sending_ip = m.public_hops.iter().find(|ip| !relays.contains(ip)).copied();
+        }
     });
-    skip_relays(&mut messages, &ctx.lists);
     // Novelty (a walk in time order, on one thread), targeting and clustering read the
     // messages independently, so they run side by side; their signals are added afterwards
     // in that order.
@@ -520,75 +530,87 @@ const RELAY_DOMAINS: usize = 20;
 const RELAY_SOME: usize = 4;
 const RELAY_ESTABLISHED: usize = 2;
 
-/// Replaces a sending address that is really a relay in front of the institution (the first
-/// public hop of mail from many sender domains) with the next public hop below it, so one
-/// forwarder does not join every message into one campaign or become a campaign indicator.
-fn skip_relays(messages: &mut [Box<Analysed>], lists: &Lists) {
-    // Sender domains per sending address, gathered on every thread and joined. A set stops
-    // growing at RELAY_DOMAINS: whatever it then holds, the address is a relay.
-    type Domains<'m> = HashMap<std::net::IpAddr, BTreeSet<&'m str>, TextHash>;
+/// Recipient domains counted by messages addressed to them (when `count_recipients`), and
+/// the sender domains seen from each sending address (up to [`RELAY_DOMAINS`]): one pass
+/// over the corpus on every thread, joined.
+fn domains_seen(messages: &[Box<Analysed>], count_recipients: bool) -> (DomainCounts<'_>, SendersByIp<'_>) {
     fn add<'m>(d: &mut BTreeSet<&'m str>, domain: &'m str) {
         if d.len() < RELAY_DOMAINS {
             d.insert(domain);
         }
     }
-    let domains: Domains = messages
+    fn domain(address: &str) -> &str {
+        url::registrable(address.rsplit('@').next().unwrap_or(""))
+    }
+    messages
         .par_iter()
-        .fold(Domains::default, |mut domains, m| {
-            if let Some(ip) = m.sending_ip {
-                add(domains.entry(ip).or_default(), url::registrable(m.from_domain()));
-            }
-            domains
-        })
-        .reduce(Domains::default, |mut a, b| {
-            for (ip, ds) in b {
-                let d = a.entry(ip).or_default();
-                for x in ds {
-                    add(d, x);
+        .fold(
+            || (DomainCounts::default(), SendersByIp::default()),
+            |(mut counts, mut senders), m| {
+                if let Some(ip) = m.sending_ip {
+                    let d = senders.entry(ip).or_default();
+                    // Once full, the address is a relay whatever else it sends.
+                    if d.len() < RELAY_DOMAINS {
+                        add(d, url::registrable(m.from_domain()));
+                    }
                 }
-            }
-            a
-        });
-    let relays: std::collections::HashSet<std::net::IpAddr> = domains
+                if count_recipients && let [first, rest @ ..] = m.recipients.as_slice() {
+                    let d = domain(first);
+                    // Most messages: one recipient, or all in one domain; counted without a list.
+                    if rest.iter().all(|r| domain(r) == d) {
+                        *counts.entry(d).or_default() += 1;
+                    } else {
+                        // Each domain once per message (sorted, not a linear search: a hostile
+                        // message may name any number of recipients).
+                        let mut domains: Vec<&str> = m.recipients.iter().map(|r| domain(r)).collect();
+                        domains.sort_unstable();
+                        domains.dedup();
+                        for d in domains {
+                            *counts.entry(d).or_default() += 1;
+                        }
+                    }
+                }
+                (counts, senders)
+            },
+        )
+        .reduce(
+            || (DomainCounts::default(), SendersByIp::default()),
+            |(mut counts, mut senders), (c, s)| {
+                for (d, n) in c {
+                    *counts.entry(d).or_default() += n;
+                }
+                for (ip, ds) in s {
+                    let d = senders.entry(ip).or_default();
+                    for x in ds {
+                        add(d, x);
+                    }
+                }
+                (counts, senders)
+            },
+        )
+}
+
+/// Messages addressed to each recipient domain.
+type DomainCounts<'m> = HashMap<&'m str, usize, TextHash>;
+/// Sender domains seen from each sending address.
+type SendersByIp<'m> = HashMap<std::net::IpAddr, BTreeSet<&'m str>, TextHash>;
+
+/// The sending addresses that are really relays (see [`RELAY_DOMAINS`]). Each is replaced by
+/// the next public hop below it, so one forwarder does not join every message into one
+/// campaign or become a campaign indicator.
+fn relays(senders_by_ip: SendersByIp<'_>, lists: &Lists) -> std::collections::HashSet<std::net::IpAddr> {
+    senders_by_ip
         .into_iter()
         .filter(|(_, d)| {
             d.len() >= RELAY_DOMAINS
                 || (d.len() >= RELAY_SOME && d.iter().filter(|x| lists.established(x).is_some()).count() >= RELAY_ESTABLISHED)
         })
         .map(|(ip, _)| ip)
-        .collect();
-    if relays.is_empty() {
-        return;
-    }
-    messages.par_iter_mut().for_each(|m| {
-        if m.sending_ip.is_some_and(|ip| relays.contains(&ip)) {
-            m.sending_ip = m.public_hops.iter().find(|ip| !relays.contains(ip)).copied();
-        }
-    });
+        .collect()
 }
 
 /// The domain most messages are addressed to is the institution's own.
-fn infer_internal(messages: &[Box<Analysed>]) -> Vec<String> {
-    type Counts<'m> = HashMap<&'m str, usize, TextHash>;
-    let counts: Counts = messages
-        .par_iter()
-        .fold(Counts::default, |mut counts, m| {
-            // Each domain once per message (sorted, not a linear search: a hostile message
-            // may name any number of recipients).
-            let mut domains: Vec<&str> = m.recipients.iter().map(|r| url::registrable(r.rsplit('@').next().unwrap_or(""))).collect();
-            domains.sort_unstable();
-            domains.dedup();
-            for d in domains {
-                *counts.entry(d).or_default() += 1;
-            }
-            counts
-        })
-        .reduce(Counts::default, |mut a, b| {
-            for (d, n) in b {
-                *a.entry(d).or_default() += n;
-            }
-            a
-        });
+fn most_addressed(counts: DomainCounts<'_>) -> Vec<String> {
     counts
         .into_iter()
         .filter(|(d, _)| !d.is_empty())

@@ -329,11 +329,12 @@ fn classify(value: &str, key: Option<&str>, recipients: &[String]) -> Option<&'s
     if !alnum {
         return None;
     }
-    if value.len() >= 12 && entropy(value) >= 3.0 && mixed(value) {
+    // `mixed` first: it is the cheaper test, and most values fail it.
+    if value.len() >= 12 && mixed(value) && entropy(value) >= 3.0 {
         return Some("a high-entropy identifier");
     }
     if let Some(k) = key
-        && ID_KEYS.contains(&k.to_ascii_lowercase().as_str())
+        && ID_KEYS.iter().any(|id| id.eq_ignore_ascii_case(k))
         && (4..=64).contains(&value.len())
         && value.bytes().any(|c| c.is_ascii_digit())
     {
