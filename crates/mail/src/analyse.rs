@@ -97,9 +97,10 @@ pub struct Signal {
 /// A URL in a message worth following into the logs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UrlRef {
-    /// The URL as written (clipped to 2 KiB), for telling a message's URLs apart while it is
-    /// analysed; emptied afterwards, as nothing later reads it.
-    pub url: String,
+    /// A hash of the URL as written, for telling a message's URLs apart while it is analysed
+    /// (the text itself is never read again).
+    #[serde(skip)]
+    pub url_hash: u128,
     pub host: String,
     /// Host and path with tokens blanked, query keys sorted.
     pub template: String,
@@ -152,7 +153,9 @@ impl Analysed {
     }
 }
 
-type LookalikeCache = std::collections::HashMap<String, Vec<(usize, String, LookAlike)>, TextHash>;
+/// The identities a label looks like, as [`Context::lookalikes_of`] gives them.
+pub type Lookalikes = std::sync::Arc<[(usize, String, LookAlike)]>;
+type LookalikeCache = std::collections::HashMap<String, Lookalikes, TextHash>;
 
 /// Settings the analysers share.
 pub struct Context {
@@ -171,7 +174,7 @@ impl Context {
     }
 
     /// The identities whose brand labels `label` looks like (without being them).
-    pub fn lookalikes_of(&self, label: &str) -> Vec<(usize, String, LookAlike)> {
+    pub fn lookalikes_of(&self, label: &str) -> Lookalikes {
         if let Some(v) = self.lookalikes.read().unwrap_or_else(|p| p.into_inner()).get(label) {
             return v.clone();
         }
@@ -191,6 +194,7 @@ impl Context {
                 found.push((i, b.clone(), how));
             }
         }
+        let found: Lookalikes = found.into();
         let mut cache = self.lookalikes.write().unwrap_or_else(|p| p.into_inner());
         if cache.len() < 1_000_000 {
             cache.insert(label.to_string(), found.clone());
@@ -313,7 +317,16 @@ fn bulk(mail: &Mail, a: &mut Analysed, ctx: &Context) {
             analyser: Analyser::Bulk,
             kind: SignalKind::ListHeaders,
             score: 0,
-            what: format!("list/bulk headers: {}", mail.bulk_headers.join(", ")),
+            what: {
+                let mut what = String::from("list/bulk headers: ");
+                for (n, h) in mail.bulk_headers.iter().enumerate() {
+                    if n > 0 {
+                        what.push_str(", ");
+                    }
+                    what.push_str(h);
+                }
+                what
+            },
         });
     }
 }
@@ -441,10 +454,11 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
 }
 
 fn push_url(a: &mut Analysed, raw: &str, u: url::Url, template: String, tokens: Vec<url::Token>, beacon: bool) {
-    if a.urls.len() >= URLS_PER_MESSAGE || a.urls.iter().any(|x| x.url == raw) {
+    let url_hash = xxhash_rust::xxh3::xxh3_128(raw.as_bytes());
+    if a.urls.len() >= URLS_PER_MESSAGE || a.urls.iter().any(|x| x.url_hash == url_hash) {
         return;
     }
-    a.urls.push(UrlRef { url: clip(raw, 2048), host: u.host, template, tokens: tokens.into_iter().map(|t| t.value).collect(), beacon });
+    a.urls.push(UrlRef { url_hash, host: u.host, template, tokens: tokens.into_iter().map(|t| t.value).collect(), beacon });
 }
 
 const PERSONA_WORDS: &[&str] =
@@ -662,8 +676,8 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
         if host_reg == reg || ctx.lists.established(host_reg).is_some() {
             continue;
         }
-        let l = host_reg.split('.').next().unwrap_or("").to_string();
-        let near = ctx.lookalikes_of(&l);
+        let l = host_reg.split('.').next().unwrap_or("");
+        let near = ctx.lookalikes_of(l);
         if let Some(id) = near.iter().map(|(j, _, _)| &ctx.lists.identities[*j]).find(|id| !id.owns(host_reg)) {
             if l != label {
                 found.push(Signal {

@@ -393,7 +393,7 @@ mod tests {
         m.recipients = vec![to.into()];
         m.date = Some(Timestamp(1_000 + i as i64));
         m.urls = vec![UrlRef {
-            url: String::new(),
+            url_hash: 0,
             host: "t.example.org".into(),
             template: "t.example.org/{t}.gif".into(),
             tokens: vec![format!("tok{i}")],

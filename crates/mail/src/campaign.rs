@@ -53,8 +53,21 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
         internal: bool,
         reg: &'m str,
         from: u64,
-        recipients: Vec<u64>,
+        recipients: OneOrMany<u64>,
         recipient_domains: Vec<&'m str>,
+    }
+    /// Most messages have one recipient: kept without a heap allocation of its own.
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    impl<T> OneOrMany<T> {
+        fn as_slice(&self) -> &[T] {
+            match self {
+                OneOrMany::One(x) => std::slice::from_ref(x),
+                OneOrMany::Many(v) => v,
+            }
+        }
     }
     let seen: Vec<Seen> = messages
         .par_iter()
@@ -69,11 +82,14 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
                 from: xxh3_64(from.as_bytes()),
                 // Each recipient once, so that the walk below can learn whether a pair is new
                 // from the one insertion that records it.
-                recipients: {
-                    let mut r: Vec<u64> = m.recipients.iter().map(|r| xxh3_64(r.as_bytes())).collect();
-                    r.sort_unstable();
-                    r.dedup();
-                    r
+                recipients: match m.recipients.as_slice() {
+                    [one] => OneOrMany::One(xxh3_64(one.as_bytes())),
+                    many => {
+                        let mut r: Vec<u64> = many.iter().map(|r| xxh3_64(r.as_bytes())).collect();
+                        r.sort_unstable();
+                        r.dedup();
+                        OneOrMany::Many(r)
+                    }
                 },
                 recipient_domains: if internal {
                     m.recipients.iter().map(|r| registrable(r.rsplit('@').next().unwrap_or(""))).collect()
@@ -90,7 +106,7 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
     // (recipient, sender) pairs already in touch, as hashes of their hashes.
     let pair = |r: u64, s: u64| r ^ s.rotate_left(17);
     let mut pairs: HashSet<u64, TextHash> =
-        HashSet::with_capacity_and_hasher(seen.iter().map(|m| m.recipients.len()).sum(), Default::default());
+        HashSet::with_capacity_and_hasher(seen.iter().map(|m| m.recipients.as_slice().len()).sum(), Default::default());
     let mut added: Vec<(usize, Vec<Signal>)> = Vec::new();
     for (_, i) in order {
         let m = &seen[i];
@@ -100,7 +116,7 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
             for d in &m.recipient_domains {
                 domain_first.entry(d).or_insert(i64::MIN);
             }
-            for r in &m.recipients {
+            for r in m.recipients.as_slice() {
                 pairs.insert(pair(m.from, *r));
             }
             continue;
@@ -128,8 +144,9 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
             _ => {}
         }
         // Recording each pair says whether it was new (the recipients are distinct).
-        let new_to: usize = m.recipients.iter().filter(|r| pairs.insert(pair(**r, m.from))).count();
-        if new_to > 0 && new_to == m.recipients.len() {
+        let recipients = m.recipients.as_slice();
+        let new_to: usize = recipients.iter().filter(|r| pairs.insert(pair(**r, m.from))).count();
+        if new_to > 0 && new_to == recipients.len() {
             signals.push(Signal {
                 analyser: Analyser::Novelty,
                 kind: SignalKind::NewCorrespondent,
@@ -151,15 +168,15 @@ pub fn targeting_signals(messages: &[Box<Analysed>], members: &Members) -> Vec<(
         .par_iter()
         .enumerate()
         .filter_map(|(i, m)| {
-            let names: BTreeSet<&str> = m.recipients.iter().filter_map(|r| members.name_of(r)).collect();
-            if names.is_empty() {
+            // One recipient (most messages) needs no set to count distinct names in.
+            let names = match m.recipients.as_slice() {
+                [one] => members.name_of(one).map_or(0, |_| 1),
+                many => many.iter().filter_map(|r| members.name_of(r)).collect::<BTreeSet<&str>>().len(),
+            };
+            if names == 0 {
                 return None;
             }
-            let what = if names.len() == 1 {
-                "sent to a protected member".to_string()
-            } else {
-                format!("sent to {} protected members", names.len())
-            };
+            let what = if names == 1 { "sent to a protected member".to_string() } else { format!("sent to {names} protected members") };
             Some((i, Signal { analyser: Analyser::Targeting, kind: SignalKind::ProtectedMember, score: 1, what }))
         })
         .collect()
@@ -174,7 +191,7 @@ fn candidate(m: &Analysed) -> bool {
 /// Groups candidate messages into clusters (indices into `messages`), largest first.
 pub fn cluster(messages: &[Box<Analysed>], ctx: &Context) -> Vec<Vec<usize>> {
     use rayon::prelude::*;
-    let cands: Vec<usize> = (0..messages.len()).filter(|&i| candidate(&messages[i])).collect();
+    let cands: Vec<usize> = (0..messages.len()).into_par_iter().filter(|&i| candidate(&messages[i])).collect();
     // Each candidate's keys (hashed), computed in parallel; joined in order below.
     let keys: Vec<Vec<u64>> = cands
         .par_iter()
@@ -270,7 +287,15 @@ pub fn cluster_signal_set(messages: &[Box<Analysed>], group: &[usize]) -> Vec<Si
     let personal = group.iter().filter(|&&i| !messages[i].list_mail && !messages[i].automatic).count();
     // Per-recipient sender addresses (a token in the local part) are one account. A large
     // cluster repeats a few addresses thousands of times: each is reduced once.
-    let addresses: HashSet<&str, TextHash> = group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| f.address.as_str())).collect();
+    let mut addresses: HashSet<&str, TextHash> = HashSet::default();
+    let mut last = None;
+    for a in group.iter().filter_map(|&i| messages[i].from.as_ref().map(|f| f.address.as_str())) {
+        // Compared with the one before first: cheaper than hashing it again.
+        if last != Some(a) {
+            addresses.insert(a);
+            last = Some(a);
+        }
+    }
     let senders: BTreeSet<String> = addresses.into_iter().map(sender_account).collect();
     let mut added = Vec::new();
     let n_rcpt = recipients.len();

@@ -489,9 +489,8 @@ impl Analysed {
     }
 }
 
-/// Drops what only campaign candidates need (URLs, attachments, the text of signals), and
-/// what nothing reads after analysis (each URL as written, up to 2 KiB), to keep a large
-/// corpus small in memory.
+/// Drops what only campaign candidates need (URLs, attachments, the text of signals), to keep
+/// a large corpus small in memory.
 fn slim(mut a: Analysed) -> Analysed {
     if a.score(Analyser::Beacon) == 0 && a.score(Analyser::Impersonation) < 2 && a.score(Analyser::Evasion) == 0 {
         a.urls = Vec::new();
@@ -511,9 +510,6 @@ fn slim(mut a: Analysed) -> Analysed {
             s.what = String::new();
         }
     } else {
-        for u in &mut a.urls {
-            u.url = String::new();
-        }
         a.urls.shrink_to_fit();
     }
     // Signals were pushed one at a time (room for four, then eight); most messages get at
