@@ -380,21 +380,38 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &(dyn Fn(u64) + Sync)) -
 
     let mut ctx = ctx;
     // One pass over the corpus gathers what finding the institution's domain (unless given)
-    // and the relays in front of it need, and one more applies both.
+    // and the relays in front of it need, and which messages either changes; only those
+    // are touched again.
     let inferring = ctx.internal.is_empty();
-    let (addressed, senders_by_ip) = domains_seen(&messages, inferring);
+    let seen = corpus_seen(&messages, inferring);
     if inferring {
-        ctx.internal = most_addressed(addressed);
+        ctx.internal = most_addressed(seen.addressed);
     }
     report.internal_domains = ctx.internal.clone();
-    let relays = relays(senders_by_ip, &ctx.lists);
-    messages.par_iter_mut().for_each(|m| {
+    const INTERNAL: u8 = 1;
+    const RELAYED: u8 = 2;
+    let mut touch = vec![0u8; messages.len()];
+    if inferring {
+        for (i, domain) in seen.impersonations {
+            if ctx.is_internal(domain) {
+                touch[i] |= INTERNAL;
+            }
+        }
+    }
+    let mut relays = std::collections::HashSet::new();
+    for (ip, (domains, sent)) in seen.by_ip {
+        if is_relay(&domains, &ctx.lists) {
+            relays.insert(ip);
+            sent.into_iter().for_each(|i| touch[i] |= RELAYED);
+        }
+    }
+    messages.par_iter_mut().zip(touch.par_iter()).filter(|(_, t)| **t != 0).for_each(|(m, t)| {
         // Internal senders were analysed before their domain was known: their signals go.
-        if inferring && ctx.is_internal(m.from_domain()) {
+        if t & INTERNAL != 0 {
             m.signals.retain(|s| s.analyser != Analyser::Impersonation);
         }
         // A relay in front of the institution is not the sender: the next public hop is.
-        if m.sending_ip.is_some_and(|ip| relays.contains(&ip)) {
+        if t & RELAYED != 0 {
             m.sending_ip = m.public_hops.iter().find(|ip| !relays.contains(ip)).copied();
         }
     });
@@ -526,10 +543,22 @@ const RELAY_DOMAINS: usize = 20;
 const RELAY_SOME: usize = 4;
 const RELAY_ESTABLISHED: usize = 2;
 
-/// Recipient domains counted by messages addressed to them (when `count_recipients`), and
-/// the sender domains seen from each sending address (up to [`RELAY_DOMAINS`]): one pass
-/// over the corpus on every thread, joined.
-fn domains_seen(messages: &[Box<Analysed>], count_recipients: bool) -> (DomainCounts<'_>, SendersByIp<'_>) {
+/// What one pass over the corpus gathers for finding the institution's domain and the relays
+/// in front of it, and which messages either can change.
+#[derive(Default)]
+struct CorpusSeen<'m> {
+    /// Messages addressed to each recipient domain (when counted).
+    addressed: HashMap<&'m str, usize, TextHash>,
+    /// Per sending address: the sender domains seen from it (up to [`RELAY_DOMAINS`]) and the
+    /// messages it sent.
+    by_ip: HashMap<std::net::IpAddr, (BTreeSet<&'m str>, Vec<usize>), TextHash>,
+    /// Messages with an impersonation signal, and their sender's domain.
+    impersonations: Vec<(usize, &'m str)>,
+}
+
+/// Gathers [`CorpusSeen`] on every thread and joins it; recipient domains only when
+/// `count_recipients`.
+fn corpus_seen(messages: &[Box<Analysed>], count_recipients: bool) -> CorpusSeen<'_> {
     fn add<'m>(d: &mut BTreeSet<&'m str>, domain: &'m str) {
         if d.len() < RELAY_DOMAINS {
             d.insert(domain);
@@ -540,73 +569,63 @@ fn domains_seen(messages: &[Box<Analysed>], count_recipients: bool) -> (DomainCo
     }
     messages
         .par_iter()
-        .fold(
-            || (DomainCounts::default(), SendersByIp::default()),
-            |(mut counts, mut senders), m| {
-                if let Some(ip) = m.sending_ip {
-                    let d = senders.entry(ip).or_default();
-                    // Once full, the address is a relay whatever else it sends.
-                    if d.len() < RELAY_DOMAINS {
-                        add(d, url::registrable(m.from_domain()));
+        .enumerate()
+        .fold(CorpusSeen::default, |mut seen, (i, m)| {
+            if let Some(ip) = m.sending_ip {
+                let (d, sent) = seen.by_ip.entry(ip).or_default();
+                // Once full, the address is a relay whatever else it sends.
+                if d.len() < RELAY_DOMAINS {
+                    add(d, url::registrable(m.from_domain()));
+                }
+                sent.push(i);
+            }
+            if m.signals.iter().any(|s| s.analyser == Analyser::Impersonation) {
+                seen.impersonations.push((i, m.from_domain()));
+            }
+            if count_recipients && let [first, rest @ ..] = m.recipients.as_slice() {
+                let d = domain(first);
+                // Most messages: one recipient, or all in one domain; counted without a list.
+                if rest.iter().all(|r| domain(r) == d) {
+                    *seen.addressed.entry(d).or_default() += 1;
+                } else {
+                    // Each domain once per message (sorted, not a linear search: a hostile
+                    // message may name any number of recipients).
+                    let mut domains: Vec<&str> = m.recipients.iter().map(|r| domain(r)).collect();
+                    domains.sort_unstable();
+                    domains.dedup();
+                    for d in domains {
+                        *seen.addressed.entry(d).or_default() += 1;
                     }
                 }
-                if count_recipients && let [first, rest @ ..] = m.recipients.as_slice() {
-                    let d = domain(first);
-                    // Most messages: one recipient, or all in one domain; counted without a list.
-                    if rest.iter().all(|r| domain(r) == d) {
-                        *counts.entry(d).or_default() += 1;
-                    } else {
-                        // Each domain once per message (sorted, not a linear search: a hostile
-                        // message may name any number of recipients).
-                        let mut domains: Vec<&str> = m.recipients.iter().map(|r| domain(r)).collect();
-                        domains.sort_unstable();
-                        domains.dedup();
-                        for d in domains {
-                            *counts.entry(d).or_default() += 1;
-                        }
-                    }
+            }
+            seen
+        })
+        .reduce(CorpusSeen::default, |mut a, b| {
+            for (d, n) in b.addressed {
+                *a.addressed.entry(d).or_default() += n;
+            }
+            for (ip, (ds, sent)) in b.by_ip {
+                let (d, s) = a.by_ip.entry(ip).or_default();
+                for x in ds {
+                    add(d, x);
                 }
-                (counts, senders)
-            },
-        )
-        .reduce(
-            || (DomainCounts::default(), SendersByIp::default()),
-            |(mut counts, mut senders), (c, s)| {
-                for (d, n) in c {
-                    *counts.entry(d).or_default() += n;
-                }
-                for (ip, ds) in s {
-                    let d = senders.entry(ip).or_default();
-                    for x in ds {
-                        add(d, x);
-                    }
-                }
-                (counts, senders)
-            },
-        )
+                s.extend(sent);
+            }
+            a.impersonations.extend(b.impersonations);
+            a
+        })
 }
 
-/// Messages addressed to each recipient domain.
-type DomainCounts<'m> = HashMap<&'m str, usize, TextHash>;
-/// Sender domains seen from each sending address.
-type SendersByIp<'m> = HashMap<std::net::IpAddr, BTreeSet<&'m str>, TextHash>;
-
-/// The sending addresses that are really relays (see [`RELAY_DOMAINS`]). Each is replaced by
-/// the next public hop below it, so one forwarder does not join every message into one
-/// campaign or become a campaign indicator.
-fn relays(senders_by_ip: SendersByIp<'_>, lists: &Lists) -> std::collections::HashSet<std::net::IpAddr> {
-    senders_by_ip
-        .into_iter()
-        .filter(|(_, d)| {
-            d.len() >= RELAY_DOMAINS
-                || (d.len() >= RELAY_SOME && d.iter().filter(|x| lists.established(x).is_some()).count() >= RELAY_ESTABLISHED)
-        })
-        .map(|(ip, _)| ip)
-        .collect()
+/// Whether a sending address that handed over mail from these sender domains is a relay
+/// (see [`RELAY_DOMAINS`]). Its messages are then credited to the next public hop below it,
+/// so one forwarder does not join every message into one campaign or become an indicator.
+fn is_relay(domains: &BTreeSet<&str>, lists: &Lists) -> bool {
+    domains.len() >= RELAY_DOMAINS
+        || (domains.len() >= RELAY_SOME && domains.iter().filter(|x| lists.established(x).is_some()).count() >= RELAY_ESTABLISHED)
 }
 
 /// The domain most messages are addressed to is the institution's own.
-fn most_addressed(counts: DomainCounts<'_>) -> Vec<String> {
+fn most_addressed(counts: HashMap<&str, usize, TextHash>) -> Vec<String> {
     counts
         .into_iter()
         .filter(|(d, _)| !d.is_empty())

@@ -414,3 +414,42 @@ fn a_large_mailbox_is_read_in_file_order_across_batches() {
         assert_eq!(c.recipients.len(), n + 20, "{threads} threads");
     }
 }
+
+#[test]
+fn a_forwarder_in_front_is_not_the_sender_and_internal_senders_lose_impersonation_signals() {
+    // Every message reaches the institution through one forwarder (203.0.113.9), which hands
+    // over mail from 26 sender domains: it is a relay, and the campaign's sending addresses
+    // are the hops below it. An internal sender whose display name names an outlet is not
+    // impersonating it once the institution's domain is known.
+    let dir = tempfile::tempdir().unwrap();
+    let received = |ip: &str| {
+        format!(
+            "Received: from relay.forwarder.example (relay.forwarder.example [203.0.113.9]) by mx.parliament.example; Mon, 18 Jan 2021 09:00:05 +0000\r\nReceived: from mail.sender.example (mail.sender.example [{ip}]) by relay.forwarder.example; Mon, 18 Jan 2021 09:00:00 +0000\r\n"
+        )
+    };
+    for i in 0..12 {
+        let raw = format!(
+            "{}From: \"Daniel Wright, NPR News\" <d.wright@nprnevvs.com>\r\nTo: m{i}@parliament.example\r\nSubject: Interview\r\nDate: Mon, {} Jan 2021 09:00:00 +0000\r\nMessage-ID: <c{i}@x>\r\nContent-Type: text/html\r\n\r\n<p>Dear member</p><img src=\"https://t.nprnevvs.com/o/{i}Zq81LmV0x/l.gif\" style=\"display:none\">\r\n",
+            received(&format!("198.51.100.{}", i % 2)),
+            10 + i
+        );
+        std::fs::write(dir.path().join(format!("c{i}.eml")), raw).unwrap();
+    }
+    for i in 0..25 {
+        let raw = format!(
+            "{}From: someone@sender{i}.example\r\nTo: m{i}@parliament.example\r\nSubject: Hello\r\nDate: Mon, 4 Jan 2021 09:00:00 +0000\r\nMessage-ID: <b{i}@x>\r\n\r\nHello.\r\n",
+            received(&format!("192.0.2.{i}"))
+        );
+        std::fs::write(dir.path().join(format!("b{i}.eml")), raw).unwrap();
+    }
+    let internal = "From: \"BBC News\" <press.office@parliament.example>\r\nTo: m1@parliament.example\r\nSubject: Coverage\r\nDate: Mon, 4 Jan 2021 10:00:00 +0000\r\nMessage-ID: <i1@x>\r\n\r\nToday's coverage.\r\n";
+    std::fs::write(dir.path().join("internal.eml"), internal).unwrap();
+    let r = portcullis_mail::run(&[dir.path().to_path_buf()], &Options::default(), &|_| {});
+    assert_eq!(r.messages, 38);
+    assert_eq!(r.internal_domains, vec!["parliament.example"]);
+    assert_eq!(r.campaigns.len(), 1, "{:#?}", r.campaigns);
+    assert_eq!(r.campaigns[0].sending_ips, ["198.51.100.0", "198.51.100.1"]);
+    assert!(!r.campaigns[0].iocs.iter().any(|i| i.value == "203.0.113.9"), "{:?}", r.campaigns[0].iocs);
+    // The 25 plain messages and the internal one: no signal left that counts.
+    assert_eq!(r.severities.get("informational"), Some(&26), "{:?}", r.severities);
+}
