@@ -241,6 +241,9 @@ pub struct Tokens {
 /// The per-recipient tokens of `url` (see [`tokens_and_template`]). Most links carry none,
 /// and their template is never needed: it is made apart, by [`template`].
 pub fn tokens(url: &Url, recipients: &[String]) -> Tokens {
+    // Recipients are looked for only in values that could hold them: asked once per URL.
+    let recipients = Recipients { all: recipients, all_have_at: recipients.iter().all(|r| r.contains('@')) };
+    let recipients = &recipients;
     let mut list = Vec::new();
     for seg in url.path.split('/').skip(1).filter(|s| !s.is_empty()) {
         let stem = path_stem(seg).0;
@@ -303,19 +306,28 @@ pub fn template(url: &Url, found: &Tokens) -> String {
     template
 }
 
+/// A message's recipient addresses, and whether each holds an `@` (as addresses do).
+struct Recipients<'r> {
+    all: &'r [String],
+    all_have_at: bool,
+}
+
 /// Why `value` (a path segment, or the value of query key `key`) is a per-recipient token.
-fn classify(value: &str, key: Option<&str>, recipients: &[String]) -> Option<&'static str> {
+fn classify(value: &str, key: Option<&str>, recipients: &Recipients<'_>) -> Option<&'static str> {
     if value.len() < 4 || value.len() > 512 {
         return None;
     }
     let decoded = percent_decode(value);
     // An address holds an `@`: text without one cannot hold it (most values, checked once).
     let has_at = decoded.as_bytes().contains(&b'@');
-    for r in recipients {
-        if r.len() >= 3 && (has_at || !r.contains('@')) && contains_ci(&decoded, r) {
-            return Some("the recipient's address");
+    if has_at || !recipients.all_have_at {
+        for r in recipients.all {
+            if r.len() >= 3 && (has_at || !r.contains('@')) && contains_ci(&decoded, r) {
+                return Some("the recipient's address");
+            }
         }
     }
+    let recipients = recipients.all;
     if value.len() >= 8
         && value.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'='))
         // Decoded, it is at most three quarters as long: too short to hold any recipient is not decoded.
