@@ -555,10 +555,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
     let established = ctx.lists.established(reg);
     let display = from.name.as_deref().unwrap_or("");
     let display_sk = skeleton(display);
-    let display_parts: Vec<Vec<&str>> = display_sk
-        .split([',', '(', ')', '|', '/', '-', '<', '>', '[', ']'])
-        .map(|part| part.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect())
-        .collect();
+    let display_parts = DisplayParts::of(&display_sk);
     let mut found: Vec<Signal> = Vec::new();
     let mut benign: Vec<Signal> = Vec::new();
     if *domain != *domain_raw {
@@ -603,7 +600,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
     let lists = &ctx.lists;
     let mut candidates: Vec<usize> = lookalikes.iter().map(|(j, _, _)| *j).collect();
     candidates.extend(lists.by_label.get(label).into_iter().flatten());
-    for part in &display_parts {
+    for part in display_parts.parts() {
         for w in part {
             candidates.extend(lists.by_first_word.get(*w).into_iter().flatten());
         }
@@ -673,7 +670,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
         seen_hosts.push(&u.host);
         let host = decode_punycode(&u.host);
         let host_reg = registrable(&host);
-        if host_reg == reg || ctx.lists.established(host_reg).is_some() {
+        if host_reg == reg || ctx.lists.is_established(host_reg) {
             continue;
         }
         let l = host_reg.split('.').next().unwrap_or("");
@@ -751,15 +748,38 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
     a.from = Some(from);
 }
 
+/// A display name's words, by part (parts split at `,()|/-<>[]`), in one list.
+struct DisplayParts<'a> {
+    words: Vec<&'a str>,
+    /// Where each part's words end in `words`.
+    ends: Vec<usize>,
+}
+
+impl<'a> DisplayParts<'a> {
+    fn of(name: &'a str) -> DisplayParts<'a> {
+        let mut parts = DisplayParts { words: Vec::new(), ends: Vec::new() };
+        for part in name.split([',', '(', ')', '|', '/', '-', '<', '>', '[', ']']) {
+            parts.words.extend(part.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()));
+            parts.ends.push(parts.words.len());
+        }
+        parts
+    }
+
+    fn parts(&self) -> impl Iterator<Item = &[&'a str]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter().copied()).map(|(a, b)| &self.words[a..b])
+    }
+}
+
 /// Whether a display name (as a confusable skeleton) names `identity`: its words appear
 /// together within one part of the name (parts split at `,()|/-`); a name starting "The"
 /// (The Times) must start its part or follow "the", so "Financial Times" is not The Times.
-fn names_identity(display_parts: &[Vec<&str>], identity: &Identity) -> bool {
+fn names_identity(display_parts: &DisplayParts<'_>, identity: &Identity) -> bool {
     let name_words = &identity.name_words;
     if name_words.is_empty() {
         return false;
     }
-    for words in display_parts {
+    for words in display_parts.parts() {
         if words.len() < name_words.len() {
             continue;
         }

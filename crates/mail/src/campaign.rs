@@ -213,7 +213,7 @@ pub fn cluster(messages: &[Box<Analysed>], ctx: &Context) -> Vec<Vec<usize>> {
                 // established third party's (an ad network, a CDN, a publisher) by everyone
                 // who embeds it: key by sender too. A campaign's own tracker joins across senders.
                 let host_reg = registrable(&u.host);
-                if ctx.lists.is_bulk_mailer(&u.host) || (host_reg != from_reg && ctx.lists.established(host_reg).is_some()) {
+                if ctx.lists.is_bulk_mailer(&u.host) || (host_reg != from_reg && ctx.lists.is_established(host_reg)) {
                     keys.push(h(&[b"tpl", u.template.as_bytes(), from_b]));
                 } else {
                     keys.push(h(&[b"tpl", u.template.as_bytes()]));

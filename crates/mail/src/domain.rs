@@ -182,10 +182,20 @@ impl Lists {
         if self.popular.contains(reg) {
             return Some(Established::Popular);
         }
+        self.restricted_suffix(reg).map(|s| Established::Restricted(s.to_string()))
+    }
+
+    /// Whether `reg` is established ([`Lists::established`]), without saying why.
+    pub fn is_established(&self, reg: &str) -> bool {
+        !reg.is_empty() && (self.owner_of(reg).is_some() || self.popular.contains(reg) || self.restricted_suffix(reg).is_some())
+    }
+
+    /// The restricted suffix (`gov.uk`, `edu`…) `reg` is registered under, if any.
+    fn restricted_suffix(&self, reg: &str) -> Option<&str> {
         self.restricted_suffixes
             .iter()
             .find(|s| reg.len() > s.len() + 1 && reg.ends_with(s.as_str()) && reg.as_bytes()[reg.len() - s.len() - 1] == b'.')
-            .map(|s| Established::Restricted(s.clone()))
+            .map(String::as_str)
     }
 
     pub fn is_freemail(&self, domain: &str) -> bool {
@@ -839,6 +849,17 @@ mod tests {
                 assert_eq!(neighbours(a, b), want, "{a:?} {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn is_established_agrees_with_established() {
+        let lists = Lists::builtin();
+        let mut some = 0;
+        for reg in ["bbc.co.uk", "reuters.com", "rutgers.edu", "council.gov.uk", "nprnevvs.com", "gmail.com", "", "edu", "x.edu", "a.mil"] {
+            assert_eq!(lists.is_established(reg), lists.established(reg).is_some(), "{reg}");
+            some += lists.is_established(reg) as usize;
+        }
+        assert!(some >= 4, "own, popular and restricted domains are among them");
     }
 
     #[test]

@@ -621,7 +621,7 @@ fn corpus_seen(messages: &[Box<Analysed>], count_recipients: bool) -> CorpusSeen
 /// so one forwarder does not join every message into one campaign or become an indicator.
 fn is_relay(domains: &BTreeSet<&str>, lists: &Lists) -> bool {
     domains.len() >= RELAY_DOMAINS
-        || (domains.len() >= RELAY_SOME && domains.iter().filter(|x| lists.established(x).is_some()).count() >= RELAY_ESTABLISHED)
+        || (domains.len() >= RELAY_SOME && domains.iter().filter(|x| lists.is_established(x)).count() >= RELAY_ESTABLISHED)
 }
 
 /// The domain most messages are addressed to is the institution's own.
