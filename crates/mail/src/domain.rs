@@ -869,16 +869,23 @@ mod tests {
             let s = (c as char).to_string();
             assert_eq!(skeleton(&s), skeleton_of_chars(&s), "{c}");
         }
-        let alphabet: Vec<u8> = b"rnvwmiIlL1|05sSoOaZ-. @".to_vec();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        for _ in 0..20_000 {
+        let alphabet: Vec<char> = "rnvwmiIlL1|05sSoOaZ-. @".chars().collect();
+        for s in random_words(&alphabet, 0x2545_f491_4f6c_dd1d, 12, 20_000) {
+            assert_eq!(skeleton(&s), skeleton_of_chars(&s), "{s:?}");
+        }
+    }
+
+    /// `n` pseudo-random words (xorshift from `seed`) of under `max_len` characters drawn
+    /// from `alphabet`: small alphabets make the pairs that fold common.
+    fn random_words(alphabet: &[char], seed: u64, max_len: u64, n: usize) -> impl Iterator<Item = String> {
+        let mut x = seed;
+        (0..n).map(move |_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let len = (x % 12) as usize;
-            let s: String = (0..len).map(|k| alphabet[((x >> (4 * k + 8)) % alphabet.len() as u64) as usize] as char).collect();
-            assert_eq!(skeleton(&s), skeleton_of_chars(&s), "{s:?}");
-        }
+            let len = (x % max_len) as usize;
+            (0..len).map(|k| alphabet[((x >> (4 * k + 8)) % alphabet.len() as u64) as usize]).collect()
+        })
     }
 
     #[test]
@@ -888,13 +895,7 @@ mod tests {
             mapped.replace('i', "l").replace("rn", "m").replace("vv", "w")
         };
         let alphabet: Vec<char> = "rnvwmiIRNVп1".chars().collect();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = (x % 9) as usize;
-            let s: String = (0..len).map(|k| alphabet[((x >> (4 * k + 8)) % alphabet.len() as u64) as usize]).collect();
+        for s in random_words(&alphabet, 0x9e37_79b9_7f4a_7c15, 9, 20_000) {
             assert_eq!(skeleton(&s), by_replacing(&s), "{s:?}");
         }
         assert_eq!(skeleton("Rnvvvrrn"), "mwvrm");
