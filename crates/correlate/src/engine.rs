@@ -3,6 +3,8 @@
 //! memory follows the number of groups active within a timespan, not the event count.
 
 use std::collections::{HashMap, VecDeque};
+
+use hashbrown::hash_map::EntryRef;
 use std::sync::Arc;
 
 use portcullis_event::text_hash::TextHash;
@@ -12,7 +14,7 @@ use crate::sorter::Input;
 
 /// Keyed by event values (group keys, counted values): seeded, so that keys which collide
 /// cannot be prepared in the logs.
-type Map<K, V> = HashMap<K, V, TextHash>;
+type Map<K, V> = hashbrown::HashMap<K, V, TextHash>;
 
 /// At most this many evidence ids are kept per finding.
 pub const MAX_EVIDENCE: usize = 64;
@@ -149,14 +151,17 @@ impl Correlator {
         let Correlator { set, states: all_states, peak_groups, .. } = self;
         let c = &set.correlations[ci];
         let span = c.timespan_micros;
-        if !all_states[ci].contains_key(group.as_str()) {
-            let fresh = GroupState { opened: ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
-            all_states[ci].insert(group.clone(), fresh);
-            let live: usize = all_states.iter().map(|s| s.len()).sum();
-            *peak_groups = (*peak_groups).max(live);
-        }
-        let states = &mut all_states[ci];
-        let st = states.get_mut(group.as_str()).expect("just inserted");
+        let (before, rest) = all_states.split_at_mut(ci);
+        let (states, after) = rest.split_first_mut()?;
+        let here = states.len();
+        let st = match states.entry_ref(group.as_str()) {
+            EntryRef::Occupied(o) => o.into_mut(),
+            EntryRef::Vacant(v) => {
+                let live: usize = before.iter().chain(after.iter()).map(|s| s.len()).sum::<usize>() + here + 1;
+                *peak_groups = (*peak_groups).max(live);
+                v.insert(GroupState { opened: ts, marks: vec![None; c.sources.len() + 1], ..Default::default() })
+            }
+        };
         // A window that opened at a group's first event closes after `timespan`.
         let mut closed = None;
         if !c.condition.grows() && ts - st.opened > span {
@@ -185,10 +190,19 @@ impl Correlator {
         }
         // Only value correlations need the values kept. A counted value is the key already
         // counted, when there is one: one allocation per distinct value, not per input.
+        // Counted here, before the window's old inputs are forgotten below: the value's count
+        // then never passes through zero, and the final counts are the same.
         let value: Arc<str> = match c.kind {
-            Kind::ValueCount | Kind::ValuePercentile => match st.counts.get_key_value(value.as_str()) {
-                Some((known, _)) => known.clone(),
-                None => Arc::from(value),
+            Kind::ValueCount | Kind::ValuePercentile => match st.counts.entry_ref(value.as_str()) {
+                EntryRef::Occupied(mut o) => {
+                    *o.get_mut() += 1;
+                    o.key().clone()
+                }
+                EntryRef::Vacant(v) => {
+                    let key: Arc<str> = Arc::from(v.key());
+                    v.insert_with_key(key.clone(), 1);
+                    key
+                }
             },
             _ if value.is_empty() => empty(),
             _ => Arc::from(value),
@@ -203,7 +217,7 @@ impl Correlator {
             }
         }
         match c.kind {
-            Kind::ValueCount | Kind::ValuePercentile => *st.counts.entry(value.clone()).or_insert(0) += 1,
+            Kind::ValueCount | Kind::ValuePercentile => {}
             Kind::ValueSum | Kind::ValueAvg => st.sum += value.trim().parse::<f64>().unwrap_or(0.0),
             Kind::Temporal => st.marks[pos as usize] = Some(ts),
             Kind::TemporalOrdered => advance_chain(c, st, pos as usize, ts),
@@ -280,10 +294,10 @@ fn empty() -> Arc<str> {
 fn forget(kind: Kind, st: &mut GroupState, old: &Entry) {
     match kind {
         Kind::ValueCount | Kind::ValuePercentile => {
-            if let Some(n) = st.counts.get_mut(&old.value) {
-                *n -= 1;
-                if *n == 0 {
-                    st.counts.remove(&old.value);
+            if let EntryRef::Occupied(mut o) = st.counts.entry_ref(&*old.value) {
+                *o.get_mut() -= 1;
+                if *o.get() == 0 {
+                    o.remove();
                 }
             }
         }
@@ -393,10 +407,27 @@ pub fn inputs_for<V: AsRef<str>>(
     ts: i64,
     evidence: &str,
     entities: &str,
-    mut get: impl FnMut(&str) -> Option<V>,
+    get: impl FnMut(&str) -> Option<V>,
 ) -> Vec<Input> {
-    let Some(subs) = set.subscribers.get(&Source::Rule(rule)) else { return Vec::new() };
-    let mut out = Vec::with_capacity(subs.len());
+    let mut out = Vec::new();
+    push_inputs_for(set, rule, ts, evidence, get, &mut out);
+    for input in &mut out {
+        input.entities = entities.to_string();
+    }
+    out
+}
+
+/// [`inputs_for`] appended to `out`, with `entities` left empty for the caller to fill
+/// (one event's inputs share them, so they can be moved into the last one, not copied).
+pub fn push_inputs_for<V: AsRef<str>>(
+    set: &CorrelationSet,
+    rule: usize,
+    ts: i64,
+    evidence: &str,
+    mut get: impl FnMut(&str) -> Option<V>,
+    out: &mut Vec<Input>,
+) {
+    let Some(subs) = set.subscribers.get(&Source::Rule(rule)) else { return };
     for &(ci, pos) in subs {
         let c = &set.correlations[ci];
         let Some(group) = group_key(c, pos, &mut get) else { continue };
@@ -408,15 +439,6 @@ pub fn inputs_for<V: AsRef<str>>(
             },
             None => String::new(),
         };
-        out.push(Input {
-            ts,
-            corr: ci as u32,
-            pos: pos as u32,
-            group,
-            value,
-            evidence: evidence.to_string(),
-            entities: entities.to_string(),
-        });
+        out.push(Input { ts, corr: ci as u32, pos: pos as u32, group, value, evidence: evidence.to_string(), entities: String::new() });
     }
-    out
 }

@@ -146,9 +146,9 @@ pub fn entities(ev: &Event) -> Vec<Entity> {
     // Few per event: a vector sorted and deduplicated at the end, in the order a set gives.
     let mut set = Vec::new();
     let mut host_fallback = None;
-    for f in ev.fields() {
-        let Some(role) = role_of(f.name) else { continue };
-        let Some(kind) = kind_of_role(role) else { continue };
+    crate::roles::for_each_role(ev, |f, role| {
+        let Some((role, _)) = role else { return };
+        let Some(kind) = kind_of_role(role) else { return };
         if role == Role::ServerAddress {
             // The server's own address names the host when nothing else does, and links the
             // server's own requests to other logs that saw it as a client (share access).
@@ -157,7 +157,7 @@ pub fn entities(ev: &Event) -> Vec<Entity> {
         if let Some(value) = normalise(kind, f.value) {
             set.push(Entity { kind, value });
         }
-    }
+    });
     if !set.iter().any(|e| e.kind == EntityKind::Host)
         && let Some(value) = host_fallback.and_then(|h| normalise(EntityKind::SourceIp, h))
     {

@@ -200,7 +200,25 @@ impl Event {
     }
 
     pub fn fields(&self) -> impl Iterator<Item = Field<'_>> + '_ {
-        (0..self.fields.len()).map(move |i| self.field(i))
+        self.fields.iter().map(move |s| Field {
+            name: &self.text[s.name.start as usize..s.name.end as usize],
+            value: &self.text[s.value.start as usize..s.value.end as usize],
+            kind: s.kind,
+        })
+    }
+
+    /// Each field's name and value as bytes, in source order: for hashing an event, which
+    /// needs no text (so no check that a slice falls between characters).
+    pub fn field_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let text = self.text.as_bytes();
+        self.fields
+            .iter()
+            .map(move |s| (&text[s.name.start as usize..s.name.end as usize], &text[s.value.start as usize..s.value.end as usize]))
+    }
+
+    /// The bytes of every field name and value together.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
     }
 
     /// The first value of a field, by name compared ASCII case-insensitively.
@@ -456,6 +474,18 @@ fn needs_escape(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn field_bytes_and_text_len_agree_with_the_fields() {
+        let mut ev = super::Event::default();
+        for (n, v) in [("a", ""), ("Naïve", "café"), ("", "x"), ("c-ip", "203.0.113.9")] {
+            ev.push_str(n, v);
+            let bytes: Vec<(Vec<u8>, Vec<u8>)> = ev.field_bytes().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+            let fields: Vec<(Vec<u8>, Vec<u8>)> = ev.fields().map(|f| (f.name.as_bytes().to_vec(), f.value.as_bytes().to_vec())).collect();
+            assert_eq!(bytes, fields);
+            assert_eq!(ev.text_len(), ev.fields().map(|f| f.name.len() + f.value.len()).sum::<usize>());
+        }
+    }
+
     #[test]
     fn hex_id_is_the_formatted_hash() {
         for h in [0u128, 1, 0xdead_beef, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210] {

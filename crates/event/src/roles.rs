@@ -130,6 +130,44 @@ fn lookup(name: &str) -> Option<(Role, usize)> {
     }
 }
 
+/// Calls `f` with each field of `ev` and its role and place in [`ROLE_FIELDS`], in field
+/// order. The events of one log mostly share their field names (a W3C or Exchange file's
+/// columns), so each thread remembers the last event's names and looks up only a name
+/// that differs from the one in the same position.
+pub(crate) fn for_each_role<'a>(ev: &'a Event, mut f: impl FnMut(crate::Field<'a>, Option<(Role, usize)>)) {
+    use std::cell::RefCell;
+    /// Past this many fields, names are looked up afresh (the memory stays small).
+    const REMEMBERED: usize = 256;
+    thread_local! {
+        static LAST: RefCell<Vec<(String, Option<(Role, usize)>)>> = const { RefCell::new(Vec::new()) };
+    }
+    LAST.with(|last| {
+        // Re-entered from `f` (not done today): plain lookups, never a double borrow.
+        let Ok(mut last) = last.try_borrow_mut() else {
+            ev.fields().for_each(|field| f(field, lookup(field.name)));
+            return;
+        };
+        for (i, field) in ev.fields().enumerate() {
+            let role = match last.get_mut(i) {
+                Some((name, role)) if name == field.name => *role,
+                Some((name, role)) => {
+                    name.clear();
+                    name.push_str(field.name);
+                    *role = lookup(field.name);
+                    *role
+                }
+                None if i < REMEMBERED => {
+                    let role = lookup(field.name);
+                    last.push((field.name.to_string(), role));
+                    role
+                }
+                None => lookup(field.name),
+            };
+            f(field, role);
+        }
+    });
+}
+
 /// What [`first`] gives for every role of one event, from one pass over its fields, for
 /// code that asks about several roles (a finding's sentence, host and columns).
 pub struct Firsts<'a> {
@@ -140,13 +178,13 @@ pub struct Firsts<'a> {
 impl<'a> Firsts<'a> {
     pub fn of(ev: &'a Event) -> Firsts<'a> {
         let mut by_name = [None; ROLE_FIELDS.len()];
-        for f in ev.fields() {
-            if let Some((_, rank)) = lookup(f.name)
+        for_each_role(ev, |f, role| {
+            if let Some((_, rank)) = role
                 && by_name[rank].is_none()
             {
                 by_name[rank] = Some(f.value);
             }
-        }
+        });
         Firsts { by_name }
     }
 
@@ -180,6 +218,38 @@ pub fn first(ev: &Event, role: Role) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_layouts_give_the_roles_a_fresh_lookup_gives() {
+        // Events that share a layout, change one name, grow, shrink and differ in case:
+        // every field's role must be the plain lookup's, whatever the last event was.
+        let layouts: &[&[&str]] = &[
+            &["date", "c-ip", "cs-uri-stem", "s-ip"],
+            &["date", "c-ip", "cs-uri-stem", "s-ip"],
+            &["date", "C-IP", "cs-uri-stem", "s-ip"],
+            &["date", "Computer", "cs-uri-stem", "s-ip", "TargetUserName", "nothing"],
+            &["date"],
+            &["Computer", "date", "c-ip"],
+            &[],
+            &["date", "c-ip", "cs-uri-stem", "s-ip"],
+        ];
+        let mut big = Event::default();
+        for i in 0..300 {
+            big.push_str(if i % 2 == 0 { "c-ip" } else { "Computer" }, "x");
+        }
+        for names in layouts.iter().map(|l| l.to_vec()).chain([Vec::new()]) {
+            let mut ev = Event::default();
+            for n in &names {
+                ev.push_str(n, "v");
+            }
+            for ev in [&ev, &big] {
+                let mut got = Vec::new();
+                for_each_role(ev, |f, role| got.push((f.name.to_string(), role)));
+                let want: Vec<_> = ev.fields().map(|f| (f.name.to_string(), lookup(f.name))).collect();
+                assert_eq!(got, want);
+            }
+        }
+    }
 
     #[test]
     fn roles_are_found_case_insensitively_and_in_order() {

@@ -387,6 +387,8 @@ pub fn hunt(
         detections: Vec<Detection>,
         /// One per share of the correlation inputs ([`portcullis_correlate::share_of`]).
         sorters: Vec<Sorter>,
+        /// One event's correlation inputs, on their way to the sorters (reused).
+        inputs_buffer: Vec<portcullis_correlate::Input>,
         inputs: u64,
         untimed: u64,
         io_error: Option<std::io::Error>,
@@ -403,12 +405,13 @@ pub fn hunt(
             ioc_hits: Vec::new(),
             detections: Vec::new(),
             sorters: (0..shares).map(|_| Sorter::new(CORRELATION_BUFFER_BYTES / shares)).collect(),
+            inputs_buffer: Vec::new(),
             inputs: 0,
             untimed: 0,
             io_error: None,
         },
         |w, path, ev| {
-            let mut inputs = Vec::new();
+            let mut inputs = std::mem::take(&mut w.inputs_buffer);
             let untimed = detect(
                 &mut Scratch { scanner: &mut w.scanner, matches: &mut w.matches, ioc_hits: &mut w.ioc_hits },
                 &Rules { engine, correlations, hidden: &hidden, iocs: opts.iocs.as_deref() },
@@ -418,12 +421,13 @@ pub fn hunt(
                 &mut inputs,
             );
             w.untimed += untimed;
-            for input in inputs {
+            for input in inputs.drain(..) {
                 w.inputs += 1;
                 if let Err(e) = w.sorters[portcullis_correlate::share_of(&input, shares)].push(input) {
                     w.io_error.get_or_insert(e);
                 }
             }
+            w.inputs_buffer = inputs;
         },
     );
     let mut detections = Vec::new();
@@ -506,22 +510,27 @@ pub fn detect(
     let mut untimed = 0;
     scratch.matches.clear();
     scratch.scanner.scan(ev, scratch.matches);
-    // The event's entities as correlations carry them, worked out once for all its matches.
-    let mut entities: Option<String> = None;
+    let first_input = inputs.len();
     for &rule in scratch.matches.iter() {
         let id = finding_id(&engine.rules[rule].key(), ev);
         if !correlations.is_empty() {
             match ev.timestamp {
-                Some(ts) => {
-                    let entities = entities.get_or_insert_with(|| encoded_entities(ev));
-                    inputs.extend(portcullis_correlate::inputs_for(correlations, rule, ts.0, &id, entities, |f| ev.get(f)));
-                }
+                Some(ts) => portcullis_correlate::push_inputs_for(correlations, rule, ts.0, &id, |f| ev.get(f), inputs),
                 None => untimed += 1,
             }
         }
         if !hidden[rule] {
             detections.push(Detection { id, rule, matcher: Matcher::Rule, path: event_path(path, ev), event: ev.clone() });
         }
+    }
+    // The event's entities as correlations carry them: worked out once, copied into all
+    // but the last of its inputs and moved into that one.
+    if let Some((last, rest)) = inputs[first_input..].split_last_mut() {
+        let entities = encoded_entities(ev);
+        for input in rest {
+            input.entities = entities.clone();
+        }
+        last.entities = entities;
     }
     if let Some(iocs) = iocs {
         let mut found = Vec::new();
@@ -566,7 +575,7 @@ pub fn finding_id(rule_key: &str, ev: &Event) -> String {
     // xxh3 of the parts laid end to end is xxh3 streamed over them, so an event of usual
     // size is copied into one buffer and hashed in one call, not through many small updates.
     const ONE_CALL_MAX: usize = 64 * 1024;
-    let size = rule_key.len() + 17 + ev.fields().map(|f| f.name.len() + f.value.len() + 2).sum::<usize>();
+    let size = rule_key.len() + 17 + ev.text_len() + 2 * ev.len();
     if size > ONE_CALL_MAX {
         return portcullis_event::hex_id(finding_hash_streamed(rule_key, ev));
     }
@@ -580,10 +589,11 @@ pub fn finding_id(rule_key: &str, ev: &Event) -> String {
         b.push(0);
         b.extend_from_slice(&ev.record.to_le_bytes());
         b.extend_from_slice(&ev.timestamp.map(|t| t.0).unwrap_or(i64::MIN).to_le_bytes());
-        for f in ev.fields() {
-            b.extend_from_slice(f.name.as_bytes());
+        b.reserve(size);
+        for (name, value) in ev.field_bytes() {
+            b.extend_from_slice(name);
             b.push(0);
-            b.extend_from_slice(f.value.as_bytes());
+            b.extend_from_slice(value);
             b.push(1);
         }
         xxhash_rust::xxh3::xxh3_128(&b)

@@ -241,16 +241,15 @@ impl<'e> Scanner<'e> {
     fn resolve_names(&mut self, ev: &Event) {
         use std::hash::Hasher;
         let mut h = FxHasher::default();
-        for f in ev.fields() {
-            h.write(f.name.as_bytes());
+        for (name, _) in ev.field_bytes() {
+            h.write(name);
             h.write_u8(0);
         }
         let key = h.finish();
         if let Some((names, ids)) = self.shapes.get(&key) {
             let mut at = 0usize;
             let same = ids.len() == ev.len()
-                && ev.fields().all(|f| {
-                    let n = f.name.as_bytes();
+                && ev.field_bytes().all(|(n, _)| {
                     let ok = names.as_bytes().get(at..at + n.len()) == Some(n) && names.as_bytes().get(at + n.len()) == Some(&0);
                     at += n.len() + 1;
                     ok
