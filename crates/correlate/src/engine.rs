@@ -36,6 +36,8 @@ pub struct CorrelationFinding {
     pub evidence_total: u64,
     /// Entities of the contributing events (`kind=value`), at most [`MAX_ENTITIES`].
     pub entities: Vec<String>,
+    /// `id` as the number it was written from: a chained correlation's evidence.
+    pub(crate) id_hash: u128,
 }
 
 /// At most this many distinct entities are kept per group.
@@ -63,7 +65,7 @@ struct Entry {
     ts: i64,
     value: Arc<str>,
     /// The finding id of the matched event.
-    evidence: Box<str>,
+    evidence: u128,
 }
 
 /// Runs every correlation over a time-ordered input stream.
@@ -138,7 +140,7 @@ impl Correlator {
                     };
                     let value = outer.field.as_deref().and_then(|fname| fields.get(fname).map(|v| v.to_string())).unwrap_or_default();
                     let entities = f.entities.join("\u{1f}");
-                    queue.push(Input { ts: f.last_ts, corr: ci as u32, pos: pos as u32, group, value, evidence: f.id.clone(), entities });
+                    queue.push(Input { ts: f.last_ts, corr: ci as u32, pos: pos as u32, group, value, evidence: f.id_hash, entities });
                 }
             }
             None => self.findings.push(f),
@@ -207,7 +209,7 @@ impl Correlator {
             _ if value.is_empty() => empty(),
             _ => Arc::from(value),
         };
-        st.window.push_back(Entry { ts, value: value.clone(), evidence: evidence.into_boxed_str() });
+        st.window.push_back(Entry { ts, value: value.clone(), evidence });
         if c.condition.grows() {
             // Sliding window: drop what fell out of it.
             while st.window.front().is_some_and(|old| ts - old.ts > span) {
@@ -368,18 +370,21 @@ fn finding(c: &Correlation, ci: usize, group: &str, st: &GroupState, value: f64)
     h.update(group.as_bytes());
     h.update(&first_ts.to_le_bytes());
     h.update(&last_ts.to_le_bytes());
+    // Hashed as the hex ids they are written as, so finding ids stay as they were.
     for w in &st.window {
-        h.update(w.evidence.as_bytes());
+        h.update(&portcullis_event::hex_id_bytes(w.evidence));
     }
+    let id_hash = h.digest128();
     let values: Vec<&str> = group.split('\u{1f}').collect();
     CorrelationFinding {
-        id: portcullis_event::hex_id(h.digest128()),
+        id: portcullis_event::hex_id(id_hash),
+        id_hash,
         correlation: ci,
         group: c.group_by.iter().cloned().zip(values.into_iter().map(str::to_string)).collect(),
         first_ts,
         last_ts,
         value,
-        evidence: st.window.iter().take(MAX_EVIDENCE).map(|w| w.evidence.to_string()).collect(),
+        evidence: st.window.iter().take(MAX_EVIDENCE).map(|w| portcullis_event::hex_id(w.evidence)).collect(),
         evidence_total: st.window.len() as u64,
         entities: st.entities.iter().map(|e| e.to_string()).collect(),
     }
@@ -405,7 +410,7 @@ pub fn inputs_for<V: AsRef<str>>(
     set: &CorrelationSet,
     rule: usize,
     ts: i64,
-    evidence: &str,
+    evidence: u128,
     entities: &str,
     get: impl FnMut(&str) -> Option<V>,
 ) -> Vec<Input> {
@@ -423,7 +428,7 @@ pub fn push_inputs_for<V: AsRef<str>>(
     set: &CorrelationSet,
     rule: usize,
     ts: i64,
-    evidence: &str,
+    evidence: u128,
     mut get: impl FnMut(&str) -> Option<V>,
     out: &mut Vec<Input>,
 ) {
@@ -439,6 +444,6 @@ pub fn push_inputs_for<V: AsRef<str>>(
             },
             None => String::new(),
         };
-        out.push(Input { ts, corr: ci as u32, pos: pos as u32, group, value, evidence: evidence.to_string(), entities: String::new() });
+        out.push(Input { ts, corr: ci as u32, pos: pos as u32, group, value, evidence, entities: String::new() });
     }
 }

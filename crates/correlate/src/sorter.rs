@@ -20,29 +20,31 @@ pub struct Input {
     pub group: String,
     /// The value of the correlation's `field` (empty if it has none).
     pub value: String,
-    /// The finding id of the matched event (for evidence).
-    pub evidence: String,
+    /// The finding id of the matched event (for evidence), as the number its 32 hex
+    /// digits write ([`portcullis_event::hex_id`]).
+    pub evidence: u128,
     /// The matched event's entities (`kind=value`, joined by U+001F), passed on to findings.
     pub entities: String,
 }
 
 impl Input {
     fn cost(&self) -> usize {
-        48 + self.group.len() + self.value.len() + self.evidence.len() + self.entities.len()
+        64 + self.group.len() + self.value.len() + self.entities.len()
     }
 
     /// The order inputs are correlated in: time, then correlation, source, group and evidence.
     /// Inputs with equal keys are the same match (one event's, for one source of one
     /// correlation), so an unstable sort loses no order.
-    pub fn key(&self) -> (i64, u32, u32, &str, &str) {
-        (self.ts, self.corr, self.pos, &self.group, &self.evidence)
+    pub fn key(&self) -> (i64, u32, u32, &str, u128) {
+        (self.ts, self.corr, self.pos, &self.group, self.evidence)
     }
 
     fn write(&self, w: &mut impl Write) -> io::Result<()> {
         w.write_all(&self.ts.to_le_bytes())?;
         w.write_all(&self.corr.to_le_bytes())?;
         w.write_all(&self.pos.to_le_bytes())?;
-        for s in [&self.group, &self.value, &self.evidence, &self.entities] {
+        w.write_all(&self.evidence.to_le_bytes())?;
+        for s in [&self.group, &self.value, &self.entities] {
             w.write_all(&(s.len() as u32).to_le_bytes())?;
             w.write_all(s.as_bytes())?;
         }
@@ -61,14 +63,17 @@ impl Input {
         let corr = u32::from_le_bytes(b4);
         r.read_exact(&mut b4)?;
         let pos = u32::from_le_bytes(b4);
-        let mut strings = [String::new(), String::new(), String::new(), String::new()];
+        let mut b16 = [0u8; 16];
+        r.read_exact(&mut b16)?;
+        let evidence = u128::from_le_bytes(b16);
+        let mut strings = [String::new(), String::new(), String::new()];
         for s in &mut strings {
             r.read_exact(&mut b4)?;
             let mut buf = vec![0u8; u32::from_le_bytes(b4) as usize];
             r.read_exact(&mut buf)?;
             *s = String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
-        let [group, value, evidence, entities] = strings;
+        let [group, value, entities] = strings;
         Ok(Some(Input { ts: i64::from_le_bytes(b8), corr, pos, group, value, evidence, entities }))
     }
 }
@@ -191,7 +196,9 @@ mod tests {
     use super::*;
 
     fn input(ts: i64, g: &str) -> Input {
-        Input { ts, corr: 0, pos: 0, group: g.into(), value: String::new(), evidence: format!("e{ts}"), entities: "host=h".into() }
+        // Evidence with high and low bits set, so a spill that cut or swapped them shows.
+        let evidence = (ts as u128) << 96 | 0xfeed_0000_0000_0000_0000_0001 | ts as u128;
+        Input { ts, corr: 0, pos: 0, group: g.into(), value: format!("v{ts}"), evidence, entities: "host=h".into() }
     }
 
     #[test]
@@ -208,8 +215,10 @@ mod tests {
             s.push(input(ts, "g")).unwrap();
         }
         assert!(a.spilled > 0);
-        let merged: Vec<i64> = Sorter::merge(vec![a, b]).unwrap().map(|r| r.unwrap().ts).collect();
+        let merged: Vec<Input> = Sorter::merge(vec![a, b]).unwrap().map(|r| r.unwrap()).collect();
         all.sort();
-        assert_eq!(merged, all);
+        assert_eq!(merged.iter().map(|i| i.ts).collect::<Vec<_>>(), all);
+        // Every field comes back from the spill files as it went in.
+        assert!(merged.iter().all(|i| *i == input(i.ts, "g")));
     }
 }

@@ -56,7 +56,7 @@ impl Harness {
     fn run(&self) -> Vec<CorrelationFinding> {
         let mut sorters = vec![Sorter::new(1 << 16), Sorter::new(1 << 16)];
         for (i, (ts, r, fields)) in self.events.iter().enumerate().rev() {
-            for inp in inputs_for(&self.set, *r, *ts, &format!("ev{i}"), "", |f| fields.get(f).cloned()) {
+            for inp in inputs_for(&self.set, *r, *ts, i as u128, "", |f| fields.get(f).cloned()) {
                 sorters[i % 2].push(inp).unwrap();
             }
         }
@@ -78,7 +78,7 @@ impl Harness {
         let n = shares_for(&self.set, threads);
         let mut shares: Vec<Vec<Sorter>> = (0..n).map(|_| vec![Sorter::new(1 << 16), Sorter::new(1 << 16)]).collect();
         for (i, (ts, r, fields)) in self.events.iter().enumerate().rev() {
-            for inp in inputs_for(&self.set, *r, *ts, &format!("ev{i}"), "", |f| fields.get(f).cloned()) {
+            for inp in inputs_for(&self.set, *r, *ts, i as u128, "", |f| fields.get(f).cloned()) {
                 shares[share_of(&inp, n)][i % 2].push(inp).unwrap();
             }
         }
@@ -270,7 +270,7 @@ fn state_is_dropped_after_its_window() {
     // 200,000 events over ~23 days from 50 rotating sources: live groups stay small.
     for i in 0..200_000i64 {
         let ip = format!("10.0.{}.{}", (i / 1000) % 50, i % 7);
-        for inp in inputs_for(&h.set, 0, i * 10 * S, "e", "", |f| match f {
+        for inp in inputs_for(&h.set, 0, i * 10 * S, 0xe, "", |f| match f {
             "IpAddress" => Some(ip.clone()),
             "TargetUserName" => Some(format!("u{}", i % 13)),
             _ => None,
@@ -297,7 +297,7 @@ fn findings_do_not_depend_on_the_other_groups_in_the_stream() {
         let user = format!("u{}", (seed >> 40) % 40);
         let ts = i * S / 2 + ((seed >> 20) % 1000) as i64;
         let entities = format!("host=h{}\u{1f}account={user}", (seed >> 30) % 9);
-        inputs.extend(inputs_for(&h.set, 0, ts, &format!("ev{i}"), &entities, |f| (f == "User").then(|| user.clone())));
+        inputs.extend(inputs_for(&h.set, 0, ts, i as u128, &entities, |f| (f == "User").then(|| user.clone())));
     }
     let run = |threads: usize| {
         let n = shares_for(&h.set, threads);

@@ -353,13 +353,27 @@ impl fmt::Display for Event {
 /// (finding, correlation and message ids): what `format!("{:032x}")` gives, without the
 /// formatting machinery on the hot path (an id is made for every match).
 pub fn hex_id(h: u128) -> String {
+    hex_id_bytes(h).iter().map(|&b| b as char).collect()
+}
+
+/// [`hex_id`]'s digits, without allocating (for hashing ids or writing them out).
+pub fn hex_id_bytes(h: u128) -> [u8; 32] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
     for (i, b) in h.to_be_bytes().iter().enumerate() {
         out[2 * i] = DIGITS[(b >> 4) as usize];
         out[2 * i + 1] = DIGITS[(b & 15) as usize];
     }
-    out.iter().map(|&b| b as char).collect()
+    out
+}
+
+/// The hash a [`hex_id`] was written from: `Some` only for exactly 32 lower-case hex
+/// digits, so that writing it out again gives the same text.
+pub fn parse_hex_id(s: &str) -> Option<u128> {
+    if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    u128::from_str_radix(s, 16).ok()
 }
 
 /// Makes an attacker-controlled string safe to print on a terminal or in a table:
@@ -490,6 +504,19 @@ mod tests {
     fn hex_id_is_the_formatted_hash() {
         for h in [0u128, 1, 0xdead_beef, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210] {
             assert_eq!(super::hex_id(h), format!("{h:032x}"));
+            assert_eq!(super::parse_hex_id(&super::hex_id(h)), Some(h));
+            // Sorting ids as text sorts them as numbers (correlation inputs rely on it).
+            assert_eq!(super::hex_id(h).cmp(&super::hex_id(h / 3)), h.cmp(&(h / 3)));
+        }
+        for bad in [
+            "",
+            "0",
+            "e53ae24f35d6af2beea2236946d254b",
+            "E53AE24F35D6AF2BEEA2236946D254B0",
+            "+53ae24f35d6af2beea2236946d254b0",
+            "e53ae24f35d6af2beea2236946d254b0 ",
+        ] {
+            assert_eq!(super::parse_hex_id(bad), None, "{bad:?}");
         }
     }
 

@@ -512,15 +512,21 @@ pub fn detect(
     scratch.scanner.scan(ev, scratch.matches);
     let first_input = inputs.len();
     for &rule in scratch.matches.iter() {
-        let id = finding_id(&engine.rules[rule].key(), ev);
+        let id = finding_hash(&engine.rules[rule].key(), ev);
         if !correlations.is_empty() {
             match ev.timestamp {
-                Some(ts) => portcullis_correlate::push_inputs_for(correlations, rule, ts.0, &id, |f| ev.get(f), inputs),
+                Some(ts) => portcullis_correlate::push_inputs_for(correlations, rule, ts.0, id, |f| ev.get(f), inputs),
                 None => untimed += 1,
             }
         }
         if !hidden[rule] {
-            detections.push(Detection { id, rule, matcher: Matcher::Rule, path: event_path(path, ev), event: ev.clone() });
+            detections.push(Detection {
+                id: portcullis_event::hex_id(id),
+                rule,
+                matcher: Matcher::Rule,
+                path: event_path(path, ev),
+                event: ev.clone(),
+            });
         }
     }
     // The event's entities as correlations carry them: worked out once, copied into all
@@ -571,18 +577,23 @@ fn encoded_entities(ev: &Event) -> String {
 /// The stable id of the finding "rule `rule_key` matched `ev`": a hash of the rule key,
 /// the event's record number and time, and every field name and value.
 pub fn finding_id(rule_key: &str, ev: &Event) -> String {
+    portcullis_event::hex_id(finding_hash(rule_key, ev))
+}
+
+/// [`finding_id`] as the number its hex digits write (correlation inputs carry it so).
+pub fn finding_hash(rule_key: &str, ev: &Event) -> u128 {
     use std::cell::RefCell;
     // xxh3 of the parts laid end to end is xxh3 streamed over them, so an event of usual
     // size is copied into one buffer and hashed in one call, not through many small updates.
     const ONE_CALL_MAX: usize = 64 * 1024;
     let size = rule_key.len() + 17 + ev.text_len() + 2 * ev.len();
     if size > ONE_CALL_MAX {
-        return portcullis_event::hex_id(finding_hash_streamed(rule_key, ev));
+        return finding_hash_streamed(rule_key, ev);
     }
     thread_local! {
         static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    let h = BUF.with(|buf| {
+    BUF.with(|buf| {
         let mut b = buf.borrow_mut();
         b.clear();
         b.extend_from_slice(rule_key.as_bytes());
@@ -597,8 +608,7 @@ pub fn finding_id(rule_key: &str, ev: &Event) -> String {
             b.push(1);
         }
         xxhash_rust::xxh3::xxh3_128(&b)
-    });
-    portcullis_event::hex_id(h)
+    })
 }
 
 fn finding_hash_streamed(rule_key: &str, ev: &Event) -> u128 {

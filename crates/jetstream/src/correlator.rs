@@ -120,7 +120,7 @@ struct Mirror {
     inputs: Vec<InputMsg>,
 }
 
-type Key = (i64, u32, u32, String, String);
+type Key = (i64, u32, u32, String, u128);
 
 struct Partition {
     set: std::sync::Arc<CorrelationSet>,
@@ -152,10 +152,12 @@ impl Partition {
         if m.pos as usize >= c.sources.len() {
             return None;
         }
-        Some((m.ts, ci as u32, m.pos, m.group.clone(), m.evidence.clone()))
+        // The evidence is a finding id (32 hex digits), as workers write it.
+        Some((m.ts, ci as u32, m.pos, m.group.clone(), portcullis_event::parse_hex_id(&m.evidence)?))
     }
 
-    /// Buffers an input; false if it names a correlation this partition does not have.
+    /// Buffers an input; false if it names a correlation (or position) this partition does
+    /// not have, or its evidence is not a finding id.
     fn add(&mut self, m: InputMsg) -> bool {
         let Some(k) = self.key(&m) else { return false };
         self.max_ts = self.max_ts.max(m.ts);
@@ -171,11 +173,11 @@ impl Partition {
                 break;
             }
             let (k, m) = entry.remove_entry();
-            self.push(k.1, m, out);
+            self.push(k.1, k.4, m, out);
         }
     }
 
-    fn push(&mut self, ci: u32, m: InputMsg, out: &mut Vec<(portcullis_correlate::CorrelationFinding, Option<i64>)>) {
+    fn push(&mut self, ci: u32, evidence: u128, m: InputMsg, out: &mut Vec<(portcullis_correlate::CorrelationFinding, Option<i64>)>) {
         let c = &self.set.correlations[ci as usize];
         let span = c.timespan_micros;
         let grows = c.condition.grows();
@@ -192,15 +194,7 @@ impl Partition {
         }
         self.released_now = self.released_now.max(m.ts);
         let published = m.event_published_us;
-        self.correlator.push(Input {
-            ts: m.ts,
-            corr: ci,
-            pos: m.pos,
-            group: m.group,
-            value: m.value,
-            evidence: m.evidence,
-            entities: m.entities,
-        });
+        self.correlator.push(Input { ts: m.ts, corr: ci, pos: m.pos, group: m.group, value: m.value, evidence, entities: m.entities });
         for f in self.correlator.findings.drain(..) {
             let fc = &self.set.correlations[f.correlation];
             if fc.condition.grows() {
@@ -231,7 +225,7 @@ impl Partition {
         for m in cp.retained {
             if let Some(k) = self.key(&m) {
                 replayed += 1;
-                self.push(k.1, m, &mut discard);
+                self.push(k.1, k.4, m, &mut discard);
             }
         }
         for m in cp.pending {
@@ -347,7 +341,9 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
                 }
                 taken.insert(sseq);
                 let parsed = serde_json::from_slice::<InputMsg>(&msg.payload).map_err(|e| e.to_string());
-                match parsed.and_then(|m| if part.add(m) { Ok(()) } else { Err("unknown correlation or position".into()) }) {
+                match parsed.and_then(|m| {
+                    if part.add(m) { Ok(()) } else { Err("unknown correlation or position, or evidence that is not a finding id".into()) }
+                }) {
                     Ok(()) => {
                         report.inputs += 1;
                         to_ack.push(msg);
@@ -364,7 +360,7 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
             part.release(Some(part.max_ts.saturating_sub(lateness)), &mut found);
             while part.pending.len() > s.max_pending {
                 if let Some((k, m)) = part.pending.pop_first() {
-                    part.push(k.1, m, &mut found);
+                    part.push(k.1, k.4, m, &mut found);
                 }
             }
         }
@@ -475,6 +471,10 @@ fn bucket_missing(e: &jetstream::context::KeyValueError) -> bool {
 mod tests {
     use super::*;
 
+    fn evidence_of(m: &InputMsg) -> u128 {
+        portcullis_event::parse_hex_id(&m.evidence).expect("the test's evidence is a finding id")
+    }
+
     fn inputs(key: &str) -> Vec<InputMsg> {
         // Five groups, bursts and gaps, several firings per group.
         let mut out = Vec::new();
@@ -516,14 +516,14 @@ mod tests {
         let mut whole = Partition::new(set.clone());
         let mut expected = Vec::new();
         for m in all.clone() {
-            whole.push(ci as u32, m, &mut expected);
+            whole.push(ci as u32, evidence_of(&m), m, &mut expected);
         }
         assert!(expected.len() > 10, "the inputs should fire often: {}", expected.len());
         for cut in [1, 500, 1234, 2999] {
             let mut first = Partition::new(set.clone());
             let mut got = Vec::new();
             for m in all[..cut].iter().cloned() {
-                first.push(ci as u32, m, &mut got);
+                first.push(ci as u32, evidence_of(&m), m, &mut got);
             }
             // Some inputs not yet released at the cut: they travel as pending.
             for m in all[cut..(cut + 3).min(all.len())].iter().cloned() {
@@ -537,7 +537,7 @@ mod tests {
             assert_eq!(restored as usize, (cut + 3).min(all.len()) - cut);
             second.release(None, &mut got);
             for m in all[(cut + 3).min(all.len())..].iter().cloned() {
-                second.push(ci as u32, m, &mut got);
+                second.push(ci as u32, evidence_of(&m), m, &mut got);
             }
             assert_eq!(ids(&got), ids(&expected), "cut at {cut}");
             // The checkpoint holds only what live windows need, not the history.
@@ -584,7 +584,7 @@ mod tests {
         let mut sorted = Partition::new(set.clone());
         let mut expected = Vec::new();
         for m in all.clone() {
-            sorted.push(ci as u32, m, &mut expected);
+            sorted.push(ci as u32, evidence_of(&m), m, &mut expected);
         }
         // The same inputs arriving shuffled (as from many workers) and released at the end.
         let mut shuffled = all.clone();
@@ -604,6 +604,10 @@ mod tests {
         assert!(!p.add(bad));
         let mut bad = all[0].clone();
         bad.pos = 9;
+        assert!(!p.add(bad));
+        // So is one whose evidence is not a finding id.
+        let mut bad = all[0].clone();
+        bad.evidence = "not a finding id".into();
         assert!(!p.add(bad));
     }
 }

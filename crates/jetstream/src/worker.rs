@@ -172,14 +172,15 @@ async fn consume(
             for i in inputs {
                 let Some(key) = keys.get(i.corr as usize) else { continue };
                 let partition = if chained { 0 } else { crate::partition(key, &i.group, s.partitions) };
-                let id = crate::stable_id(&[key.as_bytes(), &i.pos.to_le_bytes(), i.group.as_bytes(), i.evidence.as_bytes()]);
+                let evidence = portcullis_event::hex_id(i.evidence);
+                let id = crate::stable_id(&[key.as_bytes(), &i.pos.to_le_bytes(), i.group.as_bytes(), evidence.as_bytes()]);
                 let body = InputMsg {
                     ts: i.ts,
                     correlation: key.clone(),
                     pos: i.pos,
                     group: i.group,
                     value: i.value,
-                    evidence: i.evidence,
+                    evidence,
                     entities: i.entities,
                     event_published_us: published,
                 };

@@ -139,14 +139,25 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
     let mut released_until: i64 = case.live_state(RELEASED_KEY)?.and_then(|v| v.parse().ok()).unwrap_or(i64::MIN);
     let mut correlator = Correlator::new(correlations.clone());
     let mut pending: Vec<Input> = Vec::new();
-    let mut seen: HashMap<(u32, u32, String, String), i64> = HashMap::new();
+    let mut seen: HashMap<(u32, u32, String, u128), i64> = HashMap::new();
     let mut replay: Vec<Input> = Vec::new();
+    let mut unreadable_inputs = 0usize;
     for i in case.live_inputs()? {
         let Some(&corr) = by_key.get(&i.correlation) else { continue };
-        let input =
-            Input { ts: i.ts, corr: corr as u32, pos: i.pos, group: i.group, value: i.value, evidence: i.evidence, entities: i.entities };
-        seen.insert((input.corr, input.pos, input.group.clone(), input.evidence.clone()), input.ts);
+        // Written by `watch` as a finding id: anything else is a damaged case file.
+        let Some(evidence) = portcullis_event::parse_hex_id(&i.evidence) else {
+            unreadable_inputs += 1;
+            continue;
+        };
+        let input = Input { ts: i.ts, corr: corr as u32, pos: i.pos, group: i.group, value: i.value, evidence, entities: i.entities };
+        seen.insert((input.corr, input.pos, input.group.clone(), input.evidence), input.ts);
         if input.ts <= released_until { replay.push(input) } else { pending.push(input) }
+    }
+    if unreadable_inputs > 0 {
+        observer.note(&format!(
+            "{}: {unreadable_inputs} kept correlation inputs have an evidence id that is not 32 hex digits and were left out of the rebuilt correlation state",
+            s.case.display()
+        ));
     }
     replay.sort_by(|a, b| a.key().cmp(&b.key()));
     for input in replay {
@@ -208,12 +219,12 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
         // Correlation: new inputs wait (in event time) for slower files, then go in order.
         let mut kept: Vec<LiveInput> = Vec::new();
         for i in inputs {
-            if seen.insert((i.corr, i.pos, i.group.clone(), i.evidence.clone()), i.ts).is_none() {
+            if seen.insert((i.corr, i.pos, i.group.clone(), i.evidence), i.ts).is_none() {
                 kept.push(LiveInput {
                     correlation: correlations.correlations[i.corr as usize].key(),
                     pos: i.pos,
                     group: i.group.clone(),
-                    evidence: i.evidence.clone(),
+                    evidence: portcullis_event::hex_id(i.evidence),
                     ts: i.ts,
                     value: i.value.clone(),
                     entities: i.entities.clone(),
