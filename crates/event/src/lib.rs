@@ -223,7 +223,10 @@ impl Event {
 
     /// The first value of a field, by name compared ASCII case-insensitively.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value)
+        // Names compared as bytes: only the value found is sliced as text.
+        let text = self.text.as_bytes();
+        let slot = self.fields.iter().find(|s| text[s.name.start as usize..s.name.end as usize].eq_ignore_ascii_case(name.as_bytes()))?;
+        Some(&self.text[slot.value.start as usize..slot.value.end as usize])
     }
 
     /// All values of a field (multi-valued fields such as unnamed EVTX `Data` repeat their name).
@@ -531,6 +534,9 @@ mod tests {
         assert_eq!(e.len(), 3);
         assert_eq!(e.get("commandline"), Some("cmd.exe /c whoami"));
         assert_eq!(e.get("Provider_Name"), Some("Microsoft-Windows-Security-Auditing"));
+        assert_eq!(e.get("CommandLin"), None, "a prefix is not the name");
+        e.push_str("COMMANDLINE", "second");
+        assert_eq!(e.get("CommandLine"), Some("cmd.exe /c whoami"), "the first of repeated names");
         let j = e.to_json();
         assert_eq!(j["EventID"], serde_json::json!(4688));
         e.clear(SourceKind::W3c);
