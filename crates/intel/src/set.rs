@@ -192,7 +192,8 @@ impl IocSet {
         }
         let b = value.as_bytes();
         // Every indicator kind but a hash needs a `.`, `:` or `@`; most fields have none.
-        if b.len() < 32 && memchr::memchr3(b'.', b':', b'@', b).is_none() {
+        // A plain loop: most values are a few bytes, shorter than memchr's set-up costs.
+        if b.len() < 32 && !b.iter().any(|&c| CLASS[c as usize] & PUNCT != 0) {
             return;
         }
         // Log values repeat (server addresses, paths, user agents): a value already seen to
