@@ -136,8 +136,10 @@ fn lookup(name: &str) -> Option<(Role, usize)> {
 /// that differs from the one in the same position.
 pub(crate) fn for_each_role<'a>(ev: &'a Event, mut f: impl FnMut(crate::Field<'a>, Option<(Role, usize)>)) {
     use std::cell::RefCell;
-    /// Past this many fields, names are looked up afresh (the memory stays small).
+    /// Past this many fields, or for a longer name, names are looked up afresh (a hostile
+    /// record's names cannot make the remembered ones large).
     const REMEMBERED: usize = 256;
+    const REMEMBERED_NAME: usize = 128;
     thread_local! {
         static LAST: RefCell<Vec<(String, Option<(Role, usize)>)>> = const { RefCell::new(Vec::new()) };
     }
@@ -150,6 +152,7 @@ pub(crate) fn for_each_role<'a>(ev: &'a Event, mut f: impl FnMut(crate::Field<'a
         for (i, field) in ev.fields().enumerate() {
             let role = match last.get_mut(i) {
                 Some((name, role)) if name == field.name => *role,
+                _ if field.name.len() > REMEMBERED_NAME => lookup(field.name),
                 Some((name, role)) => {
                     name.clear();
                     name.push_str(field.name);
@@ -248,6 +251,16 @@ mod tests {
                 let want: Vec<_> = ev.fields().map(|f| (f.name.to_string(), lookup(f.name))).collect();
                 assert_eq!(got, want);
             }
+        }
+        // A name too long to remember, in a position that was remembered before.
+        let long = "c".repeat(200);
+        let mut ev = Event::default();
+        ev.push_str(&long, "v");
+        ev.push_str("c-ip", "v");
+        for _ in 0..2 {
+            let mut got = Vec::new();
+            for_each_role(&ev, |f, role| got.push((f.name.to_string(), role)));
+            assert_eq!(got, vec![(long.clone(), None), ("c-ip".to_string(), Some((Role::SourceAddress, lookup("c-ip").unwrap().1)))]);
         }
     }
 
