@@ -196,6 +196,11 @@ impl IocSet {
         if b.len() < 32 && !b.iter().any(|&c| CLASS[c as usize] & PUNCT != 0) {
             return;
         }
+        // A time of day or a date and time (every line of a web or Exchange log has one,
+        // mostly all different, so the no-match cache below cannot help): no indicator.
+        if is_timestamp(b) {
+            return;
+        }
         // Log values repeat (server addresses, paths, user agents): a value already seen to
         // hold no indicator is not cut up again. Per thread, direct-mapped, bounded. Keyed by
         // the hash alone, so the hash is seeded: a value carrying an indicator cannot be made
@@ -425,6 +430,41 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// `hh:mm[:ss[.f…]]`, optionally after `yyyy-mm-dd` and `T` or a space, optionally
+/// followed by `Z` or a `±hh[:]mm` offset: the exact shapes, so no IPv4 or IPv6 address,
+/// domain, URL, address or hash is ever taken for one.
+fn is_timestamp(b: &[u8]) -> bool {
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    let two_two = |s: &[u8], sep: u8| s.len() == 5 && digits(&s[..2]) && s[2] == sep && digits(&s[3..]);
+    let mut rest = b;
+    if rest.len() > 11 && digits(&rest[..4]) && rest[4] == b'-' && two_two(&rest[5..10], b'-') && matches!(rest[10], b'T' | b' ') {
+        rest = &rest[11..];
+    }
+    // The zone: `Z`, or `+hh:mm`, `-hh:mm`, `+hhmm`, `-hhmm`.
+    if let Some(r) = rest.strip_suffix(b"Z") {
+        rest = r;
+    } else if rest.len() > 6 && matches!(rest[rest.len() - 6], b'+' | b'-') && two_two(&rest[rest.len() - 5..], b':') {
+        rest = &rest[..rest.len() - 6];
+    } else if rest.len() > 5 && matches!(rest[rest.len() - 5], b'+' | b'-') && digits(&rest[rest.len() - 4..]) {
+        rest = &rest[..rest.len() - 5];
+    }
+    // hh:mm, then :ss, then .fraction.
+    if rest.len() < 5 || !two_two(&rest[..5], b':') {
+        return false;
+    }
+    let mut rest = &rest[5..];
+    if let Some(r) = rest.strip_prefix(b":") {
+        if r.len() < 2 || !digits(&r[..2]) {
+            return false;
+        }
+        rest = &r[2..];
+        if let Some(f) = rest.strip_prefix(b".") {
+            return digits(f);
+        }
+    }
+    rest.is_empty()
+}
+
 fn lowered<'a>(s: &'a str, buf: &'a mut [u8; 256]) -> &'a str {
     if s.len() > buf.len() || !s.bytes().any(|c| c.is_ascii_uppercase()) {
         return s;
@@ -471,6 +511,42 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn timestamps_are_told_from_anything_an_indicator_can_be() {
+        for t in [
+            "12:34",
+            "12:34:56",
+            "12:34:56.789",
+            "2021-12-01T10:11:12.123Z",
+            "2021-12-01 10:11:12",
+            "2021-12-01T10:11:12+01:00",
+            "2021-12-01T10:11:12.5-0500",
+            "2021-12-01T10:11Z",
+        ] {
+            assert!(is_timestamp(t.as_bytes()), "{t}");
+        }
+        for v in [
+            "1.2.3.4",
+            "10.0.0.1:443",
+            "::1",
+            "1:2:3:4:5:6:7:8",
+            "fe80::12:34",
+            "12:34:56:78",
+            "12:34:5",
+            "12:34:56.",
+            "12:34:56.7x",
+            "2021-12-01T10:11:12Zevil.com",
+            "2021-12-01T10:11:12 evil.com",
+            "evil.com 12:34:56",
+            "12:34:56.evil.com",
+            "2021-12-01",
+            "a2:34:56",
+            "",
+        ] {
+            assert!(!is_timestamp(v.as_bytes()), "{v}");
+        }
+    }
     use crate::indicator::{Context, normalise};
 
     fn set(values: &[&str]) -> IocSet {
