@@ -78,6 +78,20 @@ struct FieldSlot {
     kind: ValueKind,
 }
 
+impl FieldSlot {
+    /// The name's place in the event's text.
+    #[inline]
+    fn name(&self) -> Range<usize> {
+        self.name.start as usize..self.name.end as usize
+    }
+
+    /// The value's place in the event's text.
+    #[inline]
+    fn value(&self) -> Range<usize> {
+        self.value.start as usize..self.value.end as usize
+    }
+}
+
 /// One field of an event, borrowed from it.
 #[derive(Clone, Copy, Debug)]
 pub struct Field<'a> {
@@ -191,29 +205,23 @@ impl Event {
 
     /// The i-th field in source order.
     pub fn field(&self, i: usize) -> Field<'_> {
-        let s = &self.fields[i];
-        Field {
-            name: &self.text[s.name.start as usize..s.name.end as usize],
-            value: &self.text[s.value.start as usize..s.value.end as usize],
-            kind: s.kind,
-        }
+        self.field_at(&self.fields[i])
     }
 
     pub fn fields(&self) -> impl Iterator<Item = Field<'_>> + '_ {
-        self.fields.iter().map(move |s| Field {
-            name: &self.text[s.name.start as usize..s.name.end as usize],
-            value: &self.text[s.value.start as usize..s.value.end as usize],
-            kind: s.kind,
-        })
+        self.fields.iter().map(move |s| self.field_at(s))
+    }
+
+    #[inline]
+    fn field_at(&self, s: &FieldSlot) -> Field<'_> {
+        Field { name: &self.text[s.name()], value: &self.text[s.value()], kind: s.kind }
     }
 
     /// Each field's name and value as bytes, in source order: for hashing an event, which
     /// needs no text (so no check that a slice falls between characters).
     pub fn field_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         let text = self.text.as_bytes();
-        self.fields
-            .iter()
-            .map(move |s| (&text[s.name.start as usize..s.name.end as usize], &text[s.value.start as usize..s.value.end as usize]))
+        self.fields.iter().map(move |s| (&text[s.name()], &text[s.value()]))
     }
 
     /// The bytes of every field name and value together.
@@ -225,8 +233,8 @@ impl Event {
     pub fn get(&self, name: &str) -> Option<&str> {
         // Names compared as bytes: only the value found is sliced as text.
         let text = self.text.as_bytes();
-        let slot = self.fields.iter().find(|s| text[s.name.start as usize..s.name.end as usize].eq_ignore_ascii_case(name.as_bytes()))?;
-        Some(&self.text[slot.value.start as usize..slot.value.end as usize])
+        let slot = self.fields.iter().find(|s| text[s.name()].eq_ignore_ascii_case(name.as_bytes()))?;
+        Some(&self.text[slot.value()])
     }
 
     /// All values of a field (multi-valued fields such as unnamed EVTX `Data` repeat their name).

@@ -618,10 +618,10 @@ fn finding_hash_streamed(rule_key: &str, ev: &Event) -> u128 {
     h.update(&[0]);
     h.update(&ev.record.to_le_bytes());
     h.update(&ev.timestamp.map(|t| t.0).unwrap_or(i64::MIN).to_le_bytes());
-    for f in ev.fields() {
-        h.update(f.name.as_bytes());
+    for (name, value) in ev.field_bytes() {
+        h.update(name);
         h.update(&[0]);
-        h.update(f.value.as_bytes());
+        h.update(value);
         h.update(&[1]);
     }
     h.digest128()
