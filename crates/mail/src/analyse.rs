@@ -91,7 +91,8 @@ pub struct Signal {
     pub analyser: Analyser,
     pub kind: SignalKind,
     pub score: u8,
-    pub what: String,
+    /// Shared: copies of one newsletter say the same thing (see [`crate::slim`]).
+    pub what: std::sync::Arc<str>,
 }
 
 /// A URL in a message worth following into the logs.
@@ -101,9 +102,10 @@ pub struct UrlRef {
     /// (the text itself is never read again).
     #[serde(skip)]
     pub url_hash: u128,
-    pub host: String,
+    /// Shared, as [`Signal::what`] is: every copy of a newsletter links the same hosts.
+    pub host: std::sync::Arc<str>,
     /// Host and path with tokens blanked, query keys sorted.
-    pub template: String,
+    pub template: std::sync::Arc<str>,
     /// Per-recipient tokens found in it.
     pub tokens: Vec<String>,
     /// An image that reports the opening (hidden, or on a tracking path); otherwise a link.
@@ -257,7 +259,7 @@ pub fn analyse(mut mail: Mail, location: Location, raw_hash: u64, ctx: &Context)
             analyser: Analyser::Evasion,
             kind: SignalKind::PaddedHeader,
             score: 2,
-            what: format!("header block padded past 1 MiB: {n} bytes of oversized header fields dropped to read the rest"),
+            what: format!("header block padded past 1 MiB: {n} bytes of oversized header fields dropped to read the rest").into(),
         });
     }
     a
@@ -293,7 +295,7 @@ fn bulk(mail: &Mail, a: &mut Analysed, ctx: &Context) {
             analyser: Analyser::Bulk,
             kind: SignalKind::MassMailer,
             score: 0,
-            what: format!("sent through a mass-mailing service ({relay})"),
+            what: format!("sent through a mass-mailing service ({relay})").into(),
         });
         a.bulk_relay = Some(relay);
     }
@@ -309,7 +311,12 @@ fn bulk(mail: &Mail, a: &mut Analysed, ctx: &Context) {
             infra.push(format!("a per-recipient bounce address (VERP) at {}", registrable(dom)));
         }
         if !infra.is_empty() {
-            a.signals.push(Signal { analyser: Analyser::Bulk, kind: SignalKind::BulkInfrastructure, score: 0, what: infra.join("; ") });
+            a.signals.push(Signal {
+                analyser: Analyser::Bulk,
+                kind: SignalKind::BulkInfrastructure,
+                score: 0,
+                what: infra.join("; ").into(),
+            });
         }
     }
     if a.list_mail {
@@ -326,7 +333,8 @@ fn bulk(mail: &Mail, a: &mut Analysed, ctx: &Context) {
                     what.push_str(h);
                 }
                 what
-            },
+            }
+            .into(),
         });
     }
 }
@@ -433,7 +441,7 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
                     analyser: Analyser::Beacon,
                     kind: SignalKind::Redirector,
                     score: 1,
-                    what: format!("link through a redirector: {} → {}", u.host, target.host),
+                    what: format!("link through a redirector: {} → {}", u.host, target.host).into(),
                 });
             }
             let found = url::tokens(&u, &a.recipients);
@@ -449,7 +457,7 @@ fn beacons(mail: &Mail, a: &mut Analysed, ctx: &Context) {
         let score = if a.read_receipt { 1 } else { beacon_score };
         let what = if a.read_receipt { format!("read-receipt pixel: {}", explained.join("; ")) } else { explained.join("; ") };
         let kind = if a.read_receipt { SignalKind::ReadReceipt } else { SignalKind::HiddenImage };
-        a.signals.push(Signal { analyser: Analyser::Beacon, kind, score, what });
+        a.signals.push(Signal { analyser: Analyser::Beacon, kind, score, what: what.into() });
     }
 }
 
@@ -458,7 +466,13 @@ fn push_url(a: &mut Analysed, raw: &str, u: url::Url, template: String, tokens: 
     if a.urls.len() >= URLS_PER_MESSAGE || a.urls.iter().any(|x| x.url_hash == url_hash) {
         return;
     }
-    a.urls.push(UrlRef { url_hash, host: u.host, template, tokens: tokens.into_iter().map(|t| t.value).collect(), beacon });
+    a.urls.push(UrlRef {
+        url_hash,
+        host: u.host.into(),
+        template: template.into(),
+        tokens: tokens.into_iter().map(|t| t.value).collect(),
+        beacon,
+    });
 }
 
 const PERSONA_WORDS: &[&str] =
@@ -563,7 +577,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             analyser: Analyser::Impersonation,
             kind: SignalKind::Punycode,
             score: 1,
-            what: format!("sender domain {domain_raw} is punycode for {domain}"),
+            what: format!("sender domain {domain_raw} is punycode for {domain}").into(),
         });
     }
     let legit_outlet = matches!(established, Some(Established::Own(_)));
@@ -575,7 +589,8 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             what: format!(
                 "From claims {}'s own domain {reg}, but the receiving gateway's authentication failed ({why})",
                 ctx.lists.identities[*i].name
-            ),
+            )
+            .into(),
         }),
         // Said only where it can matter: a message with a beacon or an impersonation.
         _ if a.score(Analyser::Beacon) == 0 && found.is_empty() && a.reply_to.is_empty() => {}
@@ -583,13 +598,13 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             analyser: Analyser::Sender,
             kind: SignalKind::Authenticated,
             score: 0,
-            what: format!("{reg} ({}) authenticated by the receiving gateway ({why})", e.why(&ctx.lists)),
+            what: format!("{reg} ({}) authenticated by the receiving gateway ({why})", e.why(&ctx.lists)).into(),
         }),
         (Some(e), _) => benign.push(Signal {
             analyser: Analyser::Sender,
             kind: SignalKind::Established,
             score: 0,
-            what: format!("{reg} is established: {}", e.why(&ctx.lists)),
+            what: format!("{reg} is established: {}", e.why(&ctx.lists)).into(),
         }),
         _ => {}
     }
@@ -633,7 +648,8 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
                         analyser: Analyser::Sender,
                         kind: SignalKind::Established,
                         score: 0,
-                        what: format!("{reg} resembles {} ({brand}: {}) but is established: {}", id.name, how.how(), e.why(&ctx.lists)),
+                        what: format!("{reg} resembles {} ({brand}: {}) but is established: {}", id.name, how.how(), e.why(&ctx.lists))
+                            .into(),
                     });
                 }
                 continue;
@@ -642,7 +658,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
                 analyser: Analyser::Impersonation,
                 kind: SignalKind::LookAlikeSender,
                 score: if id.user_supplied { 3 } else { how.score() },
-                what: format!("sender domain {reg} looks like {} ({brand}: {})", id.name, how.how()),
+                what: format!("sender domain {reg} looks like {} ({brand}: {})", id.name, how.how()).into(),
             });
             continue;
         }
@@ -658,13 +674,13 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
                 analyser: Analyser::Impersonation,
                 kind: SignalKind::DisplayName,
                 score,
-                what: format!("display name \"{display}\" claims {} but the address is on {on}", id.name),
+                what: format!("display name \"{display}\" claims {} but the address is on {on}", id.name).into(),
             });
         }
     }
     let mut seen_hosts: Vec<&str> = Vec::new();
     for u in &a.urls {
-        if seen_hosts.contains(&u.host.as_str()) {
+        if seen_hosts.contains(&&*u.host) {
             continue;
         }
         seen_hosts.push(&u.host);
@@ -681,7 +697,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
                     analyser: Analyser::Impersonation,
                     kind: SignalKind::LookAlikeLink,
                     score: 2,
-                    what: format!("links to {host_reg}, which looks like {}", id.name),
+                    what: format!("links to {host_reg}, which looks like {}", id.name).into(),
                 });
             }
             break;
@@ -694,7 +710,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             analyser: Analyser::Impersonation,
             kind: SignalKind::ReplyTo,
             score,
-            what: format!("replies go to {rt_dom}, not {reg}"),
+            what: format!("replies go to {rt_dom}, not {reg}").into(),
         });
     }
     let claims = found.iter().any(|s| strong_impersonation(s.kind));
@@ -706,7 +722,7 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             analyser: Analyser::Impersonation,
             kind: SignalKind::AuthFailure,
             score: 1,
-            what: format!("the receiving gateway's authentication of {reg} failed ({why})"),
+            what: format!("the receiving gateway's authentication of {reg} failed ({why})").into(),
         });
     }
     if established.is_none()
@@ -719,17 +735,20 @@ fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
             analyser: Analyser::Impersonation,
             kind: SignalKind::StyledAsOutlet,
             score: 1,
-            what: format!("{reg} is styled as a news outlet (\"{w}\") but is not a known one"),
+            what: format!("{reg} is styled as a news outlet (\"{w}\") but is not a known one").into(),
         });
     }
     if !legit_outlet && found.iter().all(|s| s.score < 3) {
+        // The name's words once, then each persona word looked up among them (the list's
+        // order decides which is named).
         let lower = display.to_lowercase();
-        if let Some(w) = PERSONA_WORDS.iter().find(|w| lower.split(|c: char| !c.is_alphanumeric()).any(|t| t == **w)) {
+        let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|t| (4..=13).contains(&t.len())).collect();
+        if let Some(w) = PERSONA_WORDS.iter().find(|w| words.contains(w)) {
             found.push(Signal {
                 analyser: Analyser::Impersonation,
                 kind: SignalKind::PersonaName,
                 score: 1,
-                what: format!("display name presents a journalist or outlet (\"{w}\") on {reg}, not a known outlet"),
+                what: format!("display name presents a journalist or outlet (\"{w}\") on {reg}, not a known outlet").into(),
             });
         }
     }
@@ -758,7 +777,7 @@ struct DisplayParts<'a> {
 impl<'a> DisplayParts<'a> {
     fn of(name: &'a str) -> DisplayParts<'a> {
         let mut parts = DisplayParts { words: Vec::new(), ends: Vec::new() };
-        for part in name.split([',', '(', ')', '|', '/', '-', '<', '>', '[', ']']) {
+        for part in name.split(part_separator) {
             parts.words.extend(part.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()));
             parts.ends.push(parts.words.len());
         }
@@ -769,6 +788,12 @@ impl<'a> DisplayParts<'a> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts.zip(self.ends.iter().copied()).map(|(a, b)| &self.words[a..b])
     }
+}
+
+/// Where a display name's parts end. A `match`, not a slice of separators (which is tested
+/// element by element): every character of every sender's name is tested.
+fn part_separator(c: char) -> bool {
+    matches!(c, ',' | '(' | ')' | '|' | '/' | '-' | '<' | '>' | '[' | ']')
 }
 
 /// Whether a display name (as a confusable skeleton) names `identity`: its words appear

@@ -220,7 +220,7 @@ impl<'m> Tally<'m> {
         }
         self.relays.extend(m.bulk_relay.as_deref());
         for u in &m.urls {
-            *self.templates.entry(u.template.as_str()).or_default() += n;
+            *self.templates.entry(&*u.template).or_default() += n;
             self.domains.insert(url::registrable(&u.host));
             if !u.beacon && u.tokens.is_empty() {
                 continue;
@@ -243,7 +243,7 @@ impl<'m> Tally<'m> {
         }
         *self.subjects.entry(m.subject.as_str()).or_default() += n;
         for s in &m.signals {
-            let e = self.signals.entry((s.analyser, s.what.as_str())).or_insert((s.kind, s.score, 0));
+            let e = self.signals.entry((s.analyser, &*s.what)).or_insert((s.kind, s.score, 0));
             e.2 += n;
         }
     }
@@ -340,8 +340,8 @@ pub fn campaign_keys(messages: &[Box<Analysed>], group: &[usize]) -> grade::Camp
         }
         for u in &m.urls {
             let hosts = if u.beacon { &mut k.beacon_hosts } else { &mut k.link_hosts };
-            if !hosts.contains(&u.host) {
-                hosts.push(u.host.clone());
+            if !hosts.iter().any(|h| **h == *u.host) {
+                hosts.push(u.host.to_string());
             }
             // A token is only a recipient's when the message had one recipient.
             if m.recipients.len() == 1 {

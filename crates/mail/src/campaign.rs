@@ -108,6 +108,9 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
     let mut pairs: HashSet<u64, TextHash> =
         HashSet::with_capacity_and_hasher(seen.iter().map(|m| m.recipients.as_slice().len()).sum(), Default::default());
     let mut added: Vec<(usize, Vec<Signal>)> = Vec::new();
+    // Texts that repeat from message to message are made once and shared.
+    let new_correspondent: std::sync::Arc<str> = "first mail from this sender to its recipients".into();
+    let mut recent_text: HashMap<&str, std::sync::Arc<str>, TextHash> = HashMap::default();
     for (_, i) in order {
         let m = &seen[i];
         let t = m.t;
@@ -129,7 +132,7 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
                     analyser: Analyser::Novelty,
                     kind: SignalKind::NewDomain,
                     score: 1,
-                    what: format!("first mail from {reg}"),
+                    what: format!("first mail from {reg}").into(),
                 });
                 domain_first.insert(reg, t);
             }
@@ -138,7 +141,10 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
                     analyser: Analyser::Novelty,
                     kind: SignalKind::RecentDomain,
                     score: 1,
-                    what: format!("{reg} first seen {} (under {NEW_DOMAIN_DAYS} days before)", Timestamp(first)),
+                    what: recent_text
+                        .entry(reg)
+                        .or_insert_with(|| format!("{reg} first seen {} (under {NEW_DOMAIN_DAYS} days before)", Timestamp(first)).into())
+                        .clone(),
                 });
             }
             _ => {}
@@ -151,7 +157,7 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
                 analyser: Analyser::Novelty,
                 kind: SignalKind::NewCorrespondent,
                 score: 1,
-                what: "first mail from this sender to its recipients".into(),
+                what: new_correspondent.clone(),
             });
         }
         if !signals.is_empty() {
@@ -164,6 +170,8 @@ pub fn novelty_signals(messages: &[Box<Analysed>], ctx: &Context) -> Vec<(usize,
 /// A targeting signal for each message to protected members, by message index.
 pub fn targeting_signals(messages: &[Box<Analysed>], members: &Members) -> Vec<(usize, Signal)> {
     use rayon::prelude::*;
+    // One text for every message to one member: shared, not a copy each.
+    let one: std::sync::Arc<str> = "sent to a protected member".into();
     messages
         .par_iter()
         .enumerate()
@@ -176,7 +184,7 @@ pub fn targeting_signals(messages: &[Box<Analysed>], members: &Members) -> Vec<(
             if names == 0 {
                 return None;
             }
-            let what = if names == 1 { "sent to a protected member".to_string() } else { format!("sent to {names} protected members") };
+            let what = if names == 1 { one.clone() } else { format!("sent to {names} protected members").into() };
             Some((i, Signal { analyser: Analyser::Targeting, kind: SignalKind::ProtectedMember, score: 1, what }))
         })
         .collect()
@@ -306,7 +314,8 @@ pub fn cluster_signal_set(messages: &[Box<Analysed>], group: &[usize]) -> Vec<Si
             score: 2,
             what: format!(
                 "one personal-looking message (no unsubscribe or list headers) sent to {n_rcpt} recipients, each with its own token"
-            ),
+            )
+            .into(),
         });
     }
     if senders.len() >= 3 && personal * 2 >= group.len() {
@@ -314,7 +323,7 @@ pub fn cluster_signal_set(messages: &[Box<Analysed>], group: &[usize]) -> Vec<Si
             analyser: Analyser::Bulk,
             kind: SignalKind::SharedInfrastructure,
             score: 1,
-            what: format!("{} sender accounts share one template and sending infrastructure", senders.len()),
+            what: format!("{} sender accounts share one template and sending infrastructure", senders.len()).into(),
         });
     }
     added

@@ -524,15 +524,45 @@ fn slim(mut a: Analysed) -> Analysed {
         // Not a campaign candidate: its signals count towards its severity by kind and
         // score, but their text is only ever read in a campaign's summary.
         for s in &mut a.signals {
-            s.what = String::new();
+            s.what = shared_text("");
         }
     } else {
         a.urls.shrink_to_fit();
+        for u in &mut a.urls {
+            u.host = shared_text(&u.host);
+            u.template = shared_text(&u.template);
+        }
+        for s in &mut a.signals {
+            s.what = shared_text(&s.what);
+        }
     }
     // Signals were pushed one at a time (room for four, then eight); most messages get at
     // most one more, from the corpus-wide analysis.
     a.signals.shrink_to_fit();
     a
+}
+
+/// Texts kept per thread for [`shared_text`]; past this many the memory starts afresh.
+const SHARED_TEXTS: usize = 4096;
+
+/// One copy of `text` for the messages this thread analyses: the copies of a newsletter, one
+/// per recipient, explain themselves in the same words, and a large corpus would otherwise
+/// hold each text once per copy.
+fn shared_text(text: &str) -> std::sync::Arc<str> {
+    thread_local! {
+        static TEXTS: std::cell::RefCell<std::collections::HashSet<std::sync::Arc<str>, TextHash>> = Default::default();
+    }
+    TEXTS.with_borrow_mut(|texts| {
+        if let Some(t) = texts.get(text) {
+            return t.clone();
+        }
+        if texts.len() >= SHARED_TEXTS {
+            texts.clear();
+        }
+        let t: std::sync::Arc<str> = text.into();
+        texts.insert(t.clone());
+        t
+    })
 }
 
 /// A hop that hands over mail from this many different sender domains is a relay in front

@@ -141,7 +141,8 @@ pub fn registrable(host: &str) -> &str {
             _ => {}
         }
     }
-    if n == 0 || (b.last().is_some_and(u8::is_ascii_digit) && b.iter().all(|c| c.is_ascii_digit() || *c == b'.')) {
+    // No top-level domain is all digits: that is an IPv4 address (or one inside an IPv6 one).
+    if n == 0 || b[dots[0] + 1..].iter().all(u8::is_ascii_digit) {
         return host;
     }
     let start = |k: usize| if k < n { dots[k] + 1 } else { 0 };
@@ -378,16 +379,26 @@ fn mixed(v: &str) -> bool {
 
 /// Shannon entropy in bits per character.
 pub fn entropy(s: &str) -> f64 {
+    // Counted in a small table; only the byte values met are visited afterwards (a value is
+    // tens of bytes, the table 256 entries).
     let mut counts = [0u32; 256];
+    let mut met = [0u8; 256];
+    let mut distinct = 0usize;
     for b in s.bytes() {
-        counts[b as usize] += 1;
+        let c = &mut counts[b as usize];
+        if *c == 0 {
+            met[distinct] = b;
+            distinct += 1;
+        }
+        *c += 1;
     }
+    // Summed in byte order, as a walk over the whole table would.
+    let met = &mut met[..distinct];
+    met.sort_unstable();
     let n = s.len() as f64;
-    counts
-        .iter()
-        .filter(|c| **c > 0)
-        .map(|&c| {
-            let p = c as f64 / n;
+    met.iter()
+        .map(|&b| {
+            let p = counts[b as usize] as f64 / n;
             -p * p.log2()
         })
         .sum()
@@ -486,6 +497,34 @@ mod tests {
         assert_eq!(main_label("mail.nropnews.com"), "nropnews");
         assert!(parse("mailto:a@b").is_none());
         assert!(parse("cid:logo").is_none());
+    }
+
+    #[test]
+    fn registrable_keeps_addresses_and_short_names_whole() {
+        for (host, reg) in [
+            ("news.bbc.co.uk.", "bbc.co.uk"),
+            ("a.b.c.example.com", "example.com"),
+            ("example.com", "example.com"),
+            ("localhost", "localhost"),
+            ("192.0.2.7", "192.0.2.7"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("::ffff:192.0.2.7", "::ffff:192.0.2.7"),
+            ("a.b:8080", "a.b:8080"),
+            // A `:` before the last three labels is not looked at.
+            ("x:y.a.b.example.org", "example.org"),
+            ("", ""),
+        ] {
+            assert_eq!(registrable(host), reg, "{host}");
+        }
+    }
+
+    #[test]
+    fn entropy_in_bits_per_character() {
+        assert_eq!(entropy("aaaa"), 0.0);
+        assert_eq!(entropy("abcd"), 2.0);
+        assert_eq!(entropy("aabb"), 1.0);
+        assert_eq!(entropy(""), 0.0);
+        assert!((entropy("8f3KzQ1xLm9") - 11f64.log2()).abs() < 1e-12);
     }
 
     #[test]

@@ -38,7 +38,7 @@ fn tiny_hidden_pixel_with_recipient_token() {
     assert!(b[0].starts_with("3:"), "pixel + token + unrelated host: {b:?}");
     assert!(b[0].contains("the recipient's address in base64"), "{b:?}");
     assert!(a.urls[0].beacon);
-    assert_eq!(a.urls[0].template, "px.tracker.example/o/{t}/i.gif");
+    assert_eq!(&*a.urls[0].template, "px.tracker.example/o/{t}/i.gif");
 }
 
 #[test]
