@@ -252,7 +252,7 @@ pub fn analyse(mut mail: Mail, location: Location, raw_hash: u64, ctx: &Context)
     beacons(&mail, &mut a, ctx);
     if !ctx.is_internal(a.from_domain()) {
         let auth = auth_verdict(&trusted_auth(&mail, &ctx.internal), registrable(a.from_domain()));
-        impersonation(&mut a, ctx, &auth);
+        impersonation_remembered(&mut a, ctx, &auth);
     }
     if let Some(n) = mail.header_dropped {
         a.signals.push(Signal {
@@ -556,6 +556,72 @@ pub fn auth_verdict(results: &[&portcullis_mailbox::AuthResult], from_reg: &str)
 /// failed authentication of an unknown domain) only add weight to them.
 pub fn strong_impersonation(kind: SignalKind) -> bool {
     matches!(kind, SignalKind::LookAlikeSender | SignalKind::LookAlikeLink | SignalKind::DisplayName | SignalKind::SpoofedDomain)
+}
+
+/// Inputs of [`impersonation`] remembered per thread; past this many it starts afresh.
+const REMEMBERED_SENDERS: usize = 4096;
+/// Inputs longer than this are not remembered (a message with many links or reply-to
+/// addresses is analysed afresh).
+const REMEMBERED_KEY_BYTES: usize = 4096;
+
+/// [`impersonation`], remembered: its signals depend only on the sender (domain and display
+/// name), the gateway's verdict, whether there is a beacon, the reply-to addresses and the
+/// link hosts, which every copy of a newsletter shares; a copy takes the signals its first
+/// copy on this thread was given (their texts shared, not copied).
+fn impersonation_remembered(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {
+    type Remembered = std::collections::HashMap<Box<[u8]>, Box<[Signal]>, TextHash>;
+    thread_local! {
+        static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        static SEEN: std::cell::RefCell<Remembered> = Default::default();
+    }
+    if a.from.is_none() {
+        return;
+    }
+    KEY.with_borrow_mut(|key| {
+        // The inputs, each length-prefixed so that no two differ only in where one ends.
+        key.clear();
+        let Some(from) = &a.from else { return };
+        let mut field = |bytes: &[u8]| {
+            key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            key.extend_from_slice(bytes);
+        };
+        field(from.domain().as_bytes());
+        match &from.name {
+            Some(n) => field(n.as_bytes()),
+            None => field(b"\xff"),
+        }
+        match auth {
+            AuthVerdict::Pass(why) => field(&[b"p".as_slice(), why.as_bytes()].concat()),
+            AuthVerdict::Fail(why) => field(&[b"f".as_slice(), why.as_bytes()].concat()),
+            AuthVerdict::Unknown => field(b"u"),
+        }
+        field(if a.score(Analyser::Beacon) > 0 { b"b" } else { b"-" });
+        field(&(a.reply_to.len() as u32).to_le_bytes());
+        for r in &a.reply_to {
+            field(r.as_bytes());
+        }
+        field(&(a.urls.len() as u32).to_le_bytes());
+        for u in &a.urls {
+            field(u.host.as_bytes());
+        }
+        if key.len() > REMEMBERED_KEY_BYTES {
+            impersonation(a, ctx, auth);
+            return;
+        }
+        if let Some(signals) = SEEN.with_borrow(|seen| seen.get(key.as_slice()).cloned()) {
+            a.signals.extend(signals);
+            return;
+        }
+        let before = a.signals.len();
+        impersonation(a, ctx, auth);
+        let added: Box<[Signal]> = a.signals[before..].into();
+        SEEN.with_borrow_mut(|seen| {
+            if seen.len() >= REMEMBERED_SENDERS {
+                seen.clear();
+            }
+            seen.insert(key.as_slice().into(), added);
+        });
+    })
 }
 
 fn impersonation(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict) {

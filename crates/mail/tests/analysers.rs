@@ -453,3 +453,26 @@ fn a_forwarder_in_front_is_not_the_sender_and_internal_senders_lose_impersonatio
     // The 25 plain messages and the internal one: no signal left that counts.
     assert_eq!(r.severities.get("informational"), Some(&26), "{:?}", r.severities);
 }
+
+/// Impersonation is remembered per thread for messages that share its inputs: a copy gets
+/// the same signals, and a message that differs in any one input is analysed afresh.
+#[test]
+fn remembered_impersonation_follows_every_input() {
+    let imp = |from: &str, headers: &str, html: &str| signals(&analysed(&msg(from, headers, html)), Analyser::Impersonation);
+    let webmail = "\"Alex Porter, BBC News\" <alex.porter.bbc@gmail.com>";
+    let first = imp(webmail, "", "<p>Hello</p>");
+    assert!(first.iter().any(|s| s.contains("BBC News")), "{first:?}");
+    assert_eq!(imp(webmail, "", "<p>Hello again</p>"), first, "a copy, same sender");
+    // The same address with another display name.
+    assert!(imp("\"Alex Porter\" <alex.porter.bbc@gmail.com>", "", "<p>Hello</p>").is_empty());
+    // The same display name on another domain.
+    assert!(imp("\"Alex Porter, BBC News\" <alex.porter@bbc.co.uk>", "", "<p>Hello</p>").is_empty());
+    // A reply-to elsewhere is added; a link host that looks like an outlet's is too.
+    let with_reply = imp(webmail, "Reply-To: desk@example-media.net\r\n", "<p>Hello</p>");
+    assert!(with_reply.iter().any(|s| s.contains("replies go to example-media.net")), "{with_reply:?}");
+    let plain = "\"D. Wright\" <d.wright@wrightconsulting.example>";
+    assert!(imp(plain, "", "<p>Hi</p>").is_empty());
+    let linked = imp(plain, "", r#"<a href="https://reutres.com/x?id=8f3KzQ1xLm9pQ2">Read</a>"#);
+    assert!(linked.iter().any(|s| s.contains("links to reutres.com")), "{linked:?}");
+    assert!(imp(plain, "", "<p>Hi</p>").is_empty(), "the link's message did not change the plain one's");
+}
