@@ -5,8 +5,15 @@
 //! so hostile nesting costs bounded time and memory.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use xxhash_rust::xxh3::xxh3_64;
+
+/// Searchers for the CSS sizes of images, built once, not at every image.
+static CSS_WIDTH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("width:"));
+static CSS_HEIGHT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("height:"));
 
 /// Open elements tracked for inherited visibility.
 pub const MAX_STACK: usize = 256;
@@ -131,10 +138,10 @@ pub fn scan(html: &str) -> HtmlFacts {
                 if attr("height").is_some_and(tiny) {
                     hidden.push("height 0–1");
                 }
-                if style_size_tiny(&style, "width:") {
+                if style_size_tiny(&style, &CSS_WIDTH) {
                     hidden.push("CSS width 0–1");
                 }
-                if style_size_tiny(&style, "height:") {
+                if style_size_tiny(&style, &CSS_HEIGHT) {
                     hidden.push("CSS height 0–1");
                 }
                 if attr("hidden").is_some() {
@@ -298,44 +305,65 @@ fn tiny(v: &str) -> bool {
 
 /// Why a compact (lower-cased, whitespace-free) inline style hides its element, if it does.
 fn style_hidden(style: &str) -> Option<&'static str> {
-    if style.is_empty() {
-        return None;
+    // Every pattern below is a property name, `:`, and the start of a value: found in one
+    // walk over the style's colons (not a search per pattern), keeping each pattern's first
+    // occurrence, then judged in the order of precedence.
+    let b = style.as_bytes();
+    let (mut display_none, mut visibility_hidden, mut max_size_0) = (false, false, false);
+    let mut opacity: Option<usize> = None;
+    // Where the value of `left:-`, `top:-` and `text-indent:-` first starts.
+    let mut offsets: [Option<usize>; 3] = [None; 3];
+    for colon in memchr::memchr_iter(b':', b) {
+        let (name, value) = (&b[..colon], &b[colon + 1..]);
+        display_none |= name.ends_with(b"display") && value.starts_with(b"none");
+        visibility_hidden |= name.ends_with(b"visibility") && value.starts_with(b"hidden");
+        max_size_0 |= (name.ends_with(b"max-height") || name.ends_with(b"max-width")) && value.starts_with(b"0");
+        if opacity.is_none() && name.ends_with(b"opacity") {
+            opacity = Some(colon + 1);
+        }
+        if value.starts_with(b"-") {
+            for (slot, key) in offsets.iter_mut().zip([b"left".as_slice(), b"top", b"text-indent"]) {
+                if slot.is_none() && name.ends_with(key) {
+                    *slot = Some(colon + 2);
+                }
+            }
+        }
     }
-    // memmem (through `find`), not str::contains: most inline styles are short, and memmem
-    // searches a short haystack without first building a searcher for the needle.
-    let at = |needle: &str| find(style.as_bytes(), 0, needle.as_bytes());
-    if at("display:none").is_some() {
+    if display_none {
         return Some("display:none");
     }
-    if at("visibility:hidden").is_some() {
+    if visibility_hidden {
         return Some("visibility:hidden");
     }
-    if let Some(p) = at("opacity:") {
-        let v: String = style[p + 8..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    if let Some(v) = opacity {
+        let v = &style[v..];
+        let v = &v[..v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len())];
         if v.parse::<f64>().is_ok_and(|o| o < 0.05) {
             return Some("opacity:0");
         }
     }
-    if at("max-height:0").is_some() || at("max-width:0").is_some() {
+    if max_size_0 {
         return Some("max size 0");
     }
-    for key in ["left:-", "top:-", "text-indent:-"] {
-        if let Some(p) = at(key) {
-            let v: String = style[p + key.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
-            if v.parse::<u64>().is_ok_and(|n| n >= 500) {
-                return Some("positioned off-screen");
-            }
+    for v in offsets.into_iter().flatten() {
+        let v = &style[v..];
+        let v = &v[..v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len())];
+        if v.parse::<u64>().is_ok_and(|n| n >= 500) {
+            return Some("positioned off-screen");
         }
     }
     None
 }
 
-fn style_size_tiny(style: &str, key: &str) -> bool {
+/// Whether the property `finder` looks for (`width:`, `height:`) is set to 0 or 1 in a
+/// compact style, as a property of its own (not `max-width:`).
+fn style_size_tiny(style: &str, finder: &Finder<'static>) -> bool {
     if style.is_empty() {
         return false;
     }
+    let key = finder.needle();
     let mut from = 0;
-    while let Some(p) = memchr::memmem::find(&style.as_bytes()[from..], key.as_bytes()) {
+    while let Some(p) = finder.find(&style.as_bytes()[from..]) {
         let at = from + p;
         // `max-width:` and `min-width:` are other properties.
         let standalone = at == 0 || matches!(style.as_bytes()[at - 1], b';' | b'{' | b'"');
@@ -351,12 +379,14 @@ fn style_size_tiny(style: &str, key: &str) -> bool {
 
 /// URLs inside `url(...)` in compact CSS, where the declaration is a background.
 fn css_urls(css: &str) -> Vec<String> {
-    if css.is_empty() {
+    // Most styles have no `(` at all: no searcher is needed for them.
+    if memchr::memchr(b'(', css.as_bytes()).is_none() {
         return Vec::new();
     }
+    static URL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("url("));
     let mut out = Vec::new();
     let mut from = 0;
-    while let Some(p) = memchr::memmem::find(&css.as_bytes()[from..], b"url(") {
+    while let Some(p) = URL.find(&css.as_bytes()[from..]) {
         let at = from + p;
         let decl_start = css[..at].rfind([';', '{', '"']).map(|i| i + 1).unwrap_or(0);
         let end = css[at..].find(')').map(|e| at + e).unwrap_or(css.len());
@@ -393,6 +423,39 @@ fn find_ci(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn styles_that_hide_in_order_of_precedence() {
+        for (style, why) in [
+            ("", None),
+            ("color:red", None),
+            ("display:none", Some("display:none")),
+            ("color:red;display:block;display:none", Some("display:none")),
+            ("display:nonexistent", Some("display:none")),
+            ("visibility:hidden;display:none", Some("display:none")),
+            ("visibility:hidden", Some("visibility:hidden")),
+            ("opacity:0", Some("opacity:0")),
+            ("opacity:.01", Some("opacity:0")),
+            ("opacity:0.5", None),
+            // Only the first `opacity:` is read.
+            ("opacity:1;opacity:0", None),
+            ("max-height:0px;overflow:hidden", Some("max size 0")),
+            ("max-width:0", Some("max size 0")),
+            ("max-width:10px", None),
+            ("opacity:0.01;max-height:0", Some("opacity:0")),
+            ("position:absolute;left:-9999px", Some("positioned off-screen")),
+            ("margin-left:-600px", Some("positioned off-screen")),
+            ("left:-10px", None),
+            // The first `left:-` is small; a later `top:-` is far.
+            ("left:-10px;top:-800px", Some("positioned off-screen")),
+            ("text-indent:-10000px", Some("positioned off-screen")),
+            ("left:-10px;left:-9999px", None),
+            ("top:", None),
+            ("é:display:none", Some("display:none")),
+        ] {
+            assert_eq!(style_hidden(style), why, "{style}");
+        }
+    }
 
     #[test]
     fn tiny_and_hidden_images() {
