@@ -591,8 +591,14 @@ fn impersonation_remembered(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict)
             None => field(b"\xff"),
         }
         match auth {
-            AuthVerdict::Pass(why) => field(&[b"p".as_slice(), why.as_bytes()].concat()),
-            AuthVerdict::Fail(why) => field(&[b"f".as_slice(), why.as_bytes()].concat()),
+            AuthVerdict::Pass(why) => {
+                field(b"p");
+                field(why.as_bytes());
+            }
+            AuthVerdict::Fail(why) => {
+                field(b"f");
+                field(why.as_bytes());
+            }
             AuthVerdict::Unknown => field(b"u"),
         }
         field(if a.score(Analyser::Beacon) > 0 { b"b" } else { b"-" });
@@ -608,8 +614,8 @@ fn impersonation_remembered(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict)
             impersonation(a, ctx, auth);
             return;
         }
-        if let Some(signals) = SEEN.with_borrow(|seen| seen.get(key.as_slice()).cloned()) {
-            a.signals.extend(signals);
+        let signals = &mut a.signals;
+        if SEEN.with_borrow(|seen| seen.get(key.as_slice()).map(|known| signals.extend_from_slice(known)).is_some()) {
             return;
         }
         let before = a.signals.len();
