@@ -561,8 +561,10 @@ pub fn strong_impersonation(kind: SignalKind) -> bool {
 /// Inputs of [`impersonation`] remembered per thread; past this many it starts afresh.
 const REMEMBERED_SENDERS: usize = 4096;
 /// Inputs longer than this are not remembered (a message with many links or reply-to
-/// addresses is analysed afresh).
-const REMEMBERED_KEY_BYTES: usize = 4096;
+/// addresses, or a padded display name, is analysed afresh). The remembered signals' texts
+/// are made of the inputs, so this also bounds what the memory holds: 4,096 answers of a
+/// few signals each, every text under about this size, per thread.
+const REMEMBERED_KEY_BYTES: usize = 1024;
 
 /// [`impersonation`], remembered: its signals depend only on the sender (domain and display
 /// name), the gateway's verdict, whether there is a beacon, the reply-to addresses and the

@@ -475,4 +475,9 @@ fn remembered_impersonation_follows_every_input() {
     let linked = imp(plain, "", r#"<a href="https://reutres.com/x?id=8f3KzQ1xLm9pQ2">Read</a>"#);
     assert!(linked.iter().any(|s| s.contains("links to reutres.com")), "{linked:?}");
     assert!(imp(plain, "", "<p>Hi</p>").is_empty(), "the link's message did not change the plain one's");
+    // Inputs too long to remember are analysed each time, with the same answer.
+    let padded = format!("\"Alex Porter, BBC News {}\" <alex.porter.bbc@gmail.com>", "x".repeat(2_000));
+    let long = imp(&padded, "", "<p>Hello</p>");
+    assert!(long.iter().any(|s| s.contains("BBC News") && s.contains("free webmail")), "{long:?}");
+    assert_eq!(imp(&padded, "", "<p>Hello</p>"), long);
 }
