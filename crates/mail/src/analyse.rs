@@ -576,9 +576,6 @@ fn impersonation_remembered(a: &mut Analysed, ctx: &Context, auth: &AuthVerdict)
         static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         static SEEN: std::cell::RefCell<Remembered> = Default::default();
     }
-    if a.from.is_none() {
-        return;
-    }
     KEY.with_borrow_mut(|key| {
         // The inputs, each length-prefixed so that no two differ only in where one ends.
         key.clear();

@@ -11,9 +11,10 @@ use memchr::memmem::Finder;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-/// Searchers for the CSS sizes of images, built once, not at every image.
+/// Searchers for inline CSS (image sizes, background URLs), built once, not at every tag.
 static CSS_WIDTH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("width:"));
 static CSS_HEIGHT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("height:"));
+static CSS_URL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("url("));
 
 /// Open elements tracked for inherited visibility.
 pub const MAX_STACK: usize = 256;
@@ -383,10 +384,9 @@ fn css_urls(css: &str) -> Vec<String> {
     if memchr::memchr(b'(', css.as_bytes()).is_none() {
         return Vec::new();
     }
-    static URL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("url("));
     let mut out = Vec::new();
     let mut from = 0;
-    while let Some(p) = URL.find(&css.as_bytes()[from..]) {
+    while let Some(p) = CSS_URL.find(&css.as_bytes()[from..]) {
         let at = from + p;
         let decl_start = css[..at].rfind([';', '{', '"']).map(|i| i + 1).unwrap_or(0);
         let end = css[at..].find(')').map(|e| at + e).unwrap_or(css.len());

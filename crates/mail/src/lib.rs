@@ -524,7 +524,8 @@ fn slim(mut a: Analysed) -> Analysed {
         // Not a campaign candidate: its signals count towards its severity by kind and
         // score, but their text is only ever read in a campaign's summary.
         for s in &mut a.signals {
-            s.what = shared_text("");
+            // The standard library's empty `Arc<str>` is static: nothing is allocated.
+            s.what = Default::default();
         }
     } else {
         a.urls.shrink_to_fit();
@@ -547,21 +548,20 @@ const SHARED_TEXTS: usize = 4096;
 
 /// One copy of `text` for the messages this thread analyses: the copies of a newsletter, one
 /// per recipient, explain themselves in the same words, and a large corpus would otherwise
-/// hold each text once per copy.
-fn shared_text(text: &str) -> std::sync::Arc<str> {
+/// hold each text once per copy. A text not met before is kept as it is (not copied).
+fn shared_text(text: &std::sync::Arc<str>) -> std::sync::Arc<str> {
     thread_local! {
         static TEXTS: std::cell::RefCell<std::collections::HashSet<std::sync::Arc<str>, TextHash>> = Default::default();
     }
     TEXTS.with_borrow_mut(|texts| {
-        if let Some(t) = texts.get(text) {
+        if let Some(t) = texts.get(&**text) {
             return t.clone();
         }
         if texts.len() >= SHARED_TEXTS {
             texts.clear();
         }
-        let t: std::sync::Arc<str> = text.into();
-        texts.insert(t.clone());
-        t
+        texts.insert(text.clone());
+        text.clone()
     })
 }
 
