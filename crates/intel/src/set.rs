@@ -185,15 +185,20 @@ impl IocSet {
     }
 
     /// Every indicator found in `value`, each once.
+    ///
+    /// The tests that reject a value outright (most of a log's values) are inlined into the
+    /// caller; only a value that could hold an indicator pays for the call that cuts it up.
+    #[inline]
     pub fn scan(&self, value: &str, out: &mut Vec<Hit>) {
-        let start = out.len();
         if value.len() < 3 || value.len() > 64 * 1024 || self.indicators.is_empty() {
             return;
         }
         let b = value.as_bytes();
-        // Every indicator kind but a hash needs a `.`, `:` or `@`; most fields have none.
-        // A plain loop: most values are a few bytes, shorter than memchr's set-up costs.
-        if b.len() < 32 && !b.iter().any(|&c| CLASS[c as usize] & PUNCT != 0) {
+        // Every indicator kind but a hash needs a `.`, `:` or `@`; most fields have none. A
+        // plain loop for short values, shorter than memchr's set-up costs.
+        let punct =
+            if b.len() < 32 { b.iter().any(|&c| CLASS[c as usize] & PUNCT != 0) } else { memchr::memchr3(b'.', b':', b'@', b).is_some() };
+        if !punct && (b.len() < 32 || self.hashes.is_empty()) {
             return;
         }
         // A time of day or a date and time (every line of a web or Exchange log has one,
@@ -201,6 +206,14 @@ impl IocSet {
         if is_timestamp(b) {
             return;
         }
+        self.scan_tokens(value, out);
+    }
+
+    /// [`IocSet::scan`] past its quick rejections: the no-match cache, then the tokens.
+    #[inline(never)]
+    fn scan_tokens(&self, value: &str, out: &mut Vec<Hit>) {
+        let start = out.len();
+        let b = value.as_bytes();
         // Log values repeat (server addresses, paths, user agents): a value already seen to
         // hold no indicator is not cut up again. Per thread, direct-mapped, bounded. Keyed by
         // the hash alone, so the hash is seeded: a value carrying an indicator cannot be made
@@ -599,6 +612,55 @@ mod tests {
         assert_eq!(hits(&s, &format!("hash={}", "AB".repeat(32))), vec!["ab".repeat(32)]);
         assert_eq!(hits(&s, "D41D8CD98F00B204E9800998ECF8427E"), vec!["d41d8cd98f00b204e9800998ecf8427e"]);
         assert!(hits(&s, "Mozilla/5.0 (Windows NT 10.0)").is_empty());
+    }
+
+    #[test]
+    fn quick_rejections_agree_with_cutting_up_every_value() {
+        let with_hashes = set(&["47.242.39.92", "nropnews.com", "bad@evil.example", "2001:db8::1", &"ab".repeat(32)]);
+        let without_hashes = set(&["47.242.39.92", "10.20.0.0/16", "nropnews.com", "http://206.188.196.77:8080/themes.aspx"]);
+        let mut values: Vec<String> = [
+            "",
+            "ab",
+            "abc",
+            "12:34:56",
+            "2021-12-01 10:11:12",
+            "nropnews.com",
+            "47.242.39.92",
+            "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+            "GET /owa/auth/x.js",
+            "bad@evil.example",
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+        values.push("AB".repeat(32));
+        values.push(format!("{}-{}", "ab".repeat(32), "x".repeat(40)));
+        values.push(format!("{} nropnews.com", "x".repeat(40)));
+        values.push(format!("{}47.242.39.92", "y ".repeat(30)));
+        // Random mixes of the characters that decide: token bytes, separators, punctuation.
+        let alphabet = b"ab09f.:@-_ /x";
+        let mut seed = 11u64;
+        for _ in 0..3000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = (seed >> 40) as usize % 90;
+            let v: String = (0..len)
+                .map(|i| {
+                    let r = seed.rotate_left(i as u32 * 7) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    alphabet[(r >> 13) as usize % alphabet.len()] as char
+                })
+                .collect();
+            values.push(v);
+        }
+        for s in [&with_hashes, &without_hashes] {
+            for v in &values {
+                let (mut quick, mut full) = (Vec::new(), Vec::new());
+                s.scan(v, &mut quick);
+                if (3..=64 * 1024).contains(&v.len()) {
+                    s.scan_tokens(v, &mut full);
+                }
+                assert_eq!(quick, full, "{v:?}");
+            }
+        }
     }
 
     #[test]
