@@ -145,6 +145,29 @@ impl Event {
         }
     }
 
+    /// A copy to keep once the scan is done (a detection's event): without the raw line,
+    /// which only keyword searches read while the event is scanned (for a web or Exchange
+    /// log, as many bytes again as the fields), and with room for exactly `extra_fields`
+    /// more fields and `extra_text` more bytes (an indicator match's `ioc.*` fields), so
+    /// that adding them does not double its buffers. A noisy rule keeps millions.
+    pub fn kept(&self, extra_fields: usize, extra_text: usize) -> Event {
+        let mut text = String::with_capacity(self.text.len() + extra_text);
+        text.push_str(&self.text);
+        let mut fields = Vec::with_capacity(self.fields.len() + extra_fields);
+        fields.extend_from_slice(&self.fields);
+        Event {
+            text,
+            fields,
+            source: self.source,
+            log_type: self.log_type.clone(),
+            timestamp: self.timestamp,
+            time_source: self.time_source,
+            record: self.record,
+            raw: String::new(),
+            member: self.member.clone(),
+        }
+    }
+
     /// Empties the event for reuse, keeping its buffers.
     pub fn clear(&mut self, source: SourceKind) {
         self.text.clear();
@@ -509,6 +532,33 @@ mod tests {
             assert_eq!(bytes, fields);
             assert_eq!(ev.text_len(), ev.fields().map(|f| f.name.len() + f.value.len()).sum::<usize>());
         }
+    }
+
+    #[test]
+    fn a_kept_copy_is_the_event_without_its_raw_line_or_spare_room() {
+        let mut ev = super::Event::new(super::SourceKind::W3c);
+        // A reader's event is reused, and keeps the room of the largest record it has read.
+        ev.push_str("cs-uri-query", &"q".repeat(100_000));
+        ev.clear(super::SourceKind::W3c);
+        ev.push_str("c-ip", "203.0.113.9");
+        ev.push("sc-status", "200", super::ValueKind::Int);
+        ev.log_type = "W3SVC1".into();
+        ev.member = "logs/u_ex2206.log".into();
+        ev.record = 7;
+        ev.timestamp = Some(super::Timestamp(1_600_000_000_000_000));
+        ev.raw = "2022-06-01 10:00:00 203.0.113.9 200".into();
+        let mut kept = ev.kept(1, 16);
+        assert!(kept.raw.is_empty());
+        assert!(kept.text.capacity() < 1024, "{}", kept.text.capacity());
+        let fields = |e: &super::Event| e.fields().map(|f| (f.name.to_string(), f.value.to_string(), f.kind)).collect::<Vec<_>>();
+        assert_eq!(fields(&kept), fields(&ev));
+        assert_eq!(
+            (kept.source, &kept.log_type, &kept.member, kept.record, kept.timestamp, kept.time_source),
+            (ev.source, &ev.log_type, &ev.member, ev.record, ev.timestamp, ev.time_source)
+        );
+        kept.push_str("ioc.value", "203.0.113.9");
+        assert_eq!(kept.get("ioc.value"), Some("203.0.113.9"));
+        assert_eq!(kept.get("c-ip"), Some("203.0.113.9"));
     }
 
     #[test]

@@ -123,11 +123,15 @@ impl IocRules {
     /// `ev` with the match described in `ioc.*` fields.
     pub fn annotate(&self, ev: &Event, indicator: u32, field: &str) -> Event {
         let ind = &self.set.indicators[indicator as usize];
-        let mut e = ev.clone();
+        let title = ind.context.title();
+        let stix_id = ind.stix_id.as_deref().unwrap_or("");
+        // The `ioc.*` names below take 58 bytes.
+        let text = ind.value.len() + ind.kind.as_str().len() + field.len() + title.len() + ind.context.source.len() + stix_id.len() + 58;
+        let mut e = ev.kept(6, text);
         e.push_str("ioc.value", &ind.value);
         e.push_str("ioc.type", ind.kind.as_str());
         e.push_str("ioc.field", field);
-        e.push_str("ioc.context", &ind.context.title());
+        e.push_str("ioc.context", &title);
         e.push_str("ioc.source", &ind.context.source);
         if let Some(id) = &ind.stix_id {
             // The feed's own object, to look the indicator up where it came from.

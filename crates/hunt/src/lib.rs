@@ -525,7 +525,7 @@ pub fn detect(
                 rule,
                 matcher: Matcher::Rule,
                 path: event_path(path, ev),
-                event: ev.clone(),
+                event: ev.kept(0, 0),
             });
         }
     }
