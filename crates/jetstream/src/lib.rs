@@ -370,10 +370,12 @@ impl FindingMsg {
     }
 
     /// Back to a finding, refusing unknown kinds, levels and matchers, ids that are not
-    /// 32 hex digits and entities that are not `kind=value`.
+    /// 32 lower-case hex digits (as every Portcullis process writes them: an upper-case
+    /// copy of an id would be stored as a second finding) and entities that are not
+    /// `kind=value`.
     pub fn into_finding(self) -> Result<(Finding, Option<String>), String> {
-        if self.id.len() != 32 || !self.id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("finding id {:?} is not 32 hex digits", self.id));
+        if portcullis_event::parse_hex_id(&self.id).is_none() {
+            return Err(format!("finding id {:?} is not 32 lower-case hex digits", self.id));
         }
         let kind = match self.kind.as_str() {
             "detection" => FindingKind::Detection,
@@ -486,6 +488,8 @@ mod tests {
         assert_eq!(f.entities.len(), 1);
         for bad in [
             good.replace("0123456789abcdef0123456789abcdef", "x"),
+            good.replace("0123456789abcdef0123456789abcdef", "0123456789ABCDEF0123456789ABCDEF"),
+            good.replace("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef0"),
             good.replace("\"high\"", "\"severe\""),
             good.replace("detection", "guess"),
             good.replace("host=exch01", "nonsense"),
