@@ -71,10 +71,13 @@ pub enum ValueKind {
     Null,
 }
 
+/// Where one field lies in the event's text: its name, then its value straight after it
+/// (so three offsets, not two ranges: 16 bytes a field, not 20).
 #[derive(Clone, Debug)]
 struct FieldSlot {
-    name: Range<u32>,
-    value: Range<u32>,
+    start: u32,
+    name_end: u32,
+    value_end: u32,
     kind: ValueKind,
 }
 
@@ -82,13 +85,13 @@ impl FieldSlot {
     /// The name's place in the event's text.
     #[inline]
     fn name(&self) -> Range<usize> {
-        self.name.start as usize..self.name.end as usize
+        self.start as usize..self.name_end as usize
     }
 
     /// The value's place in the event's text.
     #[inline]
     fn value(&self) -> Range<usize> {
-        self.value.start as usize..self.value.end as usize
+        self.name_end as usize..self.value_end as usize
     }
 }
 
@@ -192,7 +195,7 @@ impl Event {
         let n1 = self.text.len() as u32;
         self.text.push_str(value);
         let v1 = self.text.len() as u32;
-        self.fields.push(FieldSlot { name: n0..n1, value: n1..v1, kind });
+        self.fields.push(FieldSlot { start: n0, name_end: n1, value_end: v1, kind });
         true
     }
 
@@ -214,7 +217,7 @@ impl Event {
         let n1 = self.text.len() as u32;
         self.text.push_str(value);
         let v1 = self.text.len() as u32;
-        self.fields.push(FieldSlot { name: n0..n1, value: n1..v1, kind });
+        self.fields.push(FieldSlot { start: n0, name_end: n1, value_end: v1, kind });
         true
     }
 
@@ -532,6 +535,11 @@ mod tests {
             assert_eq!(bytes, fields);
             assert_eq!(ev.text_len(), ev.fields().map(|f| f.name.len() + f.value.len()).sum::<usize>());
         }
+    }
+
+    #[test]
+    fn a_field_slot_is_three_offsets_and_a_kind() {
+        assert_eq!(std::mem::size_of::<super::FieldSlot>(), 16);
     }
 
     #[test]
