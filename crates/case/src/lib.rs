@@ -1041,7 +1041,7 @@ mod tests {
                 rule_id: "r".into(),
                 rule_title: "rule".into(),
                 level,
-                tags: vec!["attack.initial-access".into()],
+                tags: vec!["attack.initial-access".to_string()].into(),
                 first_ts: Timestamp::parse(t),
                 last_ts: Timestamp::parse(t),
                 host: Some(host.into()),

@@ -4,6 +4,7 @@
 //! the timeline and every output read findings in this form.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet};
 pub use portcullis_event::entity::{Entity, EntityKind, entities, kind_of_field, normalise, trivial};
@@ -59,10 +60,10 @@ pub struct Finding {
     /// Whose rule: Portcullis's own pack (curated, Exchange-specific) or one given with
     /// `--sigma` (community or the user's own).
     pub rule_source: RuleSource,
-    pub rule_id: String,
-    pub rule_title: String,
+    pub rule_id: Arc<str>,
+    pub rule_title: Arc<str>,
     pub level: Level,
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
     /// When it happened (for a correlation: its first contributing event).
     pub first_ts: Option<Timestamp>,
     /// For a correlation: the event that made it fire; for a detection, the same as first.
@@ -172,9 +173,22 @@ fn sentence_with(title: &str, ev: &Event, roles: &Firsts<'_>) -> String {
     s
 }
 
+/// What every finding of one rule says alike, made once per rule and shared by its
+/// findings: its key, title and tags (a noisy rule has millions of findings).
+pub struct RuleLabels {
+    by_rule: Vec<(Arc<str>, Arc<str>, Arc<[String]>)>,
+}
+
+impl RuleLabels {
+    pub fn of(engine: &Engine) -> RuleLabels {
+        RuleLabels { by_rule: engine.rules.iter().map(|r| (r.key().into(), r.title.as_str().into(), r.tags.as_slice().into())).collect() }
+    }
+}
+
 impl Finding {
-    pub fn from_detection(engine: &Engine, d: &Detection) -> Finding {
+    pub fn from_detection(labels: &RuleLabels, engine: &Engine, d: &Detection) -> Finding {
         let rule = &engine.rules[d.rule];
+        let (rule_id, rule_title, tags) = labels.by_rule[d.rule].clone();
         let roles = Firsts::of(&d.event);
         Finding {
             id: d.id.clone(),
@@ -182,10 +196,10 @@ impl Finding {
             matcher: d.matcher,
             log: Some(d.event.log_name()),
             rule_source: RuleSource::of_path(&rule.origin.path),
-            rule_id: rule.key(),
-            rule_title: rule.title.clone(),
+            rule_id,
+            rule_title,
             level: rule.level,
-            tags: rule.tags.clone(),
+            tags,
             first_ts: d.event.timestamp,
             last_ts: d.event.timestamp,
             host: roles.host().map(str::to_string),
@@ -235,10 +249,10 @@ impl Finding {
             matcher: Matcher::Rule,
             log: None,
             rule_source: RuleSource::of_path(&c.origin.path),
-            rule_id: c.key(),
-            rule_title: c.title.clone(),
+            rule_id: c.key().into(),
+            rule_title: c.title.as_str().into(),
             level: c.level,
-            tags: c.tags.clone(),
+            tags: c.tags.as_slice().into(),
             first_ts: Some(first),
             last_ts: Some(last),
             host,
@@ -254,6 +268,41 @@ impl Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn findings_of_one_rule_share_its_labels() {
+        use portcullis_sigma::{LogsourceTable, RuleSet};
+        let mut set = RuleSet::default();
+        set.add_text(
+            "title: Web shell\nid: 0b1f8a52-4c1b-4d1e-9a59-1f7f2c2f0001\ntags: [attack.persistence, attack.t1505.003]\nlogsource: {category: webserver}\ndetection:\n  s: {cs-uri-stem|endswith: '.aspx'}\n  condition: s\n",
+            "t.yml",
+            &Default::default(),
+        );
+        let engine = Engine::compile(&set, &LogsourceTable::builtin());
+        let labels = RuleLabels::of(&engine);
+        let detection = |uri: &str| {
+            let mut event = Event::default();
+            event.push_str("cs-uri-stem", uri);
+            Detection {
+                id: "0123456789abcdef0123456789abcdef".into(),
+                rule: 0,
+                matcher: Matcher::Rule,
+                path: std::sync::Arc::from(std::path::Path::new("u_ex.log")),
+                event,
+            }
+        };
+        let (a, b) = (
+            Finding::from_detection(&labels, &engine, &detection("/a.aspx")),
+            Finding::from_detection(&labels, &engine, &detection("/b.aspx")),
+        );
+        assert_eq!((&*a.rule_id, &*a.rule_title), (engine.rules[0].key().as_str(), "Web shell"));
+        assert_eq!(&*a.tags, ["attack.persistence", "attack.t1505.003"]);
+        assert!(Arc::ptr_eq(&a.rule_id, &b.rule_id) && Arc::ptr_eq(&a.rule_title, &b.rule_title) && Arc::ptr_eq(&a.tags, &b.tags));
+        // Written as before: strings and a list.
+        let json = serde_json::to_value(&a).expect("serialises");
+        assert_eq!(json["rule_title"], "Web shell");
+        assert_eq!(json["tags"], serde_json::json!(["attack.persistence", "attack.t1505.003"]));
+    }
 
     #[test]
     fn tags_to_attack() {

@@ -156,7 +156,7 @@ pub fn build_from<'f>(findings: impl Iterator<Item = &'f Finding>, opts: &Incide
     for &i in &idx {
         let f = findings[i];
         if f.kind == FindingKind::Detection && f.rule_source == RuleSource::User {
-            *stack_size.entry((f.rule_id.as_str(), host_of(f))).or_default() += 1;
+            *stack_size.entry((&*f.rule_id, host_of(f))).or_default() += 1;
         }
     }
     let noisy: Vec<bool> = idx
@@ -165,7 +165,7 @@ pub fn build_from<'f>(findings: impl Iterator<Item = &'f Finding>, opts: &Incide
             let f = findings[i];
             f.kind == FindingKind::Detection
                 && f.rule_source == RuleSource::User
-                && stack_size.get(&(f.rule_id.as_str(), host_of(f))).is_some_and(|&c| c >= opts.noisy_stack)
+                && stack_size.get(&(&*f.rule_id, host_of(f))).is_some_and(|&c| c >= opts.noisy_stack)
         })
         .collect();
     // Entities seen on three or more hosts (lab, service and admin accounts) join nothing.
@@ -248,12 +248,12 @@ fn stages_of(fs: &[&Finding]) -> Vec<Stage> {
     let mut stages: Vec<Stage> = Vec::new();
     for f in fs {
         match stages.last_mut() {
-            Some(s) if s.rule_title == f.rule_title => s.finding_ids.push(f.id.clone()),
+            Some(s) if *s.rule_title == *f.rule_title => s.finding_ids.push(f.id.clone()),
             _ => stages.push(Stage {
                 time: f.first_ts.expect("filtered"),
                 tactic: f.tactics().into_iter().next(),
                 techniques: f.techniques(),
-                rule_title: f.rule_title.clone(),
+                rule_title: f.rule_title.to_string(),
                 level: f.level,
                 sentence: f.sentence.clone(),
                 finding_ids: vec![f.id.clone()],
@@ -288,7 +288,7 @@ fn incident(all: &[&Finding], ranks: &[Evidence], first: usize, reasons: Vec<Opt
         }
     }
     let max_level = fs.iter().map(|f| f.level).max().unwrap_or(Level::Medium);
-    let rules: BTreeSet<&str> = fs.iter().map(|f| f.rule_id.as_str()).collect();
+    let rules: BTreeSet<&str> = fs.iter().map(|f| &*f.rule_id).collect();
     let specific = ranks[first..].contains(&Evidence::Specific);
     // A chain across three or more tactics with a high finding is an intrusion in progress;
     // one community rule alone, with nothing specific, is a lead to triage, not more.
@@ -346,7 +346,7 @@ fn assess(fs: &[&Finding], tactics: usize, techniques: &[String], max_level: Lev
     } else if tactics <= 1 {
         ev.push((-15, "findings in a single tactic only".into()));
     }
-    let rules: BTreeSet<&str> = fs.iter().map(|f| f.rule_id.as_str()).collect();
+    let rules: BTreeSet<&str> = fs.iter().map(|f| &*f.rule_id).collect();
     if rules.len() >= 5 {
         ev.push((10, format!("{} different rules agree", rules.len())));
     }
@@ -429,8 +429,8 @@ mod tests {
             matcher: Matcher::Rule,
             log: None,
             rule_source: RuleSource::Builtin,
-            rule_id: format!("rule-{id}"),
-            rule_title: format!("rule {id}"),
+            rule_id: format!("rule-{id}").into(),
+            rule_title: format!("rule {id}").into(),
             level,
             tags: tags.iter().map(|s| s.to_string()).collect(),
             first_ts: Timestamp::parse(t),

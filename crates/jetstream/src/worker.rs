@@ -83,6 +83,7 @@ async fn consume(
     rules: &portcullis_pipeline::Detector,
 ) -> Result<WorkerReport, Error> {
     let engine = &rules.loaded.engine;
+    let labels = portcullis_finding::RuleLabels::of(engine);
     let correlations = &rules.loaded.correlations;
     let min = s.rules.min_level;
     let view = rules.rules();
@@ -157,7 +158,7 @@ async fn consume(
                 if engine.rules[d.rule].level < min {
                     continue;
                 }
-                let finding = Finding::from_detection(engine, &d);
+                let finding = Finding::from_detection(&labels, engine, &d);
                 let body = FindingMsg::from_finding(&finding, Some(d.event.json_text()), published);
                 let payload = serde_json::to_vec(&body).map_err(|e| Error::Nats(e.to_string()))?;
                 let ack = js

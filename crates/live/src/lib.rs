@@ -119,6 +119,7 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
         }
     }
     let engine = &detector.loaded.engine;
+    let labels = portcullis_finding::RuleLabels::of(engine);
     let correlations = detector.loaded.correlations.clone();
     let rules = detector.rules();
     let by_key: HashMap<String, usize> = correlations.correlations.iter().enumerate().map(|(i, c)| (c.key(), i)).collect();
@@ -254,7 +255,7 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
         let mut findings: Vec<(Finding, Option<String>)> = detections
             .iter()
             .filter(|d| engine.rules[d.rule].level >= min)
-            .map(|d| (Finding::from_detection(engine, d), Some(d.event.json_text())))
+            .map(|d| (Finding::from_detection(&labels, engine, d), Some(d.event.json_text())))
             .collect();
         for c in carried.drain(..) {
             if correlations.correlations[c.correlation].level >= min {

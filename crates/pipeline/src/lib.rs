@@ -472,11 +472,12 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
 /// (`with_events`), the one place it is kept.
 fn findings(loaded: &LoadedRules, result: &HuntResult, with_events: bool) -> Vec<(Finding, Option<String>)> {
     use rayon::prelude::*;
+    let labels = portcullis_finding::RuleLabels::of(&loaded.engine);
     let mut findings: Vec<(Finding, Option<String>)> = result
         .detections
         .par_iter()
         .with_min_len(1024)
-        .map(|d| (Finding::from_detection(&loaded.engine, d), with_events.then(|| d.event.json_text())))
+        .map(|d| (Finding::from_detection(&labels, &loaded.engine, d), with_events.then(|| d.event.json_text())))
         .collect();
     if result.correlations.is_empty() {
         return findings;
