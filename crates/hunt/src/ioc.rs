@@ -124,18 +124,20 @@ impl IocRules {
     pub fn annotate(&self, ev: &Event, indicator: u32, field: &str) -> Event {
         let ind = &self.set.indicators[indicator as usize];
         let title = ind.context.title();
-        let stix_id = ind.stix_id.as_deref().unwrap_or("");
-        // The `ioc.*` names below take 58 bytes.
-        let text = ind.value.len() + ind.kind.as_str().len() + field.len() + title.len() + ind.context.source.len() + stix_id.len() + 58;
-        let mut e = ev.kept(6, text);
-        e.push_str("ioc.value", &ind.value);
-        e.push_str("ioc.type", ind.kind.as_str());
-        e.push_str("ioc.field", field);
-        e.push_str("ioc.context", &title);
-        e.push_str("ioc.source", &ind.context.source);
-        if let Some(id) = &ind.stix_id {
+        let described = [
+            ("ioc.value", ind.value.as_str()),
+            ("ioc.type", ind.kind.as_str()),
+            ("ioc.field", field),
+            ("ioc.context", title.as_str()),
+            ("ioc.source", ind.context.source.as_str()),
             // The feed's own object, to look the indicator up where it came from.
-            e.push_str("ioc.stix_id", id);
+            ("ioc.stix_id", ind.stix_id.as_deref().unwrap_or_default()),
+        ];
+        let described = if ind.stix_id.is_some() { &described[..] } else { &described[..5] };
+        // Sized once for what is added, so that adding it does not double the copy's buffers.
+        let mut e = ev.kept(described.len(), described.iter().map(|(name, value)| name.len() + value.len()).sum());
+        for (name, value) in described {
+            e.push_str(name, value);
         }
         e
     }
