@@ -55,6 +55,7 @@ impl HuntArgs {
             case_command: std::env::args().collect::<Vec<_>>().join(" "),
             timeline: self.timeline.clone(),
             incident_window_days: self.incident_window_days,
+            detection_memory: (self.detection_memory.min(1 << 40) as usize) << 20,
         })
     }
 }
@@ -342,8 +343,9 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
     );
 
     // Did we see every planted step?
+    let detections = h.result.detections.all().map_err(|e| Fatal(e.to_string()))?;
     let seen: std::collections::HashSet<(String, u64)> =
-        h.result.detections.iter().map(|d| (d.path.strip_prefix(&data).unwrap_or(&d.path).display().to_string(), d.event.record)).collect();
+        detections.iter().map(|d| (d.path.strip_prefix(&data).unwrap_or(&d.path).display().to_string(), d.event.record)).collect();
     let correlated: Vec<(i64, i64)> = h.result.correlations.iter().map(|c| (c.first_ts, c.last_ts)).collect();
     let detected = truth
         .steps
@@ -415,7 +417,8 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
 /// Where the incident's first evidence falls in what was planted, from this run.
 fn first_evidence_sentence(h: &portcullis_pipeline::HuntOutcome, truth: &portcullis_simulate::Truth, data: &Path) -> String {
     let Some(inc) = h.incidents.first() else { return "here no incident was found.".into() };
-    let Some(first) = h.result.detections.iter().find(|d| d.id == inc.first_evidence) else {
+    let Ok(detections) = h.result.detections.all() else { return "here the detections could not be read back.".into() };
+    let Some(first) = detections.iter().find(|d| d.id == inc.first_evidence) else {
         return format!("here the first evidence is a correlation at {}.", inc.first_seen);
     };
     let place = (first.path.strip_prefix(data).unwrap_or(&first.path).display().to_string(), first.event.record);

@@ -240,6 +240,11 @@ pub struct HuntArgs {
     /// Findings that share an entity join one incident when at most this many days apart.
     #[arg(long, value_name = "DAYS", default_value_t = 90.0)]
     pub incident_window_days: f64,
+    /// Memory the detections may take (MiB) before they are spilled, in time order, to
+    /// temporary files (in TMPDIR) and read back for output: a noisy rule or a broad
+    /// indicator that matches millions of events then costs disk, not memory.
+    #[arg(long, value_name = "MIB", default_value_t = (portcullis_hunt::DETECTION_BUFFER_BYTES >> 20) as u64)]
+    pub detection_memory: u64,
 }
 
 #[derive(Args)]

@@ -490,3 +490,78 @@ detection:\n    sel:\n        CommandLine|contains: whoami\n    condition: sel\n
     assert_eq!(s["detections"], 1);
     assert!(s["warnings"].to_string().contains("t.jsonl: 1 detection without a time left out"), "{s}");
 }
+
+/// A hunt whose detections pass `--detection-memory` spills them to temporary files and
+/// writes exactly what a hunt that held them in memory writes: every format, the timeline
+/// and the case file; only the summary says they were spilled.
+#[test]
+fn spilled_detections_are_written_as_held_ones() {
+    let f = Fixture::new();
+    let mut log = String::from(IIS_LOG.trim_end_matches("2021-08-24 02:15:00 10.0.0.5 GET /bad line\r\n"));
+    for i in 0..4000 {
+        // Times out of order across the file, so the merge of spilled runs has work to do.
+        let (m, s) = ((i * 7919) % 3600 / 60, (i * 7919) % 60);
+        log.push_str(&format!(
+            "2021-08-24 03:{m:02}:{s:02} 10.0.0.5 GET /owa/{i} - 443 - 10.1.{}.{} Mozilla/5.0 - 200 0 0 12\r\n",
+            i % 7,
+            i % 250
+        ));
+    }
+    std::fs::write(f.path("busy.log"), log).unwrap();
+    let hunt = |format: &str, memory: &str, tag: &str| -> (String, String, serde_json::Value) {
+        let (out, timeline, case) = (f.path(&format!("out-{tag}")), f.path(&format!("tl-{tag}.jsonl")), f.path(&format!("{tag}.case")));
+        let o = run(&[
+            &"hunt",
+            &"--no-builtin-intel",
+            &f.path("busy.log"),
+            &"--sigma",
+            &f.path("rules"),
+            &"--format",
+            &format,
+            &"-o",
+            &out,
+            &"--threads",
+            &"2",
+            &"--detection-memory",
+            &memory,
+            &"--timeline",
+            &timeline,
+            &"--case",
+            &case,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let summary = match format {
+            "jsonl" => serde_json::from_str(text.lines().last().unwrap()).unwrap(),
+            "json" => serde_json::from_str::<serde_json::Value>(&text).unwrap()["summary"].clone(),
+            _ => serde_json::Value::Null,
+        };
+        // Everything but the summary, which holds times and the spill count.
+        let body = match format {
+            "jsonl" => text.lines().filter(|l| !l.contains("\"kind\":\"summary\"")).collect::<Vec<_>>().join("\n"),
+            "json" => text[..text.find("\"summary\"").unwrap()].to_string(),
+            "table" => text[..text.find("Detections: ").unwrap()].to_string(),
+            _ => text,
+        };
+        (body, std::fs::read_to_string(&timeline).unwrap(), summary)
+    };
+    for format in ["jsonl", "json", "csv", "table"] {
+        let (held, held_timeline, held_summary) = hunt(format, "256", &format!("held-{format}"));
+        let (spilled, spilled_timeline, spilled_summary) = hunt(format, "0", &format!("spilled-{format}"));
+        assert_eq!(held, spilled, "{format}");
+        assert_eq!(held_timeline, spilled_timeline, "{format}");
+        if format == "jsonl" || format == "json" {
+            assert_eq!(held_summary["detections"], 4002);
+            assert_eq!(held_summary["detections_spilled"], 0);
+            assert_eq!(spilled_summary["detections"], 4002);
+            assert!(spilled_summary["detections_spilled"].as_u64().unwrap() > 0, "{spilled_summary}");
+        }
+    }
+    let count = |case: &str| {
+        let db = rusqlite::Connection::open(f.path(case)).unwrap();
+        db.query_row("SELECT COUNT(*), COUNT(DISTINCT event) FROM findings", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .unwrap()
+    };
+    assert_eq!(count("held-jsonl.case"), count("spilled-jsonl.case"));
+    assert_eq!(count("held-jsonl.case").0, 4002);
+}

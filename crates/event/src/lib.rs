@@ -16,6 +16,7 @@ use std::ops::Range;
 
 pub mod entity;
 pub mod roles;
+pub mod spill;
 pub mod text_hash;
 pub mod time;
 pub mod union_find;

@@ -16,11 +16,13 @@ use std::sync::Arc;
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet, Sorter};
 use portcullis_event::{Event, Timestamp};
-use portcullis_sigma::{Engine, Scanner};
+use portcullis_sigma::{Engine, Level, Scanner};
 use portcullis_sources::{FileReport, ReadOptions, SourceError};
 
 pub mod ioc;
+pub mod store;
 pub use ioc::IocRules;
+pub use store::{DETECTION_BUFFER_BYTES, DetectionBuffer, Detections};
 
 /// One rule matching one event.
 #[derive(Clone, Debug)]
@@ -93,6 +95,10 @@ pub struct RunOptions {
     pub iocs: Option<Arc<IocRules>>,
     /// A plain W3C log at least this large is cut into pieces for several threads.
     pub split_min_bytes: u64,
+    /// Detections below this level are not kept (their rules still feed correlations).
+    pub min_level: Level,
+    /// Memory the detections may take before they are spilled to temporary files.
+    pub detection_budget: usize,
 }
 
 impl Default for RunOptions {
@@ -104,6 +110,8 @@ impl Default for RunOptions {
             to: None,
             iocs: None,
             split_min_bytes: portcullis_sources::split::MIN_SPLIT_BYTES,
+            min_level: Level::Informational,
+            detection_budget: DETECTION_BUFFER_BYTES,
         }
     }
 }
@@ -329,9 +337,13 @@ fn merge_outcomes(a: FileOutcome, b: FileOutcome) -> FileOutcome {
 /// The result of a hunt.
 #[derive(Debug)]
 pub struct HuntResult {
-    /// Sorted by time (events without a time last), then path, record and rule.
-    /// Rules that only feed correlations (no `generate: true`) are not here.
-    pub detections: Vec<Detection>,
+    /// Sorted by time (events without a time last), then path, record, rule and id; past a
+    /// memory budget, spilled to temporary files. Rules that only feed correlations (no
+    /// `generate: true`) and rules below [`RunOptions::min_level`] are not here.
+    pub detections: Detections,
+    /// Why the detections could not be spilled, if they could not (they were kept in
+    /// memory, whole: the run says memory was not bounded).
+    pub spill_error: Option<std::io::Error>,
     /// Correlation findings (of correlations no other correlation consumes), by time.
     pub correlations: Vec<CorrelationFinding>,
     pub correlation_stats: CorrelationStats,
@@ -344,8 +356,8 @@ pub struct HuntResult {
 impl HuntResult {
     pub fn by_level(&self, engine: &Engine) -> [u64; 5] {
         let mut counts = [0u64; 5];
-        for d in &self.detections {
-            counts[engine.rules[d.rule].level as usize] += 1;
+        for (rule, n) in self.detections.by_rule().iter().enumerate() {
+            counts[engine.rules[rule].level as usize] += n;
         }
         counts
     }
@@ -384,7 +396,9 @@ pub fn hunt(
         scanner: Scanner<'e>,
         matches: Vec<usize>,
         ioc_hits: Vec<portcullis_intel::Hit>,
+        /// One event's detections, on their way to `kept` (reused).
         detections: Vec<Detection>,
+        kept: DetectionBuffer,
         /// One per share of the correlation inputs ([`portcullis_correlate::share_of`]).
         sorters: Vec<Sorter>,
         /// One event's correlation inputs, on their way to the sorters (reused).
@@ -395,6 +409,8 @@ pub fn hunt(
     }
     let hidden = hidden_rules(engine, correlations);
     let shares = portcullis_correlate::shares_for(correlations, opts.threads);
+    let below_min: Vec<bool> = engine.rules.iter().map(|r| r.level < opts.min_level).collect();
+    let budget_each = opts.detection_budget / opts.threads.max(1);
     let (outcomes, states) = run_files(
         files,
         opts,
@@ -404,6 +420,7 @@ pub fn hunt(
             matches: Vec::new(),
             ioc_hits: Vec::new(),
             detections: Vec::new(),
+            kept: DetectionBuffer::new(budget_each),
             sorters: (0..shares).map(|_| Sorter::new(CORRELATION_BUFFER_BYTES / shares)).collect(),
             inputs_buffer: Vec::new(),
             inputs: 0,
@@ -421,6 +438,10 @@ pub fn hunt(
                 &mut inputs,
             );
             w.untimed += untimed;
+            if !w.detections.is_empty() {
+                w.detections.retain(|d| !below_min[d.rule]);
+                w.kept.extend_from(&mut w.detections);
+            }
             for input in inputs.drain(..) {
                 w.inputs += 1;
                 if let Err(e) = w.sorters[portcullis_correlate::share_of(&input, shares)].push(input) {
@@ -430,13 +451,13 @@ pub fn hunt(
             w.inputs_buffer = inputs;
         },
     );
-    let mut detections = Vec::new();
+    let mut kept = Vec::new();
     let mut stats = RunStats::default();
     let mut group_events = vec![0u64; engine.group_count()];
     let mut by_share: Vec<Vec<Sorter>> = (0..shares).map(|_| Vec::new()).collect();
     let mut correlation_stats = CorrelationStats::default();
     for (w, s) in states {
-        detections.extend(w.detections);
+        kept.push(w.kept);
         correlation_stats.inputs += w.inputs;
         correlation_stats.untimed += w.untimed;
         if let Some(e) = w.io_error {
@@ -452,11 +473,7 @@ pub fn hunt(
             *g += n;
         }
     }
-    detections.sort_by(|a, b| {
-        let ta = a.event.timestamp.map(|t| t.0).unwrap_or(i64::MAX);
-        let tb = b.event.timestamp.map(|t| t.0).unwrap_or(i64::MAX);
-        (ta, &a.path, a.event.record, a.rule).cmp(&(tb, &b.path, b.event.record, b.rule))
-    });
+    let (detections, spill_error) = Detections::collect(kept);
     let mut found = Vec::new();
     if !correlations.is_empty() {
         let started = std::time::Instant::now();
@@ -467,7 +484,7 @@ pub fn hunt(
         correlation_stats.seconds = started.elapsed().as_secs_f64();
         found = correlated.findings;
     }
-    HuntResult { detections, correlations: found, correlation_stats, outcomes, stats, group_events }
+    HuntResult { detections, spill_error, correlations: found, correlation_stats, outcomes, stats, group_events }
 }
 
 /// What detection runs with: compiled rules, correlations and indicators.

@@ -38,6 +38,8 @@ fn reported(file: &Path, sample: &Path) -> usize {
     let same = |p: &str| Path::new(p).canonicalize().ok() == file.canonicalize().ok();
     let detections = result
         .detections
+        .all()
+        .unwrap()
         .iter()
         .filter(|d| engine.rules[d.rule].level > Level::Informational && same(&engine.rules[d.rule].origin.path))
         .count();

@@ -79,7 +79,10 @@ fn pieces_give_the_whole_read() {
     let corr = Arc::new(CorrelationSet::compile(&set.correlations, &engine.rules).0);
     let ids = |opts: &RunOptions| {
         let r = portcullis_hunt::hunt(&engine, &corr, &files, opts, &NoProgress);
-        (r.detections.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), r.correlations.iter().map(|c| c.id.clone()).collect::<Vec<_>>())
+        (
+            r.detections.all().unwrap().iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+            r.correlations.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        )
     };
     let a = ids(&RunOptions { threads: 1, ..Default::default() });
     let b = ids(&RunOptions { threads: 2, split_min_bytes: 1, ..Default::default() });

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use portcullis_correlate::{CorrelationFinding, CorrelationSet};
 use portcullis_event::roles::{self, Role};
 use portcullis_event::{Event, Timestamp, escape_display, escape_json_text};
-use portcullis_hunt::Detection;
+use portcullis_hunt::{Detection, Detections};
 use portcullis_incident::{Incident, human_duration};
 use portcullis_sigma::{Engine, Level};
 use serde::Serialize;
@@ -34,7 +34,7 @@ pub struct Report<'a> {
     pub correlation_set: &'a CorrelationSet,
     pub incidents: &'a [Incident],
     pub correlations: &'a [CorrelationFinding],
-    pub detections: &'a [Detection],
+    pub detections: &'a Detections,
     pub summary: &'a Summary,
 }
 
@@ -166,6 +166,8 @@ pub struct Summary {
     pub rules_failed: Vec<RuleProblem>,
     pub detections: usize,
     pub detections_by_level: std::collections::BTreeMap<&'static str, u64>,
+    /// Of `detections`, how many were spilled to temporary files to keep memory bounded.
+    pub detections_spilled: usize,
     pub correlations_loaded: usize,
     pub correlation_findings: usize,
     pub correlation_inputs: u64,
@@ -204,20 +206,54 @@ pub fn json_line(out: &mut dyn Write, record: &impl Serialize) -> io::Result<()>
     out.write_all(b"\n")
 }
 
-/// Formats `items` a chunk at a time on every core and writes the text in their order,
-/// one bounded batch of chunks at a time, so a million detections are never all held as
-/// text.
-fn write_in_parallel<T: Sync>(out: &mut dyn Write, items: &[T], format: impl Fn(&[T]) -> io::Result<Vec<u8>> + Sync) -> io::Result<()> {
+/// Formats the detections a chunk at a time on every core and writes the text in their
+/// order, one bounded batch of chunks at a time, so a million detections are never all
+/// held as text (nor, when they were spilled, as detections).
+fn write_in_parallel(
+    out: &mut dyn Write,
+    detections: &Detections,
+    format: impl Fn(&[Detection]) -> io::Result<Vec<u8>> + Sync,
+) -> io::Result<()> {
     use rayon::prelude::*;
     const CHUNK: usize = 1024;
     let batch = CHUNK * 4 * rayon::current_num_threads().max(1);
-    for group in items.chunks(batch) {
+    detections.try_for_each_chunk(batch, |group| -> io::Result<()> {
         let texts: Vec<io::Result<Vec<u8>>> = group.par_chunks(CHUNK).map(&format).collect();
         for text in texts {
             out.write_all(&text?)?;
         }
+        Ok(())
+    })
+}
+
+/// The detections as a JSON array, one record at a time (for the JSON document).
+struct DetectionArray<'a>(&'a Engine, &'a Detections);
+
+impl Serialize for DetectionArray<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        enum Failed<E> {
+            Write(E),
+            Read(io::Error),
+        }
+        impl<E> From<io::Error> for Failed<E> {
+            fn from(e: io::Error) -> Self {
+                Failed::Read(e)
+            }
+        }
+        let mut seq = s.serialize_seq(Some(self.1.len()))?;
+        let read = self.1.try_for_each_chunk(4096, |chunk| {
+            for d in chunk {
+                seq.serialize_element(&DetectionRecord::new(self.0, d)).map_err(Failed::Write)?;
+            }
+            Ok(())
+        });
+        match read {
+            Ok(()) => seq.end(),
+            Err(Failed::Write(e)) => Err(e),
+            Err(Failed::Read(e)) => Err(S::Error::custom(e)),
+        }
     }
-    Ok(())
 }
 
 /// Writes incidents, correlations, detections, then the summary, in the chosen format.
@@ -244,13 +280,13 @@ pub fn write_report(out: &mut dyn Write, format: Format, r: &Report<'_>) -> io::
             struct Doc<'a> {
                 incidents: &'a [Incident],
                 correlations: Vec<CorrelationRecord<'a>>,
-                detections: Vec<DetectionRecord<'a>>,
+                detections: DetectionArray<'a>,
                 summary: &'a Summary,
             }
             let doc = Doc {
                 incidents: r.incidents,
                 correlations: r.correlations.iter().map(|c| CorrelationRecord::new(r.correlation_set, c)).collect(),
-                detections: r.detections.iter().map(|d| DetectionRecord::new(r.engine, d)).collect(),
+                detections: DetectionArray(r.engine, r.detections),
                 summary: r.summary,
             };
             let text = serde_json::to_string_pretty(&doc)?;
@@ -421,38 +457,35 @@ fn truncate(s: &mut String, max: usize) {
     }
 }
 
-fn write_table(out: &mut dyn Write, engine: &Engine, detections: &[Detection]) -> io::Result<()> {
+/// A detection's table cells before its details: time, level, rule, host, place.
+fn table_cells(engine: &Engine, d: &Detection) -> [String; 5] {
+    let rule = &engine.rules[d.rule];
+    let mut title = escape_display(&rule.title).into_owned();
+    truncate(&mut title, 60);
+    let mut host = escape_display(d.event.host().unwrap_or("-")).into_owned();
+    truncate(&mut host, 24);
+    let file = d.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut place = format!("{}:{}", escape_display(&file), d.event.record);
+    truncate(&mut place, 40);
+    [d.event.timestamp.map(|t| t.to_string()).unwrap_or_else(|| "-".into()), rule.level.to_string(), title, host, place]
+}
+
+/// Detections for people: column widths from a first pass over the short cells, then the
+/// rows a chunk at a time.
+fn write_table(out: &mut dyn Write, engine: &Engine, detections: &Detections) -> io::Result<()> {
     if detections.is_empty() {
         return Ok(());
     }
-    let rows: Vec<[String; 6]> = detections
-        .iter()
-        .map(|d| {
-            let rule = &engine.rules[d.rule];
-            let mut title = escape_display(&rule.title).into_owned();
-            truncate(&mut title, 60);
-            let mut host = escape_display(d.event.host().unwrap_or("-")).into_owned();
-            truncate(&mut host, 24);
-            let file = d.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-            let mut place = format!("{}:{}", escape_display(&file), d.event.record);
-            truncate(&mut place, 40);
-            [
-                d.event.timestamp.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-                rule.level.to_string(),
-                title,
-                host,
-                place,
-                details(&d.event, 140),
-            ]
-        })
-        .collect();
     let headers = ["TIME (UTC)", "LEVEL", "RULE", "HOST", "WHERE", "DETAILS"];
     let mut widths = headers.map(|h| h.chars().count());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r.iter()).take(5) {
-            *w = (*w).max(c.chars().count());
+    detections.try_for_each_chunk(4096, |chunk| -> io::Result<()> {
+        for d in chunk {
+            for (w, c) in widths.iter_mut().zip(table_cells(engine, d).iter()) {
+                *w = (*w).max(c.chars().count());
+            }
         }
-    }
+        Ok(())
+    })?;
     let line = |cells: [&str; 6], out: &mut dyn Write| -> io::Result<()> {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
@@ -466,9 +499,13 @@ fn write_table(out: &mut dyn Write, engine: &Engine, detections: &[Detection]) -
         writeln!(out, "{}", s.trim_end())
     };
     line(headers, out)?;
-    for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], out)?;
-    }
+    detections.try_for_each_chunk(4096, |chunk| -> io::Result<()> {
+        for d in chunk {
+            let [a, b, c, e, f] = table_cells(engine, d);
+            line([&a, &b, &c, &e, &f, &details(&d.event, 140)], out)?;
+        }
+        Ok(())
+    })?;
     writeln!(out)
 }
 
@@ -533,6 +570,13 @@ pub fn write_summary_text(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
         plural(s.incidents, "incident", "incidents"),
         s.elapsed_seconds
     )?;
+    if s.detections_spilled > 0 {
+        writeln!(
+            out,
+            "{} spilled to temporary files to keep memory bounded (--detection-memory).",
+            plural(s.detections_spilled, "detection was", "detections were")
+        )?;
+    }
     if let (Some(case), Some(new)) = (&s.case, s.case_new_findings) {
         writeln!(out, "Case file {}: {}.", escape_display(case), plural(new, "new finding", "new findings"))?;
     }
@@ -574,7 +618,7 @@ pub fn human_bytes(b: u64) -> String {
     if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-fn write_csv(out: &mut dyn Write, engine: &Engine, detections: &[Detection]) -> io::Result<()> {
+fn write_csv(out: &mut dyn Write, engine: &Engine, detections: &Detections) -> io::Result<()> {
     let mut w = csv::Writer::from_writer(&mut *out);
     w.write_record(["timestamp", "level", "rule_title", "rule_id", "host", "path", "record", "id", "details"])?;
     w.flush()?;

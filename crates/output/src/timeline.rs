@@ -13,7 +13,7 @@ use std::path::Path;
 
 use portcullis_correlate::{CorrelationFinding, CorrelationSet};
 use portcullis_event::{Timestamp, escape_display, escape_json_text};
-use portcullis_hunt::Detection;
+use portcullis_hunt::{Detection, Detections};
 use portcullis_incident::Incident;
 use portcullis_sigma::Engine;
 use serde_json::{Map, Value, json};
@@ -28,41 +28,23 @@ fn row(ts: Timestamp, desc: &str, message: String, mut extra: Map<String, Value>
     extra
 }
 
-/// Detections the timeline leaves out because their event has no time (a timeline row needs
-/// one); the run says how many.
-pub fn untimed(detections: &[Detection]) -> usize {
-    detections.iter().filter(|d| d.event.timestamp.is_none()).count()
-}
-
-/// The timeline rows, in time order (detections without a time are left out: [`untimed`]).
+/// The timeline rows, in time order (detections without a time are left out:
+/// [`Detections::untimed`] says how many). An error if spilled detections could not be read
+/// back.
 pub fn rows(
     engine: &Engine,
     set: &CorrelationSet,
-    detections: &[Detection],
+    detections: &Detections,
     correlations: &[CorrelationFinding],
     incidents: &[Incident],
-) -> Vec<Map<String, Value>> {
+) -> io::Result<Vec<Map<String, Value>>> {
     let mut out = Vec::new();
-    for d in detections {
-        let Some(ts) = d.event.timestamp else { continue };
-        let rule = &engine.rules[d.rule];
-        let mut extra = Map::new();
-        if let Value::Object(fields) = d.event.to_json() {
-            for (k, v) in fields {
-                let key = if RESERVED.contains(&k.as_str()) || k.starts_with("portcullis_") { format!("event_{k}") } else { k };
-                extra.insert(key, v);
-            }
+    detections.try_for_each_chunk(4096, |chunk| -> io::Result<()> {
+        for d in chunk {
+            detection_row(engine, d, &mut out);
         }
-        extra.insert("portcullis_kind".into(), json!("detection"));
-        extra.insert("portcullis_id".into(), json!(d.id));
-        extra.insert("portcullis_rule_id".into(), json!(rule.key()));
-        extra.insert("portcullis_level".into(), json!(rule.level.as_str()));
-        extra.insert("portcullis_tags".into(), json!(rule.tags.join(",")));
-        extra.insert("portcullis_path".into(), json!(d.path.display().to_string()));
-        extra.insert("portcullis_record".into(), json!(d.event.record));
-        let message = format!("[{}] {}: {}", rule.level, escape_display(&rule.title), crate::details(&d.event, 300));
-        out.push(row(ts, "Event Recorded", message, extra));
-    }
+        Ok(())
+    })?;
     for f in correlations {
         let c = &set.correlations[f.correlation];
         let group: Vec<String> = f.group.iter().map(|(k, v)| format!("{}={}", escape_display(k), escape_display(v))).collect();
@@ -86,7 +68,28 @@ pub fn rows(
         }
     }
     out.sort_by_key(|r| r.get("timestamp").and_then(Value::as_i64).unwrap_or(i64::MAX));
-    out
+    Ok(out)
+}
+
+fn detection_row(engine: &Engine, d: &Detection, out: &mut Vec<Map<String, Value>>) {
+    let Some(ts) = d.event.timestamp else { return };
+    let rule = &engine.rules[d.rule];
+    let mut extra = Map::new();
+    if let Value::Object(fields) = d.event.to_json() {
+        for (k, v) in fields {
+            let key = if RESERVED.contains(&k.as_str()) || k.starts_with("portcullis_") { format!("event_{k}") } else { k };
+            extra.insert(key, v);
+        }
+    }
+    extra.insert("portcullis_kind".into(), json!("detection"));
+    extra.insert("portcullis_id".into(), json!(d.id));
+    extra.insert("portcullis_rule_id".into(), json!(rule.key()));
+    extra.insert("portcullis_level".into(), json!(rule.level.as_str()));
+    extra.insert("portcullis_tags".into(), json!(rule.tags.join(",")));
+    extra.insert("portcullis_path".into(), json!(d.path.display().to_string()));
+    extra.insert("portcullis_record".into(), json!(d.event.record));
+    let message = format!("[{}] {}: {}", rule.level, escape_display(&rule.title), crate::details(&d.event, 300));
+    out.push(row(ts, "Event Recorded", message, extra));
 }
 
 /// Writes the timeline as CSV if `path` ends in `.csv`, else as JSONL.

@@ -4,7 +4,7 @@
 //! front end (the CLI, the report, the web UI, the workers) calls this instead of
 //! wiring the crates itself; settings are plain structs, not a front end's arguments.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,6 +76,8 @@ pub struct HuntSettings {
     pub timeline: Option<PathBuf>,
     /// Findings sharing an entity join one incident when at most this many days apart.
     pub incident_window_days: f64,
+    /// Memory (bytes) the detections may take before they are spilled to temporary files.
+    pub detection_memory: usize,
 }
 
 impl Default for HuntSettings {
@@ -93,6 +95,7 @@ impl Default for HuntSettings {
             case_command: String::new(),
             timeline: None,
             incident_window_days: 90.0,
+            detection_memory: portcullis_hunt::DETECTION_BUFFER_BYTES,
         }
     }
 }
@@ -120,6 +123,8 @@ pub enum Error {
     EmptyWindow { from: Timestamp, to: Timestamp },
     /// Rules were given with `--sigma` but none of them loaded: nothing they describe was checked.
     NoRuleLoaded { failed: usize },
+    /// Detections spilled to temporary files could not be read back.
+    DetectionsUnreadable(std::io::Error),
 }
 
 impl fmt::Display for Error {
@@ -138,6 +143,7 @@ impl fmt::Display for Error {
                 f,
                 "none of the --sigma rules loaded ({failed} failed; `portcullis rules --sigma DIR` lists why): nothing they describe was checked"
             ),
+            Error::DetectionsUnreadable(e) => write!(f, "the detections spilled to temporary files could not be read back: {e}"),
         }
     }
 }
@@ -382,6 +388,8 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
         from: s.from,
         to: s.to,
         iocs,
+        min_level: s.rules.min_level,
+        detection_budget: s.detection_memory,
         ..Default::default()
     };
     opts.read.assume_utc_offset_secs = s.assume_utc_offset_secs;
@@ -394,9 +402,8 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
         std::thread::spawn(move || drop(iocs));
     }
     let min = s.rules.min_level;
-    result.detections.retain(|d| loaded.engine.rules[d.rule].level >= min);
     result.correlations.retain(|c| loaded.correlations.correlations[c.correlation].level >= min);
-    let findings = findings(&loaded, &result, case.is_some());
+    let findings = findings(&loaded, &result, case.is_some()).map_err(Error::DetectionsUnreadable)?;
     let incident_opts = IncidentOptions { window_micros: (s.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64, ..Default::default() };
     let mut case_new = None;
     let mut case_error = None;
@@ -433,9 +440,10 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     let mut timeline_warning = None;
     if let Some(path) = &s.timeline {
         let rows =
-            portcullis_output::timeline::rows(&loaded.engine, &loaded.correlations, &result.detections, &result.correlations, &incidents);
+            portcullis_output::timeline::rows(&loaded.engine, &loaded.correlations, &result.detections, &result.correlations, &incidents)
+                .map_err(Error::DetectionsUnreadable)?;
         portcullis_output::timeline::write(path, &rows).map_err(|error| Error::Timeline { path: path.clone(), error })?;
-        let untimed = portcullis_output::timeline::untimed(&result.detections);
+        let untimed = result.detections.untimed();
         if untimed > 0 {
             timeline_warning = Some(format!(
                 "timeline {}: {} without a time left out (they are in the output{})",
@@ -449,7 +457,7 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     let mut summary = summarise(&loaded, &result, started);
     summary.warnings.extend(timeline_warning);
     summary.iocs_loaded = iocs_loaded;
-    summary.ioc_matches = result.detections.iter().filter(|d| d.matcher == portcullis_hunt::Matcher::Indicator).count();
+    summary.ioc_matches = result.detections.indicator_matches();
     summary.ioc_files = ioc_files;
     summary.ioc_problem_count = ioc_problems.len();
     summary.ioc_problems = ioc_problems.into_iter().take(100).collect();
@@ -468,27 +476,32 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
 
 /// One finding type for incidents, the case file and the timeline: every detection
 /// (with its event as JSON) and every correlation finding (with its evidence's entities),
-/// detections made on every core. The event JSON is made only for a case file
-/// (`with_events`), the one place it is kept.
-fn findings(loaded: &LoadedRules, result: &HuntResult, with_events: bool) -> Vec<(Finding, Option<String>)> {
+/// detections made on every core a chunk at a time. The event JSON is made only for a
+/// case file (`with_events`), the one place it is kept.
+fn findings(loaded: &LoadedRules, result: &HuntResult, with_events: bool) -> std::io::Result<Vec<(Finding, Option<String>)>> {
     use rayon::prelude::*;
     let labels = portcullis_finding::RuleLabels::of(&loaded.engine);
-    let mut findings: Vec<(Finding, Option<String>)> = result
-        .detections
-        .par_iter()
-        .with_min_len(1024)
-        .map(|d| (Finding::from_detection(&labels, &loaded.engine, d), with_events.then(|| d.event.json_text())))
-        .collect();
-    if result.correlations.is_empty() {
-        return findings;
-    }
-    let by_id: HashMap<&str, &portcullis_hunt::Detection> = result.detections.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut findings: Vec<(Finding, Option<String>)> = Vec::with_capacity(result.detections.len() + result.correlations.len());
+    // The entities of the detections correlations name as evidence, gathered on the way.
+    let wanted: HashSet<&str> = result.correlations.iter().flat_map(|c| c.evidence.iter().map(String::as_str)).collect();
+    let mut evidence: HashMap<String, Vec<portcullis_finding::Entity>> = HashMap::new();
+    result.detections.try_for_each_chunk(64 << 10, |chunk| -> std::io::Result<()> {
+        findings.par_extend(
+            chunk
+                .par_iter()
+                .with_min_len(1024)
+                .map(|d| (Finding::from_detection(&labels, &loaded.engine, d), with_events.then(|| d.event.json_text()))),
+        );
+        for d in chunk.iter().filter(|d| wanted.contains(d.id.as_str())) {
+            evidence.insert(d.id.clone(), portcullis_finding::entities(&d.event));
+        }
+        Ok(())
+    })?;
     for c in &result.correlations {
-        let evidence_entities: Vec<_> =
-            c.evidence.iter().filter_map(|id| by_id.get(id.as_str())).flat_map(|d| portcullis_finding::entities(&d.event)).collect();
+        let evidence_entities: Vec<_> = c.evidence.iter().filter_map(|id| evidence.get(id)).flatten().cloned().collect();
         findings.push((Finding::from_correlation(&loaded.correlations, c, &evidence_entities), None));
     }
-    findings
+    Ok(findings)
 }
 
 /// The run summary: files, events, skips with positions, rules loaded, applied and
@@ -553,6 +566,13 @@ pub fn summarise(loaded: &LoadedRules, result: &HuntResult, started: Instant) ->
     let applied = engine.applied_rules(&result.group_events);
     s.rules_applied = applied.iter().filter(|a| **a).count();
     s.detections = result.detections.len();
+    s.detections_spilled = result.detections.spilled();
+    if let Some(e) = &result.spill_error {
+        s.warnings.push(format!(
+            "the detections could not be spilled to temporary files ({e}); all {} were kept in memory",
+            result.detections.len()
+        ));
+    }
     s.correlations_loaded = loaded.correlations.correlations.len();
     s.correlation_findings = result.correlations.len();
     s.correlation_inputs = result.correlation_stats.inputs;
