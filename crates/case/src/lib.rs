@@ -506,13 +506,14 @@ fn insert_source(
     Ok(())
 }
 
-/// Inserts the findings not already in the case; returns the ids of those that were new.
-fn insert_findings(
+/// Inserts the findings (each with its event as JSON, for detections) not already in the
+/// case, calling `on_new` with each that was new.
+fn insert_findings<'f>(
     tx: &rusqlite::Transaction<'_>,
-    findings: &[(Finding, Option<String>)],
+    findings: impl IntoIterator<Item = (&'f Finding, Option<&'f str>)>,
     run_id: i64,
-) -> Result<Vec<String>, rusqlite::Error> {
-    let mut new = Vec::new();
+    mut on_new: impl FnMut(&Finding),
+) -> Result<(), rusqlite::Error> {
     let mut ins = tx.prepare_cached(
         "INSERT OR IGNORE INTO findings (id, kind, rule_id, rule_title, level, level_rank, first_ts, last_ts, host, sentence, path, record, tags, evidence, event, run_id, matcher, log, rule_source)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
@@ -545,14 +546,44 @@ fn insert_findings(
             f.rule_source.as_str(),
         ])?;
         if added > 0 {
-            new.push(f.id.clone());
+            on_new(f);
             fts.execute(params![f.id])?;
             for e in &f.entities {
                 ent.execute(params![f.id, e.kind.as_str(), e.value])?;
             }
         }
     }
-    Ok(new)
+    Ok(())
+}
+
+/// A run being recorded ([`Case::begin_run`]), in one transaction.
+pub struct RunRecorder<'c> {
+    tx: rusqlite::Transaction<'c>,
+    run_id: i64,
+    new: usize,
+}
+
+impl RunRecorder<'_> {
+    /// Adds findings, each with its event as JSON for a detection; those already in the
+    /// case are left as they are.
+    pub fn add_findings<'f>(&mut self, findings: impl IntoIterator<Item = (&'f Finding, Option<&'f str>)>) -> Result<(), CaseError> {
+        let mut new = 0;
+        insert_findings(&self.tx, findings, self.run_id, |_| new += 1)?;
+        self.new += new;
+        Ok(())
+    }
+
+    /// Rebuilds the incidents from every finding in the case, marks the run complete and
+    /// commits. Returns (new findings, incidents).
+    pub fn finish(self, rules_loaded: usize, events: u64, incident_opts: &IncidentOptions) -> Result<(usize, Vec<Incident>), CaseError> {
+        let incidents = rebuild_incidents(&self.tx, incident_opts)?;
+        self.tx.execute(
+            "UPDATE runs SET finished = ?1, status = 'complete', rules_loaded = ?2, events = ?3, findings_new = ?4 WHERE id = ?5",
+            params![now(), rules_loaded as i64, events as i64, self.new as i64, self.run_id],
+        )?;
+        self.tx.commit()?;
+        Ok((self.new, incidents))
+    }
 }
 
 /// Rebuilds every incident from every finding in the case.
@@ -717,20 +748,22 @@ impl Case {
         events: u64,
         incident_opts: &IncidentOptions,
     ) -> Result<(usize, Vec<Incident>), CaseError> {
+        let mut run = self.begin_run(sources)?;
+        run.add_findings(findings.iter().map(|(f, e)| (f, e.as_deref())))?;
+        run.finish(rules_loaded, events, incident_opts)
+    }
+
+    /// Starts recording a run: its sources now, its findings as they come
+    /// ([`RunRecorder::add_findings`], any number of times), then [`RunRecorder::finish`].
+    /// All in one transaction: a run that is not finished leaves the case as it was.
+    pub fn begin_run(&mut self, sources: &[SourceRecord<'_>]) -> Result<RunRecorder<'_>, CaseError> {
         let run_id = self.run_id;
         let tx = self.conn.transaction()?;
         for s in sources {
             let hash = hash_file(s.path).unwrap_or_else(|e| format!("unhashed: {e}"));
             insert_source(&tx, s, &hash, run_id, SourceConflict::Keep)?;
         }
-        let new = insert_findings(&tx, findings, run_id)?.len();
-        let incidents = rebuild_incidents(&tx, incident_opts)?;
-        tx.execute(
-            "UPDATE runs SET finished = ?1, status = 'complete', rules_loaded = ?2, events = ?3, findings_new = ?4 WHERE id = ?5",
-            params![now(), rules_loaded as i64, events as i64, new as i64, self.run_id],
-        )?;
-        tx.commit()?;
-        Ok((new, incidents))
+        Ok(RunRecorder { tx, run_id, new: 0 })
     }
 
     /// Records one step of `watch` in one transaction (see [`LiveBatch`]): a crash at any
@@ -741,7 +774,8 @@ impl Case {
         for (s, key) in &batch.sources {
             insert_source(&tx, s, &format!("live:{key}"), run_id, SourceConflict::Accumulate)?;
         }
-        let new_findings = insert_findings(&tx, batch.findings, run_id)?;
+        let mut new_findings = Vec::new();
+        insert_findings(&tx, batch.findings.iter().map(|(f, e)| (f, e.as_deref())), run_id, |f| new_findings.push(f.id.clone()))?;
         let mut new_inputs = Vec::with_capacity(batch.inputs.len());
         {
             let mut ins = tx.prepare_cached(
@@ -1053,6 +1087,38 @@ mod tests {
             },
             Some("{}".into()),
         )
+    }
+
+    /// Findings added in parts, as the hunt adds them chunk by chunk, are recorded as one
+    /// call with all of them is: the same rows, the same count of new ones, the same incidents.
+    #[test]
+    fn a_run_recorded_in_parts_is_the_run_recorded_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = IncidentOptions::default();
+        let mut batch = vec![
+            f("a", "2021-08-24T02:13:00Z", Level::High, "exch01"),
+            f("b", "2021-08-24T02:14:00Z", Level::Medium, "exch01"),
+            f("c", "2021-09-16T10:00:00Z", Level::High, "dc01"),
+        ];
+        batch[1].1 = Some("{\"EventID\":4688}".into());
+        let at_once = dir.path().join("once.sqlite");
+        let (new, incidents) = Case::open(&at_once, "test").unwrap().record_run(&[], &batch, 1, 1, &opts).unwrap();
+        let in_parts = dir.path().join("parts.sqlite");
+        let mut case = Case::open(&in_parts, "test").unwrap();
+        let mut run = case.begin_run(&[]).unwrap();
+        run.add_findings(batch[..2].iter().map(|(f, e)| (f, e.as_deref()))).unwrap();
+        // A finding given twice counts once.
+        run.add_findings(batch[1..].iter().map(|(f, e)| (f, e.as_deref()))).unwrap();
+        let (parts_new, parts_incidents) = run.finish(1, 1, &opts).unwrap();
+        assert_eq!((parts_new, parts_incidents.len()), (new, incidents.len()));
+        assert_eq!(new, 3);
+        let rows = |p: &std::path::Path| -> Vec<(String, Option<String>)> {
+            let c = Connection::open(p).unwrap();
+            let mut q = c.prepare("SELECT id, event FROM findings ORDER BY id").unwrap();
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect()
+        };
+        assert_eq!(rows(&at_once), rows(&in_parts));
+        assert_eq!(rows(&in_parts)[1].1.as_deref(), Some("{\"EventID\":4688}"));
     }
 
     #[test]

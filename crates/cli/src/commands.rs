@@ -147,7 +147,7 @@ pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
     }
     if let Some(level) = a.fail_on {
         let level: Level = level.into();
-        if h.findings.iter().any(|(f, _)| f.level >= level) {
+        if h.findings.iter().any(|f| f.level >= level) {
             return Ok(EXIT_FINDINGS);
         }
     }
@@ -381,10 +381,10 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
         }
         println!();
     }
-    let mut top: Vec<&(Finding, Option<String>)> = h.findings.iter().filter(|(f, _)| f.level >= Level::High).collect();
-    top.sort_by_key(|(f, _)| (std::cmp::Reverse(f.level), f.first_ts));
+    let mut top: Vec<&Finding> = h.findings.iter().filter(|f| f.level >= Level::High).collect();
+    top.sort_by_key(|f| (std::cmp::Reverse(f.level), f.first_ts));
     println!("TOP FINDINGS ({} at high or critical)", top.len());
-    for (f, _) in top.iter().take(8) {
+    for f in top.iter().take(8) {
         let mut line = esc(&f.sentence).into_owned();
         if line.chars().count() > 140 {
             line = line.chars().take(139).collect::<String>() + "…";

@@ -317,8 +317,8 @@ pub fn exchange_builds_in_logs(inventory: &mut portcullis_exchange::Inventory, p
 pub struct HuntOutcome {
     pub loaded: LoadedRules,
     pub result: HuntResult,
-    /// Every finding with, for detections, the event as JSON.
-    pub findings: Vec<(Finding, Option<String>)>,
+    /// Every finding: the detections' in their order, then the correlations'.
+    pub findings: Vec<Finding>,
     pub incidents: Vec<Incident>,
     pub summary: Summary,
     /// Recording into the case file failed after the hunt; the results above are whole
@@ -403,7 +403,7 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     }
     let min = s.rules.min_level;
     result.correlations.retain(|c| loaded.correlations.correlations[c.correlation].level >= min);
-    let findings = findings(&loaded, &result, case.is_some()).map_err(Error::DetectionsUnreadable)?;
+    let findings = findings(&loaded, &result).map_err(Error::DetectionsUnreadable)?;
     let incident_opts = IncidentOptions { window_micros: (s.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64, ..Default::default() };
     let mut case_new = None;
     let mut case_error = None;
@@ -424,7 +424,7 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
                 _ => None,
             })
             .collect();
-        case.record_run(&sources, &findings, loaded.engine.rules.len(), result.stats.events, &incident_opts)
+        record_in_case(case, &sources, &findings, &result, loaded.engine.rules.len(), &incident_opts)
     });
     let incidents = match recorded {
         Some(Ok((new, incidents))) => {
@@ -433,8 +433,8 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
         }
         // The run's own results are kept and reported; the caller says the case failed.
         other => {
-            case_error = other.and_then(|r| r.err()).map(Error::Case);
-            portcullis_incident::build_from(findings.iter().map(|(f, _)| f), &incident_opts)
+            case_error = other.and_then(|r| r.err());
+            portcullis_incident::build_from(findings.iter(), &incident_opts)
         }
     };
     let mut timeline_warning = None;
@@ -474,24 +474,57 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     Ok(HuntOutcome { loaded, result, findings, incidents, summary, case_error })
 }
 
-/// One finding type for incidents, the case file and the timeline: every detection
-/// (with its event as JSON) and every correlation finding (with its evidence's entities),
-/// detections made on every core a chunk at a time. The event JSON is made only for a
-/// case file (`with_events`), the one place it is kept.
-fn findings(loaded: &LoadedRules, result: &HuntResult, with_events: bool) -> std::io::Result<Vec<(Finding, Option<String>)>> {
+/// Records the run in the case: its sources, its findings with (for detections) the event as
+/// JSON, made a chunk at a time as the detections are read again, so the events' JSON is
+/// never all held; then the incidents rebuilt from every finding in the case.
+fn record_in_case(
+    case: &mut portcullis_case::Case,
+    sources: &[portcullis_case::SourceRecord<'_>],
+    findings: &[Finding],
+    result: &HuntResult,
+    rules_loaded: usize,
+    incident_opts: &IncidentOptions,
+) -> Result<(usize, Vec<Incident>), Error> {
+    use rayon::prelude::*;
+    struct Failed(Error);
+    impl From<std::io::Error> for Failed {
+        fn from(e: std::io::Error) -> Self {
+            Failed(Error::DetectionsUnreadable(e))
+        }
+    }
+    let mut run = case.begin_run(sources)?;
+    let mut done = 0;
+    result
+        .detections
+        .try_for_each_chunk(16 << 10, |chunk| -> Result<(), Failed> {
+            let events: Vec<String> = chunk.par_iter().with_min_len(256).map(|d| d.event.json_text()).collect();
+            let these = findings.get(done..done + chunk.len()).unwrap_or_default();
+            // The findings were made from these detections in this order; never pair a
+            // finding with another detection's event.
+            if these.len() != chunk.len() || these.iter().zip(chunk).any(|(f, d)| f.id != d.id) {
+                return Err(Failed(Error::DetectionsUnreadable(std::io::Error::other("detections read back in another order"))));
+            }
+            run.add_findings(these.iter().zip(events.iter().map(|e| Some(e.as_str())))).map_err(|e| Failed(Error::Case(e)))?;
+            done += chunk.len();
+            Ok(())
+        })
+        .map_err(|f| f.0)?;
+    run.add_findings(findings[done..].iter().map(|f| (f, None)))?;
+    Ok(run.finish(rules_loaded, result.stats.events, incident_opts)?)
+}
+
+/// One finding type for incidents, the case file and the timeline: every detection and
+/// every correlation finding (with its evidence's entities), detections made on every core
+/// a chunk at a time.
+fn findings(loaded: &LoadedRules, result: &HuntResult) -> std::io::Result<Vec<Finding>> {
     use rayon::prelude::*;
     let labels = portcullis_finding::RuleLabels::of(&loaded.engine);
-    let mut findings: Vec<(Finding, Option<String>)> = Vec::with_capacity(result.detections.len() + result.correlations.len());
+    let mut findings: Vec<Finding> = Vec::with_capacity(result.detections.len() + result.correlations.len());
     // The entities of the detections correlations name as evidence, gathered on the way.
     let wanted: HashSet<&str> = result.correlations.iter().flat_map(|c| c.evidence.iter().map(String::as_str)).collect();
     let mut evidence: HashMap<String, Vec<portcullis_finding::Entity>> = HashMap::new();
     result.detections.try_for_each_chunk(64 << 10, |chunk| -> std::io::Result<()> {
-        findings.par_extend(
-            chunk
-                .par_iter()
-                .with_min_len(1024)
-                .map(|d| (Finding::from_detection(&labels, &loaded.engine, d), with_events.then(|| d.event.json_text()))),
-        );
+        findings.par_extend(chunk.par_iter().with_min_len(1024).map(|d| Finding::from_detection(&labels, &loaded.engine, d)));
         for d in chunk.iter().filter(|d| wanted.contains(d.id.as_str())) {
             evidence.insert(d.id.clone(), portcullis_finding::entities(&d.event));
         }
@@ -499,7 +532,7 @@ fn findings(loaded: &LoadedRules, result: &HuntResult, with_events: bool) -> std
     })?;
     for c in &result.correlations {
         let evidence_entities: Vec<_> = c.evidence.iter().filter_map(|id| evidence.get(id)).flatten().cloned().collect();
-        findings.push((Finding::from_correlation(&loaded.correlations, c, &evidence_entities), None));
+        findings.push(Finding::from_correlation(&loaded.correlations, c, &evidence_entities));
     }
     Ok(findings)
 }
