@@ -28,23 +28,21 @@ fn row(ts: Timestamp, desc: &str, message: String, mut extra: Map<String, Value>
     extra
 }
 
-/// The timeline rows, in time order (detections without a time are left out:
-/// [`Detections::untimed`] says how many). An error if spilled detections could not be read
-/// back.
-pub fn rows(
+/// Writes the timeline to `path` (CSV if it ends in `.csv`, else JSONL), rows in time
+/// order: detections as they are read from `detections`, a chunk at a time (those without
+/// a time are left out: [`Detections::untimed`] says how many), with the correlation and
+/// incident-stage rows merged in; at equal times detections come first. Only those few
+/// rows are held, never a row per detection.
+pub fn write(
+    path: &Path,
     engine: &Engine,
     set: &CorrelationSet,
     detections: &Detections,
     correlations: &[CorrelationFinding],
     incidents: &[Incident],
-) -> io::Result<Vec<Map<String, Value>>> {
-    let mut out = Vec::new();
-    detections.try_for_each_chunk(4096, |chunk| -> io::Result<()> {
-        for d in chunk {
-            detection_row(engine, d, &mut out);
-        }
-        Ok(())
-    })?;
+) -> io::Result<()> {
+    use rayon::prelude::*;
+    let mut others = Vec::new();
     for f in correlations {
         let c = &set.correlations[f.correlation];
         let group: Vec<String> = f.group.iter().map(|(k, v)| format!("{}={}", escape_display(k), escape_display(v))).collect();
@@ -55,7 +53,7 @@ pub fn rows(
         extra.insert("portcullis_level".into(), json!(c.level.as_str()));
         extra.insert("portcullis_evidence".into(), json!(f.evidence.join(",")));
         let message = format!("[{}] {}: {} ({} = {})", c.level, escape_display(&c.title), group.join(" "), c.kind.as_str(), f.value);
-        out.push(row(Timestamp(f.last_ts), "Correlation Fired", message, extra));
+        others.push(row(Timestamp(f.last_ts), "Correlation Fired", message, extra));
     }
     for i in incidents {
         for s in &i.stages {
@@ -64,15 +62,91 @@ pub fn rows(
             extra.insert("portcullis_incident".into(), json!(i.id));
             extra.insert("portcullis_level".into(), json!(s.level.as_str()));
             extra.insert("portcullis_findings".into(), json!(s.finding_ids.join(",")));
-            out.push(row(s.time, "Incident Stage", escape_display(&s.sentence).into_owned(), extra));
+            others.push(row(s.time, "Incident Stage", escape_display(&s.sentence).into_owned(), extra));
         }
     }
-    out.sort_by_key(|r| r.get("timestamp").and_then(Value::as_i64).unwrap_or(i64::MAX));
-    Ok(out)
+    let time = |r: &Map<String, Value>| r.get("timestamp").and_then(Value::as_i64).unwrap_or(i64::MAX);
+    others.sort_by_key(time);
+    let mut others = others.into_iter().peekable();
+    let mut sink = Sink::create(path)?;
+    detections.try_for_each_chunk(4096, |chunk| -> io::Result<()> {
+        let rows: Vec<Map<String, Value>> = chunk.par_iter().with_min_len(256).filter_map(|d| detection_row(engine, d)).collect();
+        for r in rows {
+            let t = time(&r);
+            while let Some(o) = others.next_if(|o| time(o) < t) {
+                sink.write(&o)?;
+            }
+            sink.write(&r)?;
+        }
+        Ok(())
+    })?;
+    for o in others {
+        sink.write(&o)?;
+    }
+    sink.finish()
 }
 
-fn detection_row(engine: &Engine, d: &Detection, out: &mut Vec<Map<String, Value>>) {
-    let Some(ts) = d.event.timestamp else { return };
+/// Where timeline rows go: CSV with Timesketch's columns and the rest as one JSON column,
+/// or JSONL.
+enum Sink {
+    Csv(Box<csv::Writer<io::BufWriter<std::fs::File>>>),
+    Jsonl(io::BufWriter<std::fs::File>),
+}
+
+impl Sink {
+    fn create(path: &Path) -> io::Result<Sink> {
+        let w = io::BufWriter::new(std::fs::File::create(path)?);
+        if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            return Ok(Sink::Jsonl(w));
+        }
+        let mut c = csv::Writer::from_writer(w);
+        c.write_record([
+            "message",
+            "datetime",
+            "timestamp_desc",
+            "timestamp",
+            "portcullis_kind",
+            "portcullis_level",
+            "portcullis_id",
+            "fields",
+        ])?;
+        Ok(Sink::Csv(Box::new(c)))
+    }
+
+    fn write(&mut self, r: &Map<String, Value>) -> io::Result<()> {
+        match self {
+            Sink::Jsonl(w) => crate::json_line(w, r),
+            Sink::Csv(c) => {
+                let get = |k: &str| r.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+                let fields: Map<String, Value> =
+                    r.iter().filter(|(k, _)| !RESERVED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let fields = escape_json_text(&Value::Object(fields).to_string()).into_owned();
+                let cells = [
+                    get("message"),
+                    get("datetime"),
+                    get("timestamp_desc"),
+                    get("timestamp"),
+                    get("portcullis_kind"),
+                    get("portcullis_level"),
+                    get("portcullis_id"),
+                    fields,
+                ];
+                c.write_record(cells.iter().map(|v| crate::csv_cell(v)).collect::<Vec<_>>().iter().map(|c| c.as_ref()))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Sink::Jsonl(mut w) => w.flush(),
+            Sink::Csv(c) => c.into_inner().map_err(|e| e.into_error())?.flush(),
+        }
+    }
+}
+
+fn detection_row(engine: &Engine, d: &Detection) -> Option<Map<String, Value>> {
+    let ts = d.event.timestamp?;
     let rule = &engine.rules[d.rule];
     let mut extra = Map::new();
     if let Value::Object(fields) = d.event.to_json() {
@@ -89,47 +163,5 @@ fn detection_row(engine: &Engine, d: &Detection, out: &mut Vec<Map<String, Value
     extra.insert("portcullis_path".into(), json!(d.path.display().to_string()));
     extra.insert("portcullis_record".into(), json!(d.event.record));
     let message = format!("[{}] {}: {}", rule.level, escape_display(&rule.title), crate::details(&d.event, 300));
-    out.push(row(ts, "Event Recorded", message, extra));
-}
-
-/// Writes the timeline as CSV if `path` ends in `.csv`, else as JSONL.
-pub fn write(path: &Path, rows: &[Map<String, Value>]) -> io::Result<()> {
-    let file = std::fs::File::create(path)?;
-    let mut w = io::BufWriter::new(file);
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
-        let mut c = csv::Writer::from_writer(&mut w);
-        c.write_record([
-            "message",
-            "datetime",
-            "timestamp_desc",
-            "timestamp",
-            "portcullis_kind",
-            "portcullis_level",
-            "portcullis_id",
-            "fields",
-        ])?;
-        for r in rows {
-            let get = |k: &str| r.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
-            let fields: Map<String, Value> =
-                r.iter().filter(|(k, _)| !RESERVED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-            let fields = escape_json_text(&Value::Object(fields).to_string()).into_owned();
-            let cells = [
-                get("message"),
-                get("datetime"),
-                get("timestamp_desc"),
-                get("timestamp"),
-                get("portcullis_kind"),
-                get("portcullis_level"),
-                get("portcullis_id"),
-                fields,
-            ];
-            c.write_record(cells.iter().map(|v| crate::csv_cell(v)).collect::<Vec<_>>().iter().map(|c| c.as_ref()))?;
-        }
-        c.flush()?;
-    } else {
-        for r in rows {
-            crate::json_line(&mut w, r)?;
-        }
-    }
-    w.flush()
+    Some(row(ts, "Event Recorded", message, extra))
 }

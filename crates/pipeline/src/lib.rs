@@ -439,10 +439,15 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     };
     let mut timeline_warning = None;
     if let Some(path) = &s.timeline {
-        let rows =
-            portcullis_output::timeline::rows(&loaded.engine, &loaded.correlations, &result.detections, &result.correlations, &incidents)
-                .map_err(Error::DetectionsUnreadable)?;
-        portcullis_output::timeline::write(path, &rows).map_err(|error| Error::Timeline { path: path.clone(), error })?;
+        portcullis_output::timeline::write(
+            path,
+            &loaded.engine,
+            &loaded.correlations,
+            &result.detections,
+            &result.correlations,
+            &incidents,
+        )
+        .map_err(|error| Error::Timeline { path: path.clone(), error })?;
         let untimed = result.detections.untimed();
         if untimed > 0 {
             timeline_warning = Some(format!(
