@@ -226,6 +226,56 @@ fn write_in_parallel(
     })
 }
 
+/// Serialized JSON passed through [`escape_json_text`] as it is written, so a JSON document
+/// of a million detections is never held as one text. The escape works a character at a
+/// time, so pieces can be escaped apart; a character cut between two writes waits for the
+/// rest of it.
+struct EscapeJson<'w> {
+    out: &'w mut dyn Write,
+    pending: Vec<u8>,
+}
+
+impl EscapeJson<'_> {
+    const BATCH: usize = 64 << 10;
+
+    /// Escapes and writes what is pending, but for an unfinished character at its end.
+    fn drain(&mut self) -> io::Result<()> {
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(text) => text.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => return Err(io::Error::new(io::ErrorKind::InvalidData, "serialized JSON is not UTF-8")),
+        };
+        let text = std::str::from_utf8(&self.pending[..valid]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        self.out.write_all(escape_json_text(text).as_bytes())?;
+        self.pending.drain(..valid);
+        Ok(())
+    }
+
+    /// Writes the rest; an error if it ends inside a character.
+    fn finish(mut self) -> io::Result<()> {
+        self.drain()?;
+        if !self.pending.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "serialized JSON ends inside a character"));
+        }
+        Ok(())
+    }
+}
+
+impl Write for EscapeJson<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= Self::BATCH {
+            self.drain()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain()?;
+        self.out.flush()
+    }
+}
+
 /// The detections as a JSON array, one record at a time (for the JSON document).
 struct DetectionArray<'a>(&'a Engine, &'a Detections);
 
@@ -289,8 +339,9 @@ pub fn write_report(out: &mut dyn Write, format: Format, r: &Report<'_>) -> io::
                 detections: DetectionArray(r.engine, r.detections),
                 summary: r.summary,
             };
-            let text = serde_json::to_string_pretty(&doc)?;
-            out.write_all(escape_json_text(&text).as_bytes())?;
+            let mut escaped = EscapeJson { out: &mut *out, pending: Vec::with_capacity(EscapeJson::BATCH) };
+            serde_json::to_writer_pretty(&mut escaped, &doc)?;
+            escaped.finish()?;
             out.write_all(b"\n")?;
         }
         Format::Csv => write_csv(out, r.engine, r.detections)?,
@@ -644,6 +695,26 @@ fn write_csv(out: &mut dyn Write, engine: &Engine, detections: &Detections) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Escaping JSON as it is written, in pieces cut anywhere (inside characters too), gives
+    /// the text escaping it whole gives.
+    #[test]
+    fn json_escaped_in_pieces_is_json_escaped_whole() {
+        let text = "{\"a\": \"x\u{202e}y\u{7f}z é∂ \u{200b}\"}\n".repeat(500);
+        for piece in [1, 2, 3, 7, 64, 1 << 20] {
+            let mut out = Vec::new();
+            let mut escaped = EscapeJson { out: &mut out, pending: Vec::new() };
+            for part in text.as_bytes().chunks(piece) {
+                escaped.write_all(part).unwrap();
+            }
+            escaped.finish().unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), escape_json_text(&text), "pieces of {piece}");
+        }
+        let mut out = Vec::new();
+        let mut escaped = EscapeJson { out: &mut out, pending: Vec::new() };
+        escaped.write_all(&"é".as_bytes()[..1]).unwrap();
+        assert!(escaped.finish().is_err(), "a cut character at the end is an error");
+    }
 
     #[test]
     fn csv_guards_formulas() {
