@@ -528,6 +528,9 @@ fn insert_findings<'f>(
     // index at every statement's savepoint: 31% of recording a million findings.
     let last_before: i64 = tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM findings", [], |r| r.get(0))?;
     let mut any_new = false;
+    // SQLite picks a lower rowid only when the largest is i64::MAX (a crafted case file):
+    // those rows get their search text one at a time.
+    let mut below = Vec::new();
     for (f, event_json) in findings {
         let added = ins.execute(params![
             f.id,
@@ -556,6 +559,9 @@ fn insert_findings<'f>(
         if added > 0 {
             on_new(f);
             any_new = true;
+            if tx.last_insert_rowid() <= last_before {
+                below.push(f.id.clone());
+            }
             for e in &f.entities {
                 ent.execute(params![f.id, e.kind.as_str(), e.value])?;
             }
@@ -563,6 +569,9 @@ fn insert_findings<'f>(
     }
     if any_new {
         tx.execute(&format!("INSERT INTO findings_fts (id, text) SELECT id, {FTS_TEXT} FROM findings WHERE rowid > ?1"), [last_before])?;
+    }
+    for id in below {
+        tx.execute(&format!("INSERT INTO findings_fts (id, text) SELECT id, {FTS_TEXT} FROM findings WHERE id = ?1"), [id])?;
     }
     Ok(())
 }
@@ -1147,6 +1156,16 @@ mod tests {
         let c = Connection::open(&in_parts).unwrap();
         let hits: i64 = c.query_row("SELECT COUNT(*) FROM findings_fts WHERE findings_fts MATCH '\"4688\"'", [], |r| r.get(0)).unwrap();
         assert_eq!(hits, 1);
+        // A case whose largest rowid is i64::MAX (crafted): new rows get lower rowids, and
+        // still their search text.
+        c.execute("UPDATE findings SET rowid = 9223372036854775807 WHERE id = 'd'", []).unwrap();
+        drop(c);
+        let mut case = Case::open(&in_parts, "test").unwrap();
+        let mut run = case.begin_run(&[]).unwrap();
+        let more = [f("e", "2021-09-18T10:00:00Z", Level::High, "dc01")];
+        run.add_findings(more.iter().map(|(f, e)| (f, e.as_deref()))).unwrap();
+        run.finish(1, 1, &opts).unwrap();
+        assert_eq!(searchable(&in_parts), ["a", "b", "c", "d", "e"]);
     }
 
     #[test]

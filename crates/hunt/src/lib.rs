@@ -341,8 +341,8 @@ pub struct HuntResult {
     /// memory budget, spilled to temporary files. Rules that only feed correlations (no
     /// `generate: true`) and rules below [`RunOptions::min_level`] are not here.
     pub detections: Detections,
-    /// Why the detections could not be spilled, if they could not (they were kept in
-    /// memory, whole: the run says memory was not bounded).
+    /// Why the detections could not be spilled, if they could not (those not spilled
+    /// already were kept in memory, none lost: the run says memory was not bounded).
     pub spill_error: Option<std::io::Error>,
     /// Correlation findings (of correlations no other correlation consumes), by time.
     pub correlations: Vec<CorrelationFinding>,
@@ -410,7 +410,7 @@ pub fn hunt(
     let hidden = hidden_rules(engine, correlations);
     let shares = portcullis_correlate::shares_for(correlations, opts.threads);
     let below_min: Vec<bool> = engine.rules.iter().map(|r| r.level < opts.min_level).collect();
-    let budget_each = opts.detection_budget / opts.threads.max(1);
+    let detection_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (outcomes, states) = run_files(
         files,
         opts,
@@ -420,7 +420,7 @@ pub fn hunt(
             matches: Vec::new(),
             ioc_hits: Vec::new(),
             detections: Vec::new(),
-            kept: DetectionBuffer::new(budget_each),
+            kept: DetectionBuffer::new(opts.detection_budget, detection_bytes.clone()),
             sorters: (0..shares).map(|_| Sorter::new(CORRELATION_BUFFER_BYTES / shares)).collect(),
             inputs_buffer: Vec::new(),
             inputs: 0,

@@ -514,6 +514,12 @@ fn record_in_case(
             Ok(())
         })
         .map_err(|f| f.0)?;
+    if done != result.detections.len() {
+        return Err(Error::DetectionsUnreadable(std::io::Error::other(format!(
+            "{done} of {} detections read back for the case",
+            result.detections.len()
+        ))));
+    }
     run.add_findings(findings[done..].iter().map(|f| (f, None)))?;
     Ok(run.finish(rules_loaded, result.stats.events, incident_opts)?)
 }
@@ -528,7 +534,7 @@ fn findings(loaded: &LoadedRules, result: &HuntResult) -> std::io::Result<Vec<Fi
     // The entities of the detections correlations name as evidence, gathered on the way.
     let wanted: HashSet<&str> = result.correlations.iter().flat_map(|c| c.evidence.iter().map(String::as_str)).collect();
     let mut evidence: HashMap<String, Vec<portcullis_finding::Entity>> = HashMap::new();
-    result.detections.try_for_each_chunk(64 << 10, |chunk| -> std::io::Result<()> {
+    result.detections.try_for_each_chunk(16 << 10, |chunk| -> std::io::Result<()> {
         findings.par_extend(chunk.par_iter().with_min_len(1024).map(|d| Finding::from_detection(&labels, &loaded.engine, d)));
         for d in chunk.iter().filter(|d| wanted.contains(d.id.as_str())) {
             evidence.insert(d.id.clone(), portcullis_finding::entities(&d.event));
@@ -607,7 +613,8 @@ pub fn summarise(loaded: &LoadedRules, result: &HuntResult, started: Instant) ->
     s.detections_spilled = result.detections.spilled();
     if let Some(e) = &result.spill_error {
         s.warnings.push(format!(
-            "the detections could not be spilled to temporary files ({e}); all {} were kept in memory",
+            "the detections could not be spilled to temporary files ({e}); {} of {} were kept in memory",
+            result.detections.len() - result.detections.spilled(),
             result.detections.len()
         ));
     }
