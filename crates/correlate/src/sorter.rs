@@ -8,6 +8,8 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
+use portcullis_event::merge::{Head, RunOrder};
+
 /// One base-rule (or correlation) match, as a correlation sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Input {
@@ -152,30 +154,16 @@ impl RunReader {
     }
 }
 
-struct Head(Input, usize);
-
-impl PartialEq for Head {
-    fn eq(&self, o: &Self) -> bool {
-        self.0.key() == o.0.key() && self.1 == o.1
-    }
-}
-impl Eq for Head {}
-impl PartialOrd for Head {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Head {
-    /// Reversed: BinaryHeap is a max-heap and we want the earliest first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.0.key().cmp(&self.0.key()).then(o.1.cmp(&self.1))
+impl RunOrder for Input {
+    fn run_cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
     }
 }
 
 /// The merged stream.
 pub struct Merged {
     sources: Vec<RunReader>,
-    heap: BinaryHeap<Head>,
+    heap: BinaryHeap<Head<Input>>,
 }
 
 impl Iterator for Merged {

@@ -15,6 +15,7 @@ use std::fmt;
 use std::ops::Range;
 
 pub mod entity;
+pub mod merge;
 pub mod roles;
 pub mod spill;
 pub mod text_hash;

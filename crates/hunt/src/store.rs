@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 
 use portcullis_event::Event;
+use portcullis_event::merge::{Head, RunOrder};
 
 use crate::{Detection, Matcher};
 
@@ -308,23 +309,9 @@ impl RunReader<'_> {
     }
 }
 
-struct Head(Detection, usize);
-
-impl PartialEq for Head {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Head {}
-impl PartialOrd for Head {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Head {
-    /// Reversed: BinaryHeap is a max-heap and the earliest comes first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        order(&o.0, &self.0).then(o.1.cmp(&self.1))
+impl RunOrder for Detection {
+    fn run_cmp(&self, other: &Self) -> Ordering {
+        order(self, other)
     }
 }
 
