@@ -608,8 +608,19 @@ impl RunRecorder<'_> {
 
 /// Rebuilds every incident from every finding in the case.
 fn rebuild_incidents(tx: &rusqlite::Transaction<'_>, incident_opts: &IncidentOptions) -> Result<Vec<Incident>, CaseError> {
-    let all = load_findings(tx)?;
-    let incidents = portcullis_incident::build(&all, incident_opts);
+    let mut builder = portcullis_incident::IncidentBuilder::new(incident_opts);
+    each_finding_for_incidents(tx, |f| builder.add(f))?;
+    let grouped = builder.group();
+    let mut sentences: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    {
+        let mut st = tx.prepare("SELECT sentence FROM findings WHERE id = ?1")?;
+        for id in grouped.sentence_ids() {
+            if let Some(sentence) = st.query_row([id], |r| r.get::<_, String>(0)).optional()? {
+                sentences.insert(id.to_string(), sentence);
+            }
+        }
+    }
+    let incidents = grouped.finish(|id| sentences.remove(id));
     tx.execute("DELETE FROM incident_findings", [])?;
     tx.execute("DELETE FROM incidents", [])?;
     let mut ins = tx.prepare(
@@ -1009,54 +1020,98 @@ impl Case {
     }
 }
 
-fn load_findings(conn: &Connection) -> Result<Vec<Finding>, CaseError> {
-    let mut entities: std::collections::HashMap<String, Vec<Entity>> = std::collections::HashMap::new();
-    {
-        let mut st = conn.prepare("SELECT finding_id, kind, value FROM entities")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
-        for row in rows {
-            let (id, kind, value) = row?;
-            let kind = match kind.as_str() {
-                "host" => EntityKind::Host,
-                "account" => EntityKind::Account,
-                "source_ip" => EntityKind::SourceIp,
-                "mailbox" => EntityKind::Mailbox,
-                _ => EntityKind::FilePath,
-            };
-            entities.entry(id).or_default().push(Entity { kind, value });
-        }
-    }
-    let mut st = conn.prepare(
-        "SELECT id, kind, rule_id, rule_title, level, first_ts, last_ts, host, sentence, path, record, tags, evidence, matcher, log, rule_source FROM findings",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(Finding {
-            id: r.get(0)?,
-            kind: if r.get::<_, String>(1)? == "correlation" { FindingKind::Correlation } else { FindingKind::Detection },
-            matcher: Matcher::parse(&r.get::<_, String>(13)?).unwrap_or(Matcher::Rule),
-            log: r.get(14)?,
-            rule_source: RuleSource::parse(&r.get::<_, String>(15)?),
-            rule_id: r.get(2)?,
-            rule_title: r.get(3)?,
-            level: Level::parse(&r.get::<_, String>(4)?).unwrap_or(Level::Informational),
-            tags: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
-            first_ts: r.get::<_, Option<String>>(5)?.as_deref().and_then(Timestamp::parse),
-            last_ts: r.get::<_, Option<String>>(6)?.as_deref().and_then(Timestamp::parse),
-            host: r.get(7)?,
-            entities: Vec::new(),
-            sentence: r.get(8)?,
-            path: r.get(9)?,
-            record: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
-            evidence: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
+/// Every finding in the case, one at a time in id order, with what incidents need of it:
+/// its entities (in the order they were recorded) but not its sentence, path or evidence.
+/// Findings and entities are read side by side, both in id order, so neither is held.
+fn each_finding_for_incidents(conn: &Connection, mut each: impl FnMut(&Finding)) -> Result<(), CaseError> {
+    use std::sync::Arc;
+    let mut ent = conn.prepare("SELECT finding_id, kind, value FROM entities ORDER BY finding_id, rowid")?;
+    let mut entities = ent.query([])?;
+    let next_entity = |entities: &mut rusqlite::Rows<'_>| -> Result<Option<(String, Entity)>, CaseError> {
+        Ok(match entities.next()? {
+            Some(r) => {
+                let kind = match r.get_ref(1)?.as_str().unwrap_or_default() {
+                    "host" => EntityKind::Host,
+                    "account" => EntityKind::Account,
+                    "source_ip" => EntityKind::SourceIp,
+                    "mailbox" => EntityKind::Mailbox,
+                    _ => EntityKind::FilePath,
+                };
+                Some((r.get(0)?, Entity { kind, value: r.get(2)? }))
+            }
+            None => None,
         })
-    })?;
-    let mut out = Vec::new();
-    for f in rows {
-        let mut f = f?;
-        f.entities = entities.remove(&f.id).unwrap_or_default();
-        out.push(f);
+    };
+    let mut pending = next_entity(&mut entities)?;
+    // A rule's labels are shared by its findings, not allocated for each: by rule id, then
+    // (title, tags as recorded).
+    type Labels = (Arc<str>, Arc<str>, Arc<[String]>);
+    let mut labels: std::collections::HashMap<String, Vec<(String, String, Labels)>> = std::collections::HashMap::new();
+    let mut st = conn.prepare(
+        "SELECT id, kind, rule_id, rule_title, level, first_ts, last_ts, tags, matcher, log, rule_source FROM findings ORDER BY id",
+    )?;
+    let mut rows = st.query([])?;
+    let mut f = Finding {
+        id: String::new(),
+        kind: FindingKind::Detection,
+        matcher: Matcher::Rule,
+        log: None,
+        rule_source: RuleSource::User,
+        rule_id: Arc::from(""),
+        rule_title: Arc::from(""),
+        level: Level::Informational,
+        tags: Arc::from(Vec::new()),
+        first_ts: None,
+        last_ts: None,
+        host: None,
+        entities: Vec::new(),
+        sentence: String::new(),
+        path: None,
+        record: None,
+        evidence: Vec::new(),
+    };
+    while let Some(r) = rows.next()? {
+        let text = |i: usize| -> rusqlite::Result<&str> { Ok(r.get_ref(i)?.as_str().unwrap_or_default()) };
+        f.id = r.get(0)?;
+        f.kind = if text(1)? == "correlation" { FindingKind::Correlation } else { FindingKind::Detection };
+        let (id, title, tags) = (text(2)?, text(3)?, text(7)?);
+        let known = labels.get(id).and_then(|v| v.iter().find(|(t, g, _)| t == title && g == tags)).map(|(_, _, l)| l.clone());
+        let (rule_id, rule_title, tags) = match known {
+            Some(l) => l,
+            None => {
+                let parsed: Vec<String> = serde_json::from_str(tags).unwrap_or_default();
+                let l: Labels = (Arc::from(id), Arc::from(title), Arc::from(parsed));
+                // (A few labels per rule id at most: a damaged case's thousands are not kept.)
+                let same_id = labels.entry(id.to_string()).or_default();
+                if same_id.len() < 16 {
+                    same_id.push((title.to_string(), tags.to_string(), l.clone()));
+                }
+                l
+            }
+        };
+        (f.rule_id, f.rule_title, f.tags) = (rule_id, rule_title, tags);
+        f.level = Level::parse(text(4)?).unwrap_or(Level::Informational);
+        f.first_ts = r.get_ref(5)?.as_str().ok().and_then(Timestamp::parse);
+        f.last_ts = r.get_ref(6)?.as_str().ok().and_then(Timestamp::parse);
+        f.matcher = Matcher::parse(text(8)?).unwrap_or(Matcher::Rule);
+        f.log = r.get(9)?;
+        f.rule_source = RuleSource::parse(text(10)?);
+        f.entities.clear();
+        while let Some((owner, e)) = pending.take() {
+            match owner.as_str().cmp(f.id.as_str()) {
+                // An entity of no finding (a damaged case) is passed by.
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => f.entities.push(e),
+                std::cmp::Ordering::Greater => {
+                    pending = Some((owner, e));
+                    break;
+                }
+            }
+            pending = next_entity(&mut entities)?;
+        }
+        each(&f);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn now() -> String {
@@ -1166,6 +1221,60 @@ mod tests {
         run.add_findings(more.iter().map(|(f, e)| (f, e.as_deref()))).unwrap();
         run.finish(1, 1, &opts).unwrap();
         assert_eq!(searchable(&in_parts), ["a", "b", "c", "d", "e"]);
+    }
+
+    /// Incidents rebuilt from the case (its findings read a row at a time beside their
+    /// entities, sentences looked up by id) are those built from the findings in memory.
+    #[test]
+    fn incidents_rebuilt_from_the_case_equal_those_built_from_the_findings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("case.sqlite");
+        let opts = IncidentOptions::default();
+        let kinds = [EntityKind::Account, EntityKind::SourceIp, EntityKind::FilePath, EntityKind::Mailbox];
+        let mut findings = Vec::new();
+        for n in 0..400u64 {
+            let (mut finding, _) = f(&format!("{:032x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15)), "2021-08-24T00:00:00Z", Level::Low, "h");
+            let rule = n % 7;
+            finding.rule_id = format!("rule-{rule}").into();
+            finding.rule_title = format!("Rule {}", rule % 5).into();
+            finding.tags =
+                [["attack.initial-access", "attack.t1190"], ["attack.execution", "attack.t1059.001"], ["attack.persistence", "x"]]
+                    [rule as usize % 3]
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .into();
+            finding.level = [Level::Informational, Level::Low, Level::Medium, Level::High, Level::Critical][(n % 5) as usize];
+            finding.rule_source = if n % 3 == 0 { RuleSource::User } else { RuleSource::Builtin };
+            finding.first_ts = Some(Timestamp(1_600_000_000_000_000 + (n as i64 % 37) * 3_600_000_000));
+            finding.last_ts = finding.first_ts.map(|t| Timestamp(t.0 + (n as i64 % 4) * 60_000_000));
+            finding.log = Some(["security", "w3c", "sysmon"][(n % 3) as usize].into());
+            finding.sentence = format!("finding {n}");
+            // Entities out of sorted order, some shared widely, the host not always first.
+            finding.entities = vec![
+                Entity { kind: kinds[(n % 4) as usize], value: format!("v{}", n % 11) },
+                Entity { kind: EntityKind::Host, value: format!("host{}", n % 5) },
+                Entity { kind: kinds[((n + 1) % 4) as usize], value: format!("w{}", n % 3) },
+            ];
+            findings.push((finding, None));
+        }
+        let mut c = Case::open(&path, "test").unwrap();
+        let (_, from_case) = c.record_run(&[], &findings, 1, 1, &opts).unwrap();
+        let plain: Vec<Finding> = findings.into_iter().map(|(f, _)| f).collect();
+        let in_memory = portcullis_incident::build(&plain, &opts);
+        let json = |i: &[Incident]| serde_json::to_string(i).unwrap();
+        assert!(in_memory.len() >= 3 && in_memory.iter().any(|i| !i.context.is_empty() || i.stages.len() > 3), "{in_memory:#?}");
+        assert_eq!(json(&from_case), json(&in_memory));
+        // An entity row of no finding (a damaged case) is passed by.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = OFF; INSERT INTO entities (finding_id, kind, value) VALUES ('0', 'host', 'x'), ('zzz', 'host', 'y')",
+        )
+        .unwrap();
+        drop(conn);
+        let mut c = Case::open(&path, "test").unwrap();
+        let (_, rebuilt) = c.record_run(&[], &[], 1, 1, &opts).unwrap();
+        assert_eq!(json(&rebuilt), json(&in_memory));
     }
 
     #[test]

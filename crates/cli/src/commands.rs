@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use portcullis_event::{Timestamp, escape_display};
-use portcullis_finding::Finding;
 use portcullis_hunt::{FileOutcome, Progress, RunOptions};
 use portcullis_pipeline::{HuntSettings, Observer, RuleSettings};
 use portcullis_sigma::Level;
@@ -147,7 +146,7 @@ pub fn hunt(a: HuntArgs, started: Instant) -> Result<u8, Fatal> {
     }
     if let Some(level) = a.fail_on {
         let level: Level = level.into();
-        if h.findings.iter().any(|f| f.level >= level) {
+        if h.top_findings.highest.is_some_and(|l| l >= level) {
             return Ok(EXIT_FINDINGS);
         }
     }
@@ -381,10 +380,9 @@ pub fn demo(a: DemoArgs, started: Instant) -> Result<u8, Fatal> {
         }
         println!();
     }
-    let mut top: Vec<&Finding> = h.findings.iter().filter(|f| f.level >= Level::High).collect();
-    top.sort_by_key(|f| (std::cmp::Reverse(f.level), f.first_ts));
-    println!("TOP FINDINGS ({} at high or critical)", top.len());
-    for f in top.iter().take(8) {
+    let top = &h.top_findings;
+    println!("TOP FINDINGS ({} at high or critical)", top.total);
+    for f in top.findings.iter().take(8) {
         let mut line = esc(&f.sentence).into_owned();
         if line.chars().count() > 140 {
             line = line.chars().take(139).collect::<String>() + "…";

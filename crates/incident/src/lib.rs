@@ -17,11 +17,13 @@
 //! evidence and only one rule is uncorroborated and stays at `medium`. Consecutive
 //! findings of one rule form one stage.
 
-use portcullis_event::union_find::UnionFind;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+mod builder;
+
+pub use builder::{Grouped, IncidentBuilder};
+use std::collections::HashMap;
 
 use portcullis_event::Timestamp;
-use portcullis_finding::{Entity, EntityKind, Finding, FindingKind, Matcher, RuleSource, TACTICS};
+use portcullis_finding::{Finding, FindingKind, Matcher, RuleSource};
 use portcullis_sigma::Level;
 use serde::Serialize;
 
@@ -112,16 +114,20 @@ pub enum Evidence {
 
 impl Evidence {
     pub fn of(f: &Finding, noisy: bool) -> Evidence {
-        if noisy || f.level < Level::Medium {
+        Evidence::rank(f.level, f.matcher, f.rule_source, f.kind, noisy)
+    }
+
+    fn rank(level: Level, matcher: Matcher, source: RuleSource, kind: FindingKind, noisy: bool) -> Evidence {
+        if noisy || level < Level::Medium {
             return Evidence::Weak;
         }
-        let specific = f.matcher == Matcher::Indicator
-            || f.rule_source == RuleSource::Builtin
-            || f.level >= Level::Critical
-            || (f.kind == FindingKind::Correlation && f.level >= Level::High);
+        let specific = matcher == Matcher::Indicator
+            || source == RuleSource::Builtin
+            || level >= Level::Critical
+            || (kind == FindingKind::Correlation && level >= Level::High);
         if specific {
             Evidence::Specific
-        } else if f.level >= Level::High {
+        } else if level >= Level::High {
             Evidence::High
         } else {
             Evidence::Medium
@@ -138,203 +144,26 @@ impl Evidence {
     }
 }
 
-/// Groups findings into incidents, most severe first, then by time.
+/// Groups findings into incidents, most severe first, then by time (through an
+/// [`IncidentBuilder`], the stages' sentences taken from these findings).
 pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
-    build_from(findings.iter(), opts)
-}
-
-/// [`build`] over findings held elsewhere (beside their events, say), without copying them.
-pub fn build_from<'f>(findings: impl Iterator<Item = &'f Finding>, opts: &IncidentOptions) -> Vec<Incident> {
-    let findings: Vec<&'f Finding> = findings.collect();
-    let mut idx: Vec<usize> =
-        (0..findings.len()).filter(|&i| findings[i].level >= opts.min_level && findings[i].first_ts.is_some()).collect();
-    idx.sort_by(|&a, &b| (findings[a].first_ts, &findings[a].id).cmp(&(findings[b].first_ts, &findings[b].id)));
-    let n = idx.len();
-    let host_of = |f: &'f Finding| f.entities.iter().find(|e| e.kind == EntityKind::Host).map(|e| e.value.as_str());
-    // Noisy stacks: one community rule firing again and again on one host.
-    let mut stack_size: HashMap<(&str, Option<&str>), usize> = HashMap::new();
-    for &i in &idx {
-        let f = findings[i];
-        if f.kind == FindingKind::Detection && f.rule_source == RuleSource::User {
-            *stack_size.entry((&*f.rule_id, host_of(f))).or_default() += 1;
-        }
+    let mut builder = IncidentBuilder::new(opts);
+    for f in findings {
+        builder.add(f);
     }
-    let noisy: Vec<bool> = idx
-        .iter()
-        .map(|&i| {
-            let f = findings[i];
-            f.kind == FindingKind::Detection
-                && f.rule_source == RuleSource::User
-                && stack_size.get(&(&*f.rule_id, host_of(f))).is_some_and(|&c| c >= opts.noisy_stack)
-        })
-        .collect();
-    // Entities seen on three or more hosts (lab, service and admin accounts) join nothing.
-    let mut hosts_seen: HashMap<&Entity, BTreeSet<&str>> = HashMap::new();
-    for &i in &idx {
-        let f = findings[i];
-        if let Some(h) = host_of(f) {
-            for e in f.entities.iter().filter(|e| e.kind != EntityKind::Host) {
-                hosts_seen.entry(e).or_default().insert(h);
-            }
-        }
+    let grouped = builder.group();
+    let wanted = grouped.sentence_ids();
+    let mut sentences: HashMap<String, String> = HashMap::new();
+    for f in findings.iter().filter(|f| wanted.contains(f.id.as_str())) {
+        sentences.entry(f.id.clone()).or_insert_with(|| f.sentence.clone());
     }
-    let widespread = |e: &Entity| hosts_seen.get(e).is_some_and(|h| h.len() >= 3);
-
-    let mut dsu = UnionFind::new(n);
-    let mut reasons: Vec<Option<String>> = vec![None; n];
-    let mut last_seen: HashMap<&Entity, (usize, i64)> = HashMap::new();
-    for (k, &i) in idx.iter().enumerate() {
-        if noisy[k] {
-            continue;
-        }
-        let f = findings[i];
-        let ts = f.first_ts.expect("filtered").0;
-        for e in f.entities.iter().filter(|e| !widespread(e)) {
-            if let Some(&(prev, pts)) = last_seen.get(e)
-                && ts - pts <= opts.window_micros
-            {
-                if dsu.find(prev) != dsu.find(k) && reasons[k].is_none() {
-                    let p = findings[idx[prev]];
-                    reasons[k] = Some(format!("shares {} `{}` with \"{}\" at {}", e.kind.as_str(), e.value, p.rule_title, Timestamp(pts)));
-                }
-                dsu.union(prev, k);
-            }
-        }
-        let end = f.last_ts.unwrap_or(f.first_ts.expect("filtered")).0;
-        for e in f.entities.iter().filter(|e| !widespread(e)) {
-            last_seen.insert(e, (k, end));
-        }
-    }
-    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for k in (0..n).filter(|&k| !noisy[k]) {
-        groups.entry(dsu.find(k)).or_default().push(k);
-    }
-    let mut out = Vec::new();
-    for members in groups.values() {
-        let fs: Vec<&Finding> = members.iter().map(|&k| findings[idx[k]]).collect();
-        let ranks: Vec<Evidence> = fs.iter().map(|f| Evidence::of(f, false)).collect();
-        let strongest = ranks.iter().copied().max().unwrap_or(Evidence::Weak);
-        if strongest < Evidence::Medium {
-            continue;
-        }
-        // The first evidence: the earliest finding of the strongest rank, or an earlier
-        // one of some weight linked to such a finding by more than the host.
-        let strongest_entities: HashSet<&Entity> = (0..fs.len())
-            .filter(|&m| ranks[m] == strongest)
-            .flat_map(|m| fs[m].entities.iter().filter(|e| e.kind != EntityKind::Host && !widespread(e)))
-            .collect();
-        let linked = |a: &Finding| a.entities.iter().any(|e| strongest_entities.contains(e));
-        let first = (0..fs.len()).find(|&j| ranks[j] == strongest || (ranks[j] >= Evidence::Medium && linked(fs[j]))).unwrap_or(0);
-        let why_first = if ranks[first] == strongest {
-            format!("first evidence: the earliest {} in this incident", strongest.describe())
-        } else {
-            format!("first evidence: the earliest finding linked by an account, address or file to the incident's {}", strongest.describe())
-        };
-        let mut why: Vec<Option<String>> = members.iter().map(|&k| reasons[k].clone()).collect();
-        why[first] = Some(why_first);
-        for w in why.iter_mut().take(first) {
-            *w = Some(format!(
-                "context: before the first evidence and linked to the attack only by {}",
-                w.as_deref().map(|r| r.trim_start_matches("shares ").to_string()).unwrap_or_else(|| "the host".into())
-            ));
-        }
-        out.push(incident(&fs, &ranks, first, why));
-    }
-    out.sort_by_key(|i| (std::cmp::Reverse(i.severity), i.first_seen));
-    out
-}
-
-fn stages_of(fs: &[&Finding]) -> Vec<Stage> {
-    let mut stages: Vec<Stage> = Vec::new();
-    for f in fs {
-        match stages.last_mut() {
-            Some(s) if *s.rule_title == *f.rule_title => s.finding_ids.push(f.id.clone()),
-            _ => stages.push(Stage {
-                time: f.first_ts.expect("filtered"),
-                tactic: f.tactics().into_iter().next(),
-                techniques: f.techniques(),
-                rule_title: f.rule_title.to_string(),
-                level: f.level,
-                sentence: f.sentence.clone(),
-                finding_ids: vec![f.id.clone()],
-            }),
-        }
-    }
-    for s in &mut stages {
-        if s.finding_ids.len() > 1 {
-            s.sentence.push_str(&format!(" (and {} more like it)", s.finding_ids.len() - 1));
-        }
-    }
-    stages
-}
-
-fn incident(all: &[&Finding], ranks: &[Evidence], first: usize, reasons: Vec<Option<String>>) -> Incident {
-    let fs = &all[first..];
-    let head = fs[0];
-    let first_seen = head.first_ts.expect("filtered");
-    let last_seen = fs.iter().filter_map(|f| f.last_ts.or(f.first_ts)).max().unwrap_or(first_seen);
-    let stages = stages_of(fs);
-    let context = stages_of(&all[..first]);
-    let mut tactic_set: BTreeSet<usize> = BTreeSet::new();
-    let mut techniques: BTreeSet<String> = BTreeSet::new();
-    let mut entity_counts: BTreeMap<&Entity, usize> = BTreeMap::new();
-    for f in fs {
-        for t in f.tactics() {
-            tactic_set.insert(TACTICS.iter().position(|x| *x == t).unwrap_or(0));
-        }
-        techniques.extend(f.techniques());
-        for e in &f.entities {
-            *entity_counts.entry(e).or_default() += 1;
-        }
-    }
-    let max_level = fs.iter().map(|f| f.level).max().unwrap_or(Level::Medium);
-    let rules: BTreeSet<&str> = fs.iter().map(|f| &*f.rule_id).collect();
-    let specific = ranks[first..].contains(&Evidence::Specific);
-    // A chain across three or more tactics with a high finding is an intrusion in progress;
-    // one community rule alone, with nothing specific, is a lead to triage, not more.
-    let severity = if !specific && rules.len() < 2 {
-        max_level.min(Level::Medium)
-    } else if tactic_set.len() >= 3 && max_level >= Level::High {
-        Level::Critical
-    } else {
-        max_level
-    };
-    let mut entities: Vec<EntityCount> =
-        entity_counts.into_iter().map(|(e, n)| EntityCount { kind: e.kind.as_str(), value: e.value.clone(), findings: n }).collect();
-    entities.sort_by(|a, b| b.findings.cmp(&a.findings).then(a.kind.cmp(b.kind)).then(a.value.cmp(&b.value)));
-    let explanation = all
-        .iter()
-        .zip(reasons)
-        .map(|(f, r)| Join {
-            finding: f.id.clone(),
-            reason: r.unwrap_or_else(|| "shares an entity with a finding that joined earlier".into()),
-        })
-        .collect();
-    let techniques: Vec<String> = techniques.into_iter().collect();
-    let (assessment, attribution) = assess(fs, tactic_set.len(), &techniques, max_level);
-    Incident {
-        kind: "incident",
-        id: format!("inc-{}", &head.id[..head.id.len().min(24)]),
-        first_seen,
-        last_seen,
-        dwell_seconds: (last_seen.0 - first_seen.0) / 1_000_000,
-        severity,
-        first_evidence: head.id.clone(),
-        entities,
-        tactics: tactic_set.into_iter().map(|i| TACTICS[i]).collect(),
-        attack: portcullis_intel::attack::name_all(&techniques),
-        techniques,
-        stages,
-        context,
-        finding_count: all.len(),
-        explanation,
-        assessment,
-        attribution,
-    }
+    drop(wanted);
+    grouped.finish(|id| sentences.remove(id))
 }
 
 /// The PHIA judgement "this is a genuine compromise" and the attribution lines.
-fn assess(fs: &[&Finding], tactics: usize, techniques: &[String], max_level: Level) -> (portcullis_intel::phia::Assessment, Vec<String>) {
+fn assess(w: &builder::Weight<'_>, techniques: &[String], max_level: Level) -> (portcullis_intel::phia::Assessment, Vec<String>) {
+    let tactics = w.tactics;
     let mut ev: Vec<(i32, String)> = Vec::new();
     if max_level >= Level::Critical {
         ev.push((20, "a critical finding (an exploit that succeeded or a web shell in use)".into()));
@@ -346,25 +175,23 @@ fn assess(fs: &[&Finding], tactics: usize, techniques: &[String], max_level: Lev
     } else if tactics <= 1 {
         ev.push((-15, "findings in a single tactic only".into()));
     }
-    let rules: BTreeSet<&str> = fs.iter().map(|f| &*f.rule_id).collect();
-    if rules.len() >= 5 {
-        ev.push((10, format!("{} different rules agree", rules.len())));
+    if w.rules >= 5 {
+        ev.push((10, format!("{} different rules agree", w.rules)));
     }
-    let kinds: BTreeSet<&str> = fs.iter().filter_map(|f| f.log.as_deref()).collect();
+    let kinds = &w.kinds;
     if kinds.len() >= 2 {
         ev.push((5, format!("evidence from {} kinds of log ({})", kinds.len(), kinds.iter().copied().collect::<Vec<_>>().join(", "))));
     }
-    let iocs: BTreeSet<&str> =
-        fs.iter().filter(|f| f.matcher == Matcher::Indicator).map(|f| f.rule_title.trim_start_matches("IOC match: ")).collect();
+    let iocs = &w.iocs;
     if !iocs.is_empty() {
         ev.push((10, format!("published indicators matched ({})", iocs.iter().copied().collect::<Vec<_>>().join("; "))));
     }
-    if fs.len() == 1 {
+    if w.findings == 1 {
         ev.push((-20, "a single finding".into()));
     }
-    let confidence = if tactics >= 3 && kinds.len() >= 2 && rules.len() >= 5 {
+    let confidence = if tactics >= 3 && kinds.len() >= 2 && w.rules >= 5 {
         "high"
-    } else if tactics >= 2 && rules.len() >= 2 {
+    } else if tactics >= 2 && w.rules >= 2 {
         "moderate"
     } else {
         "low"
@@ -420,7 +247,7 @@ pub fn human_duration(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_finding::FindingKind;
+    use portcullis_finding::{Entity, EntityKind};
 
     fn finding(id: &str, t: &str, level: Level, tags: &[&str], entities: &[(EntityKind, &str)]) -> Finding {
         Finding {
@@ -555,6 +382,49 @@ mod tests {
         assert_eq!(build(&fs, &IncidentOptions::default()).len(), 2);
         let wide = IncidentOptions { window_micros: 365 * 86_400 * 1_000_000, ..Default::default() };
         assert_eq!(build(&fs, &wide).len(), 1);
+    }
+
+    /// The builder keeps findings as compact members: the order they come in does not
+    /// matter (ids are unique), and each stage quotes its first finding's sentence.
+    #[test]
+    fn findings_in_any_order_make_the_same_incidents_with_their_sentences() {
+        use EntityKind::*;
+        let mut fs: Vec<Finding> = (0..60)
+            .map(|n| {
+                let mut f = finding(
+                    &format!("f{n:02}"),
+                    &format!("2021-08-24T{:02}:{:02}:00Z", n % 24, n % 7),
+                    [Level::Medium, Level::High, Level::Critical][n % 3],
+                    &[["attack.initial-access", "attack.t1190"], ["attack.execution", "attack.t1059"]][n % 2],
+                    &[(Host, &format!("h{}", n % 3)), (Account, &format!("a{}", n % 4))],
+                );
+                f.rule_id = format!("rule-{}", n % 4).into();
+                f.rule_title = format!("Rule {}", n % 4).into();
+                f
+            })
+            .collect();
+        let json = |i: &[Incident]| format!("{i:?}");
+        let first = build(&fs, &IncidentOptions::default());
+        assert!(!first.is_empty());
+        fs.reverse();
+        assert_eq!(json(&build(&fs, &IncidentOptions::default())), json(&first));
+        fs.rotate_left(17);
+        assert_eq!(json(&build(&fs, &IncidentOptions::default())), json(&first));
+        for i in &first {
+            for s in i.stages.iter().chain(&i.context) {
+                let head = s.finding_ids[0].trim_start_matches('f');
+                let more = if s.finding_ids.len() > 1 { format!(" (and {} more like it)", s.finding_ids.len() - 1) } else { String::new() };
+                assert_eq!(s.sentence, format!("sentence f{head}{more}"));
+            }
+        }
+        // Asked for by id: only the stages' first findings.
+        let mut builder = IncidentBuilder::new(&IncidentOptions::default());
+        fs.iter().for_each(|f| builder.add(f));
+        let grouped = builder.group();
+        let heads: usize = first.iter().map(|i| i.stages.len() + i.context.len()).sum();
+        assert_eq!(grouped.sentence_ids().len(), heads);
+        let unnamed = grouped.finish(|_| None);
+        assert_eq!(unnamed[0].stages[0].sentence.split(" (and").next(), Some(&*unnamed[0].stages[0].rule_title));
     }
 
     #[test]

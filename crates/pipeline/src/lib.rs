@@ -4,7 +4,7 @@
 //! front end (the CLI, the report, the web UI, the workers) calls this instead of
 //! wiring the crates itself; settings are plain structs, not a front end's arguments.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,9 +12,11 @@ use std::time::Instant;
 
 use portcullis_correlate::CorrelationSet;
 use portcullis_event::Timestamp;
-use portcullis_finding::Finding;
 use portcullis_hunt::{FileOutcome, HuntResult, Progress, RunOptions};
 use portcullis_incident::{Incident, IncidentOptions};
+
+mod findings;
+pub use findings::{TOP_FINDINGS, TopFindings};
 use portcullis_output::{FileProblem, RuleProblem, Summary};
 use portcullis_sigma::{Engine, Level, LoadError, LogsourceTable, Placeholders, RuleSet};
 
@@ -317,8 +319,8 @@ pub fn exchange_builds_in_logs(inventory: &mut portcullis_exchange::Inventory, p
 pub struct HuntOutcome {
     pub loaded: LoadedRules,
     pub result: HuntResult,
-    /// Every finding: the detections' in their order, then the correlations'.
-    pub findings: Vec<Finding>,
+    /// The most severe findings, and the highest level of any.
+    pub top_findings: TopFindings,
     pub incidents: Vec<Incident>,
     pub summary: Summary,
     /// Recording into the case file failed after the hunt; the results above are whole
@@ -403,10 +405,10 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     }
     let min = s.rules.min_level;
     result.correlations.retain(|c| loaded.correlations.correlations[c.correlation].level >= min);
-    let findings = findings(&loaded, &result).map_err(Error::DetectionsUnreadable)?;
     let incident_opts = IncidentOptions { window_micros: (s.incident_window_days.max(0.0) * 86_400.0 * 1e6) as i64, ..Default::default() };
     let mut case_new = None;
     let mut case_error = None;
+    let mut top_findings = TopFindings::default();
     let recorded = case.as_mut().map(|case| {
         let sources: Vec<portcullis_case::SourceRecord<'_>> = result
             .outcomes
@@ -424,7 +426,7 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
                 _ => None,
             })
             .collect();
-        record_in_case(case, &sources, &findings, &result, loaded.engine.rules.len(), &incident_opts)
+        record_in_case(case, &sources, &loaded, &result, &incident_opts, &mut top_findings)
     });
     let incidents = match recorded {
         Some(Ok((new, incidents))) => {
@@ -434,7 +436,8 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
         // The run's own results are kept and reported; the caller says the case failed.
         other => {
             case_error = other.and_then(|r| r.err());
-            portcullis_incident::build_from(findings.iter(), &incident_opts)
+            top_findings = TopFindings::default();
+            findings::incidents_of_run(&loaded, &result, &incident_opts, &mut top_findings).map_err(Error::DetectionsUnreadable)?
         }
     };
     let mut timeline_warning = None;
@@ -476,19 +479,20 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     {
         case_error = Some(Error::Case(e));
     }
-    Ok(HuntOutcome { loaded, result, findings, incidents, summary, case_error })
+    Ok(HuntOutcome { loaded, result, top_findings, incidents, summary, case_error })
 }
 
 /// Records the run in the case: its sources, its findings with (for detections) the event as
-/// JSON, made a chunk at a time as the detections are read again, so the events' JSON is
-/// never all held; then the incidents rebuilt from every finding in the case.
+/// JSON, made a chunk at a time as the detections are read again, so neither the findings
+/// nor the events' JSON are ever all held; then the incidents rebuilt from every finding in
+/// the case. Every finding of the run passes through `top`.
 fn record_in_case(
     case: &mut portcullis_case::Case,
     sources: &[portcullis_case::SourceRecord<'_>],
-    findings: &[Finding],
+    loaded: &LoadedRules,
     result: &HuntResult,
-    rules_loaded: usize,
     incident_opts: &IncidentOptions,
+    top: &mut TopFindings,
 ) -> Result<(usize, Vec<Incident>), Error> {
     use rayon::prelude::*;
     struct Failed(Error);
@@ -498,54 +502,24 @@ fn record_in_case(
         }
     }
     let mut run = case.begin_run(sources)?;
-    let mut done = 0;
-    result
-        .detections
-        .try_for_each_chunk(16 << 10, |chunk| -> Result<(), Failed> {
-            let events: Vec<String> = chunk.par_iter().with_min_len(256).map(|d| d.event.json_text()).collect();
-            let these = findings.get(done..done + chunk.len()).unwrap_or_default();
-            // The findings were made from these detections in this order; never pair a
-            // finding with another detection's event.
-            if these.len() != chunk.len() || these.iter().zip(chunk).any(|(f, d)| f.id != d.id) {
-                return Err(Failed(Error::DetectionsUnreadable(std::io::Error::other("detections read back in another order"))));
-            }
-            run.add_findings(these.iter().zip(events.iter().map(|e| Some(e.as_str())))).map_err(|e| Failed(Error::Case(e)))?;
-            done += chunk.len();
-            Ok(())
-        })
-        .map_err(|f| f.0)?;
-    if done != result.detections.len() {
+    let mut detections = 0;
+    findings::each_batch(loaded, result, |batch, chunk| -> Result<(), Failed> {
+        let events: Vec<String> = chunk.par_iter().with_min_len(256).map(|d| d.event.json_text()).collect();
+        detections += chunk.len();
+        // Correlation findings come with no detection, and so with no event.
+        let events = events.iter().map(|e| Some(e.as_str())).chain(std::iter::repeat(None));
+        run.add_findings(batch.iter().zip(events)).map_err(|e| Failed(Error::Case(e)))?;
+        batch.iter().for_each(|f| top.add(f));
+        Ok(())
+    })
+    .map_err(|f| f.0)?;
+    if detections != result.detections.len() {
         return Err(Error::DetectionsUnreadable(std::io::Error::other(format!(
-            "{done} of {} detections read back for the case",
+            "{detections} of {} detections read back for the case",
             result.detections.len()
         ))));
     }
-    run.add_findings(findings[done..].iter().map(|f| (f, None)))?;
-    Ok(run.finish(rules_loaded, result.stats.events, incident_opts)?)
-}
-
-/// One finding type for incidents, the case file and the timeline: every detection and
-/// every correlation finding (with its evidence's entities), detections made on every core
-/// a chunk at a time.
-fn findings(loaded: &LoadedRules, result: &HuntResult) -> std::io::Result<Vec<Finding>> {
-    use rayon::prelude::*;
-    let labels = portcullis_finding::RuleLabels::of(&loaded.engine);
-    let mut findings: Vec<Finding> = Vec::with_capacity(result.detections.len() + result.correlations.len());
-    // The entities of the detections correlations name as evidence, gathered on the way.
-    let wanted: HashSet<&str> = result.correlations.iter().flat_map(|c| c.evidence.iter().map(String::as_str)).collect();
-    let mut evidence: HashMap<String, Vec<portcullis_finding::Entity>> = HashMap::new();
-    result.detections.try_for_each_chunk(16 << 10, |chunk| -> std::io::Result<()> {
-        findings.par_extend(chunk.par_iter().with_min_len(1024).map(|d| Finding::from_detection(&labels, &loaded.engine, d)));
-        for d in chunk.iter().filter(|d| wanted.contains(d.id.as_str())) {
-            evidence.insert(d.id.clone(), portcullis_finding::entities(&d.event));
-        }
-        Ok(())
-    })?;
-    for c in &result.correlations {
-        let evidence_entities: Vec<_> = c.evidence.iter().filter_map(|id| evidence.get(id)).flatten().cloned().collect();
-        findings.push(Finding::from_correlation(&loaded.correlations, c, &evidence_entities));
-    }
-    Ok(findings)
+    Ok(run.finish(loaded.engine.rules.len(), result.stats.events, incident_opts)?)
 }
 
 /// The run summary: files, events, skips with positions, rules loaded, applied and
