@@ -611,6 +611,12 @@ fn rebuild_incidents(tx: &rusqlite::Transaction<'_>, incident_opts: &IncidentOpt
     let mut builder = portcullis_incident::IncidentBuilder::new(incident_opts);
     each_finding_for_incidents(tx, |f| builder.add(f))?;
     let grouped = builder.group();
+    if grouped.left_out() > 0 {
+        return Err(CaseError(format!(
+            "{} findings past the incident builder's 4-billion limit: incidents not rebuilt",
+            grouped.left_out()
+        )));
+    }
     let mut sentences: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     {
         let mut st = tx.prepare("SELECT sentence FROM findings WHERE id = ?1")?;
@@ -620,7 +626,7 @@ fn rebuild_incidents(tx: &rusqlite::Transaction<'_>, incident_opts: &IncidentOpt
             }
         }
     }
-    let incidents = grouped.finish(|id| sentences.remove(id));
+    let incidents = grouped.finish(|id| sentences.get(id).cloned());
     tx.execute("DELETE FROM incident_findings", [])?;
     tx.execute("DELETE FROM incidents", [])?;
     let mut ins = tx.prepare(
@@ -1022,15 +1028,32 @@ impl Case {
 
 /// Every finding in the case, one at a time in id order, with what incidents need of it:
 /// its entities (in the order they were recorded) but not its sentence, path or evidence.
-/// Findings and entities are read side by side, both in id order, so neither is held.
+/// Findings and entities are read side by side, both in id order, so neither is held. The
+/// walk needs SQLite's order to be Rust's (bytes of UTF-8 text): a case where it is not
+/// (another encoding or collation, crafted) is refused, never read with entities lost.
 fn each_finding_for_incidents(conn: &Connection, mut each: impl FnMut(&Finding)) -> Result<(), CaseError> {
+    use rusqlite::types::{FromSqlError, ValueRef};
     use std::sync::Arc;
-    let mut ent = conn.prepare("SELECT finding_id, kind, value FROM entities ORDER BY finding_id, rowid")?;
+    let encoding: String = conn.query_row("PRAGMA encoding", [], |r| r.get(0))?;
+    if encoding != "UTF-8" {
+        return Err(CaseError(format!("the case's text is {encoding}, not UTF-8: incidents cannot be rebuilt")));
+    }
+    let out_of_order = |what: &str| CaseError(format!("{what} came back out of id order: the case is damaged or not Portcullis's"));
+    // A text column as the old whole-row reads took it: NULL only where a column may be NULL.
+    fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+        let v: ValueRef<'r> = r.get_ref(i)?;
+        v.as_str().map_err(|e: FromSqlError| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e)))
+    }
+    fn text_or_null<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+        let v: ValueRef<'r> = r.get_ref(i)?;
+        v.as_str_or_null().map_err(|e: FromSqlError| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e)))
+    }
+    let mut ent = conn.prepare("SELECT finding_id, kind, value FROM entities ORDER BY finding_id COLLATE BINARY, rowid")?;
     let mut entities = ent.query([])?;
     let next_entity = |entities: &mut rusqlite::Rows<'_>| -> Result<Option<(String, Entity)>, CaseError> {
         Ok(match entities.next()? {
             Some(r) => {
-                let kind = match r.get_ref(1)?.as_str().unwrap_or_default() {
+                let kind = match text(r, 1)? {
                     "host" => EntityKind::Host,
                     "account" => EntityKind::Account,
                     "source_ip" => EntityKind::SourceIp,
@@ -1048,7 +1071,7 @@ fn each_finding_for_incidents(conn: &Connection, mut each: impl FnMut(&Finding))
     type Labels = (Arc<str>, Arc<str>, Arc<[String]>);
     let mut labels: std::collections::HashMap<String, Vec<(String, String, Labels)>> = std::collections::HashMap::new();
     let mut st = conn.prepare(
-        "SELECT id, kind, rule_id, rule_title, level, first_ts, last_ts, tags, matcher, log, rule_source FROM findings ORDER BY id",
+        "SELECT id, kind, rule_id, rule_title, level, first_ts, last_ts, tags, matcher, log, rule_source FROM findings ORDER BY id COLLATE BINARY",
     )?;
     let mut rows = st.query([])?;
     let mut f = Finding {
@@ -1070,32 +1093,37 @@ fn each_finding_for_incidents(conn: &Connection, mut each: impl FnMut(&Finding))
         record: None,
         evidence: Vec::new(),
     };
+    let mut first = true;
     while let Some(r) = rows.next()? {
-        let text = |i: usize| -> rusqlite::Result<&str> { Ok(r.get_ref(i)?.as_str().unwrap_or_default()) };
-        f.id = r.get(0)?;
-        f.kind = if text(1)? == "correlation" { FindingKind::Correlation } else { FindingKind::Detection };
-        let (id, title, tags) = (text(2)?, text(3)?, text(7)?);
-        let known = labels.get(id).and_then(|v| v.iter().find(|(t, g, _)| t == title && g == tags)).map(|(_, _, l)| l.clone());
-        let (rule_id, rule_title, tags) = match known {
+        let id = text(r, 0)?;
+        if !first && id <= f.id.as_str() {
+            return Err(out_of_order("findings"));
+        }
+        first = false;
+        f.id.clear();
+        f.id.push_str(id);
+        f.kind = if text(r, 1)? == "correlation" { FindingKind::Correlation } else { FindingKind::Detection };
+        let (rule_id, title, tags) = (text(r, 2)?, text(r, 3)?, text(r, 7)?);
+        let known = labels.get(rule_id).and_then(|v| v.iter().find(|(t, g, _)| t == title && g == tags)).map(|(_, _, l)| l.clone());
+        (f.rule_id, f.rule_title, f.tags) = match known {
             Some(l) => l,
             None => {
                 let parsed: Vec<String> = serde_json::from_str(tags).unwrap_or_default();
-                let l: Labels = (Arc::from(id), Arc::from(title), Arc::from(parsed));
+                let l: Labels = (Arc::from(rule_id), Arc::from(title), Arc::from(parsed));
                 // (A few labels per rule id at most: a damaged case's thousands are not kept.)
-                let same_id = labels.entry(id.to_string()).or_default();
+                let same_id = labels.entry(rule_id.to_string()).or_default();
                 if same_id.len() < 16 {
                     same_id.push((title.to_string(), tags.to_string(), l.clone()));
                 }
                 l
             }
         };
-        (f.rule_id, f.rule_title, f.tags) = (rule_id, rule_title, tags);
-        f.level = Level::parse(text(4)?).unwrap_or(Level::Informational);
-        f.first_ts = r.get_ref(5)?.as_str().ok().and_then(Timestamp::parse);
-        f.last_ts = r.get_ref(6)?.as_str().ok().and_then(Timestamp::parse);
-        f.matcher = Matcher::parse(text(8)?).unwrap_or(Matcher::Rule);
-        f.log = r.get(9)?;
-        f.rule_source = RuleSource::parse(text(10)?);
+        f.level = Level::parse(text(r, 4)?).unwrap_or(Level::Informational);
+        f.first_ts = text_or_null(r, 5)?.and_then(Timestamp::parse);
+        f.last_ts = text_or_null(r, 6)?.and_then(Timestamp::parse);
+        f.matcher = Matcher::parse(text(r, 8)?).unwrap_or(Matcher::Rule);
+        f.log = text_or_null(r, 9)?.map(str::to_string);
+        f.rule_source = RuleSource::parse(text(r, 10)?);
         f.entities.clear();
         while let Some((owner, e)) = pending.take() {
             match owner.as_str().cmp(f.id.as_str()) {
@@ -1107,7 +1135,11 @@ fn each_finding_for_incidents(conn: &Connection, mut each: impl FnMut(&Finding))
                     break;
                 }
             }
-            pending = next_entity(&mut entities)?;
+            let next = next_entity(&mut entities)?;
+            if next.as_ref().is_some_and(|(next_owner, _)| next_owner < &owner) {
+                return Err(out_of_order("entities"));
+            }
+            pending = next;
         }
         each(&f);
     }
@@ -1275,6 +1307,13 @@ mod tests {
         let mut c = Case::open(&path, "test").unwrap();
         let (_, rebuilt) = c.record_run(&[], &[], 1, 1, &opts).unwrap();
         assert_eq!(json(&rebuilt), json(&in_memory));
+        // A case whose text is UTF-16 sorts ids otherwise than Rust: refused, not read with
+        // entities lost.
+        let utf16 = dir.path().join("utf16.sqlite");
+        Connection::open(&utf16).unwrap().execute_batch("PRAGMA encoding = 'UTF-16le'; CREATE TABLE t (x); DROP TABLE t;").unwrap();
+        let mut c = Case::open(&utf16, "test").unwrap();
+        let err = c.record_run(&[], &plain.iter().take(3).map(|f| (f.clone(), None)).collect::<Vec<_>>(), 1, 1, &opts).unwrap_err();
+        assert!(err.0.contains("UTF-16le"), "{err:?}");
     }
 
     #[test]

@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use std::hash::BuildHasher;
+
 use portcullis_event::Timestamp;
+use portcullis_event::text_hash::TextHash;
 use portcullis_event::union_find::UnionFind;
 use portcullis_finding::{Entity, EntityKind, Finding, FindingKind, Matcher, RuleSource, TACTICS};
 use portcullis_sigma::Level;
@@ -42,6 +45,9 @@ struct Member {
 
 const NO_LOG: u32 = u32::MAX;
 const NONE: u32 = u32::MAX;
+/// Members and entities are numbered in 32 bits, `NONE` aside: past this many (some 400
+/// GB of detections) findings are left out and counted.
+const MAX_NUMBERED: usize = u32::MAX as usize - 1;
 
 /// Collects findings for [`IncidentBuilder::group`]; only those at the options' minimum
 /// level or above, with a time, are kept.
@@ -50,8 +56,11 @@ pub struct IncidentBuilder {
     members: Vec<Member>,
     ids: String,
     entity_refs: Vec<u32>,
+    /// Each distinct entity once, numbered by its place; `entity_index` holds the numbers,
+    /// hashed by the entity they name (entity values are attacker-controlled text).
     entities: Vec<Entity>,
-    entity_index: HashMap<Entity, u32>,
+    entity_index: hashbrown::HashTable<u32>,
+    hasher: TextHash,
     rules: Vec<RuleInfo>,
     rule_index: HashMap<(Arc<str>, Arc<str>, Arc<[String]>), u32>,
     rule_ids: HashMap<Arc<str>, u32>,
@@ -60,6 +69,7 @@ pub struct IncidentBuilder {
     last_rule: Option<(Arc<str>, Arc<str>, Arc<[String]>, u32)>,
     logs: Vec<String>,
     log_index: HashMap<String, u32>,
+    left_out: u64,
 }
 
 /// Why a finding joined its group: the entity it shares with an earlier finding.
@@ -79,13 +89,15 @@ impl IncidentBuilder {
             ids: String::new(),
             entity_refs: Vec::new(),
             entities: Vec::new(),
-            entity_index: HashMap::new(),
+            entity_index: hashbrown::HashTable::new(),
+            hasher: TextHash::default(),
             rules: Vec::new(),
             rule_index: HashMap::new(),
             rule_ids: HashMap::new(),
             last_rule: None,
             logs: Vec::new(),
             log_index: HashMap::new(),
+            left_out: 0,
         }
     }
 
@@ -106,6 +118,10 @@ impl IncidentBuilder {
         if f.level < self.opts.min_level {
             return;
         }
+        if self.members.len() >= MAX_NUMBERED || self.entities.len() + f.entities.len() >= MAX_NUMBERED {
+            self.left_out += 1;
+            return;
+        }
         let rule = self.rule_of(f);
         let log = match &f.log {
             None => NO_LOG,
@@ -120,15 +136,7 @@ impl IncidentBuilder {
             },
         };
         for e in &f.entities {
-            let n = match self.entity_index.get(e) {
-                Some(&n) => n,
-                None => {
-                    let n = self.entities.len() as u32;
-                    self.entities.push(e.clone());
-                    self.entity_index.insert(e.clone(), n);
-                    n
-                }
-            };
+            let n = self.entity_number(e);
             self.entity_refs.push(n);
         }
         self.ids.push_str(&f.id);
@@ -144,6 +152,18 @@ impl IncidentBuilder {
             matcher: f.matcher,
             source: f.rule_source,
         });
+    }
+
+    fn entity_number(&mut self, e: &Entity) -> u32 {
+        let IncidentBuilder { entities, entity_index, hasher, .. } = self;
+        let h = hasher.hash_one(e);
+        if let Some(&n) = entity_index.find(h, |&n| entities[n as usize] == *e) {
+            return n;
+        }
+        let n = entities.len() as u32;
+        entities.push(e.clone());
+        entity_index.insert_unique(h, n, |&n| hasher.hash_one(&entities[n as usize]));
+        n
     }
 
     fn rule_of(&mut self, f: &Finding) -> u32 {
@@ -268,12 +288,13 @@ impl IncidentBuilder {
             }
         }
         drop(last_seen);
-        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for k in (0..n).filter(|&k| !noisy[k]) {
-            groups.entry(dsu.find(k)).or_default().push(k);
-        }
+        // Groups by their root (the earliest member), members in time order.
+        let mut by_root: Vec<(u32, u32)> = (0..n).filter(|&k| !noisy[k]).map(|k| (dsu.find(k) as u32, k as u32)).collect();
+        by_root.sort_unstable();
+        drop(dsu);
         let mut out: Vec<(Incident, Vec<Head>)> = Vec::new();
-        for members in groups.values() {
+        for group in by_root.chunk_by(|a, b| a.0 == b.0) {
+            let members: Vec<usize> = group.iter().map(|&(_, k)| k as usize).collect();
             let fs: Vec<usize> = members.iter().map(|&k| at(k)).collect();
             let ranks: Vec<Evidence> = fs.iter().map(|&m| self.rank(m)).collect();
             let strongest = ranks.iter().copied().max().unwrap_or(Evidence::Weak);
@@ -317,7 +338,7 @@ impl IncidentBuilder {
             out.push(self.incident(&fs, &ranks, first, why));
         }
         out.sort_by_key(|(i, _)| (std::cmp::Reverse(i.severity), i.first_seen));
-        Grouped { incidents: out }
+        Grouped { incidents: out, left_out: self.left_out }
     }
 
     /// A run of consecutive findings of one rule title is one stage; its sentence is the
@@ -403,12 +424,16 @@ impl IncidentBuilder {
         let weight = Weight { findings: fs.len(), tactics: tactic_set.len(), rules: rule_ids.len(), kinds, iocs };
         let (assessment, attribution) = crate::assess(&weight, &techniques, max_level);
         let id = self.id(head);
+        let mut cut = id.len().min(24);
+        while !id.is_char_boundary(cut) {
+            cut -= 1;
+        }
         let incident = Incident {
             kind: "incident",
-            id: format!("inc-{}", id.get(..24).unwrap_or(id)),
+            id: format!("inc-{}", &id[..cut]),
             first_seen,
             last_seen,
-            dwell_seconds: (last_seen.0 - first_seen.0) / 1_000_000,
+            dwell_seconds: last_seen.0.saturating_sub(first_seen.0) / 1_000_000,
             severity,
             first_evidence: id.to_string(),
             entities,
@@ -447,9 +472,15 @@ struct Head {
 /// Incidents grouped, waiting for the sentences of their stages' first findings.
 pub struct Grouped {
     incidents: Vec<(Incident, Vec<Head>)>,
+    left_out: u64,
 }
 
 impl Grouped {
+    /// Findings left out because the builder had numbered as many as it can.
+    pub fn left_out(&self) -> u64 {
+        self.left_out
+    }
+
     /// The ids of the findings whose sentences the stages quote.
     pub fn sentence_ids(&self) -> HashSet<&str> {
         let mut ids = HashSet::new();

@@ -15,7 +15,7 @@
 //! other than the host (an account, an address, a file); findings before it on the same
 //! host are kept as *context*, not as the start of the attack. A group with no specific
 //! evidence and only one rule is uncorroborated and stays at `medium`. Consecutive
-//! findings of one rule form one stage.
+//! findings of one rule title form one stage.
 
 mod builder;
 
@@ -158,7 +158,8 @@ pub fn build(findings: &[Finding], opts: &IncidentOptions) -> Vec<Incident> {
         sentences.entry(f.id.clone()).or_insert_with(|| f.sentence.clone());
     }
     drop(wanted);
-    grouped.finish(|id| sentences.remove(id))
+    // (By reference: two incidents can quote one id, when a log was read twice.)
+    grouped.finish(|id| sentences.get(id).cloned())
 }
 
 /// The PHIA judgement "this is a genuine compromise" and the attribution lines.
@@ -425,6 +426,15 @@ mod tests {
         assert_eq!(grouped.sentence_ids().len(), heads);
         let unnamed = grouped.finish(|_| None);
         assert_eq!(unnamed[0].stages[0].sentence.split(" (and").next(), Some(&*unnamed[0].stages[0].rule_title));
+        // One log read twice: two findings with one id and nothing to join them are two
+        // incidents, and both quote the sentence.
+        let twice = [
+            finding("same", "2021-08-24T02:00:00Z", Level::High, &[], &[]),
+            finding("same", "2021-08-24T02:00:00Z", Level::High, &[], &[]),
+        ];
+        let inc = build(&twice, &IncidentOptions::default());
+        assert_eq!(inc.len(), 2);
+        assert!(inc.iter().all(|i| i.stages[0].sentence == "sentence same"), "{inc:#?}");
     }
 
     #[test]

@@ -81,36 +81,55 @@ pub(crate) fn each_batch<E: From<std::io::Error>>(
 
 /// The run's incidents, from its findings alone (no case file): one pass to group them,
 /// from compact members, and one to fetch the sentences their stages quote. Every finding
-/// passes through `top`.
+/// passes through `top`. Also returns how many findings the builder had to leave out (past
+/// its 32-bit numbering; in practice none).
 pub(crate) fn incidents_of_run(
     loaded: &LoadedRules,
     result: &HuntResult,
     opts: &IncidentOptions,
     top: &mut TopFindings,
-) -> std::io::Result<Vec<Incident>> {
+) -> std::io::Result<(Vec<Incident>, u64)> {
     let mut builder = IncidentBuilder::new(opts);
     let mut correlation_sentences: HashMap<String, String> = HashMap::new();
+    let mut read = 0;
     each_batch(loaded, result, |batch, detections| -> std::io::Result<()> {
         for f in batch {
             builder.add(f);
             top.add(f);
         }
+        read += detections.len();
         if detections.is_empty() {
             correlation_sentences.extend(batch.iter().map(|f| (f.id.clone(), f.sentence.clone())));
         }
         Ok(())
     })?;
+    all_read(read, result)?;
     let grouped = builder.group();
+    let left_out = grouped.left_out();
     let wanted: HashSet<String> = grouped.sentence_ids().into_iter().map(str::to_string).collect();
     let mut sentences: HashMap<String, String> = HashMap::new();
     let labels = RuleLabels::of(&loaded.engine);
+    let mut read = 0;
     result.detections.try_for_each_chunk(CHUNK, |chunk| -> std::io::Result<()> {
+        read += chunk.len();
         for d in chunk.iter().filter(|d| wanted.contains(d.id.as_str())) {
             sentences.entry(d.id.clone()).or_insert_with(|| Finding::from_detection(&labels, &loaded.engine, d).sentence);
         }
         Ok(())
     })?;
-    Ok(grouped.finish(|id| sentences.remove(id).or_else(|| correlation_sentences.get(id).cloned())))
+    all_read(read, result)?;
+    // (By reference: two incidents can quote one id, when a log was read twice.)
+    let incidents = grouped.finish(|id| sentences.get(id).or_else(|| correlation_sentences.get(id)).cloned());
+    Ok((incidents, left_out))
+}
+
+/// Every detection must have been read back, or the results would be short with no word.
+pub(crate) fn all_read(read: usize, result: &HuntResult) -> std::io::Result<()> {
+    if read == result.detections.len() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("{read} of {} detections read back", result.detections.len())))
+    }
 }
 
 #[cfg(test)]

@@ -409,6 +409,7 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
     let mut case_new = None;
     let mut case_error = None;
     let mut top_findings = TopFindings::default();
+    let mut incident_warning = None;
     let recorded = case.as_mut().map(|case| {
         let sources: Vec<portcullis_case::SourceRecord<'_>> = result
             .outcomes
@@ -437,7 +438,13 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
         other => {
             case_error = other.and_then(|r| r.err());
             top_findings = TopFindings::default();
-            findings::incidents_of_run(&loaded, &result, &incident_opts, &mut top_findings).map_err(Error::DetectionsUnreadable)?
+            let (incidents, left_out) =
+                findings::incidents_of_run(&loaded, &result, &incident_opts, &mut top_findings).map_err(Error::DetectionsUnreadable)?;
+            if left_out > 0 {
+                incident_warning =
+                    Some(format!("{left_out} findings past the incident builder's 4-billion limit were left out of incidents"));
+            }
+            incidents
         }
     };
     let mut timeline_warning = None;
@@ -464,6 +471,7 @@ pub fn hunt(s: &HuntSettings, observer: &dyn Observer, started: Instant) -> Resu
 
     let mut summary = summarise(&loaded, &result, started);
     summary.warnings.extend(timeline_warning);
+    summary.warnings.extend(incident_warning);
     summary.iocs_loaded = iocs_loaded;
     summary.ioc_matches = result.detections.indicator_matches();
     summary.ioc_files = ioc_files;
@@ -513,12 +521,7 @@ fn record_in_case(
         Ok(())
     })
     .map_err(|f| f.0)?;
-    if detections != result.detections.len() {
-        return Err(Error::DetectionsUnreadable(std::io::Error::other(format!(
-            "{detections} of {} detections read back for the case",
-            result.detections.len()
-        ))));
-    }
+    findings::all_read(detections, result).map_err(Error::DetectionsUnreadable)?;
     Ok(run.finish(loaded.engine.rules.len(), result.stats.events, incident_opts)?)
 }
 
