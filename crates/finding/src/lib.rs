@@ -211,6 +211,33 @@ impl Finding {
         }
     }
 
+    /// A detection's finding as incidents group it: no sentence, host or path, so the
+    /// event's roles are not read (the sentences of the few findings that head a stage
+    /// are made afterwards, with [`Finding::from_detection`]).
+    pub fn from_detection_to_group(labels: &RuleLabels, engine: &Engine, d: &Detection) -> Finding {
+        let rule = &engine.rules[d.rule];
+        let (rule_id, rule_title, tags) = labels.by_rule[d.rule].clone();
+        Finding {
+            id: d.id.clone(),
+            kind: FindingKind::Detection,
+            matcher: d.matcher,
+            log: Some(d.event.log_name()),
+            rule_source: RuleSource::of_path(&rule.origin.path),
+            rule_id,
+            rule_title,
+            level: rule.level,
+            tags,
+            first_ts: d.event.timestamp,
+            last_ts: d.event.timestamp,
+            host: None,
+            entities: entities(&d.event),
+            sentence: String::new(),
+            path: None,
+            record: Some(d.event.record),
+            evidence: Vec::new(),
+        }
+    }
+
     /// A correlation finding; its entities are those of its group and of its evidence
     /// (looked up among `detections_by_id` where the contributing detection is reported).
     pub fn from_correlation(set: &CorrelationSet, f: &CorrelationFinding, evidence_entities: &[Entity]) -> Finding {

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use portcullis_finding::{Entity, Finding, RuleLabels};
+use portcullis_finding::{Entity, Finding, FindingKind, RuleLabels};
 use portcullis_hunt::{Detection, HuntResult};
 use portcullis_incident::{Incident, IncidentBuilder, IncidentOptions};
 use portcullis_sigma::Level;
@@ -46,12 +46,22 @@ impl TopFindings {
     }
 }
 
+/// What a detection's finding is made for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Made {
+    /// Everything: the case file records it.
+    Whole,
+    /// What incidents group by, without the sentence, host or path.
+    ToGroup,
+}
+
 /// Makes the run's detections into findings a chunk at a time, on every core, and hands
 /// each chunk to `each` with its detections; then the correlations' findings (with the
-/// entities of the detections they name as evidence), with no detections.
+/// entities of the detections they name as evidence, always whole), with no detections.
 pub(crate) fn each_batch<E: From<std::io::Error>>(
     loaded: &LoadedRules,
     result: &HuntResult,
+    made: Made,
     mut each: impl FnMut(&[Finding], &[Detection]) -> Result<(), E>,
 ) -> Result<(), E> {
     use rayon::prelude::*;
@@ -62,7 +72,10 @@ pub(crate) fn each_batch<E: From<std::io::Error>>(
     let mut batch: Vec<Finding> = Vec::new();
     result.detections.try_for_each_chunk(CHUNK, |chunk| -> Result<(), E> {
         batch.clear();
-        batch.par_extend(chunk.par_iter().with_min_len(1024).map(|d| Finding::from_detection(&labels, &loaded.engine, d)));
+        batch.par_extend(chunk.par_iter().with_min_len(1024).map(|d| match made {
+            Made::Whole => Finding::from_detection(&labels, &loaded.engine, d),
+            Made::ToGroup => Finding::from_detection_to_group(&labels, &loaded.engine, d),
+        }));
         for d in chunk.iter().filter(|d| wanted.contains(d.id.as_str())) {
             evidence.insert(d.id.clone(), portcullis_finding::entities(&d.event));
         }
@@ -80,8 +93,8 @@ pub(crate) fn each_batch<E: From<std::io::Error>>(
 }
 
 /// The run's incidents, from its findings alone (no case file): one pass to group them,
-/// from compact members, and one to fetch the sentences their stages quote. Every finding
-/// passes through `top`. Also returns how many findings the builder had to leave out (past
+/// from compact members, and one to make the findings whose sentences their stages quote
+/// (and those `top` keeps) whole. Every finding passes through `top`. Also returns how many findings the builder had to leave out (past
 /// its 32-bit numbering; in practice none).
 pub(crate) fn incidents_of_run(
     loaded: &LoadedRules,
@@ -92,7 +105,7 @@ pub(crate) fn incidents_of_run(
     let mut builder = IncidentBuilder::new(opts);
     let mut correlation_sentences: HashMap<String, String> = HashMap::new();
     let mut read = 0;
-    each_batch(loaded, result, |batch, detections| -> std::io::Result<()> {
+    each_batch(loaded, result, Made::ToGroup, |batch, detections| -> std::io::Result<()> {
         for f in batch {
             builder.add(f);
             top.add(f);
@@ -106,20 +119,26 @@ pub(crate) fn incidents_of_run(
     all_read(read, result)?;
     let grouped = builder.group();
     let left_out = grouped.left_out();
-    let wanted: HashSet<String> = grouped.sentence_ids().into_iter().map(str::to_string).collect();
-    let mut sentences: HashMap<String, String> = HashMap::new();
+    let mut wanted: HashSet<String> = grouped.sentence_ids().into_iter().map(str::to_string).collect();
+    wanted.extend(top.findings.iter().filter(|f| f.kind == FindingKind::Detection).map(|f| f.id.clone()));
+    let mut whole: HashMap<String, Finding> = HashMap::new();
     let labels = RuleLabels::of(&loaded.engine);
     let mut read = 0;
     result.detections.try_for_each_chunk(CHUNK, |chunk| -> std::io::Result<()> {
         read += chunk.len();
         for d in chunk.iter().filter(|d| wanted.contains(d.id.as_str())) {
-            sentences.entry(d.id.clone()).or_insert_with(|| Finding::from_detection(&labels, &loaded.engine, d).sentence);
+            whole.entry(d.id.clone()).or_insert_with(|| Finding::from_detection(&labels, &loaded.engine, d));
         }
         Ok(())
     })?;
     all_read(read, result)?;
+    for f in top.findings.iter_mut().filter(|f| f.kind == FindingKind::Detection) {
+        if let Some(w) = whole.get(&f.id) {
+            *f = w.clone();
+        }
+    }
     // (By reference: two incidents can quote one id, when a log was read twice.)
-    let incidents = grouped.finish(|id| sentences.get(id).or_else(|| correlation_sentences.get(id)).cloned());
+    let incidents = grouped.finish(|id| whole.get(id).map(|f| f.sentence.clone()).or_else(|| correlation_sentences.get(id).cloned()));
     Ok((incidents, left_out))
 }
 

@@ -511,7 +511,7 @@ fn record_in_case(
     }
     let mut run = case.begin_run(sources)?;
     let mut detections = 0;
-    findings::each_batch(loaded, result, |batch, chunk| -> Result<(), Failed> {
+    findings::each_batch(loaded, result, findings::Made::Whole, |batch, chunk| -> Result<(), Failed> {
         let events: Vec<String> = chunk.par_iter().with_min_len(256).map(|d| d.event.json_text()).collect();
         detections += chunk.len();
         // Correlation findings come with no detection, and so with no event.
