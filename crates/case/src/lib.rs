@@ -1053,13 +1053,8 @@ fn each_finding_for_incidents(conn: &Connection, mut each: impl FnMut(&Finding))
     let next_entity = |entities: &mut rusqlite::Rows<'_>| -> Result<Option<(String, Entity)>, CaseError> {
         Ok(match entities.next()? {
             Some(r) => {
-                let kind = match text(r, 1)? {
-                    "host" => EntityKind::Host,
-                    "account" => EntityKind::Account,
-                    "source_ip" => EntityKind::SourceIp,
-                    "mailbox" => EntityKind::Mailbox,
-                    _ => EntityKind::FilePath,
-                };
+                // (An unknown kind is read as a file path, as the case has always read it.)
+                let kind = EntityKind::parse(text(r, 1)?).unwrap_or(EntityKind::FilePath);
                 Some((r.get(0)?, Entity { kind, value: r.get(2)? }))
             }
             None => None,

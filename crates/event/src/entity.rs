@@ -24,6 +24,18 @@ impl EntityKind {
             EntityKind::FilePath => "file_path",
         }
     }
+
+    /// The kind `as_str` writes as `s`, if any.
+    pub fn parse(s: &str) -> Option<EntityKind> {
+        Some(match s {
+            "host" => EntityKind::Host,
+            "account" => EntityKind::Account,
+            "source_ip" => EntityKind::SourceIp,
+            "mailbox" => EntityKind::Mailbox,
+            "file_path" => EntityKind::FilePath,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -184,15 +196,7 @@ impl Entity {
 
     pub fn decode(s: &str) -> Option<Entity> {
         let (k, v) = s.split_once('=')?;
-        let kind = match k {
-            "host" => EntityKind::Host,
-            "account" => EntityKind::Account,
-            "source_ip" => EntityKind::SourceIp,
-            "mailbox" => EntityKind::Mailbox,
-            "file_path" => EntityKind::FilePath,
-            _ => return None,
-        };
-        Some(Entity { kind, value: v.to_string() })
+        Some(Entity { kind: EntityKind::parse(k)?, value: v.to_string() })
     }
 }
 

@@ -187,27 +187,12 @@ impl RuleLabels {
 
 impl Finding {
     pub fn from_detection(labels: &RuleLabels, engine: &Engine, d: &Detection) -> Finding {
-        let rule = &engine.rules[d.rule];
-        let (rule_id, rule_title, tags) = labels.by_rule[d.rule].clone();
         let roles = Firsts::of(&d.event);
         Finding {
-            id: d.id.clone(),
-            kind: FindingKind::Detection,
-            matcher: d.matcher,
-            log: Some(d.event.log_name()),
-            rule_source: RuleSource::of_path(&rule.origin.path),
-            rule_id,
-            rule_title,
-            level: rule.level,
-            tags,
-            first_ts: d.event.timestamp,
-            last_ts: d.event.timestamp,
             host: roles.host().map(str::to_string),
-            entities: entities(&d.event),
-            sentence: sentence_with(&rule.title, &d.event, &roles),
+            sentence: sentence_with(&engine.rules[d.rule].title, &d.event, &roles),
             path: Some(d.path.display().to_string()),
-            record: Some(d.event.record),
-            evidence: Vec::new(),
+            ..Finding::from_detection_to_group(labels, engine, d)
         }
     }
 

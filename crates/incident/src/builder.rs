@@ -4,9 +4,8 @@
 //! stages quote are asked for by id once the groups are known ([`Grouped::finish`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
-
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use portcullis_event::Timestamp;
 use portcullis_event::text_hash::TextHash;

@@ -60,12 +60,12 @@ pub(crate) enum Made {
 /// entities of the detections they name as evidence, always whole), with no detections.
 pub(crate) fn each_batch<E: From<std::io::Error>>(
     loaded: &LoadedRules,
+    labels: &RuleLabels,
     result: &HuntResult,
     made: Made,
     mut each: impl FnMut(&[Finding], &[Detection]) -> Result<(), E>,
 ) -> Result<(), E> {
     use rayon::prelude::*;
-    let labels = RuleLabels::of(&loaded.engine);
     // The entities of the detections correlations name as evidence, gathered on the way.
     let wanted: HashSet<&str> = result.correlations.iter().flat_map(|c| c.evidence.iter().map(String::as_str)).collect();
     let mut evidence: HashMap<String, Vec<Entity>> = HashMap::new();
@@ -73,8 +73,8 @@ pub(crate) fn each_batch<E: From<std::io::Error>>(
     result.detections.try_for_each_chunk(CHUNK, |chunk| -> Result<(), E> {
         batch.clear();
         batch.par_extend(chunk.par_iter().with_min_len(1024).map(|d| match made {
-            Made::Whole => Finding::from_detection(&labels, &loaded.engine, d),
-            Made::ToGroup => Finding::from_detection_to_group(&labels, &loaded.engine, d),
+            Made::Whole => Finding::from_detection(labels, &loaded.engine, d),
+            Made::ToGroup => Finding::from_detection_to_group(labels, &loaded.engine, d),
         }));
         for d in chunk.iter().filter(|d| wanted.contains(d.id.as_str())) {
             evidence.insert(d.id.clone(), portcullis_finding::entities(&d.event));
@@ -94,18 +94,19 @@ pub(crate) fn each_batch<E: From<std::io::Error>>(
 
 /// The run's incidents, from its findings alone (no case file): one pass to group them,
 /// from compact members, and one to make the findings whose sentences their stages quote
-/// (and those `top` keeps) whole. Every finding passes through `top`. Also returns how many findings the builder had to leave out (past
-/// its 32-bit numbering; in practice none).
+/// (and those `top` keeps) whole. Every finding passes through `top`. Also returns how
+/// many findings the builder had to leave out (past its 32-bit numbering; in practice none).
 pub(crate) fn incidents_of_run(
     loaded: &LoadedRules,
     result: &HuntResult,
     opts: &IncidentOptions,
     top: &mut TopFindings,
 ) -> std::io::Result<(Vec<Incident>, u64)> {
+    let labels = RuleLabels::of(&loaded.engine);
     let mut builder = IncidentBuilder::new(opts);
     let mut correlation_sentences: HashMap<String, String> = HashMap::new();
     let mut read = 0;
-    each_batch(loaded, result, Made::ToGroup, |batch, detections| -> std::io::Result<()> {
+    each_batch(loaded, &labels, result, Made::ToGroup, |batch, detections| -> std::io::Result<()> {
         for f in batch {
             builder.add(f);
             top.add(f);
@@ -122,7 +123,6 @@ pub(crate) fn incidents_of_run(
     let mut wanted: HashSet<String> = grouped.sentence_ids().into_iter().map(str::to_string).collect();
     wanted.extend(top.findings.iter().filter(|f| f.kind == FindingKind::Detection).map(|f| f.id.clone()));
     let mut whole: HashMap<String, Finding> = HashMap::new();
-    let labels = RuleLabels::of(&loaded.engine);
     let mut read = 0;
     result.detections.try_for_each_chunk(CHUNK, |chunk| -> std::io::Result<()> {
         read += chunk.len();

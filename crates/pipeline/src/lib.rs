@@ -14,11 +14,11 @@ use portcullis_correlate::CorrelationSet;
 use portcullis_event::Timestamp;
 use portcullis_hunt::{FileOutcome, HuntResult, Progress, RunOptions};
 use portcullis_incident::{Incident, IncidentOptions};
+use portcullis_output::{FileProblem, RuleProblem, Summary};
+use portcullis_sigma::{Engine, Level, LoadError, LogsourceTable, Placeholders, RuleSet};
 
 mod findings;
 pub use findings::{TOP_FINDINGS, TopFindings};
-use portcullis_output::{FileProblem, RuleProblem, Summary};
-use portcullis_sigma::{Engine, Level, LoadError, LogsourceTable, Placeholders, RuleSet};
 
 /// Which rules to load.
 #[derive(Clone, Debug)]
@@ -511,7 +511,8 @@ fn record_in_case(
     }
     let mut run = case.begin_run(sources)?;
     let mut detections = 0;
-    findings::each_batch(loaded, result, findings::Made::Whole, |batch, chunk| -> Result<(), Failed> {
+    let labels = portcullis_finding::RuleLabels::of(&loaded.engine);
+    findings::each_batch(loaded, &labels, result, findings::Made::Whole, |batch, chunk| -> Result<(), Failed> {
         let events: Vec<String> = chunk.par_iter().with_min_len(256).map(|d| d.event.json_text()).collect();
         detections += chunk.len();
         // Correlation findings come with no detection, and so with no event.
