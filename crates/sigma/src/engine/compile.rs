@@ -433,12 +433,38 @@ struct MatcherBuilder {
     patterns: Vec<String>,
     pattern_index: HashMap<String, usize>,
     hits: Vec<Vec<(LeafId, How)>>,
+    /// The literals searched only when a candidate rule asks (see [`OnDemand`]).
+    on_demand: PatternSet,
     m: FieldMatcher,
+}
+
+/// Literals to be put in one automaton, each with the leaves it decides.
+#[derive(Default)]
+struct PatternSet {
+    patterns: Vec<String>,
+    index: HashMap<String, usize>,
+    hits: Vec<Vec<(LeafId, How)>>,
+}
+
+impl PatternSet {
+    fn add(&mut self, key: String, leaf: LeafId, how: How) {
+        let idx = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                self.patterns.push(key.clone());
+                self.hits.push(Vec::new());
+                self.index.insert(key, self.patterns.len() - 1);
+                self.patterns.len() - 1
+            }
+        };
+        self.hits[idx].push((leaf, how));
+    }
 }
 
 impl FieldMatcher {
     fn is_empty(&self) -> bool {
         self.patterns.is_empty()
+            && self.on_demand.is_none()
             && self.exact.is_empty()
             && self.direct.is_empty()
             && self.when_absent.is_empty()
@@ -468,10 +494,22 @@ impl MatcherBuilder {
         self.hits[idx].push((leaf, how));
     }
 
-    /// The matcher, with its automaton still to be built from `patterns` (see [`build_automata`]).
+    /// A literal no rule is indexed under: searched for only when a rule that is already a
+    /// candidate asks for it.
+    fn literal_on_demand(&mut self, lit: &str, leaf: LeafId, how: How) {
+        self.on_demand.add(lit.to_ascii_lowercase(), leaf, how);
+    }
+
+    /// The matcher, with its automata still to be built from `patterns` (see [`build_automata`]).
     fn finish(mut self) -> FieldMatcher {
         self.m.patterns = self.patterns;
         self.m.hits = self.hits;
+        if !self.on_demand.patterns.is_empty() {
+            let mut leaves: Vec<LeafId> = self.on_demand.hits.iter().flatten().map(|(l, _)| *l).collect();
+            leaves.sort_unstable();
+            leaves.dedup();
+            self.m.on_demand = Some(OnDemand { patterns: self.on_demand.patterns, hits: self.on_demand.hits, leaves, ac: None });
+        }
         self.m
     }
 }
@@ -482,28 +520,38 @@ impl MatcherBuilder {
 fn build_automata(groups: &mut [Group]) {
     let mut unique: HashMap<Vec<String>, usize> = HashMap::new();
     let mut sets: Vec<Vec<String>> = Vec::new();
-    let mut assign: Vec<(usize, usize, usize)> = Vec::new(); // (group, matcher or usize::MAX for keywords, set)
+    // (group, matcher or usize::MAX for keywords, the on-demand set?, set)
+    let mut assign: Vec<(usize, usize, bool, usize)> = Vec::new();
+    let mut set_of = |patterns: Vec<String>| {
+        let next = sets.len();
+        let si = *unique.entry(patterns.clone()).or_insert(next);
+        if si == next {
+            sets.push(patterns);
+        }
+        si
+    };
     for (gi, g) in groups.iter_mut().enumerate() {
         let matchers = g.fields.iter_mut().enumerate().chain(g.keywords.iter_mut().map(|m| (usize::MAX, m)));
         for (mi, m) in matchers {
-            if m.patterns.is_empty() {
-                continue;
+            if !m.patterns.is_empty() {
+                assign.push((gi, mi, false, set_of(std::mem::take(&mut m.patterns))));
             }
-            let patterns = std::mem::take(&mut m.patterns);
-            let next = sets.len();
-            let si = *unique.entry(patterns.clone()).or_insert(next);
-            if si == next {
-                sets.push(patterns);
+            if let Some(od) = &mut m.on_demand {
+                assign.push((gi, mi, true, set_of(std::mem::take(&mut od.patterns))));
             }
-            assign.push((gi, mi, si));
         }
     }
     let lazy: Vec<Arc<LazyAutomaton>> =
-        sets.into_iter().map(|patterns| Arc::new(LazyAutomaton { patterns, built: std::sync::OnceLock::new() })).collect();
-    for (gi, mi, si) in assign {
+        sets.into_iter().map(|patterns| Arc::new(LazyAutomaton { patterns, built: Default::default() })).collect();
+    for (gi, mi, on_demand, si) in assign {
         let g = &mut groups[gi];
         let m = if mi == usize::MAX { g.keywords.as_mut() } else { g.fields.get_mut(mi) };
-        if let Some(m) = m {
+        let Some(m) = m else { continue };
+        if on_demand {
+            if let Some(od) = &mut m.on_demand {
+                od.ac = Some(lazy[si].clone());
+            }
+        } else {
             m.ac = Some(lazy[si].clone());
         }
     }
@@ -513,8 +561,10 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
     let mut per_field: HashMap<Option<FieldId>, MatcherBuilder> = HashMap::new();
     let mut n_gates = 0u32;
     let n_leaves = g.leaves.len();
-    let mut lazy: Vec<(FieldId, Test)> = Vec::new();
+    let mut lazy: Vec<Lazy> = Vec::new();
     let mut lazy_index = vec![NONE; n_leaves];
+    // Literal leaves, put in an automaton once it is known whether a rule is indexed under them.
+    let mut literals: Vec<(Option<FieldId>, String, LeafId, How)> = Vec::new();
     // How likely each leaf is to be set, for choosing the triggers rules are indexed under.
     let mut cost = vec![1.0f64; n_leaves];
     let mut common = vec![false; fields.len()];
@@ -531,7 +581,7 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
         let mut make_lazy = |test: Test, cost: &mut f64| {
             *cost = f64::INFINITY;
             lazy_index[leaf] = lazy.len() as u32;
-            lazy.push((field, test));
+            lazy.push(Lazy::Test(field, test));
         };
         match pred {
             Pred::Str { toks, cased } => {
@@ -542,19 +592,23 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
                     Shape::Exact(ref l) if l.is_empty() => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Empty }),
                     Shape::Exact(ref l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
-                        mb.literal(l, leaf_id, How::Exact)
+                        if field == NONE {
+                            literals.push((*fid, l.clone(), leaf_id, How::Exact))
+                        } else {
+                            mb.literal(l, leaf_id, How::Exact)
+                        }
                     }
                     Shape::Prefix(ref l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
-                        mb.literal(l, leaf_id, How::Prefix)
+                        literals.push((*fid, l.clone(), leaf_id, How::Prefix))
                     }
                     Shape::Suffix(ref l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
-                        mb.literal(l, leaf_id, How::Suffix)
+                        literals.push((*fid, l.clone(), leaf_id, How::Suffix))
                     }
                     Shape::Contains(ref l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
-                        mb.literal(l, leaf_id, How::Contains)
+                        literals.push((*fid, l.clone(), leaf_id, How::Contains))
                     }
                     ref s if *cased && *s != Shape::Glob => make_lazy(Test::Cased { shape: s.clone() }, &mut cost[leaf]),
                     _ => {
@@ -607,18 +661,6 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
             Pred::Null => mb.m.when_null.push(leaf_id),
         }
     }
-    let keywords = per_field.remove(&None).map(MatcherBuilder::finish).filter(|m| !m.is_empty());
-    let mut field_matchers: Vec<FieldMatcher> = per_field.into_values().map(MatcherBuilder::finish).filter(|m| !m.is_empty()).collect();
-    field_matchers.sort_by_key(|m| m.field);
-    let mut matcher_of = vec![NONE; fields.len()];
-    let mut absence_tests = Vec::new();
-    for (i, m) in field_matchers.iter().enumerate() {
-        matcher_of[m.field as usize] = i as u32;
-        if !m.when_absent.is_empty() || !m.when_null.is_empty() {
-            absence_tests.push(i as u32);
-        }
-    }
-
     // Index each rule under its cheapest necessary leaf set: the rule cannot match
     // unless one of those leaves is set, so other events never evaluate it.
     let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n_leaves];
@@ -637,6 +679,36 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
             }
             None => always.push(ri as u32),
         }
+    }
+    // A keyword no rule is indexed under only matters once a rule is already a candidate
+    // (`POST` and `200` beside an exploit's path): it is left out of the automaton every
+    // event's text goes through, which then rarely hits and can be skipped by its filter
+    // (see `gram`), and searched for by a second automaton when a candidate asks. Field
+    // literals stay together: a field's values repeat, and the value cache answers them.
+    for (fid, lit, leaf, how) in literals {
+        let mb = per_field.entry(fid).or_default();
+        if fid.is_none() && rows[leaf as usize].is_empty() {
+            mb.literal_on_demand(&lit, leaf, how);
+        } else {
+            mb.literal(&lit, leaf, how);
+        }
+    }
+    let keywords = per_field.remove(&None).map(MatcherBuilder::finish).filter(|m| !m.is_empty());
+    let mut field_matchers: Vec<FieldMatcher> = per_field.into_values().map(MatcherBuilder::finish).filter(|m| !m.is_empty()).collect();
+    field_matchers.sort_by_key(|m| m.field);
+    let mut matcher_of = vec![NONE; fields.len()];
+    let mut absence_tests = Vec::new();
+    for (i, m) in field_matchers.iter().enumerate() {
+        matcher_of[m.field as usize] = i as u32;
+        if !m.when_absent.is_empty() || !m.when_null.is_empty() {
+            absence_tests.push(i as u32);
+        }
+    }
+    if let Some(od) = keywords.as_ref().and_then(|k| k.on_demand.as_ref()) {
+        for &l in &od.leaves {
+            lazy_index[l as usize] = lazy.len() as u32;
+        }
+        lazy.push(Lazy::Keywords);
     }
     let mut leaf_rules_start = Vec::with_capacity(n_leaves + 1);
     let mut leaf_rules = Vec::new();
@@ -691,9 +763,29 @@ fn regex_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// Fields whose values repeat across most events of a class (a literal on them says little).
-const COMMON_FIELDS: [&str; 10] =
-    ["eventid", "channel", "provider_name", "eventtype", "level", "task", "opcode", "keywords", "version", "computer"];
+/// Fields whose values repeat across most events of a class (a literal on them says little):
+/// Windows event headers, and a web request's method, status and protocol (`cs-method: GET`
+/// holds for half of a web log, so a rule is indexed under its URI or keywords instead).
+const COMMON_FIELDS: &[&str] = &[
+    "eventid",
+    "channel",
+    "provider_name",
+    "eventtype",
+    "level",
+    "task",
+    "opcode",
+    "keywords",
+    "version",
+    "computer",
+    "cs-method",
+    "sc-status",
+    "sc-substatus",
+    "s-port",
+    "cs-version",
+    "method",
+    "httpstatus",
+    "protocol",
+];
 
 fn set_cost(set: &[LeafId], cost: &[f64]) -> f64 {
     set.iter().map(|l| cost[*l as usize]).sum()

@@ -15,6 +15,7 @@
 //! only scratch buffers, one per thread.
 
 mod compile;
+mod gram;
 mod scan;
 
 pub use scan::Scanner;
@@ -151,12 +152,34 @@ struct FieldMatcher {
     /// Per automaton pattern: the leaves it decides.
     hits: Vec<Vec<(LeafId, How)>>,
     direct: Vec<Direct>,
+    /// For keywords: those no rule is indexed under, searched only when a candidate rule asks.
+    on_demand: Option<OnDemand>,
     /// Leaves true when the field is absent (`null`, `exists: false`).
     when_absent: Vec<LeafId>,
     /// Leaves true when the field is present (`exists: true`).
     when_present: Vec<LeafId>,
     /// Leaves true when the field is absent or all its values are null (`null`).
     when_null: Vec<LeafId>,
+}
+
+/// Keywords that no rule is indexed under (`POST` and `200` beside an exploit's path).
+/// They are searched for by their own automaton, over the keyword text, the first time a
+/// candidate rule asks for one of their leaves in an event; each of `leaves` is then decided.
+struct OnDemand {
+    ac: Option<Arc<LazyAutomaton>>,
+    /// The automaton's patterns until they are handed to `ac`.
+    patterns: Vec<String>,
+    hits: Vec<Vec<(LeafId, How)>>,
+    leaves: Vec<LeafId>,
+}
+
+/// A leaf decided on demand, when a candidate rule asks for it.
+enum Lazy {
+    /// A test on each value of the field (on every value and the raw line for keywords,
+    /// `NONE`) until one passes.
+    Test(FieldId, Test),
+    /// A search with the keywords' [`OnDemand`] automaton.
+    Keywords,
 }
 
 struct GroupRule {
@@ -194,8 +217,8 @@ struct Group {
     /// Group rules without an indexable trigger (e.g. `not filter`, or only regexes): always evaluated.
     always: Vec<u32>,
     /// Leaves evaluated on demand, only when a candidate rule asks (regexes, numbers,
-    /// CIDR, field references, times): `None` for leaves the field scan decides.
-    lazy: Vec<(FieldId, Test)>,
+    /// CIDR, field references, times, and literals no rule is indexed under).
+    lazy: Vec<Lazy>,
     /// Per leaf: index into `lazy`, or NONE for leaves the field scan decides.
     lazy_index: Vec<u32>,
 }
@@ -363,6 +386,75 @@ mod tests {
                 assert_eq!(g.matches(v), re.is_match(v), "pattern {p} value {v}");
             }
         }
+    }
+
+    /// Keywords no rule is indexed under (`POST` and `200` beside a rare path) are searched
+    /// only when a candidate rule asks: the answers must be those of searching every literal
+    /// for every event, here beside rules whose other literals decide on demand too (a
+    /// command line beside a rare image, a filter).
+    #[test]
+    fn literals_searched_on_demand_decide_as_if_always_searched() {
+        let rules = [
+            "title: all keywords\nlogsource: {product: windows}\ndetection:\n  keywords:\n    '|all': ['POST', '200', '/ecp/DDI/DDIService.svc/SetObject']\n  condition: keywords\n",
+            "title: image and command line\nlogsource: {product: windows}\ndetection:\n  img: {Image|endswith: '\\rare-tool.exe'}\n  cli: {CommandLine|contains: ' -x'}\n  condition: img and cli\n",
+            "title: filtered\nlogsource: {product: windows}\ndetection:\n  sel: {Image|endswith: '\\other-rare-tool.exe'}\n  filter: {ParentImage|startswith: 'c:\\windows\\'}\n  condition: sel and not filter\n",
+            "title: any two characters\nlogsource: {product: windows}\ndetection:\n  keywords: ['??']\n  condition: keywords\n",
+        ];
+        let mut set = crate::RuleSet::default();
+        for (i, r) in rules.iter().enumerate() {
+            set.add_text(r, &format!("r{i}.yml"), &Default::default());
+        }
+        let engine = Engine::compile(&set, &crate::LogsourceTable::builtin());
+        assert_eq!(engine.rules.len(), 4, "{:?}", engine.failed);
+        let on_demand = engine.groups.iter().flat_map(|g| &g.lazy).filter(|l| matches!(l, Lazy::Keywords)).count();
+        assert_eq!(on_demand, 1, "`POST` and `200` are searched on demand");
+        let title = |i: usize| engine.rules[i].title.clone();
+        let mut scanner = engine.scanner();
+        let mut matched = |fields: &[(&str, &str)]| {
+            let mut e = Event::new(SourceKind::Windows);
+            e.push_str("Channel", "Security");
+            for (n, v) in fields {
+                e.push_str(n, v);
+            }
+            let mut out = Vec::new();
+            scanner.scan(&e, &mut out);
+            let mut titles: Vec<String> = out.into_iter().map(title).filter(|t| t != "any two characters").collect();
+            titles.sort();
+            titles
+        };
+        let none: Vec<String> = Vec::new();
+        assert_eq!(matched(&[("Data", "POST /ecp/ddi/DDIService.svc/SetObject 200")]), ["all keywords"]);
+        assert_eq!(matched(&[("Data", "GET /ecp/ddi/DDIService.svc/SetObject 200")]), none);
+        assert_eq!(matched(&[("Method", "post"), ("Uri", "/ECP/DDI/DDIService.svc/SetObject"), ("Status", "200")]), ["all keywords"]);
+        assert_eq!(matched(&[("Image", "C:\\x\\Rare-Tool.exe"), ("CommandLine", "rare-tool.exe -X")]), ["image and command line"]);
+        assert_eq!(matched(&[("Image", "C:\\x\\rare-tool.exe"), ("CommandLine", "rare-tool.exe")]), none);
+        assert_eq!(
+            matched(&[("Image", "C:\\x\\rare-tool.exe"), ("CommandLine", "a"), ("CommandLine", "b -x")]),
+            ["image and command line"]
+        );
+        assert_eq!(matched(&[("Image", "C:\\x\\rare-tool.exe")]), none);
+        assert_eq!(matched(&[("Image", "d:\\other-rare-tool.exe"), ("ParentImage", "C:\\Windows\\explorer.exe")]), none);
+        assert_eq!(matched(&[("Image", "d:\\other-rare-tool.exe"), ("ParentImage", "d:\\explorer.exe")]), ["filtered"]);
+        // The same values again, now answered from the value cache.
+        assert_eq!(matched(&[("Image", "C:\\x\\Rare-Tool.exe"), ("CommandLine", "rare-tool.exe -X")]), ["image and command line"]);
+        assert_eq!(matched(&[("Image", "C:\\x\\rare-tool.exe"), ("CommandLine", "rare-tool.exe")]), none);
+    }
+
+    /// A keyword the automata cannot answer (no literal to look for) is tested on every
+    /// value of the event; it used to be tested on none, and so never matched.
+    #[test]
+    fn a_keyword_without_a_literal_is_tested_on_every_value() {
+        let rule = "title: t\nlogsource: {product: windows}\ndetection:\n  keywords: ['??']\n  condition: keywords\n";
+        let mut set = crate::RuleSet::default();
+        set.add_text(rule, "t.yml", &Default::default());
+        let engine = Engine::compile(&set, &crate::LogsourceTable::builtin());
+        let mut scanner = engine.scanner();
+        let mut e = Event::new(SourceKind::Windows);
+        e.push_str("Channel", "Security");
+        e.push_str("Data", "ab");
+        let mut out = Vec::new();
+        scanner.scan(&e, &mut out);
+        assert_eq!(out, [0]);
     }
 
     /// The value cache must give the same answers as matching afresh, including for a field

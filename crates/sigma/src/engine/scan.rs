@@ -30,6 +30,8 @@ impl Engine {
             folded: Vec::new(),
             keyword_text: Vec::new(),
             keyword_text_gen: 0,
+            keyword_sample: gram::Sample::default(),
+            keyword_filters: Vec::new(),
             hits: Vec::new(),
             matched_stamp: vec![0; self.rules.len()],
             match_gen: 0,
@@ -86,6 +88,10 @@ pub struct Scanner<'e> {
     /// The event's keyword-search text, and the event it was built for.
     keyword_text: Vec<u8>,
     keyword_text_gen: u32,
+    /// Recent keyword texts, and each keyword automaton's filter built from them (by
+    /// the automaton's address, which lives as long as the engine).
+    keyword_sample: gram::Sample,
+    keyword_filters: Vec<(usize, gram::Judged)>,
     /// Automaton hits on the current value: (pattern, start, end).
     hits: Vec<(u32, u32, u32)>,
     matched_stamp: Vec<u32>,
@@ -421,21 +427,65 @@ impl<'e> Scanner<'e> {
         if li == NONE {
             return self.bits[w] & m != 0;
         }
-        let (field, test) = &g.lazy[li as usize];
         if self.lazy_done[w] & m != 0 {
             return self.bits[w] & m != 0;
         }
         self.lazy_done[w] |= m;
-        let mut i = self.first(*field);
-        while i != NONE {
-            let f = ev.field(i as usize);
-            if self.test(test, f.value, f.kind, ev) {
-                self.bits[w] |= m;
-                return true;
+        match &g.lazy[li as usize] {
+            Lazy::Keywords => {
+                if let Some(kw) = &g.keywords {
+                    self.search_keywords_on_demand(kw, ev);
+                }
+                self.bits[w] & m != 0
             }
-            i = self.next_same[i as usize];
+            Lazy::Test(field, test) if *field == NONE => {
+                // A keyword: any value of the event, or its raw line.
+                let hit = ev.fields().any(|f| self.test(test, f.value, f.kind, ev))
+                    || (!ev.raw.is_empty() && self.test(test, &ev.raw, ValueKind::Str, ev));
+                if hit {
+                    self.bits[w] |= m;
+                }
+                hit
+            }
+            Lazy::Test(field, test) => {
+                let mut i = self.first(*field);
+                while i != NONE {
+                    let f = ev.field(i as usize);
+                    if self.test(test, f.value, f.kind, ev) {
+                        self.bits[w] |= m;
+                        return true;
+                    }
+                    i = self.next_same[i as usize];
+                }
+                false
+            }
         }
-        false
+    }
+
+    /// Decides every keyword searched on demand for this event: their automaton over the
+    /// keyword text.
+    fn search_keywords_on_demand(&mut self, kw: &FieldMatcher, ev: &Event) {
+        let Some(od) = &kw.on_demand else { return };
+        for &l in &od.leaves {
+            self.lazy_done[l as usize / 64] |= 1 << (l % 64);
+        }
+        let Some(ac) = od.ac.as_ref().and_then(|l| l.get()) else { return };
+        self.build_keyword_text(ev);
+        let text = std::mem::take(&mut self.keyword_text);
+        self.match_literals(&od.hits, ac, Some(&text));
+        self.keyword_text = text;
+    }
+
+    /// `value` for an automaton of lower-cased patterns: None when it must be lower-cased
+    /// first (then it is, into `folded`), else the value itself.
+    fn fold<'v>(&mut self, value: &'v str) -> Option<&'v [u8]> {
+        if value.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.folded.clear();
+            self.folded.extend(value.bytes().map(|b| b.to_ascii_lowercase()));
+            None
+        } else {
+            Some(value.as_bytes())
+        }
     }
 
     #[inline]
@@ -453,8 +503,14 @@ impl<'e> Scanner<'e> {
     /// Sets the leaves one value decides, from the cache when the value was seen recently.
     fn match_value(&mut self, fm: &FieldMatcher, value: &str, kind: ValueKind, ev: &Event) {
         // Direct tests depend only on the value (field references are lazy, never direct).
+        self.cached(fm as *const FieldMatcher as usize, value, kind, |s| s.match_value_uncached(fm, value, kind, ev));
+    }
+
+    /// Sets the leaves `compute` sets for `value` under the matcher `id` (an address that
+    /// lives as long as the engine): replayed from the cache when the value was seen recently.
+    fn cached(&mut self, id: usize, value: &str, kind: ValueKind, compute: impl FnOnce(&mut Self)) {
         if value.len() > CACHE_VALUE_MAX {
-            return self.match_value_uncached(fm, value, kind, ev);
+            return compute(self);
         }
         if self.value_cache.is_empty() {
             self.value_cache.resize_with(VALUE_CACHE_SLOTS, CachedValue::default);
@@ -462,9 +518,8 @@ impl<'e> Scanner<'e> {
         use std::hash::Hasher;
         let mut h = FxHasher::default();
         h.write(value.as_bytes());
-        h.write_usize(fm as *const FieldMatcher as usize);
+        h.write_usize(id);
         let slot = (h.finish() as usize) % VALUE_CACHE_SLOTS;
-        let id = fm as *const FieldMatcher as usize;
         let e = &self.value_cache[slot];
         if e.matcher == id && e.kind == kind as u8 && e.value == value.as_bytes() {
             let leaves = std::mem::take(&mut self.value_cache[slot].leaves);
@@ -477,7 +532,7 @@ impl<'e> Scanner<'e> {
         let mut recorded = std::mem::take(&mut self.value_cache[slot].leaves);
         recorded.clear();
         self.recording = Some(recorded);
-        self.match_value_uncached(fm, value, kind, ev);
+        compute(self);
         let recorded = self.recording.take().unwrap_or_default();
         let e = &mut self.value_cache[slot];
         e.matcher = id;
@@ -490,13 +545,9 @@ impl<'e> Scanner<'e> {
     /// Runs a field's automaton and direct tests over one value.
     fn match_value_uncached(&mut self, fm: &FieldMatcher, value: &str, kind: ValueKind, ev: &Event) {
         if fm.ac.is_some() || !fm.exact.is_empty() {
-            let upper = value.bytes().any(|b| b.is_ascii_uppercase());
-            if upper {
-                self.folded.clear();
-                self.folded.extend(value.bytes().map(|b| b.to_ascii_lowercase()));
-            }
+            let hay = self.fold(value);
             if !fm.exact.is_empty() {
-                let key: &[u8] = if upper { &self.folded } else { value.as_bytes() };
+                let key: &[u8] = hay.unwrap_or(&self.folded);
                 if let Some(leaves) = fm.exact.get(key) {
                     for &l in leaves {
                         self.set(l);
@@ -504,7 +555,7 @@ impl<'e> Scanner<'e> {
                 }
             }
             if let Some(ac) = fm.ac.as_ref().and_then(|l| l.get()) {
-                self.match_literals(fm, ac, if upper { None } else { Some(value.as_bytes()) });
+                self.match_literals(&fm.hits, ac, hay);
             }
         }
         self.match_directs(fm, value, kind, ev);
@@ -516,33 +567,24 @@ impl<'e> Scanner<'e> {
     /// (it holds every value) plus any value the reader decoded (`+` as space); otherwise
     /// every field value. Built once per event, shared by every group that needs it.
     fn match_keywords(&mut self, kw: &FieldMatcher, ev: &Event) {
-        if let Some(ac) = kw.ac.as_ref().and_then(|l| l.get()) {
-            if self.keyword_text_gen != self.event_gen {
-                self.keyword_text_gen = self.event_gen;
-                let joined = &mut self.keyword_text;
-                joined.clear();
-                if ev.raw.is_empty() {
-                    for f in ev.fields() {
-                        joined.extend(f.value.bytes().map(|b| b.to_ascii_lowercase()));
-                        joined.push(0);
-                    }
-                } else {
-                    joined.extend(ev.raw.bytes().map(|b| b.to_ascii_lowercase()));
-                    let mut previous = "";
-                    for f in ev.fields().filter(|f| f.value.contains(' ')) {
-                        // Aliases repeat a value (cs(User-Agent) and cs-user-agent): scan it once.
-                        if f.value == previous {
-                            continue;
-                        }
-                        previous = f.value;
-                        joined.push(0);
-                        joined.extend(f.value.bytes().map(|b| b.to_ascii_lowercase()));
-                    }
+        if let Some(lazy) = &kw.ac
+            && let Some(ac) = lazy.get()
+        {
+            self.build_keyword_text(ev);
+            let key = Arc::as_ptr(lazy) as usize;
+            let at = match self.keyword_filters.iter().position(|(k, _)| *k == key) {
+                Some(at) => at,
+                None => {
+                    self.keyword_filters.push((key, gram::Judged::default()));
+                    self.keyword_filters.len() - 1
                 }
+            };
+            let search = self.keyword_filters[at].1.must_search(&lazy.patterns, &self.keyword_sample, &self.keyword_text);
+            if search {
+                let text = std::mem::take(&mut self.keyword_text);
+                self.match_literals(&kw.hits, ac, Some(&text));
+                self.keyword_text = text;
             }
-            let text = std::mem::take(&mut self.keyword_text);
-            self.match_literals(kw, ac, Some(&text));
-            self.keyword_text = text;
         }
         if !kw.direct.is_empty() {
             for f in ev.fields() {
@@ -555,8 +597,37 @@ impl<'e> Scanner<'e> {
         self.close_gates(kw);
     }
 
+    /// The event's keyword text in `keyword_text`, built once per event.
+    fn build_keyword_text(&mut self, ev: &Event) {
+        if self.keyword_text_gen == self.event_gen {
+            return;
+        }
+        self.keyword_text_gen = self.event_gen;
+        let joined = &mut self.keyword_text;
+        joined.clear();
+        if ev.raw.is_empty() {
+            for f in ev.fields() {
+                joined.extend(f.value.bytes().map(|b| b.to_ascii_lowercase()));
+                joined.push(0);
+            }
+        } else {
+            joined.extend(ev.raw.bytes().map(|b| b.to_ascii_lowercase()));
+            let mut previous = "";
+            for f in ev.fields().filter(|f| f.value.contains(' ')) {
+                // Aliases repeat a value (cs(User-Agent) and cs-user-agent): scan it once.
+                if f.value == previous {
+                    continue;
+                }
+                previous = f.value;
+                joined.push(0);
+                joined.extend(f.value.bytes().map(|b| b.to_ascii_lowercase()));
+            }
+        }
+        self.keyword_sample.offer(&self.keyword_text);
+    }
+
     /// Sets the leaves an automaton decides for `hay` (or, if None, the folded buffer).
-    fn match_literals(&mut self, fm: &FieldMatcher, ac: &AhoCorasick, hay: Option<&[u8]>) {
+    fn match_literals(&mut self, hits: &[Vec<(LeafId, How)>], ac: &AhoCorasick, hay: Option<&[u8]>) {
         let hay = hay.unwrap_or(&self.folded);
         let len = hay.len();
         self.hits.clear();
@@ -564,7 +635,7 @@ impl<'e> Scanner<'e> {
         for k in 0..self.hits.len() {
             let (p, start, end) = self.hits[k];
             let (start, end) = (start as usize, end as usize);
-            for &(leaf, how) in &fm.hits[p as usize] {
+            for &(leaf, how) in &hits[p as usize] {
                 let hit = match how {
                     How::Contains => true,
                     How::Prefix => start == 0,

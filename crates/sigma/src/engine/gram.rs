@@ -1,0 +1,213 @@
+//! A quick check, before a keyword automaton runs over an event's whole text, that the
+//! text can hold one of its patterns. Each pattern of more than four bytes is represented
+//! by one of its 4-byte windows, the one rarest in a sample of the input, and shorter
+//! patterns by themselves: a text holding none of these holds no pattern. They are looked
+//! for with the SIMD searcher of the aho-corasick crate (Teddy, up to 64 literals at a time),
+//! several times faster than the automaton; a text that has one is searched by the
+//! automaton as before. So the check never changes a result, only how often the
+//! automaton runs.
+
+use aho_corasick::packed;
+use rustc_hash::FxHashMap;
+
+/// Literals per SIMD searcher (Teddy's limit), and the most searchers worth running:
+/// past that the check costs as much as the automaton.
+const PER_SEARCHER: usize = 64;
+const MAX_SEARCHERS: usize = 2;
+
+/// The most recent keyword text a scanner keeps as its sample (one text in `SAMPLE_EVERY`).
+const SAMPLE_BYTES: usize = 256 * 1024;
+const SAMPLE_EVERY: u64 = 8;
+/// Longest part of one text kept in the sample.
+const SAMPLE_TEXT_MAX: usize = 1024;
+/// Texts a filter is first judged on; each judgement it fails doubles the wait.
+const FIRST_JUDGEMENT: u32 = 2048;
+const LAST_JUDGEMENT: u32 = 1 << 20;
+
+/// The filter is kept only if it lets through at most this share of the texts; a filter
+/// passing most texts is only overhead.
+const MAX_PASS_SHARE: f64 = 0.25;
+
+pub(super) struct GramFilter {
+    searchers: Vec<packed::Searcher>,
+}
+
+impl GramFilter {
+    /// The filter for `patterns` (lower-cased, as the automaton's), with windows chosen by
+    /// how rarely they occur in `sample` (texts separated by NUL); None if it would let
+    /// through too many of the sample's texts to pay, or needs too many searchers.
+    pub(super) fn new(patterns: &[String], sample: &[u8]) -> Option<GramFilter> {
+        let mut counts: FxHashMap<[u8; 4], u32> = FxHashMap::default();
+        for w in sample.windows(4) {
+            *counts.entry([w[0], w[1], w[2], w[3]]).or_default() += 1;
+        }
+        let mut literals: Vec<&[u8]> = Vec::with_capacity(patterns.len());
+        for p in patterns {
+            let b = p.as_bytes();
+            if b.len() <= 4 {
+                literals.push(b);
+                continue;
+            }
+            let best =
+                b.windows(4).min_by_key(|w| (counts.get(*w).copied().unwrap_or(0), w.iter().map(|&c| byte_commonness(c)).sum::<u32>()))?;
+            literals.push(best);
+        }
+        literals.sort_unstable();
+        literals.dedup();
+        if literals.is_empty() || literals.iter().any(|l| l.is_empty()) || literals.len() > PER_SEARCHER * MAX_SEARCHERS {
+            return None;
+        }
+        let mut searchers = Vec::new();
+        for chunk in literals.chunks(PER_SEARCHER) {
+            let mut b = packed::Config::new().builder();
+            b.extend(chunk);
+            searchers.push(b.build()?);
+        }
+        let filter = GramFilter { searchers };
+        let texts = sample.split(|&b| b == 0).filter(|t| !t.is_empty());
+        let (mut seen, mut passed) = (0usize, 0usize);
+        for t in texts {
+            seen += 1;
+            passed += usize::from(filter.may_match(t));
+        }
+        (seen > 0 && passed as f64 <= seen as f64 * MAX_PASS_SHARE).then_some(filter)
+    }
+
+    /// False only if `hay` holds none of the patterns.
+    pub(super) fn may_match(&self, hay: &[u8]) -> bool {
+        self.searchers.iter().any(|s| s.find(hay).is_some())
+    }
+}
+
+/// A scanner's sample of recent keyword texts (NUL-separated), which filters are built from.
+#[derive(Default)]
+pub(super) struct Sample {
+    texts: Vec<u8>,
+    seen: u64,
+}
+
+impl Sample {
+    pub(super) fn offer(&mut self, text: &[u8]) {
+        self.seen += 1;
+        if self.seen % SAMPLE_EVERY != 1 {
+            return;
+        }
+        if self.texts.len() >= SAMPLE_BYTES {
+            // Keep the newer half, from a text's start.
+            let half = self.texts.len() / 2;
+            let cut = self.texts[half..].iter().position(|&b| b == 0).map_or(self.texts.len(), |i| half + i + 1);
+            self.texts.drain(..cut);
+        }
+        self.texts.extend_from_slice(&text[..text.len().min(SAMPLE_TEXT_MAX)]);
+        self.texts.push(0);
+    }
+}
+
+/// One keyword automaton's filter in one scanner, judged on the texts it lets through and
+/// built again from the newer sample when it lets through too many (logs change: the
+/// first hour of a web log is health checks, the rest is users).
+#[derive(Default)]
+pub(super) struct Judged {
+    filter: Option<GramFilter>,
+    checked: u32,
+    passed: u32,
+    /// Texts until the filter is judged (or, without one, built again).
+    wait: u32,
+}
+
+impl Judged {
+    /// Whether `text` must be searched; builds, judges and rebuilds the filter as it goes.
+    pub(super) fn must_search(&mut self, patterns: &[String], sample: &Sample, text: &[u8]) -> bool {
+        self.checked += 1;
+        let pass = self.filter.as_ref().is_none_or(|f| f.may_match(text));
+        self.passed += u32::from(pass);
+        if self.checked >= self.wait {
+            let failed = self.filter.is_none() || self.passed as f64 > self.checked as f64 * MAX_PASS_SHARE;
+            if failed {
+                self.filter = GramFilter::new(patterns, &sample.texts);
+                self.wait = if self.wait == 0 { FIRST_JUDGEMENT } else { (self.wait * 2).min(LAST_JUDGEMENT) };
+            }
+            self.checked = 0;
+            self.passed = 0;
+        }
+        pass
+    }
+}
+
+/// How common a byte is in log text (higher is more common), to break ties between
+/// windows the sample never saw: letters, digits and URL punctuation over the rest.
+fn byte_commonness(b: u8) -> u32 {
+    match b {
+        b'a'..=b'z' | b'0'..=b'9' | b' ' | b'/' | b'.' => 9,
+        b'-' | b':' | b'+' | b'=' | b'%' | b'&' | b'_' => 6,
+        b',' | b';' | b'(' | b')' | b'\\' | b'@' | b'?' | 0 => 4,
+        b'\'' | b'"' | b'[' | b']' | b'#' | b'*' => 2,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contains_any(patterns: &[String], hay: &[u8]) -> bool {
+        patterns.iter().any(|p| hay.windows(p.len()).any(|w| w == p.as_bytes()))
+    }
+
+    /// The filter may let a text through that holds no pattern, but must never stop one
+    /// that holds a pattern, whatever the sample it was built from.
+    #[test]
+    fn never_stops_a_text_that_holds_a_pattern() {
+        let patterns: Vec<String> = ["select ", "${jndi:", "=${", "={{", "$", "ab", "/etc/passwd", "union%20select", "cmd.exe"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut seed = 0x1234_5678_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"abcdeflmnoprstuxy%2f$={ /.:";
+        // A sample of plain text without the rare bytes, so that most texts are filtered out.
+        let mut sample = Vec::new();
+        for _ in 0..200 {
+            sample.extend((0..60).map(|_| b"get /owa/auth.owa 200 mozilla"[(next() % 29) as usize]));
+            sample.push(0);
+        }
+        let filter = GramFilter::new(&patterns, &sample).expect("a selective filter");
+        let mut stopped = 0;
+        for round in 0..20_000 {
+            let len = (next() % 80) as usize;
+            let mut hay: Vec<u8> = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+            if round % 3 == 0 {
+                let p = &patterns[(next() % patterns.len() as u64) as usize];
+                let at = (next() % (hay.len() as u64 + 1)) as usize;
+                hay.splice(at..at, p.bytes());
+            }
+            let holds = contains_any(&patterns, &hay);
+            let passes = filter.may_match(&hay);
+            assert!(passes || !holds, "stopped {:?}", String::from_utf8_lossy(&hay));
+            stopped += usize::from(!passes);
+        }
+        assert!(stopped > 0, "the filter stopped nothing");
+    }
+
+    #[test]
+    fn a_filter_that_would_pass_most_texts_is_not_built() {
+        let patterns: Vec<String> = vec!["get ".into()];
+        let sample = b"get /a\0get /b\0get /c\0post /d\0".to_vec();
+        assert!(GramFilter::new(&patterns, &sample).is_none());
+        assert!(GramFilter::new(&[String::new()], b"x\0").is_none());
+    }
+
+    #[test]
+    fn the_rarest_window_in_the_sample_is_chosen() {
+        let patterns: Vec<String> = vec!["/ecp/ddi".into()];
+        let sample = b"/ecp/a\0/ecp/b\0/ecp/c\0/owa/d\0/owa/e\0".to_vec();
+        let filter = GramFilter::new(&patterns, &sample).expect("a selective filter");
+        assert!(!filter.may_match(b"/ecp/x"));
+        assert!(filter.may_match(b"/ecp/ddi"));
+    }
+}
