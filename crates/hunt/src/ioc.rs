@@ -109,7 +109,14 @@ impl IocRules {
     /// The indicators in `ev`: (indicator, rule, field name), each indicator once.
     pub fn scan<'e>(&self, ev: &'e Event, hits: &mut Vec<Hit>, out: &mut Vec<(u32, u32, &'e str)>) {
         out.clear();
+        let mut previous = None;
         for f in ev.fields() {
+            // An alias repeats the value before it (cs(User-Agent), cs-user-agent): its
+            // indicators are already in, under the first name.
+            if previous == Some(f.value) {
+                continue;
+            }
+            previous = Some(f.value);
             hits.clear();
             self.set.scan(f.value, hits);
             for h in hits.iter() {

@@ -194,10 +194,9 @@ impl IocSet {
             return;
         }
         let b = value.as_bytes();
-        // Every indicator kind but a hash needs a `.`, `:` or `@`; most fields have none. A
-        // plain loop for short values, shorter than memchr's set-up costs.
-        let punct =
-            if b.len() < 32 { b.iter().any(|&c| CLASS[c as usize] & PUNCT != 0) } else { memchr::memchr3(b'.', b':', b'@', b).is_some() };
+        // Every indicator kind but a hash needs a `.`, `:` or `@`; most fields have none.
+        // Eight bytes at a time for short values, shorter than memchr's set-up costs.
+        let punct = if b.len() < 32 { has_punct(b) } else { memchr::memchr3(b'.', b':', b'@', b).is_some() };
         if !punct && (b.len() < 32 || self.hashes.is_empty()) {
             return;
         }
@@ -446,6 +445,27 @@ static CLASS: [u8; 256] = {
 /// `hh:mm[:ss[.f…]]`, optionally after `yyyy-mm-dd` and `T` or a space, optionally
 /// followed by `Z` or a `±hh[:]mm` offset: the exact shapes, so no IPv4 or IPv6 address,
 /// domain, URL, address or hash is ever taken for one.
+/// Whether `b` holds a `.`, `:` or `@`, tested a word at a time: a byte of `v` equals `c`
+/// exactly when that byte of `v ^ c…c` is zero, and `(x - 0x01…) & !x & 0x80…` is non-zero
+/// exactly when some byte of `x` is zero.
+#[inline]
+fn has_punct(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has = |v: u64, c: u8| {
+        let x = v ^ (ONES * u64::from(c));
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        if has(v, b'.') || has(v, b':') || has(v, b'@') {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|c| matches!(c, b'.' | b':' | b'@'))
+}
+
 fn is_timestamp(b: &[u8]) -> bool {
     let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
     let two_two = |s: &[u8], sep: u8| s.len() == 5 && digits(&s[..2]) && s[2] == sep && digits(&s[3..]);
@@ -524,6 +544,22 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn punctuation_is_found_at_every_position_of_a_short_value() {
+        for len in 0..32 {
+            for at in 0..len {
+                for c in [b'.', b':', b'@'] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = c;
+                    assert!(has_punct(&v), "{c} at {at} of {len}");
+                }
+            }
+            // Bytes one away from each, and high bytes, are not punctuation.
+            let others: Vec<u8> = (0..len).map(|i| [b'-', b'/', b';', b'?', b'A', 0x80, 0xAE, 0xFF][i % 8]).collect();
+            assert!(!has_punct(&others), "{others:?}");
+        }
+    }
 
     #[test]
     fn timestamps_are_told_from_anything_an_indicator_can_be() {

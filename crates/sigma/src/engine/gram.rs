@@ -37,9 +37,29 @@ impl GramFilter {
     /// how rarely they occur in `sample` (texts separated by NUL); None if it would let
     /// through too many of the sample's texts to pay, or needs too many searchers.
     pub(super) fn new(patterns: &[String], sample: &[u8]) -> Option<GramFilter> {
-        let mut counts: FxHashMap<[u8; 4], u32> = FxHashMap::default();
+        let mut counts: FxHashMap<&[u8], u32> = FxHashMap::default();
         for w in sample.windows(4) {
-            *counts.entry([w[0], w[1], w[2], w[3]]).or_default() += 1;
+            *counts.entry(w).or_default() += 1;
+        }
+        // A window is good enough for a pattern if it is about as rare as the pattern's
+        // rarest: among those, the one good enough for most patterns is chosen, so that
+        // variants (`${jndi:ldap:/`, `${jndi:rmi:/`, ...) share one literal and the
+        // searchers stay few.
+        let texts = sample.iter().filter(|&&b| b == 0).count();
+        let slack = (texts / 256) as u32;
+        let count = |w: &[u8]| counts.get(w).copied().unwrap_or(0);
+        fn good_enough<'p>(b: &'p [u8], count: &impl Fn(&[u8]) -> u32, slack: u32) -> Vec<&'p [u8]> {
+            let rarest = b.windows(4).map(count).min().unwrap_or(0);
+            let mut good: Vec<&[u8]> = b.windows(4).filter(|w| count(w) <= rarest.saturating_add(slack)).collect();
+            good.sort_unstable();
+            good.dedup();
+            good
+        }
+        let mut cover: FxHashMap<&[u8], u32> = FxHashMap::default();
+        for p in patterns.iter().filter(|p| p.len() > 4) {
+            for w in good_enough(p.as_bytes(), &count, slack) {
+                *cover.entry(w).or_default() += 1;
+            }
         }
         let mut literals: Vec<&[u8]> = Vec::with_capacity(patterns.len());
         for p in patterns {
@@ -48,8 +68,9 @@ impl GramFilter {
                 literals.push(b);
                 continue;
             }
-            let best =
-                b.windows(4).min_by_key(|w| (counts.get(*w).copied().unwrap_or(0), w.iter().map(|&c| byte_commonness(c)).sum::<u32>()))?;
+            let best = good_enough(b, &count, slack).into_iter().min_by_key(|w| {
+                (std::cmp::Reverse(cover.get(w).copied().unwrap_or(0)), count(w), w.iter().map(|&c| byte_commonness(c)).sum::<u32>())
+            })?;
             literals.push(best);
         }
         literals.sort_unstable();

@@ -607,11 +607,11 @@ impl<'e> Scanner<'e> {
         joined.clear();
         if ev.raw.is_empty() {
             for f in ev.fields() {
-                joined.extend(f.value.bytes().map(|b| b.to_ascii_lowercase()));
+                joined.extend_from_slice(f.value.as_bytes());
                 joined.push(0);
             }
         } else {
-            joined.extend(ev.raw.bytes().map(|b| b.to_ascii_lowercase()));
+            joined.extend_from_slice(ev.raw.as_bytes());
             let mut previous = "";
             for f in ev.fields().filter(|f| f.value.contains(' ')) {
                 // Aliases repeat a value (cs(User-Agent) and cs-user-agent): scan it once.
@@ -620,9 +620,10 @@ impl<'e> Scanner<'e> {
                 }
                 previous = f.value;
                 joined.push(0);
-                joined.extend(f.value.bytes().map(|b| b.to_ascii_lowercase()));
+                joined.extend_from_slice(f.value.as_bytes());
             }
         }
+        joined.make_ascii_lowercase();
         self.keyword_sample.offer(&self.keyword_text);
     }
 
