@@ -114,7 +114,11 @@ impl Correlator {
         if self.since_sweep >= 4096 {
             self.sweep(false);
         }
-        let mut queue = vec![input];
+        // Most inputs make no finding: the queue for the findings' own inputs (chained
+        // correlations) is only allocated when one does.
+        let Some(f) = self.process(input) else { return };
+        let mut queue = Vec::new();
+        self.emit(f, &mut queue);
         while let Some(inp) = queue.pop() {
             if let Some(f) = self.process(inp) {
                 self.emit(f, &mut queue);
