@@ -442,9 +442,6 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// `hh:mm[:ss[.f…]]`, optionally after `yyyy-mm-dd` and `T` or a space, optionally
-/// followed by `Z` or a `±hh[:]mm` offset: the exact shapes, so no IPv4 or IPv6 address,
-/// domain, URL, address or hash is ever taken for one.
 /// Whether `b` holds a `.`, `:` or `@`, tested a word at a time: a byte of `v` equals `c`
 /// exactly when that byte of `v ^ c…c` is zero, and `(x - 0x01…) & !x & 0x80…` is non-zero
 /// exactly when some byte of `x` is zero.
@@ -466,6 +463,9 @@ fn has_punct(b: &[u8]) -> bool {
     words.remainder().iter().any(|c| matches!(c, b'.' | b':' | b'@'))
 }
 
+/// `hh:mm[:ss[.f…]]`, optionally after `yyyy-mm-dd` and `T` or a space, optionally
+/// followed by `Z` or a `±hh[:]mm` offset: the exact shapes, so no IPv4 or IPv6 address,
+/// domain, URL, address or hash is ever taken for one.
 fn is_timestamp(b: &[u8]) -> bool {
     let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
     let two_two = |s: &[u8], sep: u8| s.len() == 5 && digits(&s[..2]) && s[2] == sep && digits(&s[3..]);

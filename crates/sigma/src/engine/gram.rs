@@ -1,11 +1,11 @@
 //! A quick check, before a keyword automaton runs over an event's whole text, that the
 //! text can hold one of its patterns. Each pattern of more than four bytes is represented
-//! by one of its 4-byte windows, the one rarest in a sample of the input, and shorter
-//! patterns by themselves: a text holding none of these holds no pattern. They are looked
-//! for with the SIMD searcher of the aho-corasick crate (Teddy, up to 64 literals at a time),
-//! several times faster than the automaton; a text that has one is searched by the
-//! automaton as before. So the check never changes a result, only how often the
-//! automaton runs.
+//! by one of its 4-byte windows (one nearly as rare as its rarest in a sample of recent
+//! texts, and shared with as many other patterns as can use it), and shorter patterns by
+//! themselves: a text holding none of these holds no pattern. They are looked for with the
+//! SIMD searcher of the aho-corasick crate (Teddy, up to 64 literals at a time), several
+//! times faster than the automaton; a text that has one is searched by the automaton as
+//! before. So the check never changes a result, only how often the automaton runs.
 
 use aho_corasick::packed;
 use rustc_hash::FxHashMap;
@@ -20,7 +20,9 @@ const SAMPLE_BYTES: usize = 256 * 1024;
 const SAMPLE_EVERY: u64 = 8;
 /// Longest part of one text kept in the sample.
 const SAMPLE_TEXT_MAX: usize = 1024;
-/// Texts a filter is first judged on; each judgement it fails doubles the wait.
+/// Texts seen before the first filter is built (so that its sample holds some), then
+/// texts a filter is first judged on; each judgement it fails doubles the wait.
+const FIRST_BUILD: u32 = 256;
 const FIRST_JUDGEMENT: u32 = 2048;
 const LAST_JUDGEMENT: u32 = 1 << 20;
 
@@ -34,19 +36,18 @@ pub(super) struct GramFilter {
 
 impl GramFilter {
     /// The filter for `patterns` (lower-cased, as the automaton's), with windows chosen by
-    /// how rarely they occur in `sample` (texts separated by NUL); None if it would let
-    /// through too many of the sample's texts to pay, or needs too many searchers.
-    pub(super) fn new(patterns: &[String], sample: &[u8]) -> Option<GramFilter> {
+    /// how rarely they occur in `sample` (whole keyword texts); None if it would let through
+    /// too many of the sample's texts to pay, or needs too many searchers.
+    pub(super) fn new(patterns: &[String], sample: &[&[u8]]) -> Option<GramFilter> {
         let mut counts: FxHashMap<&[u8], u32> = FxHashMap::default();
-        for w in sample.windows(4) {
+        for w in sample.iter().flat_map(|t| t.windows(4)) {
             *counts.entry(w).or_default() += 1;
         }
         // A window is good enough for a pattern if it is about as rare as the pattern's
         // rarest: among those, the one good enough for most patterns is chosen, so that
         // variants (`${jndi:ldap:/`, `${jndi:rmi:/`, ...) share one literal and the
         // searchers stay few.
-        let texts = sample.iter().filter(|&&b| b == 0).count();
-        let slack = (texts / 256) as u32;
+        let slack = (sample.len() / 256) as u32;
         let count = |w: &[u8]| counts.get(w).copied().unwrap_or(0);
         fn good_enough<'p>(b: &'p [u8], count: &impl Fn(&[u8]) -> u32, slack: u32) -> Vec<&'p [u8]> {
             let rarest = b.windows(4).map(count).min().unwrap_or(0);
@@ -85,13 +86,8 @@ impl GramFilter {
             searchers.push(b.build()?);
         }
         let filter = GramFilter { searchers };
-        let texts = sample.split(|&b| b == 0).filter(|t| !t.is_empty());
-        let (mut seen, mut passed) = (0usize, 0usize);
-        for t in texts {
-            seen += 1;
-            passed += usize::from(filter.may_match(t));
-        }
-        (seen > 0 && passed as f64 <= seen as f64 * MAX_PASS_SHARE).then_some(filter)
+        let passed = sample.iter().filter(|t| filter.may_match(t)).count();
+        (!sample.is_empty() && passed as f64 <= sample.len() as f64 * MAX_PASS_SHARE).then_some(filter)
     }
 
     /// False only if `hay` holds none of the patterns.
@@ -100,10 +96,14 @@ impl GramFilter {
     }
 }
 
-/// A scanner's sample of recent keyword texts (NUL-separated), which filters are built from.
+/// A scanner's sample of recent keyword texts, which filters are built from. (The texts
+/// hold NULs between values, so each text's end is kept apart.)
 #[derive(Default)]
 pub(super) struct Sample {
-    texts: Vec<u8>,
+    bytes: Vec<u8>,
+    ends: std::collections::VecDeque<usize>,
+    /// Bytes dropped from the front of `bytes` (the offsets in `ends` count them).
+    dropped: usize,
     seen: u64,
 }
 
@@ -113,27 +113,48 @@ impl Sample {
         if self.seen % SAMPLE_EVERY != 1 {
             return;
         }
-        if self.texts.len() >= SAMPLE_BYTES {
-            // Keep the newer half, from a text's start.
-            let half = self.texts.len() / 2;
-            let cut = self.texts[half..].iter().position(|&b| b == 0).map_or(self.texts.len(), |i| half + i + 1);
-            self.texts.drain(..cut);
+        if self.bytes.len() >= SAMPLE_BYTES {
+            // Keep the newer half of the texts.
+            let half = self.ends.len() / 2;
+            if let Some(&cut) = half.checked_sub(1).and_then(|i| self.ends.get(i)) {
+                self.bytes.drain(..cut - self.dropped);
+                self.dropped = cut;
+                self.ends.drain(..half);
+            }
         }
-        self.texts.extend_from_slice(&text[..text.len().min(SAMPLE_TEXT_MAX)]);
-        self.texts.push(0);
+        self.bytes.extend_from_slice(&text[..text.len().min(SAMPLE_TEXT_MAX)]);
+        self.ends.push_back(self.dropped + self.bytes.len());
+    }
+
+    fn texts(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let end = end - self.dropped;
+                let t = &self.bytes[start..end];
+                start = end;
+                t
+            })
+            .collect()
     }
 }
 
-/// One keyword automaton's filter in one scanner, judged on the texts it lets through and
-/// built again from the newer sample when it lets through too many (logs change: the
+/// One keyword automaton's filter in one scanner, judged on the share of texts it lets
+/// through and built again from the newer sample when that is too high (logs change: the
 /// first hour of a web log is health checks, the rest is users).
-#[derive(Default)]
 pub(super) struct Judged {
     filter: Option<GramFilter>,
     checked: u32,
     passed: u32,
     /// Texts until the filter is judged (or, without one, built again).
     wait: u32,
+}
+
+impl Default for Judged {
+    fn default() -> Self {
+        Judged { filter: None, checked: 0, passed: 0, wait: FIRST_BUILD }
+    }
 }
 
 impl Judged {
@@ -145,8 +166,8 @@ impl Judged {
         if self.checked >= self.wait {
             let failed = self.filter.is_none() || self.passed as f64 > self.checked as f64 * MAX_PASS_SHARE;
             if failed {
-                self.filter = GramFilter::new(patterns, &sample.texts);
-                self.wait = if self.wait == 0 { FIRST_JUDGEMENT } else { (self.wait * 2).min(LAST_JUDGEMENT) };
+                self.filter = GramFilter::new(patterns, &sample.texts());
+                self.wait = if self.wait == FIRST_BUILD { FIRST_JUDGEMENT } else { (self.wait * 2).min(LAST_JUDGEMENT) };
             }
             self.checked = 0;
             self.passed = 0;
@@ -192,11 +213,9 @@ mod tests {
         };
         let alphabet = b"abcdeflmnoprstuxy%2f$={ /.:";
         // A sample of plain text without the rare bytes, so that most texts are filtered out.
-        let mut sample = Vec::new();
-        for _ in 0..200 {
-            sample.extend((0..60).map(|_| b"get /owa/auth.owa 200 mozilla"[(next() % 29) as usize]));
-            sample.push(0);
-        }
+        let texts: Vec<Vec<u8>> =
+            (0..200).map(|_| (0..60).map(|_| b"get /owa/auth.owa 200 mozilla"[(next() % 29) as usize]).collect()).collect();
+        let sample: Vec<&[u8]> = texts.iter().map(|t| &t[..]).collect();
         let filter = GramFilter::new(&patterns, &sample).expect("a selective filter");
         let mut stopped = 0;
         for round in 0..20_000 {
@@ -218,15 +237,36 @@ mod tests {
     #[test]
     fn a_filter_that_would_pass_most_texts_is_not_built() {
         let patterns: Vec<String> = vec!["get ".into()];
-        let sample = b"get /a\0get /b\0get /c\0post /d\0".to_vec();
+        let sample: [&[u8]; 4] = [b"get /a", b"get /b", b"get /c", b"post /d"];
         assert!(GramFilter::new(&patterns, &sample).is_none());
-        assert!(GramFilter::new(&[String::new()], b"x\0").is_none());
+        assert!(GramFilter::new(&[String::new()], &[b"x"]).is_none());
+    }
+
+    /// The sample keeps whole texts (values joined by NUL inside them), the newest, and
+    /// within its bound.
+    #[test]
+    fn the_sample_keeps_the_newest_whole_texts() {
+        let mut sample = Sample::default();
+        for i in 0..(SAMPLE_EVERY as usize * 4000) {
+            let text = format!("text {i}\0value {i}\0{}", "x".repeat(i % 300));
+            sample.offer(text.as_bytes());
+        }
+        let texts = sample.texts();
+        assert!(sample.bytes.len() <= SAMPLE_BYTES + SAMPLE_TEXT_MAX, "{}", sample.bytes.len());
+        assert!(texts.len() > 100);
+        for t in &texts {
+            let s = std::str::from_utf8(t).unwrap();
+            let n: usize = s.strip_prefix("text ").and_then(|r| r.split('\0').next()).and_then(|n| n.parse().ok()).expect(s);
+            assert!(s.starts_with(&format!("text {n}\0value {n}\0")), "{s}");
+        }
+        let last = std::str::from_utf8(texts[texts.len() - 1]).unwrap();
+        assert!(last.starts_with(&format!("text {}\0", SAMPLE_EVERY as usize * 3999)), "{last}");
     }
 
     #[test]
     fn the_rarest_window_in_the_sample_is_chosen() {
         let patterns: Vec<String> = vec!["/ecp/ddi".into()];
-        let sample = b"/ecp/a\0/ecp/b\0/ecp/c\0/owa/d\0/owa/e\0".to_vec();
+        let sample: [&[u8]; 5] = [b"/ecp/a", b"/ecp/b", b"/ecp/c", b"/owa/d", b"/owa/e"];
         let filter = GramFilter::new(&patterns, &sample).expect("a selective filter");
         assert!(!filter.may_match(b"/ecp/x"));
         assert!(filter.may_match(b"/ecp/ddi"));

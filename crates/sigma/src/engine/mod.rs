@@ -11,8 +11,9 @@
 //! Scanning an event: find its groups (cached per event class), resolve its field
 //! names to field ids once, run each group's field matchers to set leaf bits,
 //! then evaluate only the rules that have a set leaf (or that can match with
-//! none). Detection is a pure function of (rules, event): a [`Scanner`] holds
-//! only scratch buffers, one per thread.
+//! none). Detection is a pure function of (rules, event): a [`Scanner`], one per
+//! thread, holds scratch buffers and its keyword filters (see `gram`), which change how
+//! often an automaton runs, never what it finds.
 
 mod compile;
 mod gram;
@@ -217,7 +218,7 @@ struct Group {
     /// Group rules without an indexable trigger (e.g. `not filter`, or only regexes): always evaluated.
     always: Vec<u32>,
     /// Leaves evaluated on demand, only when a candidate rule asks (regexes, numbers,
-    /// CIDR, field references, times, and literals no rule is indexed under).
+    /// CIDR, field references, times, and keywords no rule is indexed under).
     lazy: Vec<Lazy>,
     /// Per leaf: index into `lazy`, or NONE for leaves the field scan decides.
     lazy_index: Vec<u32>,

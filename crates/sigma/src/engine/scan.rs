@@ -220,6 +220,7 @@ impl<'e> Scanner<'e> {
         self.event_gen = self.event_gen.wrapping_add(1);
         if self.event_gen == 0 {
             self.slot_gen.iter_mut().for_each(|g| *g = 0);
+            self.keyword_text_gen = 0;
             self.event_gen = 1;
         }
         self.next_same.clear();
