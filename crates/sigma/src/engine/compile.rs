@@ -430,9 +430,8 @@ pub(super) fn build_regex(pattern: &str) -> Result<Regex, String> {
 
 #[derive(Default)]
 struct MatcherBuilder {
-    patterns: Vec<String>,
-    pattern_index: HashMap<String, usize>,
-    hits: Vec<Vec<(LeafId, How)>>,
+    /// The literals every value is searched for.
+    eager: PatternSet,
     /// The literals searched only when a candidate rule asks (see [`OnDemand`]).
     on_demand: PatternSet,
     m: FieldMatcher,
@@ -482,16 +481,7 @@ impl MatcherBuilder {
             self.m.exact.entry(key.into_bytes().into_boxed_slice()).or_default().push(leaf);
             return;
         }
-        let idx = match self.pattern_index.get(&key) {
-            Some(&i) => i,
-            None => {
-                self.patterns.push(key.clone());
-                self.hits.push(Vec::new());
-                self.pattern_index.insert(key, self.patterns.len() - 1);
-                self.patterns.len() - 1
-            }
-        };
-        self.hits[idx].push((leaf, how));
+        self.eager.add(key, leaf, how);
     }
 
     /// A literal no rule is indexed under: searched for only when a rule that is already a
@@ -502,8 +492,8 @@ impl MatcherBuilder {
 
     /// The matcher, with its automata still to be built from `patterns` (see [`build_automata`]).
     fn finish(mut self) -> FieldMatcher {
-        self.m.patterns = self.patterns;
-        self.m.hits = self.hits;
+        self.m.patterns = self.eager.patterns;
+        self.m.hits = self.eager.hits;
         if !self.on_demand.patterns.is_empty() {
             let mut leaves: Vec<LeafId> = self.on_demand.hits.iter().flatten().map(|(l, _)| *l).collect();
             leaves.sort_unstable();

@@ -375,6 +375,15 @@ mod tests {
     use super::*;
     use crate::pattern::parse_sigma_string;
 
+    /// An engine of these rules (YAML texts).
+    fn compiled(rules: &[&str]) -> Engine {
+        let mut set = crate::RuleSet::default();
+        for (i, r) in rules.iter().enumerate() {
+            set.add_text(r, &format!("r{i}.yml"), &Default::default());
+        }
+        Engine::compile(&set, &crate::LogsourceTable::builtin())
+    }
+
     #[test]
     fn star_glob_agrees_with_regex() {
         let patterns = ["a*b", "*a*b*", "ab*ab", "*x*", "a*", "*a*a*a", "abc*abc*c"];
@@ -401,11 +410,7 @@ mod tests {
             "title: filtered\nlogsource: {product: windows}\ndetection:\n  sel: {Image|endswith: '\\other-rare-tool.exe'}\n  filter: {ParentImage|startswith: 'c:\\windows\\'}\n  condition: sel and not filter\n",
             "title: any two characters\nlogsource: {product: windows}\ndetection:\n  keywords: ['??']\n  condition: keywords\n",
         ];
-        let mut set = crate::RuleSet::default();
-        for (i, r) in rules.iter().enumerate() {
-            set.add_text(r, &format!("r{i}.yml"), &Default::default());
-        }
-        let engine = Engine::compile(&set, &crate::LogsourceTable::builtin());
+        let engine = compiled(&rules);
         assert_eq!(engine.rules.len(), 4, "{:?}", engine.failed);
         let on_demand = engine.groups.iter().flat_map(|g| &g.lazy).filter(|l| matches!(l, Lazy::Keywords)).count();
         assert_eq!(on_demand, 1, "`POST` and `200` are searched on demand");
@@ -446,9 +451,7 @@ mod tests {
     #[test]
     fn a_keyword_without_a_literal_is_tested_on_every_value() {
         let rule = "title: t\nlogsource: {product: windows}\ndetection:\n  keywords: ['??']\n  condition: keywords\n";
-        let mut set = crate::RuleSet::default();
-        set.add_text(rule, "t.yml", &Default::default());
-        let engine = Engine::compile(&set, &crate::LogsourceTable::builtin());
+        let engine = compiled(&[rule]);
         let mut scanner = engine.scanner();
         let mut e = Event::new(SourceKind::Windows);
         e.push_str("Channel", "Security");
@@ -463,9 +466,7 @@ mod tests {
     #[test]
     fn value_cache_agrees_with_fresh_matching() {
         let rule = "title: t\nlogsource: {product: windows}\ndetection:\n  a: {Data|contains: abc}\n  b: {Data|endswith: zz}\n  condition: a and b\n";
-        let mut set = crate::RuleSet::default();
-        set.add_text(rule, "t.yml", &Default::default());
-        let engine = Engine::compile(&set, &crate::LogsourceTable::builtin());
+        let engine = compiled(&[rule]);
         let mut scanner = engine.scanner();
         let event = |values: &[&str]| {
             let mut e = Event::new(SourceKind::Windows);

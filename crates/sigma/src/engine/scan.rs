@@ -440,9 +440,7 @@ impl<'e> Scanner<'e> {
                 self.bits[w] & m != 0
             }
             Lazy::Test(field, test) if *field == NONE => {
-                // A keyword: any value of the event, or its raw line.
-                let hit = ev.fields().any(|f| self.test(test, f.value, f.kind, ev))
-                    || (!ev.raw.is_empty() && self.test(test, &ev.raw, ValueKind::Str, ev));
+                let hit = keyword_values(ev).any(|(value, kind)| self.test(test, value, kind, ev));
                 if hit {
                     self.bits[w] |= m;
                 }
@@ -477,18 +475,6 @@ impl<'e> Scanner<'e> {
         self.keyword_text = text;
     }
 
-    /// `value` for an automaton of lower-cased patterns: None when it must be lower-cased
-    /// first (then it is, into `folded`), else the value itself.
-    fn fold<'v>(&mut self, value: &'v str) -> Option<&'v [u8]> {
-        if value.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.folded.clear();
-            self.folded.extend(value.bytes().map(|b| b.to_ascii_lowercase()));
-            None
-        } else {
-            Some(value.as_bytes())
-        }
-    }
-
     #[inline]
     fn set(&mut self, l: LeafId) {
         if let Some(r) = &mut self.recording {
@@ -504,14 +490,8 @@ impl<'e> Scanner<'e> {
     /// Sets the leaves one value decides, from the cache when the value was seen recently.
     fn match_value(&mut self, fm: &FieldMatcher, value: &str, kind: ValueKind, ev: &Event) {
         // Direct tests depend only on the value (field references are lazy, never direct).
-        self.cached(fm as *const FieldMatcher as usize, value, kind, |s| s.match_value_uncached(fm, value, kind, ev));
-    }
-
-    /// Sets the leaves `compute` sets for `value` under the matcher `id` (an address that
-    /// lives as long as the engine): replayed from the cache when the value was seen recently.
-    fn cached(&mut self, id: usize, value: &str, kind: ValueKind, compute: impl FnOnce(&mut Self)) {
         if value.len() > CACHE_VALUE_MAX {
-            return compute(self);
+            return self.match_value_uncached(fm, value, kind, ev);
         }
         if self.value_cache.is_empty() {
             self.value_cache.resize_with(VALUE_CACHE_SLOTS, CachedValue::default);
@@ -519,8 +499,9 @@ impl<'e> Scanner<'e> {
         use std::hash::Hasher;
         let mut h = FxHasher::default();
         h.write(value.as_bytes());
-        h.write_usize(id);
+        h.write_usize(fm as *const FieldMatcher as usize);
         let slot = (h.finish() as usize) % VALUE_CACHE_SLOTS;
+        let id = fm as *const FieldMatcher as usize;
         let e = &self.value_cache[slot];
         if e.matcher == id && e.kind == kind as u8 && e.value == value.as_bytes() {
             let leaves = std::mem::take(&mut self.value_cache[slot].leaves);
@@ -533,7 +514,7 @@ impl<'e> Scanner<'e> {
         let mut recorded = std::mem::take(&mut self.value_cache[slot].leaves);
         recorded.clear();
         self.recording = Some(recorded);
-        compute(self);
+        self.match_value_uncached(fm, value, kind, ev);
         let recorded = self.recording.take().unwrap_or_default();
         let e = &mut self.value_cache[slot];
         e.matcher = id;
@@ -546,9 +527,13 @@ impl<'e> Scanner<'e> {
     /// Runs a field's automaton and direct tests over one value.
     fn match_value_uncached(&mut self, fm: &FieldMatcher, value: &str, kind: ValueKind, ev: &Event) {
         if fm.ac.is_some() || !fm.exact.is_empty() {
-            let hay = self.fold(value);
+            let upper = value.bytes().any(|b| b.is_ascii_uppercase());
+            if upper {
+                self.folded.clear();
+                self.folded.extend(value.bytes().map(|b| b.to_ascii_lowercase()));
+            }
             if !fm.exact.is_empty() {
-                let key: &[u8] = hay.unwrap_or(&self.folded);
+                let key: &[u8] = if upper { &self.folded } else { value.as_bytes() };
                 if let Some(leaves) = fm.exact.get(key) {
                     for &l in leaves {
                         self.set(l);
@@ -556,7 +541,7 @@ impl<'e> Scanner<'e> {
                 }
             }
             if let Some(ac) = fm.ac.as_ref().and_then(|l| l.get()) {
-                self.match_literals(&fm.hits, ac, hay);
+                self.match_literals(&fm.hits, ac, if upper { None } else { Some(value.as_bytes()) });
             }
         }
         self.match_directs(fm, value, kind, ev);
@@ -588,11 +573,8 @@ impl<'e> Scanner<'e> {
             }
         }
         if !kw.direct.is_empty() {
-            for f in ev.fields() {
-                self.match_directs(kw, f.value, f.kind, ev);
-            }
-            if !ev.raw.is_empty() {
-                self.match_directs(kw, &ev.raw, ValueKind::Str, ev);
+            for (value, kind) in keyword_values(ev) {
+                self.match_directs(kw, value, kind, ev);
             }
         }
         self.close_gates(kw);
@@ -722,6 +704,12 @@ impl<'e> Scanner<'e> {
             }
         }
     }
+}
+
+/// What a keyword test that is not a literal search reads: every value of the event, then
+/// its raw line (for line-based logs).
+fn keyword_values(ev: &Event) -> impl Iterator<Item = (&str, ValueKind)> {
+    ev.fields().map(|f| (f.value, f.kind)).chain((!ev.raw.is_empty()).then_some((ev.raw.as_str(), ValueKind::Str)))
 }
 
 fn compare(value: &str, other: &str, mode: Mode, cased: bool) -> bool {
