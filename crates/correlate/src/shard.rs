@@ -10,11 +10,17 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::engine::{CorrelationFinding, Correlator};
 use crate::parse::CorrelationSet;
-use crate::sorter::{Input, Sorter};
+use crate::sorter::{Input, Order, Sorter};
 
 /// How many shares `set`'s inputs may be split into on `threads` threads.
 pub fn shares_for(set: &CorrelationSet, threads: usize) -> usize {
     if set.hidden_correlations.is_empty() { threads.max(1) } else { 1 }
+}
+
+/// The order `set`'s inputs are correlated in: group by group where every correlation's
+/// groups are independent, in time order where correlations feed other correlations.
+pub fn order_for(set: &CorrelationSet) -> Order {
+    if set.hidden_correlations.is_empty() { Order::Group } else { Order::Time }
 }
 
 /// The share of `shares` an input belongs to: every input of one (correlation, group)
@@ -41,7 +47,7 @@ pub struct Correlated {
     pub errors: Vec<String>,
 }
 
-/// Merges each share's sorters into time order and correlates the shares side by side,
+/// Merges each share's sorters (made in [`order_for`]'s order) and correlates the shares side by side,
 /// one thread each (the calling thread takes the first).
 pub fn correlate_shares(set: &Arc<CorrelationSet>, shares: Vec<Vec<Sorter>>) -> Correlated {
     let mut shares = shares.into_iter();
@@ -68,10 +74,17 @@ fn correlate_one(set: &Arc<CorrelationSet>, sorters: Vec<Sorter>) -> Correlated 
     let mut errors = Vec::new();
     let mut correlator = Correlator::new(set.clone());
     match Sorter::merge(sorters) {
-        Ok(merged) => {
-            for input in merged {
-                match input {
-                    Ok(i) => correlator.push(i),
+        Ok(mut merged) => {
+            let grouped = merged.order() == Order::Group;
+            if grouped && order_for(set) != Order::Group {
+                // Correlations of correlations need one stream in time order.
+                errors.push("correlation inputs were sorted by group for correlations of correlations".into());
+                return Correlated { findings: Vec::new(), peak_groups: 0, errors };
+            }
+            while let Some(next) = merged.next_keyed() {
+                match next {
+                    Ok((group_hash, i)) if grouped => correlator.push_grouped(group_hash, i),
+                    Ok((_, i)) => correlator.push(i),
                     Err(e) => {
                         errors.push(format!("reading spilled correlation inputs failed: {e}"));
                         break;

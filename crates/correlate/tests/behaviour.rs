@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use portcullis_correlate::{CorrelationFinding, CorrelationSet, Correlator, Sorter, correlate_shares, inputs_for, share_of, shares_for};
+use portcullis_correlate::{
+    CorrelationFinding, CorrelationSet, Correlator, Sorter, correlate_shares, inputs_for, order_for, share_of, shares_for,
+};
 use portcullis_sigma::{Placeholders, RuleSet};
 
 const S: i64 = 1_000_000;
@@ -65,7 +67,8 @@ impl Harness {
             c.push(inp.unwrap());
         }
         c.finish();
-        // The same inputs in three shares, correlated side by side, give the same findings.
+        // The same inputs in three shares, correlated side by side (group by group, where
+        // no correlation feeds another), give the findings of one stream in time order.
         let mut one: Vec<String> = c.findings.iter().map(|f| format!("{f:?}")).collect();
         one.sort();
         let mut shared: Vec<String> = self.run_in_shares(3).iter().map(|f| format!("{f:?}")).collect();
@@ -76,7 +79,9 @@ impl Harness {
 
     fn run_in_shares(&self, threads: usize) -> Vec<CorrelationFinding> {
         let n = shares_for(&self.set, threads);
-        let mut shares: Vec<Vec<Sorter>> = (0..n).map(|_| vec![Sorter::new(1 << 16), Sorter::new(1 << 16)]).collect();
+        let order = order_for(&self.set);
+        let mut shares: Vec<Vec<Sorter>> =
+            (0..n).map(|_| vec![Sorter::in_order(1 << 16, order), Sorter::in_order(1 << 16, order)]).collect();
         for (i, (ts, r, fields)) in self.events.iter().enumerate().rev() {
             for inp in inputs_for(&self.set, *r, *ts, i as u128, "", |f| fields.get(f).cloned()) {
                 shares[share_of(&inp, n)][i % 2].push(inp).unwrap();
@@ -301,7 +306,7 @@ fn findings_do_not_depend_on_the_other_groups_in_the_stream() {
     }
     let run = |threads: usize| {
         let n = shares_for(&h.set, threads);
-        let mut shares: Vec<Vec<Sorter>> = (0..n).map(|_| vec![Sorter::new(1 << 16)]).collect();
+        let mut shares: Vec<Vec<Sorter>> = (0..n).map(|_| vec![Sorter::in_order(1 << 16, order_for(&h.set))]).collect();
         for inp in &inputs {
             shares[share_of(inp, n)][0].push(inp.clone()).unwrap();
         }
@@ -309,6 +314,31 @@ fn findings_do_not_depend_on_the_other_groups_in_the_stream() {
     };
     let (one, three) = (run(1), run(3));
     assert!(one.len() > 100, "{} findings", one.len());
+    // Group by group (the shares) and one stream in time order give the same findings.
+    let mut time = Sorter::new(1 << 16);
+    for inp in &inputs {
+        time.push(inp.clone()).unwrap();
+    }
+    let mut c = Correlator::new(h.set.clone());
+    for inp in Sorter::merge(vec![time]).unwrap() {
+        c.push(inp.unwrap());
+    }
+    c.finish();
+    c.findings.sort_by(|a, b| (a.last_ts, a.correlation, &a.id).cmp(&(b.last_ts, b.correlation, &b.id)));
+    assert_eq!(c.findings.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>(), one);
+    // Groups whose hashes collide come interleaved in time order: here every group has
+    // the same hash, so the whole stream is one run, and the findings are the same.
+    let mut time = Sorter::new(1 << 16);
+    for inp in &inputs {
+        time.push(inp.clone()).unwrap();
+    }
+    let mut c = Correlator::new(h.set.clone());
+    for inp in Sorter::merge(vec![time]).unwrap() {
+        c.push_grouped(7, inp.unwrap());
+    }
+    c.finish();
+    c.findings.sort_by(|a, b| (a.last_ts, a.correlation, &a.id).cmp(&(b.last_ts, b.correlation, &b.id)));
+    assert_eq!(c.findings.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>(), one);
     assert_eq!(one.len(), three.len());
     if let Some((a, b)) = one.iter().zip(&three).find(|(a, b)| a != b) {
         panic!("one stream:\n{a}\nthree shares:\n{b}");

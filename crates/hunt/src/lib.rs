@@ -409,6 +409,7 @@ pub fn hunt(
     }
     let hidden = hidden_rules(engine, correlations);
     let shares = portcullis_correlate::shares_for(correlations, opts.threads);
+    let order = portcullis_correlate::order_for(correlations);
     let below_min: Vec<bool> = engine.rules.iter().map(|r| r.level < opts.min_level).collect();
     let detection_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (outcomes, states) = run_files(
@@ -421,7 +422,7 @@ pub fn hunt(
             ioc_hits: Vec::new(),
             detections: Vec::new(),
             kept: DetectionBuffer::new(opts.detection_budget, detection_bytes.clone()),
-            sorters: (0..shares).map(|_| Sorter::new(CORRELATION_BUFFER_BYTES / shares)).collect(),
+            sorters: (0..shares).map(|_| Sorter::in_order(CORRELATION_BUFFER_BYTES / shares, order)).collect(),
             inputs_buffer: Vec::new(),
             inputs: 0,
             untimed: 0,
