@@ -77,7 +77,7 @@ fn main() {
     for round in 0..rounds {
         let mut timed = std::time::Duration::ZERO;
         let mut n = 0;
-        for chunk in events.chunks(256) {
+        for chunk in events.chunks(16) {
             for e in chunk {
                 out.clear();
                 scanner.scan(e, &mut out);

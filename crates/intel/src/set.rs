@@ -231,7 +231,7 @@ impl IocSet {
         {
             return;
         }
-        if !self.urls.is_empty() && b.len() > 8 && memchr::memmem::find(b, b"://").is_some() {
+        if !self.urls.is_empty() && b.len() > 8 && has_scheme_separator(b) {
             self.scan_urls(value, out);
         }
         let mut lower = [0u8; 256];
@@ -463,6 +463,11 @@ fn has_punct(b: &[u8]) -> bool {
     words.remainder().iter().any(|c| matches!(c, b'.' | b':' | b'@'))
 }
 
+/// Whether `b` holds `://` (`memmem::find` would build a searcher on every call).
+fn has_scheme_separator(b: &[u8]) -> bool {
+    memchr::memchr_iter(b':', b).any(|i| b[i + 1..].starts_with(b"//"))
+}
+
 /// `hh:mm[:ss[.f…]]`, optionally after `yyyy-mm-dd` and `T` or a space, optionally
 /// followed by `Z` or a `±hh[:]mm` offset: the exact shapes, so no IPv4 or IPv6 address,
 /// domain, URL, address or hash is ever taken for one.
@@ -544,6 +549,15 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn a_scheme_separator_is_found_wherever_it_is() {
+        for (text, has) in
+            [("http://x", true), ("://", true), ("a:b://c", true), ("x:/", false), ("a:b//", false), (":", false), ("", false)]
+        {
+            assert_eq!(super::has_scheme_separator(text.as_bytes()), has, "{text}");
+        }
+    }
 
     #[test]
     fn punctuation_is_found_at_every_position_of_a_short_value() {
