@@ -531,8 +531,7 @@ fn build_automata(groups: &mut [Group]) {
             }
         }
     }
-    let lazy: Vec<Arc<LazyAutomaton>> =
-        sets.into_iter().map(|patterns| Arc::new(LazyAutomaton { patterns, built: Default::default() })).collect();
+    let lazy: Vec<Arc<LazyAutomaton>> = sets.into_iter().map(|patterns| Arc::new(LazyAutomaton::new(patterns))).collect();
     for (gi, mi, on_demand, si) in assign {
         let g = &mut groups[gi];
         let m = if mi == usize::MAX { g.keywords.as_mut() } else { g.fields.get_mut(mi) };

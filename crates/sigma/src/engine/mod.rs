@@ -243,8 +243,10 @@ pub struct Engine {
     regexes: Vec<Arc<LazyRegex>>,
 }
 
-/// Pattern sets up to this many bytes are searched with a DFA.
+/// Pattern sets up to this many bytes are searched with a DFA, once they have searched
+/// `DFA_AFTER_BYTES`.
 const DFA_PATTERN_BYTES: usize = 16 * 1024;
+const DFA_AFTER_BYTES: u64 = 1 << 20;
 
 /// Limits on regexes compiled from rules (hostile rules must not exhaust memory).
 const REGEX_SIZE_LIMIT: usize = 8 << 20;
@@ -332,29 +334,64 @@ impl LazyRegex {
 /// A field's Aho-Corasick automaton, built the first time an event needs it: groups whose
 /// log sources never occur in the input cost nothing to compile, and start-up is the
 /// rules' parsing and indexing only. Built once and shared by every scanner thread.
-struct LazyAutomaton {
-    patterns: Vec<String>,
-    built: std::sync::OnceLock<Option<AhoCorasick>>,
+///
+/// It starts as a contiguous NFA, quick to build. A small set that goes on to search a
+/// megabyte gets a DFA (several times faster to search, and small; a large set's DFA
+/// would take tens of megabytes): on triage-sized input, converting a hundred sets to
+/// DFAs cost more than all their searches. Both give the same matches.
+pub(crate) struct LazyAutomaton {
+    pub(crate) patterns: Vec<String>,
+    /// Whether the set is small enough for a DFA.
+    small: bool,
+    nfa: std::sync::OnceLock<Option<AhoCorasick>>,
+    dfa: std::sync::OnceLock<Option<AhoCorasick>>,
+    /// Bytes searched with the NFA (counted only until the DFA is built).
+    searched: std::sync::atomic::AtomicU64,
 }
 
 impl LazyAutomaton {
-    fn get(&self) -> Option<&AhoCorasick> {
-        self.built
-            .get_or_init(|| {
-                // Patterns are lower-cased and values are lower-cased before the search:
-                // an ASCII case-insensitive automaton takes five times longer to build.
-                // Small sets get a DFA (several times faster to search, and small);
-                // large ones a contiguous NFA (a DFA would take tens of megabytes).
-                let bytes: usize = self.patterns.iter().map(|p| p.len()).sum();
-                let kind = if bytes <= DFA_PATTERN_BYTES { AhoCorasickKind::DFA } else { AhoCorasickKind::ContiguousNFA };
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(kind))
-                    .build(&self.patterns)
-                    .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&self.patterns))
-                    .ok()
-            })
-            .as_ref()
+    pub(crate) fn new(patterns: Vec<String>) -> LazyAutomaton {
+        let bytes: usize = patterns.iter().map(|p| p.len()).sum();
+        LazyAutomaton {
+            patterns,
+            small: bytes <= DFA_PATTERN_BYTES,
+            nfa: Default::default(),
+            dfa: Default::default(),
+            searched: Default::default(),
+        }
+    }
+
+    /// The automaton to search `len` bytes with.
+    fn get(&self, len: usize) -> Option<&AhoCorasick> {
+        if let Some(dfa) = self.dfa.get() {
+            return dfa.as_ref().or_else(|| self.nfa());
+        }
+        let nfa = self.nfa()?;
+        if !self.small {
+            return Some(nfa);
+        }
+        let before = self.searched.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+        if before + len as u64 >= DFA_AFTER_BYTES
+            && let Some(dfa) = self.dfa.get_or_init(|| self.build(AhoCorasickKind::DFA))
+        {
+            return Some(dfa);
+        }
+        Some(nfa)
+    }
+
+    fn nfa(&self) -> Option<&AhoCorasick> {
+        self.nfa.get_or_init(|| self.build(AhoCorasickKind::ContiguousNFA)).as_ref()
+    }
+
+    fn build(&self, kind: AhoCorasickKind) -> Option<AhoCorasick> {
+        // Patterns are lower-cased and values are lower-cased before the search: an ASCII
+        // case-insensitive automaton takes five times longer to build.
+        AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(kind))
+            .build(&self.patterns)
+            .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&self.patterns))
+            .ok()
     }
 }
 
@@ -376,6 +413,23 @@ mod tests {
     use crate::pattern::parse_sigma_string;
 
     /// An engine of these rules (YAML texts).
+    #[test]
+    fn an_automaton_finds_the_same_before_and_after_it_gets_a_dfa() {
+        let patterns: Vec<String> = ["\\whoami.exe", "mimikatz", "sekurlsa::", "a", "ab", "bab"].iter().map(|p| p.to_string()).collect();
+        let lazy = LazyAutomaton::new(patterns);
+        let hay = b"c:\\windows\\whoami.exe /all; mimikatz sekurlsa::logonpasswords abab";
+        let found = |ac: &AhoCorasick| ac.find_overlapping_iter(&hay[..]).map(|m| (m.pattern(), m.start(), m.end())).collect::<Vec<_>>();
+        let nfa = lazy.get(hay.len()).map(|ac| (ac.kind(), found(ac)));
+        // Past the bytes an NFA searches before the set gets its DFA.
+        let dfa = lazy.get(DFA_AFTER_BYTES as usize).map(|ac| (ac.kind(), found(ac)));
+        assert_eq!(nfa.as_ref().map(|n| n.0), Some(AhoCorasickKind::ContiguousNFA));
+        assert_eq!(dfa.as_ref().map(|d| d.0), Some(AhoCorasickKind::DFA));
+        assert_eq!(nfa.map(|n| n.1), dfa.map(|d| d.1));
+        // A large set keeps its NFA.
+        let large = LazyAutomaton::new((0..2000).map(|i| format!("pattern-number-{i}")).collect());
+        assert_eq!(large.get(DFA_AFTER_BYTES as usize * 2).map(|ac| ac.kind()), Some(AhoCorasickKind::ContiguousNFA));
+    }
+
     fn compiled(rules: &[&str]) -> Engine {
         let mut set = crate::RuleSet::default();
         for (i, r) in rules.iter().enumerate() {

@@ -150,7 +150,7 @@ impl<'e> Scanner<'e> {
                     .filter_map(|fm| {
                         fm.ac
                             .as_ref()
-                            .and_then(|l| l.get())
+                            .and_then(|l| l.get(0))
                             .map(|ac| format!("{:?}/{}p/{}KiB", ac.kind(), ac.patterns_len(), ac.memory_usage() / 1024))
                     })
                     .collect();
@@ -468,8 +468,8 @@ impl<'e> Scanner<'e> {
         for &l in &od.leaves {
             self.lazy_done[l as usize / 64] |= 1 << (l % 64);
         }
-        let Some(ac) = od.ac.as_ref().and_then(|l| l.get()) else { return };
         self.build_keyword_text(ev);
+        let Some(ac) = od.ac.as_ref().and_then(|l| l.get(self.keyword_text.len())) else { return };
         let text = std::mem::take(&mut self.keyword_text);
         self.match_literals(&od.hits, ac, Some(&text));
         self.keyword_text = text;
@@ -540,7 +540,7 @@ impl<'e> Scanner<'e> {
                     }
                 }
             }
-            if let Some(ac) = fm.ac.as_ref().and_then(|l| l.get()) {
+            if let Some(ac) = fm.ac.as_ref().and_then(|l| l.get(value.len())) {
                 self.match_literals(&fm.hits, ac, if upper { None } else { Some(value.as_bytes()) });
             }
         }
@@ -553,9 +553,7 @@ impl<'e> Scanner<'e> {
     /// (it holds every value) plus any value the reader decoded (`+` as space); otherwise
     /// every field value. Built once per event, shared by every group that needs it.
     fn match_keywords(&mut self, kw: &FieldMatcher, ev: &Event) {
-        if let Some(lazy) = &kw.ac
-            && let Some(ac) = lazy.get()
-        {
+        if let Some(lazy) = &kw.ac {
             self.build_keyword_text(ev);
             let key = Arc::as_ptr(lazy) as usize;
             let at = match self.keyword_filters.iter().position(|(k, _)| *k == key) {
@@ -566,7 +564,7 @@ impl<'e> Scanner<'e> {
                 }
             };
             let search = self.keyword_filters[at].1.must_search(&lazy.patterns, &self.keyword_sample, &self.keyword_text);
-            if search {
+            if search && let Some(ac) = lazy.get(self.keyword_text.len()) {
                 let text = std::mem::take(&mut self.keyword_text);
                 self.match_literals(&kw.hits, ac, Some(&text));
                 self.keyword_text = text;
