@@ -1,4 +1,5 @@
-//! The correlation state machines. Inputs must arrive in time order (see the sorter).
+//! The correlation state machines. Inputs arrive in time order ([`Correlator::push`]), or
+//! group by group with each group in time order ([`Correlator::push_grouped`]; see the sorter).
 //! State is kept per (correlation, group) and dropped once its window has passed, so
 //! memory follows the number of groups active within a timespan, not the event count.
 
@@ -68,7 +69,7 @@ struct Entry {
     evidence: u128,
 }
 
-/// Runs every correlation over a time-ordered input stream.
+/// Runs every correlation over an input stream in time order, or group by group.
 pub struct Correlator {
     set: Arc<CorrelationSet>,
     states: Vec<Map<String, GroupState>>,

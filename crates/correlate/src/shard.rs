@@ -1,5 +1,6 @@
 //! Correlating on several threads: inputs are split by (correlation, group) into shares,
-//! and each share is put into time order and correlated on a thread of its own. A group's
+//! and each share is put in order (group by group, or in time order; see [`order_for`]) and
+//! correlated on a thread of its own. A group's
 //! state only ever sees its own inputs, so every share gives the findings it would have
 //! given in one stream; a set whose correlations feed other correlations stays in one
 //! share, because an outer correlation groups its inner findings differently.
@@ -94,6 +95,10 @@ fn correlate_one(set: &Arc<CorrelationSet>, sorters: Vec<Sorter>) -> Correlated 
         }
         Err(e) => errors.push(format!("merging correlation inputs failed: {e}")),
     }
-    correlator.finish();
+    // Windows cut short by an error are not judged: "fewer than" would hold on a window
+    // whose inputs were lost.
+    if errors.is_empty() {
+        correlator.finish();
+    }
     Correlated { findings: correlator.findings, peak_groups: correlator.peak_groups, errors }
 }

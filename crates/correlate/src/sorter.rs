@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
 use portcullis_event::merge::{Head, RunOrder};
+use portcullis_event::text_hash::TextHash;
 
 /// One base-rule (or correlation) match, as a correlation sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +67,9 @@ impl Order {
     fn keyed(self, input: Input) -> Keyed {
         let group_hash = match self {
             Order::Time => 0,
-            Order::Group => xxhash_rust::xxh3::xxh3_64(input.group.as_bytes()),
+            // Seeded (group keys come from the logs): groups whose hashes collide are
+            // correlated side by side, so prepared collisions would keep them all alive.
+            Order::Group => TextHash::default().hash_bytes(input.group.as_bytes()),
         };
         Keyed { group_hash, input }
     }
@@ -77,7 +80,7 @@ impl Input {
         64 + self.group.len() + self.value.len() + self.entities.len()
     }
 
-    /// The order inputs are correlated in: time, then correlation, source, group and evidence.
+    /// The time order ([`Order::Time`]): time, then correlation, source, group and evidence.
     /// Inputs with equal keys are the same match (one event's, for one source of one
     /// correlation), so an unstable sort loses no order.
     pub fn key(&self) -> (i64, u32, u32, &str, u128) {
@@ -179,10 +182,14 @@ impl Sorter {
     /// must have been made with the same).
     pub fn merge(sorters: Vec<Sorter>) -> io::Result<Merged> {
         let order = sorters.first().map_or(Order::Time, |s| s.order);
-        debug_assert!(sorters.iter().all(|s| s.order == order), "sorters of one merge differ in order");
+        if sorters.iter().any(|s| s.order != order) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "correlation inputs sorted in different orders cannot be merged"));
+        }
         let mut sources: Vec<RunReader> = Vec::new();
         for mut s in sorters {
             s.buffer.sort_unstable_by(|a, b| order.cmp(a, b));
+            // The room kept for refills is not kept through the merge.
+            s.buffer.shrink_to_fit();
             sources.push(RunReader::Memory(std::mem::take(&mut s.buffer).into_iter()));
             for f in s.runs {
                 sources.push(RunReader::File(BufReader::with_capacity(64 * 1024, f)));
@@ -221,7 +228,8 @@ impl RunOrder for Ordered {
     }
 }
 
-/// The merged stream.
+/// The merged stream, in the sorters' [`Order`]: a stream in [`Order::Group`] is for
+/// [`crate::Correlator::push_grouped`], not [`crate::Correlator::push`].
 pub struct Merged {
     order: Order,
     sources: Vec<RunReader>,
@@ -282,6 +290,14 @@ mod tests {
         assert_eq!(merged.iter().map(|i| i.ts).collect::<Vec<_>>(), all);
         // Every field comes back from the spill files as it went in.
         assert!(merged.iter().all(|i| *i == input(i.ts, "g")));
+    }
+
+    #[test]
+    fn sorters_in_different_orders_are_not_merged() {
+        let (mut a, mut b) = (Sorter::new(1 << 16), Sorter::in_order(1 << 16, Order::Group));
+        a.push(input(1, "g")).unwrap();
+        b.push(input(2, "g")).unwrap();
+        assert!(Sorter::merge(vec![a, b]).is_err());
     }
 
     #[test]

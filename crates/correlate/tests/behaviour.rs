@@ -291,56 +291,71 @@ fn state_is_dropped_after_its_window() {
 #[test]
 fn findings_do_not_depend_on_the_other_groups_in_the_stream() {
     // 12,000 inputs (sweeps run every 4,096) over 40 groups that go quiet for longer than
-    // the window and come back, each input naming its own host: one stream and three
-    // shares must give the same findings, entities included.
-    let corr = "title: burst\nid: c1\ncorrelation: {type: event_count, rules: [failed_login], group-by: [User], timespan: 1m, condition: {gte: 3}}\n";
-    let h = Harness::new(corr);
-    let mut seed = 11u64;
-    let mut inputs = Vec::new();
-    for i in 0..12_000i64 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let user = format!("u{}", (seed >> 40) % 40);
-        let ts = i * S / 2 + ((seed >> 20) % 1000) as i64;
-        let entities = format!("host=h{}\u{1f}account={user}", (seed >> 30) % 9);
-        inputs.extend(inputs_for(&h.set, 0, ts, i as u128, &entities, |f| (f == "User").then(|| user.clone())));
-    }
-    let run = |threads: usize| {
-        let n = shares_for(&h.set, threads);
-        let mut shares: Vec<Vec<Sorter>> = (0..n).map(|_| vec![Sorter::in_order(1 << 16, order_for(&h.set))]).collect();
-        for inp in &inputs {
-            shares[share_of(inp, n)][0].push(inp.clone()).unwrap();
+    // the window and come back, each input naming its own host: one stream in time order,
+    // one share group by group, three shares, and one run where every group's hash
+    // collides must give the same findings, entities included, for every kind of
+    // correlation (growing and closing windows, values, sums, percentiles, temporal).
+    let correlations = [
+        "{type: event_count, rules: [failed_login], group-by: [User], timespan: 1m, condition: {gte: 3}}",
+        "{type: event_count, rules: [failed_login], group-by: [User], timespan: 1m, condition: {gt: 1, lte: 3}}",
+        "{type: value_count, rules: [failed_login, successful_login], group-by: [User], timespan: 1m, condition: {field: Target, gte: 3}}",
+        "{type: value_percentile, rules: [failed_login], group-by: [User], timespan: 1m, condition: {field: Target, lte: 20}}",
+        "{type: value_sum, rules: [successful_login], group-by: [User], timespan: 1m, condition: {field: Bytes, gte: 1500}}",
+        "{type: temporal_ordered, rules: [failed_login, successful_login], group-by: [User], timespan: 1m}",
+        "{type: temporal, rules: [failed_login, successful_login], group-by: [User], timespan: 1m}",
+    ];
+    for corr in correlations {
+        let h = Harness::new(&format!("title: burst\nid: c1\ncorrelation: {corr}\n"));
+        let mut seed = 11u64;
+        let mut inputs = Vec::new();
+        for i in 0..12_000i64 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let user = format!("u{}", (seed >> 40) % 40);
+            let target = format!("t{}", (seed >> 10) % 6);
+            let bytes = ((seed >> 4) % 1000).to_string();
+            let ts = i * S / 2 + ((seed >> 20) % 1000) as i64;
+            let entities = format!("host=h{}\u{1f}account={user}", (seed >> 30) % 9);
+            let rule = ((seed >> 50) % 2) as usize;
+            inputs.extend(inputs_for(&h.set, rule, ts, i as u128, &entities, |f| match f {
+                "User" => Some(user.clone()),
+                "Target" => Some(target.clone()),
+                "Bytes" => Some(bytes.clone()),
+                _ => None,
+            }));
         }
-        correlate_shares(&h.set, shares).findings.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>()
-    };
-    let (one, three) = (run(1), run(3));
-    assert!(one.len() > 100, "{} findings", one.len());
-    // Group by group (the shares) and one stream in time order give the same findings.
-    let mut time = Sorter::new(1 << 16);
-    for inp in &inputs {
-        time.push(inp.clone()).unwrap();
-    }
-    let mut c = Correlator::new(h.set.clone());
-    for inp in Sorter::merge(vec![time]).unwrap() {
-        c.push(inp.unwrap());
-    }
-    c.finish();
-    c.findings.sort_by(|a, b| (a.last_ts, a.correlation, &a.id).cmp(&(b.last_ts, b.correlation, &b.id)));
-    assert_eq!(c.findings.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>(), one);
-    // Groups whose hashes collide come interleaved in time order: here every group has
-    // the same hash, so the whole stream is one run, and the findings are the same.
-    let mut time = Sorter::new(1 << 16);
-    for inp in &inputs {
-        time.push(inp.clone()).unwrap();
-    }
-    let mut c = Correlator::new(h.set.clone());
-    for inp in Sorter::merge(vec![time]).unwrap() {
-        c.push_grouped(7, inp.unwrap());
-    }
-    c.finish();
-    c.findings.sort_by(|a, b| (a.last_ts, a.correlation, &a.id).cmp(&(b.last_ts, b.correlation, &b.id)));
-    assert_eq!(c.findings.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>(), one);
-    assert_eq!(one.len(), three.len());
-    if let Some((a, b)) = one.iter().zip(&three).find(|(a, b)| a != b) {
-        panic!("one stream:\n{a}\nthree shares:\n{b}");
+        let run = |threads: usize| {
+            let n = shares_for(&h.set, threads);
+            let mut shares: Vec<Vec<Sorter>> = (0..n).map(|_| vec![Sorter::in_order(1 << 16, order_for(&h.set))]).collect();
+            for inp in &inputs {
+                shares[share_of(inp, n)][0].push(inp.clone()).unwrap();
+            }
+            correlate_shares(&h.set, shares).findings.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>()
+        };
+        let (one, three) = (run(1), run(3));
+        assert!(!one.is_empty(), "no findings for {corr}");
+        assert_eq!(one.len(), three.len(), "{corr}");
+        if let Some((a, b)) = one.iter().zip(&three).find(|(a, b)| a != b) {
+            panic!("{corr}\none share:\n{a}\nthree shares:\n{b}");
+        }
+        // One stream in time order; then one where every group has the same hash, so the
+        // whole stream is one run, correlated as time order would.
+        for collide in [false, true] {
+            let mut time = Sorter::new(1 << 16);
+            for inp in &inputs {
+                time.push(inp.clone()).unwrap();
+            }
+            let mut c = Correlator::new(h.set.clone());
+            for inp in Sorter::merge(vec![time]).unwrap() {
+                if collide {
+                    c.push_grouped(7, inp.unwrap());
+                } else {
+                    c.push(inp.unwrap());
+                }
+            }
+            c.finish();
+            c.findings.sort_by(|a, b| (a.last_ts, a.correlation, &a.id).cmp(&(b.last_ts, b.correlation, &b.id)));
+            let found: Vec<String> = c.findings.iter().map(|f| format!("{f:?}")).collect();
+            assert_eq!(found, one, "{corr} (hashes collide: {collide})");
+        }
     }
 }

@@ -376,7 +376,7 @@ pub struct CorrelationStats {
     pub untimed: u64,
     /// Problems spilling or merging correlation inputs (results may be incomplete).
     pub errors: Vec<String>,
-    /// Time spent merging the inputs into time order and correlating them (the shares
+    /// Time spent merging the inputs into order and correlating them (the shares
     /// side by side).
     pub seconds: f64,
 }
@@ -478,7 +478,7 @@ pub fn hunt(
     let mut found = Vec::new();
     if !correlations.is_empty() {
         let started = std::time::Instant::now();
-        // Each share is put into time order and correlated on a thread of its own.
+        // Each share is put in order and correlated on a thread of its own.
         let correlated = portcullis_correlate::correlate_shares(correlations, by_share);
         correlation_stats.errors.extend(correlated.errors);
         correlation_stats.peak_groups = correlated.peak_groups;
