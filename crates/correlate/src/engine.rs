@@ -1,5 +1,4 @@
-//! The correlation state machines. Inputs arrive in time order ([`Correlator::push`]), or
-//! group by group with each group in time order ([`Correlator::push_grouped`]; see the sorter).
+//! The correlation state machines. Inputs must arrive in time order (see the sorter).
 //! State is kept per (correlation, group) and dropped once its window has passed, so
 //! memory follows the number of groups active within a timespan, not the event count.
 
@@ -69,7 +68,7 @@ struct Entry {
     evidence: u128,
 }
 
-/// Runs every correlation over an input stream in time order, or group by group.
+/// Runs every correlation over a time-ordered input stream.
 pub struct Correlator {
     set: Arc<CorrelationSet>,
     states: Vec<Map<String, GroupState>>,
@@ -83,8 +82,6 @@ pub struct Correlator {
     pub late_inputs: u64,
     /// Largest number of live groups seen at once (for memory reporting).
     pub peak_groups: usize,
-    /// The group being fed by [`Correlator::push_grouped`]: (correlation, group hash).
-    current: Option<(u32, u64)>,
 }
 
 impl Correlator {
@@ -99,7 +96,6 @@ impl Correlator {
             all_findings: 0,
             late_inputs: 0,
             peak_groups: 0,
-            current: None,
         }
     }
 
@@ -130,60 +126,8 @@ impl Correlator {
         }
     }
 
-    /// Processes one input of a stream that comes group by group, each group in time order
-    /// ([`crate::sorter::Order::Group`], `group_hash` the hash it sorted by); only for sets
-    /// without correlations of correlations. A group's window is closed as soon as its
-    /// inputs are over, as the end of input would close it, so at most one group per
-    /// correlation is alive (more only if group hashes collide: those come interleaved in
-    /// time order, and are correlated side by side). Findings are those of
-    /// [`Correlator::push`] over the same inputs in time order: a group's state only ever
-    /// sees its own inputs, and does not depend on when sweeps run.
-    pub fn push_grouped(&mut self, group_hash: u64, input: Input) {
-        let key = (input.corr, group_hash);
-        if self.current != Some(key) {
-            if let Some((ci, _)) = self.current {
-                self.end_groups(ci as usize);
-            }
-            self.current = Some(key);
-        }
-        let Some(f) = self.process(input) else { return };
-        let mut queue = Vec::new();
-        self.emit(f, &mut queue);
-        while let Some(inp) = queue.pop() {
-            if let Some(f) = self.process(inp) {
-                self.emit(f, &mut queue);
-            }
-        }
-    }
-
-    /// Closes every window of correlation `ci`, as a sweep at the end of input would.
-    fn end_groups(&mut self, ci: usize) {
-        let set = self.set.clone();
-        let c = &set.correlations[ci];
-        let closing = !c.condition.grows() && c.kind != Kind::ValuePercentile;
-        let mut out = Vec::new();
-        if let Some(states) = self.states.get_mut(ci) {
-            for (group, st) in states.drain() {
-                if closing && let Some(f) = evaluate(c, ci, &group, &st) {
-                    out.push(f);
-                }
-            }
-        }
-        out.sort_by(|a, b| (a.last_ts, a.correlation, &a.id).cmp(&(b.last_ts, b.correlation, &b.id)));
-        let mut queue = Vec::new();
-        for f in out {
-            self.emit(f, &mut queue);
-        }
-        while let Some(inp) = queue.pop() {
-            if let Some(f) = self.process(inp) {
-                self.emit(f, &mut queue);
-            }
-        }
-    }
-
     /// Closes every open window (end of input).
     pub fn finish(&mut self) {
-        self.current = None;
         self.sweep(true);
     }
 

@@ -5,8 +5,7 @@
 //! ```text
 //! base-rule matches ─► Input (ts, correlation, position, group key, value)
 //!   ─► share (by correlation and group, one thread each; see `shard`)
-//!   ─► sorter (external merge sort at bounded memory: group by group, or in time order
-//!      where correlations feed correlations)
+//!   ─► sorter (external merge sort: time order at bounded memory)
 //!   ─► Correlator (per correlation, per group state; expires with the timespan)
 //!   ─► CorrelationFinding ─► (inputs of outer correlations)
 //! ```
@@ -28,5 +27,5 @@ pub mod sorter;
 
 pub use engine::{CorrelationFinding, Correlator, inputs_for, push_inputs_for};
 pub use parse::{Condition, Correlation, CorrelationSet, Kind, Source};
-pub use shard::{Correlated, correlate_shares, order_for, share_of, shares_for};
-pub use sorter::{Input, Order, Sorter};
+pub use shard::{Correlated, correlate_shares, share_of, shares_for};
+pub use sorter::{Input, Sorter};

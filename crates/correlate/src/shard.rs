@@ -1,6 +1,5 @@
 //! Correlating on several threads: inputs are split by (correlation, group) into shares,
-//! and each share is put in order (group by group, or in time order; see [`order_for`]) and
-//! correlated on a thread of its own. A group's
+//! and each share is put into time order and correlated on a thread of its own. A group's
 //! state only ever sees its own inputs, so every share gives the findings it would have
 //! given in one stream; a set whose correlations feed other correlations stays in one
 //! share, because an outer correlation groups its inner findings differently.
@@ -11,17 +10,11 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::engine::{CorrelationFinding, Correlator};
 use crate::parse::CorrelationSet;
-use crate::sorter::{Input, Order, Sorter};
+use crate::sorter::{Input, Sorter};
 
 /// How many shares `set`'s inputs may be split into on `threads` threads.
 pub fn shares_for(set: &CorrelationSet, threads: usize) -> usize {
     if set.hidden_correlations.is_empty() { threads.max(1) } else { 1 }
-}
-
-/// The order `set`'s inputs are correlated in: group by group where every correlation's
-/// groups are independent, in time order where correlations feed other correlations.
-pub fn order_for(set: &CorrelationSet) -> Order {
-    if set.hidden_correlations.is_empty() { Order::Group } else { Order::Time }
 }
 
 /// The share of `shares` an input belongs to: every input of one (correlation, group)
@@ -48,7 +41,7 @@ pub struct Correlated {
     pub errors: Vec<String>,
 }
 
-/// Merges each share's sorters (made in [`order_for`]'s order) and correlates the shares side by side,
+/// Merges each share's sorters into time order and correlates the shares side by side,
 /// one thread each (the calling thread takes the first).
 pub fn correlate_shares(set: &Arc<CorrelationSet>, shares: Vec<Vec<Sorter>>) -> Correlated {
     let mut shares = shares.into_iter();
@@ -75,17 +68,10 @@ fn correlate_one(set: &Arc<CorrelationSet>, sorters: Vec<Sorter>) -> Correlated 
     let mut errors = Vec::new();
     let mut correlator = Correlator::new(set.clone());
     match Sorter::merge(sorters) {
-        Ok(mut merged) => {
-            let grouped = merged.order() == Order::Group;
-            if grouped && order_for(set) != Order::Group {
-                // Correlations of correlations need one stream in time order.
-                errors.push("correlation inputs were sorted by group for correlations of correlations".into());
-                return Correlated { findings: Vec::new(), peak_groups: 0, errors };
-            }
-            while let Some(next) = merged.next_keyed() {
-                match next {
-                    Ok((group_hash, i)) if grouped => correlator.push_grouped(group_hash, i),
-                    Ok((_, i)) => correlator.push(i),
+        Ok(merged) => {
+            for input in merged {
+                match input {
+                    Ok(i) => correlator.push(i),
                     Err(e) => {
                         errors.push(format!("reading spilled correlation inputs failed: {e}"));
                         break;

@@ -376,7 +376,7 @@ pub struct CorrelationStats {
     pub untimed: u64,
     /// Problems spilling or merging correlation inputs (results may be incomplete).
     pub errors: Vec<String>,
-    /// Time spent merging the inputs into order and correlating them (the shares
+    /// Time spent merging the inputs into time order and correlating them (the shares
     /// side by side).
     pub seconds: f64,
 }
@@ -409,7 +409,6 @@ pub fn hunt(
     }
     let hidden = hidden_rules(engine, correlations);
     let shares = portcullis_correlate::shares_for(correlations, opts.threads);
-    let order = portcullis_correlate::order_for(correlations);
     let below_min: Vec<bool> = engine.rules.iter().map(|r| r.level < opts.min_level).collect();
     let detection_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (outcomes, states) = run_files(
@@ -422,7 +421,7 @@ pub fn hunt(
             ioc_hits: Vec::new(),
             detections: Vec::new(),
             kept: DetectionBuffer::new(opts.detection_budget, detection_bytes.clone()),
-            sorters: (0..shares).map(|_| Sorter::in_order(CORRELATION_BUFFER_BYTES / shares, order)).collect(),
+            sorters: (0..shares).map(|_| Sorter::new(CORRELATION_BUFFER_BYTES / shares)).collect(),
             inputs_buffer: Vec::new(),
             inputs: 0,
             untimed: 0,
@@ -478,7 +477,7 @@ pub fn hunt(
     let mut found = Vec::new();
     if !correlations.is_empty() {
         let started = std::time::Instant::now();
-        // Each share is put in order and correlated on a thread of its own.
+        // Each share is put into time order and correlated on a thread of its own.
         let correlated = portcullis_correlate::correlate_shares(correlations, by_share);
         correlation_stats.errors.extend(correlated.errors);
         correlation_stats.peak_groups = correlated.peak_groups;
