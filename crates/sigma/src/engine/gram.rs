@@ -56,20 +56,21 @@ impl GramFilter {
             good.dedup();
             good
         }
+        // Per pattern longer than a window, its good-enough windows (empty for the others).
+        let good: Vec<Vec<&[u8]>> =
+            patterns.iter().map(|p| if p.len() > 4 { good_enough(p.as_bytes(), &count, slack) } else { Vec::new() }).collect();
         let mut cover: FxHashMap<&[u8], u32> = FxHashMap::default();
-        for p in patterns.iter().filter(|p| p.len() > 4) {
-            for w in good_enough(p.as_bytes(), &count, slack) {
-                *cover.entry(w).or_default() += 1;
-            }
+        for &w in good.iter().flatten() {
+            *cover.entry(w).or_default() += 1;
         }
         let mut literals: Vec<&[u8]> = Vec::with_capacity(patterns.len());
-        for p in patterns {
+        for (p, good) in patterns.iter().zip(&good) {
             let b = p.as_bytes();
             if b.len() <= 4 {
                 literals.push(b);
                 continue;
             }
-            let best = good_enough(b, &count, slack).into_iter().min_by_key(|w| {
+            let best = good.iter().copied().min_by_key(|w| {
                 (std::cmp::Reverse(cover.get(w).copied().unwrap_or(0)), count(w), w.iter().map(|&c| byte_commonness(c)).sum::<u32>())
             })?;
             literals.push(best);

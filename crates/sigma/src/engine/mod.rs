@@ -339,8 +339,8 @@ impl LazyRegex {
 /// megabyte gets a DFA (several times faster to search, and small; a large set's DFA
 /// would take tens of megabytes): on triage-sized input, converting a hundred sets to
 /// DFAs cost more than all their searches. Both give the same matches.
-pub(crate) struct LazyAutomaton {
-    pub(crate) patterns: Vec<String>,
+struct LazyAutomaton {
+    patterns: Vec<String>,
     /// Whether the set is small enough for a DFA.
     small: bool,
     nfa: std::sync::OnceLock<Option<AhoCorasick>>,
@@ -350,7 +350,7 @@ pub(crate) struct LazyAutomaton {
 }
 
 impl LazyAutomaton {
-    pub(crate) fn new(patterns: Vec<String>) -> LazyAutomaton {
+    fn new(patterns: Vec<String>) -> LazyAutomaton {
         let bytes: usize = patterns.iter().map(|p| p.len()).sum();
         LazyAutomaton {
             patterns,
@@ -412,7 +412,6 @@ mod tests {
     use super::*;
     use crate::pattern::parse_sigma_string;
 
-    /// An engine of these rules (YAML texts).
     #[test]
     fn an_automaton_finds_the_same_before_and_after_it_gets_a_dfa() {
         let patterns: Vec<String> = ["\\whoami.exe", "mimikatz", "sekurlsa::", "a", "ab", "bab"].iter().map(|p| p.to_string()).collect();
@@ -430,6 +429,7 @@ mod tests {
         assert_eq!(large.get(DFA_AFTER_BYTES as usize * 2).map(|ac| ac.kind()), Some(AhoCorasickKind::ContiguousNFA));
     }
 
+    /// An engine of these rules (YAML texts).
     fn compiled(rules: &[&str]) -> Engine {
         let mut set = crate::RuleSet::default();
         for (i, r) in rules.iter().enumerate() {

@@ -497,11 +497,12 @@ impl<'e> Scanner<'e> {
             self.value_cache.resize_with(VALUE_CACHE_SLOTS, CachedValue::default);
         }
         use std::hash::Hasher;
+        // The matcher's address names it: it lives as long as the engine.
+        let id = fm as *const FieldMatcher as usize;
         let mut h = FxHasher::default();
         h.write(value.as_bytes());
-        h.write_usize(fm as *const FieldMatcher as usize);
+        h.write_usize(id);
         let slot = (h.finish() as usize) % VALUE_CACHE_SLOTS;
-        let id = fm as *const FieldMatcher as usize;
         let e = &self.value_cache[slot];
         if e.matcher == id && e.kind == kind as u8 && e.value == value.as_bytes() {
             let leaves = std::mem::take(&mut self.value_cache[slot].leaves);
