@@ -142,9 +142,9 @@ impl Correlator {
                     let Some(group) = group_key(outer, pos, |name| fields.get(name).copied()) else {
                         continue;
                     };
-                    let value = outer.field.as_deref().and_then(|fname| fields.get(fname).map(|v| v.to_string())).unwrap_or_default();
+                    let value = outer.field.as_deref().and_then(|fname| fields.get(fname).copied()).unwrap_or_default();
                     let entities = f.entities.join("\u{1f}");
-                    queue.push(Input { ts: f.last_ts, corr: ci as u32, pos: pos as u32, group, value, evidence: f.id_hash, entities });
+                    queue.push(Input::new(f.last_ts, ci as u32, pos as u32, f.id_hash, &group, value, &entities));
                 }
             }
             None => self.findings.push(f),
@@ -152,15 +152,16 @@ impl Correlator {
     }
 
     fn process(&mut self, inp: Input) -> Option<CorrelationFinding> {
-        let Input { ts, corr, pos, group, value, evidence, entities } = inp;
-        let ci = corr as usize;
+        let (ts, pos, evidence) = (inp.ts, inp.pos, inp.evidence);
+        let (group, value, entities) = (inp.group(), inp.value(), inp.entities());
+        let ci = inp.corr as usize;
         let Correlator { set, states: all_states, peak_groups, .. } = self;
         let c = &set.correlations[ci];
         let span = c.timespan_micros;
         let (before, rest) = all_states.split_at_mut(ci);
         let (states, after) = rest.split_first_mut()?;
         let here = states.len();
-        let st = match states.entry_ref(group.as_str()) {
+        let st = match states.entry_ref(group) {
             EntryRef::Occupied(o) => o.into_mut(),
             EntryRef::Vacant(v) => {
                 let live: usize = before.iter().chain(after.iter()).map(|s| s.len()).sum::<usize>() + here + 1;
@@ -173,7 +174,7 @@ impl Correlator {
         if !c.condition.grows() && ts - st.opened > span {
             // As a sweep closes it (a percentile is judged per event, not at the close).
             if c.kind != Kind::ValuePercentile {
-                closed = evaluate(c, ci, &group, st);
+                closed = evaluate(c, ci, group, st);
             }
             *st = GroupState { opened: ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
         } else if c.condition.grows() && ts - st.last > span && ts - st.opened > span {
@@ -192,14 +193,15 @@ impl Correlator {
                     st.entities.insert(Arc::from(e));
                 }
             }
-            st.last_entities = entities;
+            st.last_entities.clear();
+            st.last_entities.push_str(entities);
         }
         // Only value correlations need the values kept. A counted value is the key already
         // counted, when there is one: one allocation per distinct value, not per input.
         // Counted here, before the window's old inputs are forgotten below: the value's count
         // then never passes through zero, and the final counts are the same.
         let value: Arc<str> = match c.kind {
-            Kind::ValueCount | Kind::ValuePercentile => match st.counts.entry_ref(value.as_str()) {
+            Kind::ValueCount | Kind::ValuePercentile => match st.counts.entry_ref(value) {
                 EntryRef::Occupied(mut o) => {
                     *o.get_mut() += 1;
                     o.key().clone()
@@ -238,15 +240,15 @@ impl Correlator {
                 _ => measure(c.kind, st, ts, span),
             };
             if c.condition.holds(measured) {
-                let f = finding(c, ci, &group, st, measured);
-                states.remove(&group);
+                let f = finding(c, ci, group, st, measured);
+                states.remove(group);
                 return Some(f);
             }
         } else if c.kind == Kind::ValuePercentile {
             // Percentile with lte/lt: the value is rare *so far* in this window.
             let measured = percentile_of(st, &value);
             if st.window.len() >= 2 && c.condition.holds(measured) {
-                return Some(finding(c, ci, &group, st, measured));
+                return Some(finding(c, ci, group, st, measured));
             }
         }
         None
@@ -395,16 +397,22 @@ fn finding(c: &Correlation, ci: usize, group: &str, st: &GroupState, value: f64)
 }
 
 /// The group key for an event feeding `c` at `pos`, or None if a group-by field is missing.
-pub fn group_key<V: AsRef<str>>(c: &Correlation, pos: usize, mut get: impl FnMut(&str) -> Option<V>) -> Option<String> {
+pub fn group_key<V: AsRef<str>>(c: &Correlation, pos: usize, get: impl FnMut(&str) -> Option<V>) -> Option<String> {
     let mut key = String::new();
+    push_group_key(c, pos, get, &mut key).then_some(key)
+}
+
+/// [`group_key`] appended to `key`; false (and `key` partly written) if a group-by field
+/// is missing.
+fn push_group_key<V: AsRef<str>>(c: &Correlation, pos: usize, mut get: impl FnMut(&str) -> Option<V>, key: &mut String) -> bool {
     for (i, g) in c.group_by.iter().enumerate() {
-        let v = get(c.group_field(g, pos)).filter(|v| !v.as_ref().is_empty())?;
+        let Some(v) = get(c.group_field(g, pos)).filter(|v| !v.as_ref().is_empty()) else { return false };
         if i > 0 {
             key.push('\u{1f}');
         }
         key.push_str(v.as_ref());
     }
-    Some(key)
+    true
 }
 
 /// The correlation inputs one rule match produces: one per correlation (and position)
@@ -419,35 +427,48 @@ pub fn inputs_for<V: AsRef<str>>(
     get: impl FnMut(&str) -> Option<V>,
 ) -> Vec<Input> {
     let mut out = Vec::new();
-    push_inputs_for(set, rule, ts, evidence, get, &mut out);
-    for input in &mut out {
-        input.entities = entities.to_string();
-    }
+    push_inputs_for(set, rule, ts, evidence, entities, get, &mut out);
     out
 }
 
-/// [`inputs_for`] appended to `out`, with `entities` left empty for the caller to fill
-/// (one event's inputs share them, so they can be moved into the last one, not copied).
+/// [`inputs_for`] appended to `out`.
 pub fn push_inputs_for<V: AsRef<str>>(
     set: &CorrelationSet,
     rule: usize,
     ts: i64,
     evidence: u128,
+    entities: &str,
     mut get: impl FnMut(&str) -> Option<V>,
     out: &mut Vec<Input>,
 ) {
-    let Some(subs) = set.subscribers.get(&Source::Rule(rule)) else { return };
-    for &(ci, pos) in subs {
-        let c = &set.correlations[ci];
-        let Some(group) = group_key(c, pos, &mut get) else { continue };
-        let value = match &c.field {
-            Some(f) => match get(c.group_field(f, pos)) {
-                Some(v) => v.as_ref().to_string(),
-                None if matches!(c.kind, Kind::ValueCount | Kind::ValuePercentile) => continue,
-                None => String::new(),
-            },
-            None => String::new(),
-        };
-        out.push(Input { ts, corr: ci as u32, pos: pos as u32, group, value, evidence, entities: String::new() });
+    thread_local! {
+        /// An input's texts are laid out here, then copied into an allocation of their size.
+        static TEXTS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
+    let Some(subs) = set.subscribers.get(&Source::Rule(rule)) else { return };
+    TEXTS.with_borrow_mut(|texts| {
+        for &(ci, pos) in subs {
+            let c = &set.correlations[ci];
+            texts.clear();
+            if !push_group_key(c, pos, &mut get, texts) {
+                continue;
+            }
+            let group_end = texts.len();
+            if let Some(f) = &c.field {
+                match get(c.group_field(f, pos)) {
+                    Some(v) => texts.push_str(v.as_ref()),
+                    None if matches!(c.kind, Kind::ValueCount | Kind::ValuePercentile) => continue,
+                    None => {}
+                }
+            }
+            let value_end = texts.len();
+            texts.push_str(entities);
+            out.push(Input::from_texts(ts, ci as u32, pos as u32, evidence, Box::from(texts.as_str()), group_end, value_end));
+        }
+    });
+}
+
+/// Whether matches of `rule` feed any correlation.
+pub fn feeds_correlations(set: &CorrelationSet, rule: usize) -> bool {
+    set.subscribers.contains_key(&Source::Rule(rule))
 }

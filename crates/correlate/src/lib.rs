@@ -25,7 +25,7 @@ pub mod parse;
 pub mod shard;
 pub mod sorter;
 
-pub use engine::{CorrelationFinding, Correlator, inputs_for, push_inputs_for};
+pub use engine::{CorrelationFinding, Correlator, feeds_correlations, inputs_for, push_inputs_for};
 pub use parse::{Condition, Correlation, CorrelationSet, Kind, Source};
 pub use shard::{Correlated, correlate_shares, share_of, shares_for};
 pub use sorter::{Input, Sorter};

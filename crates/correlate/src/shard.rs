@@ -25,7 +25,7 @@ pub fn share_of(input: &Input, shares: usize) -> usize {
     }
     let mut h = Xxh3::new();
     h.update(&input.corr.to_le_bytes());
-    h.update(input.group.as_bytes());
+    h.update(input.group().as_bytes());
     (h.digest() % shares as u64) as usize
 }
 

@@ -10,7 +10,9 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 
 use portcullis_event::merge::{Head, RunOrder};
 
-/// One base-rule (or correlation) match, as a correlation sees it.
+/// One base-rule (or correlation) match, as a correlation sees it. Its three texts are
+/// kept end to end in one allocation: millions of inputs are made on the scanning
+/// threads, sorted, spilled, read back and dropped on the correlating ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Input {
     /// UTC microseconds.
@@ -18,27 +20,58 @@ pub struct Input {
     /// The correlation it feeds, and the position of its source in that correlation's `rules`.
     pub corr: u32,
     pub pos: u32,
-    /// The group-by values, joined by U+001F.
-    pub group: String,
-    /// The value of the correlation's `field` (empty if it has none).
-    pub value: String,
     /// The finding id of the matched event (for evidence), as the number its 32 hex
     /// digits write ([`portcullis_event::hex_id`]).
     pub evidence: u128,
-    /// The matched event's entities (`kind=value`, joined by U+001F), passed on to findings.
-    pub entities: String,
+    /// The group key, the value and the entities, end to end.
+    texts: Box<str>,
+    group_end: usize,
+    value_end: usize,
 }
 
 impl Input {
+    /// An input with its group-by values (joined by U+001F), the value of the correlation's
+    /// `field` (empty if it has none) and the matched event's entities (`kind=value`, joined
+    /// by U+001F, passed on to findings).
+    pub fn new(ts: i64, corr: u32, pos: u32, evidence: u128, group: &str, value: &str, entities: &str) -> Input {
+        let mut texts = String::with_capacity(group.len() + value.len() + entities.len());
+        texts.push_str(group);
+        texts.push_str(value);
+        texts.push_str(entities);
+        Input::from_texts(ts, corr, pos, evidence, texts.into_boxed_str(), group.len(), group.len() + value.len())
+    }
+
+    /// An input from its texts already laid end to end (the ends must be character
+    /// boundaries of `texts`, in order).
+    pub(crate) fn from_texts(ts: i64, corr: u32, pos: u32, evidence: u128, texts: Box<str>, group_end: usize, value_end: usize) -> Input {
+        debug_assert!(group_end <= value_end && texts.is_char_boundary(group_end) && texts.is_char_boundary(value_end));
+        Input { ts, corr, pos, evidence, texts, group_end, value_end }
+    }
+
+    /// The group-by values, joined by U+001F.
+    pub fn group(&self) -> &str {
+        &self.texts[..self.group_end]
+    }
+
+    /// The value of the correlation's `field` (empty if it has none).
+    pub fn value(&self) -> &str {
+        &self.texts[self.group_end..self.value_end]
+    }
+
+    /// The matched event's entities (`kind=value`, joined by U+001F).
+    pub fn entities(&self) -> &str {
+        &self.texts[self.value_end..]
+    }
+
     fn cost(&self) -> usize {
-        64 + self.group.len() + self.value.len() + self.entities.len()
+        std::mem::size_of::<Input>() + self.texts.len()
     }
 
     /// The order inputs are correlated in: time, then correlation, source, group and evidence.
     /// Inputs with equal keys are the same match (one event's, for one source of one
     /// correlation), so an unstable sort loses no order.
     pub fn key(&self) -> (i64, u32, u32, &str, u128) {
-        (self.ts, self.corr, self.pos, &self.group, self.evidence)
+        (self.ts, self.corr, self.pos, self.group(), self.evidence)
     }
 
     fn write(&self, w: &mut impl Write) -> io::Result<()> {
@@ -46,11 +79,10 @@ impl Input {
         w.write_all(&self.corr.to_le_bytes())?;
         w.write_all(&self.pos.to_le_bytes())?;
         w.write_all(&self.evidence.to_le_bytes())?;
-        for s in [&self.group, &self.value, &self.entities] {
-            w.write_all(&(s.len() as u32).to_le_bytes())?;
-            w.write_all(s.as_bytes())?;
+        for n in [self.group_end, self.value_end, self.texts.len()] {
+            w.write_all(&(n as u64).to_le_bytes())?;
         }
-        Ok(())
+        w.write_all(self.texts.as_bytes())
     }
 
     fn read(r: &mut impl Read) -> io::Result<Option<Input>> {
@@ -60,6 +92,7 @@ impl Input {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(e),
         }
+        let ts = i64::from_le_bytes(b8);
         let mut b4 = [0u8; 4];
         r.read_exact(&mut b4)?;
         let corr = u32::from_le_bytes(b4);
@@ -68,15 +101,24 @@ impl Input {
         let mut b16 = [0u8; 16];
         r.read_exact(&mut b16)?;
         let evidence = u128::from_le_bytes(b16);
-        let mut strings = [String::new(), String::new(), String::new()];
-        for s in &mut strings {
-            r.read_exact(&mut b4)?;
-            let mut buf = vec![0u8; u32::from_le_bytes(b4) as usize];
-            r.read_exact(&mut buf)?;
-            *s = String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut ends = [0usize; 3];
+        for end in &mut ends {
+            r.read_exact(&mut b8)?;
+            *end = usize::try_from(u64::from_le_bytes(b8)).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
-        let [group, value, entities] = strings;
-        Ok(Some(Input { ts: i64::from_le_bytes(b8), corr, pos, group, value, evidence, entities }))
+        let [group_end, value_end, len] = ends;
+        // Read as far as the file goes, not allocated up front: a damaged length must not
+        // ask for terabytes.
+        let mut buf = Vec::new();
+        r.take(len as u64).read_to_end(&mut buf)?;
+        if buf.len() != len {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a spilled correlation input is cut short"));
+        }
+        let texts = String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if !(group_end <= value_end && value_end <= len && texts.is_char_boundary(group_end) && texts.is_char_boundary(value_end)) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "a spilled correlation input's text ends are out of place"));
+        }
+        Ok(Some(Input::from_texts(ts, corr, pos, evidence, texts.into_boxed_str(), group_end, value_end)))
     }
 }
 
@@ -186,7 +228,7 @@ mod tests {
     fn input(ts: i64, g: &str) -> Input {
         // Evidence with high and low bits set, so a spill that cut or swapped them shows.
         let evidence = (ts as u128) << 96 | 0xfeed_0000_0000_0000_0000_0001 | ts as u128;
-        Input { ts, corr: 0, pos: 0, group: g.into(), value: format!("v{ts}"), evidence, entities: "host=h".into() }
+        Input::new(ts, 0, 0, evidence, g, &format!("v{ts}"), "host=h")
     }
 
     #[test]
@@ -208,5 +250,20 @@ mod tests {
         assert_eq!(merged.iter().map(|i| i.ts).collect::<Vec<_>>(), all);
         // Every field comes back from the spill files as it went in.
         assert!(merged.iter().all(|i| *i == input(i.ts, "g")));
+    }
+
+    #[test]
+    fn a_damaged_spill_record_is_an_error_not_a_panic() {
+        let mut bytes = Vec::new();
+        input(5, "gé").write(&mut bytes).unwrap();
+        assert_eq!(Input::read(&mut bytes.as_slice()).unwrap(), Some(input(5, "gé")));
+        // The group's end inside "é", past the value's end, past the texts; a length past
+        // the file; texts cut short.
+        for (at, end) in [(32, 2u64), (32, 9), (40, 1 << 40), (48, 1 << 60)] {
+            let mut bad = bytes.clone();
+            bad[at..at + 8].copy_from_slice(&end.to_le_bytes());
+            assert!(Input::read(&mut bad.as_slice()).is_err(), "end {end} at {at}");
+        }
+        assert!(Input::read(&mut &bytes[..bytes.len() - 1]).is_err());
     }
 }

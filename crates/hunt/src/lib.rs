@@ -527,12 +527,17 @@ pub fn detect(
     let mut untimed = 0;
     scratch.matches.clear();
     scratch.scanner.scan(ev, scratch.matches);
-    let first_input = inputs.len();
+    // The event's entities, as correlations carry them: worked out once, for the first
+    // match that feeds one.
+    let mut entities: Option<String> = None;
     for &rule in scratch.matches.iter() {
         let id = finding_hash(&engine.rules[rule].key(), ev);
-        if !correlations.is_empty() {
+        if portcullis_correlate::feeds_correlations(correlations, rule) {
             match ev.timestamp {
-                Some(ts) => portcullis_correlate::push_inputs_for(correlations, rule, ts.0, id, |f| ev.get(f), inputs),
+                Some(ts) => {
+                    let entities = entities.get_or_insert_with(|| encoded_entities(ev));
+                    portcullis_correlate::push_inputs_for(correlations, rule, ts.0, id, entities, |f| ev.get(f), inputs)
+                }
                 None => untimed += 1,
             }
         }
@@ -545,15 +550,6 @@ pub fn detect(
                 event: ev.kept(0, 0),
             });
         }
-    }
-    // The event's entities as correlations carry them: worked out once, copied into all
-    // but the last of its inputs and moved into that one.
-    if let Some((last, rest)) = inputs[first_input..].split_last_mut() {
-        let entities = encoded_entities(ev);
-        for input in rest {
-            input.entities = entities.clone();
-        }
-        last.entities = entities;
     }
     if let Some(iocs) = iocs {
         let mut found = Vec::new();

@@ -194,7 +194,7 @@ impl Partition {
         }
         self.released_now = self.released_now.max(m.ts);
         let published = m.event_published_us;
-        self.correlator.push(Input { ts: m.ts, corr: ci, pos: m.pos, group: m.group, value: m.value, evidence, entities: m.entities });
+        self.correlator.push(Input::new(m.ts, ci, m.pos, evidence, &m.group, &m.value, &m.entities));
         for f in self.correlator.findings.drain(..) {
             let fc = &self.set.correlations[f.correlation];
             if fc.condition.grows() {

@@ -172,17 +172,17 @@ async fn consume(
             }
             for i in inputs {
                 let Some(key) = keys.get(i.corr as usize) else { continue };
-                let partition = if chained { 0 } else { crate::partition(key, &i.group, s.partitions) };
+                let partition = if chained { 0 } else { crate::partition(key, i.group(), s.partitions) };
                 let evidence = portcullis_event::hex_id(i.evidence);
-                let id = crate::stable_id(&[key.as_bytes(), &i.pos.to_le_bytes(), i.group.as_bytes(), evidence.as_bytes()]);
+                let id = crate::stable_id(&[key.as_bytes(), &i.pos.to_le_bytes(), i.group().as_bytes(), evidence.as_bytes()]);
                 let body = InputMsg {
                     ts: i.ts,
                     correlation: key.clone(),
                     pos: i.pos,
-                    group: i.group,
-                    value: i.value,
+                    group: i.group().to_string(),
+                    value: i.value().to_string(),
                     evidence,
-                    entities: i.entities,
+                    entities: i.entities().to_string(),
                     event_published_us: published,
                 };
                 let payload = serde_json::to_vec(&body).map_err(|e| Error::Nats(e.to_string()))?;

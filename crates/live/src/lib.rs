@@ -150,8 +150,8 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
             unreadable_inputs += 1;
             continue;
         };
-        let input = Input { ts: i.ts, corr: corr as u32, pos: i.pos, group: i.group, value: i.value, evidence, entities: i.entities };
-        seen.insert((input.corr, input.pos, input.group.clone(), input.evidence), input.ts);
+        let input = Input::new(i.ts, corr as u32, i.pos, evidence, &i.group, &i.value, &i.entities);
+        seen.insert((input.corr, input.pos, i.group, input.evidence), input.ts);
         if input.ts <= released_until { replay.push(input) } else { pending.push(input) }
     }
     if unreadable_inputs > 0 {
@@ -220,15 +220,15 @@ pub fn watch(s: &WatchSettings, observer: &dyn Observer, stop: &AtomicBool) -> R
         // Correlation: new inputs wait (in event time) for slower files, then go in order.
         let mut kept: Vec<LiveInput> = Vec::new();
         for i in inputs {
-            if seen.insert((i.corr, i.pos, i.group.clone(), i.evidence), i.ts).is_none() {
+            if seen.insert((i.corr, i.pos, i.group().to_string(), i.evidence), i.ts).is_none() {
                 kept.push(LiveInput {
                     correlation: correlations.correlations[i.corr as usize].key(),
                     pos: i.pos,
-                    group: i.group.clone(),
+                    group: i.group().to_string(),
                     evidence: portcullis_event::hex_id(i.evidence),
                     ts: i.ts,
-                    value: i.value.clone(),
-                    entities: i.entities.clone(),
+                    value: i.value().to_string(),
+                    entities: i.entities().to_string(),
                 });
                 pending.push(i);
             }
