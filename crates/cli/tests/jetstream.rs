@@ -214,10 +214,15 @@ fn nats_agent_workers_collector_equal_the_batch_hunt() {
         serde_json::from_slice(&run(&["agent", sim.to_str().expect("utf-8"), "--host", "sim1"], &server.url).stdout).expect("json");
     assert_eq!(again["stored"], serde_json::json!(0), "{again}");
     assert_eq!(again["duplicates"], agent["events"], "{again}");
-    let workers = [worker(&server.url, &[]), worker(&server.url, &[])];
+    // Correlators and collector first, the workers only after the correlators' idle time:
+    // a worker slow to start (a loaded machine) must not find its partitions gone, nor the
+    // collector (CI once lost 4 correlation findings so).
     let corr = correlators(&server.url);
     let case = dir.path().join("dist.sqlite");
-    let collected = collect(&server.url, &case);
+    let collector = spawn(&["collector", "--case", case.to_str().expect("utf-8 path"), "--exit-when-idle", "12"], &server.url);
+    std::thread::sleep(Duration::from_secs(10));
+    let workers = [worker(&server.url, &[]), worker(&server.url, &[])];
+    let collected = report(collector);
     let w: Vec<serde_json::Value> = workers.into_iter().map(report).collect();
     for c in corr {
         report(c);

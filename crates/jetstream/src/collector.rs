@@ -56,10 +56,6 @@ impl CollectorReport {
     }
 }
 
-/// An idle collector waits at most this many times its idle time for correlation
-/// partitions to release what they hold (a partition no correlator runs never does).
-const DRAIN_PATIENCE: u32 = 5;
-
 /// Consumes findings until stopped (or idle for `idle.exit_after` with every correlation
 /// partition drained; see [`crate::correlator::partitions_drained`]).
 pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
@@ -97,8 +93,13 @@ pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
                 // Idle is not done while a correlation partition still holds inputs: its
                 // findings come at its idle flush, perhaps after this collector's idle time.
                 match crate::correlator::partitions_drained(&js, &s.names).await {
-                    Ok(()) => break,
-                    Err(why) if last_message.elapsed() >= d * DRAIN_PATIENCE => {
+                    // Drained, but a finding published after this fetch came back empty would
+                    // be left behind: the consumer's own count says whether one is waiting.
+                    Ok(()) => match consumer.get_info().await {
+                        Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => break,
+                        _ => continue,
+                    },
+                    Err(why) if last_message.elapsed() >= d * crate::DRAIN_PATIENCE => {
                         eprintln!(
                             "collector: exiting after {:.0?} idle with correlation findings maybe still to come: {why}",
                             last_message.elapsed()

@@ -324,8 +324,22 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
                 part.release(None, &mut found);
                 flushed = true;
             } else {
-                if s.idle.exit_after.is_some_and(|d| idle >= d) && part.pending.is_empty() {
-                    break;
+                if let Some(d) = s.idle.exit_after
+                    && idle >= d
+                    && part.pending.is_empty()
+                {
+                    // Idle is not done while events wait for the workers: a worker slower to
+                    // start than this idle time would leave its inputs here to nobody.
+                    if upstream_drained(&js, &consumer, &s.names).await {
+                        break;
+                    }
+                    if idle >= d * crate::DRAIN_PATIENCE {
+                        eprintln!(
+                            "correlator: exiting after {idle:.0?} idle with events still queued for the workers (is a worker running?)"
+                        );
+                        break;
+                    }
+                    crate::say_now_and_then("correlator: idle, but events are still queued for the workers");
                 }
                 continue;
             }
@@ -426,13 +440,17 @@ async fn first_queued(js: &jetstream::Context, stream: &str, filter: &str) -> Re
     subjects.try_next().await.map_err(|e| format!("stream {stream}: {e}"))
 }
 
-/// Whether no correlation finding of the organisation can still come: no input on CORR
-/// waiting for (or unacked by) a partition, and no partition's checkpoint holding inputs
-/// it has not released. A partition publishes its findings before it writes its
-/// checkpoint, so by then they are stored. `Err` says what is still outstanding (or which
-/// question the servers could not answer: a leader moving).
+/// Whether no finding of the organisation can still come: no event queued for the
+/// workers, no input on CORR waiting for (or unacked by) a partition, and no partition's
+/// checkpoint holding inputs it has not released. A partition publishes its findings
+/// before it writes its checkpoint, so by then they are stored. `Err` says what is still
+/// outstanding (or which question the servers could not answer: a leader moving).
 pub(crate) async fn partitions_drained(js: &jetstream::Context, names: &Names) -> Result<(), String> {
     use futures_util::TryStreamExt;
+    // EVENTS is a work queue too: an event is there until a worker has stored what it made.
+    if let Some((subject, n)) = first_queued(js, &names.events_stream, &names.events_filter()).await? {
+        return Err(format!("{n} events on {subject} not yet scanned by a worker"));
+    }
     // CORR is a work queue: an input is there until its partition acks it.
     let filter = format!("corr.{}.>", crate::subject_token(&names.org));
     if let Some((subject, n)) = first_queued(js, &names.corr_stream, &filter).await? {

@@ -176,6 +176,11 @@ pub(crate) async fn fetch_batch(
     Ok(Fetched { messages, unavailable })
 }
 
+/// An idle collector or correlator waits at most this many times its idle time for work
+/// still on its way (a partition no correlator runs never releases its inputs; events no
+/// worker runs never make any).
+pub(crate) const DRAIN_PATIENCE: u32 = 5;
+
 /// Says `line` on stderr unless a line was said in the last ten seconds, in which case it
 /// is counted and the count said with the next line that is: a server down for minutes
 /// fills a log with a line every ten seconds, not thousands.
