@@ -431,7 +431,8 @@ pub fn inputs_for<V: AsRef<str>>(
     out
 }
 
-/// [`inputs_for`] appended to `out`.
+/// [`inputs_for`] appended to `out`. `get` must not make inputs itself (the thread's
+/// layout buffer is in use while it runs).
 pub fn push_inputs_for<V: AsRef<str>>(
     set: &CorrelationSet,
     rule: usize,
@@ -464,6 +465,10 @@ pub fn push_inputs_for<V: AsRef<str>>(
             let value_end = texts.len();
             texts.push_str(entities);
             out.push(Input::from_texts(ts, ci as u32, pos as u32, evidence, Box::from(texts.as_str()), group_end, value_end));
+        }
+        // One huge value (a multi-megabyte command line) is not held for the thread's life.
+        if texts.capacity() > 64 * 1024 {
+            *texts = String::new();
         }
     });
 }

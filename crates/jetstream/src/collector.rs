@@ -92,21 +92,26 @@ pub async fn run(s: &CollectorSettings) -> Result<CollectorReport, Error> {
             {
                 // Idle is not done while a correlation partition still holds inputs: its
                 // findings come at its idle flush, perhaps after this collector's idle time.
-                match crate::correlator::partitions_drained(&js, &s.names).await {
+                let outstanding = match crate::correlator::partitions_drained(&js, &s.names).await {
                     // Drained, but a finding published after this fetch came back empty would
                     // be left behind: the consumer's own count says whether one is waiting.
                     Ok(()) => match consumer.get_info().await {
-                        Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => break,
-                        _ => continue,
+                        Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => Ok(()),
+                        Ok(info) => Err(format!(
+                            "{} findings not yet fetched and {} not yet acked by this collector",
+                            info.num_pending, info.num_ack_pending
+                        )),
+                        Err(e) => Err(format!("this collector's consumer: {e}")),
                     },
+                    Err(why) => Err(why),
+                };
+                match outstanding {
+                    Ok(()) => break,
                     Err(why) if last_message.elapsed() >= d * crate::DRAIN_PATIENCE => {
-                        eprintln!(
-                            "collector: exiting after {:.0?} idle with correlation findings maybe still to come: {why}",
-                            last_message.elapsed()
-                        );
+                        eprintln!("collector: exiting after {:.0?} idle with findings maybe still to come: {why}", last_message.elapsed());
                         break;
                     }
-                    Err(why) => crate::say_now_and_then(&format!("collector: idle, but waiting for the correlators: {why}")),
+                    Err(why) => crate::say_now_and_then(&format!("collector: idle, but waiting: {why}")),
                 }
             }
             continue;

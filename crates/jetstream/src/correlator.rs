@@ -318,8 +318,15 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
             let idle = last_message.elapsed();
             if !flushed && idle >= s.idle_flush {
                 if !upstream_drained(&js, &consumer, &s.names).await {
-                    report.flushes_deferred += 1;
-                    continue;
+                    // An exit on idle waits only so long for the workers (one may have died
+                    // with the organisation's events still queued); a live partition waits.
+                    if s.idle.exit_after.is_none_or(|d| idle < d * crate::DRAIN_PATIENCE) {
+                        report.flushes_deferred += 1;
+                        continue;
+                    }
+                    eprintln!(
+                        "correlator: flushing after {idle:.0?} idle although events are still queued for the workers or inputs are on their way (is a worker running?)"
+                    );
                 }
                 part.release(None, &mut found);
                 flushed = true;
@@ -335,11 +342,11 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
                     }
                     if idle >= d * crate::DRAIN_PATIENCE {
                         eprintln!(
-                            "correlator: exiting after {idle:.0?} idle with events still queued for the workers (is a worker running?)"
+                            "correlator: exiting after {idle:.0?} idle with events still queued for the workers or inputs on their way (is a worker running?)"
                         );
                         break;
                     }
-                    crate::say_now_and_then("correlator: idle, but events are still queued for the workers");
+                    crate::say_now_and_then("correlator: idle, but events are still queued for the workers or inputs are on their way");
                 }
                 continue;
             }
@@ -421,14 +428,16 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
 /// undelivered on its own consumer, and no event of the organisation still queued for the
 /// workers (EVENTS is a work queue and a worker acks an event only after the inputs it made
 /// are stored, so an event still there may yet produce inputs with earlier times). An idle
-/// flush before that point would push those later inputs out of order. A question the
-/// servers cannot answer (a leader moving) counts as "not yet".
+/// flush before that point would push those later inputs out of order. EVENTS is asked
+/// first: a worker stores its inputs before it acks its events, so once EVENTS is empty
+/// every input is on CORR (asked the other way round, inputs stored between the two
+/// questions would be missed). A question the servers cannot answer (a leader moving)
+/// counts as "not yet".
 async fn upstream_drained(js: &jetstream::Context, consumer: &jetstream::consumer::Consumer<pull::Config>, names: &Names) -> bool {
-    match consumer.get_info().await {
-        Ok(info) if info.num_pending == 0 => {}
-        _ => return false,
+    if !matches!(first_queued(js, &names.events_stream, &names.events_filter()).await, Ok(None)) {
+        return false;
     }
-    matches!(first_queued(js, &names.events_stream, &names.events_filter()).await, Ok(None))
+    matches!(consumer.get_info().await, Ok(info) if info.num_pending == 0)
 }
 
 /// The first subject under `filter` still holding messages on work-queue stream `stream`,
