@@ -443,7 +443,7 @@ pub fn push_inputs_for<V: AsRef<str>>(
     out: &mut Vec<Input>,
 ) {
     thread_local! {
-        /// An input's texts are laid out here, then copied into an allocation of their size.
+        /// An input's group key and value are laid out here, then copied into the input.
         static TEXTS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
     let Some(subs) = set.subscribers.get(&Source::Rule(rule)) else { return };
@@ -462,9 +462,8 @@ pub fn push_inputs_for<V: AsRef<str>>(
                     None => {}
                 }
             }
-            let value_end = texts.len();
-            texts.push_str(entities);
-            out.push(Input::from_texts(ts, ci as u32, pos as u32, evidence, Box::from(texts.as_str()), group_end, value_end));
+            let (group, value) = texts.split_at(group_end);
+            out.push(Input::new(ts, ci as u32, pos as u32, evidence, group, value, entities));
         }
         // One huge value (a multi-megabyte command line) is not held for the thread's life.
         if texts.capacity() > 64 * 1024 {

@@ -43,7 +43,7 @@ impl Input {
 
     /// An input from its texts already laid end to end (the ends must be character
     /// boundaries of `texts`, in order).
-    pub(crate) fn from_texts(ts: i64, corr: u32, pos: u32, evidence: u128, texts: Box<str>, group_end: usize, value_end: usize) -> Input {
+    fn from_texts(ts: i64, corr: u32, pos: u32, evidence: u128, texts: Box<str>, group_end: usize, value_end: usize) -> Input {
         debug_assert!(group_end <= value_end && texts.is_char_boundary(group_end) && texts.is_char_boundary(value_end));
         Input { ts, corr, pos, evidence, texts, group_end, value_end }
     }

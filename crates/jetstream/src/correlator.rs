@@ -317,16 +317,9 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
         if messages.is_empty() {
             let idle = last_message.elapsed();
             if !flushed && idle >= s.idle_flush {
-                if !upstream_drained(&js, &consumer, &s.names).await {
-                    // An exit on idle waits only so long for the workers (one may have died
-                    // with the organisation's events still queued); a live partition waits.
-                    if s.idle.exit_after.is_none_or(|d| idle < d * crate::DRAIN_PATIENCE) {
-                        report.flushes_deferred += 1;
-                        continue;
-                    }
-                    eprintln!(
-                        "correlator: flushing after {idle:.0?} idle although events are still queued for the workers or inputs are on their way (is a worker running?)"
-                    );
+                if !nothing_more_coming(&js, &consumer, s, idle, "flushing").await {
+                    report.flushes_deferred += 1;
+                    continue;
                 }
                 part.release(None, &mut found);
                 flushed = true;
@@ -337,13 +330,7 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
                 {
                     // Idle is not done while events wait for the workers: a worker slower to
                     // start than this idle time would leave its inputs here to nobody.
-                    if upstream_drained(&js, &consumer, &s.names).await {
-                        break;
-                    }
-                    if idle >= d * crate::DRAIN_PATIENCE {
-                        eprintln!(
-                            "correlator: exiting after {idle:.0?} idle with events still queued for the workers or inputs on their way (is a worker running?)"
-                        );
+                    if nothing_more_coming(&js, &consumer, s, idle, "exiting").await {
                         break;
                     }
                     crate::say_now_and_then("correlator: idle, but events are still queued for the workers or inputs are on their way");
@@ -438,6 +425,30 @@ async fn upstream_drained(js: &jetstream::Context, consumer: &jetstream::consume
         return false;
     }
     matches!(consumer.get_info().await, Ok(info) if info.num_pending == 0)
+}
+
+/// Whether an idle partition may go on as if no more inputs will come (to flush or to
+/// exit, `doing`): its upstream is drained, or, with `--exit-when-idle`, it has waited
+/// [`crate::DRAIN_PATIENCE`] times its idle time for that (a worker may have died with the
+/// organisation's events still queued), which it says. A live partition waits as long as
+/// it takes.
+async fn nothing_more_coming(
+    js: &jetstream::Context,
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    s: &CorrelatorSettings,
+    idle: Duration,
+    doing: &str,
+) -> bool {
+    if upstream_drained(js, consumer, &s.names).await {
+        return true;
+    }
+    let gave_up = s.idle.exit_after.is_some_and(|d| idle >= d * crate::DRAIN_PATIENCE);
+    if gave_up {
+        eprintln!(
+            "correlator: {doing} after {idle:.0?} idle although events are still queued for the workers or inputs are on their way (is a worker running?)"
+        );
+    }
+    gave_up
 }
 
 /// The first subject under `filter` still holding messages on work-queue stream `stream`,
