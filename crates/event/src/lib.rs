@@ -124,6 +124,17 @@ pub struct Event {
     pub raw: String,
     /// For an event read from inside an archive: the member's path in it (empty otherwise).
     pub member: String,
+    /// The id of its field names' sequence ([`Event::set_layout`]), 0 if unknown.
+    layout: u64,
+    /// Whether a push was refused since the last clear (the fields are then not the
+    /// reader's usual sequence, whatever it says).
+    refused: bool,
+}
+
+/// A new layout id ([`Event::set_layout`]): never 0, never given twice in a process.
+pub fn new_layout() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Default for Event {
@@ -147,6 +158,8 @@ impl Event {
             record: 0,
             raw: String::new(),
             member: String::new(),
+            layout: 0,
+            refused: false,
         }
     }
 
@@ -170,6 +183,8 @@ impl Event {
             record: self.record,
             raw: String::new(),
             member: self.member.clone(),
+            layout: self.layout,
+            refused: self.refused,
         }
     }
 
@@ -184,12 +199,33 @@ impl Event {
         self.record = 0;
         self.raw.clear();
         self.member.clear();
+        self.layout = 0;
+        self.refused = false;
+    }
+
+    /// Says that this event's field names, in order, are those of every other event given
+    /// `id` (from [`new_layout`]): a reader gives one id to the records of one `#Fields:`
+    /// block, so that code mapping names to something (rule fields, roles) can reuse its
+    /// last mapping instead of comparing every name again. Call it after the last push: a
+    /// later push forgets it, and it does not take if a push was refused since the last
+    /// clear.
+    pub fn set_layout(&mut self, id: u64) {
+        self.layout = if self.refused { 0 } else { id };
+    }
+
+    /// The id given by [`Event::set_layout`], or 0 if the field names are not known to
+    /// repeat another event's.
+    #[inline]
+    pub fn layout(&self) -> u64 {
+        self.layout
     }
 
     /// Appends a field. Returns false (and adds nothing) if the event would exceed
     /// [`MAX_EVENT_TEXT`].
     pub fn push(&mut self, name: &str, value: &str, kind: ValueKind) -> bool {
+        self.layout = 0;
         if self.text.len() + name.len() + value.len() > MAX_EVENT_TEXT {
+            self.refused = true;
             return false;
         }
         let n0 = self.text.len() as u32;
@@ -209,7 +245,9 @@ impl Event {
     /// Appends a field whose name is built from parts (avoids a temporary string).
     pub fn push_parts(&mut self, name_parts: &[&str], value: &str, kind: ValueKind) -> bool {
         let name_len: usize = name_parts.iter().map(|p| p.len()).sum();
+        self.layout = 0;
         if self.text.len() + name_len + value.len() > MAX_EVENT_TEXT {
+            self.refused = true;
             return false;
         }
         let n0 = self.text.len() as u32;
@@ -537,6 +575,29 @@ mod tests {
             assert_eq!(bytes, fields);
             assert_eq!(ev.text_len(), ev.fields().map(|f| f.name.len() + f.value.len()).sum::<usize>());
         }
+    }
+
+    #[test]
+    fn a_layout_holds_only_for_the_fields_it_was_set_on() {
+        let id = super::new_layout();
+        assert!(id != 0 && super::new_layout() != id);
+        let mut ev = super::Event::default();
+        ev.push_str("a", "1");
+        ev.set_layout(id);
+        assert_eq!(ev.layout(), id);
+        assert_eq!(ev.kept(1, 1).layout(), id);
+        ev.push_str("b", "2");
+        assert_eq!(ev.layout(), 0, "a push after it forgets it");
+        ev.set_layout(id);
+        ev.clear(super::SourceKind::W3c);
+        assert_eq!(ev.layout(), 0, "clear forgets it");
+        // A refused push: the fields are not the reader's sequence, whatever it says.
+        ev.push_str("a", &"x".repeat(super::MAX_EVENT_TEXT));
+        ev.set_layout(id);
+        assert_eq!(ev.layout(), 0);
+        ev.clear(super::SourceKind::W3c);
+        ev.set_layout(id);
+        assert_eq!(ev.layout(), id);
     }
 
     #[test]

@@ -133,7 +133,8 @@ fn lookup(name: &str) -> Option<(Role, usize)> {
 /// Calls `f` with each field of `ev` and its role and place in [`ROLE_FIELDS`], in field
 /// order. The events of one log mostly share their field names (a W3C or Exchange file's
 /// columns), so each thread remembers the last event's names and looks up only a name
-/// that differs from the one in the same position.
+/// that differs from the one in the same position; an event whose reader says it has the
+/// last one's names ([`Event::layout`]) has none compared.
 pub(crate) fn for_each_role<'a>(ev: &'a Event, mut f: impl FnMut(crate::Field<'a>, Option<(Role, usize)>)) {
     use std::cell::RefCell;
     /// Past this many fields, or for a longer name, names are looked up afresh (a hostile
@@ -142,17 +143,30 @@ pub(crate) fn for_each_role<'a>(ev: &'a Event, mut f: impl FnMut(crate::Field<'a
     const REMEMBERED_NAME: usize = 128;
     thread_local! {
         static LAST: RefCell<Vec<(String, Option<(Role, usize)>)>> = const { RefCell::new(Vec::new()) };
+        /// The layout ([`Event::layout`]) of the last event, when `LAST` holds all its names.
+        static LAST_LAYOUT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
+    let layout = ev.layout();
     LAST.with(|last| {
         // Re-entered from `f` (not done today): plain lookups, never a double borrow.
         let Ok(mut last) = last.try_borrow_mut() else {
             ev.fields().for_each(|field| f(field, lookup(field.name)));
             return;
         };
+        // The same names in the same order as the last event: no name compared.
+        if layout != 0 && LAST_LAYOUT.get() == layout && last.len() >= ev.len() {
+            ev.fields().zip(last.iter()).for_each(|(field, (_, role))| f(field, *role));
+            return;
+        }
+        LAST_LAYOUT.set(0);
+        let mut all_remembered = ev.len() <= REMEMBERED;
         for (i, field) in ev.fields().enumerate() {
             let role = match last.get_mut(i) {
                 Some((name, role)) if name == field.name => *role,
-                _ if field.name.len() > REMEMBERED_NAME => lookup(field.name),
+                _ if field.name.len() > REMEMBERED_NAME => {
+                    all_remembered = false;
+                    lookup(field.name)
+                }
                 Some((name, role)) => {
                     name.clear();
                     name.push_str(field.name);
@@ -168,6 +182,7 @@ pub(crate) fn for_each_role<'a>(ev: &'a Event, mut f: impl FnMut(crate::Field<'a
             };
             f(field, role);
         }
+        LAST_LAYOUT.set(if all_remembered { layout } else { 0 });
     });
 }
 
@@ -240,12 +255,16 @@ mod tests {
         for i in 0..300 {
             big.push_str(if i % 2 == 0 { "c-ip" } else { "Computer" }, "x");
         }
+        // Events with the same names get the same layout id, as a reader gives them; each is
+        // looked at twice in a row, then after an event of unknown layout.
+        let mut ids = std::collections::HashMap::new();
         for names in layouts.iter().map(|l| l.to_vec()).chain([Vec::new()]) {
             let mut ev = Event::default();
             for n in &names {
                 ev.push_str(n, "v");
             }
-            for ev in [&ev, &big] {
+            ev.set_layout(*ids.entry(names.clone()).or_insert_with(crate::new_layout));
+            for ev in [&ev, &ev, &big] {
                 let mut got = Vec::new();
                 for_each_role(ev, |f, role| got.push((f.name.to_string(), role)));
                 let want: Vec<_> = ev.fields().map(|f| (f.name.to_string(), lookup(f.name))).collect();
@@ -257,7 +276,8 @@ mod tests {
         let mut ev = Event::default();
         ev.push_str(&long, "v");
         ev.push_str("c-ip", "v");
-        for _ in 0..2 {
+        ev.set_layout(crate::new_layout());
+        for _ in 0..3 {
             let mut got = Vec::new();
             for_each_role(&ev, |f, role| got.push((f.name.to_string(), role)));
             assert_eq!(got, vec![(long.clone(), None), ("c-ip".to_string(), Some((Role::SourceAddress, lookup("c-ip").unwrap().1)))]);

@@ -116,7 +116,7 @@ impl Event {
         let record = r.i64()? as u64;
         let raw = r.string()?;
         let member = r.string()?;
-        Ok((Event { text, fields, source, log_type, timestamp, time_source, record, raw, member }, r.0))
+        Ok((Event { text, fields, source, log_type, timestamp, time_source, record, raw, member, layout: 0, refused: false }, r.0))
     }
 }
 

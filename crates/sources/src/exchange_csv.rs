@@ -19,6 +19,8 @@ pub fn read(
     sink: &mut dyn FnMut(&Event) -> ControlFlow<()>,
 ) -> io::Result<()> {
     let mut columns: Vec<String> = Vec::new();
+    // Every record of one `#Fields:` header has the same field names in the same order.
+    let mut layout = 0;
     let mut log_type = String::new();
     let mut buf = Vec::new();
     // The record being assembled while a quoted value runs on over lines.
@@ -67,7 +69,7 @@ pub fn read(
             if fits && !quote.open && !quote.stray && split_record(&record, &mut values, &mut ranges) && ranges.len() == columns.len() {
                 record.clear();
                 quote = QuoteState::default();
-                emit(&columns, &log_type, &values, &ranges, record_line, &mut event, report);
+                emit((&columns, layout), &log_type, &values, &ranges, record_line, &mut event, report);
                 if sink(&event).is_break() {
                     break;
                 }
@@ -103,6 +105,7 @@ pub fn read(
                 if split_record(fields.trim(), &mut values, &mut ranges) {
                     columns.extend(ranges.iter().map(|r| values[r.clone()].trim().to_string()));
                 }
+                layout = portcullis_event::new_layout();
             } else if let Some(t) = directive.strip_prefix("Log-type:") {
                 log_type = t.trim().to_string();
             }
@@ -128,7 +131,7 @@ pub fn read(
             report.skip(|| format!("line {record_line}: {n} columns where #Fields: names {expected}"));
             continue;
         }
-        emit(&columns, &log_type, &values, &ranges, record_line, &mut event, report);
+        emit((&columns, layout), &log_type, &values, &ranges, record_line, &mut event, report);
         if sink(&event).is_break() {
             break;
         }
@@ -144,7 +147,7 @@ fn lose_open_record(report: &mut FileReport, first: u64, last: u64, recovered_at
 }
 
 fn emit(
-    columns: &[String],
+    (columns, layout): (&[String], u64),
     log_type: &str,
     values: &str,
     ranges: &[Range<usize>],
@@ -159,6 +162,7 @@ fn emit(
         let v = &values[r.clone()];
         event.push(name, v, if v.is_empty() { ValueKind::Null } else { ValueKind::Str });
     }
+    event.set_layout(layout);
     event.timestamp = ["DateTime", "date-time", "Timestamp", "date"].iter().find_map(|n| event.get(n).and_then(Timestamp::parse));
     report.events += 1;
 }
@@ -303,6 +307,8 @@ too,few\r\n";
         assert_eq!(events[0].timestamp.unwrap().to_string(), "2021-08-24T02:13:00.120000Z");
         assert_eq!(events[1].get("UrlStem"), Some("/multi\nline"));
         assert_eq!(events[1].record, 7);
+        // Records of one #Fields: header share a layout (the one run on over lines too).
+        assert!(events[0].layout() != 0 && events[0].layout() == events[1].layout());
     }
 
     fn httpproxy(rows: usize, bad: Option<usize>) -> String {

@@ -110,6 +110,8 @@ pub fn read(
     let mut log_type = "w3c";
     // Whether `columns` are IIS's defaults (no #Fields: directive seen yet).
     let mut defaulted = false;
+    // Every record of one `#Fields:` block has the same field names in the same order.
+    let mut layout = 0;
     let mut buf = Vec::new();
     let mut value = String::new();
     let mut event = Event::new(SourceKind::W3c);
@@ -131,6 +133,7 @@ pub fn read(
         if let Some(directive) = line.strip_prefix('#') {
             if let Some(fields) = directive.strip_prefix("Fields:") {
                 columns = fields.split_ascii_whitespace().map(column).collect();
+                layout = portcullis_event::new_layout();
                 defaulted = false;
                 log_type = kind_of_log(&software, &columns);
             } else if let Some(sw) = directive.strip_prefix("Software:") {
@@ -145,6 +148,7 @@ pub fn read(
         if columns.is_empty() {
             // Data before any #Fields: directive: IIS's default fields, said once per file.
             columns = IIS_DEFAULT_FIELDS.iter().map(|n| column(n)).collect();
+            layout = portcullis_event::new_layout();
             log_type = kind_of_log(&software, &columns);
             defaulted = true;
             report.warnings.push(format!(
@@ -202,6 +206,7 @@ pub fn read(
             }
             event.push("cs-uri", &value, ValueKind::Str);
         }
+        event.set_layout(layout);
         if let (Some(d), Some(t)) = (date, time) {
             value.clear();
             value.push_str(d);
@@ -263,6 +268,9 @@ mod tests {
         // #Fields changed mid-file
         assert_eq!(events[2].get("c-ip"), Some("10.9.9.9"));
         assert_eq!(events[2].record, 9);
+        // One layout per #Fields: block, so that name lookups are reused only within one.
+        assert!(events[0].layout() != 0 && events[0].layout() == events[1].layout());
+        assert!(events[2].layout() != 0 && events[2].layout() != events[1].layout());
     }
 
     #[test]

@@ -500,6 +500,56 @@ mod tests {
         assert_eq!(matched(&[("Image", "C:\\x\\rare-tool.exe"), ("CommandLine", "rare-tool.exe")]), none);
     }
 
+    /// Events whose reader says they share their names' order ([`Event::set_layout`]) reuse
+    /// the last event's field index: the answers must be those of indexing each afresh,
+    /// through a change of layout and an event of the same layout with other values.
+    #[test]
+    fn a_repeated_layout_gives_the_answers_of_indexing_afresh() {
+        let rules = [
+            "title: uri\nlogsource: {category: webserver}\ndetection:\n  sel: {cs-uri-stem|contains: '/autodiscover'}\n  condition: sel\n",
+            "title: status\nlogsource: {category: webserver}\ndetection:\n  sel: {sc-status: 500, cs-method: POST}\n  condition: sel\n",
+        ];
+        let engine = compiled(&rules);
+        assert_eq!(engine.rules.len(), 2, "{:?}", engine.failed);
+        let (first, second) = (portcullis_event::new_layout(), portcullis_event::new_layout());
+        let event = |layout: u64, names: &[&str], values: &[&str]| {
+            let mut e = Event::new(SourceKind::W3c);
+            e.log_type.push_str("iis");
+            for (n, v) in names.iter().zip(values) {
+                e.push_str(n, v);
+            }
+            e.set_layout(layout);
+            e
+        };
+        let a = ["cs-method", "cs-uri-stem", "sc-status"];
+        let b = ["sc-status", "cs-uri-stem", "cs-method", "c-ip"];
+        let events = [
+            event(first, &a, &["POST", "/autodiscover/x", "500"]),
+            event(first, &a, &["GET", "/owa", "500"]),
+            event(second, &b, &["500", "/owa", "POST", "10.0.0.1"]),
+            event(second, &b, &["200", "/Autodiscover", "POST", "10.0.0.1"]),
+            // Unknown layout, the same number of names in another order.
+            event(0, &["sc-status", "cs-uri-stem", "cs-method"], &["500", "/x", "POST"]),
+            event(first, &a, &["POST", "/x", "500"]),
+        ];
+        let mut reusing = engine.scanner();
+        let mut answers = Vec::new();
+        for e in &events {
+            let (mut with, mut afresh) = (Vec::new(), Vec::new());
+            reusing.scan(e, &mut with);
+            let mut plain = e.clone();
+            plain.set_layout(0);
+            engine.scanner().scan(&plain, &mut afresh);
+            assert_eq!(with, afresh, "{e:?}");
+            answers.push(with);
+        }
+        let v: &[&[usize]] = &[&[0, 1], &[], &[1], &[0], &[1], &[1]];
+        assert_eq!(answers, v);
+        let mut out = Vec::new();
+        reusing.scan(&events[2], &mut out);
+        assert_eq!(out, [1], "the second layout's own order");
+    }
+
     /// A keyword the automata cannot answer (no literal to look for) is tested on every
     /// value of the event; it used to be tested on none, and so never matched.
     #[test]

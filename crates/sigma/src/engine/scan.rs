@@ -20,6 +20,8 @@ impl Engine {
             field_ids: Vec::new(),
             shapes: HashMap::default(),
             event_gen: 0,
+            fields_gen: 0,
+            indexed_layout: 0,
             bits: Vec::new(),
             gates: Vec::new(),
             lazy_done: Vec::new(),
@@ -75,6 +77,10 @@ pub struct Scanner<'e> {
     /// Resolved field ids per sequence of field names (hash → (names joined by NUL, ids)).
     shapes: HashMap<u64, (String, Vec<u32>), FxBuild>,
     event_gen: u32,
+    /// The generation of the field index (`slot_*`, `next_same`), and the layout of the
+    /// event it was built for ([`Event::layout`]; 0 if unknown).
+    fields_gen: u32,
+    indexed_layout: u64,
     bits: Vec<u64>,
     gates: Vec<u64>,
     /// Lazy leaves already computed for the current event and group.
@@ -219,9 +225,20 @@ impl<'e> Scanner<'e> {
     fn index_fields(&mut self, ev: &Event) {
         self.event_gen = self.event_gen.wrapping_add(1);
         if self.event_gen == 0 {
-            self.slot_gen.iter_mut().for_each(|g| *g = 0);
             self.keyword_text_gen = 0;
             self.event_gen = 1;
+        }
+        // The same names in the same order as the last event (a web or Exchange log's
+        // records): the same index.
+        let layout = ev.layout();
+        if layout != 0 && layout == self.indexed_layout && self.next_same.len() == ev.len() {
+            return;
+        }
+        self.indexed_layout = layout;
+        self.fields_gen = self.fields_gen.wrapping_add(1);
+        if self.fields_gen == 0 {
+            self.slot_gen.iter_mut().for_each(|g| *g = 0);
+            self.fields_gen = 1;
         }
         self.next_same.clear();
         self.next_same.resize(ev.len(), NONE);
@@ -232,8 +249,8 @@ impl<'e> Scanner<'e> {
                 continue;
             }
             let id = id as usize;
-            if self.slot_gen[id] != self.event_gen {
-                self.slot_gen[id] = self.event_gen;
+            if self.slot_gen[id] != self.fields_gen {
+                self.slot_gen[id] = self.fields_gen;
                 self.slot_first[id] = i as u32;
             } else {
                 self.next_same[self.slot_last[id] as usize] = i as u32;
@@ -283,7 +300,7 @@ impl<'e> Scanner<'e> {
 
     fn first(&self, field: FieldId) -> u32 {
         let f = field as usize;
-        if field != NONE && self.slot_gen[f] == self.event_gen { self.slot_first[f] } else { NONE }
+        if field != NONE && self.slot_gen[f] == self.fields_gen { self.slot_first[f] } else { NONE }
     }
 
     fn scan_group(&mut self, g: &'e Group, ev: &Event, out: &mut Vec<usize>) {
