@@ -632,7 +632,7 @@ impl RuleAnalysis {
                     leaves.push(Leaf { fields: vec!["channel".into()], test: LeafTest::OneOf(v.selector.channels.clone().unwrap()) });
                 }
             }
-            rules.push(RuleInfo { key: r.key(), title: r.title.clone(), leaves, shown });
+            rules.push(RuleInfo { key: r.key().into_owned(), title: r.title.clone(), leaves, shown });
         }
         assert!(rules.len() > 1000, "loaded only {} SigmaHQ rules", rules.len());
         RuleAnalysis { rules }

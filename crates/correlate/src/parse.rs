@@ -98,8 +98,9 @@ impl Correlation {
 #[derive(Clone, Debug, Default)]
 pub struct CorrelationSet {
     pub correlations: Vec<Correlation>,
-    /// source → [(correlation, position in its `rules`)]
-    pub subscribers: HashMap<Source, Vec<(usize, usize)>>,
+    /// source → [(correlation, position in its `rules`)] (looked up for every match, so
+    /// with a hash quicker than the default one)
+    pub subscribers: HashMap<Source, Vec<(usize, usize)>, portcullis_event::text_hash::TextHash>,
     /// Rules referenced only by correlations without `generate: true`: matched, not reported.
     pub hidden_rules: Vec<usize>,
     /// Correlations referenced by other correlations: findings feed them, not the report.

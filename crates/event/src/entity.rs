@@ -155,8 +155,47 @@ fn path_like(v: &str) -> bool {
 
 /// The entities of an event, from the fields whose role names one.
 pub fn entities(ev: &Event) -> Vec<Entity> {
-    // Few per event: a vector sorted and deduplicated at the end, in the order a set gives.
-    let mut set = Vec::new();
+    let (mut buf, mut spans) = (String::new(), Vec::new());
+    collect(ev, &mut buf, &mut spans);
+    spans.into_iter().map(|(kind, r)| Entity { kind, value: buf[r].to_string() }).collect()
+}
+
+/// [`entities`] as correlation inputs carry them, appended to `out`: each `kind=value`
+/// ([`Entity::encode`]), joined by U+001F, without a string per entity.
+pub fn encode_entities(ev: &Event, out: &mut String) {
+    use std::cell::RefCell;
+    thread_local! {
+        static SCRATCH: RefCell<(String, Vec<(EntityKind, std::ops::Range<usize>)>)> = const { RefCell::new((String::new(), Vec::new())) };
+    }
+    SCRATCH.with(|scratch| {
+        let mut fresh = Default::default();
+        // Re-entered (not done today): a scratch of its own, never a double borrow.
+        let mut held = scratch.try_borrow_mut();
+        let (buf, spans) = match held.as_deref_mut() {
+            Ok(s) => s,
+            Err(_) => &mut fresh,
+        };
+        collect(ev, buf, spans);
+        for (i, (kind, r)) in spans.iter().enumerate() {
+            if i > 0 {
+                out.push('\u{1f}');
+            }
+            out.push_str(kind.as_str());
+            out.push('=');
+            out.push_str(&buf[r.clone()]);
+        }
+        // One huge value is not held for the thread's life.
+        if buf.capacity() > 64 * 1024 {
+            *buf = String::new();
+        }
+    });
+}
+
+/// The entities of `ev` as (kind, place of the value in `buf`), sorted by kind and value
+/// and without repeats (the order a set gives).
+fn collect(ev: &Event, buf: &mut String, spans: &mut Vec<(EntityKind, std::ops::Range<usize>)>) {
+    buf.clear();
+    spans.clear();
     let mut host_fallback = None;
     crate::roles::for_each_role(ev, |f, role| {
         let Some((role, _)) = role else { return };
@@ -166,18 +205,92 @@ pub fn entities(ev: &Event) -> Vec<Entity> {
             // server's own requests to other logs that saw it as a client (share access).
             host_fallback = Some(f.value);
         }
-        if let Some(value) = normalise(kind, f.value) {
-            set.push(Entity { kind, value });
+        let start = buf.len();
+        if normalise_into(kind, f.value, buf) {
+            spans.push((kind, start..buf.len()));
         }
     });
-    if !set.iter().any(|e| e.kind == EntityKind::Host)
-        && let Some(value) = host_fallback.and_then(|h| normalise(EntityKind::SourceIp, h))
+    if !spans.iter().any(|(k, _)| *k == EntityKind::Host)
+        && let Some(h) = host_fallback
     {
-        set.push(Entity { kind: EntityKind::Host, value });
+        let start = buf.len();
+        if normalise_into(EntityKind::SourceIp, h, buf) {
+            spans.push((EntityKind::Host, start..buf.len()));
+        }
     }
-    set.sort_unstable();
-    set.dedup();
-    set
+    let text = buf.as_str();
+    spans.sort_unstable_by(|(ka, a), (kb, b)| (ka, &text[a.clone()]).cmp(&(kb, &text[b.clone()])));
+    spans.dedup_by(|(ka, a), (kb, b)| ka == kb && text[a.clone()] == text[b.clone()]);
+}
+
+/// A dotted IPv4 address as `Ipv4Addr`'s parser takes it (four parts of one to three
+/// digits, no leading zero, none past 255), without its general parser.
+fn dotted_ipv4(s: &str) -> Option<std::net::Ipv4Addr> {
+    let b = s.as_bytes();
+    if b.len() > 15 {
+        return None;
+    }
+    let (mut parts, mut i) = ([0u8; 4], 0);
+    for (n, part) in parts.iter_mut().enumerate() {
+        if n > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v = 0u32;
+        while i < b.len() && i - start < 3 && b[i].is_ascii_digit() {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || v > 255 || (digits > 1 && b[start] == b'0') {
+            return None;
+        }
+        *part = v as u8;
+    }
+    (i == b.len()).then(|| std::net::Ipv4Addr::from(parts))
+}
+
+/// [`normalise`] appended to `out` (true), or nothing (false). The common values (a
+/// dotted IPv4 address, an ASCII host name) are written without a string of their own.
+fn normalise_into(kind: EntityKind, v: &str, out: &mut String) -> bool {
+    let t = v.trim();
+    if t.is_empty() || t == "-" || t.len() > 512 {
+        return false;
+    }
+    match kind {
+        EntityKind::SourceIp => {
+            let a = t.trim_matches(['[', ']']);
+            if let Some(ip) = dotted_ipv4(a) {
+                let local = ip.is_loopback() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast();
+                if !local {
+                    out.push_str(a);
+                }
+                return !local;
+            }
+        }
+        EntityKind::Host if t.is_ascii() => {
+            let start = out.len();
+            out.push_str(t);
+            out[start..].make_ascii_lowercase();
+            if out[start..].parse::<std::net::IpAddr>().is_err()
+                && let Some(dot) = out[start..].find('.')
+            {
+                out.truncate(start + dot);
+            }
+            return true;
+        }
+        _ => {}
+    }
+    match normalise(kind, v) {
+        Some(n) => {
+            out.push_str(&n);
+            true
+        }
+        None => false,
+    }
 }
 
 /// `exch01.corp.local` and `EXCH01` are one host; an IP address stays whole.
@@ -210,6 +323,126 @@ mod tests {
             ev.push_str(n, v);
         }
         entities(&ev).into_iter().map(|e| (e.kind, e.value)).collect()
+    }
+
+    /// The values written in place must be those `normalise` gives, for every kind and the
+    /// spellings that take its other paths (IPv6, brackets, Unicode, blanks).
+    #[test]
+    fn normalised_in_place_as_normalise_gives() {
+        let values = [
+            "203.0.113.9",
+            " 203.0.113.9 ",
+            "[203.0.113.9]",
+            "127.0.0.1",
+            "0.0.0.0",
+            "169.254.1.1",
+            "255.255.255.255",
+            "010.1.1.1",
+            "::ffff:203.0.113.9",
+            "[2001:DB8::1]",
+            "fe80::1",
+            "::1",
+            "localhost",
+            "EXCH01.corp.local",
+            "exch01",
+            "ÉCOLE.example",
+            "10.0.0.5",
+            "-",
+            "",
+            "  ",
+            "CORP\\Alice",
+            "alice@corp.example",
+            "SYSTEM",
+            "dc01$",
+            "S-1-5-18",
+            "C:\\Windows\\x.exe",
+            "\\\\srv\\share",
+            "cn=x,dc=y",
+            ".corp",
+            "a.b.c",
+            "ΣΊΣΥΦΟΣ.example",
+        ];
+        let kinds = [EntityKind::Host, EntityKind::Account, EntityKind::SourceIp, EntityKind::Mailbox, EntityKind::FilePath];
+        let long = "x".repeat(600);
+        for kind in kinds {
+            for v in values.iter().copied().chain([long.as_str()]) {
+                let mut out = String::from("before");
+                let wrote = normalise_into(kind, v, &mut out);
+                let want = normalise(kind, v);
+                assert_eq!(wrote.then(|| out["before".len()..].to_string()), want, "{kind:?} {v:?}");
+                if !wrote {
+                    assert_eq!(out, "before");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dotted_ipv4_takes_what_the_standard_parser_takes() {
+        let mut cases: Vec<String> = [
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "1..2.3",
+            "1.2.3.4567",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1.2.3.-4",
+            "1.2.3.+4",
+            "",
+            "...",
+            "1.2.3.4.5",
+            "1000.1.1.1",
+            "10.0.0.5",
+            "0.1.2.3",
+            "00.1.2.3",
+            "1.2.3.a",
+            "١.2.3.4",
+            "192.168.001.1",
+            "9.99.199.249",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every string of up to 7 characters over digits and dots, and some longer ones.
+        let alphabet = ['0', '1', '2', '5', '9', '.'];
+        let mut seed = 1u64;
+        for _ in 0..20_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = (seed >> 60) as usize;
+            let s: String = (0..len).map(|k| alphabet[((seed >> (k * 3 % 48)) % 6) as usize]).collect();
+            cases.push(s);
+        }
+        for c in &cases {
+            assert_eq!(dotted_ipv4(c), c.parse::<std::net::Ipv4Addr>().ok(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn entities_are_encoded_as_each_entity_encodes_joined() {
+        let events: &[&[(&str, &str)]] = &[
+            &[("Computer", "EXCH01.corp.local"), ("c-ip", "203.0.113.9"), ("TargetUserName", "CORP\\alice"), ("Image", "-")],
+            &[("s-ip", "10.0.0.5"), ("c-ip", "203.0.113.9"), ("c-ip", "203.0.113.9"), ("cs-username", "bob")],
+            &[("s-ip", "10.0.0.5"), ("s-ip", "10.0.0.6"), ("Computer", "-")],
+            &[("Computer", "ÉCOLE.local"), ("TargetFilename", "C:\\x\\y.dll"), ("c-ip", "::ffff:1.2.3.4")],
+            &[],
+        ];
+        for fields in events {
+            let mut ev = Event::default();
+            for (n, v) in *fields {
+                ev.push_str(n, v);
+            }
+            let by_entity: Vec<String> = entities(&ev).iter().map(|e| e.encode()).collect();
+            let mut encoded = String::from("x");
+            encode_entities(&ev, &mut encoded);
+            assert_eq!(encoded, format!("x{}", by_entity.join("\u{1f}")), "{fields:?}");
+        }
     }
 
     #[test]

@@ -307,7 +307,7 @@ mod tests {
             Finding::from_detection(&labels, &engine, &detection("/a.aspx")),
             Finding::from_detection(&labels, &engine, &detection("/b.aspx")),
         );
-        assert_eq!((&*a.rule_id, &*a.rule_title), (engine.rules[0].key().as_str(), "Web shell"));
+        assert_eq!((&*a.rule_id, &*a.rule_title), (&*engine.rules[0].key(), "Web shell"));
         assert_eq!(&*a.tags, ["attack.persistence", "attack.t1505.003"]);
         assert!(Arc::ptr_eq(&a.rule_id, &b.rule_id) && Arc::ptr_eq(&a.rule_title, &b.rule_title) && Arc::ptr_eq(&a.tags, &b.tags));
         // Written as before: strings and a list.

@@ -527,16 +527,24 @@ pub fn detect(
     let mut untimed = 0;
     scratch.matches.clear();
     scratch.scanner.scan(ev, scratch.matches);
+    thread_local! {
+        static ENTITIES: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
     // The event's entities, as correlations carry them: worked out once, for the first
-    // match that feeds one.
-    let mut entities: Option<String> = None;
+    // match that feeds one, into the thread's buffer.
+    let mut entities = ENTITIES.with(|e| e.try_borrow_mut().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default());
+    let mut entities_ready = false;
     for &rule in scratch.matches.iter() {
         let id = finding_hash(&engine.rules[rule].key(), ev);
         if portcullis_correlate::feeds_correlations(correlations, rule) {
             match ev.timestamp {
                 Some(ts) => {
-                    let entities = entities.get_or_insert_with(|| encoded_entities(ev));
-                    portcullis_correlate::push_inputs_for(correlations, rule, ts.0, id, entities, |f| ev.get(f), inputs)
+                    if !entities_ready {
+                        entities.clear();
+                        portcullis_event::entity::encode_entities(ev, &mut entities);
+                        entities_ready = true;
+                    }
+                    portcullis_correlate::push_inputs_for(correlations, rule, ts.0, id, &entities, |f| ev.get(f), inputs)
                 }
                 None => untimed += 1,
             }
@@ -550,6 +558,14 @@ pub fn detect(
                 event: ev.kept(0, 0),
             });
         }
+    }
+    // The buffer is given back for the next event, unless one huge value grew it.
+    if entities.capacity() <= 64 * 1024 {
+        ENTITIES.with(|e| {
+            if let Ok(mut e) = e.try_borrow_mut() {
+                *e = entities;
+            }
+        });
     }
     if let Some(iocs) = iocs {
         let mut found = Vec::new();
@@ -568,23 +584,6 @@ pub fn detect(
         }
     }
     untimed
-}
-
-/// The event's entities, each `kind=value`, joined by U+001F (as [`Entity::encode`] and
-/// `join` would write them, without a string per entity).
-///
-/// [`Entity::encode`]: portcullis_event::entity::Entity::encode
-fn encoded_entities(ev: &Event) -> String {
-    let mut out = String::new();
-    for e in portcullis_event::entity::entities(ev) {
-        if !out.is_empty() {
-            out.push('\u{1f}');
-        }
-        out.push_str(e.kind.as_str());
-        out.push('=');
-        out.push_str(&e.value);
-    }
-    out
 }
 
 /// The stable id of the finding "rule `rule_key` matched `ev`": a hash of the rule key,
@@ -659,17 +658,5 @@ mod tests {
         let mut small = Event::default();
         small.push_str("c-ip", "203.0.113.9");
         assert_eq!(finding_id("k", &small), "e53ae24f35d6af2beea2236946d254b0");
-    }
-
-    #[test]
-    fn entities_are_encoded_as_each_entity_encodes_joined() {
-        let mut ev = Event::default();
-        for (n, v) in [("Computer", "EXCH01.corp.local"), ("c-ip", "203.0.113.9"), ("TargetUserName", "CORP\\alice"), ("Image", "-")] {
-            ev.push_str(n, v);
-        }
-        let by_entity: Vec<String> = portcullis_event::entity::entities(&ev).iter().map(|e| e.encode()).collect();
-        assert!(by_entity.len() >= 3, "{by_entity:?}");
-        assert_eq!(encoded_entities(&ev), by_entity.join("\u{1f}"));
-        assert_eq!(encoded_entities(&Event::default()), "");
     }
 }

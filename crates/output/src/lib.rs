@@ -115,7 +115,7 @@ impl<'a> DetectionRecord<'a> {
         DetectionRecord {
             kind: "detection",
             id: &d.id,
-            rule_id: rule.key(),
+            rule_id: rule.key().into_owned(),
             rule_title: &rule.title,
             level: rule.level,
             timestamp: d.event.timestamp.map(|t| t.to_string()),

@@ -103,8 +103,11 @@ pub struct Rule {
 
 impl Rule {
     /// The id used in findings: the rule's `id`, else its `name`, else its file and line.
-    pub fn key(&self) -> String {
-        self.id.clone().or_else(|| self.name.clone()).unwrap_or_else(|| self.origin.to_string())
+    pub fn key(&self) -> std::borrow::Cow<'_, str> {
+        match self.id.as_deref().or(self.name.as_deref()) {
+            Some(k) => k.into(),
+            None => self.origin.to_string().into(),
+        }
     }
 }
 
