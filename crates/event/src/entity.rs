@@ -69,16 +69,53 @@ pub fn kind_of_field(name: &str) -> Option<EntityKind> {
 /// `None` for values that link nothing: blank, well-known system accounts, machine
 /// accounts, loopback, link-local and unspecified addresses, SIDs, LDAP names, pipes.
 pub fn normalise(kind: EntityKind, v: &str) -> Option<String> {
+    let mut out = String::new();
+    normalise_into(kind, v, &mut out).then_some(out)
+}
+
+/// [`normalise`] appended to `out` (true), or nothing (false): the entities of one event
+/// are written into one buffer, not a string each.
+fn normalise_into(kind: EntityKind, v: &str, out: &mut String) -> bool {
     let v = v.trim();
     if v.is_empty() || v == "-" || v.len() > 512 {
-        return None;
+        return false;
     }
     match kind {
-        EntityKind::Host => Some(host_name(&v.to_lowercase())),
-        EntityKind::Account => account(v),
-        EntityKind::SourceIp => address(v),
-        EntityKind::Mailbox => Some(v.to_lowercase()),
-        EntityKind::FilePath => path_like(v).then(|| v.to_lowercase()),
+        EntityKind::Host => {
+            host_name_into(v, out);
+            true
+        }
+        EntityKind::Account => match account(v) {
+            Some(name) => {
+                out.push_str(&name);
+                true
+            }
+            None => false,
+        },
+        EntityKind::SourceIp => address_into(v, out),
+        EntityKind::Mailbox => {
+            push_lowercase(v, out);
+            true
+        }
+        EntityKind::FilePath => {
+            let path = path_like(v);
+            if path {
+                push_lowercase(v, out);
+            }
+            path
+        }
+    }
+}
+
+/// `v.to_lowercase()` appended to `out`; an ASCII value (nearly all) without a string of
+/// its own.
+fn push_lowercase(v: &str, out: &mut String) {
+    if v.is_ascii() {
+        let start = out.len();
+        out.push_str(v);
+        out[start..].make_ascii_lowercase();
+    } else {
+        out.push_str(&v.to_lowercase());
     }
 }
 
@@ -114,18 +151,25 @@ fn account(v: &str) -> Option<String> {
     (!system && !name.is_empty() && !name.ends_with('$')).then(|| name.to_string())
 }
 
-fn address(v: &str) -> Option<String> {
+fn address_into(v: &str, out: &mut String) -> bool {
     let v = v.trim_matches(['[', ']']);
     // The common case, dotted IPv4: the parser takes only the canonical form (no leading
     // zeros), so the text is kept as written and not formatted again.
-    if let Ok(a) = v.parse::<std::net::Ipv4Addr>() {
+    if let Some(a) = dotted_ipv4(v) {
         let local = a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_broadcast();
-        return (!local).then(|| v.to_string());
+        if !local {
+            out.push_str(v);
+        }
+        return !local;
     }
     let ip: std::net::IpAddr = match v.parse() {
         Ok(ip) => ip,
         // Not an address (a host name in an address column): kept as written.
-        Err(_) => return (v != "localhost").then(|| v.to_lowercase()),
+        Err(_) if v == "localhost" => return false,
+        Err(_) => {
+            push_lowercase(v, out);
+            return true;
+        }
     };
     let ip = match ip {
         std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
@@ -135,7 +179,11 @@ fn address(v: &str) -> Option<String> {
         std::net::IpAddr::V4(a) => a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_broadcast(),
         std::net::IpAddr::V6(a) => a.is_loopback() || a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80,
     };
-    (!local).then(|| ip.to_string())
+    if !local {
+        use std::fmt::Write;
+        let _ = write!(out, "{ip}");
+    }
+    !local
 }
 
 /// A file path: a drive (`C:\`), a UNC or device path, or a relative path with a
@@ -253,52 +301,15 @@ fn dotted_ipv4(s: &str) -> Option<std::net::Ipv4Addr> {
     (i == b.len()).then(|| std::net::Ipv4Addr::from(parts))
 }
 
-/// [`normalise`] appended to `out` (true), or nothing (false). The common values (a
-/// dotted IPv4 address, an ASCII host name) are written without a string of their own.
-fn normalise_into(kind: EntityKind, v: &str, out: &mut String) -> bool {
-    let t = v.trim();
-    if t.is_empty() || t == "-" || t.len() > 512 {
-        return false;
+/// `exch01.corp.local` and `EXCH01` are one host (`exch01`); an IP address stays whole.
+fn host_name_into(v: &str, out: &mut String) {
+    let start = out.len();
+    push_lowercase(v, out);
+    if out[start..].parse::<std::net::IpAddr>().is_err()
+        && let Some(dot) = out[start..].find('.')
+    {
+        out.truncate(start + dot);
     }
-    match kind {
-        EntityKind::SourceIp => {
-            let a = t.trim_matches(['[', ']']);
-            if let Some(ip) = dotted_ipv4(a) {
-                let local = ip.is_loopback() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast();
-                if !local {
-                    out.push_str(a);
-                }
-                return !local;
-            }
-        }
-        EntityKind::Host if t.is_ascii() => {
-            let start = out.len();
-            out.push_str(t);
-            out[start..].make_ascii_lowercase();
-            if out[start..].parse::<std::net::IpAddr>().is_err()
-                && let Some(dot) = out[start..].find('.')
-            {
-                out.truncate(start + dot);
-            }
-            return true;
-        }
-        _ => {}
-    }
-    match normalise(kind, v) {
-        Some(n) => {
-            out.push_str(&n);
-            true
-        }
-        None => false,
-    }
-}
-
-/// `exch01.corp.local` and `EXCH01` are one host; an IP address stays whole.
-fn host_name(v: &str) -> String {
-    if v.parse::<std::net::IpAddr>().is_ok() {
-        return v.to_string();
-    }
-    v.split('.').next().unwrap_or(v).to_string()
 }
 
 impl Entity {
@@ -325,10 +336,37 @@ mod tests {
         entities(&ev).into_iter().map(|e| (e.kind, e.value)).collect()
     }
 
-    /// The values written in place must be those `normalise` gives, for every kind and the
-    /// spellings that take its other paths (IPv6, brackets, Unicode, blanks).
+    /// Written in place after what the buffer holds, as `normalise` gives it, and nothing
+    /// written when there is no entity, for every kind and spellings that take each path
+    /// (IPv6, brackets, Unicode, blanks); the addresses and hosts pinned as they were
+    /// before they were written in place.
     #[test]
     fn normalised_in_place_as_normalise_gives() {
+        let pinned = [
+            (EntityKind::SourceIp, "203.0.113.9", Some("203.0.113.9")),
+            (EntityKind::SourceIp, " [203.0.113.9] ", Some("203.0.113.9")),
+            (EntityKind::SourceIp, "127.0.0.1", None),
+            (EntityKind::SourceIp, "169.254.1.1", None),
+            (EntityKind::SourceIp, "255.255.255.255", None),
+            (EntityKind::SourceIp, "010.1.1.1", Some("010.1.1.1")),
+            (EntityKind::SourceIp, "::ffff:203.0.113.9", Some("203.0.113.9")),
+            (EntityKind::SourceIp, "[2001:DB8::1]", Some("2001:db8::1")),
+            (EntityKind::SourceIp, "fe80::1", None),
+            (EntityKind::SourceIp, "localhost", None),
+            (EntityKind::SourceIp, "EXCH01.corp.local", Some("exch01.corp.local")),
+            (EntityKind::SourceIp, "ÉCOLE.example", Some("école.example")),
+            (EntityKind::Host, "EXCH01.corp.local", Some("exch01")),
+            (EntityKind::Host, "ÉCOLE.example", Some("école")),
+            (EntityKind::Host, "10.0.0.5", Some("10.0.0.5")),
+            (EntityKind::Host, "::1", Some("::1")),
+            (EntityKind::Host, ".corp", Some("")),
+            (EntityKind::Mailbox, "Alice@Corp.Example", Some("alice@corp.example")),
+            (EntityKind::FilePath, "C:\\Windows\\X.exe", Some("c:\\windows\\x.exe")),
+            (EntityKind::FilePath, "S-1-5-18", None),
+        ];
+        for (kind, v, want) in pinned {
+            assert_eq!(normalise(kind, v).as_deref(), want, "{kind:?} {v:?}");
+        }
         let values = [
             "203.0.113.9",
             " 203.0.113.9 ",

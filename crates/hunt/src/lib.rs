@@ -531,20 +531,20 @@ pub fn detect(
         static ENTITIES: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
     // The event's entities, as correlations carry them: worked out once, for the first
-    // match that feeds one, into the thread's buffer.
-    let mut entities = ENTITIES.with(|e| e.try_borrow_mut().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default());
-    let mut entities_ready = false;
+    // match that feeds one, in the thread's buffer (taken only then).
+    let mut entities: Option<String> = None;
     for &rule in scratch.matches.iter() {
         let id = finding_hash(&engine.rules[rule].key(), ev);
         if portcullis_correlate::feeds_correlations(correlations, rule) {
             match ev.timestamp {
                 Some(ts) => {
-                    if !entities_ready {
-                        entities.clear();
-                        portcullis_event::entity::encode_entities(ev, &mut entities);
-                        entities_ready = true;
-                    }
-                    portcullis_correlate::push_inputs_for(correlations, rule, ts.0, id, &entities, |f| ev.get(f), inputs)
+                    let entities = entities.get_or_insert_with(|| {
+                        let mut buf = ENTITIES.with(|e| e.try_borrow_mut().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default());
+                        buf.clear();
+                        portcullis_event::entity::encode_entities(ev, &mut buf);
+                        buf
+                    });
+                    portcullis_correlate::push_inputs_for(correlations, rule, ts.0, id, entities, |f| ev.get(f), inputs)
                 }
                 None => untimed += 1,
             }
@@ -560,7 +560,9 @@ pub fn detect(
         }
     }
     // The buffer is given back for the next event, unless one huge value grew it.
-    if entities.capacity() <= 64 * 1024 {
+    if let Some(entities) = entities
+        && entities.capacity() <= 64 * 1024
+    {
         ENTITIES.with(|e| {
             if let Ok(mut e) = e.try_borrow_mut() {
                 *e = entities;
