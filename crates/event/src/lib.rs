@@ -73,8 +73,9 @@ pub enum ValueKind {
     Null,
 }
 
-/// Where one field lies in the event's text: its name, then its value straight after it
-/// (so three offsets, not two ranges: 16 bytes a field, not 20).
+/// Where one field lies in the event's text: its name, a NUL byte, its value and a 0x01
+/// byte (so three offsets, not two ranges: 16 bytes a field, not 20). With the separators
+/// the text is, end to end, the bytes a finding id hashes ([`Event::field_stream`]).
 #[derive(Clone, Debug)]
 struct FieldSlot {
     start: u32,
@@ -90,10 +91,10 @@ impl FieldSlot {
         self.start as usize..self.name_end as usize
     }
 
-    /// The value's place in the event's text.
+    /// The value's place in the event's text (past the NUL that ends the name).
     #[inline]
     fn value(&self) -> Range<usize> {
-        self.name_end as usize..self.value_end as usize
+        self.name_end as usize + 1..self.value_end as usize
     }
 }
 
@@ -169,7 +170,7 @@ impl Event {
     /// more fields and `extra_text` more bytes (an indicator match's `ioc.*` fields), so
     /// that adding them does not double its buffers. A noisy rule keeps millions.
     pub fn kept(&self, extra_fields: usize, extra_text: usize) -> Event {
-        let mut text = String::with_capacity(self.text.len() + extra_text);
+        let mut text = String::with_capacity(self.text.len() + extra_text + 2 * extra_fields);
         text.push_str(&self.text);
         let mut fields = Vec::with_capacity(self.fields.len() + extra_fields);
         fields.extend_from_slice(&self.fields);
@@ -224,15 +225,17 @@ impl Event {
     /// [`MAX_EVENT_TEXT`].
     pub fn push(&mut self, name: &str, value: &str, kind: ValueKind) -> bool {
         self.layout = 0;
-        if self.text.len() + name.len() + value.len() > MAX_EVENT_TEXT {
+        if self.text.len() + name.len() + value.len() + 2 > MAX_EVENT_TEXT {
             self.refused = true;
             return false;
         }
         let n0 = self.text.len() as u32;
         self.text.push_str(name);
         let n1 = self.text.len() as u32;
+        self.text.push('\0');
         self.text.push_str(value);
         let v1 = self.text.len() as u32;
+        self.text.push('\u{1}');
         self.fields.push(FieldSlot { start: n0, name_end: n1, value_end: v1, kind });
         true
     }
@@ -246,7 +249,7 @@ impl Event {
     pub fn push_parts(&mut self, name_parts: &[&str], value: &str, kind: ValueKind) -> bool {
         let name_len: usize = name_parts.iter().map(|p| p.len()).sum();
         self.layout = 0;
-        if self.text.len() + name_len + value.len() > MAX_EVENT_TEXT {
+        if self.text.len() + name_len + value.len() + 2 > MAX_EVENT_TEXT {
             self.refused = true;
             return false;
         }
@@ -255,8 +258,10 @@ impl Event {
             self.text.push_str(p);
         }
         let n1 = self.text.len() as u32;
+        self.text.push('\0');
         self.text.push_str(value);
         let v1 = self.text.len() as u32;
+        self.text.push('\u{1}');
         self.fields.push(FieldSlot { start: n0, name_end: n1, value_end: v1, kind });
         true
     }
@@ -290,9 +295,11 @@ impl Event {
         self.fields.iter().map(move |s| (&text[s.name()], &text[s.value()]))
     }
 
-    /// The bytes of every field name and value together.
-    pub fn text_len(&self) -> usize {
-        self.text.len()
+    /// Every field as its name, a NUL byte, its value and a 0x01 byte, end to end in source
+    /// order: the bytes a finding id hashes after the rule and the record.
+    #[inline]
+    pub fn field_stream(&self) -> &[u8] {
+        self.text.as_bytes()
     }
 
     /// The first value of a field, by name compared ASCII case-insensitively.
@@ -566,14 +573,21 @@ fn needs_escape(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn field_bytes_and_text_len_agree_with_the_fields() {
+    fn field_bytes_and_the_field_stream_agree_with_the_fields() {
         let mut ev = super::Event::default();
         for (n, v) in [("a", ""), ("Naïve", "café"), ("", "x"), ("c-ip", "203.0.113.9")] {
             ev.push_str(n, v);
             let bytes: Vec<(Vec<u8>, Vec<u8>)> = ev.field_bytes().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
             let fields: Vec<(Vec<u8>, Vec<u8>)> = ev.fields().map(|f| (f.name.as_bytes().to_vec(), f.value.as_bytes().to_vec())).collect();
             assert_eq!(bytes, fields);
-            assert_eq!(ev.text_len(), ev.fields().map(|f| f.name.len() + f.value.len()).sum::<usize>());
+            let mut stream = Vec::new();
+            for f in ev.fields() {
+                stream.extend_from_slice(f.name.as_bytes());
+                stream.push(0);
+                stream.extend_from_slice(f.value.as_bytes());
+                stream.push(1);
+            }
+            assert_eq!(ev.field_stream(), &stream[..]);
         }
     }
 

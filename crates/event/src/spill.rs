@@ -71,7 +71,7 @@ impl Event {
             return Err(SpillError("field count past the end of the record"));
         }
         let mut fields = Vec::with_capacity(n);
-        let mut end = 0u32;
+        let (mut end, mut next_start) = (0u32, 0u32);
         for _ in 0..n {
             let start = end.wrapping_add(r.varint()?);
             let name_end = start.checked_add(r.varint()?).ok_or(SpillError("field outside its event's text"))?;
@@ -85,14 +85,22 @@ impl Event {
                 4 => ValueKind::Null,
                 _ => return Err(SpillError("unknown value kind")),
             };
-            let ok = start <= name_end
-                && name_end <= value_end
-                && (value_end as usize) <= text.len()
-                && [start, name_end, value_end].iter().all(|&o| text.is_char_boundary(o as usize));
+            // Fields lie end to end as name NUL value 0x01 ([`Event::field_stream`]); the
+            // separators also make every offset fall between characters.
+            let bytes = text.as_bytes();
+            let ok = start == next_start
+                && name_end < value_end
+                && (value_end as usize) < text.len()
+                && bytes[name_end as usize] == 0
+                && bytes[value_end as usize] == 1;
             if !ok {
                 return Err(SpillError("field outside its event's text"));
             }
+            next_start = value_end + 1;
             fields.push(FieldSlot { start, name_end, value_end, kind });
+        }
+        if next_start as usize != text.len() {
+            return Err(SpillError("text past its event's last field"));
         }
         let source = match r.u8()? {
             0 => SourceKind::Windows,

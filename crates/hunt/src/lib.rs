@@ -597,10 +597,13 @@ pub fn finding_id(rule_key: &str, ev: &Event) -> String {
 /// [`finding_id`] as the number its hex digits write (correlation inputs carry it so).
 pub fn finding_hash(rule_key: &str, ev: &Event) -> u128 {
     use std::cell::RefCell;
-    // xxh3 of the parts laid end to end is xxh3 streamed over them, so an event of usual
-    // size is copied into one buffer and hashed in one call, not through many small updates.
+    // The hashed bytes are the rule key, a NUL, the record and time, then each field as
+    // name NUL value 0x01, which is how the event keeps its fields (Event::field_stream).
+    // xxh3 of parts laid end to end is xxh3 streamed over them, so an event of usual size
+    // is copied into one buffer and hashed in one call, not through the streaming state.
     const ONE_CALL_MAX: usize = 64 * 1024;
-    let size = rule_key.len() + 17 + ev.text_len() + 2 * ev.len();
+    let fields = ev.field_stream();
+    let size = rule_key.len() + 17 + fields.len();
     if size > ONE_CALL_MAX {
         return finding_hash_streamed(rule_key, ev);
     }
@@ -610,17 +613,12 @@ pub fn finding_hash(rule_key: &str, ev: &Event) -> u128 {
     BUF.with(|buf| {
         let mut b = buf.borrow_mut();
         b.clear();
+        b.reserve(size);
         b.extend_from_slice(rule_key.as_bytes());
         b.push(0);
         b.extend_from_slice(&ev.record.to_le_bytes());
         b.extend_from_slice(&ev.timestamp.map(|t| t.0).unwrap_or(i64::MIN).to_le_bytes());
-        b.reserve(size);
-        for (name, value) in ev.field_bytes() {
-            b.extend_from_slice(name);
-            b.push(0);
-            b.extend_from_slice(value);
-            b.push(1);
-        }
+        b.extend_from_slice(fields);
         xxhash_rust::xxh3::xxh3_128(&b)
     })
 }
@@ -632,18 +630,46 @@ fn finding_hash_streamed(rule_key: &str, ev: &Event) -> u128 {
     h.update(&[0]);
     h.update(&ev.record.to_le_bytes());
     h.update(&ev.timestamp.map(|t| t.0).unwrap_or(i64::MIN).to_le_bytes());
-    for (name, value) in ev.field_bytes() {
-        h.update(name);
-        h.update(&[0]);
-        h.update(value);
-        h.update(&[1]);
-    }
+    h.update(ev.field_stream());
     h.digest128()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The id as it was first defined: each field's name and value fed to the hash in turn.
+    fn hashed_field_by_field(rule_key: &str, ev: &Event) -> u128 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(rule_key.as_bytes());
+        h.update(&[0]);
+        h.update(&ev.record.to_le_bytes());
+        h.update(&ev.timestamp.map(|t| t.0).unwrap_or(i64::MIN).to_le_bytes());
+        for f in ev.fields() {
+            h.update(f.name.as_bytes());
+            h.update(&[0]);
+            h.update(f.value.as_bytes());
+            h.update(&[1]);
+        }
+        h.digest128()
+    }
+
+    #[test]
+    fn finding_ids_are_the_hash_of_each_field_in_turn() {
+        let mut ev = Event::default();
+        ev.record = 7;
+        for (i, (name, value)) in [("c-ip", "203.0.113.9"), ("", ""), ("Naïve", "café\u{0}\u{1}"), ("Data", &"x".repeat(70_000)), ("a", "")]
+            .into_iter()
+            .enumerate()
+        {
+            ev.push_str(name, value);
+            ev.timestamp = (i % 2 == 0).then_some(portcullis_event::Timestamp(1_600_000_000_000_000 + i as i64));
+            assert_eq!(finding_hash("k", &ev), hashed_field_by_field("k", &ev), "{i}");
+        }
+        let mut kept = ev.kept(1, 4);
+        kept.push_str("ioc", "x");
+        assert_eq!(finding_hash("k", &kept), hashed_field_by_field("k", &kept));
+    }
 
     #[test]
     fn finding_ids_hashed_in_one_call_equal_the_streamed_hash() {
@@ -657,6 +683,7 @@ mod tests {
             assert_ne!(id, finding_id("other-key", &ev));
         }
         // Pinned: ids are stable across versions (case files and triage notes refer to them).
+        assert_eq!(finding_id("rule-key", &ev), portcullis_event::hex_id(hashed_field_by_field("rule-key", &ev)));
         let mut small = Event::default();
         small.push_str("c-ip", "203.0.113.9");
         assert_eq!(finding_id("k", &small), "e53ae24f35d6af2beea2236946d254b0");
