@@ -167,9 +167,8 @@ impl Sorter {
         let mut sources: Vec<RunReader> = Vec::new();
         for mut s in sorters {
             let order = sorted_order(&s.buffer);
-            let mut slots: Vec<Option<Input>> = std::mem::take(&mut s.buffer).into_iter().map(Some).collect();
-            let sorted: Vec<Input> = order.into_iter().filter_map(|i| slots[i].take()).collect();
-            sources.push(RunReader::Memory(sorted.into_iter()));
+            put_in_order(&mut s.buffer, order);
+            sources.push(RunReader::Memory(std::mem::take(&mut s.buffer).into_iter()));
             for f in s.runs {
                 sources.push(RunReader::File(BufReader::with_capacity(64 * 1024, f)));
             }
@@ -198,6 +197,28 @@ fn sorted_order(inputs: &[Input]) -> Vec<usize> {
         })
     });
     keys.into_iter().map(|k| k.3).collect()
+}
+
+/// Moves `items[order[k]]` to place `k`, for every k, in place (a copy would double the
+/// largest buffer of the run). `order` must be a permutation of the places.
+fn put_in_order<T>(items: &mut [T], mut order: Vec<usize>) {
+    const DONE: usize = usize::MAX;
+    for start in 0..items.len() {
+        if order[start] == DONE {
+            continue;
+        }
+        // Follow the cycle through `start`: each swap puts one item in its final place and
+        // carries the item that was at `start` on to the next.
+        let mut k = start;
+        loop {
+            let from = std::mem::replace(&mut order[k], DONE);
+            if from == start || from == DONE {
+                break;
+            }
+            items.swap(k, from);
+            k = from;
+        }
+    }
 }
 
 /// The first eight bytes of `group` as a big-endian number, zeros past its end: when two
@@ -310,6 +331,24 @@ mod tests {
             }
             let merged: Vec<Input> = Sorter::merge(vec![s]).unwrap().map(|r| r.unwrap()).collect();
             assert_eq!(merged, expected, "budget {budget}");
+        }
+    }
+
+    #[test]
+    fn put_in_order_applies_the_permutation() {
+        let mut seed = 5u64;
+        for n in [0usize, 1, 2, 3, 10, 257] {
+            let mut order: Vec<usize> = (0..n).collect();
+            // A shuffle (Fisher-Yates) with cycles of every length.
+            for i in (1..n).rev() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                order.swap(i, (seed >> 33) as usize % (i + 1));
+            }
+            let items: Vec<u32> = (0..n as u32).map(|i| i * 7 + 1).collect();
+            let expected: Vec<u32> = order.iter().map(|&i| items[i]).collect();
+            let mut moved = items.clone();
+            put_in_order(&mut moved, order);
+            assert_eq!(moved, expected, "{n}");
         }
     }
 
