@@ -99,6 +99,25 @@ pub fn is_default_iis_line(line: &[u8]) -> bool {
         && cols.count() == IIS_DEFAULT_FIELDS.len() - 2
 }
 
+/// `line.split(' ')` by a plain byte loop: W3C fields are a few bytes long, and the
+/// standard splitter's search costs more per field than this scan of its bytes.
+fn split_spaces(line: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(line);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.bytes().position(|b| b == b' ') {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 pub fn read(
     mut reader: impl BufRead,
     opts: &ReadOptions,
@@ -169,7 +188,7 @@ pub fn read(
         event.record = line_no;
         let (mut date, mut time, mut stem, mut query) = (None, None, None, None);
         let mut has_cs_uri = false;
-        for (col, raw) in columns.iter().zip(line.split(' ')) {
+        for (col, raw) in columns.iter().zip(split_spaces(line)) {
             let (v, kind) = if raw == "-" {
                 ("", ValueKind::Null)
             } else if col.plus_is_space && raw.contains('+') {
@@ -226,6 +245,13 @@ pub fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_spaces_splits_as_the_standard_splitter() {
+        for line in ["", " ", "a", "a b", " a", "a ", "a  b", "  ", "é ü  x\u{3000}y ", "2022-06-01 10:00:00 GET /owa/ - 443"] {
+            assert_eq!(split_spaces(line).collect::<Vec<_>>(), line.split(' ').collect::<Vec<_>>(), "{line:?}");
+        }
+    }
 
     const IIS: &str = "#Software: Microsoft Internet Information Services 10.0\r\n\
 #Version: 1.0\r\n\
