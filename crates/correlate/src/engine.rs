@@ -56,8 +56,12 @@ struct GroupState {
     opened: i64,
     last: i64,
     entities: std::collections::BTreeSet<Arc<str>>,
-    /// The entity list of the last input, to skip re-adding the same list.
-    last_entities: String,
+    /// The seeded hash (never 0) of the last input's entity list, to skip re-adding the
+    /// same list: a group's inputs mostly carry one list, and comparing it as text read
+    /// another allocation per input. Lists whose hashes collide (odds 2^-63, the seed
+    /// unknown to whoever writes the logs) would only leave the second list's entities out
+    /// of the group's summary, never change what fires.
+    last_entities: u64,
 }
 
 /// One input in a group's window.
@@ -184,7 +188,8 @@ impl Correlator {
             *st = GroupState { opened: ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
         }
         st.last = ts;
-        if st.last_entities != entities && st.entities.len() < MAX_ENTITIES {
+        let entities_hash = if st.entities.len() < MAX_ENTITIES { TextHash::default().hash_bytes(entities.as_bytes()) | 1 } else { 0 };
+        if st.entities.len() < MAX_ENTITIES && st.last_entities != entities_hash {
             for e in entities.split('\u{1f}').filter(|e| !e.is_empty()) {
                 if st.entities.len() >= MAX_ENTITIES {
                     break;
@@ -193,8 +198,7 @@ impl Correlator {
                     st.entities.insert(Arc::from(e));
                 }
             }
-            st.last_entities.clear();
-            st.last_entities.push_str(entities);
+            st.last_entities = entities_hash;
         }
         // Only value correlations need the values kept. A counted value is the key already
         // counted, when there is one: one allocation per distinct value, not per input.

@@ -109,7 +109,9 @@ impl Input {
         let [group_end, value_end, len] = ends;
         // Read as far as the file goes, not allocated up front: a damaged length must not
         // ask for terabytes.
-        let mut buf = Vec::new();
+        // Room for the usual record at once (no growing, and no shrinking into the box); a
+        // damaged length is still only read as far as the file goes.
+        let mut buf = Vec::with_capacity(len.min(64 * 1024));
         r.take(len as u64).read_to_end(&mut buf)?;
         if buf.len() != len {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a spilled correlation input is cut short"));
