@@ -188,17 +188,20 @@ impl Correlator {
             *st = GroupState { opened: ts, marks: vec![None; c.sources.len() + 1], ..Default::default() };
         }
         st.last = ts;
-        let entities_hash = if st.entities.len() < MAX_ENTITIES { TextHash::default().hash_bytes(entities.as_bytes()) | 1 } else { 0 };
-        if st.entities.len() < MAX_ENTITIES && st.last_entities != entities_hash {
-            for e in entities.split('\u{1f}').filter(|e| !e.is_empty()) {
-                if st.entities.len() >= MAX_ENTITIES {
-                    break;
+        // A full entity set takes no more: the list is not even hashed.
+        if st.entities.len() < MAX_ENTITIES {
+            let entities_hash = TextHash::default().hash_bytes(entities.as_bytes()) | 1;
+            if st.last_entities != entities_hash {
+                for e in entities.split('\u{1f}').filter(|e| !e.is_empty()) {
+                    if st.entities.len() >= MAX_ENTITIES {
+                        break;
+                    }
+                    if !st.entities.contains(e) {
+                        st.entities.insert(Arc::from(e));
+                    }
                 }
-                if !st.entities.contains(e) {
-                    st.entities.insert(Arc::from(e));
-                }
+                st.last_entities = entities_hash;
             }
-            st.last_entities = entities_hash;
         }
         // Only value correlations need the values kept. A counted value is the key already
         // counted, when there is one: one allocation per distinct value, not per input.
