@@ -109,22 +109,13 @@ impl IocRules {
     /// The indicators in `ev`: (indicator, rule, field name), each indicator once.
     pub fn scan<'e>(&self, ev: &'e Event, hits: &mut Vec<Hit>, out: &mut Vec<(u32, u32, &'e str)>) {
         out.clear();
-        let mut previous = None;
-        for f in ev.fields() {
-            // An alias repeats the value before it (cs(User-Agent), cs-user-agent): its
-            // indicators are already in, under the first name.
-            if previous == Some(f.value) {
-                continue;
-            }
-            previous = Some(f.value);
-            hits.clear();
-            self.set.scan(f.value, hits);
-            for h in hits.iter() {
+        self.set.scan_event(ev, hits, |k, hits| {
+            for h in hits {
                 if !out.iter().any(|(i, _, _)| *i == h.indicator) {
-                    out.push((h.indicator, self.rule_of[h.indicator as usize], f.name));
+                    out.push((h.indicator, self.rule_of[h.indicator as usize], ev.field(k).name));
                 }
             }
-        }
+        });
     }
 
     /// `ev` with the match described in `ioc.*` fields.

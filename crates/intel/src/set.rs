@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+use portcullis_event::Event;
 use portcullis_event::text_hash::TextHash;
 
 use crate::indicator::{Indicator, Kind, normalise_url, parse_cidr};
@@ -27,12 +28,13 @@ pub struct IocSet {
     ipv6: Map<u128>,
     cidr4: Vec<(u8, Map<u32>)>,
     cidr6: Vec<(u8, Map<u128>)>,
-    domains: Map<Box<str>>,
+    /// Keyed by bytes, as the tokens of a value are cut (an indicator's value is text).
+    domains: Map<Box<[u8]>>,
     /// Last labels of indicator domains: a token ending elsewhere is not looked up.
-    tlds: HashSet<Box<str>, TextHash>,
+    tlds: HashSet<Box<[u8]>, TextHash>,
     urls: Map<Box<str>>,
-    emails: Map<Box<str>>,
-    hashes: Map<Box<str>>,
+    emails: Map<Box<[u8]>>,
+    hashes: Map<Box<[u8]>>,
     /// Indicators dropped because an earlier one had the same kind and value.
     pub duplicates: usize,
     /// Distinguishes sets for the per-thread no-match cache (changes on every `add`).
@@ -114,9 +116,10 @@ impl IocSet {
         for (_, m) in &mut self.cidr6 {
             m.values_mut().for_each(apply);
         }
-        for m in [&mut self.domains, &mut self.urls, &mut self.emails, &mut self.hashes] {
+        for m in [&mut self.domains, &mut self.emails, &mut self.hashes] {
             m.values_mut().for_each(apply);
         }
+        self.urls.values_mut().for_each(apply);
     }
 
     pub fn len(&self) -> usize {
@@ -125,6 +128,30 @@ impl IocSet {
 
     pub fn is_empty(&self) -> bool {
         self.indicators.is_empty()
+    }
+
+    /// The indicators in each value of `ev`: `found(field, hits)` for every field whose
+    /// value holds one, in field order. A value equal to the one before it (an alias, such
+    /// as cs(User-Agent) and cs-user-agent) is not scanned again.
+    pub fn scan_event(&self, ev: &Event, hits: &mut Vec<Hit>, mut found: impl FnMut(usize, &[Hit])) {
+        if self.indicators.is_empty() {
+            return;
+        }
+        let mut previous: &[u8] = &[];
+        // As bytes: most values are rejected at a glance, and taking each as text would
+        // first check that it starts and ends between characters.
+        for (k, (_, value)) in ev.field_bytes().enumerate() {
+            // Compared only once the value is known to need scanning.
+            let before = std::mem::replace(&mut previous, value);
+            if self.rejects(value) || before == value {
+                continue;
+            }
+            hits.clear();
+            self.scan_tokens(value, hits);
+            if !hits.is_empty() {
+                found(k, hits);
+            }
+        }
     }
 
     pub fn add(&mut self, ind: Indicator) {
@@ -167,20 +194,20 @@ impl IocSet {
             },
             Kind::Domain => {
                 if let Some(tld) = ind.value.rsplit('.').next() {
-                    self.tlds.insert(tld.into());
+                    self.tlds.insert(tld.as_bytes().into());
                 }
-                insert_new(&mut self.domains, ind.value.as_str().into(), i)
+                insert_new(&mut self.domains, ind.value.as_bytes().into(), i)
             }
             Kind::Url => insert_new(&mut self.urls, ind.value.as_str().into(), i),
             Kind::Email => {
                 if let Some((_, d)) = ind.value.split_once('@')
                     && let Some(tld) = d.rsplit('.').next()
                 {
-                    self.tlds.insert(tld.into());
+                    self.tlds.insert(tld.as_bytes().into());
                 }
-                insert_new(&mut self.emails, ind.value.as_str().into(), i)
+                insert_new(&mut self.emails, ind.value.as_bytes().into(), i)
             }
-            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => insert_new(&mut self.hashes, ind.value.as_str().into(), i),
+            Kind::Md5 | Kind::Sha1 | Kind::Sha256 => insert_new(&mut self.hashes, ind.value.as_bytes().into(), i),
         }
     }
 
@@ -190,29 +217,42 @@ impl IocSet {
     /// caller; only a value that could hold an indicator pays for the call that cuts it up.
     #[inline]
     pub fn scan(&self, value: &str, out: &mut Vec<Hit>) {
-        if value.len() < 3 || value.len() > 64 * 1024 || self.indicators.is_empty() {
-            return;
+        self.scan_bytes(value.as_bytes(), out);
+    }
+
+    /// [`IocSet::scan`] of a value given as bytes, such as [`Event::field_bytes`] gives
+    /// without checking that each value starts and ends between characters. Bytes that are
+    /// not UTF-8 are read as [`String::from_utf8_lossy`] reads them: they end a token.
+    ///
+    /// [`Event::field_bytes`]: portcullis_event::Event::field_bytes
+    #[inline]
+    pub fn scan_bytes(&self, b: &[u8], out: &mut Vec<Hit>) {
+        if !self.indicators.is_empty() && !self.rejects(b) {
+            self.scan_tokens(b, out);
         }
-        let b = value.as_bytes();
+    }
+
+    /// Whether `b` can be seen at a glance to hold no indicator (most of a log's values).
+    #[inline]
+    fn rejects(&self, b: &[u8]) -> bool {
+        if b.len() < 3 || b.len() > 64 * 1024 {
+            return true;
+        }
         // Every indicator kind but a hash needs a `.`, `:` or `@`; most fields have none.
         // Eight bytes at a time for short values, shorter than memchr's set-up costs.
         let punct = if b.len() < 32 { has_punct(b) } else { memchr::memchr3(b'.', b':', b'@', b).is_some() };
         if !punct && (b.len() < 32 || self.hashes.is_empty()) {
-            return;
+            return true;
         }
         // A time of day or a date and time (every line of a web or Exchange log has one,
         // mostly all different, so the no-match cache below cannot help): no indicator.
-        if is_timestamp(b) {
-            return;
-        }
-        self.scan_tokens(value, out);
+        is_timestamp(b)
     }
 
     /// [`IocSet::scan`] past its quick rejections: the no-match cache, then the tokens.
     #[inline(never)]
-    fn scan_tokens(&self, value: &str, out: &mut Vec<Hit>) {
+    fn scan_tokens(&self, b: &[u8], out: &mut Vec<Hit>) {
         let start = out.len();
-        let b = value.as_bytes();
         // Log values repeat (server addresses, paths, user agents): a value already seen to
         // hold no indicator is not cut up again. Per thread, direct-mapped, bounded. Keyed by
         // the hash alone, so the hash is seeded: a value carrying an indicator cannot be made
@@ -232,7 +272,7 @@ impl IocSet {
             return;
         }
         if !self.urls.is_empty() && b.len() > 8 && has_scheme_separator(b) {
-            self.scan_urls(value, out);
+            self.scan_urls(&String::from_utf8_lossy(b), out);
         }
         let mut lower = [0u8; 256];
         let mut i = 0;
@@ -261,7 +301,7 @@ impl IocSet {
                 i += 1;
             }
             let (alpha, hex, digits_dots) = (any & ALPHA != 0, all & HEX != 0, all & DIGIT_DOT != 0);
-            let tok = &value[s..i];
+            let tok = &b[s..i];
             if tok.len() < 3 {
                 continue;
             }
@@ -279,13 +319,13 @@ impl IocSet {
                 continue;
             }
             if colons >= 2 && !self.ipv6.is_empty() | !self.cidr6.is_empty() {
-                if let Ok(IpAddr::V6(a)) = tok.parse::<IpAddr>() {
+                if let Some(IpAddr::V6(a)) = std::str::from_utf8(tok).ok().and_then(|t| t.parse::<IpAddr>().ok()) {
                     self.lookup_v6(a.into(), out);
                 }
                 continue;
             }
             // host:port
-            let tok = if colons == 1 { tok.split(':').next().unwrap_or(tok) } else { tok };
+            let tok = if colons == 1 { tok.split(|&c| c == b':').next().unwrap_or(tok) } else { tok };
             if colons == 1
                 && dots == 3
                 && let Some(ip) = ipv4(tok)
@@ -294,16 +334,16 @@ impl IocSet {
                 continue;
             }
             if at && !self.emails.is_empty() && tok.len() <= 254 {
-                let l = lowered(tok.trim_matches('.'), &mut lower);
+                let l = lowered(trim(tok, |c| c == b'.'), &mut lower);
                 if let Some(&x) = self.emails.get(l) {
                     out.push(Hit { indicator: x });
                 }
             }
             if alpha && dots > 0 && !self.domains.is_empty() && tok.len() <= 253 {
-                let host = if at { tok.rsplit('@').next().unwrap_or(tok) } else { tok };
-                let host = host.trim_matches(['.', '-']);
+                let host = if at { tok.rsplit(|&c| c == b'@').next().unwrap_or(tok) } else { tok };
+                let host = trim(host, |c| matches!(c, b'.' | b'-'));
                 let l = lowered(host, &mut lower);
-                let tld = l.rsplit('.').next().unwrap_or("");
+                let tld = l.rsplit(|&c| c == b'.').next().unwrap_or_default();
                 if self.tlds.contains(tld) {
                     // The domain and each parent: `a.b.evil.com` matches `evil.com`.
                     let mut d = l;
@@ -312,8 +352,8 @@ impl IocSet {
                             out.push(Hit { indicator: x });
                             break;
                         }
-                        match d.find('.') {
-                            Some(p) if d[p + 1..].contains('.') => d = &d[p + 1..],
+                        match d.iter().position(|&c| c == b'.') {
+                            Some(p) if d[p + 1..].contains(&b'.') => d = &d[p + 1..],
                             _ => break,
                         }
                     }
@@ -453,14 +493,24 @@ fn has_punct(b: &[u8]) -> bool {
         let x = v ^ (ONES * u64::from(c));
         x.wrapping_sub(ONES) & !x & HIGHS != 0
     };
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        if has(v, b'.') || has(v, b':') || has(v, b'@') {
-            return true;
-        }
+    let any = |v: u64| has(v, b'.') || has(v, b':') || has(v, b'@');
+    let word = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    let half = |w: &[u8]| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    let n = b.len();
+    if n < 4 {
+        return b.iter().any(|c| matches!(c, b'.' | b':' | b'@'));
     }
-    words.remainder().iter().any(|c| matches!(c, b'.' | b':' | b'@'))
+    if n < 8 {
+        // The first four bytes and the last four, which overlap: every byte is in one.
+        return any(half(b) | half(&b[n - 4..]) << 32);
+    }
+    let mut words = b.chunks_exact(8);
+    if words.any(|w| any(word(w))) {
+        return true;
+    }
+    // The last 1–7 bytes, in the last eight (bytes read twice do no harm). Not copied into a
+    // padded word: writing a word byte by byte and reading it whole stalls the load.
+    !n.is_multiple_of(8) && any(word(&b[n - 8..]))
 }
 
 /// Whether `b` holds `://` (`memmem::find` would build a searcher on every call).
@@ -503,23 +553,30 @@ fn is_timestamp(b: &[u8]) -> bool {
     rest.is_empty()
 }
 
-fn lowered<'a>(s: &'a str, buf: &'a mut [u8; 256]) -> &'a str {
-    if s.len() > buf.len() || !s.bytes().any(|c| c.is_ascii_uppercase()) {
+fn lowered<'a>(s: &'a [u8], buf: &'a mut [u8; 256]) -> &'a [u8] {
+    if s.len() > buf.len() || !s.iter().any(u8::is_ascii_uppercase) {
         return s;
     }
     let b = &mut buf[..s.len()];
-    b.copy_from_slice(s.as_bytes());
+    b.copy_from_slice(s);
     b.make_ascii_lowercase();
-    std::str::from_utf8(b).unwrap_or(s)
+    b
+}
+
+/// `s` without the bytes `cut` accepts at either end.
+fn trim(s: &[u8], cut: impl Fn(u8) -> bool) -> &[u8] {
+    let start = s.iter().position(|&c| !cut(c)).unwrap_or(s.len());
+    let end = s.iter().rposition(|&c| !cut(c)).map_or(start, |e| e + 1);
+    &s[start..end]
 }
 
 /// A dotted quad, strictly (each part 1–3 digits, ≤ 255).
-fn ipv4(s: &str) -> Option<u32> {
+fn ipv4(s: &[u8]) -> Option<u32> {
     let mut out = 0u32;
     let mut part = 0u32;
     let mut digits = 0;
     let mut parts = 0;
-    for &c in s.as_bytes() {
+    for &c in s {
         if c == b'.' {
             if digits == 0 || part > 255 {
                 return None;
@@ -632,6 +689,18 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_text_do_not_hide_an_indicator() {
+        let s = set(&["47.242.39.92", "nropnews.com"]);
+        let mut out = Vec::new();
+        s.scan_bytes(b"\xff\xfe 47.242.39.92 x\xc3", &mut out);
+        s.scan_bytes(b"\xe2\x82 www.nropnews.com\x80", &mut out);
+        let found: Vec<&str> = out.iter().map(|h| s.indicators[h.indicator as usize].value.as_str()).collect();
+        assert_eq!(found, ["47.242.39.92", "nropnews.com"]);
+        // As text, the same values are found the same way.
+        assert_eq!(hits(&s, "47.242.39.92 x"), ["47.242.39.92"]);
+    }
+
+    #[test]
     fn each_kind_matches_inside_values() {
         let s = set(&[
             "47.242.39.92",
@@ -706,11 +775,63 @@ mod tests {
                 let (mut quick, mut full) = (Vec::new(), Vec::new());
                 s.scan(v, &mut quick);
                 if (3..=64 * 1024).contains(&v.len()) {
-                    s.scan_tokens(v, &mut full);
+                    s.scan_tokens(v.as_bytes(), &mut full);
                 }
                 assert_eq!(quick, full, "{v:?}");
             }
         }
+    }
+
+    #[test]
+    fn an_event_is_scanned_as_each_of_its_values_is() {
+        let sets = [
+            set(&["47.242.39.92", "nropnews.com", "bad@evil.example", &"ab".repeat(32)]),
+            set(&["47.242.39.92", "10.20.0.0/16", "nropnews.com", "http://206.188.196.77:8080/themes.aspx"]),
+        ];
+        let values = [
+            "",
+            "-",
+            "47.242.39.92",
+            "10.20.3.4:443",
+            "12:34:56",
+            "Mozilla/5.0 nropnews.com",
+            "bad@evil.example",
+            "http://206.188.196.77:8080/themes.aspx",
+            "x.y",
+            "200",
+        ];
+        let hash = "AB".repeat(32);
+        let mut seed = 5u64;
+        let mut fields_with_hits = 0;
+        for round in 0..2000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut ev = Event::new(portcullis_event::SourceKind::W3c);
+            for f in 0..(seed >> 59) as usize {
+                let pick = (seed >> (f * 4 % 56)) as usize % (values.len() + 1);
+                // Names with punctuation too, which must never be taken for values.
+                let name = if f % 3 == 0 { format!("a.b:{f}@") } else { format!("f{f}") };
+                ev.push_str(&name, values.get(pick).copied().unwrap_or(&hash));
+            }
+            for s in &sets {
+                let mut reference = Vec::new();
+                let mut previous = None;
+                for (k, f) in ev.fields().enumerate() {
+                    if previous != Some(f.value) {
+                        let mut h = Vec::new();
+                        s.scan(f.value, &mut h);
+                        if !h.is_empty() {
+                            reference.push((k, h));
+                        }
+                    }
+                    previous = Some(f.value);
+                }
+                let mut found = Vec::new();
+                s.scan_event(&ev, &mut Vec::new(), |k, h| found.push((k, h.to_vec())));
+                assert_eq!(found, reference, "round {round}");
+                fields_with_hits += found.len();
+            }
+        }
+        assert!(fields_with_hits > 1000, "{fields_with_hits}");
     }
 
     #[test]
