@@ -76,7 +76,7 @@ pub fn normalise(kind: EntityKind, v: &str) -> Option<String> {
 /// [`normalise`] appended to `out` (true), or nothing (false): the entities of one event
 /// are written into one buffer, not a string each.
 fn normalise_into(kind: EntityKind, v: &str, out: &mut String) -> bool {
-    let v = v.trim();
+    let v = trim(v);
     if v.is_empty() || v == "-" || v.len() > 512 {
         return false;
     }
@@ -119,6 +119,25 @@ fn push_lowercase(v: &str, out: &mut String) {
     }
 }
 
+/// `v.trim()`, without looking at characters when `v` starts and ends with an ASCII byte
+/// that is not white space (nearly every value).
+fn trim(v: &str) -> &str {
+    let plain = |b: u8| b > b' ' && b.is_ascii();
+    match v.as_bytes() {
+        [first, .., last] if plain(*first) && plain(*last) => v,
+        [only] if plain(*only) => v,
+        _ => v.trim(),
+    }
+}
+
+/// `v.trim_matches(['[', ']'])`, a byte at a time.
+fn trim_brackets(v: &str) -> &str {
+    let bracket = |c: u8| matches!(c, b'[' | b']');
+    let start = v.bytes().position(|c| !bracket(c)).unwrap_or(v.len());
+    let end = v.bytes().rposition(|c| !bracket(c)).map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
 /// Values too common or too vague to link anything (see [`normalise`]).
 pub fn trivial(kind: EntityKind, v: &str) -> bool {
     normalise(kind, v).is_none()
@@ -152,7 +171,7 @@ fn account(v: &str) -> Option<String> {
 }
 
 fn address_into(v: &str, out: &mut String) -> bool {
-    let v = v.trim_matches(['[', ']']);
+    let v = trim_brackets(v);
     // The common case, dotted IPv4: the parser takes only the canonical form (no leading
     // zeros), so the text is kept as written and not formatted again.
     if let Some(a) = dotted_ipv4(v) {
@@ -244,27 +263,26 @@ pub fn encode_entities(ev: &Event, out: &mut String) {
 fn collect(ev: &Event, buf: &mut String, spans: &mut Vec<(EntityKind, std::ops::Range<usize>)>) {
     buf.clear();
     spans.clear();
+    // The server's own address names the host when nothing else does, and links the
+    // server's own requests to other logs that saw it as a client (share access). The last
+    // such field's value, as normalised for its own entity (a source address).
     let mut host_fallback = None;
-    crate::roles::for_each_role(ev, |f, role| {
-        let Some((role, _)) = role else { return };
+    crate::roles::for_each_role(ev, |f, (role, _)| {
         let Some(kind) = kind_of_role(role) else { return };
-        if role == Role::ServerAddress {
-            // The server's own address names the host when nothing else does, and links the
-            // server's own requests to other logs that saw it as a client (share access).
-            host_fallback = Some(f.value);
-        }
         let start = buf.len();
-        if normalise_into(kind, f.value, buf) {
-            spans.push((kind, start..buf.len()));
+        let kept = normalise_into(kind, f.value, buf);
+        let normalised = kept.then_some(start..buf.len());
+        if role == Role::ServerAddress {
+            host_fallback = Some(normalised.clone());
+        }
+        if let Some(r) = normalised {
+            spans.push((kind, r));
         }
     });
     if !spans.iter().any(|(k, _)| *k == EntityKind::Host)
-        && let Some(h) = host_fallback
+        && let Some(Some(r)) = host_fallback
     {
-        let start = buf.len();
-        if normalise_into(EntityKind::SourceIp, h, buf) {
-            spans.push((EntityKind::Host, start..buf.len()));
-        }
+        spans.push((EntityKind::Host, r));
     }
     let text = buf.as_str();
     spans.sort_unstable_by(|(ka, a), (kb, b)| (ka, &text[a.clone()]).cmp(&(kb, &text[b.clone()])));
@@ -327,6 +345,20 @@ impl Entity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_trims_trim_as_the_standard_ones_do() {
+        let pieces = ["", " ", "\t", "\u{b}", "\u{a0}", "\u{3000}", "\u{85}", "a", "é", "[", "]", "1", "::", "-", "\u{7f}"];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let v = format!("{a}{b}{c}");
+                    assert_eq!(trim(&v), v.trim(), "{v:?}");
+                    assert_eq!(trim_brackets(&v), v.trim_matches(['[', ']']), "{v:?}");
+                }
+            }
+        }
+    }
 
     fn ents(fields: &[(&str, &str)]) -> Vec<(EntityKind, String)> {
         let mut ev = Event::default();

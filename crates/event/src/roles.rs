@@ -130,12 +130,13 @@ fn lookup(name: &str) -> Option<(Role, usize)> {
     }
 }
 
-/// Calls `f` with each field of `ev` and its role and place in [`ROLE_FIELDS`], in field
-/// order. The events of one log mostly share their field names (a W3C or Exchange file's
-/// columns), so each thread remembers the last event's names and looks up only a name
-/// that differs from the one in the same position; an event whose reader says it has the
-/// last one's names ([`Event::layout`]) has none compared.
-pub(crate) fn for_each_role<'a>(ev: &'a Event, mut f: impl FnMut(crate::Field<'a>, Option<(Role, usize)>)) {
+/// Calls `f` with each field of `ev` that has a role, with the role and the name's place in
+/// [`ROLE_FIELDS`], in field order. The events of one log mostly share their field names
+/// (a W3C or Exchange file's columns), so each thread remembers the last event's names and
+/// looks up only a name that differs from the one in the same position; an event whose
+/// reader says it has the last one's names ([`Event::layout`]) has none compared, and only
+/// its fields with a role are taken out of it.
+pub(crate) fn for_each_role<'a>(ev: &'a Event, mut f: impl FnMut(crate::Field<'a>, (Role, usize))) {
     use std::cell::RefCell;
     /// Past this many fields, or for a longer name, names are looked up afresh (a hostile
     /// record's names cannot make the remembered ones large).
@@ -150,12 +151,16 @@ pub(crate) fn for_each_role<'a>(ev: &'a Event, mut f: impl FnMut(crate::Field<'a
     LAST.with(|last| {
         // Re-entered from `f` (not done today): plain lookups, never a double borrow.
         let Ok(mut last) = last.try_borrow_mut() else {
-            ev.fields().for_each(|field| f(field, lookup(field.name)));
+            ev.fields().for_each(|field| lookup(field.name).into_iter().for_each(|role| f(field, role)));
             return;
         };
         // The same names in the same order as the last event: no name compared.
         if layout != 0 && LAST_LAYOUT.get() == layout && last.len() >= ev.len() {
-            ev.fields().zip(last.iter()).for_each(|(field, (_, role))| f(field, *role));
+            for (i, (_, role)) in last[..ev.len()].iter().enumerate() {
+                if let Some(role) = *role {
+                    f(ev.field(i), role);
+                }
+            }
             return;
         }
         LAST_LAYOUT.set(0);
@@ -180,7 +185,9 @@ pub(crate) fn for_each_role<'a>(ev: &'a Event, mut f: impl FnMut(crate::Field<'a
                 }
                 None => lookup(field.name),
             };
-            f(field, role);
+            if let Some(role) = role {
+                f(field, role);
+            }
         }
         LAST_LAYOUT.set(if all_remembered { layout } else { 0 });
     });
@@ -196,10 +203,8 @@ pub struct Firsts<'a> {
 impl<'a> Firsts<'a> {
     pub fn of(ev: &'a Event) -> Firsts<'a> {
         let mut by_name = [None; ROLE_FIELDS.len()];
-        for_each_role(ev, |f, role| {
-            if let Some((_, rank)) = role
-                && by_name[rank].is_none()
-            {
+        for_each_role(ev, |f, (_, rank)| {
+            if by_name[rank].is_none() {
                 by_name[rank] = Some(f.value);
             }
         });
@@ -267,7 +272,7 @@ mod tests {
             for ev in [&ev, &ev, &big] {
                 let mut got = Vec::new();
                 for_each_role(ev, |f, role| got.push((f.name.to_string(), role)));
-                let want: Vec<_> = ev.fields().map(|f| (f.name.to_string(), lookup(f.name))).collect();
+                let want: Vec<_> = ev.fields().filter_map(|f| Some((f.name.to_string(), lookup(f.name)?))).collect();
                 assert_eq!(got, want);
             }
         }
@@ -280,7 +285,7 @@ mod tests {
         for _ in 0..3 {
             let mut got = Vec::new();
             for_each_role(&ev, |f, role| got.push((f.name.to_string(), role)));
-            assert_eq!(got, vec![(long.clone(), None), ("c-ip".to_string(), Some((Role::SourceAddress, lookup("c-ip").unwrap().1)))]);
+            assert_eq!(got, vec![("c-ip".to_string(), (Role::SourceAddress, lookup("c-ip").unwrap().1))]);
         }
     }
 
