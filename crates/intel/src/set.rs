@@ -522,6 +522,17 @@ fn has_scheme_separator(b: &[u8]) -> bool {
 /// followed by `Z` or a `±hh[:]mm` offset: the exact shapes, so no IPv4 or IPv6 address,
 /// domain, URL, address or hash is ever taken for one.
 fn is_timestamp(b: &[u8]) -> bool {
+    hour_colon_in_place(b) && timestamp_shape(b)
+}
+
+/// The colon after the hour, without a date or after one, which every timestamp has: most
+/// values (addresses, paths) have neither and are let go at once.
+fn hour_colon_in_place(b: &[u8]) -> bool {
+    b.len() >= 5 && (b[2] == b':' || b.get(13) == Some(&b':'))
+}
+
+/// [`is_timestamp`] without its quick test.
+fn timestamp_shape(b: &[u8]) -> bool {
     let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
     let two_two = |s: &[u8], sep: u8| s.len() == 5 && digits(&s[..2]) && s[2] == sep && digits(&s[3..]);
     let mut rest = b;
@@ -630,6 +641,32 @@ mod tests {
             let others: Vec<u8> = (0..len).map(|i| [b'-', b'/', b';', b'?', b'A', 0x80, 0xAE, 0xFF][i % 8]).collect();
             assert!(!has_punct(&others), "{others:?}");
         }
+    }
+
+    #[test]
+    fn every_timestamp_has_its_hour_colon_in_place() {
+        let alphabet = b"0123456789:-TZ+. ";
+        let mut seed = 3u64;
+        let mut shapes = 0;
+        for _ in 0..200_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = (seed >> 59) as usize + 3;
+            // Mostly digits and colons where a time has them, so that many are timestamps.
+            let template = b"2021-12-01T10:11:12.123+01:00";
+            let v: Vec<u8> = (0..len)
+                .map(|i| {
+                    let r = (seed.rotate_left(i as u32 * 5) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 7;
+                    if r % 3 == 0 { alphabet[(r >> 3) as usize % alphabet.len()] } else { template[i % template.len()] }
+                })
+                .collect();
+            for v in [&v[..], &v[11.min(v.len())..]] {
+                if timestamp_shape(v) {
+                    shapes += 1;
+                    assert!(hour_colon_in_place(v), "{:?}", String::from_utf8_lossy(v));
+                }
+            }
+        }
+        assert!(shapes > 1000, "{shapes}");
     }
 
     #[test]
