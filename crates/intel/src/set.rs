@@ -656,7 +656,7 @@ mod tests {
             let v: Vec<u8> = (0..len)
                 .map(|i| {
                     let r = (seed.rotate_left(i as u32 * 5) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 7;
-                    if r % 3 == 0 { alphabet[(r >> 3) as usize % alphabet.len()] } else { template[i % template.len()] }
+                    if r.is_multiple_of(3) { alphabet[(r >> 3) as usize % alphabet.len()] } else { template[i % template.len()] }
                 })
                 .collect();
             for v in [&v[..], &v[11.min(v.len())..]] {
