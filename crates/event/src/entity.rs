@@ -284,8 +284,10 @@ fn collect(ev: &Event, buf: &mut String, spans: &mut Vec<(EntityKind, std::ops::
     {
         spans.push((EntityKind::Host, r));
     }
-    let text = buf.as_str();
-    spans.sort_unstable_by(|(ka, a), (kb, b)| (ka, &text[a.clone()]).cmp(&(kb, &text[b.clone()])));
+    // Compared as bytes (the order of UTF-8 bytes is the order of the text's characters),
+    // so that no value is sliced as text.
+    let text = buf.as_bytes();
+    spans.sort_unstable_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| text[a.clone()].cmp(&text[b.clone()])));
     spans.dedup_by(|(ka, a), (kb, b)| ka == kb && text[a.clone()] == text[b.clone()]);
 }
 
