@@ -304,14 +304,47 @@ impl Event {
 
     /// The first value of a field, by name compared ASCII case-insensitively.
     pub fn get(&self, name: &str) -> Option<&str> {
+        if self.layout == 0 {
+            return self.get_by_scan(name).map(|(_, v)| v);
+        }
+        // Every record of a log has its fields in the layout's order, so a name asked of
+        // one record is found at the same place in the next. Where each recent name was
+        // found is kept per thread, keyed by the layout and the address of the name asked
+        // for; since another name may later sit at that address, the name at the place is
+        // compared before its value is given (an earlier field with the same name would
+        // have been found first when the place was remembered).
+        thread_local! {
+            static FOUND: [std::cell::Cell<(u64, usize, u32)>; 16] =
+                const { [const { std::cell::Cell::new((0, 0, 0)) }; 16] };
+        }
+        let at = name.as_ptr() as usize;
+        let slot = (at >> 3 ^ at >> 9 ^ name.len()) & 15;
+        let (layout, asked, index) = FOUND.with(|f| f[slot].get());
+        if layout == self.layout
+            && asked == at
+            && let Some(s) = self.fields.get(index as usize)
+            && let found = &self.text.as_bytes()[s.name()]
+            && (found == name.as_bytes() || found.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            return Some(&self.text[s.value()]);
+        }
+        let (index, value) = self.get_by_scan(name)?;
+        FOUND.with(|f| f[slot].set((self.layout, at, index as u32)));
+        Some(value)
+    }
+
+    /// [`Event::get`] by looking at every name in turn, and the place of the field found.
+    fn get_by_scan(&self, name: &str) -> Option<(usize, &str)> {
         // Names compared as bytes: only the value found is sliced as text.
         // Lengths first, from the slots alone: most names differ in length from the one
         // sought, and are passed over without their bytes being read.
         let text = self.text.as_bytes();
         let len = name.len();
-        let slot =
-            self.fields.iter().find(|s| (s.name_end - s.start) as usize == len && text[s.name()].eq_ignore_ascii_case(name.as_bytes()))?;
-        Some(&self.text[slot.value()])
+        let index = self
+            .fields
+            .iter()
+            .position(|s| (s.name_end - s.start) as usize == len && text[s.name()].eq_ignore_ascii_case(name.as_bytes()))?;
+        Some((index, &self.text[self.fields[index].value()]))
     }
 
     /// All values of a field (multi-valued fields such as unnamed EVTX `Data` repeat their name).
@@ -618,6 +651,37 @@ mod tests {
         assert_eq!(ev.layout(), id);
     }
 
+    #[test]
+    fn a_field_found_by_its_remembered_place_is_the_one_a_scan_finds() {
+        // Two layouts with the same names in other orders, repeated names, names that
+        // differ only in case; events of one layout take turns with those of the other
+        // and with events of no layout.
+        let layouts: [&[&str]; 3] =
+            [&["date", "c-ip", "s-ip", "cs-uri-stem", "C-IP"], &["s-ip", "date", "c-ip", "cs-uri-stem"], &["c-ip", "c-ip", "x"]];
+        let ids: Vec<u64> = layouts.iter().map(|_| super::new_layout()).collect();
+        let asked = ["c-ip", "C-IP", "s-ip", "cs-uri-stem", "CS-URI-STEM", "date", "x", "absent", "c-i"];
+        // One buffer whose bytes change in place: the same address asks for other names.
+        let mut reused = String::with_capacity(16);
+        let mut seed = 3u64;
+        for round in 0..3000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let which = (seed >> 33) as usize % (layouts.len() + 1);
+            let mut ev = super::Event::default();
+            let names: &[&str] = layouts.get(which).copied().unwrap_or(&["c-ip", "s-ip"]);
+            for (k, n) in names.iter().enumerate() {
+                ev.push_str(n, &format!("{n}={k}@{round}"));
+            }
+            if let Some(&id) = ids.get(which) {
+                ev.set_layout(id);
+            }
+            let name = asked[(seed >> 45) as usize % asked.len()];
+            reused.clear();
+            reused.push_str(name);
+            let expected = ev.get_by_scan(name).map(|(_, v)| v.to_string());
+            assert_eq!(ev.get(name).map(str::to_string), expected, "{name} in layout {which}");
+            assert_eq!(ev.get(&reused).map(str::to_string), expected, "{name} asked from a reused buffer, layout {which}");
+        }
+    }
     #[test]
     fn a_field_slot_is_three_offsets_and_a_kind() {
         assert_eq!(std::mem::size_of::<super::FieldSlot>(), 16);
