@@ -27,5 +27,5 @@ pub mod sorter;
 
 pub use engine::{CorrelationFinding, Correlator, feeds_correlations, inputs_for, push_inputs_for};
 pub use parse::{Condition, Correlation, CorrelationSet, Kind, Source};
-pub use shard::{Correlated, correlate_shares, share_of, shares_for};
+pub use shard::{Correlated, correlate_shares, parts_for, place_of, share_of, shares_for};
 pub use sorter::{Input, Sorter};

@@ -20,13 +20,33 @@ pub fn shares_for(set: &CorrelationSet, threads: usize) -> usize {
 /// The share of `shares` an input belongs to: every input of one (correlation, group)
 /// goes to the same one.
 pub fn share_of(input: &Input, shares: usize) -> usize {
-    if shares <= 1 {
-        return 0;
+    place_of(input, shares, 1).0
+}
+
+/// How many parts each share's inputs are kept in ([`Sorter::with_parts`]): a part's
+/// groups are correlated together, apart from the other parts' groups, so that the state
+/// in use at once is a part's, not a share's. One part when correlations feed others (an
+/// outer correlation groups its inner findings differently).
+pub fn parts_for(set: &CorrelationSet) -> usize {
+    if set.hidden_correlations.is_empty() { PARTS } else { 1 }
+}
+
+/// Parts per share when groups are independent. Thousands of groups (sources, users) keep
+/// state of a kilobyte or two each; a sixty-fourth of them fits in a core's own cache.
+const PARTS: usize = 64;
+
+/// The share of `shares` and the part of `parts` an input belongs to: every input of one
+/// (correlation, group) goes to the same place.
+pub fn place_of(input: &Input, shares: usize, parts: usize) -> (usize, usize) {
+    if shares <= 1 && parts <= 1 {
+        return (0, 0);
     }
     let mut h = Xxh3::new();
     h.update(&input.corr.to_le_bytes());
     h.update(input.group().as_bytes());
-    (h.digest() % shares as u64) as usize
+    let h = h.digest();
+    let shares = shares.max(1) as u64;
+    ((h % shares) as usize, (h / shares % parts.max(1) as u64) as usize)
 }
 
 /// What correlating every share gave.
@@ -34,8 +54,8 @@ pub fn share_of(input: &Input, shares: usize) -> usize {
 pub struct Correlated {
     /// Findings to report, ordered by last time, correlation and id.
     pub findings: Vec<CorrelationFinding>,
-    /// The shares' largest numbers of live groups, added up (an upper bound of the
-    /// groups alive at once).
+    /// The shares' largest numbers of live groups (in one part at a time), added up (an
+    /// upper bound of the groups alive at once).
     pub peak_groups: usize,
     /// Problems reading spilled inputs back (results may be incomplete).
     pub errors: Vec<String>,
@@ -66,12 +86,26 @@ pub fn correlate_shares(set: &Arc<CorrelationSet>, shares: Vec<Vec<Sorter>>) -> 
 
 fn correlate_one(set: &Arc<CorrelationSet>, sorters: Vec<Sorter>) -> Correlated {
     let mut errors = Vec::new();
+    let mut findings = Vec::new();
+    let mut peak_groups = 0;
     let mut correlator = Correlator::new(set.clone());
     match Sorter::merge(sorters) {
-        Ok(merged) => {
-            for input in merged {
+        Ok(mut merged) => {
+            let mut part = merged.part();
+            while let Some(input) = merged.next() {
                 match input {
-                    Ok(i) => correlator.push(i),
+                    Ok(i) => {
+                        // A part's groups share nothing with the next part's: its windows
+                        // are closed, and the next part starts with no state.
+                        if merged.part() != part {
+                            part = merged.part();
+                            correlator.finish();
+                            peak_groups = peak_groups.max(correlator.peak_groups);
+                            findings.append(&mut correlator.findings);
+                            correlator = Correlator::new(set.clone());
+                        }
+                        correlator.push(i)
+                    }
                     Err(e) => {
                         errors.push(format!("reading spilled correlation inputs failed: {e}"));
                         break;
@@ -86,5 +120,6 @@ fn correlate_one(set: &Arc<CorrelationSet>, sorters: Vec<Sorter>) -> Correlated 
     if errors.is_empty() {
         correlator.finish();
     }
-    Correlated { findings: correlator.findings, peak_groups: correlator.peak_groups, errors }
+    findings.append(&mut correlator.findings);
+    Correlated { findings, peak_groups: peak_groups.max(correlator.peak_groups), errors }
 }

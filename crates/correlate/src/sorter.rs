@@ -125,23 +125,51 @@ impl Input {
 }
 
 /// Buffers inputs and spills sorted runs to temporary files past a memory budget.
+///
+/// Inputs are kept in parts (an input's part is chosen by its caller, the same for every
+/// input of one correlation group: [`crate::place_of`]), and each part is put in time order
+/// on its own: a spill writes every part's inputs one part after another into one file, and
+/// the merge gives one part's inputs, in time order, before the next part's. Correlating a
+/// part at a time keeps only that part's groups in use, and so in the processor's caches.
 pub struct Sorter {
     budget: usize,
     used: usize,
-    buffer: Vec<Input>,
-    runs: Vec<File>,
+    /// Per part, the inputs not yet spilled.
+    parts: Vec<Vec<Input>>,
+    runs: Vec<Run>,
     /// Inputs spilled to disk so far.
     pub spilled: u64,
 }
 
+/// One spill: every part's inputs, sorted, part after part.
+struct Run {
+    file: File,
+    /// Per part, how many inputs it holds.
+    counts: Vec<u64>,
+}
+
 impl Sorter {
+    /// A sorter of one part: its merge is one time-ordered stream.
     pub fn new(budget_bytes: usize) -> Sorter {
-        Sorter { budget: budget_bytes.max(1 << 16), used: 0, buffer: Vec::new(), runs: Vec::new(), spilled: 0 }
+        Sorter::with_parts(budget_bytes, 1)
     }
 
+    /// A sorter of `parts` parts (at least one).
+    pub fn with_parts(budget_bytes: usize, parts: usize) -> Sorter {
+        let parts = (0..parts.max(1)).map(|_| Vec::new()).collect();
+        Sorter { budget: budget_bytes.max(1 << 16), used: 0, parts, runs: Vec::new(), spilled: 0 }
+    }
+
+    /// Adds an input to the first part.
     pub fn push(&mut self, input: Input) -> io::Result<()> {
+        self.push_to(0, input)
+    }
+
+    /// Adds an input to part `part` (taken modulo the number of parts).
+    pub fn push_to(&mut self, part: usize, input: Input) -> io::Result<()> {
         self.used += input.cost();
-        self.buffer.push(input);
+        let n = self.parts.len();
+        self.parts[part % n].push(input);
         if self.used > self.budget {
             self.spill()?;
         }
@@ -150,38 +178,46 @@ impl Sorter {
 
     fn spill(&mut self) -> io::Result<()> {
         let mut f = BufWriter::new(tempfile::tempfile()?);
-        for i in sorted_order(&self.buffer) {
-            self.buffer[i].write(&mut f)?;
-            self.spilled += 1;
+        let mut counts = Vec::with_capacity(self.parts.len());
+        let keep = (1024 / self.parts.len()).max(16);
+        for part in &mut self.parts {
+            for i in sorted_order(part) {
+                part[i].write(&mut f)?;
+            }
+            counts.push(part.len() as u64);
+            self.spilled += part.len() as u64;
+            part.clear();
+            part.shrink_to(keep);
         }
-        self.buffer.clear();
         let mut file = f.into_inner().map_err(|e| e.into_error())?;
         use std::io::Seek;
         file.rewind()?;
-        self.runs.push(file);
+        self.runs.push(Run { file, counts });
         self.used = 0;
-        self.buffer.shrink_to(1024);
         Ok(())
     }
 
-    /// Merges any number of sorters into one time-ordered stream.
+    /// Merges any number of sorters into one stream: every input of part 0 in time order,
+    /// then every input of part 1, and so on ([`Merged::part`] tells which part an input
+    /// came from). Sorters of one part give one time-ordered stream.
     pub fn merge(sorters: Vec<Sorter>) -> io::Result<Merged> {
+        let parts = sorters.iter().map(|s| s.parts.len()).max().unwrap_or(1);
         let mut sources: Vec<RunReader> = Vec::new();
-        for mut s in sorters {
-            let order = sorted_order(&s.buffer);
-            put_in_order(&mut s.buffer, order);
-            sources.push(RunReader::Memory(std::mem::take(&mut s.buffer).into_iter()));
-            for f in s.runs {
-                sources.push(RunReader::File(BufReader::with_capacity(64 * 1024, f)));
+        for s in sorters {
+            let mut memory: Vec<std::vec::IntoIter<Input>> = Vec::with_capacity(parts);
+            for mut part in s.parts {
+                let order = sorted_order(&part);
+                put_in_order(&mut part, order);
+                memory.push(part.into_iter());
+            }
+            sources.push(RunReader::Memory(memory));
+            for run in s.runs {
+                sources.push(RunReader::File { reader: BufReader::with_capacity(64 * 1024, run.file), counts: run.counts, left: 0 });
             }
         }
-        let mut heap = BinaryHeap::new();
-        for (i, src) in sources.iter_mut().enumerate() {
-            if let Some(input) = src.next()? {
-                heap.push(Head(input, i));
-            }
-        }
-        Ok(Merged { sources, heap })
+        let mut merged = Merged { sources, heap: BinaryHeap::new(), part: 0, parts };
+        merged.start_part()?;
+        Ok(merged)
     }
 }
 
@@ -242,15 +278,34 @@ fn group_prefix(group: &str) -> u64 {
 }
 
 enum RunReader {
-    Memory(std::vec::IntoIter<Input>),
-    File(BufReader<File>),
+    /// Per part, the inputs that were never spilled, in order.
+    Memory(Vec<std::vec::IntoIter<Input>>),
+    /// A spill, read part after part: `left` inputs of the current part are still to come.
+    File { reader: BufReader<File>, counts: Vec<u64>, left: u64 },
 }
 
 impl RunReader {
-    fn next(&mut self) -> io::Result<Option<Input>> {
+    /// Readies the source for part `part` (every input of the parts before it was read).
+    fn start(&mut self, part: usize) {
+        if let RunReader::File { counts, left, .. } = self {
+            *left = counts.get(part).copied().unwrap_or(0);
+        }
+    }
+
+    /// The next input of the current part.
+    fn next(&mut self, part: usize) -> io::Result<Option<Input>> {
         match self {
-            RunReader::Memory(it) => Ok(it.next()),
-            RunReader::File(r) => Input::read(r),
+            RunReader::Memory(parts) => Ok(parts.get_mut(part).and_then(|it| it.next())),
+            RunReader::File { reader, left, .. } => {
+                if *left == 0 {
+                    return Ok(None);
+                }
+                *left -= 1;
+                match Input::read(reader)? {
+                    Some(input) => Ok(Some(input)),
+                    None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a spill of correlation inputs is cut short")),
+                }
+            }
         }
     }
 }
@@ -265,16 +320,55 @@ impl RunOrder for Input {
 pub struct Merged {
     sources: Vec<RunReader>,
     heap: BinaryHeap<Head<Input>>,
+    /// The part being merged, of `parts`.
+    part: usize,
+    parts: usize,
+}
+
+impl Merged {
+    /// The part of the input last given.
+    pub fn part(&self) -> usize {
+        self.part
+    }
+
+    /// Fills the heap with each source's first input of the current part, moving on to
+    /// the next part while the current one has none.
+    fn start_part(&mut self) -> io::Result<()> {
+        while self.heap.is_empty() && self.part < self.parts {
+            for (i, src) in self.sources.iter_mut().enumerate() {
+                src.start(self.part);
+                if let Some(input) = src.next(self.part)? {
+                    self.heap.push(Head(input, i));
+                }
+            }
+            if self.heap.is_empty() {
+                self.part += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Iterator for Merged {
     type Item = io::Result<Input>;
     fn next(&mut self) -> Option<io::Result<Input>> {
+        if self.heap.is_empty() {
+            // The current part is done: the next one with inputs.
+            self.part += 1;
+            if let Err(e) = self.start_part() {
+                self.part = self.parts;
+                return Some(Err(e));
+            }
+        }
         let Head(input, src) = self.heap.pop()?;
-        match self.sources[src].next() {
+        match self.sources[src].next(self.part) {
             Ok(Some(n)) => self.heap.push(Head(n, src)),
             Ok(None) => {}
-            Err(e) => return Some(Err(e)),
+            Err(e) => {
+                self.heap.clear();
+                self.part = self.parts;
+                return Some(Err(e));
+            }
         }
         Some(Ok(input))
     }
@@ -309,6 +403,54 @@ mod tests {
         assert_eq!(merged.iter().map(|i| i.ts).collect::<Vec<_>>(), all);
         // Every field comes back from the spill files as it went in.
         assert!(merged.iter().all(|i| *i == input(i.ts, "g")));
+    }
+
+    #[test]
+    fn parts_come_out_one_after_another_each_in_time_order() {
+        // Three sorters of five parts, one spilling at every push past its minimum budget,
+        // one at times, one never; part 3 gets nothing.
+        let mut sorters = vec![Sorter::with_parts(1, 5), Sorter::with_parts(1 << 17, 5), Sorter::with_parts(1 << 30, 5)];
+        let mut seed = 9u64;
+        let mut expected: Vec<Vec<Input>> = vec![Vec::new(); 5];
+        for i in 0..6000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let ts = (seed >> 33) as i64 % 50_000;
+            let part = [0, 1, 2, 4][(seed >> 20) as usize % 4];
+            let x = input(ts, &format!("g{}", (seed >> 40) % 7));
+            expected[part].push(x.clone());
+            sorters[i % 3].push_to(part, x).unwrap();
+        }
+        assert!(sorters[0].spilled > 0 && sorters[1].spilled > 0 && sorters[2].spilled == 0);
+        let mut merged = Sorter::merge(sorters).unwrap();
+        let mut got: Vec<Vec<Input>> = vec![Vec::new(); 5];
+        let mut parts_seen = Vec::new();
+        while let Some(x) = merged.next() {
+            let part = merged.part();
+            if parts_seen.last() != Some(&part) {
+                parts_seen.push(part);
+            }
+            got[part].push(x.unwrap());
+        }
+        assert_eq!(parts_seen, [0, 1, 2, 4]);
+        for e in &mut expected {
+            e.sort_by(|a, b| a.key().cmp(&b.key()));
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_spill_cut_short_is_an_error() {
+        let mut s = Sorter::with_parts(1, 2);
+        for ts in 0..3000 {
+            s.push_to(ts as usize % 2, input(ts, "g")).unwrap();
+        }
+        assert!(s.spilled > 0);
+        // The first run loses its last bytes: its second part comes up short.
+        let len = s.runs[0].file.metadata().unwrap().len();
+        s.runs[0].file.set_len(len - 10).unwrap();
+        let results: Vec<io::Result<Input>> = Sorter::merge(vec![s]).unwrap().collect();
+        assert!(results.last().unwrap().is_err());
+        assert!(results[..results.len() - 1].iter().all(|r| r.is_ok()));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use portcullis_correlate::{CorrelationFinding, CorrelationSet, Correlator, Sorter, correlate_shares, inputs_for, share_of, shares_for};
+use portcullis_correlate::{
+    CorrelationFinding, CorrelationSet, Correlator, Sorter, correlate_shares, inputs_for, parts_for, place_of, share_of, shares_for,
+};
 use portcullis_sigma::{Placeholders, RuleSet};
 
 const S: i64 = 1_000_000;
@@ -76,10 +78,15 @@ impl Harness {
 
     fn run_in_shares(&self, threads: usize) -> Vec<CorrelationFinding> {
         let n = shares_for(&self.set, threads);
-        let mut shares: Vec<Vec<Sorter>> = (0..n).map(|_| vec![Sorter::new(1 << 16), Sorter::new(1 << 16)]).collect();
+        // In parts, as a hunt keeps them: each part's groups are correlated on their own.
+        let parts = parts_for(&self.set);
+        let mut shares: Vec<Vec<Sorter>> =
+            (0..n).map(|_| vec![Sorter::with_parts(1 << 16, parts), Sorter::with_parts(1 << 16, parts)]).collect();
         for (i, (ts, r, fields)) in self.events.iter().enumerate().rev() {
             for inp in inputs_for(&self.set, *r, *ts, i as u128, "", |f| fields.get(f).cloned()) {
-                shares[share_of(&inp, n)][i % 2].push(inp).unwrap();
+                let (share, part) = place_of(&inp, n, parts);
+                assert_eq!(share, share_of(&inp, n));
+                shares[share][i % 2].push_to(part, inp).unwrap();
             }
         }
         let out = correlate_shares(&self.set, shares);

@@ -399,7 +399,7 @@ pub fn hunt(
         /// One event's detections, on their way to `kept` (reused).
         detections: Vec<Detection>,
         kept: DetectionBuffer,
-        /// One per share of the correlation inputs ([`portcullis_correlate::share_of`]).
+        /// One per share of the correlation inputs, each in parts ([`portcullis_correlate::place_of`]).
         sorters: Vec<Sorter>,
         /// One event's correlation inputs, on their way to the sorters (reused).
         inputs_buffer: Vec<portcullis_correlate::Input>,
@@ -409,6 +409,7 @@ pub fn hunt(
     }
     let hidden = hidden_rules(engine, correlations);
     let shares = portcullis_correlate::shares_for(correlations, opts.threads);
+    let parts = portcullis_correlate::parts_for(correlations);
     let below_min: Vec<bool> = engine.rules.iter().map(|r| r.level < opts.min_level).collect();
     let detection_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (outcomes, states) = run_files(
@@ -421,7 +422,7 @@ pub fn hunt(
             ioc_hits: Vec::new(),
             detections: Vec::new(),
             kept: DetectionBuffer::new(opts.detection_budget, detection_bytes.clone()),
-            sorters: (0..shares).map(|_| Sorter::new(CORRELATION_BUFFER_BYTES / shares)).collect(),
+            sorters: (0..shares).map(|_| Sorter::with_parts(CORRELATION_BUFFER_BYTES / shares, parts)).collect(),
             inputs_buffer: Vec::new(),
             inputs: 0,
             untimed: 0,
@@ -444,7 +445,8 @@ pub fn hunt(
             }
             for input in inputs.drain(..) {
                 w.inputs += 1;
-                if let Err(e) = w.sorters[portcullis_correlate::share_of(&input, shares)].push(input) {
+                let (share, part) = portcullis_correlate::place_of(&input, shares, parts);
+                if let Err(e) = w.sorters[share].push_to(part, input) {
                     w.io_error.get_or_insert(e);
                 }
             }
