@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::Xxh3;
+use std::hash::BuildHasher;
+
+use portcullis_event::text_hash::TextHash;
 
 use crate::engine::{CorrelationFinding, Correlator};
 use crate::parse::CorrelationSet;
@@ -41,10 +43,8 @@ pub fn place_of(input: &Input, shares: usize, parts: usize) -> (usize, usize) {
     if shares <= 1 && parts <= 1 {
         return (0, 0);
     }
-    let mut h = Xxh3::new();
-    h.update(&input.corr.to_le_bytes());
-    h.update(input.group().as_bytes());
-    let h = h.digest();
+    // Seeded: group keys cannot be chosen in the logs to crowd into one share or part.
+    let h = TextHash::default().hash_one((input.corr, input.group()));
     let shares = shares.max(1) as u64;
     ((h % shares) as usize, (h / shares % parts.max(1) as u64) as usize)
 }
