@@ -63,8 +63,9 @@ impl Input {
         &self.texts[self.value_end..]
     }
 
-    fn cost(&self) -> usize {
-        std::mem::size_of::<Input>() + self.texts.len()
+    /// The memory its texts take (the input itself is counted by the room a buffer holds).
+    fn text_cost(&self) -> usize {
+        self.texts.len()
     }
 
     /// The order inputs are correlated in: time, then correlation, source, group and evidence.
@@ -167,9 +168,14 @@ impl Sorter {
 
     /// Adds an input to part `part` (taken modulo the number of parts).
     pub fn push_to(&mut self, part: usize, input: Input) -> io::Result<()> {
-        self.used += input.cost();
+        // Counted: the texts, and the room each part's buffer holds (a buffer grows by
+        // doubling, and many parts' spare room adds up).
         let n = self.parts.len();
-        self.parts[part % n].push(input);
+        let buffer = &mut self.parts[part % n];
+        let room = buffer.capacity();
+        self.used += input.text_cost();
+        buffer.push(input);
+        self.used += (buffer.capacity() - room) * std::mem::size_of::<Input>();
         if self.used > self.budget {
             self.spill()?;
         }
@@ -193,6 +199,7 @@ impl Sorter {
         use std::io::Seek;
         file.rewind()?;
         self.runs.push(Run { file, counts });
+        // The little room kept (at most 1024 inputs' in all) is not counted.
         self.used = 0;
         Ok(())
     }
@@ -436,6 +443,23 @@ mod tests {
             e.sort_by(|a, b| a.key().cmp(&b.key()));
         }
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_sorter_in_parts_keeps_to_its_budget_and_spills_in_large_runs() {
+        let budget = 1 << 20;
+        let mut s = Sorter::with_parts(budget, 64);
+        for i in 0..40_000i64 {
+            s.push_to((i * 7919) as usize % 64, input(i / 10, &format!("10.0.{}.{}", i % 97, i % 13))).unwrap();
+            // The buffers' room and texts, as counted, stay within the budget between pushes.
+            let room: usize = s.parts.iter().map(|p| p.capacity()).sum::<usize>() * std::mem::size_of::<Input>();
+            let texts: usize = s.parts.iter().flatten().map(|x| x.texts.len()).sum();
+            assert!(room + texts <= budget + 1024 * std::mem::size_of::<Input>() + 4096, "{i}: {room} + {texts}");
+        }
+        // Each run holds many inputs: the room kept after a spill does not make the next
+        // push spill again.
+        assert!(!s.runs.is_empty());
+        assert!(s.spilled / s.runs.len() as u64 > 5_000, "{} runs for {} inputs", s.runs.len(), s.spilled);
     }
 
     #[test]
