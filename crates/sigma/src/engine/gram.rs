@@ -77,11 +77,19 @@ impl GramFilter {
         }
         literals.sort_unstable();
         literals.dedup();
-        if literals.is_empty() || literals.iter().any(|l| l.is_empty()) || literals.len() > PER_SEARCHER * MAX_SEARCHERS {
+        if literals.is_empty() || literals.iter().any(|l| l.is_empty()) {
+            return None;
+        }
+        // Teddy first checks as many bytes of each literal as the shortest one has (up to
+        // four), a few bits of each: one short literal among many makes every searcher of
+        // theirs stop at several places per line to verify. So the windows (four bytes) are
+        // looked for apart from the shorter patterns.
+        let (windows, short): (Vec<&[u8]>, Vec<&[u8]>) = literals.iter().partition(|l| l.len() >= 4);
+        if windows.len() > PER_SEARCHER * MAX_SEARCHERS || short.len() > PER_SEARCHER {
             return None;
         }
         let mut searchers = Vec::new();
-        for chunk in literals.chunks(PER_SEARCHER) {
+        for chunk in windows.chunks(PER_SEARCHER).chain(short.chunks(PER_SEARCHER)) {
             let mut b = packed::Config::new().builder();
             b.extend(chunk);
             searchers.push(b.build()?);

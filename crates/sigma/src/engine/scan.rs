@@ -604,22 +604,26 @@ impl<'e> Scanner<'e> {
         self.keyword_text_gen = self.event_gen;
         let joined = &mut self.keyword_text;
         joined.clear();
+        // Values as bytes: none is sliced as text (a check of both ends per value).
         if ev.raw.is_empty() {
-            for f in ev.fields() {
-                joined.extend_from_slice(f.value.as_bytes());
+            for (_, value) in ev.field_bytes() {
+                joined.extend_from_slice(value);
                 joined.push(0);
             }
         } else {
             joined.extend_from_slice(ev.raw.as_bytes());
-            let mut previous = "";
-            for f in ev.fields().filter(|f| f.value.contains(' ')) {
-                // Aliases repeat a value (cs(User-Agent) and cs-user-agent): scan it once.
-                if f.value == previous {
+            let mut previous: &[u8] = &[];
+            for (_, value) in ev.field_bytes() {
+                if !has_space(value) {
                     continue;
                 }
-                previous = f.value;
+                // Aliases repeat a value (cs(User-Agent) and cs-user-agent): scan it once.
+                if value == previous {
+                    continue;
+                }
+                previous = value;
                 joined.push(0);
-                joined.extend_from_slice(f.value.as_bytes());
+                joined.extend_from_slice(value);
             }
         }
         joined.make_ascii_lowercase();
@@ -758,4 +762,48 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
     let s = s.trim().trim_start_matches('[').trim_end_matches(']');
     let s = s.split('%').next().unwrap_or(s); // IPv6 zone id
     s.parse().ok()
+}
+
+/// Whether `b` holds a space, a word at a time (values are short: a search that first sets
+/// itself up costs more than it saves). A byte of `v ^ 0x2020…` is zero exactly where `v` has
+/// a space, and `(x - 0x0101…) & !x & 0x8080…` is non-zero exactly when some byte of `x` is.
+fn has_space(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has = |v: u64| {
+        let x = v ^ (ONES * u64::from(b' '));
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    let word = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    let half = |w: &[u8]| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    let n = b.len();
+    if n < 4 {
+        return b.contains(&b' ');
+    }
+    if n < 8 {
+        // The first four bytes and the last four, which overlap: every byte is in one.
+        return has(half(b) | half(&b[n - 4..]) << 32);
+    }
+    if b.chunks_exact(8).any(|w| has(word(w))) {
+        return true;
+    }
+    // The last 1–7 bytes, in the last eight.
+    !n.is_multiple_of(8) && has(word(&b[n - 8..]))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn has_space_finds_a_space_wherever_it_is() {
+        for n in 0..40 {
+            // Bytes next to a space's in value (0x1f, 0x21, 0xa0) and a zero byte.
+            let base: Vec<u8> = (0..n).map(|i| b"ab\x00\xa0\x1f!~\x21"[i % 8]).collect();
+            assert!(!super::has_space(&base), "{n}");
+            for at in 0..n {
+                let mut v = base.clone();
+                v[at] = b' ';
+                assert!(super::has_space(&v), "{n} {at}");
+            }
+        }
+    }
 }
