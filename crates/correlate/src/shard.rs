@@ -1,12 +1,12 @@
 //! Correlating on several threads: inputs are split by (correlation, group) into shares,
-//! and each share is put into time order and correlated on a thread of its own. A group's
-//! state only ever sees its own inputs, so every share gives the findings it would have
-//! given in one stream; a set whose correlations feed other correlations stays in one
-//! share, because an outer correlation groups its inner findings differently.
-
-use std::sync::Arc;
+//! and each share is correlated on a thread of its own, a part of its groups at a time,
+//! each part in time order. A group's state only ever sees its own inputs, so every share
+//! and part gives the findings it would have given in one stream; a set whose
+//! correlations feed other correlations stays in one share of one part, because an outer
+//! correlation groups its inner findings differently.
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use portcullis_event::text_hash::TextHash;
 
