@@ -132,10 +132,7 @@ fn trim(v: &str) -> &str {
 
 /// `v.trim_matches(['[', ']'])`, a byte at a time.
 fn trim_brackets(v: &str) -> &str {
-    let bracket = |c: u8| matches!(c, b'[' | b']');
-    let start = v.bytes().position(|c| !bracket(c)).unwrap_or(v.len());
-    let end = v.bytes().rposition(|c| !bracket(c)).map_or(start, |e| e + 1);
-    &v[start..end]
+    &v[crate::bytes::trim_range(v.as_bytes(), |c| matches!(c, b'[' | b']'))]
 }
 
 /// Values too common or too vague to link anything (see [`normalise`]).

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::ops::Range;
 
+pub mod bytes;
 pub mod entity;
 pub mod merge;
 pub mod roles;

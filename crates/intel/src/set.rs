@@ -220,13 +220,10 @@ impl IocSet {
         self.scan_bytes(value.as_bytes(), out);
     }
 
-    /// [`IocSet::scan`] of a value given as bytes, such as [`Event::field_bytes`] gives
-    /// without checking that each value starts and ends between characters. Bytes that are
-    /// not UTF-8 are read as [`String::from_utf8_lossy`] reads them: they end a token.
-    ///
-    /// [`Event::field_bytes`]: portcullis_event::Event::field_bytes
+    /// [`IocSet::scan`] of a value's bytes. Bytes that are not UTF-8 are read as
+    /// [`String::from_utf8_lossy`] reads them: they end a token.
     #[inline]
-    pub fn scan_bytes(&self, b: &[u8], out: &mut Vec<Hit>) {
+    fn scan_bytes(&self, b: &[u8], out: &mut Vec<Hit>) {
         if !self.indicators.is_empty() && !self.rejects(b) {
             self.scan_tokens(b, out);
         }
@@ -482,35 +479,10 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// Whether `b` holds a `.`, `:` or `@`, tested a word at a time: a byte of `v` equals `c`
-/// exactly when that byte of `v ^ c…c` is zero, and `(x - 0x01…) & !x & 0x80…` is non-zero
-/// exactly when some byte of `x` is zero.
+/// Whether `b` holds a `.`, `:` or `@` (every indicator but a hash has one).
 #[inline]
 fn has_punct(b: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has = |v: u64, c: u8| {
-        let x = v ^ (ONES * u64::from(c));
-        x.wrapping_sub(ONES) & !x & HIGHS != 0
-    };
-    let any = |v: u64| has(v, b'.') || has(v, b':') || has(v, b'@');
-    let word = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-    let half = |w: &[u8]| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-    let n = b.len();
-    if n < 4 {
-        return b.iter().any(|c| matches!(c, b'.' | b':' | b'@'));
-    }
-    if n < 8 {
-        // The first four bytes and the last four, which overlap: every byte is in one.
-        return any(half(b) | half(&b[n - 4..]) << 32);
-    }
-    let mut words = b.chunks_exact(8);
-    if words.any(|w| any(word(w))) {
-        return true;
-    }
-    // The last 1–7 bytes, in the last eight (bytes read twice do no harm). Not copied into a
-    // padded word: writing a word byte by byte and reading it whole stalls the load.
-    !n.is_multiple_of(8) && any(word(&b[n - 8..]))
+    portcullis_event::bytes::has_any(b, [b'.', b':', b'@'])
 }
 
 /// Whether `b` holds `://` (`memmem::find` would build a searcher on every call).
@@ -576,9 +548,7 @@ fn lowered<'a>(s: &'a [u8], buf: &'a mut [u8; 256]) -> &'a [u8] {
 
 /// `s` without the bytes `cut` accepts at either end.
 fn trim(s: &[u8], cut: impl Fn(u8) -> bool) -> &[u8] {
-    let start = s.iter().position(|&c| !cut(c)).unwrap_or(s.len());
-    let end = s.iter().rposition(|&c| !cut(c)).map_or(start, |e| e + 1);
-    &s[start..end]
+    &s[portcullis_event::bytes::trim_range(s, cut)]
 }
 
 /// A dotted quad, strictly (each part 1–3 digits, ≤ 255).
