@@ -15,6 +15,7 @@
 //! thread, holds scratch buffers and its keyword filters (see `gram`), which change how
 //! often an automaton runs, never what it finds.
 
+mod automaton;
 mod compile;
 mod gram;
 mod scan;
@@ -25,10 +26,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use portcullis_event::{Event, SourceKind, Timestamp, ValueKind};
 use regex::{Regex, RegexBuilder};
 
+use self::automaton::LazyAutomaton;
 use crate::expr::Expr;
 use crate::loader::RuleSet;
 use crate::logsource::{LogsourceTable, Resolution, Selector};
@@ -243,11 +244,6 @@ pub struct Engine {
     regexes: Vec<Arc<LazyRegex>>,
 }
 
-/// Pattern sets up to this many bytes are searched with a DFA, once they have searched
-/// `DFA_AFTER_BYTES`.
-const DFA_PATTERN_BYTES: usize = 16 * 1024;
-const DFA_AFTER_BYTES: u64 = 1 << 20;
-
 /// Limits on regexes compiled from rules (hostile rules must not exhaust memory).
 const REGEX_SIZE_LIMIT: usize = 8 << 20;
 
@@ -331,70 +327,6 @@ impl LazyRegex {
     }
 }
 
-/// A field's Aho-Corasick automaton, built the first time an event needs it: groups whose
-/// log sources never occur in the input cost nothing to compile, and start-up is the
-/// rules' parsing and indexing only. Built once and shared by every scanner thread.
-///
-/// It starts as a contiguous NFA, quick to build. A small set that goes on to search a
-/// megabyte gets a DFA (several times faster to search, and small; a large set's DFA
-/// would take tens of megabytes): on triage-sized input, converting a hundred sets to
-/// DFAs cost more than all their searches. Both give the same matches.
-struct LazyAutomaton {
-    patterns: Vec<String>,
-    /// Whether the set is small enough for a DFA.
-    small: bool,
-    nfa: std::sync::OnceLock<Option<AhoCorasick>>,
-    dfa: std::sync::OnceLock<Option<AhoCorasick>>,
-    /// Bytes searched with the NFA (counted only until the DFA is built).
-    searched: std::sync::atomic::AtomicU64,
-}
-
-impl LazyAutomaton {
-    fn new(patterns: Vec<String>) -> LazyAutomaton {
-        let bytes: usize = patterns.iter().map(|p| p.len()).sum();
-        LazyAutomaton {
-            patterns,
-            small: bytes <= DFA_PATTERN_BYTES,
-            nfa: Default::default(),
-            dfa: Default::default(),
-            searched: Default::default(),
-        }
-    }
-
-    /// The automaton to search `len` bytes with.
-    fn get(&self, len: usize) -> Option<&AhoCorasick> {
-        if let Some(dfa) = self.dfa.get() {
-            return dfa.as_ref().or_else(|| self.nfa());
-        }
-        let nfa = self.nfa()?;
-        if !self.small {
-            return Some(nfa);
-        }
-        let before = self.searched.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
-        if before + len as u64 >= DFA_AFTER_BYTES
-            && let Some(dfa) = self.dfa.get_or_init(|| self.build(AhoCorasickKind::DFA))
-        {
-            return Some(dfa);
-        }
-        Some(nfa)
-    }
-
-    fn nfa(&self) -> Option<&AhoCorasick> {
-        self.nfa.get_or_init(|| self.build(AhoCorasickKind::ContiguousNFA)).as_ref()
-    }
-
-    fn build(&self, kind: AhoCorasickKind) -> Option<AhoCorasick> {
-        // Patterns are lower-cased and values are lower-cased before the search: an ASCII
-        // case-insensitive automaton takes five times longer to build.
-        AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(kind))
-            .build(&self.patterns)
-            .or_else(|_| AhoCorasick::builder().match_kind(MatchKind::Standard).build(&self.patterns))
-            .ok()
-    }
-}
-
 /// Field names compare case-insensitively and without spaces: the Sigma spec names
 /// Windows fields like `Source Name` as `SourceName`.
 fn normalise_field_name(name: &str, out: &mut String) {
@@ -411,23 +343,6 @@ mod tests {
     use super::compile::build_regex;
     use super::*;
     use crate::pattern::parse_sigma_string;
-
-    #[test]
-    fn an_automaton_finds_the_same_before_and_after_it_gets_a_dfa() {
-        let patterns: Vec<String> = ["\\whoami.exe", "mimikatz", "sekurlsa::", "a", "ab", "bab"].iter().map(|p| p.to_string()).collect();
-        let lazy = LazyAutomaton::new(patterns);
-        let hay = b"c:\\windows\\whoami.exe /all; mimikatz sekurlsa::logonpasswords abab";
-        let found = |ac: &AhoCorasick| ac.find_overlapping_iter(&hay[..]).map(|m| (m.pattern(), m.start(), m.end())).collect::<Vec<_>>();
-        let nfa = lazy.get(hay.len()).map(|ac| (ac.kind(), found(ac)));
-        // Past the bytes an NFA searches before the set gets its DFA.
-        let dfa = lazy.get(DFA_AFTER_BYTES as usize).map(|ac| (ac.kind(), found(ac)));
-        assert_eq!(nfa.as_ref().map(|n| n.0), Some(AhoCorasickKind::ContiguousNFA));
-        assert_eq!(dfa.as_ref().map(|d| d.0), Some(AhoCorasickKind::DFA));
-        assert_eq!(nfa.map(|n| n.1), dfa.map(|d| d.1));
-        // A large set keeps its NFA.
-        let large = LazyAutomaton::new((0..2000).map(|i| format!("pattern-number-{i}")).collect());
-        assert_eq!(large.get(DFA_AFTER_BYTES as usize * 2).map(|ac| ac.kind()), Some(AhoCorasickKind::ContiguousNFA));
-    }
 
     /// An engine of these rules (YAML texts).
     fn compiled(rules: &[&str]) -> Engine {

@@ -153,12 +153,7 @@ impl<'e> Scanner<'e> {
                     .iter()
                     .map(|&i| &gr.fields[gr.matcher_of[self.field_ids[i] as usize] as usize])
                     .chain(gr.keywords.as_ref())
-                    .filter_map(|fm| {
-                        fm.ac
-                            .as_ref()
-                            .and_then(|l| l.get(0))
-                            .map(|ac| format!("{:?}/{}p/{}KiB", ac.kind(), ac.patterns_len(), ac.memory_usage() / 1024))
-                    })
+                    .filter_map(|fm| fm.ac.as_ref().and_then(|l| l.describe()))
                     .collect();
                 format!(
                     "group {g}: acs {acs:?} {} rules, {} always, {} field matchers ({} on this event, {} directs), keywords {}, lazy {}",
@@ -486,7 +481,7 @@ impl<'e> Scanner<'e> {
             self.lazy_done[l as usize / 64] |= 1 << (l % 64);
         }
         self.build_keyword_text(ev);
-        let Some(ac) = od.ac.as_ref().and_then(|l| l.get(self.keyword_text.len())) else { return };
+        let Some(ac) = &od.ac else { return };
         let text = std::mem::take(&mut self.keyword_text);
         self.match_literals(&od.hits, ac, Some(&text));
         self.keyword_text = text;
@@ -558,7 +553,7 @@ impl<'e> Scanner<'e> {
                     }
                 }
             }
-            if let Some(ac) = fm.ac.as_ref().and_then(|l| l.get(value.len())) {
+            if let Some(ac) = &fm.ac {
                 self.match_literals(&fm.hits, ac, if upper { None } else { Some(value.as_bytes()) });
             }
         }
@@ -582,9 +577,9 @@ impl<'e> Scanner<'e> {
                 }
             };
             let search = self.keyword_filters[at].1.must_search(&lazy.patterns, &self.keyword_sample, &self.keyword_text);
-            if search && let Some(ac) = lazy.get(self.keyword_text.len()) {
+            if search {
                 let text = std::mem::take(&mut self.keyword_text);
-                self.match_literals(&kw.hits, ac, Some(&text));
+                self.match_literals(&kw.hits, lazy, Some(&text));
                 self.keyword_text = text;
             }
         }
@@ -631,11 +626,11 @@ impl<'e> Scanner<'e> {
     }
 
     /// Sets the leaves an automaton decides for `hay` (or, if None, the folded buffer).
-    fn match_literals(&mut self, hits: &[Vec<(LeafId, How)>], ac: &AhoCorasick, hay: Option<&[u8]>) {
+    fn match_literals(&mut self, hits: &[Vec<(LeafId, How)>], ac: &LazyAutomaton, hay: Option<&[u8]>) {
         let hay = hay.unwrap_or(&self.folded);
         let len = hay.len();
         self.hits.clear();
-        self.hits.extend(ac.find_overlapping_iter(hay).map(|m| (m.pattern().as_usize() as u32, m.start() as u32, m.end() as u32)));
+        ac.find_all(hay, &mut self.hits);
         for k in 0..self.hits.len() {
             let (p, start, end) = self.hits[k];
             let (start, end) = (start as usize, end as usize);
