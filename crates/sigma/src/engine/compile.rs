@@ -373,7 +373,7 @@ pub(super) fn abbreviated(pattern: &str) -> String {
 fn shared_regex(regexes: &HashMap<String, Arc<LazyRegex>>, pattern: &str) -> Arc<LazyRegex> {
     match regexes.get(pattern) {
         Some(re) => re.clone(),
-        None => Arc::new(LazyRegex { pattern: pattern.to_string(), prefixes: None, compiled: std::sync::OnceLock::new() }),
+        None => Arc::new(LazyRegex::new(pattern.to_string(), None)),
     }
 }
 
@@ -392,7 +392,7 @@ fn prepare_regex(pattern: &str) -> Result<(LazyRegex, bool), String> {
         .parse(pattern)
         .map_err(|e| e.to_string().lines().last().unwrap_or("invalid").trim().to_string())?;
     let eager = nfa_states_estimate(&hir) > EAGER_REGEX_STATES;
-    Ok((LazyRegex { pattern: pattern.to_string(), prefixes: regex_prefixes(&hir), compiled: std::sync::OnceLock::new() }, eager))
+    Ok((LazyRegex::new(pattern.to_string(), regex_prefixes(&hir)), eager))
 }
 
 /// A generous estimate of the states a Thompson NFA for `hir` takes: repetitions copy
@@ -418,14 +418,6 @@ fn nfa_states_estimate(hir: &regex_syntax::hir::Hir) -> u64 {
         HirKind::Concat(v) => v.iter().fold(1, |n, h| n.saturating_add(nfa_states_estimate(h))),
         HirKind::Alternation(v) => v.iter().fold(2, |n, h| n.saturating_add(nfa_states_estimate(h)).saturating_add(2)),
     }
-}
-
-pub(super) fn build_regex(pattern: &str) -> Result<Regex, String> {
-    RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| e.to_string().lines().last().unwrap_or("invalid").trim().to_string())
 }
 
 #[derive(Default)]
@@ -848,7 +840,10 @@ mod tests {
                 if estimate(&format!("(?:{body}){{{mid}}}")) <= EAGER_REGEX_STATES { lo = mid } else { hi = mid }
             }
             let pattern = format!("(?:{body}){{{lo}}}");
-            assert!(build_regex(&pattern).is_ok(), "{body}: {lo} copies are left to first use but do not compile");
+            assert!(
+                crate::engine::lazy_regex::Matcher::new(&pattern).is_ok(),
+                "{body}: {lo} copies are left to first use but do not compile"
+            );
         }
     }
 

@@ -18,6 +18,7 @@
 mod automaton;
 mod compile;
 mod gram;
+mod lazy_regex;
 mod scan;
 
 pub use scan::Scanner;
@@ -27,9 +28,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use portcullis_event::{Event, SourceKind, Timestamp, ValueKind};
-use regex::{Regex, RegexBuilder};
 
 use self::automaton::LazyAutomaton;
+use self::lazy_regex::LazyRegex;
 use crate::expr::Expr;
 use crate::loader::RuleSet;
 use crate::logsource::{LogsourceTable, Resolution, Selector};
@@ -244,9 +245,6 @@ pub struct Engine {
     regexes: Vec<Arc<LazyRegex>>,
 }
 
-/// Limits on regexes compiled from rules (hostile rules must not exhaust memory).
-const REGEX_SIZE_LIMIT: usize = 8 << 20;
-
 impl Engine {
     pub fn group_count(&self) -> usize {
         self.groups.len()
@@ -294,39 +292,6 @@ impl Engine {
     }
 }
 
-/// A rule's regular expression (written with `re`, or a glob the automata cannot
-/// answer), compiled the first time a value is tested against it: most regexes never run
-/// on a given input, and compiling all of them up front was a sixth of start-up. Syntax
-/// is checked when the rule set compiles, and so is the size of any regex that might
-/// outgrow the limit, so a rule with a bad regex still fails to load.
-pub(crate) struct LazyRegex {
-    pattern: String,
-    /// Literals every match starts with (lower-cased), if a small set: see `regex_prefixes`.
-    prefixes: Option<Vec<String>>,
-    compiled: std::sync::OnceLock<Result<Regex, String>>,
-}
-
-impl LazyRegex {
-    fn is_match(&self, value: &str) -> bool {
-        match self.compile_now() {
-            Ok(re) => re.is_match(value),
-            Err(_) => false,
-        }
-    }
-
-    fn compile_now(&self) -> &Result<Regex, String> {
-        self.compiled.get_or_init(|| compile::build_regex(&self.pattern))
-    }
-
-    /// Why the regex could not be compiled when first used, if it could not.
-    fn failure(&self) -> Option<&str> {
-        match self.compiled.get() {
-            Some(Err(e)) => Some(e),
-            _ => None,
-        }
-    }
-}
-
 /// Field names compare case-insensitively and without spaces: the Sigma spec names
 /// Windows fields like `Source Name` as `SourceName`.
 fn normalise_field_name(name: &str, out: &mut String) {
@@ -340,7 +305,7 @@ fn normalise_field_name(name: &str, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use super::compile::build_regex;
+    use super::lazy_regex::Matcher;
     use super::*;
     use crate::pattern::parse_sigma_string;
 
@@ -360,7 +325,7 @@ mod tests {
         for p in patterns {
             let toks = parse_sigma_string(p);
             let g = StarGlob::new(&toks).unwrap();
-            let re = build_regex(&pattern::to_regex(&toks, false)).unwrap();
+            let re = Matcher::new(&pattern::to_regex(&toks, false)).unwrap();
             for v in values {
                 assert_eq!(g.matches(v), re.is_match(v), "pattern {p} value {v}");
             }
