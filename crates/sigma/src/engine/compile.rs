@@ -176,7 +176,7 @@ struct Builder {
     regexes: HashMap<String, Arc<LazyRegex>>,
     bad_regexes: HashMap<String, String>,
     groups: Vec<GroupBuilder>,
-    group_index: HashMap<Selector, usize>,
+    group_index: HashMap<Selector, usize, FxBuild>,
 }
 
 impl Builder {
@@ -433,7 +433,7 @@ struct MatcherBuilder {
 #[derive(Default)]
 struct PatternSet {
     patterns: Vec<String>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, FxBuild>,
     hits: Vec<Vec<(LeafId, How)>>,
 }
 
@@ -500,17 +500,13 @@ impl MatcherBuilder {
 /// set (the Sysmon and Security variants of process_creation, for one), so each distinct
 /// set has one automaton.
 fn build_automata(groups: &mut [Group]) {
-    let mut unique: HashMap<Vec<String>, usize> = HashMap::new();
-    let mut sets: Vec<Vec<String>> = Vec::new();
+    // Each distinct set by its patterns, numbered in order of appearance.
+    let mut unique: HashMap<Vec<String>, usize, FxBuild> = HashMap::default();
     // (group, matcher or usize::MAX for keywords, the on-demand set?, set)
     let mut assign: Vec<(usize, usize, bool, usize)> = Vec::new();
     let mut set_of = |patterns: Vec<String>| {
-        let next = sets.len();
-        let si = *unique.entry(patterns.clone()).or_insert(next);
-        if si == next {
-            sets.push(patterns);
-        }
-        si
+        let next = unique.len();
+        *unique.entry(patterns).or_insert(next)
     };
     for (gi, g) in groups.iter_mut().enumerate() {
         let matchers = g.fields.iter_mut().enumerate().chain(g.keywords.iter_mut().map(|m| (usize::MAX, m)));
@@ -523,7 +519,9 @@ fn build_automata(groups: &mut [Group]) {
             }
         }
     }
-    let lazy: Vec<Arc<LazyAutomaton>> = sets.into_iter().map(|patterns| Arc::new(LazyAutomaton::new(patterns))).collect();
+    let mut sets: Vec<(usize, Vec<String>)> = unique.into_iter().map(|(patterns, si)| (si, patterns)).collect();
+    sets.sort_unstable_by_key(|(si, _)| *si);
+    let lazy: Vec<Arc<LazyAutomaton>> = sets.into_iter().map(|(_, patterns)| Arc::new(LazyAutomaton::new(patterns))).collect();
     for (gi, mi, on_demand, si) in assign {
         let g = &mut groups[gi];
         let m = if mi == usize::MAX { g.keywords.as_mut() } else { g.fields.get_mut(mi) };

@@ -38,7 +38,7 @@ pub(crate) struct LazyRegex {
     /// Literals every match starts with (lower-cased), if a small set: see `regex_prefixes`.
     pub(super) prefixes: Option<Vec<String>>,
     compiled: OnceLock<Result<Matcher, String>>,
-    /// The regex compiled with Unicode off, for ASCII values (None if it cannot be).
+    /// The regex with its classes cut to ASCII, for ASCII values (None if it does not compile).
     ascii: OnceLock<Option<Matcher>>,
 }
 
