@@ -16,18 +16,21 @@ runs=${2:-3}
 release_binary
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for i in $(seq 1 "$copies"); do cp -r "$shared/evtx/EVTX-ATTACK-SAMPLES" "$work/copy$i"; done
-bytes=$(du -sb "$work" | cut -f1)
+# The corpus has a folder of its own: the hunt's output, written beside it, must not be
+# read back as input by the next run.
+corpus=$work/corpus
+for i in $(seq 1 "$copies"); do mkdir -p "$corpus"; cp -r "$shared/evtx/EVTX-ATTACK-SAMPLES" "$corpus/copy$i"; done
+bytes=$(du -sb "$corpus" | cut -f1)
 rules=("${every_sigma_rule[@]}")
 
 best() { sort -g | head -1; }
 parse_only=$(for _ in $(seq "$runs"); do
-  s=$(date +%s.%N); "$bin" events --count -q "$work" >/dev/null; e=$(date +%s.%N)
+  s=$(date +%s.%N); "$bin" events --count -q "$corpus" >/dev/null; e=$(date +%s.%N)
   echo "$e - $s" | bc; done | best)
 hunt_wall=""; compile=""; rparse=""; scan=""; events=""; detections=""
 for _ in $(seq "$runs"); do
   s=$(date +%s.%N)
-  "$bin" hunt "$work" "${rules[@]}" --format jsonl -q -o "$work/out.jsonl"
+  "$bin" hunt "$corpus" "${rules[@]}" --format jsonl -q -o "$work/out.jsonl"
   e=$(date +%s.%N)
   w=$(echo "$e - $s" | bc)
   summary=$(tail -1 "$work/out.jsonl")
