@@ -387,10 +387,7 @@ const EAGER_REGEX_STATES: u64 = 200_000;
 /// Checks a regex's syntax and gives it its prefixes; true if it must be compiled at load
 /// because it might be too big to compile at all.
 fn prepare_regex(pattern: &str) -> Result<(LazyRegex, bool), String> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .build()
-        .parse(pattern)
-        .map_err(|e| e.to_string().lines().last().unwrap_or("invalid").trim().to_string())?;
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).map_err(|e| lazy_regex::message(&e))?;
     let eager = nfa_states_estimate(&hir) > EAGER_REGEX_STATES;
     Ok((LazyRegex::new(pattern.to_string(), regex_prefixes(&hir)), eager))
 }

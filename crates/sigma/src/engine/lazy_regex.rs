@@ -170,7 +170,7 @@ fn ascii_only(hir: &Hir) -> Hir {
 }
 
 /// An error's last line (the `regex` crates put the pattern and a caret above it).
-fn message(e: &dyn std::fmt::Display) -> String {
+pub(super) fn message(e: &dyn std::fmt::Display) -> String {
     e.to_string().lines().last().unwrap_or("invalid").trim().to_string()
 }
 
