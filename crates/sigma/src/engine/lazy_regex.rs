@@ -38,8 +38,18 @@ pub(crate) struct LazyRegex {
     /// Literals every match starts with (lower-cased), if a small set: see `regex_prefixes`.
     pub(super) prefixes: Option<Vec<String>>,
     compiled: OnceLock<Result<Matcher, String>>,
-    /// The regex with its classes cut to ASCII, for ASCII values (None if it does not compile).
-    ascii: OnceLock<Option<Matcher>>,
+    /// The regex as it acts on ASCII values.
+    ascii: OnceLock<AsciiForm>,
+}
+
+/// A regex cut to what it can match in ASCII text (see [`ascii_only`]).
+enum AsciiForm {
+    /// It needs a character that is not ASCII (`(?i)Ԝ`, the homoglyph rules' letters), so
+    /// no ASCII value matches, and none is searched.
+    Never,
+    Search(Box<Matcher>),
+    /// The cut regex did not compile: ASCII values are tested by the whole regex.
+    Unusable,
 }
 
 impl LazyRegex {
@@ -49,9 +59,9 @@ impl LazyRegex {
 
     pub(super) fn is_match(&self, value: &str) -> bool {
         if value.is_ascii()
-            && let Some(ascii) = self.ascii.get_or_init(|| Matcher::ascii(&self.pattern))
+            && let Some(answer) = self.ascii.get_or_init(|| Matcher::ascii(&self.pattern)).is_match(value)
         {
-            return ascii.is_match(value);
+            return answer;
         }
         match self.compile_now() {
             Ok(re) => re.is_match(value),
@@ -75,6 +85,17 @@ impl LazyRegex {
 type Caches = (Option<DfaCache>, PikeCache);
 type NewCaches = Box<dyn Fn() -> Caches + Send + Sync + UnwindSafe + RefUnwindSafe>;
 
+impl AsciiForm {
+    /// The answer for an ASCII value, or None if the whole regex must give it.
+    fn is_match(&self, value: &str) -> Option<bool> {
+        match self {
+            AsciiForm::Never => Some(false),
+            AsciiForm::Search(m) => Some(m.is_match(value)),
+            AsciiForm::Unusable => None,
+        }
+    }
+}
+
 /// A compiled regex that answers whether a value matches anywhere in it.
 pub(super) struct Matcher {
     dfa: Option<DFA>,
@@ -93,11 +114,17 @@ impl Matcher {
     /// Compiles `pattern` for ASCII values only: its classes cut to their ASCII members and
     /// its Unicode word boundaries made ASCII ones, which on ASCII text is the same test
     /// (case-insensitive letters were already made classes by the parser, so `(?i)k` keeps
-    /// `K` and `k`). None if it does not compile.
-    fn ascii(pattern: &str) -> Option<Matcher> {
-        let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
+    /// `K` and `k`).
+    fn ascii(pattern: &str) -> AsciiForm {
+        let Ok(hir) = regex_syntax::ParserBuilder::new().build().parse(pattern) else { return AsciiForm::Unusable };
         let ascii = ascii_only(&hir);
-        Matcher::from_hir(&ascii, ascii.properties().is_utf8()).ok()
+        if !can_match(&ascii) {
+            return AsciiForm::Never;
+        }
+        match Matcher::from_hir(&ascii, ascii.properties().is_utf8()) {
+            Ok(m) => AsciiForm::Search(Box::new(m)),
+            Err(_) => AsciiForm::Unusable,
+        }
     }
 
     fn from_hir(hir: &Hir, utf8: bool) -> Result<Matcher, String> {
@@ -144,6 +171,7 @@ impl Matcher {
 /// `hir` as it acts on ASCII text, without the non-ASCII members of its classes.
 fn ascii_only(hir: &Hir) -> Hir {
     match hir.kind() {
+        HirKind::Literal(l) if !l.0.is_ascii() => Hir::fail(),
         HirKind::Empty | HirKind::Literal(_) | HirKind::Class(Class::Bytes(_)) => hir.clone(),
         HirKind::Class(Class::Unicode(c)) => {
             let mut c = c.clone();
@@ -166,6 +194,20 @@ fn ascii_only(hir: &Hir) -> Hir {
         HirKind::Capture(c) => Hir::capture(Capture { sub: Box::new(ascii_only(&c.sub)), ..c.clone() }),
         HirKind::Concat(v) => Hir::concat(v.iter().map(ascii_only).collect()),
         HirKind::Alternation(v) => Hir::alternation(v.iter().map(ascii_only).collect()),
+    }
+}
+
+/// Whether `hir` matches some text: not if a class or literal it needs was cut to nothing.
+/// (regex-syntax's `minimum_len` is None for `[]*` too, which matches the empty string.)
+fn can_match(hir: &Hir) -> bool {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Literal(_) | HirKind::Look(_) => true,
+        HirKind::Class(Class::Unicode(c)) => !c.ranges().is_empty(),
+        HirKind::Class(Class::Bytes(c)) => !c.ranges().is_empty(),
+        HirKind::Repetition(r) => r.min == 0 || can_match(&r.sub),
+        HirKind::Capture(c) => can_match(&c.sub),
+        HirKind::Concat(v) => v.iter().all(can_match),
+        HirKind::Alternation(v) => v.iter().any(can_match),
     }
 }
 
@@ -239,6 +281,12 @@ mod tests {
             r"a.{2,}b",
             r"(?s)a.b",
             r"[^\x00-\x60]{2}",
+            // Literals and classes of letters outside ASCII, alone or beside others.
+            "(?i)kА",
+            "a|Ж",
+            "(?i)sЖ*",
+            "Ж?k",
+            r"[Ж\d]",
         ];
         let alphabet = ['a', 'b', 'k', 'K', 's', 'S', '1', ' ', '\n', '_', '-', '\t'];
         let mut values = vec![String::new()];
@@ -261,10 +309,11 @@ mod tests {
             }
         }
         for p in patterns {
-            let ascii = Matcher::ascii(p).expect("compiles without Unicode");
+            let ascii = Matcher::ascii(p);
+            assert!(!matches!(ascii, AsciiForm::Unusable), "{p:?} compiles without Unicode");
             let unicode = Matcher::new(p).expect("compiles");
             for v in &values {
-                assert_eq!(ascii.is_match(v), unicode.is_match(v), "{p:?} on {v:?}");
+                assert_eq!(ascii.is_match(v), Some(unicode.is_match(v)), "{p:?} on {v:?}");
             }
         }
         // Letters outside ASCII that fold to ASCII ones (the Kelvin sign to k, the long s
@@ -272,11 +321,24 @@ mod tests {
         for (p, v, want) in
             [("(?i)\u{212A}", "k", true), ("(?i)ſ", "S", true), (r"\p{Cyrillic}", "a", false), ("(?si)^.*А.*$", "path", false)]
         {
-            assert_eq!(Matcher::ascii(p).expect("compiles").is_match(v), want, "{p:?} on {v:?}");
+            assert_eq!(Matcher::ascii(p).is_match(v), Some(want), "{p:?} on {v:?}");
             assert_eq!(regex::Regex::new(p).expect("compiles").is_match(v), want, "{p:?} on {v:?}");
         }
         let lazy = LazyRegex::new("(?si)^.*А.*$".to_string(), None);
         assert!(lazy.is_match("pАth") && !lazy.is_match("path"));
+    }
+
+    /// A regex that needs a character outside ASCII (the homoglyph rules' `contains: А`)
+    /// is known to match no ASCII value without searching one; one that can match without
+    /// it is searched.
+    #[test]
+    fn a_regex_needing_a_letter_outside_ascii_searches_no_ascii_value() {
+        for p in ["(?si)^.*А.*$", "(?si)^.*Ⓜ️.*$", r"\p{Cyrillic}", "(?i)kЖ", "Ж|(?i)Ԝ"] {
+            assert!(matches!(Matcher::ascii(p), AsciiForm::Never), "{p:?}");
+        }
+        for p in ["Ж*k", "Ж|k", "(?i)\u{212A}", ".", ""] {
+            assert!(matches!(Matcher::ascii(p), AsciiForm::Search(_)), "{p:?}");
+        }
     }
 
     #[test]
