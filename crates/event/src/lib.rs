@@ -552,22 +552,34 @@ pub fn escape_json_text(json: &str) -> std::borrow::Cow<'_, str> {
     // Outside strings a serializer writes only ASCII, and line breaks and tabs only as
     // whitespace (inside strings they are escaped already).
     let unsafe_char = |c: char| needs_escape(c) && !matches!(c, '\n' | '\r' | '\t');
-    if plain_json(json.as_bytes()) || !json.chars().any(unsafe_char) {
-        return std::borrow::Cow::Borrowed(json);
-    }
-    let mut out = String::with_capacity(json.len() + 8);
-    for c in json.chars() {
+    let bytes = json.as_bytes();
+    let mut out: Option<String> = None;
+    // Text before `copied` is in `out` (when it exists); `at` is where to look on from.
+    let (mut copied, mut at) = (0, 0);
+    // Only the characters at suspect bytes are decoded: text with a `®` or an em dash in it
+    // is otherwise let through at the speed of the byte test.
+    while let Some(i) = next_suspect(bytes, at) {
+        // A suspect byte is ASCII or a lead byte, so `i` starts a character.
+        let Some(c) = json.get(i..).and_then(|rest| rest.chars().next()) else { break };
+        at = i + c.len_utf8();
         if unsafe_char(c) {
+            let out = out.get_or_insert_with(|| String::with_capacity(json.len() + 8));
+            out.push_str(&json[copied..i]);
             let mut units = [0u16; 2];
             for u in c.encode_utf16(&mut units) {
                 use fmt::Write;
                 let _ = write!(out, "\\u{:04x}", u);
             }
-        } else {
-            out.push(c);
+            copied = at;
         }
     }
-    std::borrow::Cow::Owned(out)
+    match out {
+        None => std::borrow::Cow::Borrowed(json),
+        Some(mut out) => {
+            out.push_str(&json[copied..]);
+            std::borrow::Cow::Owned(out)
+        }
+    }
 }
 
 fn is_plain_number(s: &str) -> bool {
@@ -588,15 +600,19 @@ fn may_start_escape(b: u8) -> bool {
     (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t')) || matches!(b, 0x7f | 0xc2 | 0xe2 | 0xef)
 }
 
-/// No byte of `b` [`may_start_escape`]: tested 32 bytes at a time without a branch per byte.
-fn plain_json(b: &[u8]) -> bool {
-    let mut chunks = b.chunks_exact(32);
+/// The first byte at or after `from` that [`may_start_escape`]: tested 32 bytes at a time
+/// without a branch per byte (the compiler vectorises the test).
+fn next_suspect(b: &[u8], from: usize) -> Option<usize> {
+    let rest = b.get(from..)?;
+    let mut chunks = rest.chunks_exact(32);
+    let mut offset = from;
     for chunk in &mut chunks {
         if chunk.iter().fold(false, |hit, &x| hit | may_start_escape(x)) {
-            return false;
+            return chunk.iter().position(|&x| may_start_escape(x)).map(|p| offset + p);
         }
+        offset += 32;
     }
-    !chunks.remainder().iter().any(|&x| may_start_escape(x))
+    chunks.remainder().iter().position(|&x| may_start_escape(x)).map(|p| offset + p)
 }
 
 fn needs_escape(c: char) -> bool {
@@ -802,6 +818,47 @@ mod tests {
         }
         // Text with a lead byte but nothing to escape is let through unchanged.
         assert!(matches!(escape_json_text("{\"v\":\"\u{2019}\u{e9}\u{fe00}\"}"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    /// Escaping from suspect byte to suspect byte gives what escaping every character does,
+    /// wherever the characters fall against the 32-byte blocks of the byte test.
+    #[test]
+    fn json_text_is_escaped_as_character_by_character() {
+        fn each_character(json: &str) -> String {
+            let mut out = String::new();
+            for c in json.chars() {
+                if needs_escape(c) && !matches!(c, '\n' | '\r' | '\t') {
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{u:04x}"));
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        let pieces = [
+            "a", "\"", "®", "\u{2014}", "\u{202e}", "\u{7f}", "\u{1b}", "\u{9b}", "\n", "\t", "\u{feff}", "\u{fe00}", "€", "😀", "\u{200b}",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..2000 {
+            let mut text = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 90) as usize;
+            let mut r = seed;
+            for _ in 0..len {
+                r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                // Mostly plain letters, so that suspects fall at every offset of a block.
+                let k = (r >> 33) as usize % (pieces.len() * 4);
+                text.push_str(pieces.get(k).copied().unwrap_or("x"));
+            }
+            let escaped = escape_json_text(&text);
+            assert_eq!(escaped, each_character(&text), "{text:?}");
+            assert_eq!(matches!(escaped, std::borrow::Cow::Borrowed(_)), escaped == text);
+        }
     }
 
     #[test]
