@@ -111,19 +111,35 @@ impl Engine {
 
     /// Groups the rules by log source and builds their matchers, with their regexes
     /// prepared (`regexes`) or known to be unusable (`bad`, whose rules fail).
+    ///
+    /// Two passes: one over the rules, in order, gives each rule's variants their group and
+    /// numbers the fields; then each group interns its leaves and builds its matchers, the
+    /// groups in parallel (they share only the field numbers, which the first pass fixed).
     fn index(
         rules: Vec<Rule>,
         table: &LogsourceTable,
         regexes: HashMap<String, Arc<LazyRegex>>,
         bad_regexes: HashMap<String, String>,
     ) -> Engine {
-        let mut b = Builder { regexes, bad_regexes, ..Default::default() };
+        let mut plan = Plan::default();
         let mut unmapped = Vec::new();
         let mut failed = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
             match table.resolve(&rule.logsource) {
                 Resolution::Unmapped(reason) => unmapped.push(Unmapped { rule: ri, reason }),
                 Resolution::Variants(variants) => {
+                    if variants.is_empty() {
+                        continue;
+                    }
+                    if let Some(reason) = bad_regex(&rule.detection, &bad_regexes) {
+                        failed.push(LoadError {
+                            path: rule.origin.path.to_string(),
+                            line: rule.origin.line,
+                            reason,
+                            needs_placeholder: false,
+                        });
+                        continue;
+                    }
                     for v in variants {
                         let conditions: Vec<Expr<LeafSpec>> = v
                             .conditions
@@ -142,24 +158,97 @@ impl Engine {
                                 )
                             })
                             .collect();
-                        if let Err(reason) = b.add(ri as u32, &v.selector, &conditions, &rule.detection) {
-                            failed.push(LoadError {
-                                path: rule.origin.path.to_string(),
-                                line: rule.origin.line,
-                                reason,
-                                needs_placeholder: false,
-                            });
-                            break;
-                        }
+                        plan.add(ri as u32, v.selector, conditions, &rule.detection);
                     }
                 }
             }
         }
-        let (fields, groups, regexes) = b.finish();
-        Engine { rules, unmapped, failed, fields, groups, regexes }
+        let Plan { fields, groups, .. } = plan;
+        let mut groups: Vec<Group> = groups.into_par_iter().map(|g| build_group(g.intern(&rules, &fields), &fields, &regexes)).collect();
+        build_automata(&mut groups);
+        Engine { rules, unmapped, failed, fields, groups, regexes: regexes.into_values().collect() }
     }
 }
 
+/// Why a rule cannot be compiled, if one of its regexes is unusable.
+fn bad_regex(detection: &Expr<LeafSpec>, bad_regexes: &HashMap<String, String>) -> Option<String> {
+    if bad_regexes.is_empty() {
+        return None;
+    }
+    let mut leaves = Vec::new();
+    detection.leaves(&mut leaves);
+    leaves.iter().find_map(|l| {
+        let pattern = leaf_regex(&l.pred)?;
+        let e = bad_regexes.get(&pattern)?;
+        Some(format!("regex `{}`: {e}", abbreviated(&pattern)))
+    })
+}
+
+/// The first pass of indexing: each rule variant in its group, and every field numbered
+/// in the order the rules first name it.
+#[derive(Default)]
+struct Plan {
+    fields: HashMap<String, FieldId, FxBuild>,
+    groups: Vec<GroupPlan>,
+    group_index: HashMap<Selector, usize, FxBuild>,
+    /// A scratch buffer for normalised field names.
+    key: String,
+}
+
+/// The rule variants of one group, to be interned by [`GroupPlan::intern`].
+struct GroupPlan {
+    selector: Selector,
+    variants: Vec<VariantPlan>,
+}
+
+/// One rule for one way its log source is met: the log source's own field tests
+/// (`conditions`) and the rule's detection, all of which must hold.
+struct VariantPlan {
+    rule: u32,
+    conditions: Vec<Expr<LeafSpec>>,
+    /// The field of each leaf, the conditions' then the detection's, in [`Expr::leaves`]
+    /// order (NONE for a keyword).
+    fields: Vec<FieldId>,
+}
+
+impl Plan {
+    fn field(&mut self, name: &str) -> FieldId {
+        normalise_field_name(name, &mut self.key);
+        if let Some(&id) = self.fields.get(self.key.as_str()) {
+            return id;
+        }
+        let id = self.fields.len() as FieldId;
+        self.fields.insert(self.key.clone(), id);
+        id
+    }
+
+    fn add(&mut self, rule: u32, selector: Selector, conditions: Vec<Expr<LeafSpec>>, detection: &Expr<LeafSpec>) {
+        let mut leaves = Vec::new();
+        for c in &conditions {
+            c.leaves(&mut leaves);
+        }
+        detection.leaves(&mut leaves);
+        let mut fields = Vec::with_capacity(leaves.len());
+        for spec in leaves {
+            // A field reference's other field is numbered before its own.
+            if let Pred::FieldRef { other, .. } = &spec.pred {
+                self.field(selector.map_field(other));
+            }
+            fields.push(spec.field.as_deref().map_or(NONE, |f| self.field(selector.map_field(f))));
+        }
+        let gi = match self.group_index.get(&selector) {
+            Some(&g) => g,
+            None => {
+                self.group_index.insert(selector.clone(), self.groups.len());
+                self.groups.push(GroupPlan { selector, variants: Vec::new() });
+                self.groups.len() - 1
+            }
+        };
+        self.groups[gi].variants.push(VariantPlan { rule, conditions, fields });
+    }
+}
+
+/// A group's distinct leaves and its rules as expressions over them.
 #[derive(Default)]
 struct GroupBuilder {
     selector: Selector,
@@ -168,87 +257,53 @@ struct GroupBuilder {
     rules: Vec<GroupRule>,
 }
 
-#[derive(Default)]
-struct Builder {
-    fields: HashMap<String, FieldId, FxBuild>,
-    /// Every regex the rules need, by pattern: checked before any rule is added (so
-    /// errors name the rule), compiled on first use, shared by every group.
-    regexes: HashMap<String, Arc<LazyRegex>>,
-    bad_regexes: HashMap<String, String>,
-    groups: Vec<GroupBuilder>,
-    group_index: HashMap<Selector, usize, FxBuild>,
-}
-
-impl Builder {
-    fn field(&mut self, name: &str) -> FieldId {
-        let n = self.fields.len() as FieldId;
+impl GroupPlan {
+    /// Every distinct leaf of the group's rules once, and each rule variant as a program
+    /// over them.
+    fn intern(self, rules: &[Rule], fields: &HashMap<String, FieldId, FxBuild>) -> GroupBuilder {
+        let mut g = GroupBuilder { selector: self.selector, ..Default::default() };
+        let selector = g.selector.clone();
         let mut key = String::new();
-        normalise_field_name(name, &mut key);
-        *self.fields.entry(key).or_insert(n)
-    }
-
-    /// Adds one rule for one way its log source is met: the log source's own field
-    /// tests (`conditions`) and the rule's detection, all of which must hold.
-    fn add(&mut self, rule: u32, selector: &Selector, conditions: &[Expr<LeafSpec>], detection: &Expr<LeafSpec>) -> Result<(), String> {
-        // Validate what compiles per leaf before touching shared state.
-        if !self.bad_regexes.is_empty() {
-            let mut leaves = Vec::new();
-            detection.leaves(&mut leaves);
-            for l in &leaves {
-                if let Some(pattern) = leaf_regex(&l.pred)
-                    && let Some(e) = self.bad_regexes.get(&pattern)
-                {
-                    return Err(format!("regex `{}`: {e}", abbreviated(&pattern)));
+        for v in self.variants {
+            let Some(rule) = rules.get(v.rule as usize) else { continue };
+            let mut field_ids = v.fields.iter().copied();
+            let mut intern = |spec: &LeafSpec| -> LeafId {
+                let numbered = field_ids.next().unwrap_or(NONE);
+                let field = spec.field.as_deref().map(|f| selector.map_field(f));
+                let renamed;
+                let pred = match &spec.pred {
+                    Pred::FieldRef { other, mode, cased } => {
+                        renamed = Pred::FieldRef { other: selector.map_field(other).to_string(), mode: *mode, cased: *cased };
+                        &renamed
+                    }
+                    p => p,
+                };
+                let leaf_key = leaf_key(field, pred);
+                if let Some(&id) = g.leaf_index.get(&leaf_key) {
+                    return id;
                 }
-            }
-        }
-        let gi = match self.group_index.get(selector) {
-            Some(&g) => g,
-            None => {
-                self.groups.push(GroupBuilder { selector: selector.clone(), ..Default::default() });
-                self.group_index.insert(selector.clone(), self.groups.len() - 1);
-                self.groups.len() - 1
-            }
-        };
-        let mut intern = |spec: &LeafSpec| -> LeafId {
-            let field = spec.field.as_deref().map(|f| selector.map_field(f));
-            let renamed;
-            let pred = match &spec.pred {
-                Pred::FieldRef { other, mode, cased } => {
-                    let o = selector.map_field(other).to_string();
-                    self.field(&o);
-                    renamed = Pred::FieldRef { other: o, mode: *mode, cased: *cased };
-                    &renamed
-                }
-                p => p,
+                let fid = match field {
+                    Some(_) if numbered != NONE => Some(numbered),
+                    // Not reached: the first pass numbered every field, in this order.
+                    Some(f) => {
+                        normalise_field_name(f, &mut key);
+                        fields.get(key.as_str()).copied()
+                    }
+                    None => None,
+                };
+                let id = g.leaves.len() as LeafId;
+                g.leaves.push((fid, pred.clone()));
+                g.leaf_index.insert(leaf_key, id);
+                id
             };
-            let key = leaf_key(field, pred);
-            if let Some(&id) = self.groups[gi].leaf_index.get(&key) {
-                return id;
-            }
-            let fid = field.map(|f| self.field(f));
-            let g = &mut self.groups[gi];
-            let id = g.leaves.len() as LeafId;
-            g.leaves.push((fid, pred.clone()));
-            g.leaf_index.insert(key, id);
-            id
-        };
-        let mut parts: Vec<Expr<LeafId>> = conditions.iter().map(|c| c.map_ref(&mut intern)).collect();
-        parts.push(detection.map_ref(&mut intern));
-        let compiled = Expr::and(parts);
-        let g = &self.groups[gi];
-        let compiled = cheap_first(compiled, &|l| is_costly(&g.leaves[l as usize].1));
-        let program = compile_program(&compiled);
-        self.groups[gi].rules.push(GroupRule { rule, expr: compiled, program });
-        Ok(())
-    }
-
-    fn finish(self) -> (HashMap<String, FieldId, FxBuild>, Vec<Group>, Vec<Arc<LazyRegex>>) {
-        let fields = self.fields;
-        let regexes = self.regexes;
-        let mut groups: Vec<Group> = self.groups.into_par_iter().map(|g| build_group(g, &fields, &regexes)).collect();
-        build_automata(&mut groups);
-        (fields, groups, regexes.into_values().collect())
+            let mut parts: Vec<Expr<LeafId>> = v.conditions.iter().map(|c| c.map_ref(&mut intern)).collect();
+            parts.push(rule.detection.map_ref(&mut intern));
+            let compiled = Expr::and(parts);
+            let compiled = cheap_first(compiled, &|l| is_costly(&g.leaves[l as usize].1));
+            let program = compile_program(&compiled);
+            g.rules.push(GroupRule { rule: v.rule, expr: compiled, program });
+        }
+        g
     }
 }
 
