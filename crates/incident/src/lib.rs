@@ -199,9 +199,10 @@ fn assess(w: &builder::Weight<'_>, techniques: &[String], max_level: Level) -> (
     };
     let assessment = portcullis_intel::phia::assess("these findings are one genuine compromise", 40, &ev, confidence);
     let mut attribution = Vec::new();
-    for (name, _, actor_techniques) in portcullis_intel::known_actors() {
+    for actor in portcullis_intel::known_actors() {
+        let (name, actor_techniques) = (&actor.name, &actor.techniques);
         let shared: Vec<&String> = techniques.iter().filter(|t| actor_techniques.contains(t)).collect();
-        let named = iocs.iter().any(|c| c.contains(&name));
+        let named = iocs.iter().any(|c| c.contains(name.as_str()));
         if named {
             attribution
                 .push(format!("indicators associated with {name} matched: consistent with {name}'s infrastructure, not proof of {name}"));

@@ -87,8 +87,22 @@ pub fn load(paths: &[std::path::PathBuf], builtin: bool) -> Result<Loaded, Strin
     Ok(out)
 }
 
-/// Known actors from the built-in intel: (name, aliases, ATT&CK technique ids they use).
-pub fn known_actors() -> Vec<(String, Vec<String>, Vec<String>)> {
+/// An intrusion set named in the built-in intel.
+pub struct KnownActor {
+    pub name: String,
+    pub aliases: Vec<String>,
+    /// ATT&CK technique ids the intel says it uses, sorted.
+    pub techniques: Vec<String>,
+}
+
+/// Known actors from the built-in intel, read from its bundles once per process (every
+/// incident's assessment asks).
+pub fn known_actors() -> &'static [KnownActor] {
+    static ACTORS: std::sync::OnceLock<Vec<KnownActor>> = std::sync::OnceLock::new();
+    ACTORS.get_or_init(read_known_actors)
+}
+
+fn read_known_actors() -> Vec<KnownActor> {
     let mut out = Vec::new();
     for (_, text) in BUILTIN {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { continue };
@@ -105,8 +119,22 @@ pub fn known_actors() -> Vec<(String, Vec<String>, Vec<String>)> {
                 .collect();
             techniques.sort();
             let aliases = o["aliases"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
-            out.push((o["name"].as_str().unwrap_or("").to_string(), aliases, techniques));
+            out.push(KnownActor { name: o["name"].as_str().unwrap_or("").to_string(), aliases, techniques });
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    /// The built-in intel's actor, with the techniques its bundle relates to it, read once.
+    #[test]
+    fn known_actors_are_read_from_the_builtin_bundles_once() {
+        let actors = super::known_actors();
+        let apt31 = actors.iter().find(|a| a.name == "APT31").expect("APT31 is in the built-in intel");
+        assert!(apt31.aliases.iter().any(|a| a == "ZIRCONIUM"), "{:?}", apt31.aliases);
+        assert_eq!(apt31.techniques.len(), 12, "{:?}", apt31.techniques);
+        assert!(apt31.techniques.windows(2).all(|w| w[0] <= w[1]) && apt31.techniques.contains(&"T1598.003".to_string()));
+        assert!(std::ptr::eq(actors, super::known_actors()));
+    }
 }
