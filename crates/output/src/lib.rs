@@ -215,7 +215,7 @@ fn write_in_parallel(
     format: impl Fn(&[Detection]) -> io::Result<Vec<u8>> + Sync,
 ) -> io::Result<()> {
     use rayon::prelude::*;
-    const CHUNK: usize = 1024;
+    const CHUNK: usize = 256;
     let batch = CHUNK * 4 * rayon::current_num_threads().max(1);
     detections.try_for_each_chunk(batch, |group| -> io::Result<()> {
         let texts: Vec<io::Result<Vec<u8>>> = group.par_chunks(CHUNK).map(&format).collect();
