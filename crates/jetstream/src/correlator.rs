@@ -305,7 +305,10 @@ pub async fn run(s: &CorrelatorSettings) -> Result<CorrelatorReport, Error> {
     let lateness = s.lateness.as_micros().min(i64::MAX as u128) as i64;
     let findings_subject = s.names.findings_subject();
     let mut last_message = Instant::now();
-    let mut flushed = true;
+    // Inputs restored from the checkpoint wait for an idle flush like any others: a
+    // partition restarted with nothing new to read held them for ever, and with
+    // --exit-when-idle never exited (its exit waits for an empty buffer).
+    let mut flushed = part.pending.is_empty();
     loop {
         let fetched = crate::fetch_batch(&consumer, 1000, Duration::from_millis(500), "correlator", "correlation inputs").await?;
         if fetched.unavailable {
