@@ -206,9 +206,6 @@ struct GroupPlan {
 struct VariantPlan {
     rule: u32,
     conditions: Vec<Expr<LeafSpec>>,
-    /// The field of each leaf, the conditions' then the detection's, in [`Expr::leaves`]
-    /// order (NONE for a keyword).
-    fields: Vec<FieldId>,
 }
 
 impl Plan {
@@ -228,13 +225,14 @@ impl Plan {
             c.leaves(&mut leaves);
         }
         detection.leaves(&mut leaves);
-        let mut fields = Vec::with_capacity(leaves.len());
         for spec in leaves {
             // A field reference's other field is numbered before its own.
             if let Pred::FieldRef { other, .. } = &spec.pred {
                 self.field(selector.map_field(other));
             }
-            fields.push(spec.field.as_deref().map_or(NONE, |f| self.field(selector.map_field(f))));
+            if let Some(f) = spec.field.as_deref() {
+                self.field(selector.map_field(f));
+            }
         }
         let gi = match self.group_index.get(&selector) {
             Some(&g) => g,
@@ -244,7 +242,7 @@ impl Plan {
                 self.groups.len() - 1
             }
         };
-        self.groups[gi].variants.push(VariantPlan { rule, conditions, fields });
+        self.groups[gi].variants.push(VariantPlan { rule, conditions });
     }
 }
 
@@ -266,9 +264,7 @@ impl GroupPlan {
         let mut key = String::new();
         for v in self.variants {
             let Some(rule) = rules.get(v.rule as usize) else { continue };
-            let mut field_ids = v.fields.iter().copied();
             let mut intern = |spec: &LeafSpec| -> LeafId {
-                let numbered = field_ids.next().unwrap_or(NONE);
                 let field = spec.field.as_deref().map(|f| selector.map_field(f));
                 let renamed;
                 let pred = match &spec.pred {
@@ -282,15 +278,11 @@ impl GroupPlan {
                 if let Some(&id) = g.leaf_index.get(&leaf_key) {
                     return id;
                 }
-                let fid = match field {
-                    Some(_) if numbered != NONE => Some(numbered),
-                    // Not reached: the first pass numbered every field, in this order.
-                    Some(f) => {
-                        normalise_field_name(f, &mut key);
-                        fields.get(key.as_str()).copied()
-                    }
-                    None => None,
-                };
+                // The first pass numbered every field.
+                let fid = field.and_then(|f| {
+                    normalise_field_name(f, &mut key);
+                    fields.get(key.as_str()).copied()
+                });
                 let id = g.leaves.len() as LeafId;
                 g.leaves.push((fid, pred.clone()));
                 g.leaf_index.insert(leaf_key, id);
