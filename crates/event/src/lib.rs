@@ -296,6 +296,12 @@ impl Event {
         self.fields.iter().map(move |s| (&text[s.name()], &text[s.value()]))
     }
 
+    /// Where each field's value lies in [`Event::field_stream`], in source order: for a
+    /// scanner that searches the whole stream at once, then asks which value a hit is in.
+    pub fn value_spans(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        self.fields.iter().map(FieldSlot::value)
+    }
+
     /// Every field as its name, a NUL byte, its value and a 0x01 byte, end to end in source
     /// order: the bytes a finding id hashes after the rule and the record.
     #[inline]
