@@ -39,16 +39,20 @@ impl GramFilter {
     /// how rarely they occur in `sample` (whole keyword texts); None if it would let through
     /// too many of the sample's texts to pay, or needs too many searchers.
     pub(super) fn new(patterns: &[String], sample: &[&[u8]]) -> Option<GramFilter> {
-        let mut counts: FxHashMap<&[u8], u32> = FxHashMap::default();
+        // Windows counted as the number their four bytes make: hashing a number is one
+        // multiplication, a slice is its length and then its bytes.
+        let key = |w: &[u8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        let total: usize = sample.iter().map(|t| t.len().saturating_sub(3)).sum();
+        let mut counts: FxHashMap<u32, u32> = FxHashMap::with_capacity_and_hasher(total.min(1 << 16), Default::default());
         for w in sample.iter().flat_map(|t| t.windows(4)) {
-            *counts.entry(w).or_default() += 1;
+            *counts.entry(key(w)).or_default() += 1;
         }
         // A window is good enough for a pattern if it is about as rare as the pattern's
         // rarest: among those, the one good enough for most patterns is chosen, so that
         // variants (`${jndi:ldap:/`, `${jndi:rmi:/`, ...) share one literal and the
         // searchers stay few.
         let slack = (sample.len() / 256) as u32;
-        let count = |w: &[u8]| counts.get(w).copied().unwrap_or(0);
+        let count = |w: &[u8]| counts.get(&key(w)).copied().unwrap_or(0);
         fn good_enough<'p>(b: &'p [u8], count: &impl Fn(&[u8]) -> u32, slack: u32) -> Vec<&'p [u8]> {
             let rarest = b.windows(4).map(count).min().unwrap_or(0);
             let mut good: Vec<&[u8]> = b.windows(4).filter(|w| count(w) <= rarest.saturating_add(slack)).collect();
