@@ -332,6 +332,42 @@ mod tests {
         }
     }
 
+    /// A keyword with a wildcard (`select * from`) is tested on each value once the text
+    /// holds its literal (`select `); events without the literal skip the values. The
+    /// answers are the same whether the event before had the literal or not, and whether or
+    /// not another keyword (`''`, which every value holds) is tested on every value.
+    #[test]
+    fn wildcard_keywords_decide_per_value_whether_or_not_their_literal_is_there() {
+        let sql = "title: sql\nlogsource: {category: webserver}\ndetection:\n  keywords: ['select * from']\n  condition: keywords\n";
+        let any = "title: any\nlogsource: {category: webserver}\ndetection:\n  keywords: ['']\n  condition: keywords\n";
+        for rules in [&[sql][..], &[sql, any][..]] {
+            let engine = compiled(rules);
+            assert_eq!(engine.rules.len(), rules.len(), "{:?}", engine.failed);
+            let title = |i: usize| engine.rules[i].title.clone();
+            let mut scanner = engine.scanner();
+            let mut sql_matched = |fields: &[(&str, &str)]| {
+                let mut e = Event::new(SourceKind::W3c);
+                e.log_type = "iis".into();
+                for (n, v) in fields {
+                    e.push_str(n, v);
+                }
+                let mut out = Vec::new();
+                scanner.scan(&e, &mut out);
+                let titles: Vec<String> = out.into_iter().map(title).collect();
+                assert_eq!(titles.iter().any(|t| t == "any"), rules.len() == 2);
+                titles.iter().any(|t| t == "sql")
+            };
+            for _ in 0..2 {
+                assert!(sql_matched(&[("cs-uri-query", "q=SELECT name FROM users")]));
+                assert!(!sql_matched(&[("cs-uri-query", "q=names")]));
+                // The literal is in the text, but no one value holds the whole keyword.
+                assert!(!sql_matched(&[("cs-uri-query", "q=select name"), ("cs-uri-stem", "/from")]));
+                assert!(sql_matched(&[("cs-uri-stem", "/a"), ("cs-uri-query", "q=select a from b")]));
+                assert!(!sql_matched(&[("cs-uri-stem", "/select"), ("cs-uri-query", "q=from")]));
+            }
+        }
+    }
+
     /// Keywords no rule is indexed under (`POST` and `200` beside a rare path) are searched
     /// only when a candidate rule asks: the answers must be those of searching every literal
     /// for every event, here beside rules whose other literals decide on demand too (a
