@@ -11,7 +11,9 @@
 //! case-insensitive letters) only ever meet their ASCII members. So an ASCII value is
 //! tested with the regex whose classes are cut to those members, whose NFA is a fraction
 //! of the size (`.{1000,}`: 10 ms to compile with Unicode, well under one without), and
-//! the Unicode form is compiled only when a value that is not ASCII comes.
+//! the Unicode form is compiled only when a value that is not ASCII comes. One class
+//! repeated (`.{1000,}`, a rule's length test) is not searched at all on ASCII values: a
+//! count of the bytes in the class answers.
 
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::OnceLock;
@@ -47,6 +49,14 @@ enum AsciiForm {
     /// It needs a character that is not ASCII (`(?i)Ԝ`, the homoglyph rules' letters), so
     /// no ASCII value matches, and none is searched.
     Never,
+    /// It is one class repeated at least `min` times (`.{1000,}`, `.{150}`: a length
+    /// test): a value matches if it has a run of that many bytes of the class. As an
+    /// automaton it is a chain of `min` states, which its lazy DFA builds anew on every
+    /// long value (a third of a millisecond each).
+    Run {
+        class: Box<[bool; 128]>,
+        min: usize,
+    },
     Search(Box<Matcher>),
     /// The cut regex did not compile: ASCII values are tested by the whole regex.
     Unusable,
@@ -90,6 +100,20 @@ impl AsciiForm {
     fn is_match(&self, value: &str) -> Option<bool> {
         match self {
             AsciiForm::Never => Some(false),
+            AsciiForm::Run { class, min } => {
+                let mut run = 0;
+                for &b in value.as_bytes() {
+                    if class.get(usize::from(b)).copied().unwrap_or(false) {
+                        run += 1;
+                        if run >= *min {
+                            return Some(true);
+                        }
+                    } else {
+                        run = 0;
+                    }
+                }
+                Some(false)
+            }
             AsciiForm::Search(m) => Some(m.is_match(value)),
             AsciiForm::Unusable => None,
         }
@@ -120,6 +144,9 @@ impl Matcher {
         let ascii = ascii_only(&hir);
         if !can_match(&ascii) {
             return AsciiForm::Never;
+        }
+        if let Some((class, min)) = run_of_class(&ascii) {
+            return AsciiForm::Run { class, min };
         }
         match Matcher::from_hir(&ascii, ascii.properties().is_utf8()) {
             Ok(m) => AsciiForm::Search(Box::new(m)),
@@ -211,6 +238,25 @@ fn can_match(hir: &Hir) -> bool {
     }
 }
 
+/// The class and the least count, if `hir` is one class of ASCII bytes repeated at least
+/// once (of any greedy or lazy repetition, with or without a most): for "is there a match
+/// anywhere", a run of `min` bytes of the class, whatever the most.
+fn run_of_class(hir: &Hir) -> Option<(Box<[bool; 128]>, usize)> {
+    let HirKind::Repetition(r) = hir.kind() else { return None };
+    let HirKind::Class(Class::Bytes(c)) = r.sub.kind() else { return None };
+    let min = usize::try_from(r.min).ok().filter(|&m| m >= 1)?;
+    if r.max.is_some_and(|max| max < r.min) {
+        return None;
+    }
+    let mut class = Box::new([false; 128]);
+    for range in c.ranges() {
+        for b in range.start()..=range.end() {
+            *class.get_mut(usize::from(b))? = true;
+        }
+    }
+    Some((class, min))
+}
+
 /// An error's last line (the `regex` crates put the pattern and a caret above it).
 pub(super) fn message(e: &dyn std::fmt::Display) -> String {
     e.to_string().lines().last().unwrap_or("invalid").trim().to_string()
@@ -281,6 +327,13 @@ mod tests {
             r"a.{2,}b",
             r"(?s)a.b",
             r"[^\x00-\x60]{2}",
+            // One class repeated: a run of bytes (see `AsciiForm::Run`).
+            r".{2,}",
+            r".{3}",
+            r"[a-k]{2,3}",
+            r"(?i)k{2}",
+            r"\S+?",
+            r"(?s).{3,}",
             // Literals and classes of letters outside ASCII, alone or beside others.
             "(?i)kА",
             "a|Ж",
@@ -339,6 +392,17 @@ mod tests {
         for p in ["Ж*k", "Ж|k", "(?i)\u{212A}", ".", ""] {
             assert!(matches!(Matcher::ascii(p), AsciiForm::Search(_)), "{p:?}");
         }
+        // A length test is a count of bytes, without an automaton.
+        for (p, want) in [(".{1000,}", 1000), (".{150}", 150), (r"\w{3,5}", 3)] {
+            assert!(matches!(Matcher::ascii(p), AsciiForm::Run { min, .. } if min == want), "{p:?}");
+        }
+        for p in [".*", "a.{3}", "(.{3})", ".{3}$"] {
+            assert!(!matches!(Matcher::ascii(p), AsciiForm::Run { .. }), "{p:?}");
+        }
+        let long = LazyRegex::new(".{1000,}".to_string(), None);
+        let line = "a".repeat(999);
+        assert!(!long.is_match(&line) && long.is_match(&format!("{line}b")));
+        assert!(!long.is_match(&format!("{line}\n{line}")), "`.` does not cross a line end");
     }
 
     #[test]
