@@ -3,6 +3,8 @@
 //! automaton, each rule indexed under its cheapest necessary leaf set and compiled into
 //! a short-circuit program.
 
+use std::collections::hash_map::Entry;
+
 use rayon::prelude::*;
 
 use super::*;
@@ -274,10 +276,10 @@ impl GroupPlan {
                     }
                     p => p,
                 };
-                let leaf_key = leaf_key(field, pred);
-                if let Some(&id) = g.leaf_index.get(&leaf_key) {
-                    return id;
-                }
+                let slot = match g.leaf_index.entry(leaf_key(field, pred)) {
+                    Entry::Occupied(known) => return *known.get(),
+                    Entry::Vacant(slot) => slot,
+                };
                 // The first pass numbered every field.
                 let fid = field.and_then(|f| {
                     normalise_field_name(f, &mut key);
@@ -285,7 +287,7 @@ impl GroupPlan {
                 });
                 let id = g.leaves.len() as LeafId;
                 g.leaves.push((fid, pred.clone()));
-                g.leaf_index.insert(leaf_key, id);
+                slot.insert(id);
                 id
             };
             let mut parts: Vec<Expr<LeafId>> = v.conditions.iter().map(|c| c.map_ref(&mut intern)).collect();
