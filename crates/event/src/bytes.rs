@@ -1,5 +1,5 @@
 //! Quick tests on a value's bytes, shared by the scanners that look at every value of
-//! every event (indicators, keywords, entities): a word at a time, without slicing text.
+//! every event (indicators, entities): a word at a time, without slicing text.
 
 use std::ops::Range;
 

@@ -585,7 +585,7 @@ impl<'e> Scanner<'e> {
         }
         // A test whose literal the text lacks (its gate is shut) passes over every value:
         // when all are such, the values are not gone through at all.
-        if kw.direct.iter().any(|d| d.gate.is_none_or(|gi| self.gates[gi as usize / 64] & (1 << (gi % 64)) != 0)) {
+        if kw.direct.iter().any(|d| d.gate.is_none_or(|gi| self.gate_open(gi))) {
             for (value, kind) in keyword_values(ev) {
                 self.match_directs(kw, value, kind, ev);
             }
@@ -645,7 +645,7 @@ impl<'e> Scanner<'e> {
     fn match_directs(&mut self, fm: &FieldMatcher, value: &str, kind: ValueKind, ev: &Event) {
         for d in &fm.direct {
             if let Some(gi) = d.gate
-                && self.gates[gi as usize / 64] & (1 << (gi % 64)) == 0
+                && !self.gate_open(gi)
             {
                 continue;
             }
@@ -657,6 +657,12 @@ impl<'e> Scanner<'e> {
                 self.set(d.leaf);
             }
         }
+    }
+
+    /// Whether a gated test's literal was found in the current value (or, for keywords,
+    /// the event's text).
+    fn gate_open(&self, gi: u32) -> bool {
+        self.gates[gi as usize / 64] & (1 << (gi % 64)) != 0
     }
 
     /// Gates opened by one value must not leak to the next.
