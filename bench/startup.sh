@@ -40,6 +40,7 @@ for _ in $(seq "$runs"); do one "${hunt[@]}"; done | stats "warm cache"
 python3 - "$work/out.jsonl" <<'PY'
 import json, sys
 s = [json.loads(l) for l in open(sys.argv[1])][-1]
-print(f"last warm run: {s['rules_loaded']} rules, {s['rules_files_cached']} files from the cache, "
+print(f"last warm run: {s['rules_loaded']} rules, {s['rules_files_cached']} files from the cache "
+      f"({s['rules_files_unread']} of them unread), "
       f"parse {s['rules_parse_seconds']:.3f}s, compile {s['rules_compile_seconds']:.3f}s")
 PY

@@ -177,8 +177,9 @@ pub struct RuleArgs {
     pub min_level: LevelArg,
     /// Parse every `--sigma` file afresh instead of taking unchanged ones from the
     /// parsed-rule cache ($PORTCULLIS_CACHE_DIR, else $XDG_CACHE_HOME/portcullis, else
-    /// ~/.cache/portcullis). The cache is keyed by each file's text and this binary, so it
-    /// never changes what is detected; it only saves start-up time.
+    /// ~/.cache/portcullis). The cache is keyed by each file's text and this binary (a file
+    /// whose inode, size and change time are as when it was cached is not read again), so
+    /// it never changes what is detected; it only saves start-up time.
     #[arg(long)]
     pub no_rule_cache: bool,
 }

@@ -190,6 +190,9 @@ pub struct Summary {
     pub rules_compile_seconds: f64,
     /// Rule files taken from the parsed-rule cache rather than parsed (of `--sigma` files).
     pub rules_files_cached: usize,
+    /// Of those, the files not even read: their size, inode and change time were as when
+    /// they were cached.
+    pub rules_files_unread: usize,
     /// Reading and scanning the inputs (excludes loading rules and writing output).
     pub hunt_seconds: f64,
     /// Of `hunt_seconds`, putting correlation inputs in time order and correlating them

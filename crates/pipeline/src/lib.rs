@@ -636,6 +636,7 @@ Run `portcullis events` on an input to see its fields and `portcullis rules` for
     s.rules_parse_seconds = loaded.parse_seconds;
     s.rules_compile_seconds = loaded.compile_seconds;
     s.rules_files_cached = loaded.cache.hits;
+    s.rules_files_unread = loaded.cache.unread;
     for p in &loaded.cache.problems {
         s.warnings.push(format!("rule cache: {p}"));
     }

@@ -2,17 +2,20 @@
 //! a hunt's start-up, and rules rarely change between runs.
 //!
 //! One cache file per rule directory (named by a hash of its absolute path) holds, for each
-//! rule file, its path, a 128-bit hash of its text and what parsing it gave (rules,
-//! filters, correlations and errors). A rule file is taken from the cache only if its text
-//! hashes the same; a cache file is used only if this very binary wrote it with the same
-//! placeholders (they change what parsing gives). What comes out of the cache is trusted
-//! no more than a rule file: it is compiled by the same code, its expression trees are
-//! rebuilt without recursion and with a depth limit, and a cache file that is corrupt
-//! (checksum), truncated, oversized or from another build is ignored and rewritten.
+//! rule file, its path, a 128-bit hash of its text, the file's metadata when it was read
+//! and what parsing it gave (rules, filters, correlations and errors). A rule file is taken
+//! from the cache without being read if its metadata is as recorded (see [`FileStamp`]),
+//! else only if its text hashes the same; a cache file is used only if this very binary
+//! wrote it with the same placeholders (they change what parsing gives). What comes out of
+//! the cache is trusted no more than a rule file: it is compiled by the same code, its
+//! expression trees are rebuilt without recursion and with a depth limit, and a cache file
+//! that is corrupt (checksum), truncated, oversized or from another build is ignored and
+//! rewritten.
 //!
 //! Layout: `MAGIC | stamp u64 | count u32 | count × (path_len u32, path, text_hash u128,
-//! body_len u32, body) | xxh3-64 of everything before`, little-endian; each body is the
-//! file's [`RuleSet`] in postcard.
+//! file stamp (flag u8, then dev, ino, len u64, mtime, ctime as i64 seconds and u32
+//! nanoseconds when the flag is 1), body_len u32, body) | xxh3-64 of everything before`,
+//! little-endian; each body is the file's [`RuleSet`] in postcard.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -23,7 +26,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_128};
 use crate::loader::RuleSet;
 use crate::modifiers::Placeholders;
 
-const MAGIC: &[u8; 8] = b"PCRULES\x01";
+const MAGIC: &[u8; 8] = b"PCRULES\x02";
 /// A cache file larger than this is not read (the SigmaHQ rules make about 10 MB).
 const MAX_CACHE_BYTES: u64 = 1 << 30;
 
@@ -32,6 +35,84 @@ const MAX_CACHE_BYTES: u64 = 1 << 30;
 pub struct RuleCache {
     dir: PathBuf,
     stamp: u64,
+    /// How long a file must have gone unchanged, when it is read, for its metadata to
+    /// stand for its text on later runs.
+    settle: std::time::Duration,
+}
+
+/// A rule file's metadata, which stands for its text: a write to the file, a rename over
+/// it or any change of its metadata sets its change time (`ctime`) to the current time,
+/// and no user can set that time back. File times have a coarse grain (a clock tick), so a
+/// file written twice in one tick would keep its stamp: a stamp is recorded only for a file
+/// that had gone [`RuleCache::settle`] unchanged when it was read (git's "racy" rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, u32),
+    ctime: (i64, u32),
+}
+
+/// Bytes of a [`FileStamp`] in a cache file, after its flag byte.
+const FILE_STAMP_BYTES: usize = 3 * 8 + 2 * 12;
+
+impl FileStamp {
+    /// The metadata of the file at `path` (following links, as reading it does); `None` off
+    /// Unix or if it cannot be had: the file is then read and hashed every time.
+    #[cfg(unix)]
+    pub(crate) fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), u32::try_from(m.mtime_nsec()).ok()?),
+            ctime: (m.ctime(), u32::try_from(m.ctime_nsec()).ok()?),
+        })
+    }
+
+    #[cfg(not(unix))]
+    pub(crate) fn of(_path: &Path) -> Option<FileStamp> {
+        None
+    }
+
+    /// Whether the file had gone `settle` unchanged at `now` (a change time in the future,
+    /// as after the clock was set back, has not).
+    pub(crate) fn settled(&self, now: std::time::SystemTime, settle: std::time::Duration) -> bool {
+        let Ok(now) = now.duration_since(std::time::UNIX_EPOCH) else { return false };
+        let (Ok(secs), nanos) = (u64::try_from(self.ctime.0), self.ctime.1) else { return false };
+        let changed = std::time::Duration::new(secs, nanos.min(999_999_999));
+        now.checked_sub(changed).is_some_and(|age| age >= settle)
+    }
+
+    fn encode(stamp: Option<FileStamp>, out: &mut Vec<u8>) {
+        let Some(s) = stamp else {
+            out.push(0);
+            return;
+        };
+        out.push(1);
+        for v in [s.dev, s.ino, s.len] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for (secs, nanos) in [s.mtime, s.ctime] {
+            out.extend_from_slice(&secs.to_le_bytes());
+            out.extend_from_slice(&nanos.to_le_bytes());
+        }
+    }
+
+    fn decode(r: &mut Reader) -> Result<Option<FileStamp>, String> {
+        match r.take(1)?[0] {
+            0 => return Ok(None),
+            1 => {}
+            _ => return Err("bad file stamp flag".into()),
+        }
+        let b = r.take(FILE_STAMP_BYTES)?;
+        let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+        let t = |i: usize| (u(i) as i64, u32::from_le_bytes(b[i + 8..i + 12].try_into().unwrap_or_default()));
+        Ok(Some(FileStamp { dev: u(0), ino: u(8), len: u(16), mtime: t(24), ctime: t(36) }))
+    }
 }
 
 /// What loading one rule directory got from the cache.
@@ -39,6 +120,8 @@ pub struct RuleCache {
 pub struct CacheUse {
     /// Rule files taken from the cache.
     pub hits: usize,
+    /// Of those, the ones taken without being read: their metadata was as recorded.
+    pub unread: usize,
     /// Rule files parsed (new, changed, or the cache was missing or unusable).
     pub misses: usize,
     /// Why a cache file could not be read or written, if it could not. The rules are
@@ -49,6 +132,7 @@ pub struct CacheUse {
 impl CacheUse {
     pub fn add(&mut self, other: CacheUse) {
         self.hits += other.hits;
+        self.unread += other.unread;
         self.misses += other.misses;
         self.problems.extend(other.problems);
     }
@@ -57,6 +141,7 @@ impl CacheUse {
 /// One rule file's entry in a cache file that was read.
 pub(crate) struct Entry {
     pub(crate) text_hash: u128,
+    pub(crate) stamp: Option<FileStamp>,
     pub(crate) body: Range<usize>,
 }
 
@@ -71,23 +156,42 @@ impl CacheFile {
     /// The parsed rule file and where it lies in the cache file, if the cache has it for
     /// exactly this text (and it decodes).
     pub(crate) fn get(&self, path: &str, text_hash: u128) -> Option<(RuleSet, Range<usize>)> {
-        let e = self.entries.get(path).filter(|e| e.text_hash == text_hash)?;
+        self.entries.get(path).filter(|e| e.text_hash == text_hash).and_then(|e| self.decode(e))
+    }
+
+    /// The parsed rule file, its text hash and where it lies in the cache file, if the
+    /// cache has it for a file with exactly this stamp (and it decodes).
+    pub(crate) fn get_unread(&self, path: &str, stamp: FileStamp) -> Option<(RuleSet, u128, Range<usize>)> {
+        let e = self.entries.get(path).filter(|e| e.stamp == Some(stamp))?;
+        self.decode(e).map(|(set, body)| (set, e.text_hash, body))
+    }
+
+    /// The stamp recorded for a rule file, if any.
+    pub(crate) fn stamp_of(&self, path: &str) -> Option<FileStamp> {
+        self.entries.get(path).and_then(|e| e.stamp)
+    }
+
+    fn decode(&self, e: &Entry) -> Option<(RuleSet, Range<usize>)> {
         let set = postcard::from_bytes(self.bytes.get(e.body.clone())?).ok()?;
         Some((set, e.body.clone()))
     }
 }
 
-/// A rule file's entry to write: its path, the hash of its text, and its parsed form.
+/// A rule file's entry to write: its path, the hash of its text, its stamp if it had
+/// settled when read, and its parsed form.
 pub(crate) struct NewEntry {
     pub(crate) path: String,
     pub(crate) text_hash: u128,
+    pub(crate) stamp: Option<FileStamp>,
     pub(crate) body: Body,
 }
 
-/// A parsed rule file, serialised afresh or still in the cache file that was read.
+/// A parsed rule file, serialised afresh or still in the cache file that was read (found
+/// there by its text's hash, or by its stamp without reading the file).
 pub(crate) enum Body {
     Fresh(Vec<u8>),
     Cached(Range<usize>),
+    Unread(Range<usize>),
 }
 
 impl RuleCache {
@@ -115,7 +219,18 @@ impl RuleCache {
                 h.update(v.as_bytes());
             }
         }
-        RuleCache { dir, stamp: h.digest() }
+        RuleCache { dir, stamp: h.digest(), settle: std::time::Duration::from_secs(1) }
+    }
+
+    #[cfg(test)]
+    fn with_settle(self, settle: std::time::Duration) -> RuleCache {
+        RuleCache { settle, ..self }
+    }
+
+    /// How long a file must have gone unchanged when read for its metadata to stand for
+    /// its text (see [`FileStamp`]); a second unless a test needs less.
+    pub(crate) fn settle(&self) -> std::time::Duration {
+        self.settle
     }
 
     /// The hash a rule file's text is cached under.
@@ -153,10 +268,11 @@ impl RuleCache {
         fn body<'a>(b: &'a Body, old: &'a CacheFile) -> &'a [u8] {
             match b {
                 Body::Fresh(v) => v,
-                Body::Cached(r) => old.bytes.get(r.clone()).unwrap_or_default(),
+                Body::Cached(r) | Body::Unread(r) => old.bytes.get(r.clone()).unwrap_or_default(),
             }
         }
-        let mut out = Vec::with_capacity(entries.iter().map(|e| e.path.len() + body(&e.body, old).len() + 24).sum::<usize>() + 28);
+        let mut out =
+            Vec::with_capacity(entries.iter().map(|e| e.path.len() + body(&e.body, old).len() + 25 + FILE_STAMP_BYTES).sum::<usize>() + 28);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.stamp.to_le_bytes());
         out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -164,6 +280,7 @@ impl RuleCache {
             out.extend_from_slice(&(e.path.len() as u32).to_le_bytes());
             out.extend_from_slice(e.path.as_bytes());
             out.extend_from_slice(&e.text_hash.to_le_bytes());
+            FileStamp::encode(e.stamp, &mut out);
             let b = body(&e.body, old);
             out.extend_from_slice(&(b.len() as u32).to_le_bytes());
             out.extend_from_slice(b);
@@ -216,10 +333,11 @@ fn parse(bytes: Vec<u8>, stamp: u64) -> Result<Option<CacheFile>, String> {
         let len = r.u32()? as usize;
         let path = std::str::from_utf8(r.take(len)?).map_err(|_| "a path is not UTF-8")?.to_string();
         let text_hash = u128::from_le_bytes(r.take(16)?.try_into().map_err(|_| "short hash")?);
+        let stamp = FileStamp::decode(&mut r)?;
         let len = r.u32()? as usize;
         let start = r.pos;
         r.take(len)?;
-        entries.insert(path, Entry { text_hash, body: start..start + len });
+        entries.insert(path, Entry { text_hash, stamp, body: start..start + len });
     }
     if r.pos != content.len() {
         return Err("trailing bytes".into());
@@ -305,6 +423,49 @@ mod tests {
         assert_eq!((used.hits, used.misses, used.problems.len()), (0, 5, 0));
     }
 
+    /// A file whose metadata is as recorded is taken unread; any write moves its change
+    /// time, even one that keeps its size and modification time, and it is read again. A
+    /// file read within `settle` of its last change is read on every run until it settles.
+    #[test]
+    fn files_are_taken_unread_only_while_their_stamp_holds() {
+        let settle = std::time::Duration::from_millis(200);
+        let rules = rules_dir(4);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = RuleCache::new(dir.path().join("c"), &Placeholders::new()).with_settle(settle);
+        let unread = |used: &CacheUse| (used.hits, used.unread, used.misses);
+
+        // Just written: cached by text, but every file is read again until it settles.
+        assert_eq!(unread(&load(rules.path(), &cache).1), (0, 0, 5));
+        assert_eq!(unread(&load(rules.path(), &cache).1), (5, 0, 0));
+        std::thread::sleep(settle + std::time::Duration::from_millis(50));
+        assert_eq!(unread(&load(rules.path(), &cache).1), (5, 0, 0), "read once more, and now stamped");
+        let (set, used) = load(rules.path(), &cache);
+        assert_eq!(unread(&used), (5, 5, 0));
+        assert_eq!(format!("{set:?}"), uncached(rules.path()));
+
+        // Same length, modification time put back: the change time still moved.
+        let r2 = rules.path().join("r2.yml");
+        let mtime = std::fs::metadata(&r2).unwrap().modified().unwrap();
+        std::fs::write(&r2, RULE.replace("{n}", "2").replace("admin", "luser")).unwrap();
+        std::fs::File::options().write(true).open(&r2).unwrap().set_modified(mtime).unwrap();
+        let (set, used) = load(rules.path(), &cache);
+        assert_eq!(unread(&used), (4, 4, 1));
+        assert_eq!(format!("{set:?}"), uncached(rules.path()));
+        assert!(format!("{set:?}").contains("luser"));
+        assert_eq!(unread(&load(rules.path(), &cache).1), (5, 4, 0), "r2 is read until it settles");
+        std::thread::sleep(settle + std::time::Duration::from_millis(50));
+        load(rules.path(), &cache);
+        assert_eq!(unread(&load(rules.path(), &cache).1), (5, 5, 0));
+
+        // Replaced by another file (a checkout, a copy that keeps times): another inode.
+        let copy = rules.path().join("copy.tmp");
+        std::fs::copy(rules.path().join("r1.yml"), &copy).unwrap();
+        std::fs::rename(&copy, rules.path().join("r3.yml")).unwrap();
+        let (set, used) = load(rules.path(), &cache);
+        assert_eq!(unread(&used), (4, 4, 1));
+        assert_eq!(format!("{set:?}"), uncached(rules.path()));
+    }
+
     #[test]
     fn a_damaged_cache_is_reported_ignored_and_rewritten() {
         let rules = rules_dir(3);
@@ -358,7 +519,12 @@ mod tests {
         evil.rules[0].detection = Expr::And(vec![deep]);
         let path = rules.path().join("r0.yml").display().to_string();
         let text = std::fs::read_to_string(rules.path().join("r0.yml")).unwrap();
-        let entry = NewEntry { path, text_hash: RuleCache::text_hash(&text), body: Body::Fresh(postcard::to_allocvec(&evil).unwrap()) };
+        let entry = NewEntry {
+            path,
+            text_hash: RuleCache::text_hash(&text),
+            stamp: None,
+            body: Body::Fresh(postcard::to_allocvec(&evil).unwrap()),
+        };
         cache.write(rules.path(), &[entry], &CacheFile::default()).unwrap();
         let (set, used) = load(rules.path(), &cache);
         assert_eq!(used.hits, 0);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::cache::{Body, CacheFile, CacheUse, NewEntry, RuleCache};
+use crate::cache::{Body, CacheFile, CacheUse, FileStamp, NewEntry, RuleCache};
 use crate::modifiers::Placeholders;
 use crate::rule::{CorrelationDoc, Document, Filter, LoadError, Rule, load_error};
 use crate::yaml::{self, Node};
@@ -89,43 +89,58 @@ impl RuleSet {
             .map(|f| {
                 let label = f.display().to_string();
                 let mut one = RuleSet::default();
-                match read_bounded(&f) {
-                    Ok(text) => {
-                        if cache.is_none() {
-                            one.add_text(&text, &label, placeholders);
-                            return (one, None);
-                        }
-                        let text_hash = RuleCache::text_hash(&text);
-                        if let Some((cached, range)) = old.get(&label, text_hash) {
-                            return (cached, Some(NewEntry { path: label, text_hash, body: Body::Cached(range) }));
-                        }
-                        one.add_text(&text, &label, placeholders);
-                        let entry =
-                            postcard::to_allocvec(&one).ok().map(|body| NewEntry { path: label, text_hash, body: Body::Fresh(body) });
-                        (one, entry)
+                let Some(cache) = cache else {
+                    match read_bounded(&f) {
+                        Ok(text) => one.add_text(&text, &label, placeholders),
+                        Err(reason) => unreadable(&mut one, label, reason),
                     }
-                    Err(reason) => {
-                        one.files += 1;
-                        one.errors.push(LoadError { path: label, line: 0, reason, needs_placeholder: false });
-                        (one, None)
-                    }
+                    return (one, None);
+                };
+                // Taken before the text is read: a write after it gives a later stamp.
+                let stamp = FileStamp::of(&f);
+                if let Some(stamp) = stamp
+                    && let Some((cached, text_hash, range)) = old.get_unread(&label, stamp)
+                {
+                    return (cached, Some(NewEntry { path: label, text_hash, stamp: Some(stamp), body: Body::Unread(range) }));
                 }
+                let text = match read_bounded(&f) {
+                    Ok(text) => text,
+                    Err(reason) => {
+                        unreadable(&mut one, label, reason);
+                        return (one, None);
+                    }
+                };
+                let stamp = stamp.filter(|s| s.settled(std::time::SystemTime::now(), cache.settle()));
+                let text_hash = RuleCache::text_hash(&text);
+                if let Some((cached, range)) = old.get(&label, text_hash) {
+                    return (cached, Some(NewEntry { path: label, text_hash, stamp, body: Body::Cached(range) }));
+                }
+                one.add_text(&text, &label, placeholders);
+                let entry =
+                    postcard::to_allocvec(&one).ok().map(|body| NewEntry { path: label, text_hash, stamp, body: Body::Fresh(body) });
+                (one, entry)
             })
             .collect();
         let mut entries = Vec::new();
+        // Whether any entry's stamp is not the one recorded (a file touched, or settled
+        // since): the cache is rewritten so that the next run need not read it.
+        let mut restamped = false;
         for (one, entry) in parsed {
             // A file that could not be read is neither: it has no text to cache, and
             // counting it as parsed would rewrite the cache on every run.
-            match entry.as_ref().map(|e| &e.body) {
-                Some(Body::Cached(_)) => used.hits += 1,
-                Some(Body::Fresh(_)) => used.misses += 1,
-                None => {}
+            if let Some(e) = &entry {
+                match e.body {
+                    Body::Unread(_) => (used.hits, used.unread) = (used.hits + 1, used.unread + 1),
+                    Body::Cached(_) => used.hits += 1,
+                    Body::Fresh(_) => used.misses += 1,
+                }
+                restamped |= e.stamp != old.stamp_of(&e.path);
             }
             entries.extend(entry);
             self.merge(one);
         }
         if let Some(cache) = cache
-            && (used.misses > 0 || entries.len() != old.entries.len())
+            && (used.misses > 0 || restamped || entries.len() != old.entries.len())
             && let Err(problem) = cache.write(path, &entries, &old)
         {
             used.problems.push(problem);
@@ -140,6 +155,12 @@ impl RuleSet {
         self.errors.extend(other.errors);
         self.files += other.files;
     }
+}
+
+/// Records a rule file that could not be read (as a file, so that it is counted).
+fn unreadable(one: &mut RuleSet, path: String, reason: String) {
+    one.files += 1;
+    one.errors.push(LoadError { path, line: 0, reason, needs_placeholder: false });
 }
 
 /// A file's bytes, read through one handle and never past `max`, even if it grows after it
