@@ -166,9 +166,85 @@ impl Engine {
             }
         }
         let Plan { fields, groups, .. } = plan;
-        let mut groups: Vec<Group> = groups.into_par_iter().map(|g| build_group(g.intern(&rules, &fields), &fields, &regexes)).collect();
-        build_automata(&mut groups);
-        Engine { rules, unmapped, failed, fields, groups, regexes: regexes.into_values().collect() }
+        let groups = groups.into_iter().map(LazyGroup::new).collect();
+        Engine { rules, unmapped, failed, fields, groups, regexes, automata: Default::default() }
+    }
+
+    /// Group `g`'s matchers, built the first time an event of its class is scanned: a hunt
+    /// of web logs never builds the hundreds of Windows groups. Threads that need a group
+    /// being built wait for it.
+    #[inline]
+    pub(super) fn group(&self, g: usize) -> &Group {
+        let lazy = &self.groups[g];
+        lazy.built.get_or_init(|| self.build(lazy))
+    }
+
+    /// Builds every group not yet built, in parallel: for callers that want all the work
+    /// done before the first event (and for tests that inspect the groups).
+    pub fn build_all_groups(&self) {
+        (0..self.groups.len()).into_par_iter().for_each(|g| {
+            self.group(g);
+        });
+    }
+
+    fn build(&self, lazy: &LazyGroup) -> Group {
+        let mut group = build_group(lazy.plan.intern(&self.rules, &self.fields), &self.fields, &self.regexes);
+        self.attach_automata(&mut group);
+        group
+    }
+
+    /// Gives every field matcher of a group just built its (lazily built) automaton.
+    /// Groups often share a pattern set (the Sysmon and Security variants of
+    /// process_creation, for one), so each distinct set has one automaton, kept by the
+    /// engine under a hash of the set.
+    fn attach_automata(&self, g: &mut Group) {
+        let mut automata = self.automata.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut shared = |patterns: Vec<String>| -> Arc<LazyAutomaton> {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for p in &patterns {
+                h.update(&(p.len() as u64).to_le_bytes());
+                h.update(p.as_bytes());
+            }
+            let same = automata.entry(h.digest128()).or_default();
+            if let Some(a) = same.iter().find(|a| a.patterns == patterns) {
+                return a.clone();
+            }
+            let a = Arc::new(LazyAutomaton::new(patterns));
+            same.push(a.clone());
+            a
+        };
+        for m in g.fields.iter_mut().chain(g.keywords.as_mut()) {
+            if !m.patterns.is_empty() {
+                m.ac = Some(shared(std::mem::take(&mut m.patterns)));
+            }
+            if let Some(od) = &mut m.on_demand {
+                od.ac = Some(shared(std::mem::take(&mut od.patterns)));
+            }
+        }
+    }
+}
+
+/// A group as indexing left it: its event class and rules known at once, its matchers
+/// built by [`Engine::group`] when first needed.
+pub(super) struct LazyGroup {
+    pub(super) selector: Selector,
+    /// The rules (indexes into [`Engine::rules`]) it holds.
+    pub(super) rules: Vec<u32>,
+    plan: GroupPlan,
+    built: std::sync::OnceLock<Group>,
+}
+
+impl LazyGroup {
+    fn new(plan: GroupPlan) -> LazyGroup {
+        let mut rules: Vec<u32> = plan.variants.iter().map(|v| v.rule).collect();
+        rules.dedup();
+        LazyGroup { selector: plan.selector.clone(), rules, plan, built: Default::default() }
+    }
+
+    /// Whether its matchers have been built.
+    #[cfg(test)]
+    pub(super) fn is_built(&self) -> bool {
+        self.built.get().is_some()
     }
 }
 
@@ -251,7 +327,6 @@ impl Plan {
 /// A group's distinct leaves and its rules as expressions over them.
 #[derive(Default)]
 struct GroupBuilder {
-    selector: Selector,
     leaves: Vec<(Option<FieldId>, Pred)>,
     leaf_index: HashMap<LeafKey, LeafId, FxBuild>,
     rules: Vec<GroupRule>,
@@ -260,11 +335,11 @@ struct GroupBuilder {
 impl GroupPlan {
     /// Every distinct leaf of the group's rules once, and each rule variant as a program
     /// over them.
-    fn intern(self, rules: &[Rule], fields: &HashMap<String, FieldId, FxBuild>) -> GroupBuilder {
-        let mut g = GroupBuilder { selector: self.selector, ..Default::default() };
-        let selector = g.selector.clone();
+    fn intern(&self, rules: &[Rule], fields: &HashMap<String, FieldId, FxBuild>) -> GroupBuilder {
+        let mut g = GroupBuilder::default();
+        let selector = &self.selector;
         let mut key = String::new();
-        for v in self.variants {
+        for v in &self.variants {
             let Some(rule) = rules.get(v.rule as usize) else { continue };
             let mut intern = |spec: &LeafSpec| -> LeafId {
                 let field = spec.field.as_deref().map(|f| selector.map_field(f));
@@ -528,7 +603,7 @@ impl MatcherBuilder {
         self.on_demand.add(lit.to_ascii_lowercase(), leaf, how);
     }
 
-    /// The matcher, with its automata still to be built from `patterns` (see [`build_automata`]).
+    /// The matcher, with its automata still to be built from `patterns` (see [`Engine::attach_automata`]).
     fn finish(mut self) -> FieldMatcher {
         self.m.patterns = self.eager.patterns;
         self.m.hits = self.eager.hits;
@@ -539,46 +614,6 @@ impl MatcherBuilder {
             self.m.on_demand = Some(OnDemand { patterns: self.on_demand.patterns, hits: self.on_demand.hits, leaves, ac: None });
         }
         self.m
-    }
-}
-
-/// Gives every field matcher its (lazily built) automaton. Groups often share a pattern
-/// set (the Sysmon and Security variants of process_creation, for one), so each distinct
-/// set has one automaton.
-fn build_automata(groups: &mut [Group]) {
-    // Each distinct set by its patterns, numbered in order of appearance.
-    let mut unique: HashMap<Vec<String>, usize, FxBuild> = HashMap::default();
-    // (group, matcher or usize::MAX for keywords, the on-demand set?, set)
-    let mut assign: Vec<(usize, usize, bool, usize)> = Vec::new();
-    let mut set_of = |patterns: Vec<String>| {
-        let next = unique.len();
-        *unique.entry(patterns).or_insert(next)
-    };
-    for (gi, g) in groups.iter_mut().enumerate() {
-        let matchers = g.fields.iter_mut().enumerate().chain(g.keywords.iter_mut().map(|m| (usize::MAX, m)));
-        for (mi, m) in matchers {
-            if !m.patterns.is_empty() {
-                assign.push((gi, mi, false, set_of(std::mem::take(&mut m.patterns))));
-            }
-            if let Some(od) = &mut m.on_demand {
-                assign.push((gi, mi, true, set_of(std::mem::take(&mut od.patterns))));
-            }
-        }
-    }
-    let mut sets: Vec<(usize, Vec<String>)> = unique.into_iter().map(|(patterns, si)| (si, patterns)).collect();
-    sets.sort_unstable_by_key(|(si, _)| *si);
-    let lazy: Vec<Arc<LazyAutomaton>> = sets.into_iter().map(|(_, patterns)| Arc::new(LazyAutomaton::new(patterns))).collect();
-    for (gi, mi, on_demand, si) in assign {
-        let g = &mut groups[gi];
-        let m = if mi == usize::MAX { g.keywords.as_mut() } else { g.fields.get_mut(mi) };
-        let Some(m) = m else { continue };
-        if on_demand {
-            if let Some(od) = &mut m.on_demand {
-                od.ac = Some(lazy[si].clone());
-            }
-        } else {
-            m.ac = Some(lazy[si].clone());
-        }
     }
 }
 
@@ -745,7 +780,6 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
     }
     leaf_rules_start.push(leaf_rules.len() as u32);
     Group {
-        selector: g.selector,
         fields: field_matchers,
         matcher_of,
         absence_tests,

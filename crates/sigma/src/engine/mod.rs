@@ -8,6 +8,9 @@
 //! (regexes, globs, numbers, CIDR, field references, times) is a direct test,
 //! gated where possible by a literal the automaton finds first.
 //!
+//! A group's matchers are built the first time an event of its class is scanned, so a
+//! hunt pays only for the groups its input reaches.
+//!
 //! Scanning an event: find its groups (cached per event class), resolve its field
 //! names to field ids once, run each group's field matchers to set leaf bits,
 //! then evaluate only the rules that have a set leaf (or that can match with
@@ -202,9 +205,8 @@ enum Op {
     JumpIfTrue(u32),
 }
 
-/// Compiles an expression into ops; None if it uses `N of` (evaluated as a tree).
+/// One group's matchers and rules, built when an event of its class is first scanned.
 struct Group {
-    selector: Selector,
     fields: Vec<FieldMatcher>,
     /// Field id → index into `fields`, or NONE.
     matcher_of: Vec<u32>,
@@ -240,9 +242,12 @@ pub struct Engine {
     /// Rules that parsed but could not be compiled (e.g. a regex the engine rejects).
     pub failed: Vec<LoadError>,
     fields: HashMap<String, FieldId, FxBuild>,
-    groups: Vec<Group>,
-    /// Every distinct regex, for [`Engine::regex_failures`].
-    regexes: Vec<Arc<LazyRegex>>,
+    groups: Vec<compile::LazyGroup>,
+    /// Every distinct regex by its pattern: for building groups, and for
+    /// [`Engine::regex_failures`].
+    regexes: HashMap<String, Arc<LazyRegex>>,
+    /// The literal automata of the groups built so far, by a hash of their pattern sets.
+    automata: std::sync::Mutex<HashMap<u128, Vec<Arc<LazyAutomaton>>, FxBuild>>,
 }
 
 impl Engine {
@@ -256,7 +261,7 @@ impl Engine {
     /// that it is never silent.
     pub fn regex_failures(&self) -> Vec<LoadError> {
         let mut out = Vec::new();
-        for re in &self.regexes {
+        for re in self.regexes.values() {
             let Some(reason) = re.failure() else { continue };
             for rule in &self.rules {
                 let mut leaves = Vec::new();
@@ -283,8 +288,8 @@ impl Engine {
         let mut applied = vec![false; self.rules.len()];
         for (g, n) in self.groups.iter().zip(group_events) {
             if *n > 0 {
-                for r in &g.rules {
-                    applied[r.rule as usize] = true;
+                for &r in &g.rules {
+                    applied[r as usize] = true;
                 }
             }
         }
@@ -316,6 +321,55 @@ mod tests {
             set.add_text(r, &format!("r{i}.yml"), &Default::default());
         }
         Engine::compile(&set, &crate::LogsourceTable::builtin())
+    }
+
+    /// A group is built when an event of its class is first scanned, and only then; what
+    /// an engine finds does not depend on which groups were built before.
+    #[test]
+    fn groups_are_built_when_their_events_come_and_find_the_same() {
+        let rules = [
+            "title: web shell\nlogsource: {category: webserver}\ndetection:\n  s: {cs-uri-stem|endswith: '.aspx', cs-uri-query|contains: 'cmd='}\n  condition: s\n",
+            "title: logon\nlogsource: {product: windows, service: security}\ndetection:\n  s: {EventID: 4624, TargetUserName|contains: admin}\n  condition: s\n",
+            "title: process\nlogsource: {product: windows, category: process_creation}\ndetection:\n  s: {CommandLine|contains: ' -enc '}\n  condition: s\n",
+        ];
+        let web = || {
+            let mut e = Event::new(SourceKind::W3c);
+            e.log_type = "iis".into();
+            e.push_str("cs-uri-stem", "/owa/auth/x.aspx");
+            e.push_str("cs-uri-query", "cmd=whoami");
+            e
+        };
+        let logon = || {
+            let mut e = Event::new(SourceKind::Windows);
+            e.push_str("Channel", "Security");
+            e.push_str("EventID", "4624");
+            e.push_str("TargetUserName", "Administrator");
+            e
+        };
+        let lazy = compiled(&rules);
+        let built = |engine: &Engine| engine.groups.iter().filter(|g| g.is_built()).count();
+        assert!(lazy.group_count() >= 3, "{}", lazy.group_count());
+        assert_eq!(built(&lazy), 0);
+        let mut scanner = lazy.scanner();
+        let mut out = Vec::new();
+        scanner.scan(&web(), &mut out);
+        assert_eq!(out, [0]);
+        assert_eq!(built(&lazy), 1, "only the web server group");
+        out.clear();
+        scanner.scan(&logon(), &mut out);
+        assert_eq!(out, [1]);
+        let after_logon = built(&lazy);
+        assert!(after_logon > 1 && after_logon < lazy.group_count(), "{after_logon}");
+
+        let eager = compiled(&rules);
+        eager.build_all_groups();
+        assert_eq!(built(&eager), eager.group_count());
+        let mut scanner = eager.scanner();
+        for (ev, want) in [(logon(), 1), (web(), 0)] {
+            out.clear();
+            scanner.scan(&ev, &mut out);
+            assert_eq!(out, [want]);
+        }
     }
 
     #[test]
@@ -382,7 +436,8 @@ mod tests {
         ];
         let engine = compiled(&rules);
         assert_eq!(engine.rules.len(), 4, "{:?}", engine.failed);
-        let on_demand = engine.groups.iter().flat_map(|g| &g.lazy).filter(|l| matches!(l, Lazy::Keywords)).count();
+        engine.build_all_groups();
+        let on_demand = (0..engine.group_count()).flat_map(|g| &engine.group(g).lazy).filter(|l| matches!(l, Lazy::Keywords)).count();
         assert_eq!(on_demand, 1, "`POST` and `200` are searched on demand");
         let title = |i: usize| engine.rules[i].title.clone();
         let mut scanner = engine.scanner();

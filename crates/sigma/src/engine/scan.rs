@@ -131,7 +131,7 @@ impl<'e> Scanner<'e> {
         }
         for &g in groups.iter() {
             self.group_events[g as usize] += 1;
-            self.scan_group(&self.engine.groups[g as usize], ev, out);
+            self.scan_group(self.engine.group(g as usize), ev, out);
         }
         self.event_groups = groups;
     }
@@ -144,7 +144,7 @@ impl<'e> Scanner<'e> {
         groups
             .iter()
             .map(|&g| {
-                let gr = &self.engine.groups[g as usize];
+                let gr = self.engine.group(g as usize);
                 let matched: Vec<usize> =
                     (0..ev.len()).filter(|&i| self.field_ids[i] != NONE && gr.matcher_of[self.field_ids[i] as usize] != NONE).collect();
                 let directs: usize =
