@@ -65,6 +65,11 @@ impl Engine {
         }
         let mut patterns: Vec<String> = Vec::new();
         for r in &rules {
+            // A rule no input can reach (a Linux or cloud rule) needs no regex: its leaves
+            // are never tested, and one too big to compile would not fail it.
+            if !matches!(table.resolve(&r.logsource), Resolution::Variants(v) if !v.is_empty()) {
+                continue;
+            }
             let mut leaves = Vec::new();
             r.detection.leaves(&mut leaves);
             patterns.extend(leaves.iter().filter_map(|l| leaf_regex(&l.pred)));
