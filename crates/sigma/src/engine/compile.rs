@@ -176,7 +176,7 @@ impl Engine {
     }
 
     /// Group `g`'s matchers, built the first time an event of its class is scanned: a hunt
-    /// of web logs never builds the hundreds of Windows groups. Threads that need a group
+    /// of web logs never builds the Windows groups. Threads that need a group
     /// being built wait for it.
     #[inline]
     pub(super) fn group(&self, g: usize) -> &Group {
