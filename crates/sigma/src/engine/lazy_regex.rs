@@ -132,7 +132,7 @@ impl Matcher {
     /// Compiles `pattern` with the `regex` crate's default syntax (Unicode on).
     pub(super) fn new(pattern: &str) -> Result<Matcher, String> {
         let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).map_err(|e| message(&e))?;
-        Matcher::from_hir(&hir, true)
+        Matcher::from_hir(&for_is_match(&hir), true)
     }
 
     /// Compiles `pattern` for ASCII values only: its classes cut to their ASCII members and
@@ -141,7 +141,7 @@ impl Matcher {
     /// `K` and `k`).
     fn ascii(pattern: &str) -> AsciiForm {
         let Ok(hir) = regex_syntax::ParserBuilder::new().build().parse(pattern) else { return AsciiForm::Unusable };
-        let ascii = ascii_only(&hir);
+        let ascii = ascii_only(&for_is_match(&hir));
         if !can_match(&ascii) {
             return AsciiForm::Never;
         }
@@ -238,6 +238,42 @@ fn can_match(hir: &Hir) -> bool {
     }
 }
 
+/// `hir` as far as a search that asks only whether there is a match needs it: what may
+/// follow the last part every match needs (a trailing optional part, the copies of a
+/// trailing repetition past its least count) is dropped. Any match has a prefix that
+/// matches what is left, and a match of what is left is a match of the whole with the
+/// dropped part empty or repeated least. `-k\s\w{1,64}(?:\s?(?:-p|-s))?` becomes
+/// `-k\s\w`: with Unicode `\w`, one class instead of sixty-four (compiling it took 7 ms).
+/// An anchor or word boundary at the end stops the cut.
+fn for_is_match(hir: &Hir) -> Hir {
+    shortest_prefix(hir).unwrap_or_else(Hir::empty)
+}
+
+/// [`for_is_match`] of one part: `None` if it can match the empty string (and so, at the
+/// end, can be dropped).
+fn shortest_prefix(hir: &Hir) -> Option<Hir> {
+    match hir.kind() {
+        HirKind::Empty => None,
+        HirKind::Repetition(r) if r.min == 0 => None,
+        HirKind::Repetition(r) => Some(Hir::repetition(Repetition { min: r.min, max: Some(r.min), greedy: r.greedy, sub: r.sub.clone() })),
+        HirKind::Capture(c) => {
+            shortest_prefix(&c.sub).map(|sub| Hir::capture(Capture { index: c.index, name: c.name.clone(), sub: Box::new(sub) }))
+        }
+        HirKind::Concat(parts) => {
+            let mut parts = parts.clone();
+            while let Some(last) = parts.pop() {
+                if let Some(kept) = shortest_prefix(&last) {
+                    parts.push(kept);
+                    return Some(Hir::concat(parts));
+                }
+            }
+            None
+        }
+        HirKind::Alternation(alternatives) if alternatives.iter().any(|a| shortest_prefix(a).is_none()) => None,
+        _ => Some(hir.clone()),
+    }
+}
+
 /// The class and the least count, if `hir` is one class of ASCII bytes repeated at least
 /// once (of any greedy or lazy repetition, with or without a most): for "is there a match
 /// anywhere", a run of `min` bytes of the class, whatever the most.
@@ -265,6 +301,55 @@ pub(super) fn message(e: &dyn std::fmt::Display) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Cutting what may follow the last needed part never changes whether a value has a
+    /// match: each shape of trailing part, against the `regex` crate on every short string
+    /// over an alphabet with a letter outside ASCII, and the cut is made where it pays.
+    #[test]
+    fn a_regex_cut_for_is_match_matches_what_the_whole_does() {
+        let patterns = [
+            r"-k\s\w{1,64}(?:\s?(?:-p|-s))?",
+            r"ab{2,}",
+            r"ab{2,3}?",
+            r"a(?:bc)?",
+            r"a(b|c|)",
+            r"a(b|c)*",
+            r"x(a{1,3}b?)",
+            r"a{2,}$",
+            r"a\b",
+            r"(?:a\s?)+",
+            r"a?",
+            r"(?:ab)?b*",
+            r"\w{2,}é?",
+            r"(a|b)(a|)+",
+            r"(?m)a.*$",
+        ];
+        let alphabet = ['a', 'b', 'c', 'x', ' ', 'é', '-'];
+        let mut values = vec![String::new()];
+        for len in 1..=4u32 {
+            for n in 0..alphabet.len().pow(len) {
+                let mut n = n;
+                let mut v = String::new();
+                for _ in 0..len {
+                    v.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                values.push(v);
+            }
+        }
+        for p in patterns {
+            let whole = regex::Regex::new(p).unwrap();
+            let lazy = LazyRegex::new(p.to_string(), None);
+            for v in &values {
+                assert_eq!(lazy.is_match(v), whole.is_match(v), "{p:?} on {v:?}");
+            }
+        }
+        let cut = |p: &str| for_is_match(&regex_syntax::ParserBuilder::new().build().parse(p).unwrap()).to_string();
+        assert_eq!(cut(r"(?-u)-k\s\w{1,64}(?:\s?(?:-p|-s))?"), cut(r"(?-u)-k\s\w"));
+        assert_eq!(cut(r"ab{2,}"), cut(r"ab{2}"));
+        assert_eq!(cut(r"a{2,}$"), cut(r"a{2,}$"), "an anchor at the end stops the cut");
+        assert_eq!(cut(r"a?"), cut(r""));
+    }
 
     /// The matcher answers as the `regex` crate does, on the shapes rules use: Unicode
     /// classes and word boundaries (where the lazy DFA gives up on non-ASCII text),
