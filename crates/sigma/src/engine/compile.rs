@@ -3,8 +3,6 @@
 //! automaton, each rule indexed under its cheapest necessary leaf set and compiled into
 //! a short-circuit program.
 
-use std::collections::hash_map::Entry;
-
 use rayon::prelude::*;
 
 use super::*;
@@ -333,7 +331,7 @@ impl Plan {
 #[derive(Default)]
 struct GroupBuilder {
     leaves: Vec<(Option<FieldId>, Pred)>,
-    leaf_index: HashMap<LeafKey, LeafId, FxBuild>,
+    leaf_index: HashMap<Box<[u8]>, LeafId, FxBuild>,
     rules: Vec<GroupRule>,
 }
 
@@ -344,6 +342,7 @@ impl GroupPlan {
         let mut g = GroupBuilder::default();
         let selector = &self.selector;
         let mut key = String::new();
+        let mut leaf_key_buf = Vec::new();
         for v in &self.variants {
             let Some(rule) = rules.get(v.rule as usize) else { continue };
             let mut intern = |spec: &LeafSpec| -> LeafId {
@@ -356,10 +355,10 @@ impl GroupPlan {
                     }
                     p => p,
                 };
-                let slot = match g.leaf_index.entry(leaf_key(field, pred)) {
-                    Entry::Occupied(known) => return *known.get(),
-                    Entry::Vacant(slot) => slot,
-                };
+                leaf_key(field, pred, &mut leaf_key_buf);
+                if let Some(&known) = g.leaf_index.get(leaf_key_buf.as_slice()) {
+                    return known;
+                }
                 // The first pass numbered every field.
                 let fid = field.and_then(|f| {
                     normalise_field_name(f, &mut key);
@@ -367,7 +366,7 @@ impl GroupPlan {
                 });
                 let id = g.leaves.len() as LeafId;
                 g.leaves.push((fid, pred.clone()));
-                slot.insert(id);
+                g.leaf_index.insert(leaf_key_buf.as_slice().into(), id);
                 id
             };
             let mut parts: Vec<Expr<LeafId>> = v.conditions.iter().map(|c| c.map_ref(&mut intern)).collect();
@@ -425,45 +424,59 @@ fn cheap_first(e: Expr<LeafId>, costly: &impl Fn(LeafId) -> bool) -> Expr<LeafId
     walk(e, costly).0
 }
 
-/// A canonical key for leaf deduplication (case folded where matching is).
-#[derive(PartialEq, Eq, Hash)]
-enum LeafKey {
-    Str {
-        field: Option<String>,
-        toks: Vec<pattern::Tok>,
-        cased: bool,
-    },
-    FieldRef {
-        field: Option<String>,
-        other: String,
-        mode: Mode,
-        cased: bool,
-    },
-    /// Every other predicate, by its debug form (they are few, and some hold floats).
-    Other {
-        field: Option<String>,
-        pred: String,
-    },
-}
-
-fn leaf_key(field: Option<&str>, pred: &Pred) -> LeafKey {
-    let field = field.map(str::to_ascii_lowercase);
+/// Writes a canonical key for leaf deduplication (case folded where matching is) into
+/// `out`: the field, then the predicate, each part length-prefixed so that no two leaves
+/// write the same bytes unless they are the same leaf. Written into one reused buffer, as
+/// the leaves of a group are mostly repeats (a thousand rules testing `Image`): a key of
+/// owned strings cost an allocation per part per leaf, repeat or not.
+fn leaf_key(field: Option<&str>, pred: &Pred, out: &mut Vec<u8>) {
+    use std::io::Write;
+    fn part(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        write(out);
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+    let ascii_lower = |out: &mut Vec<u8>, s: &str| out.extend(s.bytes().map(|b| b.to_ascii_lowercase()));
+    out.clear();
+    match field {
+        None => out.push(0),
+        Some(f) => {
+            out.push(1);
+            part(out, |out| ascii_lower(out, f));
+        }
+    }
     match pred {
         Pred::Str { toks, cased } => {
-            let toks = if *cased {
-                toks.clone()
-            } else {
-                toks.iter()
-                    .map(|t| match t {
-                        pattern::Tok::Lit(l) => pattern::Tok::Lit(l.to_lowercase()),
-                        t => t.clone(),
-                    })
-                    .collect()
-            };
-            LeafKey::Str { field, toks, cased: *cased }
+            out.extend_from_slice(&[b'S', u8::from(*cased)]);
+            for t in toks {
+                match t {
+                    pattern::Tok::Lit(l) => {
+                        out.push(b'L');
+                        part(out, |out| match (*cased, l.is_ascii()) {
+                            (true, _) => out.extend_from_slice(l.as_bytes()),
+                            (false, true) => ascii_lower(out, l),
+                            (false, false) => out.extend_from_slice(l.to_lowercase().as_bytes()),
+                        });
+                    }
+                    pattern::Tok::Star => out.push(b'*'),
+                    pattern::Tok::One => out.push(b'?'),
+                    pattern::Tok::Dash => out.push(b'-'),
+                }
+            }
         }
-        Pred::FieldRef { other, mode, cased } => LeafKey::FieldRef { field, other: other.to_ascii_lowercase(), mode: *mode, cased: *cased },
-        p => LeafKey::Other { field, pred: format!("{p:?}") },
+        Pred::FieldRef { other, mode, cased } => {
+            out.extend_from_slice(&[b'F', u8::from(*cased)]);
+            part(out, |out| ascii_lower(out, other));
+            let _ = write!(out, "{mode:?}");
+        }
+        // Every other predicate by its debug form (they are few, and some hold floats); it
+        // is the key's last part, so it needs no length.
+        p => {
+            out.push(b'O');
+            let _ = write!(out, "{p:?}");
+        }
     }
 }
 
