@@ -61,11 +61,13 @@ impl Engine {
                 }
             }
         }
+        // Each rule's log source, resolved once for the regexes below and for indexing.
+        let resolutions: Vec<Resolution> = rules.iter().map(|r| table.resolve(&r.logsource)).collect();
         let mut patterns: Vec<String> = Vec::new();
-        for r in &rules {
+        for (r, resolution) in rules.iter().zip(&resolutions) {
             // A rule no input can reach (a Linux or cloud rule) needs no regex: its leaves
             // are never tested, and one too big to compile would not fail it.
-            if !matches!(table.resolve(&r.logsource), Resolution::Variants(v) if !v.is_empty()) {
+            if !matches!(resolution, Resolution::Variants(v) if !v.is_empty()) {
                 continue;
             }
             let mut leaves = Vec::new();
@@ -95,7 +97,7 @@ impl Engine {
         // Regexes that may outgrow the size limit compile while the rules are indexed;
         // in the rare case one fails, its rules are indexed again without it.
         let (mut engine, ()) = rayon::join(
-            || Engine::index(rules, table, regexes.clone(), bad.clone()),
+            || Engine::index(rules, &resolutions, regexes.clone(), bad.clone()),
             || {
                 eager.par_iter().for_each(|re| {
                     let _ = re.compile_now();
@@ -111,27 +113,27 @@ impl Engine {
             regexes.remove(&p);
             bad.insert(p, e);
         }
-        Engine::index(std::mem::take(&mut engine.rules), table, regexes, bad)
+        Engine::index(std::mem::take(&mut engine.rules), &resolutions, regexes, bad)
     }
 
-    /// Groups the rules by log source and builds their matchers, with their regexes
-    /// prepared (`regexes`) or known to be unusable (`bad`, whose rules fail).
+    /// Groups the rules by their log sources (`resolutions`, one per rule), with their
+    /// regexes prepared (`regexes`) or known to be unusable (`bad`, whose rules fail).
     ///
-    /// Two passes: one over the rules, in order, gives each rule's variants their group and
-    /// numbers the fields; then each group interns its leaves and builds its matchers, the
-    /// groups in parallel (they share only the field numbers, which the first pass fixed).
+    /// One pass over the rules, in order, gives each rule's variants their group and
+    /// numbers the fields; each group interns its leaves and builds its matchers later, when
+    /// first needed ([`Engine::group`]; groups share only the field numbers fixed here).
     fn index(
         rules: Vec<Rule>,
-        table: &LogsourceTable,
+        resolutions: &[Resolution],
         regexes: HashMap<String, Arc<LazyRegex>>,
         bad_regexes: HashMap<String, String>,
     ) -> Engine {
         let mut plan = Plan::default();
         let mut unmapped = Vec::new();
         let mut failed = Vec::new();
-        for (ri, rule) in rules.iter().enumerate() {
-            match table.resolve(&rule.logsource) {
-                Resolution::Unmapped(reason) => unmapped.push(Unmapped { rule: ri, reason }),
+        for (ri, (rule, resolution)) in rules.iter().zip(resolutions).enumerate() {
+            match resolution {
+                Resolution::Unmapped(reason) => unmapped.push(Unmapped { rule: ri, reason: reason.clone() }),
                 Resolution::Variants(variants) => {
                     if variants.is_empty() {
                         continue;
@@ -163,7 +165,7 @@ impl Engine {
                                 )
                             })
                             .collect();
-                        plan.add(ri as u32, v.selector, conditions, &rule.detection);
+                        plan.add(ri as u32, v.selector.clone(), conditions, &rule.detection);
                     }
                 }
             }
@@ -230,18 +232,23 @@ impl Engine {
 /// A group as indexing left it: its event class and rules known at once, its matchers
 /// built by [`Engine::group`] when first needed.
 pub(super) struct LazyGroup {
-    pub(super) selector: Selector,
-    /// The rules (indexes into [`Engine::rules`]) it holds.
-    pub(super) rules: Vec<u32>,
     plan: GroupPlan,
     built: std::sync::OnceLock<Group>,
 }
 
 impl LazyGroup {
     fn new(plan: GroupPlan) -> LazyGroup {
-        let mut rules: Vec<u32> = plan.variants.iter().map(|v| v.rule).collect();
-        rules.dedup();
-        LazyGroup { selector: plan.selector.clone(), rules, plan, built: Default::default() }
+        LazyGroup { plan, built: Default::default() }
+    }
+
+    /// The event class it covers.
+    pub(super) fn selector(&self) -> &Selector {
+        &self.plan.selector
+    }
+
+    /// The rules (indexes into [`Engine::rules`]) it holds, once per variant.
+    pub(super) fn rules(&self) -> impl Iterator<Item = u32> + '_ {
+        self.plan.variants.iter().map(|v| v.rule)
     }
 
     /// Whether its matchers have been built.

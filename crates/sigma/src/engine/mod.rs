@@ -288,7 +288,7 @@ impl Engine {
         let mut applied = vec![false; self.rules.len()];
         for (g, n) in self.groups.iter().zip(group_events) {
             if *n > 0 {
-                for &r in &g.rules {
+                for r in g.rules() {
                     applied[r as usize] = true;
                 }
             }

@@ -208,7 +208,7 @@ impl<'e> Scanner<'e> {
             .groups
             .iter()
             .enumerate()
-            .filter(|(_, g)| g.selector.covers(ev.source, channel, event_id, &ev.log_type))
+            .filter(|(_, g)| g.selector().covers(ev.source, channel, event_id, &ev.log_type))
             .map(|(i, _)| i as u32)
             .collect();
         out.extend_from_slice(&groups);
