@@ -54,6 +54,6 @@ pct() { echo "($1/$2 - 1)*100" | bc -l; }
 printf 'input: %s MiB of simulated IIS + Exchange logs (scale %s), %s cores, %s rule dirs\n' "$mib" "$scale" "$(nproc)" "$(( ${#rules[@]} / 2 ))"
 printf 'hunt, no indicators (--no-builtin-intel): %6.2fs  %6.1f MiB/s\n' "$without" "$(echo "$mib/$without" | bc -l)"
 printf 'hunt, %s built-in indicators (default):   %6.2fs  %6.1f MiB/s  (%+.1f%% over none)\n' "$builtin_n" "$builtin" "$(echo "$mib/$builtin" | bc -l)" "$(pct "$builtin" "$without")"
-printf 'hunt, %s indicators with --iocs:     %6.2fs  %6.1f MiB/s  (%+.1f%% over the default, %+.1f%% over none)\n' \
+printf 'hunt, %s indicators (default + --iocs):   %6.2fs  %6.1f MiB/s  (%+.1f%% over the default, %+.1f%% over none)\n' \
   "$(echo "$loaded" | awk '{print $1}')" "$with" "$(echo "$mib/$with" | bc -l)" "$(pct "$with" "$builtin")" "$(pct "$with" "$without")"
 printf 'loading rules + indicators (outside the hunt time): %.2fs\n' "$(echo "$loaded" | awk '{print $2}')"

@@ -13,7 +13,8 @@
 //! of the size (`.{1000,}`: 10 ms to compile with Unicode, well under one without), and
 //! the Unicode form is compiled only when a value that is not ASCII comes. One class
 //! repeated (`.{1000,}`, a rule's length test) is not searched at all on ASCII values: a
-//! count of the bytes in the class answers.
+//! count of the bytes in the class answers. Either form is compiled without what may follow
+//! the last part every match needs (see [`for_is_match`]).
 
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::OnceLock;
