@@ -4,7 +4,7 @@
 //! One cache file per rule directory (named by a hash of its absolute path) holds, for each
 //! rule file, its path, a 128-bit hash of its text, the file's metadata when it was read
 //! and what parsing it gave (rules, filters, correlations and errors). A rule file is taken
-//! from the cache without being read if its metadata is as recorded (see [`FileStamp`]),
+//! from the cache without being read if its metadata is as recorded (see `FileStamp`),
 //! else only if its text hashes the same; a cache file is used only if this very binary
 //! wrote it with the same placeholders (they change what parsing gives). What comes out of
 //! the cache is trusted no more than a rule file: it is compiled by the same code, its
