@@ -191,7 +191,7 @@ impl Finding {
         Finding {
             host: roles.host().map(str::to_string),
             sentence: sentence_with(&engine.rules[d.rule].title, &d.event, &roles),
-            path: Some(d.path.display().to_string()),
+            path: Some(d.path.to_string_lossy().into_owned()),
             ..Finding::from_detection_to_group(labels, engine, d)
         }
     }

@@ -22,7 +22,7 @@ pub fn write_event(out: &mut dyn Write, path: &Path, ev: &Event) -> io::Result<(
     }
     let rec = Rec {
         kind: "event",
-        path: path.display().to_string(),
+        path: path.to_string_lossy().into_owned(),
         record: ev.record,
         timestamp: ev.timestamp.map(|t| t.to_string()),
         source: ev.source.as_str(),

@@ -119,7 +119,7 @@ impl<'a> DetectionRecord<'a> {
             rule_title: &rule.title,
             level: rule.level,
             timestamp: d.event.timestamp.map(|t| t.to_string()),
-            path: d.path.display().to_string(),
+            path: d.path.to_string_lossy().into_owned(),
             record: d.event.record,
             host: d.event.host(),
             source: d.event.source.as_str(),
@@ -682,7 +682,7 @@ fn write_csv(out: &mut dyn Write, engine: &Engine, detections: &Detections) -> i
         for d in chunk {
             let rule = &engine.rules[d.rule];
             let ts = d.event.timestamp.map(|t| t.to_string()).unwrap_or_default();
-            let path = d.path.display().to_string();
+            let path = d.path.to_string_lossy().into_owned();
             let record = d.event.record.to_string();
             let details = details(&d.event, 1000);
             let key = rule.key();

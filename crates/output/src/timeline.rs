@@ -160,7 +160,7 @@ fn detection_row(engine: &Engine, d: &Detection) -> Option<Map<String, Value>> {
     extra.insert("portcullis_rule_id".into(), json!(rule.key()));
     extra.insert("portcullis_level".into(), json!(rule.level.as_str()));
     extra.insert("portcullis_tags".into(), json!(rule.tags.join(",")));
-    extra.insert("portcullis_path".into(), json!(d.path.display().to_string()));
+    extra.insert("portcullis_path".into(), json!(d.path.to_string_lossy()));
     extra.insert("portcullis_record".into(), json!(d.event.record));
     let message = format!("[{}] {}: {}", rule.level, escape_display(&rule.title), crate::details(&d.event, 300));
     Some(row(ts, "Event Recorded", message, extra))
