@@ -154,27 +154,42 @@ fn push(v: &[Tok], t: Tok) -> Vec<Tok> {
     v
 }
 
-/// The shape of a normalised pattern, which decides the matching strategy.
+/// The shape of a normalised pattern, which decides the matching strategy: its literal
+/// borrowed from the pattern ([`shape`]) or owned, to be kept in a test.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Shape {
-    Exact(String),
-    Prefix(String),
-    Suffix(String),
-    Contains(String),
+pub enum Shape<S = String> {
+    Exact(S),
+    Prefix(S),
+    Suffix(S),
+    Contains(S),
     /// `*`: any value at all.
     Any,
     /// Anything with inner wildcards, `?` or dash classes; matched by a regex.
     Glob,
 }
 
-pub fn shape(toks: &[Tok]) -> Shape {
+impl Shape<&str> {
+    /// The shape with its literal copied out of the pattern.
+    pub fn to_owned(&self) -> Shape {
+        match *self {
+            Shape::Exact(l) => Shape::Exact(l.to_string()),
+            Shape::Prefix(l) => Shape::Prefix(l.to_string()),
+            Shape::Suffix(l) => Shape::Suffix(l.to_string()),
+            Shape::Contains(l) => Shape::Contains(l.to_string()),
+            Shape::Any => Shape::Any,
+            Shape::Glob => Shape::Glob,
+        }
+    }
+}
+
+pub fn shape(toks: &[Tok]) -> Shape<&str> {
     match toks {
-        [] => Shape::Exact(String::new()),
-        [Tok::Lit(l)] => Shape::Exact(l.clone()),
+        [] => Shape::Exact(""),
+        [Tok::Lit(l)] => Shape::Exact(l),
         [Tok::Star] => Shape::Any,
-        [Tok::Star, Tok::Lit(l)] => Shape::Suffix(l.clone()),
-        [Tok::Lit(l), Tok::Star] => Shape::Prefix(l.clone()),
-        [Tok::Star, Tok::Lit(l), Tok::Star] => Shape::Contains(l.clone()),
+        [Tok::Star, Tok::Lit(l)] => Shape::Suffix(l),
+        [Tok::Lit(l), Tok::Star] => Shape::Prefix(l),
+        [Tok::Star, Tok::Lit(l), Tok::Star] => Shape::Contains(l),
         _ => Shape::Glob,
     }
 }
@@ -202,7 +217,7 @@ pub fn to_regex(toks: &[Tok], cased: bool) -> String {
 /// Whether ASCII case folding compares this literal the way full case folding would
 /// (true when no non-ASCII character in it has case variants).
 pub fn ascii_fold_is_exact(s: &str) -> bool {
-    s.chars().all(|c| c.is_ascii() || (c.to_lowercase().eq(std::iter::once(c)) && c.to_uppercase().eq(std::iter::once(c))))
+    s.is_ascii() || s.chars().all(|c| c.is_ascii() || (c.to_lowercase().eq(std::iter::once(c)) && c.to_uppercase().eq(std::iter::once(c))))
 }
 
 #[cfg(test)]

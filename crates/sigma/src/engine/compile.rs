@@ -277,6 +277,8 @@ fn bad_regex(detection: &Expr<LeafSpec>, bad_regexes: &HashMap<String, String>) 
 #[derive(Default)]
 struct Plan {
     fields: HashMap<String, FieldId, FxBuild>,
+    /// Field numbers by the name as a rule writes it (before normalising).
+    as_written: HashMap<String, FieldId, FxBuild>,
     groups: Vec<GroupPlan>,
     group_index: HashMap<Selector, usize, FxBuild>,
     /// A scratch buffer for normalised field names.
@@ -298,12 +300,20 @@ struct VariantPlan {
 
 impl Plan {
     fn field(&mut self, name: &str) -> FieldId {
-        normalise_field_name(name, &mut self.key);
-        if let Some(&id) = self.fields.get(self.key.as_str()) {
+        // Rules name the same few hundred fields thousands of times, as written.
+        if let Some(&id) = self.as_written.get(name) {
             return id;
         }
-        let id = self.fields.len() as FieldId;
-        self.fields.insert(self.key.clone(), id);
+        normalise_field_name(name, &mut self.key);
+        let id = match self.fields.get(self.key.as_str()) {
+            Some(&id) => id,
+            None => {
+                let id = self.fields.len() as FieldId;
+                self.fields.insert(self.key.clone(), id);
+                id
+            }
+        };
+        self.as_written.insert(name.to_string(), id);
         id
     }
 
@@ -345,14 +355,16 @@ struct GroupBuilder {
 impl GroupPlan {
     /// Every distinct leaf of the group's rules once, and each rule variant as a program
     /// over them.
-    fn intern(&self, rules: &[Rule], fields: &HashMap<String, FieldId, FxBuild>) -> GroupBuilder {
+    fn intern<'r>(&'r self, rules: &'r [Rule], fields: &HashMap<String, FieldId, FxBuild>) -> GroupBuilder {
         let mut g = GroupBuilder::default();
         let selector = &self.selector;
         let mut key = String::new();
         let mut leaf_key_buf = Vec::new();
+        // Field numbers by the name as written, so each is normalised once.
+        let mut as_written: HashMap<&str, Option<FieldId>, FxBuild> = HashMap::default();
         for v in &self.variants {
             let Some(rule) = rules.get(v.rule as usize) else { continue };
-            let mut intern = |spec: &LeafSpec| -> LeafId {
+            let mut intern = |spec: &'r LeafSpec| -> LeafId {
                 let field = spec.field.as_deref().map(|f| selector.map_field(f));
                 let renamed;
                 let pred = match &spec.pred {
@@ -368,8 +380,10 @@ impl GroupPlan {
                 }
                 // The first pass numbered every field.
                 let fid = field.and_then(|f| {
-                    normalise_field_name(f, &mut key);
-                    fields.get(key.as_str()).copied()
+                    *as_written.entry(f).or_insert_with(|| {
+                        normalise_field_name(f, &mut key);
+                        fields.get(key.as_str()).copied()
+                    })
                 });
                 let id = g.leaves.len() as LeafId;
                 g.leaves.push((fid, pred.clone()));
@@ -445,7 +459,12 @@ fn leaf_key(field: Option<&str>, pred: &Pred, out: &mut Vec<u8>) {
         let len = (out.len() - at - 4) as u32;
         out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
-    let ascii_lower = |out: &mut Vec<u8>, s: &str| out.extend(s.bytes().map(|b| b.to_ascii_lowercase()));
+    // Copied, then lower-cased in place: both run over whole words, not byte by byte.
+    let ascii_lower = |out: &mut Vec<u8>, s: &str| {
+        let at = out.len();
+        out.extend_from_slice(s.as_bytes());
+        out[at..].make_ascii_lowercase();
+    };
     out.clear();
     match field {
         None => out.push(0),
@@ -498,7 +517,7 @@ pub(super) fn leaf_regex(pred: &Pred) -> Option<String> {
             match pattern::shape(toks) {
                 Shape::Any => None,
                 Shape::Exact(l) if l.is_empty() => None,
-                Shape::Exact(l) | Shape::Prefix(l) | Shape::Suffix(l) | Shape::Contains(l) if fast(&l) => None,
+                Shape::Exact(l) | Shape::Prefix(l) | Shape::Suffix(l) | Shape::Contains(l) if fast(l) => None,
                 s if *cased && s != Shape::Glob => None,
                 _ if !*cased && StarGlob::new(toks).is_some() => None,
                 _ => Some(pattern::to_regex(toks, *cased)),
@@ -643,7 +662,7 @@ impl MatcherBuilder {
 }
 
 fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, regexes: &HashMap<String, Arc<LazyRegex>>) -> Group {
-    let mut per_field: HashMap<Option<FieldId>, MatcherBuilder> = HashMap::new();
+    let mut per_field: HashMap<Option<FieldId>, MatcherBuilder, FxBuild> = HashMap::default();
     let mut n_gates = 0u32;
     let n_leaves = g.leaves.len();
     let mut lazy: Vec<Lazy> = Vec::new();
@@ -678,24 +697,24 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
                     Shape::Exact(ref l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
                         if field == NONE {
-                            literals.push((*fid, l.clone(), leaf_id, How::Exact))
+                            literals.push((*fid, l.to_string(), leaf_id, How::Exact))
                         } else {
                             mb.literal(l, leaf_id, How::Exact)
                         }
                     }
                     Shape::Prefix(ref l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
-                        literals.push((*fid, l.clone(), leaf_id, How::Prefix))
+                        literals.push((*fid, l.to_string(), leaf_id, How::Prefix))
                     }
                     Shape::Suffix(ref l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
-                        literals.push((*fid, l.clone(), leaf_id, How::Suffix))
+                        literals.push((*fid, l.to_string(), leaf_id, How::Suffix))
                     }
                     Shape::Contains(ref l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
-                        literals.push((*fid, l.clone(), leaf_id, How::Contains))
+                        literals.push((*fid, l.to_string(), leaf_id, How::Contains))
                     }
-                    ref s if *cased && *s != Shape::Glob => make_lazy(Test::Cased { shape: s.clone() }, &mut cost[leaf]),
+                    ref s if *cased && *s != Shape::Glob => make_lazy(Test::Cased { shape: s.to_owned() }, &mut cost[leaf]),
                     _ => {
                         let test = match StarGlob::new(toks) {
                             Some(g) if !*cased => Test::Glob(g),
