@@ -434,15 +434,20 @@ impl<'e> Scanner<'e> {
     }
 
     /// A leaf's value: from the field scan, or computed (once per event) for lazy leaves.
+    /// Inlined into the rule programs for the common case, a leaf already decided.
+    #[inline]
     fn leaf(&mut self, g: &Group, l: LeafId, ev: &Event) -> bool {
         let (w, m) = (l as usize / 64, 1u64 << (l % 64));
         let li = g.lazy_index[l as usize];
-        if li == NONE {
+        if li == NONE || self.lazy_done[w] & m != 0 {
             return self.bits[w] & m != 0;
         }
-        if self.lazy_done[w] & m != 0 {
-            return self.bits[w] & m != 0;
-        }
+        self.lazy_leaf(g, li, (w, m), ev)
+    }
+
+    /// Computes lazy leaf `li` (bit `m` of word `w`) for this event.
+    #[inline(never)]
+    fn lazy_leaf(&mut self, g: &Group, li: u32, (w, m): (usize, u64), ev: &Event) -> bool {
         self.lazy_done[w] |= m;
         match &g.lazy[li as usize] {
             Lazy::Keywords => {
