@@ -242,13 +242,13 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert_eq!(shape(&with_mode(parse_sigma_string("x"), Mode::Contains)), Shape::Contains("x".into()));
-        assert_eq!(shape(&with_mode(parse_sigma_string("*x"), Mode::Contains)), Shape::Contains("x".into()));
-        assert_eq!(shape(&with_mode(parse_sigma_string("x"), Mode::EndsWith)), Shape::Suffix("x".into()));
-        assert_eq!(shape(&parse_sigma_string("x*")), Shape::Prefix("x".into()));
+        assert_eq!(shape(&with_mode(parse_sigma_string("x"), Mode::Contains)), Shape::Contains("x"));
+        assert_eq!(shape(&with_mode(parse_sigma_string("*x"), Mode::Contains)), Shape::Contains("x"));
+        assert_eq!(shape(&with_mode(parse_sigma_string("x"), Mode::EndsWith)), Shape::Suffix("x"));
+        assert_eq!(shape(&parse_sigma_string("x*")), Shape::Prefix("x"));
         assert_eq!(shape(&parse_sigma_string("*")), Shape::Any);
         assert_eq!(shape(&parse_sigma_string("a*b")), Shape::Glob);
-        assert_eq!(shape(&parse_sigma_string("")), Shape::Exact("".into()));
+        assert_eq!(shape(&parse_sigma_string("")), Shape::Exact(""));
     }
 
     #[test]

@@ -516,7 +516,7 @@ pub(super) fn leaf_regex(pred: &Pred) -> Option<String> {
             let fast = |l: &str| !*cased && !l.is_empty() && pattern::ascii_fold_is_exact(l);
             match pattern::shape(toks) {
                 Shape::Any => None,
-                Shape::Exact(l) if l.is_empty() => None,
+                Shape::Exact("") => None,
                 Shape::Exact(l) | Shape::Prefix(l) | Shape::Suffix(l) | Shape::Contains(l) if fast(l) => None,
                 s if *cased && s != Shape::Glob => None,
                 _ if !*cased && StarGlob::new(toks).is_some() => None,
@@ -693,8 +693,8 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
                 let fast = |l: &str| !*cased && !l.is_empty() && pattern::ascii_fold_is_exact(l);
                 match shape {
                     Shape::Any => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Any }),
-                    Shape::Exact(ref l) if l.is_empty() => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Empty }),
-                    Shape::Exact(ref l) if fast(l) => {
+                    Shape::Exact("") => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Empty }),
+                    Shape::Exact(l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
                         if field == NONE {
                             literals.push((*fid, l.to_string(), leaf_id, How::Exact))
@@ -702,15 +702,15 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
                             mb.literal(l, leaf_id, How::Exact)
                         }
                     }
-                    Shape::Prefix(ref l) if fast(l) => {
+                    Shape::Prefix(l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
                         literals.push((*fid, l.to_string(), leaf_id, How::Prefix))
                     }
-                    Shape::Suffix(ref l) if fast(l) => {
+                    Shape::Suffix(l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
                         literals.push((*fid, l.to_string(), leaf_id, How::Suffix))
                     }
-                    Shape::Contains(ref l) if fast(l) => {
+                    Shape::Contains(l) if fast(l) => {
                         cost[leaf] = lit_cost(l);
                         literals.push((*fid, l.to_string(), leaf_id, How::Contains))
                     }
