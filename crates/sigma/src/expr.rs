@@ -30,7 +30,7 @@ impl<L> Expr<L> {
     }
 
     /// Replaces every leaf, leaving this expression as it is.
-    pub fn map_ref<'a, M>(&'a self, f: &mut impl FnMut(&'a L) -> M) -> Expr<M> {
+    pub fn map_ref<M>(&self, f: &mut impl FnMut(&L) -> M) -> Expr<M> {
         match self {
             Expr::Leaf(l) => Expr::Leaf(f(l)),
             Expr::Not(e) => Expr::Not(Box::new(e.map_ref(f))),

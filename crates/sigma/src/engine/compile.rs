@@ -170,9 +170,9 @@ impl Engine {
                 }
             }
         }
-        let Plan { fields, groups, .. } = plan;
+        let Plan { fields, as_written: fields_as_written, groups, .. } = plan;
         let groups = groups.into_iter().map(LazyGroup::new).collect();
-        Engine { rules, unmapped, failed, fields, groups, regexes, automata: Default::default() }
+        Engine { rules, unmapped, failed, fields, fields_as_written, groups, regexes, automata: Default::default() }
     }
 
     /// Group `g`'s matchers, built the first time an event of its class is scanned: a hunt
@@ -193,7 +193,7 @@ impl Engine {
     }
 
     fn build(&self, lazy: &LazyGroup) -> Group {
-        let mut group = build_group(lazy.plan.intern(&self.rules, &self.fields), &self.fields, &self.regexes);
+        let mut group = build_group(lazy.plan.intern(&self.rules, &self.fields_as_written, &self.fields), &self.fields, &self.regexes);
         self.attach_automata(&mut group);
         group
     }
@@ -277,7 +277,8 @@ fn bad_regex(detection: &Expr<LeafSpec>, bad_regexes: &HashMap<String, String>) 
 #[derive(Default)]
 struct Plan {
     fields: HashMap<String, FieldId, FxBuild>,
-    /// Field numbers by the name as a rule writes it (before normalising).
+    /// Field numbers by the name as a rule writes it (after its log source's renaming,
+    /// before normalising); kept by the engine for building groups.
     as_written: HashMap<String, FieldId, FxBuild>,
     groups: Vec<GroupPlan>,
     group_index: HashMap<Selector, usize, FxBuild>,
@@ -354,17 +355,21 @@ struct GroupBuilder {
 
 impl GroupPlan {
     /// Every distinct leaf of the group's rules once, and each rule variant as a program
-    /// over them.
-    fn intern<'r>(&'r self, rules: &'r [Rule], fields: &HashMap<String, FieldId, FxBuild>) -> GroupBuilder {
+    /// over them. Field numbers come from `as_written`, where indexing put every name these
+    /// rules use; `fields` (by normalised name) answers any other.
+    fn intern(
+        &self,
+        rules: &[Rule],
+        as_written: &HashMap<String, FieldId, FxBuild>,
+        fields: &HashMap<String, FieldId, FxBuild>,
+    ) -> GroupBuilder {
         let mut g = GroupBuilder::default();
         let selector = &self.selector;
         let mut key = String::new();
         let mut leaf_key_buf = Vec::new();
-        // Field numbers by the name as written, so each is normalised once.
-        let mut as_written: HashMap<&str, Option<FieldId>, FxBuild> = HashMap::default();
         for v in &self.variants {
             let Some(rule) = rules.get(v.rule as usize) else { continue };
-            let mut intern = |spec: &'r LeafSpec| -> LeafId {
+            let mut intern = |spec: &LeafSpec| -> LeafId {
                 let field = spec.field.as_deref().map(|f| selector.map_field(f));
                 let renamed;
                 let pred = match &spec.pred {
@@ -380,7 +385,7 @@ impl GroupPlan {
                 }
                 // The first pass numbered every field.
                 let fid = field.and_then(|f| {
-                    *as_written.entry(f).or_insert_with(|| {
+                    as_written.get(f).copied().or_else(|| {
                         normalise_field_name(f, &mut key);
                         fields.get(key.as_str()).copied()
                     })

@@ -242,6 +242,9 @@ pub struct Engine {
     /// Rules that parsed but could not be compiled (e.g. a regex the engine rejects).
     pub failed: Vec<LoadError>,
     fields: HashMap<String, FieldId, FxBuild>,
+    /// The same numbers by each name as rules write it (after log-source renaming), so
+    /// that building a group need not normalise names.
+    fields_as_written: HashMap<String, FieldId, FxBuild>,
     groups: Vec<compile::LazyGroup>,
     /// Every distinct regex by its pattern: for building groups, and for
     /// [`Engine::regex_failures`].
