@@ -170,7 +170,7 @@ pub enum Shape<S = String> {
 
 impl Shape<&str> {
     /// The shape with its literal copied out of the pattern.
-    pub fn to_owned(&self) -> Shape {
+    pub fn owned(&self) -> Shape {
         match *self {
             Shape::Exact(l) => Shape::Exact(l.to_string()),
             Shape::Prefix(l) => Shape::Prefix(l.to_string()),

@@ -518,7 +518,7 @@ pub(super) fn leaf_regex(pred: &Pred) -> Option<String> {
     match pred {
         Pred::Re { pattern } => Some(pattern.clone()),
         Pred::Str { toks, cased } => {
-            let fast = |l: &str| !*cased && !l.is_empty() && pattern::ascii_fold_is_exact(l);
+            let fast = |l: &str| automaton_literal(l, *cased);
             match pattern::shape(toks) {
                 Shape::Any => None,
                 Shape::Exact("") => None,
@@ -530,6 +530,14 @@ pub(super) fn leaf_regex(pred: &Pred) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// Whether a pattern's literal is matched by the lower-cased literal automata (else by a
+/// test of its own): uncased, not empty, and folded exactly by ASCII case folding. Both
+/// [`leaf_regex`] and [`build_group`] decide by it, so a regex is prepared for exactly the
+/// leaves that will test with one.
+fn automaton_literal(l: &str, cased: bool) -> bool {
+    !cased && !l.is_empty() && pattern::ascii_fold_is_exact(l)
 }
 
 /// A pattern short enough to quote in a message: a hostile rule's can be megabytes.
@@ -695,7 +703,7 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
         match pred {
             Pred::Str { toks, cased } => {
                 let shape = pattern::shape(toks);
-                let fast = |l: &str| !*cased && !l.is_empty() && pattern::ascii_fold_is_exact(l);
+                let fast = |l: &str| automaton_literal(l, *cased);
                 match shape {
                     Shape::Any => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Any }),
                     Shape::Exact("") => mb.m.direct.push(Direct { leaf: leaf_id, gate: None, test: Test::Empty }),
@@ -719,7 +727,7 @@ fn build_group(g: GroupBuilder, fields: &HashMap<String, FieldId, FxBuild>, rege
                         cost[leaf] = lit_cost(l);
                         literals.push((*fid, l.to_string(), leaf_id, How::Contains))
                     }
-                    ref s if *cased && *s != Shape::Glob => make_lazy(Test::Cased { shape: s.to_owned() }, &mut cost[leaf]),
+                    ref s if *cased && *s != Shape::Glob => make_lazy(Test::Cased { shape: s.owned() }, &mut cost[leaf]),
                     _ => {
                         let test = match StarGlob::new(toks) {
                             Some(g) if !*cased => Test::Glob(g),
